@@ -1,0 +1,35 @@
+"""cfctool: train and compress Closed-form Continuous-time networks.
+
+The public Python API is imported lazily so that `import cfctool` (and `cfctool --help`)
+stays fast and does not pull in torch until a function is actually used.
+"""
+
+__version__ = "0.1.0"
+
+_API = {
+    "load": ("cfctool.checkpoint", "load"),
+    "save": ("cfctool.checkpoint", "save"),
+    "Checkpoint": ("cfctool.checkpoint", "Checkpoint"),
+    "train": ("cfctool.ops.train", "train"),
+    "evaluate": ("cfctool.ops.evaluate", "evaluate"),
+    "describe": ("cfctool.ops.info", "describe"),
+    "resolve_config": ("cfctool.configs", "resolve"),
+    "build_model": ("cfctool.models.registry", "build_model"),
+    "model_from_checkpoint": ("cfctool.models.registry", "model_from_checkpoint"),
+    "CfcError": ("cfctool.errors", "CfcError"),
+    "CheckpointError": ("cfctool.errors", "CheckpointError"),
+    "DataError": ("cfctool.errors", "DataError"),
+    "ConfigError": ("cfctool.errors", "ConfigError"),
+    "TrainingError": ("cfctool.errors", "TrainingError"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'cfctool' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from cfctool.cli.app import main
+
+main()

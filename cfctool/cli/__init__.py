@@ -1,0 +1,1 @@
+"""Thin Typer layer over cfctool.ops; imports torch only inside commands."""

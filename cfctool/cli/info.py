@@ -1,0 +1,45 @@
+"""`cfctool info IN.st [--json]`."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from typing_extensions import Annotated
+
+
+def _flat(mapping: dict, skip=()) -> str:
+    return ", ".join(f"{k}={v}" for k, v in mapping.items() if k not in skip)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("info")
+    def info_command(
+        checkpoint: Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+    ):
+        """Architecture, task, compression state, metrics, sizes and history of a checkpoint."""
+        from cfctool.cli.io import read_checkpoint
+        from cfctool.ops.info import describe
+
+        d = describe(read_checkpoint(checkpoint))
+        if as_json:
+            print(json.dumps(d, indent=2, default=str))
+            return
+        task = d["task"]
+        metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d["metrics"].items() if k != "epochs"}
+        lines = [
+            f"checkpoint   {d['source']}",
+            f"arch         {d['arch']['name']} ({_flat(d['arch'], skip=('name',))})",
+            f"task         {task['dataset']}: input {_flat(task['input'])}; output {_flat(task['output'])}",
+            f"preprocess   {_flat(task.get('preprocessing', {}))}",
+            f"compression  {_flat(d['compression'])}",
+            f"metrics      {_flat(metrics)}",
+            f"sizes        {_flat(d['sizes'])}",
+            "history",
+        ]
+        for i, h in enumerate(d["history"], 1):
+            argv = " ".join(h.get("argv") or [h["command"]])
+            lines.append(f"  {i}. {h['utc']}  {argv}  (seed {h.get('seed')}, {h.get('wall_time_s')} s, "
+                         f"cfctool {h.get('cfctool_version')}, torch {h.get('torch_version')})")
+        print("\n".join(lines))

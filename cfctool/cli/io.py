@@ -1,0 +1,46 @@
+"""Checkpoint paths on the command line: a file, or '-' for stdin/stdout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cfctool.errors import CheckpointError
+
+STDIO = "-"
+
+
+def read_checkpoint(path: str):
+    from cfctool import checkpoint
+
+    if path == STDIO:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise CheckpointError("<stdin>: no data on standard input; pipe a .st file in, e.g. `cfctool info - < model.st`")
+        return checkpoint.load_bytes(data, source="<stdin>")
+    return checkpoint.load(path)
+
+
+def check_output(path: str) -> None:
+    """Fail before any work when the output cannot be written."""
+    if path == STDIO:
+        return
+    out = Path(path)
+    if out.suffix != ".st":
+        raise CheckpointError(f"output {out} must end in .st (its sidecar {out.stem}.yaml is written beside it)")
+    if not out.parent.exists():
+        raise CheckpointError(f"cannot write {out}: directory {out.parent} does not exist")
+    if out.is_dir():
+        raise CheckpointError(f"cannot write {out}: it is a directory")
+
+
+def write_checkpoint(ckpt, path: str) -> None:
+    """Save, then print the output path on stdout (nothing else goes to stdout)."""
+    from cfctool import checkpoint
+
+    if path == STDIO:
+        sys.stdout.buffer.write(checkpoint.to_bytes(ckpt))
+        sys.stdout.buffer.flush()
+        return
+    checkpoint.save(ckpt, path)
+    print(path)

@@ -1,0 +1,302 @@
+"""Typed settings for every command, and the presets that give their defaults.
+
+No torch here: the CLI imports this module to build `--help` and to validate options
+before any heavy import. Settings are flat keys (``hidden``, ``lr``, ``bits``...), each
+owned by exactly one of the dataclasses below, so a YAML config file is a flat mapping
+and an unknown key is caught in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from cfctool.errors import ConfigError
+
+ARCHS = ("cfc", "cfc-deep", "cfc-ncp", "ltc")
+CFC_MODES = ("default", "no_gate", "pure")
+ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+DEVICES = ("auto", "cpu", "cuda")
+XOR_ENCODINGS = ("dense", "event")
+
+
+@dataclass
+class ArchConfig:
+    """Everything needed to rebuild a model's module (besides the task's input/output sizes)."""
+
+    name: str = "cfc"
+    hidden: int = 64
+    mode: str = "default"
+    backbone_units: int = 64
+    backbone_layers: int = 1
+    backbone_activation: str = "lecun_tanh"
+    backbone_dropout: float = 0.0
+    mixed_memory: bool = False
+    embedding_dim: int = 64
+    sparsity: float = 0.5
+    wiring_seed: int = 22222
+    ode_unfolds: int = 6
+
+    def validate(self) -> None:
+        _choice("arch", self.name, ARCHS)
+        _choice("mode", self.mode, CFC_MODES)
+        _choice("backbone_activation", self.backbone_activation, ACTIVATIONS)
+        _positive("hidden", self.hidden)
+        _positive("backbone_units", self.backbone_units)
+        _positive("embedding_dim", self.embedding_dim)
+        _positive("ode_unfolds", self.ode_unfolds)
+        if self.backbone_layers < 0:
+            raise ConfigError(f"backbone_layers must be >= 0 (got {self.backbone_layers})")
+        if not 0.0 <= self.backbone_dropout < 1.0:
+            raise ConfigError(f"backbone_dropout must be in [0, 1) (got {self.backbone_dropout})")
+        if self.name == "cfc-ncp":
+            if not 0.1 <= self.sparsity <= 0.9:
+                raise ConfigError(f"sparsity must be in [0.1, 0.9] for cfc-ncp (got {self.sparsity})")
+            if self.hidden < 4:
+                raise ConfigError(f"cfc-ncp needs hidden >= 4 units (got {self.hidden})")
+
+
+@dataclass
+class DataConfig:
+    """Which data set, where it lives, and how it is generated or preprocessed."""
+
+    dataset: str = "xor"
+    data_dir: str | None = None
+    max_samples: int | None = None
+    val_fraction: float = 0.1
+    # bit-stream XOR (generated, needs no files)
+    bits: int = 10
+    min_bits: int = 1
+    encoding: str = "dense"
+    train_size: int = 20000
+    test_size: int = 2000
+
+    def validate(self) -> None:
+        from cfctool.data.names import DATASETS
+
+        _choice("dataset", self.dataset, DATASETS)
+        if self.max_samples is not None:
+            _positive("max_samples", self.max_samples)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
+        _choice("encoding", self.encoding, XOR_ENCODINGS)
+        _positive("bits", self.bits)
+        _positive("train_size", self.train_size)
+        _positive("test_size", self.test_size)
+        if not 1 <= self.min_bits <= self.bits:
+            raise ConfigError(f"min_bits must be in [1, bits={self.bits}] (got {self.min_bits})")
+
+    def resolved_data_dir(self) -> Path | None:
+        """`--data` wins over CFCTOOL_DATA; None when neither is set."""
+        value = self.data_dir or os.environ.get("CFCTOOL_DATA")
+        return Path(value).expanduser() if value else None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; seed and threads make a CPU run bit-for-bit repeatable."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    lr: float = 0.005
+    lr_decay: float = 1.0
+    clipnorm: float | None = None
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("eval_batch_size", self.eval_batch_size)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("device", self.device, DEVICES)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0 (got {self.lr})")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1] (got {self.lr_decay})")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise ConfigError(f"clipnorm must be > 0 (got {self.clipnorm})")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0 (got {self.weight_decay})")
+        if self.threads is not None:
+            _positive("threads", self.threads)
+        if self.max_steps is not None:
+            _positive("max_steps", self.max_steps)
+
+
+@dataclass
+class RunConfig:
+    """The resolved settings of one training run, as stored in a checkpoint's history."""
+
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "default"
+
+    def validate(self) -> None:
+        self.arch.validate()
+        self.data.validate()
+        self.train.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "arch": dataclasses.asdict(self.arch),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+        }
+
+
+# Defaults per architecture, applied before the (data set, arch) preset.
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cfc": {},
+    "cfc-deep": {"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1},
+    "cfc-ncp": {"backbone_layers": 0},
+    "ltc": {"backbone_layers": 0},
+}
+
+# Presets per (data set, preset name); an arch-specific entry refines the data set entry.
+# "default" is what `cfctool train DATASET --arch ARCH` uses; other names via --preset.
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    # Quick XOR: parity of streams of up to 10 bits, learned within a couple of epochs.
+    ("xor", "default"): {
+        "bits": 10, "min_bits": 1, "encoding": "dense", "train_size": 20000, "test_size": 2000,
+        "hidden": 64, "backbone_units": 64, "backbone_activation": "relu",
+        "epochs": 2, "batch_size": 64, "lr": 0.005, "lr_decay": 0.95, "clipnorm": 10.0,
+    },
+    # The CfC paper's bit-stream XOR: 32-bit streams, 200 epochs (benchmarks only).
+    ("xor", "paper"): {
+        "bits": 32, "min_bits": 32, "encoding": "dense", "train_size": 100000, "test_size": 10000,
+        "hidden": 64, "backbone_units": 64, "backbone_activation": "relu",
+        "epochs": 200, "batch_size": 256, "lr": 0.005, "lr_decay": 0.99, "clipnorm": 10.0,
+    },
+}
+ARCH_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("xor", "default", "cfc-ncp"): {"lr": 0.01},
+    ("xor", "default", "ltc"): {"hidden": 32, "lr": 0.01},
+}
+
+
+def owner_of(key: str) -> str:
+    """Which section ('arch', 'data', 'train') a flat setting key belongs to."""
+    for section, cls in (("arch", ArchConfig), ("data", DataConfig), ("train", TrainConfig)):
+        if key in {f.name for f in fields(cls)}:
+            return section
+    raise ConfigError(f"unknown setting '{key}'; valid settings are: {', '.join(all_keys())}")
+
+
+def all_keys() -> list[str]:
+    return sorted(f.name for cls in (ArchConfig, DataConfig, TrainConfig) for f in fields(cls))
+
+
+def preset_names(dataset: str) -> list[str]:
+    return sorted(name for (ds, name) in PRESETS if ds == dataset) or ["default"]
+
+
+def resolve(
+    dataset: str,
+    arch: str,
+    *,
+    preset: str = "default",
+    file_values: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Merge defaults < arch defaults < preset < config file < command-line options."""
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
+    if (dataset, preset) not in PRESETS and preset != "default":
+        raise ConfigError(
+            f"no preset '{preset}' for data set '{dataset}'; available: {', '.join(preset_names(dataset))}"
+        )
+    layers: list[Mapping[str, Any]] = [
+        ARCH_DEFAULTS[arch],
+        PRESETS.get((dataset, preset), {}),
+        ARCH_PRESETS.get((dataset, preset, arch), {}),
+        _normalise_keys(file_values or {}),
+        _normalise_keys(overrides or {}),
+    ]
+    sections: dict[str, dict[str, Any]] = {"arch": {"name": arch}, "data": {"dataset": dataset}, "train": {}}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in ("arch", "name", "dataset"):
+                raise ConfigError(f"'{key}' cannot be set in a config file or preset; give it on the command line")
+            sections[owner_of(key)][key] = value
+    try:
+        run = RunConfig(
+            arch=ArchConfig(**sections["arch"]),
+            data=DataConfig(**sections["data"]),
+            train=TrainConfig(**sections["train"]),
+            preset=preset,
+        )
+    except TypeError as exc:  # pragma: no cover - owner_of() already rejects unknown keys
+        raise ConfigError(str(exc)) from exc
+    _coerce_types(run)
+    run.validate()
+    return run
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a flat YAML mapping of settings; unknown keys are reported by resolve()."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must be a mapping of setting: value (got {type(values).__name__})")
+    return values
+
+
+def _normalise_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"setting names must be strings (got {key!r})")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def _coerce_types(run: RunConfig) -> None:
+    """Config files give ints where floats are meant and vice versa; accept, but check kinds."""
+    for section in (run.arch, run.data, run.train):
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if value is None:
+                continue
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            try:
+                if kind.startswith("float"):
+                    setattr(section, f.name, float(value))
+                elif kind.startswith("int") and not isinstance(value, bool):
+                    if isinstance(value, float) and not value.is_integer():
+                        raise ValueError
+                    setattr(section, f.name, int(value))
+                elif kind.startswith("bool") and not isinstance(value, bool):
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ConfigError(f"setting '{f.name}' must be of type {kind} (got {value!r})") from None
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got '{value}')")
+
+
+def _positive(name: str, value: int) -> None:
+    if value is None or value <= 0:
+        raise ConfigError(f"{name} must be a positive number (got {value})")

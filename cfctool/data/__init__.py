@@ -1,0 +1,1 @@
+"""Data sets: one module per data set, each returning tensors plus the task description."""

@@ -1,0 +1,49 @@
+"""What every data module returns: splits of tensors plus the task record they imply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Split:
+    """Batch-first tensors of one split.
+
+    x: (N, T, F) float features or (N, T) int64 token ids; y: (N,) or (N, T) targets;
+    dt: (N, T) elapsed time per step (None = 1.0); mask: (N, T) bool valid steps (None = all).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    dt: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def take(self, index: torch.Tensor | slice) -> "Split":
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return Split(self.x[index], self.y[index], pick(self.dt), pick(self.mask))
+
+
+@dataclass
+class Dataset:
+    """Splits by name ('train', 'val', 'test'), the task record, and tensors the model needs at
+    inference (e.g. a vocabulary) that must travel inside the checkpoint under 'task.*'."""
+
+    task: dict[str, Any]
+    splits: dict[str, Split]
+    task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def split_off_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """A seeded, reproducible hold-out of `fraction` of the training split."""
+    n_val = int(round(len(train) * fraction))
+    if n_val == 0:
+        return train, None
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train.take(order[n_val:]), train.take(order[:n_val])

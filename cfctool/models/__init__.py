@@ -1,0 +1,1 @@
+"""Model families: CfC (plain, deep, NCP-wired) and the LTC baseline."""

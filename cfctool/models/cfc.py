@@ -1,0 +1,208 @@
+"""Closed-form Continuous-time cells (Hasani et al. 2022) and the sequence loop that runs them.
+
+Math and parameter layout follow the reference PyTorch code (ncps): a backbone MLP on
+``[input; state]``, heads ``ff1``, ``ff2``, ``time_a``, ``time_b`` and
+
+    gate = sigmoid(time_a(z) * dt + time_b(z))
+    default: x' = tanh(ff1(z)) * (1 - gate) + gate * tanh(ff2(z))
+    no_gate: x' = tanh(ff1(z)) + gate * tanh(ff2(z))
+    pure:    x' = -A * exp(-dt * (|w_tau| + |ff1(z)|)) * ff1(z) + A
+
+The loop is the hot path of training and inference, so per step it does only what
+depends on the state: the input half of the first matrix product is computed for all
+steps at once, and the four heads run as one product of their concatenated weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeCunTanh(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.7159 * torch.tanh(0.666 * x)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "lecun_tanh": LeCunTanh}
+
+
+class CfCCell(nn.Module):
+    """One CfC layer: state size `hidden`, fed by `input_size` features per step.
+
+    `sparsity_mask` (hidden x (input_size + hidden), 0/1) fixes the wiring of the ff1/ff2
+    heads, as in the NCP-wired CfC; it is a buffer, so it travels in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        mode: str = "default",
+        backbone_units: int = 64,
+        backbone_layers: int = 1,
+        activation: str = "lecun_tanh",
+        dropout: float = 0.0,
+        sparsity_mask: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        if mode not in ("default", "no_gate", "pure"):
+            raise ValueError(f"unknown CfC mode {mode}")
+        self.input_size, self.hidden, self.mode = input_size, hidden, mode
+        self.act = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        widths = [input_size + hidden] + [backbone_units] * backbone_layers
+        self.backbone = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        head_in = widths[-1]
+        self.ff1 = nn.Linear(head_in, hidden)
+        if mode == "pure":
+            self.w_tau = nn.Parameter(torch.zeros(1, hidden))
+            self.A = nn.Parameter(torch.ones(1, hidden))
+        else:
+            self.ff2 = nn.Linear(head_in, hidden)
+            self.time_a = nn.Linear(head_in, hidden)
+            self.time_b = nn.Linear(head_in, hidden)
+        if sparsity_mask is not None:
+            if tuple(sparsity_mask.shape) != (hidden, input_size + hidden):
+                raise ValueError("sparsity mask must be hidden x (input + hidden)")
+            self.register_buffer("sparsity_mask", sparsity_mask.float())
+        else:
+            self.sparsity_mask = None
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+
+    @property
+    def n_heads(self) -> int:
+        return 1 if self.mode == "pure" else 4
+
+    def head_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads as one (n_heads*hidden, head_in) matrix, with the wiring mask applied."""
+        ff1_w = self.ff1.weight
+        if self.mode == "pure":
+            w, b = ff1_w, self.ff1.bias
+            return (w * self.sparsity_mask, b) if self.sparsity_mask is not None else (w, b)
+        ff2_w = self.ff2.weight
+        if self.sparsity_mask is not None:
+            ff1_w, ff2_w = ff1_w * self.sparsity_mask, ff2_w * self.sparsity_mask
+        w = torch.cat([ff1_w, ff2_w, self.time_a.weight, self.time_b.weight])
+        b = torch.cat([self.ff1.bias, self.ff2.bias, self.time_a.bias, self.time_b.bias])
+        return w, b
+
+    def first_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_input, W_state, bias) of the first product on [input; state]."""
+        if len(self.backbone):
+            w, b = self.backbone[0].weight, self.backbone[0].bias
+        else:
+            w, b = self.head_params()
+        return w[:, : self.input_size], w[:, self.input_size :], b
+
+    def combine(self, heads: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        """New state from the fused head output (batch, n_heads*hidden) and dt (batch, 1)."""
+        h = self.hidden
+        if self.mode == "pure":
+            return -self.A * torch.exp(-dt * (torch.abs(self.w_tau) + torch.abs(heads))) * heads + self.A
+        ff = torch.tanh(heads[:, : 2 * h])
+        gate = torch.sigmoid(torch.addcmul(heads[:, 3 * h :], heads[:, 2 * h : 3 * h], dt))
+        if self.mode == "no_gate":
+            return torch.addcmul(ff[:, :h], gate, ff[:, h:])
+        return torch.lerp(ff[:, :h], ff[:, h:], gate)
+
+
+class LSTMMemory(nn.Module):
+    """The mixed-memory LSTM that runs before the CfC update at every step (ncps layout)."""
+
+    def __init__(self, input_size: int, hidden: int):
+        super().__init__()
+        self.input_map = nn.Linear(input_size, 4 * hidden)
+        self.recurrent_map = nn.Linear(hidden, 4 * hidden, bias=False)
+        nn.init.xavier_uniform_(self.input_map.weight)
+        nn.init.uniform_(self.input_map.bias, -0.1, 0.1)
+        nn.init.orthogonal_(self.recurrent_map.weight)
+
+    def step(self, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pre` is input_map(x_t), computed for all steps up front."""
+        z = torch.addmm(pre, h, self.recurrent_map.weight.t())
+        i, ig, fg, og = z.chunk(4, 1)
+        c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
+        return torch.tanh(c) * torch.sigmoid(og), c
+
+
+class CfC(nn.Module):
+    """A stack of CfC cells run over a sequence; cell k>0 reads cell k-1's new state.
+
+    A plain CfC is one cell with a backbone; the NCP-wired CfC is three wired cells
+    (inter, command, motor) without backbone. The output is the last cell's state.
+    """
+
+    def __init__(self, cells: list[CfCCell], mixed_memory: bool = False):
+        super().__init__()
+        self.cells = nn.ModuleList(cells)
+        self.sizes = [c.hidden for c in cells]
+        self.state_size = sum(self.sizes)
+        self.output_size = self.sizes[-1]
+        self.input_size = cells[0].input_size
+        self.lstm = LSTMMemory(self.input_size, self.state_size) if mixed_memory else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        dt: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        return_sequences: bool = False,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """x: (batch, time, features); dt, mask: (batch, time). Returns (outputs, final state).
+
+        Where mask is False the state is carried over unchanged, so the final state is the
+        state after the last valid step. outputs is (batch, time, out) or None.
+        """
+        batch, steps, _ = x.shape
+        xt = x.transpose(0, 1)  # time-major: per-step slices are contiguous
+        dts = (torch.ones(steps, batch, 1, dtype=x.dtype, device=x.device) if dt is None
+               else dt.to(x.dtype).t().unsqueeze(-1).contiguous())
+        masks = None if mask is None else mask.t().unsqueeze(-1).contiguous()
+
+        first = self.cells[0]
+        w_in, w_rec0, b0 = first.first_params()
+        u0 = F.linear(xt, w_in, b0)  # (time, batch, n): the input half of cell 0, all steps at once
+        plan = []  # per cell: (w_input^T or None, w_state^T, bias or None, backbone (W^T, b) list, heads (W^T, b))
+        for k, cell in enumerate(self.cells):
+            wi, wr, b = (None, w_rec0, None) if k == 0 else cell.first_params()
+            rest = [(l.weight.t(), l.bias) for l in cell.backbone[1:]]
+            heads = cell.head_params() if len(cell.backbone) else None
+            plan.append((None if wi is None else wi.t(), wr.t(), b, rest,
+                         None if heads is None else (heads[0].t(), heads[1])))
+        lstm_pre = F.linear(xt, self.lstm.input_map.weight, self.lstm.input_map.bias) if self.lstm else None
+
+        states = [x.new_zeros(batch, n) for n in self.sizes]
+        c = x.new_zeros(batch, self.state_size) if self.lstm else None
+        outputs = []
+        for t in range(steps):
+            dt_t = dts[t]
+            if self.lstm is not None:
+                h_all, c_new = self.lstm.step(lstm_pre[t], torch.cat(states, 1), c)
+                c = c_new if masks is None else torch.where(masks[t], c_new, c)
+                states = list(h_all.split(self.sizes, 1))
+            inp = None
+            for k, (cell, (wi_t, wr_t, b, rest, heads)) in enumerate(zip(self.cells, plan)):
+                if k == 0:
+                    pre = torch.addmm(u0[t], states[0], wr_t)
+                else:
+                    pre = torch.addmm(torch.addmm(b, inp, wi_t), states[k], wr_t)
+                if heads is not None:  # backbone: activation, further layers, then the fused heads
+                    z = cell.act(pre)
+                    for w_t, bias in rest:
+                        z = cell.act(torch.addmm(bias, z, w_t))
+                        if cell.dropout is not None:
+                            z = cell.dropout(z)
+                    pre = torch.addmm(heads[1], z, heads[0])
+                new = cell.combine(pre, dt_t)
+                if masks is not None:
+                    new = torch.where(masks[t], new, states[k])
+                states[k] = new
+                inp = new
+            if return_sequences:
+                outputs.append(states[-1])
+        out = torch.stack(outputs, 1) if return_sequences else None
+        return out, states[-1]

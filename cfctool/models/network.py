@@ -1,0 +1,28 @@
+"""The task-level model: optional token embedding -> recurrent core -> linear readout."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SequenceModel(nn.Module):
+    """Wraps a recurrent core for one of three outputs.
+
+    - sequence classification / regression: readout of the state after the last valid step
+    - per-step classification / regression: readout at every step (`per_step=True`)
+    """
+
+    def __init__(self, rnn: nn.Module, n_outputs: int, per_step: bool, vocab_size: int | None = None,
+                 embedding_dim: int | None = None):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
+        self.rnn = rnn
+        self.head = nn.Linear(rnn.output_size, n_outputs)
+        self.per_step = per_step
+
+    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embedding is not None:
+            x = self.embedding(x)
+        outputs, last = self.rnn(x, dt, mask, return_sequences=self.per_step)
+        return self.head(outputs if self.per_step else last)

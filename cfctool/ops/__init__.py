@@ -1,0 +1,1 @@
+"""The library behind each command: plain functions that take and return Checkpoints or reports."""

@@ -1,0 +1,96 @@
+"""`cfctool eval`: accuracy, loss and size of a checkpoint on one split of its task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cfctool.checkpoint import Checkpoint
+from cfctool.data.base import Split
+from cfctool.errors import DataError
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, task: dict) -> torch.Tensor:
+    """Mean loss over valid targets: cross-entropy for classes, MSE for regression."""
+    out = task["output"]
+    if out.get("per_step"):
+        valid = mask if mask is not None else torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
+        logits, y = logits[valid], y[valid]
+    if out["kind"] == "classification":
+        return F.cross_entropy(logits, y)
+    return F.mse_loss(logits, y.to(logits.dtype))
+
+
+@torch.no_grad()
+def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: int = 512,
+                  device: torch.device | str = "cpu") -> dict[str, float]:
+    """Loss and accuracy (top-1, and top-3 with >= 3 classes) over a whole split."""
+    was_training = model.training
+    model.eval()
+    out = task["output"]
+    total_loss, count, correct1, correct3 = 0.0, 0, 0, 0
+    for start in range(0, len(split), batch_size):
+        b = split.take(slice(start, start + batch_size))
+        x, y = b.x.to(device), b.y.to(device)
+        dt = None if b.dt is None else b.dt.to(device)
+        mask = None if b.mask is None else b.mask.to(device)
+        logits = model(x, dt, mask)
+        if out.get("per_step"):
+            valid = mask if mask is not None else torch.ones(y.shape[:2], dtype=torch.bool, device=device)
+            logits, y = logits[valid], y[valid]
+        n = y.shape[0]
+        if out["kind"] == "classification":
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct1 += (logits.argmax(-1) == y).sum().item()
+            if out["size"] >= 3:
+                correct3 += (logits.topk(3, -1).indices == y.unsqueeze(-1)).any(-1).sum().item()
+        else:
+            total_loss += F.mse_loss(logits, y.to(logits.dtype), reduction="sum").item() / max(logits[0].numel(), 1)
+        count += n
+    model.train(was_training)
+    if count == 0:
+        raise DataError("the evaluation split is empty; nothing to evaluate")
+    metrics = {"loss": total_loss / count, "samples": count}
+    if out["kind"] == "classification":
+        metrics["accuracy"] = correct1 / count
+        if out["size"] >= 3:
+            metrics["top3_accuracy"] = correct3 / count
+    return metrics
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters, and those that are non-zero where they act (wiring masks applied)."""
+    params = nonzero = rnn = 0
+    masks = {name.rsplit(".", 1)[0]: buf for name, buf in model.named_buffers() if name.endswith("sparsity_mask")}
+    for name, p in model.named_parameters():
+        params += p.numel()
+        owner, leaf = name.rsplit(".", 1)
+        effective = p
+        cell = owner.rsplit(".", 1)[0]
+        if leaf == "weight" and owner.endswith(("ff1", "ff2")) and cell in masks:
+            effective = p * masks[cell]
+        nonzero += int(torch.count_nonzero(effective))
+        if name.startswith("rnn."):
+            rnn += p.numel()
+    return {"params": params, "nonzero_params": nonzero, "rnn_params": rnn}
+
+
+def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None = None,
+             batch_size: int = 512, threads: int | None = None) -> dict[str, Any]:
+    from cfctool.configs import DataConfig
+    from cfctool.data.registry import load_split
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.runtime import threads as thread_scope
+
+    with thread_scope(threads):
+        model = model_from_checkpoint(ckpt)
+        directory = DataConfig(data_dir=str(data_dir) if data_dir else None).resolved_data_dir()
+        data = load_split(ckpt.task, split, directory, ckpt.task_tensors())
+        report: dict[str, Any] = {"split": split, **split_metrics(model, data, ckpt.task, batch_size)}
+    report.update(parameter_counts(model))
+    if ckpt.source and Path(ckpt.source).is_file():
+        report["file_bytes"] = Path(ckpt.source).stat().st_size
+    return report

@@ -1,0 +1,29 @@
+"""`cfctool info`: what a checkpoint is, where it came from, and how big it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cfctool.checkpoint import Checkpoint
+
+
+def describe(ckpt: Checkpoint) -> dict[str, Any]:
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.evaluate import parameter_counts
+
+    model = model_from_checkpoint(ckpt)
+    sizes: dict[str, Any] = parameter_counts(model)
+    sizes["tensors"] = len(ckpt.tensors)
+    sizes["tensor_bytes"] = sum(t.numel() * t.element_size() for t in ckpt.tensors.values())
+    if ckpt.source and Path(ckpt.source).is_file():
+        sizes["file_bytes"] = Path(ckpt.source).stat().st_size
+    return {
+        "source": ckpt.source,
+        "arch": ckpt.arch,
+        "task": ckpt.task,
+        "compression": ckpt.record.get("compression") or {"state": "none"},
+        "metrics": ckpt.record.get("metrics", {}),
+        "sizes": sizes,
+        "history": ckpt.record.get("history", []),
+    }

@@ -1,0 +1,41 @@
+"""Where and how fast torch runs: device choice, thread count, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from cfctool.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run with `n` intra-op threads (None: leave torch's choice), restoring the previous count."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ConfigError(f"threads must be >= 1 (got {n})")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
