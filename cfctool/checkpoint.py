@@ -99,17 +99,42 @@ def history_entry(
 # ----------------------------------------------------------------------------- serialising
 
 
-def to_bytes(ckpt: Checkpoint) -> bytes:
-    from safetensors.torch import save
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
+
+def to_bytes(ckpt: Checkpoint) -> bytes:
+    """Serialise to safetensors bytes, byte-for-byte reproducible.
+
+    Written here rather than by safetensors.torch.save, whose metadata order varies from
+    process to process: identical checkpoints must have identical sha256 (Makefiles,
+    sidecars and the repeatability guarantee rely on it). The layout is the standard
+    one (little-endian u64 header size, JSON header padded to 8 bytes, tensors sorted
+    by alignment then name) and is read back by the safetensors library itself.
+    """
     record = copy.deepcopy(ckpt.record)
     for section in RECORD_SECTIONS:
         record.setdefault(section, [] if section == "history" else {})
     record["format"] = FORMAT_VERSION
     record["tensors"] = _manifest(ckpt.tensors)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in ckpt.tensors.items()}
-    metadata = {META_FORMAT: str(FORMAT_VERSION), META_RECORD: json.dumps(record, sort_keys=True)}
-    return save(tensors, metadata=metadata)
+    header: dict[str, Any] = {
+        "__metadata__": {META_FORMAT: str(FORMAT_VERSION), META_RECORD: json.dumps(record, sort_keys=True)}
+    }
+    blobs, offset = [], 0
+    for name, t in sorted(ckpt.tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])):
+        if t.dtype not in _ST_DTYPES:
+            raise CheckpointError(f"tensor '{name}' has dtype {t.dtype}, which checkpoints cannot store")
+        t = t.detach().cpu().contiguous()
+        raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return b"".join([struct.pack("<Q", len(head)), head, *blobs])
 
 
 def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:

@@ -45,8 +45,10 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point; set CFCTOOL_TRACEBACK=1 to see the Python traceback of an error."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="cfctool")
+        # commands record their own invocation in checkpoint history via ctx.obj["argv"]
+        app(args=args, prog_name="cfctool", obj={"argv": ["cfctool", *args]})
     except CfcError as exc:
         if os.environ.get("CFCTOOL_TRACEBACK"):
             raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
@@ -16,6 +15,7 @@ _SETTINGS = "Settings (override the preset)"
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
+        ctx: typer.Context,
         dataset: Annotated[str, typer.Argument(help="Data set: xor (generated, no files needed).")] = "xor",
         arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHS)}.")] = "cfc",
         output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st")] = None,
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         from cfctool.configs import load_config_file, resolve
 
         given = dict(locals())
-        skip = {"dataset", "arch", "output", "preset", "config", "quiet", "data", "check_output",
+        skip = {"ctx", "dataset", "arch", "output", "preset", "config", "quiet", "data", "check_output",
                 "write_checkpoint", "training_progress", "load_config_file", "resolve"}
         overrides = {k: v for k, v in given.items() if k not in skip and v is not None}
         if data is not None:
@@ -70,5 +70,5 @@ def register(app: typer.Typer) -> None:
         from cfctool.ops.train import train
 
         with training_progress(quiet) as progress:
-            ckpt = train(run, progress=progress, argv=["cfctool", *sys.argv[1:]])
+            ckpt = train(run, progress=progress, argv=(ctx.obj or {}).get("argv"))
         write_checkpoint(ckpt, out)

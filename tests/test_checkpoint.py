@@ -1,0 +1,169 @@
+"""Checkpoint round trips, and a specific error for each kind of damaged or foreign file."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from cfctool import checkpoint
+from cfctool.checkpoint import Checkpoint, load, save, sidecar_path
+from cfctool.data.xor import generate
+from cfctool.errors import CheckpointError
+from cfctool.models.registry import model_from_checkpoint
+
+ARCHS = ("cfc", "cfc-deep", "cfc-ncp", "ltc")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_round_trip_gives_identical_tensors_and_outputs(trained_xor, tmp_path, arch):
+    first = load(trained_xor[arch])
+    again_path = tmp_path / "again.st"
+    save(first, again_path)
+    second = load(again_path)
+    assert first.record == second.record
+    assert first.tensors.keys() == second.tensors.keys()
+    for name, t in first.tensors.items():
+        assert torch.equal(t, second.tensors[name]) and t.dtype == second.tensors[name].dtype
+    batch = generate(first.task, "test", 32)
+    with torch.no_grad():
+        a = model_from_checkpoint(first)(batch.x, batch.dt, batch.mask)
+        b = model_from_checkpoint(second)(batch.x, batch.dt, batch.mask)
+    assert torch.equal(a, b)
+
+
+def test_bytes_round_trip_and_sidecar_content(trained_xor):
+    import hashlib
+
+    import yaml
+
+    path = trained_xor["cfc"]
+    data = path.read_bytes()
+    ckpt = checkpoint.load_bytes(data)
+    assert checkpoint.to_bytes(ckpt) == data  # deterministic serialisation
+    side = yaml.safe_load(sidecar_path(path).read_text())
+    assert side["sha256"] == hashlib.sha256(data).hexdigest()
+    assert side["format"] == checkpoint.FORMAT_VERSION
+    assert side["arch"]["name"] == "cfc" and side["task"]["dataset"] == "xor"
+    assert side["history"][0]["command"] == "train"
+    assert {"torch_version", "cfctool_version", "utc", "seed", "config", "wall_time_s"} <= side["history"][0].keys()
+    assert 0.0 <= side["metrics"]["accuracy"] <= 1.0
+
+
+def _rewrite_header(data: bytes, edit) -> bytes:
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
+
+def _write(tmp_path, payload: bytes):
+    path = tmp_path / "bad.st"
+    path.write_bytes(payload)
+    return path
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load(tmp_path / "nope.st")
+
+
+def test_not_a_safetensors_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):
+        load(_write(tmp_path, b"hello, I am a text file and not a model at all\n"))
+
+
+def test_truncated_file(trained_xor, tmp_path):
+    data = trained_xor["cfc"].read_bytes()
+    with pytest.raises(CheckpointError, match="truncated"):
+        load(_write(tmp_path, data[: len(data) // 2]))
+    with pytest.raises(CheckpointError, match="truncated|not a safetensors"):
+        load(_write(tmp_path, data[:100]))
+
+
+def test_newer_format_version(trained_xor, tmp_path):
+    data = _rewrite_header(trained_xor["cfc"].read_bytes(),
+                           lambda h: h["__metadata__"].update({"cfctool.format": "99"}))
+    with pytest.raises(CheckpointError, match="format 99, newer .*upgrade cfctool"):
+        load(_write(tmp_path, data))
+
+
+def test_foreign_safetensors_file(tmp_path):
+    from safetensors.torch import save as st_save
+
+    with pytest.raises(CheckpointError, match="not a cfctool checkpoint"):
+        load(_write(tmp_path, st_save({"w": torch.zeros(2)})))
+
+
+def test_record_missing(trained_xor, tmp_path):
+    data = _rewrite_header(trained_xor["cfc"].read_bytes(), lambda h: h["__metadata__"].pop("cfctool.record"))
+    with pytest.raises(CheckpointError, match="record .* is missing"):
+        load(_write(tmp_path, data))
+
+
+def test_tensors_not_matching_the_architecture(trained_xor, tmp_path):
+    ckpt = load(trained_xor["cfc"])
+    wrong = ckpt.derive(arch={**ckpt.arch, "hidden": ckpt.arch["hidden"] + 4})
+    path = tmp_path / "wrong.st"
+    save(wrong, path)
+    with pytest.raises(CheckpointError, match="do not fit architecture 'cfc'.*shape"):
+        load(path)
+    missing = Checkpoint(tensors={k: v for k, v in ckpt.tensors.items() if "ff2" not in k}, record=ckpt.record)
+    save(missing, path)
+    with pytest.raises(CheckpointError, match="missing .*ff2"):
+        load(path)
+
+
+def test_tensor_manifest_mismatch(trained_xor, tmp_path):
+    def edit(h):
+        record = json.loads(h["__metadata__"]["cfctool.record"])
+        record["tensors"]["head.bias"]["shape"] = [99]
+        h["__metadata__"]["cfctool.record"] = json.dumps(record)
+
+    with pytest.raises(CheckpointError, match="do not match the record"):
+        load(_write(tmp_path, _rewrite_header(trained_xor["cfc"].read_bytes(), edit)))
+
+
+def test_sidecar_sha256_mismatch(trained_xor, tmp_path):
+    a, b = tmp_path / "a.st", tmp_path / "b.st"
+    save(load(trained_xor["cfc"]), a)
+    save(load(trained_xor["ltc"]), b)
+    a.write_bytes(b.read_bytes())  # replace the .st, keep a.yaml
+    with pytest.raises(CheckpointError, match="does not match its sidecar"):
+        load(a)
+    sidecar_path(a).unlink()  # without the sidecar the .st stands alone
+    assert load(a).arch["name"] == "ltc"
+
+
+def test_interrupted_save_leaves_no_output(trained_xor, tmp_path, monkeypatch):
+    ckpt = load(trained_xor["cfc"])
+    out = tmp_path / "out.st"
+
+    def killed(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save(ckpt, out)
+    assert list(tmp_path.iterdir()) == []  # no out.st, no sidecar, no temp file
+
+
+def test_interrupted_overwrite_keeps_the_old_file(trained_xor, tmp_path, monkeypatch):
+    out = tmp_path / "out.st"
+    save(load(trained_xor["cfc"]), out)
+    before = out.read_bytes()
+    monkeypatch.setattr(checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        save(load(trained_xor["ltc"]), out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.st", "out.yaml"]
+
+
+def test_derive_leaves_the_input_untouched(trained_xor):
+    ckpt = load(trained_xor["cfc"])
+    before = json.dumps(ckpt.record, sort_keys=True)
+    new = ckpt.derive(metrics={"accuracy": 0.0}).with_history({"command": "x"})
+    assert json.dumps(ckpt.record, sort_keys=True) == before
+    assert new.record["metrics"] == {"accuracy": 0.0} and len(new.record["history"]) == 2
