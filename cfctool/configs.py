@@ -74,6 +74,13 @@ class DataConfig:
     encoding: str = "dense"
     train_size: int = 20000
     test_size: int = 2000
+    # imdb
+    vocab_size: int = 20000
+    seq_len: int = 200
+    # person_activity: windows of consecutive 10 ms bins, as in the Latent-ODE protocol
+    window: int = 50
+    window_stride: int = 25
+    test_fraction: float = 0.2
 
     def validate(self) -> None:
         from cfctool.data.names import DATASETS
@@ -89,6 +96,12 @@ class DataConfig:
         _positive("test_size", self.test_size)
         if not 1 <= self.min_bits <= self.bits:
             raise ConfigError(f"min_bits must be in [1, bits={self.bits}] (got {self.min_bits})")
+        _positive("vocab_size", self.vocab_size)
+        _positive("seq_len", self.seq_len)
+        _positive("window", self.window)
+        _positive("window_stride", self.window_stride)
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test_fraction must be in (0, 1) (got {self.test_fraction})")
 
     def resolved_data_dir(self) -> Path | None:
         """`--data` wins over CFCTOOL_DATA; None when neither is set."""
@@ -180,9 +193,33 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "epochs": 200, "batch_size": 256, "lr": 0.005, "lr_decay": 0.99, "clipnorm": 10.0,
     },
 }
+# IMDB and Person Activity follow SEEDS.md section B (Agrawal) and section A (CfC reference code).
+_IMDB = {"vocab_size": 20000, "seq_len": 200, "embedding_dim": 192, "hidden": 192, "batch_size": 128,
+         "epochs": 10, "optimizer": "adam", "weight_decay": 3.6e-5, "backbone_activation": "relu",
+         "val_fraction": 0.04}
+PRESETS[("imdb", "default")] = _IMDB
+PRESETS[("person_activity", "default")] = {
+    "hidden": 448, "backbone_units": 64, "backbone_layers": 1, "backbone_activation": "relu",
+    "epochs": 100, "batch_size": 64, "lr": 0.02, "lr_decay": 0.97, "optimizer": "adamw",
+    "weight_decay": 3e-5, "val_fraction": 0.1,
+}
+_MNIST = {"hidden": 64, "backbone_units": 64, "backbone_activation": "relu", "epochs": 5, "batch_size": 128,
+          "lr": 0.005, "lr_decay": 0.9, "clipnorm": 10.0, "val_fraction": 0.05}
+for _name in ("mnist", "fashion-mnist", "pmnist"):
+    PRESETS[(_name, "default")] = dict(_MNIST)
+
 ARCH_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("xor", "default", "cfc-ncp"): {"lr": 0.01},
     ("xor", "default", "ltc"): {"hidden": 32, "lr": 0.01},
+    ("imdb", "default", "cfc"): {"lr": 0.002, "lr_decay": 0.96, "clipnorm": 10.0, "backbone_units": 64,
+                                 "backbone_layers": 1},
+    ("imdb", "default", "cfc-deep"): {"lr": 0.002, "lr_decay": 0.96, "clipnorm": 10.0, "backbone_units": 256,
+                                      "backbone_layers": 5, "backbone_dropout": 0.1},
+    # 64 NCP units give the seed's ~37k RNN parameters at 192 inputs
+    ("imdb", "default", "cfc-ncp"): {"lr": 0.004, "lr_decay": 0.97, "clipnorm": 128.0, "hidden": 64},
+    ("imdb", "default", "ltc"): {"hidden": 64, "lr": 0.004},
+    ("person_activity", "default", "ltc"): {"hidden": 64, "lr": 0.01},
+    ("person_activity", "default", "cfc-ncp"): {"hidden": 64, "lr": 0.01},
 }
 
 

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         ctx: typer.Context,
-        dataset: Annotated[str, typer.Argument(help="Data set: xor (generated, no files needed).")] = "xor",
+        dataset: Annotated[str, typer.Argument(help="Data set: xor (generated, no files needed), imdb, person_activity, mnist, pmnist, fashion-mnist.")] = "xor",
         arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHS)}.")] = "cfc",
         output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st")] = None,
         preset: Annotated[str, typer.Option(help="Named preset of the data set (e.g. xor: default, paper).")] = "default",
@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
         min_bits: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="xor: shortest stream.")] = None,
         encoding: Annotated[Optional[str], typer.Option(rich_help_panel=_SETTINGS, help="xor: dense or event.")] = None,
         train_size: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="xor: training streams.")] = None,
+        vocab_size: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="imdb: vocabulary words.")] = None,
+        seq_len: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="imdb: tokens kept (the last ones).")] = None,
+        embedding_dim: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="Token embedding width.")] = None,
+        window: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="person_activity: steps per window.")] = None,
+        window_stride: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="person_activity: window stride.")] = None,
         max_samples: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="Use at most N training samples.")] = None,
         max_steps: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="Stop after N optimiser steps.")] = None,
         val_fraction: Annotated[Optional[float], typer.Option(rich_help_panel=_SETTINGS, help="Hold-out for best-epoch selection.")] = None,

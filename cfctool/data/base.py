@@ -47,3 +47,26 @@ def split_off_validation(train: Split, fraction: float, seed: int) -> tuple[Spli
         return train, None
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     return train.take(order[n_val:]), train.take(order[:n_val])
+
+
+def find_input(data_dir, folder: str, candidates: list[str], layout: str):
+    """The first existing candidate under DATA_DIR/folder or DATA_DIR itself.
+
+    `data_dir` may point at the folder of all data sets or at this data set's own folder.
+    A missing data set is a DataError that names where it looked and what it expects.
+    """
+    from pathlib import Path
+
+    from cfctool.errors import DataError
+
+    if data_dir is None:
+        raise DataError(f"no data directory given for '{folder}': pass --data DIR or set CFCTOOL_DATA "
+                        f"(expected {layout})")
+    base = Path(data_dir)
+    if not base.is_dir():
+        raise DataError(f"data directory {base} does not exist (expected {layout})")
+    for root in (base / folder, base):
+        for name in candidates:
+            if (root / name).exists():
+                return root / name
+    raise DataError(f"'{folder}' data not found under {base}: expected {layout}")

@@ -10,7 +10,15 @@ from typing import Any
 from cfctool.data.base import Dataset, Split, split_off_validation
 from cfctool.errors import DataError
 
-_MODULES = {"xor": "cfctool.data.xor"}
+_MODULES = {
+    "xor": "cfctool.data.xor",
+    "imdb": "cfctool.data.imdb",
+    "person_activity": "cfctool.data.person_activity",
+    "mnist": "cfctool.data.mnist",
+    "pmnist": "cfctool.data.mnist",
+    "pixel-mnist": "cfctool.data.mnist",
+    "fashion-mnist": "cfctool.data.mnist",
+}
 
 
 def _module(name: str):

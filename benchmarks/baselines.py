@@ -1,0 +1,160 @@
+"""The seed baselines (SEEDS.md section B) on this machine: accuracy, seconds per epoch, sizes.
+
+Each entry trains with the preset of its (data set, arch) pair, saves the checkpoint under
+--out-dir, and merges its result into benchmarks/results/baselines.yaml (so entries can
+run in parallel, one process per entry). `ltc-vs-cfc` times training steps of an LTC and
+a CfC of the same hidden size on Person Activity and reports the ratio.
+
+    python benchmarks/baselines.py --only imdb-cfc --threads 1 --data ../shared/data
+    python benchmarks/baselines.py --only imdb-cfc-deep --epochs 3   # fewer epochs: stated in the result
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine  # noqa: E402
+
+RUNS = {
+    "imdb-cfc": ("imdb", "cfc"),
+    "imdb-cfc-deep": ("imdb", "cfc-deep"),
+    "imdb-cfc-ncp": ("imdb", "cfc-ncp"),
+    "person_activity-cfc": ("person_activity", "cfc"),
+}
+SEED = {  # SEEDS.md section B: accuracy (mean of 5 runs), GPU seconds per epoch, RNN parameters
+    "imdb-cfc": {"accuracy": 0.882, "sec_per_epoch_gpu": 2.8, "rnn_params": 75000},
+    "imdb-cfc-deep": {"accuracy": 0.881, "sec_per_epoch_gpu": 3.2, "rnn_params": 551000},
+    "imdb-cfc-ncp": {"accuracy": 0.844, "sec_per_epoch_gpu": 2.6, "rnn_params": 37000},
+    "person_activity-cfc": {"accuracy": 0.828, "sec_per_epoch_gpu": 7.6, "rnn_params": 151000,
+                            "note": "full data set; ours uses the shipped subset (sessions A01-A03)"},
+}
+
+
+def run_entry(name: str, args) -> dict:
+    from cfctool import checkpoint
+    from cfctool.configs import resolve
+    from cfctool.ops.train import train
+
+    dataset, arch = RUNS[name]
+    overrides = {"data_dir": args.data, "seed": args.seed}
+    if args.threads:
+        overrides["threads"] = args.threads
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if args.device:
+        overrides["device"] = args.device
+    run = resolve(dataset, arch, overrides=overrides)
+    last = [time.monotonic()]
+
+    def progress(p):
+        if p.phase == "epoch" or time.monotonic() - last[0] > 60:
+            last[0] = time.monotonic()
+            print(f"[{name}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f} "
+                  f"{'' if not p.val else 'val_acc %.4f' % p.val.get('accuracy', float('nan'))}", file=sys.stderr, flush=True)
+
+    ckpt = train(run, progress=progress, argv=[sys.argv[0], *sys.argv[1:]])
+    out = Path(args.out_dir) / f"{name}.st"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(ckpt, out)
+    m = ckpt.record["metrics"]
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.evaluate import parameter_counts
+
+    counts = parameter_counts(model_from_checkpoint(ckpt))
+    epochs = m["epochs_run"]
+    return {
+        "command": f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}",
+        "dataset": dataset, "arch": arch, "epochs": epochs, "seed": args.seed,
+        "test_accuracy": round(m["accuracy"], 4), "test_samples": m["samples"], "best_epoch": m["best_epoch"],
+        "sec_per_epoch": round(m["train_seconds"] / max(epochs, 1), 1),
+        "train_seconds_total": m["train_seconds"],
+        "rnn_params": counts["rnn_params"], "total_params": counts["params"],
+        "file_bytes": out.stat().st_size, "checkpoint": str(out),
+        "device": m["device"], "threads": args.threads or "torch default",
+        "epoch_log": m["epochs"], "seed_reference": SEED[name],
+    }
+
+
+def ltc_vs_cfc(args) -> dict:
+    """Seconds per training step (forward+backward+update) of LTC and CfC, same hidden size, same data."""
+    import statistics
+
+    import torch
+
+    from cfctool.configs import resolve
+    from cfctool.data.registry import load_dataset
+    from cfctool.models.registry import arch_record, build_model
+    from cfctool.ops.evaluate import task_loss
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hidden = 64
+    times = {}
+    for arch in ("cfc", "ltc"):
+        run = resolve("person_activity", arch, overrides={"data_dir": args.data, "hidden": hidden})
+        data = load_dataset(run.data)
+        torch.manual_seed(0)
+        model = build_model(arch_record(run.arch, data.task), data.task)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        batch = data.splits["train"].take(slice(0, run.train.batch_size))
+        samples = []
+        for i in range(8):
+            start = time.perf_counter()
+            loss = task_loss(model(batch.x, batch.dt, batch.mask), batch.y, batch.mask, data.task)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i >= 2:
+                samples.append(time.perf_counter() - start)
+        times[arch] = statistics.median(samples)
+        steps_per_epoch = -(-len(data.splits["train"]) // run.train.batch_size)
+    return {
+        "command": f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}",
+        "dataset": "person_activity", "hidden": hidden, "batch": run.train.batch_size,
+        "sec_per_step": {k: round(v, 4) for k, v in times.items()},
+        "sec_per_epoch": {k: round(v * steps_per_epoch, 1) for k, v in times.items()},
+        "ltc_over_cfc": round(times["ltc"] / times["cfc"], 1),
+        "threads": args.threads or "torch default",
+    }
+
+
+def merge(name: str, entry: dict) -> Path:
+    import yaml
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "baselines.yaml"
+    with open(RESULTS / ".baselines.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = yaml.safe_load(path.read_text()) if path.exists() else None
+        doc = doc or {"benchmark": "seed baselines on this machine", "runs": {}}
+        doc["machine"] = machine()
+        doc["runs"][name] = entry
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+        os.replace(tmp, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=[*RUNS, "ltc-vs-cfc"], default=[*RUNS, "ltc-vs-cfc"])
+    parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (recorded)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="runs/baselines")
+    args = parser.parse_args()
+    for name in args.only:
+        entry = ltc_vs_cfc(args) if name == "ltc-vs-cfc" else run_entry(name, args)
+        print(merge(name, entry))
+
+
+if __name__ == "__main__":
+    main()

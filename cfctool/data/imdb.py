@@ -1,0 +1,135 @@
+"""IMDB movie reviews (Maas et al. 2011) as token sequences, as in the CfC reference setting.
+
+Reads the official `aclImdb/` tree from `aclImdb_v1.tar.gz`, the text-only
+`aclImdb_v1_text.tar.gz`, or an extracted folder. The vocabulary is the `vocab_size` most
+frequent training words (ties broken alphabetically), built from the training split
+only; id 0 is padding and 1 is out-of-vocabulary. It travels in the checkpoint
+(`task.vocab`), so evaluation tokenizes any split exactly as training did. Each review
+keeps its last `seq_len` tokens and is padded at the end under a mask.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from cfctool.data.base import Dataset, Split, find_input
+from cfctool.errors import DataError
+
+PAD, OOV = 0, 1
+_LAYOUT = "imdb/aclImdb_v1.tar.gz, imdb/aclImdb_v1_text.tar.gz or an extracted aclImdb/ folder (train/pos, train/neg, test/pos, test/neg)"
+_REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower().replace("<br />", " "))
+
+
+def find_source(data_dir) -> Path:
+    return find_input(data_dir, "imdb", ["aclImdb_v1_text.tar.gz", "aclImdb_v1.tar.gz", "aclImdb"], _LAYOUT)
+
+
+def read_reviews(source: Path, splits: tuple[str, ...]) -> dict[str, list[tuple[int, int, str]]]:
+    """{split: [(label, review id, text)]}, sorted, from an archive or an extracted folder."""
+    found: dict[str, list[tuple[int, int, str]]] = {s: [] for s in splits}
+
+    def add(name: str, read) -> None:
+        m = _REVIEW.search(name)
+        if m and m.group(1) in found:
+            found[m.group(1)].append((int(m.group(2) == "pos"), int(m.group(3)), read().decode("utf-8", "replace")))
+
+    try:
+        if source.is_dir():
+            for path in source.glob("*/*/*.txt"):
+                add("aclImdb/" + path.relative_to(source).as_posix(), path.read_bytes)
+        else:
+            with tarfile.open(source, "r:*") as archive:
+                for member in archive:
+                    if member.isfile():
+                        add(member.name, lambda: archive.extractfile(member).read())
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DataError(f"{source}: cannot read the IMDB archive ({exc}); is it complete? expected {_LAYOUT}") from None
+    for split, reviews in found.items():
+        if not reviews:
+            raise DataError(f"{source}: no {split} reviews found; expected {_LAYOUT}")
+        reviews.sort()
+    return found
+
+
+def build_vocab(texts: Iterator[list[str]], size: int) -> list[str]:
+    counts = Counter()
+    for tokens in texts:
+        counts.update(tokens)
+    return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]
+
+
+def vocab_to_tensor(words: list[str]) -> torch.Tensor:
+    return torch.tensor(list("\n".join(words).encode("utf-8")), dtype=torch.uint8)
+
+
+def vocab_from_tensor(t: torch.Tensor) -> list[str]:
+    return bytes(t.tolist()).decode("utf-8").split("\n")
+
+
+def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int) -> Split:
+    index = {w: i + 2 for i, w in enumerate(vocab)}
+    x = torch.zeros(len(token_lists), seq_len, dtype=torch.int64)
+    mask = torch.zeros(len(token_lists), seq_len, dtype=torch.bool)
+    for row, tokens in enumerate(token_lists):
+        ids = [index.get(w, OOV) for w in tokens[-seq_len:]] or [OOV]
+        x[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = True
+    return Split(x=x, y=torch.tensor(labels, dtype=torch.int64), mask=mask)
+
+
+def task_record(vocab_words: int, seq_len: int) -> dict[str, Any]:
+    return {
+        "dataset": "imdb",
+        "input": {"kind": "tokens", "vocab_size": vocab_words + 2, "pad_id": PAD, "oov_id": OOV},
+        "output": {"kind": "classification", "size": 2, "per_step": False},
+        "preprocessing": {"tokenizer": "lowercase words [a-z0-9]+('[a-z]+)?, <br /> removed",
+                          "vocab_words": vocab_words, "seq_len": seq_len, "keep": "last tokens",
+                          "vocab_from": "train split", "labels": {"neg": 0, "pos": 1}},
+    }
+
+
+def _subset(reviews: list, limit: int | None) -> list:
+    """An even, deterministic subset (every k-th review of the sorted list) for quick runs."""
+    if limit is None or limit >= len(reviews):
+        return reviews
+    step = len(reviews) / limit
+    return [reviews[int(i * step)] for i in range(limit)]
+
+
+def load(cfg) -> Dataset:
+    source = find_source(cfg.resolved_data_dir())
+    reviews = read_reviews(source, ("train", "test"))
+    train = _subset(reviews["train"], cfg.max_samples)
+    train_tokens = [tokenize(text) for _, _, text in train]
+    vocab = build_vocab(iter(train_tokens), cfg.vocab_size)
+    test = reviews["test"]
+    task = task_record(len(vocab), cfg.seq_len)
+    return Dataset(
+        task=task,
+        splits={"train": encode(train_tokens, [r[0] for r in train], vocab, cfg.seq_len),
+                "test": encode([tokenize(t) for _, _, t in test], [r[0] for r in test], vocab, cfg.seq_len)},
+        task_tensors={"vocab": vocab_to_tensor(vocab)},
+        files=[str(source)] if source.is_file() else [],
+    )
+
+
+def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split:
+    if split not in ("train", "test"):
+        raise DataError(f"IMDB has the splits train and test (got '{split}')")
+    if "vocab" not in task_tensors:
+        raise DataError("this IMDB checkpoint carries no vocabulary (task.vocab); re-train it with this cfctool")
+    vocab = vocab_from_tensor(task_tensors["vocab"])
+    reviews = read_reviews(find_source(data_dir), (split,))[split]
+    return encode([tokenize(t) for _, _, t in reviews], [r[0] for r in reviews], vocab,
+                  task["preprocessing"]["seq_len"])

@@ -1,0 +1,98 @@
+"""MNIST and Fashion-MNIST from the official IDX files (gzipped or raw).
+
+Views, by data set name:
+- `mnist`, `fashion-mnist`: 28 steps of 28 pixels (image rows), for the recurrent models;
+- `pmnist` / `pixel-mnist`: 784 steps of 1 pixel, the ODE-RNN benchmark of SEEDS.md C.
+Pixels are scaled to [0, 1]. Fashion-MNIST is looked up under DATA_DIR/fashion-mnist and
+in Debian's `dataset-fashion-mnist` location (/usr/share/datasets/fashion-mnist).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cfctool.data.base import Dataset, Split, find_input
+from cfctool.errors import DataError
+
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_FOLDER = {"mnist": "mnist", "pmnist": "mnist", "pixel-mnist": "mnist", "fashion-mnist": "fashion-mnist"}
+_SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx(path: Path, expected_dims: int) -> np.ndarray:
+    """An IDX array (unsigned bytes), checking magic, dimensions and the data size."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); the file is damaged or truncated") from None
+    if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    dims = data[3]
+    if dims != expected_dims:
+        raise DataError(f"{path}: expected {expected_dims} dimensions, found {dims}; are image and label files swapped?")
+    header = 4 + 4 * dims
+    if len(data) < header:
+        raise DataError(f"{path}: truncated header")
+    shape = struct.unpack(">" + "I" * dims, data[4:header])
+    size = int(np.prod(shape))
+    if len(data) - header != size:
+        raise DataError(f"{path}: truncated: the header announces {size} bytes of data, the file has {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _locate(data_dir, name: str, split: str) -> tuple[Path, Path]:
+    folder = _FOLDER[name]
+    layout = f"{folder}/{FILES[split][0]}[.gz] and {folder}/{FILES[split][1]}[.gz] (the official IDX files)"
+    found = []
+    for stem in FILES[split]:
+        candidates = [stem + ".gz", stem]
+        try:
+            found.append(find_input(data_dir, folder, candidates, layout))
+        except DataError:
+            if folder == "fashion-mnist" and any((_SYSTEM_FASHION / c).exists() for c in candidates):
+                found.append(next(_SYSTEM_FASHION / c for c in candidates if (_SYSTEM_FASHION / c).exists()))
+            else:
+                raise
+    return found[0], found[1]
+
+
+def task_record(name: str) -> dict[str, Any]:
+    pixel = name in ("pmnist", "pixel-mnist")
+    return {
+        "dataset": name,
+        "input": {"kind": "features", "size": 1 if pixel else 28},
+        "output": {"kind": "classification", "size": 10, "per_step": False},
+        "preprocessing": {"view": "pixels (784 x 1)" if pixel else "rows (28 x 28)", "scale": "1/255"},
+    }
+
+
+def load_split(task: dict[str, Any], split: str, data_dir, task_tensors=None, limit: int | None = None) -> Split:
+    if split not in FILES:
+        raise DataError(f"{task['dataset']} has the splits train and test (got '{split}')")
+    images_path, labels_path = _locate(data_dir, task["dataset"], split)
+    images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    x = x.reshape(len(x), -1, task["input"]["size"])
+    return Split(x=x, y=torch.from_numpy(labels.astype(np.int64)))
+
+
+def load(cfg) -> Dataset:
+    task = task_record(cfg.dataset)
+    directory = cfg.resolved_data_dir()
+    train = load_split(task, "train", directory, limit=cfg.max_samples)
+    test = load_split(task, "test", directory)
+    files = [str(p) for split in FILES for p in _locate(directory, cfg.dataset, split)]
+    return Dataset(task=task, splits={"train": train, "test": test}, files=files)
