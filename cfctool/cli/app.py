@@ -34,9 +34,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register() -> None:
-    from cfctool.cli import evaluate, info, pending, train
+    from cfctool.cli import bench, evaluate, info, pending, train
 
-    for module in (train, evaluate, info, pending):
+    for module in (train, evaluate, info, bench, pending):
         module.register(app)
 
 

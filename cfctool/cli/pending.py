@@ -11,7 +11,6 @@ PENDING = {
     "prune": "Prune a checkpoint (unstructured/structured, global/local).",
     "distill": "Distill a teacher checkpoint into a smaller student.",
     "reduce": "Model-order reduction (POD-DEIM, SVD, APoZ).",
-    "bench": "Benchmark CPU inference of a checkpoint.",
 }
 
 

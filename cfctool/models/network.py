@@ -17,6 +17,10 @@ class SequenceModel(nn.Module):
                  embedding_dim: int | None = None):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
+        if self.embedding is not None:
+            # small uniform init (Keras' default, the reference setting): with Adam's per-step
+            # moves of ~lr, N(0, 1) rows would barely leave their random start
+            nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
         self.rnn = rnn
         self.head = nn.Linear(rnn.output_size, n_outputs)
         self.per_step = per_step

@@ -1,0 +1,225 @@
+"""`cfctool bench`: CPU inference time, throughput, memory and sizes of a checkpoint.
+
+Times the whole evaluation split (the seed tables' "inference time") batch by batch, per
+engine: `torch` (our fused loop, inference mode) or `onnxruntime` (the exported graph).
+With `against`, the two checkpoints run interleaved in one process, alternating which
+goes first, and the report gives ratios: on a noisy machine only those are worth quoting.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cfctool.checkpoint import Checkpoint
+from cfctool.data.base import Split
+from cfctool.errors import ConfigError
+
+ENGINES = ("torch", "onnxruntime")
+
+
+def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
+    """Multiply-accumulates of one sequence as executed (dense: wiring masks do not skip work)."""
+    from cfctool.models.cfc import CfC
+    from cfctool.models.ltc import LTC
+
+    rnn, per_step = model.rnn, 0
+    if isinstance(rnn, CfC):
+        for cell in rnn.cells:
+            per_step += sum(layer.weight.numel() for layer in cell.backbone)
+            per_step += cell.head_params()[0].numel()
+        if rnn.lstm is not None:
+            per_step += rnn.lstm.input_map.weight.numel() + rnn.lstm.recurrent_map.weight.numel()
+    elif isinstance(rnn, LTC):
+        # per unfold: w * sigmoid and * erev over all H x H synapses; sensory synapses once per step
+        per_step += rnn.ode_unfolds * 2 * rnn.state_size ** 2 + 2 * rnn.input_size * rnn.state_size
+    else:  # pragma: no cover - every registered core is handled above
+        raise ConfigError(f"no MAC count for {type(rnn).__name__}")
+    readouts = seq_len if model.per_step else 1
+    return per_step * seq_len + model.head.weight.numel() * readouts
+
+
+def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: int | None,
+             batches: int | None) -> tuple[list[Split], torch.Tensor | None, torch.Tensor | None]:
+    """Batches to time, plus labels and mask for accuracy (None for a synthetic workload)."""
+    task = ckpt.task
+    if seq_len is not None:  # synthetic inputs of the task's kind, for timing only
+        g = torch.Generator().manual_seed(0)
+        n = batch_size * (batches or 10)
+        if task["input"]["kind"] == "tokens":
+            x = torch.randint(2, task["input"]["vocab_size"], (n, seq_len), generator=g)
+        else:
+            x = torch.randn(n, seq_len, task["input"]["size"], generator=g)
+        data = Split(x=x, y=torch.zeros(n, dtype=torch.int64))
+        labels = None
+    else:
+        from cfctool.configs import DataConfig
+        from cfctool.data.registry import load_split
+
+        directory = DataConfig(data_dir=str(data_dir) if data_dir else None).resolved_data_dir()
+        data = load_split(task, split, directory, ckpt.task_tensors())
+        if batches is not None:
+            data = data.take(slice(0, batch_size * batches))
+        labels = data.y
+    return [data.take(slice(i, i + batch_size)) for i in range(0, len(data), batch_size)], labels, data.mask
+
+
+def _torch_runner(model: torch.nn.Module) -> Callable[[Split], torch.Tensor]:
+    def run(b: Split) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(b.x, b.dt, b.mask)
+    return run
+
+
+def _onnx_runner(ckpt: Checkpoint, example: Split, threads: int | None) -> tuple[Callable, dict]:
+    from cfctool.ops.export import export_onnx, graph_inputs, require_onnx
+
+    require_onnx()
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        info = export_onnx(ckpt, Path(tmp) / "model.onnx", example)
+        info["export_s"] = round(time.perf_counter() - start, 2)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(Path(tmp) / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+    def run(b: Split) -> torch.Tensor:
+        feeds = {k: v.numpy() for k, v in graph_inputs(b).items()}
+        return torch.from_numpy(session.run(None, feeds)[0])
+    return run, info
+
+
+def _accuracy(outputs: list[torch.Tensor], labels, mask, per_step: bool) -> float | None:
+    if labels is None:
+        return None
+    logits = torch.cat(outputs)
+    pred = logits.argmax(-1)
+    if per_step:
+        valid = mask if mask is not None else torch.ones_like(labels, dtype=torch.bool)
+        return float((pred[valid] == labels[valid]).float().mean())
+    return float((pred == labels).float().mean())
+
+
+class _Subject:
+    """One checkpoint on one engine: its runner and its timings."""
+
+    def __init__(self, ckpt: Checkpoint, engine: str, batches: list[Split], threads: int | None):
+        from cfctool.models.registry import model_from_checkpoint
+        from cfctool.ops.evaluate import parameter_counts
+
+        self.ckpt, self.engine = ckpt, engine
+        self.model = model_from_checkpoint(ckpt)
+        self.export: dict | None = None
+        if engine == "torch":
+            self.run = _torch_runner(self.model)
+        else:
+            self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
+        self.counts = parameter_counts(self.model)
+        self.totals: list[float] = []
+        self.latencies: list[float] = []
+        self.outputs: list[torch.Tensor] = []
+
+    def timed_pass(self, batches: list[Split], keep: bool) -> None:
+        total, outputs = 0.0, []
+        for b in batches:
+            start = time.perf_counter()
+            out = self.run(b)
+            elapsed = time.perf_counter() - start
+            total += elapsed
+            self.latencies.append(elapsed)
+            outputs.append(out)
+        self.totals.append(total)
+        if keep:
+            self.outputs = outputs
+
+    def report(self, n_items: int, seq_len: int, labels, mask) -> dict[str, Any]:
+        med = statistics.median(self.totals)
+        out = {
+            "engine": self.engine,
+            "source": self.ckpt.source,
+            "split_seconds": {"median": med, "min": min(self.totals), "max": max(self.totals)},
+            "batch_latency_ms": {"median": 1e3 * statistics.median(self.latencies),
+                                 "min": 1e3 * min(self.latencies), "max": 1e3 * max(self.latencies)},
+            "items_per_s": n_items / med,
+            **self.counts,
+            "macs_per_sequence": macs_per_sequence(self.model, seq_len),
+            "accuracy": _accuracy(self.outputs, labels, mask, bool(self.ckpt.task["output"].get("per_step"))),
+        }
+        if self.ckpt.source and Path(self.ckpt.source).is_file():
+            out["file_bytes"] = Path(self.ckpt.source).stat().st_size
+        if self.export:
+            out["onnx"] = self.export
+        return out
+
+
+def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None = None, split: str = "test",
+          data_dir=None, batch_size: int = 128, seq_len: int | None = None, batches: int | None = None,
+          repeats: int = 5, warmup: int = 1, threads: int | None = None, device: str = "cpu") -> dict[str, Any]:
+    from cfctool.ops.runtime import resolve_device
+    from cfctool.ops.runtime import threads as thread_scope
+
+    engines = ENGINES if engine == "all" else (engine,)
+    if any(e not in ENGINES for e in engines):
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or all (got '{engine}')")
+    for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("batch_size", batch_size, 1),
+                             ("threads", threads, 1), ("seq_len", seq_len, 1), ("batches", batches, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {low} (got {value})")
+    if resolve_device(device).type != "cpu":
+        raise ConfigError("bench measures CPU inference; GPU timing is not supported yet (use --cpu)")
+    if against is not None and against.task.get("dataset") != ckpt.task.get("dataset"):
+        raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
+                          f"not {against.task.get('dataset')}")
+    with thread_scope(threads):
+        data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches)
+        n_items = sum(len(b) for b in data)
+        length = int(data[0].x.shape[1])
+        subjects = [_Subject(ckpt, e, data, threads) for e in engines]
+        base = [_Subject(against, e, data, threads) for e in engines] if against is not None else []
+        everyone = subjects + base
+        for _ in range(warmup):
+            for s in everyone:
+                s.timed_pass(data[:1], keep=False)
+        for s in everyone:
+            s.totals, s.latencies = [], []
+        for r in range(repeats):
+            order = everyone if r % 2 == 0 else everyone[::-1]
+            for s in order:
+                s.timed_pass(data, keep=(r == 0))
+    report: dict[str, Any] = {
+        "split": None if seq_len is not None else split,
+        "workload": {"items": n_items, "batch_size": batch_size, "seq_len": length, "batches": len(data),
+                     "synthetic": seq_len is not None},
+        "threads": threads or torch.get_num_threads(), "repeats": repeats, "device": "cpu",
+        "results": [s.report(n_items, length, labels, mask) for s in subjects],
+    }
+    if base:
+        report["against"] = [s.report(n_items, length, labels, mask) for s in base]
+        report["ratios"] = [_ratios(a, b) for a, b in zip(report["results"], report["against"])]
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report
+
+
+def _ratios(model: dict, base: dict) -> dict[str, Any]:
+    out = {
+        "engine": model["engine"],
+        "speedup": base["split_seconds"]["median"] / model["split_seconds"]["median"],
+        "params_ratio": model["params"] / base["params"],
+        "nonzero_ratio": model["nonzero_params"] / max(base["nonzero_params"], 1),
+        "macs_ratio": model["macs_per_sequence"] / base["macs_per_sequence"],
+    }
+    if "file_bytes" in model and "file_bytes" in base:
+        out["size_ratio"] = model["file_bytes"] / base["file_bytes"]
+    if model["accuracy"] is not None and base["accuracy"] is not None:
+        out["accuracy_delta"] = model["accuracy"] - base["accuracy"]
+    return out

@@ -1,0 +1,100 @@
+"""`bench` counts by hand, its accuracy against `eval`, its errors, and ONNX parity."""
+
+import json
+
+import pytest
+import torch
+
+from cfctool.checkpoint import load
+from cfctool.models.registry import build_model
+from cfctool.ops.bench import bench, macs_per_sequence
+from cfctool.ops.evaluate import evaluate
+
+TASK = {"dataset": "xor", "input": {"kind": "features", "size": 3},
+        "output": {"kind": "classification", "size": 2, "per_step": False}}
+
+
+def test_macs_by_hand():
+    cfc = build_model(dict(name="cfc", hidden=4, mode="default", backbone_units=5, backbone_layers=2,
+                           backbone_activation="relu", backbone_dropout=0.0, mixed_memory=True), TASK)
+    per_step = (3 + 4) * 5 + 5 * 5 + 4 * 4 * 5 + (3 * 16 + 4 * 16)  # backbone, heads, LSTM memory
+    assert macs_per_sequence(cfc, 7) == 7 * per_step + 4 * 2
+    ltc = build_model(dict(name="ltc", hidden=6, ode_unfolds=6), TASK)
+    assert macs_per_sequence(ltc, 5) == 5 * (6 * 2 * 36 + 2 * 3 * 6) + 6 * 2
+    ncp = build_model(dict(name="cfc-ncp", hidden=10, mode="default", sparsity=0.5, wiring_seed=1, motor=2,
+                           mixed_memory=False), {**TASK, "output": {**TASK["output"], "per_step": True}})
+    sizes = [len(c.ff1.bias) for c in ncp.rnn.cells]
+    inputs = [3] + sizes[:-1]
+    per_step = sum(4 * h * (i + h) for i, h in zip(inputs, sizes))
+    assert macs_per_sequence(ncp, 4) == 4 * per_step + 4 * (2 * 2)  # per-step readout
+
+
+def test_bench_accuracy_equals_eval_and_self_ratios(trained_xor):
+    ckpt = load(trained_xor["cfc"])
+    report = bench(ckpt, against=load(trained_xor["cfc"]), repeats=2, warmup=0, threads=1, batch_size=50)
+    r = report["results"][0]
+    assert r["accuracy"] == pytest.approx(evaluate(ckpt)["accuracy"])
+    assert report["workload"]["items"] == 128 and report["workload"]["batches"] == 3
+    assert r["split_seconds"]["min"] <= r["split_seconds"]["median"] <= r["split_seconds"]["max"]
+    assert r["file_bytes"] == trained_xor["cfc"].stat().st_size
+    q = report["ratios"][0]
+    assert q["params_ratio"] == 1.0 and q["accuracy_delta"] == 0.0 and q["size_ratio"] == 1.0
+    assert report["peak_rss_mb"] > 10
+
+
+def test_bench_synthetic_workload(trained_xor):
+    report = bench(load(trained_xor["ltc"]), seq_len=12, batches=2, batch_size=8, repeats=1, warmup=0)
+    assert report["workload"] == {"items": 16, "batch_size": 8, "seq_len": 12, "batches": 2, "synthetic": True}
+    assert report["results"][0]["accuracy"] is None
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "missing.st"], "no such checkpoint file"),
+    (["bench", "CKPT", "--threads", "0"], "--threads must be >= 1"),
+    (["bench", "CKPT", "--repeats", "0"], "--repeats must be >= 1"),
+    (["bench", "CKPT", "--engine", "tensorrt"], "engine must be one of"),
+    (["bench", "BAD"], "truncated"),
+])
+def test_bench_errors(cli, trained_xor, tmp_path, args, message):
+    bad = tmp_path / "bad.st"
+    bad.write_bytes(trained_xor["cfc"].read_bytes()[:300])
+    args = [str(trained_xor["cfc"]) if a == "CKPT" else str(bad) if a == "BAD" else a for a in args]
+    before = trained_xor["cfc"].read_bytes()
+    r = cli(*args)
+    assert r.code == 1 and r.err.startswith("error: ") and message in r.err, r.err
+    assert trained_xor["cfc"].read_bytes() == before
+
+
+def test_bench_cli_json_and_report_file(cli, trained_xor, tmp_path):
+    out = tmp_path / "report.yaml"
+    r = cli("bench", trained_xor["cfc-ncp"], "--cpu", "--repeats", "1", "--json", "-o", out)
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["results"][0]["engine"] == "torch" and out.exists()
+
+
+onnx_deps = pytest.importorskip  # alias for readability below
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
+def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch):
+    onnx_deps("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
+    onnx_deps("onnxscript", reason="the onnx extra is not installed")
+    import onnxruntime as ort
+
+    from cfctool.data.xor import generate
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.export import export_onnx, graph_inputs
+
+    ckpt = load(trained_xor[arch])
+    example = generate(ckpt.task, "test", 16)
+    info = export_onnx(ckpt, tmp_path / "m.onnx", example)
+    assert info["max_abs_diff"] <= 1e-4
+    # an independent batch of another size: the graph's batch dimension is dynamic
+    other = generate(ckpt.task, "train", 40)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {k: v.numpy() for k, v in graph_inputs(other).items()})[0]
+    with torch.no_grad():
+        want = model_from_checkpoint(ckpt)(other.x, other.dt, other.mask).numpy()
+    assert abs(got - want).max() <= 1e-4
+    assert (got.argmax(-1) == want.argmax(-1)).all()
