@@ -1,0 +1,155 @@
+"""Whole-test-set CPU inference per engine and thread count, against ncps and the LTC.
+
+For each checkpoint (the baselines' by default): our torch engine, ONNX Runtime on the
+exported graph, and ncps.torch.CfC holding the same weights (embedding and readout are
+ours), timed interleaved in one process (medians). ncps has no masks, so on padded
+data its predictions can differ from ours; ours and ONNX Runtime must agree exactly.
+`ltc_vs_cfc` times one batch of an LTC and of a CfC of the same hidden size and input.
+
+    python benchmarks/engines.py --data ../shared/data --ckpt-dir runs/baselines --threads 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import interleaved, machine, write_results  # noqa: E402
+
+from cfctool.checkpoint import load  # noqa: E402
+from cfctool.ops.bench import _onnx_runner, _torch_runner, workload  # noqa: E402
+
+NAMES = ("imdb-cfc", "imdb-cfc-deep", "imdb-cfc-ncp", "person_activity-cfc")
+
+
+def ncps_model(ckpt, model):
+    """ncps.torch.CfC with our checkpoint's recurrent weights."""
+    from ncps.torch import CfC
+    from ncps.wirings import AutoNCP
+
+    arch, rnn = ckpt.arch, model.rnn
+    features = rnn.input_size
+    state = {}
+    if arch["name"] == "cfc-ncp":
+        wiring = AutoNCP(arch["hidden"], arch["motor"], sparsity_level=arch["sparsity"], seed=arch["wiring_seed"])
+        ref = CfC(features, wiring, mode=arch["mode"], return_sequences=True, mixed_memory=arch["mixed_memory"])
+        for k, v in rnn.state_dict().items():
+            state[k.replace("cells.", "rnn_cell.layer_")] = v
+    else:
+        ref = CfC(features, arch["hidden"], mode=arch["mode"], activation=arch["backbone_activation"],
+                  backbone_units=arch["backbone_units"], backbone_layers=arch["backbone_layers"],
+                  backbone_dropout=arch["backbone_dropout"], return_sequences=True, mixed_memory=arch["mixed_memory"])
+        stride = 3 if arch["backbone_dropout"] > 0 else 2
+        for k, v in rnn.state_dict().items():
+            parts = k.split(".")
+            if parts[:3] == ["cells", "0", "backbone"]:
+                i = int(parts[3])
+                parts = ["rnn_cell", "backbone", str(0 if i == 0 else 2 + stride * (i - 1)), parts[4]]
+            elif parts[:2] == ["cells", "0"]:
+                parts = ["rnn_cell", *parts[2:]]
+            state[".".join(parts)] = v
+    ref.load_state_dict(state, strict=True)
+    ref.eval()
+    per_step = model.per_step
+
+    def run(b):
+        with torch.inference_mode():
+            x = model.embedding(b.x) if model.embedding is not None else b.x
+            out, _ = ref(x)
+            return model.head(out if per_step else out[:, -1])
+    return run
+
+
+def time_engines(name: str, ckpt, data, threads: int, repeats: int, labels, mask) -> dict:
+    from cfctool.models.registry import model_from_checkpoint
+
+    torch.set_num_threads(threads)
+    model = model_from_checkpoint(ckpt)
+    onnx_run, onnx_info = _onnx_runner(ckpt, data[0], threads)
+    runners = {"cfctool-torch": _torch_runner(model), "cfctool-onnxruntime": onnx_run, "ncps": ncps_model(ckpt, model)}
+    preds = {}
+    for engine, run in runners.items():
+        preds[engine] = torch.cat([run(b) for b in data]).argmax(-1)
+
+    def whole(run):
+        return lambda: [run(b) for b in data]
+
+    timings = interleaved({e: whole(r) for e, r in runners.items()}, repeats, warmup=1)
+    per_step = bool(ckpt.task["output"].get("per_step"))
+
+    def accuracy(p):
+        if per_step:
+            return float((p[mask] == labels[mask]).float().mean())
+        return float((p == labels).float().mean())
+
+    ncps_s = timings["ncps"]["median_s"]
+    return {
+        "threads": threads,
+        "engines": {e: {**t, "accuracy": accuracy(preds[e]), "speedup_vs_ncps": ncps_s / t["median_s"]}
+                    for e, t in timings.items()},
+        "onnx_vs_torch_identical_predictions": bool(torch.equal(preds["cfctool-onnxruntime"], preds["cfctool-torch"])),
+        "onnx_export": onnx_info,
+    }
+
+
+def ltc_vs_cfc(ckpt, batch, threads: int) -> dict:
+    """Seconds per sequence of our CfC and an LTC of the same hidden size, on one real batch."""
+    from cfctool.models.registry import build_core, model_from_checkpoint
+
+    torch.set_num_threads(threads)
+    model = model_from_checkpoint(ckpt)
+    x = model.embedding(batch.x).detach() if model.embedding is not None else batch.x
+    ltc = build_core({"name": "ltc", "hidden": ckpt.arch["hidden"], "ode_unfolds": 6}, x.shape[-1]).eval()
+    out = {}
+    for label, core in (("cfc", model.rnn), ("ltc", ltc)):
+        samples = []
+        for i in range(3 if label == "ltc" else 7):
+            start = time.perf_counter()
+            with torch.inference_mode():
+                core(x, batch.dt, batch.mask)
+            if i:
+                samples.append(time.perf_counter() - start)
+        out[label] = statistics.median(samples) / len(x)
+    return {"hidden": ckpt.arch["hidden"], "batch": len(x), "seq_len": int(x.shape[1]), "threads": threads,
+            "sec_per_sequence": out, "ltc_over_cfc": out["ltc"] / out["cfc"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--ckpt-dir", default="runs/baselines")
+    parser.add_argument("--only", nargs="+", default=list(NAMES))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=None, help="time only the first N batches (recorded)")
+    args = parser.parse_args()
+    results = {}
+    for name in args.only:
+        path = Path(args.ckpt_dir) / f"{name}.st"
+        if not path.exists():
+            print(f"skip {name}: {path} not found (run benchmarks/baselines.py first)", file=sys.stderr)
+            continue
+        ckpt = load(path)
+        data, labels, mask = workload(ckpt, "test", args.data, args.batch_size, None, args.batches)
+        entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
+                 "runs": [time_engines(name, ckpt, data, n, args.repeats, labels, mask) for n in args.threads]}
+        entry["ltc_vs_cfc"] = ltc_vs_cfc(ckpt, data[0], args.threads[0])
+        results[name] = entry
+        best = max(entry["runs"][0]["engines"].items(), key=lambda kv: kv[1]["speedup_vs_ncps"])
+        print(f"{name}: best at {args.threads[0]} thread(s) {best[0]} {best[1]['speedup_vs_ncps']:.2f}x vs ncps; "
+              f"LTC/CfC {entry['ltc_vs_cfc']['ltc_over_cfc']:.0f}x", file=sys.stderr)
+    doc = {"benchmark": "whole-test-set CPU inference per engine", "machine": machine(), "device": "cpu",
+           "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:]), "repeats": args.repeats,
+           "results": results}
+    print(write_results("engines", doc))
+
+
+if __name__ == "__main__":
+    main()
