@@ -81,12 +81,12 @@ def time_engines(name: str, ckpt, data, threads: int, repeats: int, labels, mask
         return lambda: [run(b) for b in data]
 
     timings = interleaved({e: whole(r) for e, r in runners.items()}, repeats, warmup=1)
-    per_step = bool(ckpt.task["output"].get("per_step"))
 
     def accuracy(p):
-        if per_step:
-            return float((p[mask] == labels[mask]).float().mean())
-        return float((p == labels).float().mean())
+        from cfctool.ops.evaluate import valid_targets
+
+        pred, y = valid_targets(p, labels, mask, ckpt.task)
+        return float((pred == y).float().mean())
 
     ncps_s = timings["ncps"]["median_s"]
     return {

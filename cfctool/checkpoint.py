@@ -206,13 +206,11 @@ def _manifest(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _check_manifest(manifest: dict, tensors: dict[str, torch.Tensor], source: str) -> None:
-    actual = _manifest(tensors)
-    if manifest == actual:
-        return
-    missing = sorted(set(manifest) - set(actual))
-    extra = sorted(set(actual) - set(manifest))
-    changed = sorted(k for k in set(manifest) & set(actual) if manifest[k] != actual[k])
+def _difference(expected: dict, actual: dict, noun: str) -> str:
+    """What differs between two {tensor name: description} maps, for an error message."""
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    changed = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
     parts = []
     if missing:
         parts.append(f"missing tensors {missing[:5]}")
@@ -220,8 +218,15 @@ def _check_manifest(manifest: dict, tensors: dict[str, torch.Tensor], source: st
         parts.append(f"unexpected tensors {extra[:5]}")
     if changed:
         k = changed[0]
-        parts.append(f"'{k}' is {actual[k]} but the record says {manifest[k]}")
-    raise CheckpointError(f"{source}: tensors do not match the record: {'; '.join(parts)}; the file was altered or damaged")
+        parts.append(f"'{k}' has {noun} {actual[k]}, expected {expected[k]}")
+    return "; ".join(parts)
+
+
+def _check_manifest(manifest: dict, tensors: dict[str, torch.Tensor], source: str) -> None:
+    actual = _manifest(tensors)
+    if manifest != actual:
+        raise CheckpointError(f"{source}: tensors do not match the record: "
+                              f"{_difference(manifest, actual, 'dtype/shape')}; the file was altered or damaged")
 
 
 # ----------------------------------------------------------------------------- files
@@ -326,21 +331,9 @@ def verify_architecture(ckpt: Checkpoint) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: the recorded architecture cannot be built ({exc})") from None
     actual = {name: list(t.shape) for name, t in ckpt.model_tensors().items()}
-    if expected == actual:
-        return
-    missing = sorted(set(expected) - set(actual))
-    extra = sorted(set(actual) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
-    parts = []
-    if missing:
-        parts.append(f"missing {missing[:5]}")
-    if extra:
-        parts.append(f"unexpected {extra[:5]}")
-    if wrong:
-        parts.append(f"'{wrong[0]}' has shape {actual[wrong[0]]}, expected {expected[wrong[0]]}")
-    raise CheckpointError(
-        f"{source}: tensors do not fit architecture '{ckpt.arch.get('name')}': {'; '.join(parts)}"
-    )
+    if expected != actual:
+        raise CheckpointError(f"{source}: tensors do not fit architecture '{ckpt.arch.get('name')}': "
+                              f"{_difference(expected, actual, 'shape')}")
 
 
 def file_sha256(path: str | Path) -> str:

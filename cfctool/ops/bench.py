@@ -99,15 +99,13 @@ def _onnx_runner(ckpt: Checkpoint, example: Split, threads: int | None) -> tuple
     return run, info
 
 
-def _accuracy(outputs: list[torch.Tensor], labels, mask, per_step: bool) -> float | None:
+def _accuracy(outputs: list[torch.Tensor], labels, mask, task: dict) -> float | None:
+    from cfctool.ops.evaluate import valid_targets
+
     if labels is None:
         return None
-    logits = torch.cat(outputs)
-    pred = logits.argmax(-1)
-    if per_step:
-        valid = mask if mask is not None else torch.ones_like(labels, dtype=torch.bool)
-        return float((pred[valid] == labels[valid]).float().mean())
-    return float((pred == labels).float().mean())
+    logits, labels = valid_targets(torch.cat(outputs), labels, mask, task)
+    return float((logits.argmax(-1) == labels).float().mean())
 
 
 class _Subject:
@@ -153,7 +151,7 @@ class _Subject:
             "items_per_s": n_items / med,
             **self.counts,
             "macs_per_sequence": macs_per_sequence(self.model, seq_len),
-            "accuracy": _accuracy(self.outputs, labels, mask, bool(self.ckpt.task["output"].get("per_step"))),
+            "accuracy": _accuracy(self.outputs, labels, mask, self.ckpt.task),
         }
         if self.ckpt.source and Path(self.ckpt.source).is_file():
             out["file_bytes"] = Path(self.ckpt.source).stat().st_size

@@ -13,12 +13,18 @@ from cfctool.data.base import Split
 from cfctool.errors import DataError
 
 
+def valid_targets(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                  task: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, targets) flattened to the valid steps for per-step tasks; unchanged otherwise."""
+    if not task["output"].get("per_step") or mask is None:
+        return (logits.flatten(0, 1), y.flatten(0, 1)) if task["output"].get("per_step") else (logits, y)
+    return logits[mask], y[mask]
+
+
 def task_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, task: dict) -> torch.Tensor:
     """Mean loss over valid targets: cross-entropy for classes, MSE for regression."""
     out = task["output"]
-    if out.get("per_step"):
-        valid = mask if mask is not None else torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
-        logits, y = logits[valid], y[valid]
+    logits, y = valid_targets(logits, y, mask, task)
     if out["kind"] == "classification":
         return F.cross_entropy(logits, y)
     return F.mse_loss(logits, y.to(logits.dtype))
@@ -37,10 +43,7 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
         x, y = b.x.to(device), b.y.to(device)
         dt = None if b.dt is None else b.dt.to(device)
         mask = None if b.mask is None else b.mask.to(device)
-        logits = model(x, dt, mask)
-        if out.get("per_step"):
-            valid = mask if mask is not None else torch.ones(y.shape[:2], dtype=torch.bool, device=device)
-            logits, y = logits[valid], y[valid]
+        logits, y = valid_targets(model(x, dt, mask), y, mask, task)
         n = y.shape[0]
         if out["kind"] == "classification":
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
