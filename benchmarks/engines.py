@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved, machine, write_results  # noqa: E402
 
 from cfctool.checkpoint import load  # noqa: E402
-from cfctool.ops.bench import _onnx_runner, _torch_runner, workload  # noqa: E402
+from cfctool.ops.bench import _torch_runner, onnx_session_runner, workload  # noqa: E402
+from cfctool.ops.export import export_onnx  # noqa: E402
 
 NAMES = ("imdb-cfc", "imdb-cfc-deep", "imdb-cfc-ncp", "person_activity-cfc")
 
@@ -66,13 +68,13 @@ def ncps_model(ckpt, model):
     return run
 
 
-def time_engines(name: str, ckpt, data, threads: int, repeats: int, labels, mask) -> dict:
+def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask) -> dict:
     from cfctool.models.registry import model_from_checkpoint
 
     torch.set_num_threads(threads)
     model = model_from_checkpoint(ckpt)
-    onnx_run, onnx_info = _onnx_runner(ckpt, data[0], threads)
-    runners = {"cfctool-torch": _torch_runner(model), "cfctool-onnxruntime": onnx_run, "ncps": ncps_model(ckpt, model)}
+    runners = {"cfctool-torch": _torch_runner(model), "cfctool-onnxruntime": onnx_session_runner(onnx_path, threads),
+               "ncps": ncps_model(ckpt, model)}
     preds = {}
     for engine, run in runners.items():
         preds[engine] = torch.cat([run(b) for b in data]).argmax(-1)
@@ -94,7 +96,6 @@ def time_engines(name: str, ckpt, data, threads: int, repeats: int, labels, mask
         "engines": {e: {**t, "accuracy": accuracy(preds[e]), "speedup_vs_ncps": ncps_s / t["median_s"]}
                     for e, t in timings.items()},
         "onnx_vs_torch_identical_predictions": bool(torch.equal(preds["cfctool-onnxruntime"], preds["cfctool-torch"])),
-        "onnx_export": onnx_info,
     }
 
 
@@ -138,8 +139,14 @@ def main() -> None:
             continue
         ckpt = load(path)
         data, labels, mask = workload(ckpt, "test", args.data, args.batch_size, None, args.batches)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            onnx_info = export_onnx(ckpt, Path(tmp) / "model.onnx", data[0])
+            onnx_info["export_s"] = round(time.perf_counter() - start, 1)
+            runs = [time_engines(ckpt, onnx_info["path"], data, n, args.repeats, labels, mask) for n in args.threads]
+        onnx_info.pop("path")
         entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
-                 "runs": [time_engines(name, ckpt, data, n, args.repeats, labels, mask) for n in args.threads]}
+                 "onnx_export": onnx_info, "runs": runs}
         entry["ltc_vs_cfc"] = ltc_vs_cfc(ckpt, data[0], args.threads[0])
         results[name] = entry
         best = max(entry["runs"][0]["engines"].items(), key=lambda kv: kv[1]["speedup_vs_ncps"])

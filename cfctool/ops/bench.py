@@ -77,26 +77,32 @@ def _torch_runner(model: torch.nn.Module) -> Callable[[Split], torch.Tensor]:
     return run
 
 
-def _onnx_runner(ckpt: Checkpoint, example: Split, threads: int | None) -> tuple[Callable, dict]:
-    from cfctool.ops.export import export_onnx, graph_inputs, require_onnx
-
-    require_onnx()
+def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[[Split], torch.Tensor]:
+    """Run an exported graph with ONNX Runtime on the CPU, `threads` intra-op threads."""
     import onnxruntime as ort
 
+    from cfctool.ops.export import graph_inputs
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def run(b: Split) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in graph_inputs(b).items()})[0])
+    return run
+
+
+def _onnx_runner(ckpt: Checkpoint, example: Split, threads: int | None) -> tuple[Callable, dict]:
+    from cfctool.ops.export import export_onnx, require_onnx
+
+    require_onnx()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         info = export_onnx(ckpt, Path(tmp) / "model.onnx", example)
         info["export_s"] = round(time.perf_counter() - start, 2)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(Path(tmp) / "model.onnx"), options, providers=["CPUExecutionProvider"])
-
-    def run(b: Split) -> torch.Tensor:
-        feeds = {k: v.numpy() for k, v in graph_inputs(b).items()}
-        return torch.from_numpy(session.run(None, feeds)[0])
-    return run, info
+        return onnx_session_runner(Path(tmp) / "model.onnx", threads), info
 
 
 def _accuracy(outputs: list[torch.Tensor], labels, mask, task: dict) -> float | None:
