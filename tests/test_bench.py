@@ -54,6 +54,7 @@ def test_bench_synthetic_workload(trained_xor):
     (["bench", "CKPT", "--repeats", "0"], "--repeats must be >= 1"),
     (["bench", "CKPT", "--engine", "tensorrt"], "engine must be one of"),
     (["bench", "BAD"], "truncated"),
+    (["bench", "CKPT", "--device", "tpu"], "--device must be cpu or cuda"),
 ])
 def test_bench_errors(cli, trained_xor, tmp_path, args, message):
     bad = tmp_path / "bad.st"

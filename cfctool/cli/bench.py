@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench_command(
         checkpoint: Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")],
-        cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU (the default; GPU timing is not supported).")] = False,
+        cpu: Annotated[bool, typer.Option("--cpu", help="Pin the CPU even where a GPU exists (the default).")] = False,
+        device: Annotated[str, typer.Option(help="cpu or cuda (torch engine); --cpu overrides.")] = "cpu",
         engine: Annotated[str, typer.Option(help="torch, onnxruntime or all.")] = "torch",
         against: Annotated[Optional[str], typer.Option(help="A base checkpoint, interleaved in the same run; reports ratios.")] = None,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
@@ -56,8 +57,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--threads must be >= 1 (got {threads})")
         model = read_checkpoint(checkpoint)
         base = read_checkpoint(against) if against else None
+        if device not in ("cpu", "cuda"):
+            raise ConfigError(f"--device must be cpu or cuda (got '{device}')")
         report = bench(model, engine=engine, against=base, split=split, data_dir=data, batch_size=batch_size,
-                       seq_len=seq_len, batches=batches, repeats=repeats, warmup=warmup, threads=threads)
+                       seq_len=seq_len, batches=batches, repeats=repeats, warmup=warmup, threads=threads,
+                       device="cpu" if cpu else device)
         if output:
             import yaml
 

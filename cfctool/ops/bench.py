@@ -70,11 +70,22 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
     return [data.take(slice(i, i + batch_size)) for i in range(0, len(data), batch_size)], labels, data.mask
 
 
-def _torch_runner(model: torch.nn.Module) -> Callable[[Split], torch.Tensor]:
-    def run(b: Split) -> torch.Tensor:
+def _torch_runner(model: torch.nn.Module, device: torch.device | None = None) -> Callable[[Split], torch.Tensor]:
+    """Our model in inference mode; on a GPU each batch includes the copies and a synchronise."""
+    if device is None or device.type == "cpu":
+        def run(b: Split) -> torch.Tensor:
+            with torch.inference_mode():
+                return model(b.x, b.dt, b.mask)
+        return run
+    model = model.to(device)
+
+    def run_on_device(b: Split) -> torch.Tensor:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         with torch.inference_mode():
-            return model(b.x, b.dt, b.mask)
-    return run
+            out = model(move(b.x), move(b.dt), move(b.mask)).cpu()
+        torch.cuda.synchronize(device)
+        return out
+    return run_on_device
 
 
 def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[[Split], torch.Tensor]:
@@ -117,7 +128,8 @@ def _accuracy(outputs: list[torch.Tensor], labels, mask, task: dict) -> float | 
 class _Subject:
     """One checkpoint on one engine: its runner and its timings."""
 
-    def __init__(self, ckpt: Checkpoint, engine: str, batches: list[Split], threads: int | None):
+    def __init__(self, ckpt: Checkpoint, engine: str, batches: list[Split], threads: int | None,
+                 device: torch.device):
         from cfctool.models.registry import model_from_checkpoint
         from cfctool.ops.evaluate import parameter_counts
 
@@ -125,7 +137,7 @@ class _Subject:
         self.model = model_from_checkpoint(ckpt)
         self.export: dict | None = None
         if engine == "torch":
-            self.run = _torch_runner(self.model)
+            self.run = _torch_runner(self.model, device)
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
         self.counts = parameter_counts(self.model)
@@ -179,8 +191,9 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
                              ("threads", threads, 1), ("seq_len", seq_len, 1), ("batches", batches, 1)):
         if value is not None and value < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {low} (got {value})")
-    if resolve_device(device).type != "cpu":
-        raise ConfigError("bench measures CPU inference; GPU timing is not supported yet (use --cpu)")
+    where = resolve_device(device)
+    if where.type != "cpu" and "onnxruntime" in engines:
+        raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine torch with --device cuda")
     if against is not None and against.task.get("dataset") != ckpt.task.get("dataset"):
         raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
                           f"not {against.task.get('dataset')}")
@@ -188,8 +201,8 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
         data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches)
         n_items = sum(len(b) for b in data)
         length = int(data[0].x.shape[1])
-        subjects = [_Subject(ckpt, e, data, threads) for e in engines]
-        base = [_Subject(against, e, data, threads) for e in engines] if against is not None else []
+        subjects = [_Subject(ckpt, e, data, threads, where) for e in engines]
+        base = [_Subject(against, e, data, threads, where) for e in engines] if against is not None else []
         everyone = subjects + base
         for _ in range(warmup):
             for s in everyone:
@@ -204,7 +217,7 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
         "split": None if seq_len is not None else split,
         "workload": {"items": n_items, "batch_size": batch_size, "seq_len": length, "batches": len(data),
                      "synthetic": seq_len is not None},
-        "threads": threads or torch.get_num_threads(), "repeats": repeats, "device": "cpu",
+        "threads": threads or torch.get_num_threads(), "repeats": repeats, "device": str(where),
         "results": [s.report(n_items, length, labels, mask) for s in subjects],
     }
     if base:
