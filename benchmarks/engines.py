@@ -146,15 +146,22 @@ def main() -> None:
             runs = [time_engines(ckpt, onnx_info["path"], data, n, args.repeats, labels, mask) for n in args.threads]
         onnx_info.pop("path")
         entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
+                 "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:]),
                  "onnx_export": onnx_info, "runs": runs}
         entry["ltc_vs_cfc"] = ltc_vs_cfc(ckpt, data[0], args.threads[0])
         results[name] = entry
         best = max(entry["runs"][0]["engines"].items(), key=lambda kv: kv[1]["speedup_vs_ncps"])
         print(f"{name}: best at {args.threads[0]} thread(s) {best[0]} {best[1]['speedup_vs_ncps']:.2f}x vs ncps; "
               f"LTC/CfC {entry['ltc_vs_cfc']['ltc_over_cfc']:.0f}x", file=sys.stderr)
-    doc = {"benchmark": "whole-test-set CPU inference per engine", "machine": machine(), "device": "cpu",
-           "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:]), "repeats": args.repeats,
-           "results": results}
+    import yaml
+
+    from common import RESULTS
+
+    previous = RESULTS / "engines.yaml"
+    doc = yaml.safe_load(previous.read_text()) if previous.exists() else None
+    doc = doc or {"benchmark": "whole-test-set CPU inference per engine", "device": "cpu", "results": {}}
+    doc.update({"machine": machine(), "repeats": args.repeats})
+    doc["results"].update(results)  # entries measured in separate runs keep their own command
     print(write_results("engines", doc))
 
 
