@@ -25,6 +25,7 @@ from common import interleaved, machine, write_results  # noqa: E402
 
 from cfctool.checkpoint import load  # noqa: E402
 from cfctool.ops.bench import _torch_runner, onnx_session_runner, workload  # noqa: E402
+from cfctool.errors import CfcError  # noqa: E402
 from cfctool.ops.export import export_onnx  # noqa: E402
 
 NAMES = ("imdb-cfc", "imdb-cfc-deep", "imdb-cfc-ncp", "person_activity-cfc")
@@ -131,7 +132,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=None, help="time only the first N batches (recorded)")
     args = parser.parse_args()
-    results = {}
     for name in args.only:
         path = Path(args.ckpt_dir) / f"{name}.st"
         if not path.exists():
@@ -139,20 +139,30 @@ def main() -> None:
             continue
         ckpt = load(path)
         data, labels, mask = workload(ckpt, "test", args.data, args.batch_size, None, args.batches)
+        entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
+                 "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:])}
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            onnx_info = export_onnx(ckpt, Path(tmp) / "model.onnx", data[0])
+            try:
+                onnx_info = export_onnx(ckpt, Path(tmp) / "model.onnx", data[0])
+            except CfcError as exc:  # recorded, not fatal: the other engines and checkpoints still count
+                entry["onnx_export_failed"] = str(exc)
+                print(f"{name}: ONNX export failed: {exc}", file=sys.stderr)
+                save(name, entry, args)
+                continue
             onnx_info["export_s"] = round(time.perf_counter() - start, 1)
-            runs = [time_engines(ckpt, onnx_info["path"], data, n, args.repeats, labels, mask) for n in args.threads]
+            entry["runs"] = [time_engines(ckpt, onnx_info["path"], data, n, args.repeats, labels, mask)
+                             for n in args.threads]
         onnx_info.pop("path")
-        entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
-                 "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:]),
-                 "onnx_export": onnx_info, "runs": runs}
+        entry["onnx_export"] = onnx_info
         entry["ltc_vs_cfc"] = ltc_vs_cfc(ckpt, data[0], args.threads[0])
-        results[name] = entry
         best = max(entry["runs"][0]["engines"].items(), key=lambda kv: kv[1]["speedup_vs_ncps"])
         print(f"{name}: best at {args.threads[0]} thread(s) {best[0]} {best[1]['speedup_vs_ncps']:.2f}x vs ncps; "
               f"LTC/CfC {entry['ltc_vs_cfc']['ltc_over_cfc']:.0f}x", file=sys.stderr)
+        save(name, entry, args)  # after each checkpoint: a later failure loses nothing
+
+
+def save(name: str, entry: dict, args) -> None:
     import yaml
 
     from common import RESULTS
@@ -161,7 +171,7 @@ def main() -> None:
     doc = yaml.safe_load(previous.read_text()) if previous.exists() else None
     doc = doc or {"benchmark": "whole-test-set CPU inference per engine", "device": "cpu", "results": {}}
     doc.update({"machine": machine(), "repeats": args.repeats})
-    doc["results"].update(results)  # entries measured in separate runs keep their own command
+    doc["results"][name] = entry
     print(write_results("engines", doc))
 
 

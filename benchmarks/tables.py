@@ -41,7 +41,8 @@ def baselines() -> str:
         if name == "ltc-vs-cfc":
             continue
         seed = r["seed_reference"]
-        rows.append(f"| {r['dataset']} | {r['arch']} | {100 * r['test_accuracy']:.1f}% | {100 * seed['accuracy']:.1f}% "
+        caveat = " (full data; ours: subset)" if seed.get("note") else ""
+        rows.append(f"| {r['dataset']} | {r['arch']} | {100 * r['test_accuracy']:.1f}% | {100 * seed['accuracy']:.1f}%{caveat} "
                     f"| {r['epochs']} | {r['sec_per_epoch']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''}) "
                     f"| {seed['sec_per_epoch_gpu']} | {r['rnn_params']:,} / {seed['rnn_params']:,} "
                     f"| {r['total_params']:,} | {r['file_bytes']:,} |")
@@ -61,6 +62,9 @@ def engines() -> str:
     rows = ["| checkpoint | threads | items | cfctool torch | cfctool ONNX Runtime | ncps | best vs ncps | "
             "ORT = torch predictions | LTC / CfC per sequence |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in doc["results"].items():
+        if "onnx_export_failed" in r:
+            rows.append(f"| {name} | | {r['items']} | | export failed: {r['onnx_export_failed'][:60]} | | | | |")
+            continue
         for run in r["runs"]:
             e = run["engines"]
             best = max(v["speedup_vs_ncps"] for v in e.values())
