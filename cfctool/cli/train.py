@@ -57,14 +57,13 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ):
         """Train a model and write its checkpoint; prints the output path."""
+        given = dict(locals())  # first statement: exactly the command's parameters
         from cfctool.cli.io import check_output, write_checkpoint
         from cfctool.cli.progress import training_progress
         from cfctool.configs import load_config_file, resolve
 
-        given = dict(locals())
-        skip = {"ctx", "dataset", "arch", "output", "preset", "config", "quiet", "data", "check_output",
-                "write_checkpoint", "training_progress", "load_config_file", "resolve"}
-        overrides = {k: v for k, v in given.items() if k not in skip and v is not None}
+        not_settings = {"ctx", "dataset", "arch", "output", "preset", "config", "quiet", "data"}
+        overrides = {k: v for k, v in given.items() if k not in not_settings and v is not None}
         if data is not None:
             overrides["data_dir"] = data
         run = resolve(dataset, arch, preset=preset,

@@ -16,8 +16,10 @@ from cfctool.errors import DataError
 def valid_targets(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
                   task: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(predictions, targets) flattened to the valid steps for per-step tasks; unchanged otherwise."""
-    if not task["output"].get("per_step") or mask is None:
-        return (logits.flatten(0, 1), y.flatten(0, 1)) if task["output"].get("per_step") else (logits, y)
+    if not task["output"].get("per_step"):
+        return logits, y
+    if mask is None:
+        return logits.flatten(0, 1), y.flatten(0, 1)
     return logits[mask], y[mask]
 
 

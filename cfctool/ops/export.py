@@ -8,6 +8,7 @@ optional extra `cfctool[onnx]`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -66,8 +67,6 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     names = list(inputs)
     with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
         warnings.simplefilter("ignore")
-        import contextlib
-
         with contextlib.redirect_stdout(devnull):
             try:
                 program = torch.onnx.export(_Graph(model), tuple(inputs.values()), dynamo=True, input_names=names,
