@@ -12,14 +12,13 @@ a CfC of the same hidden size on Person Activity and reports the ratio.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine  # noqa: E402
+from common import merge_result  # noqa: E402
 
 RUNS = {
     "imdb-cfc": ("imdb", "cfc"),
@@ -124,23 +123,6 @@ def ltc_vs_cfc(args) -> dict:
     }
 
 
-def merge(name: str, entry: dict) -> Path:
-    import yaml
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "baselines.yaml"
-    with open(RESULTS / ".baselines.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        doc = yaml.safe_load(path.read_text()) if path.exists() else None
-        doc = doc or {"benchmark": "seed baselines on this machine", "runs": {}}
-        doc["machine"] = machine()
-        doc["runs"][name] = entry
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-        os.replace(tmp, path)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=[*RUNS, "ltc-vs-cfc"], default=[*RUNS, "ltc-vs-cfc"])
@@ -153,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.only:
         entry = ltc_vs_cfc(args) if name == "ltc-vs-cfc" else run_entry(name, args)
-        print(merge(name, entry))
+        print(merge_result("baselines", "runs", name, entry, {"benchmark": "seed baselines on this machine"}))
 
 
 if __name__ == "__main__":

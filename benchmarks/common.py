@@ -43,6 +43,25 @@ def machine() -> dict:
             "torch": str(torch.__version__), "utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
+def merge_result(name: str, section: str, key: str, entry: dict, header: dict) -> Path:
+    """Set doc[section][key] = entry in results/NAME.yaml, keeping the other entries.
+
+    Under a file lock, so entries measured by parallel processes all survive.
+    """
+    import fcntl
+
+    import yaml
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.yaml"
+    with open(RESULTS / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = (yaml.safe_load(path.read_text()) if path.exists() else None) or {**header, section: {}}
+        doc["machine"] = machine()
+        doc[section][key] = entry
+        return write_results(name, doc)
+
+
 def write_results(name: str, doc: dict) -> Path:
     import yaml
 

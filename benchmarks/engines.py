@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, machine, write_results  # noqa: E402
+from common import interleaved, merge_result  # noqa: E402
 
 from cfctool.checkpoint import load  # noqa: E402
 from cfctool.ops.bench import _torch_runner, onnx_session_runner, workload  # noqa: E402
@@ -163,16 +163,9 @@ def main() -> None:
 
 
 def save(name: str, entry: dict, args) -> None:
-    import yaml
-
-    from common import RESULTS
-
-    previous = RESULTS / "engines.yaml"
-    doc = yaml.safe_load(previous.read_text()) if previous.exists() else None
-    doc = doc or {"benchmark": "whole-test-set CPU inference per engine", "device": "cpu", "results": {}}
-    doc.update({"machine": machine(), "repeats": args.repeats})
-    doc["results"][name] = entry
-    print(write_results("engines", doc))
+    entry["repeats"] = args.repeats
+    print(merge_result("engines", "results", name, entry,
+                       {"benchmark": "whole-test-set CPU inference per engine", "device": "cpu"}))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def engines() -> str:
             rows.append(f"| {name} | {run['threads']} | {r['items']} | {e['cfctool-torch']['median_s']:.2f} s "
                         f"| {e['cfctool-onnxruntime']['median_s']:.2f} s | {e['ncps']['median_s']:.2f} s "
                         f"| {best:.2f}× | {'yes' if run['onnx_vs_torch_identical_predictions'] else 'NO'} | {ltc} |")
-    return "\n".join(rows) + f"\n\nMedians of {doc['repeats']} interleaved repeats; {doc['machine']['cpu']}."
+    return "\n".join(rows) + f"\n\nMedians of interleaved repeats (count per entry in engines.yaml); {doc['machine']['cpu']}."
 
 
 def main() -> None:

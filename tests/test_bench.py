@@ -74,13 +74,10 @@ def test_bench_cli_json_and_report_file(cli, trained_xor, tmp_path):
     assert report["results"][0]["engine"] == "torch" and out.exists()
 
 
-onnx_deps = pytest.importorskip  # alias for readability below
-
-
 @pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
 def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch):
-    onnx_deps("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
-    onnx_deps("onnxscript", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
     import onnxruntime as ort
 
     from cfctool.data.xor import generate
