@@ -1,10 +1,14 @@
 """Whole-test-set CPU inference per engine and thread count, against ncps and the LTC.
 
-For each checkpoint (the baselines' by default): our torch engine, ONNX Runtime on the
-exported graph, and ncps.torch.CfC holding the same weights (embedding and readout are
-ours), timed interleaved in one process (medians). ncps has no masks, so on padded
-data its predictions can differ from ours; ours and ONNX Runtime must agree exactly.
-`ltc_vs_cfc` times one batch of an LTC and of a CfC of the same hidden size and input.
+For each checkpoint (the baselines' by default), timed interleaved in one process (medians):
+- `cfctool-torch`: our inference engine (`cfctool.models.inference`, folded weights);
+- `cfctool-torch-loop`: the training loop run under inference mode (what the folding saves);
+- `ncps`: ncps.torch.CfC holding the same weights (embedding and readout are ours);
+- `cfctool-onnxruntime` with `--onnx`: ONNX Runtime on the exported (unrolled) graph.
+  Exporting a 200-step IMDB model takes minutes, so it is opt-in.
+ncps has no masks, so on padded data its predictions can differ from ours; our engines
+must agree with each other. `ltc_vs_cfc` times one batch of an LTC and of our CfC loop
+(conservatively the unfolded one) of the same hidden size and input.
 
     python benchmarks/engines.py --data ../shared/data --ckpt-dir runs/baselines --threads 1 2
 """
@@ -69,13 +73,22 @@ def ncps_model(ckpt, model):
     return run
 
 
+def _loop_runner(model):
+    def run(b):
+        with torch.inference_mode():
+            return model(b.x, b.dt, b.mask)
+    return run
+
+
 def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask) -> dict:
     from cfctool.models.registry import model_from_checkpoint
 
     torch.set_num_threads(threads)
     model = model_from_checkpoint(ckpt)
-    runners = {"cfctool-torch": _torch_runner(model), "cfctool-onnxruntime": onnx_session_runner(onnx_path, threads),
+    runners = {"cfctool-torch": _torch_runner(model), "cfctool-torch-loop": _loop_runner(model),
                "ncps": ncps_model(ckpt, model)}
+    if onnx_path is not None:
+        runners["cfctool-onnxruntime"] = onnx_session_runner(onnx_path, threads)
     preds = {}
     for engine, run in runners.items():
         preds[engine] = torch.cat([run(b) for b in data]).argmax(-1)
@@ -92,11 +105,12 @@ def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask
         return float((pred == y).float().mean())
 
     ncps_s = timings["ncps"]["median_s"]
+    ours = [e for e in preds if e.startswith("cfctool")]
     return {
         "threads": threads,
         "engines": {e: {**t, "accuracy": accuracy(preds[e]), "speedup_vs_ncps": ncps_s / t["median_s"]}
                     for e, t in timings.items()},
-        "onnx_vs_torch_identical_predictions": bool(torch.equal(preds["cfctool-onnxruntime"], preds["cfctool-torch"])),
+        "our_engines_identical_predictions": all(torch.equal(preds[e], preds["cfctool-torch"]) for e in ours),
     }
 
 
@@ -131,6 +145,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=None, help="time only the first N batches (recorded)")
+    parser.add_argument("--onnx", action="store_true", help="also export and time ONNX Runtime (slow export)")
     args = parser.parse_args()
     for name in args.only:
         path = Path(args.ckpt_dir) / f"{name}.st"
@@ -142,19 +157,19 @@ def main() -> None:
         entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
                  "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:])}
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            try:
-                onnx_info = export_onnx(ckpt, Path(tmp) / "model.onnx", data[0])
-            except CfcError as exc:  # recorded, not fatal: the other engines and checkpoints still count
-                entry["onnx_export_failed"] = str(exc)
-                print(f"{name}: ONNX export failed: {exc}", file=sys.stderr)
-                save(name, entry, args)
-                continue
-            onnx_info["export_s"] = round(time.perf_counter() - start, 1)
-            entry["runs"] = [time_engines(ckpt, onnx_info["path"], data, n, args.repeats, labels, mask)
+            onnx_path = None
+            if args.onnx:
+                start = time.perf_counter()
+                try:
+                    onnx_info = export_onnx(ckpt, Path(tmp) / "model.onnx", data[0])
+                    onnx_info["export_s"] = round(time.perf_counter() - start, 1)
+                    onnx_path = onnx_info.pop("path")
+                    entry["onnx_export"] = onnx_info
+                except CfcError as exc:  # recorded, not fatal: the other engines still count
+                    entry["onnx_export_failed"] = str(exc)
+                    print(f"{name}: ONNX export failed: {exc}", file=sys.stderr)
+            entry["runs"] = [time_engines(ckpt, onnx_path, data, n, args.repeats, labels, mask)
                              for n in args.threads]
-        onnx_info.pop("path")
-        entry["onnx_export"] = onnx_info
         entry["ltc_vs_cfc"] = ltc_vs_cfc(ckpt, data[0], args.threads[0])
         best = max(entry["runs"][0]["engines"].items(), key=lambda kv: kv[1]["speedup_vs_ncps"])
         print(f"{name}: best at {args.threads[0]} thread(s) {best[0]} {best[1]['speedup_vs_ncps']:.2f}x vs ncps; "

@@ -37,6 +37,7 @@ class ArchConfig:
     backbone_dropout: float = 0.0
     mixed_memory: bool = False
     embedding_dim: int = 64
+    embedding_dropout: float = 0.0
     sparsity: float = 0.5
     wiring_seed: int = 22222
     ode_unfolds: int = 6
@@ -51,8 +52,9 @@ class ArchConfig:
         _positive("ode_unfolds", self.ode_unfolds)
         if self.backbone_layers < 0:
             raise ConfigError(f"backbone_layers must be >= 0 (got {self.backbone_layers})")
-        if not 0.0 <= self.backbone_dropout < 1.0:
-            raise ConfigError(f"backbone_dropout must be in [0, 1) (got {self.backbone_dropout})")
+        for key in ("backbone_dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key} must be in [0, 1) (got {getattr(self, key)})")
         if self.name == "cfc-ncp":
             if not 0.1 <= self.sparsity <= 0.9:
                 raise ConfigError(f"sparsity must be in [0.1, 0.9] for cfc-ncp (got {self.sparsity})")

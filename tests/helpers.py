@@ -1,5 +1,8 @@
 """Helpers shared by tests (importable because pytest puts tests/ on sys.path)."""
 
+import torch
+
+
 
 def tiny_run(arch: str, **overrides):
     """A seconds-long XOR training run for any architecture."""
@@ -11,3 +14,53 @@ def tiny_run(arch: str, **overrides):
         settings.update(backbone_layers=2)
     settings.update(overrides)
     return resolve("xor", arch, overrides=settings)
+
+
+# A CfC written from SEEDS.md section A without any of the library's tricks: the
+# independent reference the fused training loop and the folded inference engine are held to.
+ACT = {"relu": torch.relu, "silu": torch.nn.functional.silu, "tanh": torch.tanh, "lecun_tanh": lambda v: 1.7159 * torch.tanh(0.666 * v)}
+
+
+def plain_cell_step(cell, inp, h, dt, act):
+    """One step of SEEDS.md section A, written without any of the library's tricks."""
+    z = torch.cat([inp, h], 1)
+    for i, layer in enumerate(cell.backbone):
+        z = act(z @ layer.weight.T + layer.bias)
+    m = cell.sparsity_mask if cell.sparsity_mask is not None else 1.0
+    ff1 = z @ (cell.ff1.weight * m).T + cell.ff1.bias
+    if cell.mode == "pure":
+        return -cell.A * torch.exp(-dt * (torch.abs(cell.w_tau) + torch.abs(ff1))) * ff1 + cell.A
+    ff2 = z @ (cell.ff2.weight * m).T + cell.ff2.bias
+    t_a = z @ cell.time_a.weight.T + cell.time_a.bias
+    t_b = z @ cell.time_b.weight.T + cell.time_b.bias
+    gate = torch.sigmoid(t_a * dt + t_b)
+    if cell.mode == "no_gate":
+        return torch.tanh(ff1) + gate * torch.tanh(ff2)
+    return torch.tanh(ff1) * (1 - gate) + gate * torch.tanh(ff2)
+
+
+def plain_lstm_step(lstm, inp, h, c):
+    z = inp @ lstm.input_map.weight.T + lstm.input_map.bias + h @ lstm.recurrent_map.weight.T
+    i, ig, fg, og = z.chunk(4, 1)
+    c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
+    return torch.tanh(c) * torch.sigmoid(og), c
+
+
+def plain_run(core, x, dt, mask, act):
+    B, T, _ = x.shape
+    states = [torch.zeros(B, n) for n in core.sizes]
+    c = torch.zeros(B, core.state_size)
+    outs = []
+    for t in range(T):
+        keep = mask[:, t : t + 1]
+        if core.lstm is not None:
+            h_all, c_new = plain_lstm_step(core.lstm, x[:, t], torch.cat(states, 1), c)
+            c = torch.where(keep, c_new, c)
+            states = list(h_all.split(core.sizes, 1))
+        inp = x[:, t]
+        for k, cell in enumerate(core.cells):
+            new = plain_cell_step(cell, inp, states[k], dt[:, t : t + 1], act)
+            states[k] = torch.where(keep, new, states[k])
+            inp = states[k]
+        outs.append(states[-1])
+    return torch.stack(outs, 1), states[-1]

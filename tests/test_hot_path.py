@@ -4,53 +4,7 @@ import pytest
 import torch
 
 from cfctool.models.registry import build_core
-
-ACT = {"relu": torch.relu, "tanh": torch.tanh, "lecun_tanh": lambda v: 1.7159 * torch.tanh(0.666 * v)}
-
-
-def plain_cell_step(cell, inp, h, dt, act):
-    """One step of SEEDS.md section A, written without any of the library's tricks."""
-    z = torch.cat([inp, h], 1)
-    for i, layer in enumerate(cell.backbone):
-        z = act(z @ layer.weight.T + layer.bias)
-    m = cell.sparsity_mask if cell.sparsity_mask is not None else 1.0
-    ff1 = z @ (cell.ff1.weight * m).T + cell.ff1.bias
-    if cell.mode == "pure":
-        return -cell.A * torch.exp(-dt * (torch.abs(cell.w_tau) + torch.abs(ff1))) * ff1 + cell.A
-    ff2 = z @ (cell.ff2.weight * m).T + cell.ff2.bias
-    t_a = z @ cell.time_a.weight.T + cell.time_a.bias
-    t_b = z @ cell.time_b.weight.T + cell.time_b.bias
-    gate = torch.sigmoid(t_a * dt + t_b)
-    if cell.mode == "no_gate":
-        return torch.tanh(ff1) + gate * torch.tanh(ff2)
-    return torch.tanh(ff1) * (1 - gate) + gate * torch.tanh(ff2)
-
-
-def plain_lstm_step(lstm, inp, h, c):
-    z = inp @ lstm.input_map.weight.T + lstm.input_map.bias + h @ lstm.recurrent_map.weight.T
-    i, ig, fg, og = z.chunk(4, 1)
-    c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
-    return torch.tanh(c) * torch.sigmoid(og), c
-
-
-def plain_run(core, x, dt, mask, act):
-    B, T, _ = x.shape
-    states = [torch.zeros(B, n) for n in core.sizes]
-    c = torch.zeros(B, core.state_size)
-    outs = []
-    for t in range(T):
-        keep = mask[:, t : t + 1]
-        if core.lstm is not None:
-            h_all, c_new = plain_lstm_step(core.lstm, x[:, t], torch.cat(states, 1), c)
-            c = torch.where(keep, c_new, c)
-            states = list(h_all.split(core.sizes, 1))
-        inp = x[:, t]
-        for k, cell in enumerate(core.cells):
-            new = plain_cell_step(cell, inp, states[k], dt[:, t : t + 1], act)
-            states[k] = torch.where(keep, new, states[k])
-            inp = states[k]
-        outs.append(states[-1])
-    return torch.stack(outs, 1), states[-1]
+from helpers import ACT, plain_run
 
 
 def _arch(name, mode, mixed, layers=2, act="relu"):

@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
         info = export_onnx(ckpt, output, batches[0])
         import sys
 
-        print(f"max abs diff vs PyTorch {info['max_abs_diff']:.3g} on {info['verified_on']} sequences "
+        print(f"max abs diff vs PyTorch {info['max_abs_diff']:.3g} (allowed {info['allowed_diff']:.3g}), "
+              f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
               f"of {info['seq_len']} steps", file=sys.stderr)
         print(output)

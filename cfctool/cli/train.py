@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         backbone_layers: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS)] = None,
         backbone_activation: Annotated[Optional[str], typer.Option(rich_help_panel=_SETTINGS, help="relu, silu, tanh, gelu or lecun_tanh.")] = None,
         backbone_dropout: Annotated[Optional[float], typer.Option(rich_help_panel=_SETTINGS)] = None,
+        embedding_dropout: Annotated[Optional[float], typer.Option(rich_help_panel=_SETTINGS, help="Dropout on embedded tokens (token inputs).")] = None,
         mixed_memory: Annotated[Optional[bool], typer.Option("--mixed-memory/--no-mixed-memory", rich_help_panel=_SETTINGS)] = None,
         sparsity: Annotated[Optional[float], typer.Option(rich_help_panel=_SETTINGS, help="cfc-ncp wiring sparsity.")] = None,
         wiring_seed: Annotated[Optional[int], typer.Option(rich_help_panel=_SETTINGS, help="cfc-ncp wiring seed.")] = None,

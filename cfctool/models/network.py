@@ -14,13 +14,15 @@ class SequenceModel(nn.Module):
     """
 
     def __init__(self, rnn: nn.Module, n_outputs: int, per_step: bool, vocab_size: int | None = None,
-                 embedding_dim: int | None = None):
+                 embedding_dim: int | None = None, embedding_dropout: float = 0.0):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
         if self.embedding is not None:
             # small uniform init (Keras' default, the reference setting): with Adam's per-step
             # moves of ~lr, N(0, 1) rows would barely leave their random start
             nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+        # whole-vector dropout on embedded tokens (the reference's `embed_dr`); identity in eval
+        self.embedding_dropout = nn.Dropout(embedding_dropout) if embedding_dropout > 0 else None
         self.rnn = rnn
         self.head = nn.Linear(rnn.output_size, n_outputs)
         self.per_step = per_step
@@ -28,5 +30,7 @@ class SequenceModel(nn.Module):
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.embedding is not None:
             x = self.embedding(x)
+            if self.embedding_dropout is not None:
+                x = self.embedding_dropout(x)
         outputs, last = self.rnn(x, dt, mask, return_sequences=self.per_step)
         return self.head(outputs if self.per_step else last)

@@ -30,6 +30,8 @@ def arch_record(cfg: ArchConfig, task: dict[str, Any]) -> dict[str, Any]:
     record = {k: values[k] for k in _KEYS[cfg.name]}
     if task["input"]["kind"] == "tokens":
         record["embedding_dim"] = cfg.embedding_dim
+        if cfg.embedding_dropout:
+            record["embedding_dropout"] = cfg.embedding_dropout
     return record
 
 
@@ -46,6 +48,7 @@ def build_model(arch: dict[str, Any], task: dict[str, Any]) -> torch.nn.Module:
         per_step=bool(out.get("per_step", False)),
         vocab_size=inp["vocab_size"] if tokens else None,
         embedding_dim=arch.get("embedding_dim"),
+        embedding_dropout=arch.get("embedding_dropout", 0.0),
     )
 
 

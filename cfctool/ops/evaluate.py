@@ -87,6 +87,7 @@ def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None 
              batch_size: int = 512, threads: int | None = None) -> dict[str, Any]:
     from cfctool.configs import DataConfig
     from cfctool.data.registry import load_split
+    from cfctool.models.inference import inference_engine
     from cfctool.models.registry import model_from_checkpoint
     from cfctool.ops.runtime import threads as thread_scope
 
@@ -94,7 +95,8 @@ def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None 
         model = model_from_checkpoint(ckpt)
         directory = DataConfig(data_dir=str(data_dir) if data_dir else None).resolved_data_dir()
         data = load_split(ckpt.task, split, directory, ckpt.task_tensors())
-        report: dict[str, Any] = {"split": split, **split_metrics(model, data, ckpt.task, batch_size)}
+        engine = inference_engine(model)
+        report: dict[str, Any] = {"split": split, **split_metrics(engine, data, ckpt.task, batch_size)}
     report.update(parameter_counts(model))
     if ckpt.source and Path(ckpt.source).is_file():
         report["file_bytes"] = Path(ckpt.source).stat().st_size

@@ -21,7 +21,14 @@ from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.errors import CfcError, ConfigError
 
+# Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
+# order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
+# Person Activity model with logits near 15 differs by 2.5e-4 after 50 steps).
 TOLERANCE = 1e-4
+
+
+def allowed_difference(reference) -> float:
+    return TOLERANCE * max(1.0, float(abs(reference).max()))
 
 
 def require_onnx() -> None:
@@ -83,11 +90,15 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     with torch.no_grad():
         want = model(**{"x": inputs["x"], "dt": inputs["dt"], "mask": inputs["mask"]}).numpy()
     diff = float(np.abs(got - want).max())
-    if not diff <= TOLERANCE:
-        raise CfcError(f"the exported graph differs from PyTorch by {diff:.3g} (> {TOLERANCE}); not written")
+    allowed = allowed_difference(want)
+    if not diff <= allowed:
+        raise CfcError(f"the exported graph differs from PyTorch by {diff:.3g} (> {allowed:.3g} = {TOLERANCE} x "
+                       f"max(1, largest |output|)); not written. Please report this with the checkpoint")
     out = Path(path)
     if not out.parent.exists():
         raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
     atomic_write(out, payload)
-    return {"path": str(out), "max_abs_diff": diff, "seq_len": int(inputs["x"].shape[1]),
+    mismatched = int((got.argmax(-1) != want.argmax(-1)).sum())
+    return {"path": str(out), "max_abs_diff": diff, "allowed_diff": allowed, "max_abs_output": float(np.abs(want).max()),
+            "argmax_mismatches": mismatched, "seq_len": int(inputs["x"].shape[1]),
             "bytes": len(payload), "verified_on": int(inputs["x"].shape[0])}

@@ -1,0 +1,162 @@
+"""Inference-only form of a CfC model: the trained weights refolded so each step does less.
+
+The training loop (`cfc.CfC`) keeps the paper's parametrisation because autograd and the
+optimiser need it. At inference the same function can be computed with fewer operations
+per step, by exact algebra applied once to the weights (outputs differ by rounding only):
+
+- Token embedding folded into the first input product: each token looks up its row of
+  ``E @ W_in^T + b`` instead of a (batch x time x embedding) matrix product per batch. The
+  lookup is done time-major, so per-step slices are contiguous for free.
+- Constant dt (regular sequences: IMDB, pixel MNIST, XOR): the gate's two heads
+  ``time_a * dt + time_b`` collapse into one head, so the head product is 3/4 the size and
+  the per-step multiply-add disappears.
+- State kept as ``y = (x + 1) / 2`` ('default' mode): the update
+  ``tanh(f1) * (1 - g) + g * tanh(f2)`` is ``2 * lerp(s1, s2, g) - 1`` with
+  ``s_k = sigmoid(2 f_k)``, so in y-space it is a bare ``lerp``; the factor 2 and the
+  offset -1 move into every matrix that reads the state (recurrent, next cell, readout).
+
+Per step that leaves: one product, the backbone activation, one head product, one sigmoid,
+one lerp (plus one select where masks are given). Other configurations (no_gate, pure,
+mixed memory, LTC) are served by the model itself: `inference_engine` picks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cfctool.models.cfc import CfC, CfCCell
+
+
+def supports(model: nn.Module) -> bool:
+    rnn = getattr(model, "rnn", None)
+    return (isinstance(rnn, CfC) and rnn.lstm is None
+            and all(c.mode == "default" for c in rnn.cells))
+
+
+def inference_engine(model: nn.Module) -> nn.Module:
+    """The fastest exact inference module for `model` (the model itself when none is faster)."""
+    model.eval()
+    return FoldedCfC(model) if supports(model) else model
+
+
+def _to_y_space(w: torch.Tensor, b: torch.Tensor, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewrite `w @ x + b` for inputs x = 2y - 1 on `cols` as `w' @ y + b'`."""
+    w = w.clone()
+    b = b - w[:, cols].sum(1)
+    w[:, cols] *= 2.0
+    return w, b
+
+
+class _Cell:
+    """One cell's folded weights, for a given constant dt (None: dt varies per step)."""
+
+    def __init__(self, cell: CfCCell, first: bool, dt: float | None):
+        h, n_in = cell.hidden, cell.input_size
+        self.h = h
+        self.relu = isinstance(cell.act, nn.ReLU)
+        self.act = cell.act
+        heads_w, heads_b = cell.head_params()  # rows: 2*ff1, 2*ff2, time_a, time_b
+        self.gate_folded = dt is not None
+        if self.gate_folded:
+            heads_w = torch.cat([heads_w[: 2 * h], dt * heads_w[2 * h: 3 * h] + heads_w[3 * h:]])
+            heads_b = torch.cat([heads_b[: 2 * h], dt * heads_b[2 * h: 3 * h] + heads_b[3 * h:]])
+        if len(cell.backbone):
+            w1, b1 = cell.backbone[0].weight, cell.backbone[0].bias
+            self.rest = [(layer.weight.t().contiguous(), layer.bias) for layer in cell.backbone[1:]]
+            self.heads = (heads_w.t().contiguous(), heads_b)
+        else:  # NCP cells: the heads read [input; state] directly
+            w1, b1 = heads_w, heads_b
+            self.rest, self.heads = [], None
+        w1, b1 = _to_y_space(w1, b1, slice(n_in, None))
+        if not first:  # the input is the previous cell's state, also in y-space
+            w1, b1 = _to_y_space(w1, b1, slice(0, n_in))
+        self.w_in, self.b1 = w1[:, :n_in], b1  # kept (out, in) for the first cell's lookup table
+        self.w_in_t = w1[:, :n_in].t().contiguous()
+        self.w_state_t = w1[:, n_in:].t().contiguous()
+
+    def step(self, pre: torch.Tensor, y: torch.Tensor, dt: torch.Tensor | None) -> torch.Tensor:
+        """New y from the first product's output `pre` (input half and bias already in)."""
+        h = self.h
+        if self.heads is not None:
+            z = pre.relu_() if self.relu else self.act(pre)
+            for w_t, b in self.rest:
+                z = torch.addmm(b, z, w_t)
+                z = z.relu_() if self.relu else self.act(z)
+            pre = torch.addmm(self.heads[1], z, self.heads[0])
+        if self.gate_folded:
+            s1, s2, gate = pre.sigmoid_().split(h, 1)
+        else:
+            s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
+            gate = torch.addcmul(pre[:, 3 * h:], pre[:, 2 * h: 3 * h], dt).sigmoid_()
+        return torch.lerp(s1, s2, gate)
+
+
+class FoldedCfC(nn.Module):
+    """A `SequenceModel` with a 'default'-mode CfC core, folded for inference (no gradients).
+
+    Folded weights depend on dt only through whether it is constant; they are rebuilt per
+    call for the value seen (a few small matrix products), and cached for dt = 1. Build it
+    for weights that no longer change (evaluation, benchmarks, deployment): the cache is
+    not invalidated when the wrapped model is trained further.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not supports(model):
+            raise ValueError("FoldedCfC needs a SequenceModel with a 'default'-mode CfC core and no mixed memory")
+        self.model = model.eval()
+        self._cache: dict[float | None, tuple] = {}
+
+    def _fold(self, dt: float | None) -> tuple:
+        if dt in self._cache:
+            return self._cache[dt]
+        m = self.model
+        with torch.no_grad():
+            cells = [_Cell(c, k == 0, dt) for k, c in enumerate(m.rnn.cells)]
+            first = cells[0]
+            table = None
+            if m.embedding is not None:  # one row per token: E @ W_in^T + b
+                table = torch.addmm(first.b1, m.embedding.weight, first.w_in_t)
+            head_w, head_b = _to_y_space(m.head.weight, m.head.bias, slice(None))
+        folded = (cells, table, head_w, head_b)
+        if dt in (None, 1.0):
+            self._cache[dt] = folded
+        return folded
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        const = 1.0 if dt is None else _constant(dt)
+        cells, table, head_w, head_b = self._fold(const)
+        first = cells[0]
+        if table is not None:
+            u = F.embedding(x.t(), table).unbind(0)  # time-major lookup: contiguous steps
+        else:
+            u = F.linear(x.transpose(0, 1), first.w_in, first.b1).unbind(0)
+        steps, batch = len(u), x.shape[0]
+        dts = None if const is not None else dt.to(torch.float32).t().unsqueeze(-1).contiguous().unbind(0)
+        masks = None if mask is None else mask.t().unsqueeze(-1).contiguous().unbind(0)
+        # x = 0 at the start is y = 1/2
+        ys = [u[0].new_full((batch, c.h), 0.5) for c in cells]
+        outputs = []
+        for t in range(steps):
+            dt_t = None if dts is None else dts[t]
+            for k, cell in enumerate(cells):
+                if k == 0:
+                    pre = torch.addmm(u[t], ys[0], first.w_state_t)
+                else:
+                    pre = torch.addmm(torch.addmm(cell.b1, ys[k - 1], cell.w_in_t), ys[k], cell.w_state_t)
+                new = cell.step(pre, ys[k], dt_t)
+                ys[k] = new if masks is None else torch.where(masks[t], new, ys[k])
+            if self.model.per_step:
+                outputs.append(ys[-1])
+        last = torch.stack(outputs, 1) if self.model.per_step else ys[-1]
+        return F.linear(last, head_w, head_b)
+
+
+def _constant(dt: torch.Tensor) -> float | None:
+    """dt's single value when every entry is equal (regular sampling), else None."""
+    lo, hi = torch.aminmax(dt)
+    return float(lo) if bool(lo == hi) else None
