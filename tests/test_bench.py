@@ -74,8 +74,8 @@ def test_bench_cli_json_and_report_file(cli, trained_xor, tmp_path):
     assert report["results"][0]["engine"] == "torch" and out.exists()
 
 
-@pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
-def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch):
+@pytest.mark.parametrize("arch,graph", [("cfc", "scan"), ("cfc-ncp", "scan"), ("ltc", "unrolled")])
+def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch, graph):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
     import onnxruntime as ort
@@ -87,12 +87,41 @@ def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch):
     ckpt = load(trained_xor[arch])
     example = generate(ckpt.task, "test", 16)
     info = export_onnx(ckpt, tmp_path / "m.onnx", example)
-    assert info["max_abs_diff"] <= 1e-4
+    assert info["graph"] == graph and info["max_abs_diff"] <= 1e-4 and info["argmax_mismatches"] == 0
     # an independent batch of another size: the graph's batch dimension is dynamic
     other = generate(ckpt.task, "train", 40)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(None, {k: v.numpy() for k, v in graph_inputs(other).items()})[0]
+    names = [i.name for i in session.get_inputs()]
+    lengths = [other.x.shape[1]] + ([3] if graph == "scan" else [])  # a Scan graph takes any length
+    for length in lengths:
+        inputs = {k: v[:, :length] for k, v in graph_inputs(other, names).items()}
+        got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+        with torch.no_grad():
+            want = model_from_checkpoint(ckpt)(inputs["x"], inputs.get("dt"), inputs.get("mask")).numpy()
+        assert abs(got - want).max() <= 1e-4
+        assert (got.argmax(-1) == want.argmax(-1)).all()
+
+
+def test_onnx_scan_export_with_irregular_dt_takes_dt_as_an_input(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    import onnxruntime as ort
+
+    from cfctool.data.xor import generate
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.export import export_onnx
+    from cfctool.ops.train import train
+    from helpers import tiny_run
+
+    ckpt = train(tiny_run("cfc", encoding="event"))
+    example = generate(ckpt.task, "test", 16)
+    assert example.dt is not None and example.dt.unique().numel() > 1
+    info = export_onnx(ckpt, tmp_path / "m.onnx", example)
+    assert info["graph"] == "scan" and "dt" in info["inputs"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    feed = {"x": example.x, "dt": example.dt.float() * 3.0, "mask": example.mask}  # new dt values reach the graph
+    feed = {k: v for k, v in feed.items() if k in info["inputs"]}
+    got = session.run(None, {k: v.numpy() for k, v in feed.items()})[0]
     with torch.no_grad():
-        want = model_from_checkpoint(ckpt)(other.x, other.dt, other.mask).numpy()
+        want = model_from_checkpoint(ckpt)(feed["x"], feed["dt"], feed.get("mask")).numpy()
     assert abs(got - want).max() <= 1e-4
-    assert (got.argmax(-1) == want.argmax(-1)).all()

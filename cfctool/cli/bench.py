@@ -78,10 +78,10 @@ def register(app: typer.Typer) -> None:
     def export_command(
         checkpoint: Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")],
         output: Annotated[str, typer.Option("--output", "-o", help="ONNX file to write.")],
-        seq_len: Annotated[Optional[int], typer.Option(help="Sequence length of the graph (default: the task's).")] = None,
+        seq_len: Annotated[Optional[int], typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's).")] = None,
         data: Annotated[Optional[str], typer.Option("--data", help="Data directory, for verification inputs.")] = None,
     ):
-        """Export to ONNX (loop unrolled for a fixed length), verified against PyTorch on real inputs."""
+        """Export to ONNX (a Scan graph for any length, or a loop unrolled at one length), verified against PyTorch."""
         from cfctool.cli.io import read_checkpoint
         from cfctool.errors import ConfigError
         from cfctool.ops.bench import workload
@@ -97,5 +97,6 @@ def register(app: typer.Typer) -> None:
 
         print(f"max abs diff vs PyTorch {info['max_abs_diff']:.3g} (allowed {info['allowed_diff']:.3g}), "
               f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
-              f"of {info['seq_len']} steps", file=sys.stderr)
+              f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
+              f"{', '.join(info['inputs'])})", file=sys.stderr)
         print(output)

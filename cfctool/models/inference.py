@@ -93,6 +93,54 @@ class _Cell:
         return torch.lerp(s1, s2, gate)
 
 
+class Folded:
+    """A model's weights folded for one choice of dt (a constant, or None: dt varies per step).
+
+    The per-step function is `step`; `FoldedCfC` runs it in a Python loop and the ONNX
+    export runs the same function as the body of a Scan, so both compute one thing.
+    """
+
+    def __init__(self, model: nn.Module, dt: float | None):
+        with torch.no_grad():
+            self.cells = [_Cell(c, k == 0, dt) for k, c in enumerate(model.rnn.cells)]
+            first = self.cells[0]
+            self.table = None
+            if model.embedding is not None:  # one row per token: E @ W_in^T + b
+                self.table = torch.addmm(first.b1, model.embedding.weight, first.w_in_t)
+            self.head_w, self.head_b = _to_y_space(model.head.weight, model.head.bias, slice(None))
+        self.constant_dt = dt is not None
+        self.per_step = bool(model.per_step)
+
+    def time_major(self, x: torch.Tensor, dt: torch.Tensor | None, mask: torch.Tensor | None):
+        """(first cell's input product, dt, mask), each (time, batch, ...); dt is None when constant."""
+        first = self.cells[0]
+        if self.table is not None:
+            u = F.embedding(x.t(), self.table)  # time-major lookup: contiguous steps
+        else:
+            u = F.linear(x.transpose(0, 1), first.w_in, first.b1)
+        dts = None if self.constant_dt else dt.to(u.dtype).t().unsqueeze(-1)
+        masks = None if mask is None else mask.t().unsqueeze(-1)
+        return u, dts, masks
+
+    def initial(self, u: torch.Tensor) -> list[torch.Tensor]:
+        return [u.new_full((u.shape[1], c.h), 0.5) for c in self.cells]  # x = 0 is y = 1/2
+
+    def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
+             mask_t: torch.Tensor | None) -> list[torch.Tensor]:
+        out = []
+        for k, cell in enumerate(self.cells):
+            if k == 0:
+                pre = torch.addmm(u_t, ys[0], cell.w_state_t)
+            else:
+                pre = torch.addmm(torch.addmm(cell.b1, out[k - 1], cell.w_in_t), ys[k], cell.w_state_t)
+            new = cell.step(pre, ys[k], dt_t)
+            out.append(new if mask_t is None else torch.where(mask_t, new, ys[k]))
+        return out
+
+    def readout(self, y: torch.Tensor) -> torch.Tensor:
+        return F.linear(y, self.head_w, self.head_b)
+
+
 class FoldedCfC(nn.Module):
     """A `SequenceModel` with a 'default'-mode CfC core, folded for inference (no gradients).
 
@@ -107,20 +155,12 @@ class FoldedCfC(nn.Module):
         if not supports(model):
             raise ValueError("FoldedCfC needs a SequenceModel with a 'default'-mode CfC core and no mixed memory")
         self.model = model.eval()
-        self._cache: dict[float | None, tuple] = {}
+        self._cache: dict[float | None, Folded] = {}
 
-    def _fold(self, dt: float | None) -> tuple:
+    def folded(self, dt: float | None) -> Folded:
         if dt in self._cache:
             return self._cache[dt]
-        m = self.model
-        with torch.no_grad():
-            cells = [_Cell(c, k == 0, dt) for k, c in enumerate(m.rnn.cells)]
-            first = cells[0]
-            table = None
-            if m.embedding is not None:  # one row per token: E @ W_in^T + b
-                table = torch.addmm(first.b1, m.embedding.weight, first.w_in_t)
-            head_w, head_b = _to_y_space(m.head.weight, m.head.bias, slice(None))
-        folded = (cells, table, head_w, head_b)
+        folded = Folded(self.model, dt)
         if dt in (None, 1.0):
             self._cache[dt] = folded
         return folded
@@ -128,32 +168,18 @@ class FoldedCfC(nn.Module):
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        const = 1.0 if dt is None else _constant(dt)
-        cells, table, head_w, head_b = self._fold(const)
-        first = cells[0]
-        if table is not None:
-            u = F.embedding(x.t(), table).unbind(0)  # time-major lookup: contiguous steps
-        else:
-            u = F.linear(x.transpose(0, 1), first.w_in, first.b1).unbind(0)
-        steps, batch = len(u), x.shape[0]
-        dts = None if const is not None else dt.to(torch.float32).t().unsqueeze(-1).contiguous().unbind(0)
-        masks = None if mask is None else mask.t().unsqueeze(-1).contiguous().unbind(0)
-        # x = 0 at the start is y = 1/2
-        ys = [u[0].new_full((batch, c.h), 0.5) for c in cells]
+        f = self.folded(1.0 if dt is None else _constant(dt))
+        u, dts, masks = f.time_major(x, dt, mask)
+        u = u.unbind(0)
+        dts = [None] * len(u) if dts is None else dts.contiguous().unbind(0)
+        masks = [None] * len(u) if masks is None else masks.contiguous().unbind(0)
+        ys = f.initial(u[0].unsqueeze(0))
         outputs = []
-        for t in range(steps):
-            dt_t = None if dts is None else dts[t]
-            for k, cell in enumerate(cells):
-                if k == 0:
-                    pre = torch.addmm(u[t], ys[0], first.w_state_t)
-                else:
-                    pre = torch.addmm(torch.addmm(cell.b1, ys[k - 1], cell.w_in_t), ys[k], cell.w_state_t)
-                new = cell.step(pre, ys[k], dt_t)
-                ys[k] = new if masks is None else torch.where(masks[t], new, ys[k])
-            if self.model.per_step:
+        for u_t, dt_t, m_t in zip(u, dts, masks):
+            ys = f.step(ys, u_t, dt_t, m_t)
+            if f.per_step:
                 outputs.append(ys[-1])
-        last = torch.stack(outputs, 1) if self.model.per_step else ys[-1]
-        return F.linear(last, head_w, head_b)
+        return f.readout(torch.stack(outputs, 1) if f.per_step else ys[-1])
 
 
 def _constant(dt: torch.Tensor) -> float | None:

@@ -104,9 +104,10 @@ def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
 
     def run(b: Split) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in graph_inputs(b).items()})[0])
+        return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in graph_inputs(b, names).items()})[0])
     return run
 
 
