@@ -2,6 +2,7 @@
 
 For each checkpoint (the baselines' by default), timed interleaved in one process (medians):
 - `cfctool-torch`: our inference engine (`cfctool.models.inference`, folded weights);
+- `cfctool-torch-nopack`: the same engine computing padded steps too (the work ncps does);
 - `cfctool-torch-loop`: the training loop run under inference mode (what the folding saves);
 - `ncps`: ncps.torch.CfC holding the same weights (embedding and readout are ours);
 - `cfctool-onnxruntime` with `--onnx`: ONNX Runtime on the exported (unrolled) graph.
@@ -31,6 +32,7 @@ from cfctool.checkpoint import load  # noqa: E402
 from cfctool.ops.bench import _torch_runner, onnx_session_runner, workload  # noqa: E402
 from cfctool.errors import CfcError  # noqa: E402
 from cfctool.ops.export import export_onnx  # noqa: E402
+from cfctool.models.inference import FoldedCfC, supports  # noqa: E402
 
 NAMES = ("imdb-cfc", "imdb-cfc-deep", "imdb-cfc-ncp", "person_activity-cfc")
 
@@ -87,6 +89,8 @@ def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask
     model = model_from_checkpoint(ckpt)
     runners = {"cfctool-torch": _torch_runner(model), "cfctool-torch-loop": _loop_runner(model),
                "ncps": ncps_model(ckpt, model)}
+    if supports(model) and mask is not None and not model.per_step:
+        runners["cfctool-torch-nopack"] = _loop_runner(FoldedCfC(model, pack=False))
     if onnx_path is not None:
         runners["cfctool-onnxruntime"] = onnx_session_runner(onnx_path, threads)
     preds = {}
@@ -155,6 +159,7 @@ def main() -> None:
         ckpt = load(path)
         data, labels, mask = workload(ckpt, "test", args.data, args.batch_size, None, args.batches)
         entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
+                 "valid_step_fraction": None if mask is None else round(float(mask.float().mean()), 4),
                  "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:])}
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = None

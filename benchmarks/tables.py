@@ -41,8 +41,10 @@ def baselines() -> str:
         if name == "ltc-vs-cfc":
             continue
         seed = r["seed_reference"]
-        caveat = " (full data; ours: subset)" if seed.get("note") else ""
-        rows.append(f"| {r['dataset']} | {r['arch']} | {100 * r['test_accuracy']:.1f}% | {100 * seed['accuracy']:.1f}%{caveat} "
+        caveat = f" ({seed['note']})" if seed.get("note") else ""
+        network = r["arch"] + (" + " + ", ".join(f"{k}={v}" for k, v in r["changed_from_preset"].items())
+                               if r.get("changed_from_preset") else "")
+        rows.append(f"| {r['dataset']} | {network} | {100 * r['test_accuracy']:.1f}% | {100 * seed['accuracy']:.1f}%{caveat} "
                     f"| {r['epochs']} | {r['sec_per_epoch']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''}) "
                     f"| {seed['sec_per_epoch_gpu']} | {r['rnn_params']:,} / {seed['rnn_params']:,} "
                     f"| {r['total_params']:,} | {r['file_bytes']:,} |")
@@ -59,20 +61,27 @@ def engines() -> str:
     doc = _load("engines")
     if not doc or not doc.get("results"):
         return "_not measured yet: run `python benchmarks/engines.py`_"
-    rows = ["| checkpoint | threads | items | cfctool torch | cfctool ONNX Runtime | ncps | best vs ncps | "
-            "ORT = torch predictions | LTC / CfC per sequence |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| checkpoint | threads | items (valid steps) | cfctool torch | same, padded steps computed "
+            "| torch loop (unfolded) | ONNX Runtime (Scan) | ncps | cfctool torch vs ncps | accuracy | our engines agree "
+            "| LTC / CfC per sequence |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in doc["results"].items():
-        if "onnx_export_failed" in r:
-            rows.append(f"| {name} | | {r['items']} | | export failed: {r['onnx_export_failed'][:60]} | | | | |")
-            continue
-        for run in r["runs"]:
+        for run in r.get("runs", []):
             e = run["engines"]
-            best = max(v["speedup_vs_ncps"] for v in e.values())
-            ltc = f"{r['ltc_vs_cfc']['ltc_over_cfc']:.0f}×" if run is r["runs"][0] else ""
-            rows.append(f"| {name} | {run['threads']} | {r['items']} | {e['cfctool-torch']['median_s']:.2f} s "
-                        f"| {e['cfctool-onnxruntime']['median_s']:.2f} s | {e['ncps']['median_s']:.2f} s "
-                        f"| {best:.2f}× | {'yes' if run['onnx_vs_torch_identical_predictions'] else 'NO'} | {ltc} |")
-    return "\n".join(rows) + f"\n\nMedians of interleaved repeats (count per entry in engines.yaml); {doc['machine']['cpu']}."
+            ort = e.get("cfctool-onnxruntime")
+            ort_cell = f"{ort['median_s']:.2f} s" if ort else ("export failed" if "onnx_export_failed" in r else "—")
+            ltc = f"{r['ltc_vs_cfc']['ltc_over_cfc']:.0f}×" if run is r["runs"][0] and "ltc_vs_cfc" in r else ""
+            agree = run.get("our_engines_identical_predictions")
+            valid = f" ({100 * r['valid_step_fraction']:.0f}%)" if r.get("valid_step_fraction") is not None else ""
+            nopack = e.get("cfctool-torch-nopack")
+            nopack_cell = f"{nopack['median_s']:.2f} s" if nopack else "—"
+            rows.append(f"| {name} | {run['threads']} | {r['items']:,}{valid} | {e['cfctool-torch']['median_s']:.2f} s "
+                        f"| {nopack_cell} "
+                        f"| {e['cfctool-torch-loop']['median_s']:.2f} s | {ort_cell} | {e['ncps']['median_s']:.2f} s "
+                        f"| **{e['cfctool-torch']['speedup_vs_ncps']:.2f}×** | {100 * e['cfctool-torch']['accuracy']:.2f}% "
+                        f"| {'yes' if agree else 'NO'} | {ltc} |")
+    return "\n".join(rows) + (f"\n\nWhole test split, medians of interleaved repeats (count and min/max per entry in "
+                              f"engines.yaml); {doc['machine']['cpu']}, torch {doc['machine']['torch']}.")
 
 
 def main() -> None:

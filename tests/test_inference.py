@@ -34,6 +34,7 @@ def _tokens(seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 50, (9, 11), generator=g)
     lengths = torch.randint(1, 12, (9,), generator=g)
+    lengths[3], lengths[5] = 0, 11  # an empty row and a full one
     mask = torch.arange(11).unsqueeze(0) < lengths.unsqueeze(1)  # end padding, as IMDB
     return x, mask
 
@@ -49,6 +50,35 @@ def test_tokens_with_padding_match_the_paper(name, layers, act):
     got = FoldedCfC(model)(x, None, mask)
     assert (got - want).abs().max().item() <= 1e-5
     assert torch.equal(got.argmax(-1), want.argmax(-1))
+
+
+@pytest.mark.parametrize("name", ["cfc", "cfc-ncp"])
+def test_masks_with_holes_take_the_select_path_and_match_the_paper(name):
+    torch.manual_seed(5)
+    model = build_model(_arch(name), TOKENS).eval()
+    x, _ = _tokens(6)
+    mask = torch.rand(x.shape) > 0.4  # valid steps after padded ones: not packable
+    dt = torch.rand(x.shape) + 0.2
+    with torch.no_grad():
+        want = reference(model, x, dt, mask, ACT["relu"])
+    assert (FoldedCfC(model)(x, dt, mask) - want).abs().max().item() <= 1e-5
+
+
+def test_packed_padding_gives_what_the_unpadded_sequences_give():
+    torch.manual_seed(7)
+    model = build_model(_arch("cfc"), TOKENS).eval()
+    engine = FoldedCfC(model)
+    x, mask = _tokens(8)
+    padded = engine(x, None, mask)
+    for row in range(len(x)):
+        n = int(mask[row].sum())
+        if n:
+            alone = engine(x[row : row + 1, :n])
+            assert (alone - padded[row]).abs().max().item() <= 1e-5, row
+    dt = torch.rand(x.shape) * 2 + 0.1  # irregular dt through the packed path
+    with torch.no_grad():
+        want = reference(model, x, dt, mask, ACT["relu"])
+    assert (engine(x, dt, mask) - want).abs().max().item() <= 1e-5
 
 
 @pytest.mark.parametrize("name", ["cfc", "cfc-ncp"])

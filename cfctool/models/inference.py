@@ -150,11 +150,12 @@ class FoldedCfC(nn.Module):
     not invalidated when the wrapped model is trained further.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, pack: bool = True):
         super().__init__()
         if not supports(model):
             raise ValueError("FoldedCfC needs a SequenceModel with a 'default'-mode CfC core and no mixed memory")
         self.model = model.eval()
+        self.pack = pack  # skip padded steps of end-padded batches (see `_packed`)
         self._cache: dict[float | None, Folded] = {}
 
     def folded(self, dt: float | None) -> Folded:
@@ -169,6 +170,9 @@ class FoldedCfC(nn.Module):
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         f = self.folded(1.0 if dt is None else _constant(dt))
+        lengths = _prefix_lengths(mask) if self.pack else None
+        if lengths is not None and not f.per_step:
+            return self._packed(f, x, dt, lengths)
         u, dts, masks = f.time_major(x, dt, mask)
         u = u.unbind(0)
         dts = [None] * len(u) if dts is None else dts.contiguous().unbind(0)
@@ -180,6 +184,39 @@ class FoldedCfC(nn.Module):
             if f.per_step:
                 outputs.append(ys[-1])
         return f.readout(torch.stack(outputs, 1) if f.per_step else ys[-1])
+
+    def _packed(self, f: Folded, x: torch.Tensor, dt: torch.Tensor | None, lengths: torch.Tensor) -> torch.Tensor:
+        """Variable lengths with padding at the end: rows sorted by length, and each step
+        runs only the rows still going, so padded steps cost nothing (as packed sequences
+        do in cuDNN). A row's final state is set aside when it ends; no per-step select."""
+        order = torch.argsort(lengths, descending=True, stable=True)
+        lengths = lengths[order].tolist()
+        u, dts, _ = f.time_major(x[order], None if dt is None else dt[order], None)
+        ys = f.initial(u)
+        ended = []  # final states of the rows that ended, shortest first
+        active = len(lengths)
+        for t in range(u.shape[0]):
+            still = active
+            while still and lengths[still - 1] <= t:
+                still -= 1
+            if still < active:
+                ended.append(ys[-1][still:active])
+                ys = [y[:still] for y in ys]
+                active = still
+            if not active:
+                break
+            ys = f.step(ys, u[t, :active], None if dts is None else dts[t, :active], None)
+        last = torch.cat([ys[-1][:active], *reversed(ended)])
+        return f.readout(last[torch.argsort(order)])
+
+
+def _prefix_lengths(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Per-row lengths when every row's valid steps come first (padding at the end), else None."""
+    if mask is None:
+        return None
+    lengths = mask.sum(1)
+    prefix = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return lengths if torch.equal(prefix, mask.bool()) else None
 
 
 def _constant(dt: torch.Tensor) -> float | None:
