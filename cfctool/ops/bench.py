@@ -25,7 +25,9 @@ ENGINES = ("torch", "onnxruntime")
 
 
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
-    """Multiply-accumulates of one sequence as executed (dense: wiring masks do not skip work)."""
+    """Multiply-accumulates of one sequence in the model's defining form (the training loop;
+    dense: wiring masks do not skip work). A model-size measure comparable across
+    checkpoints; the folded engine executes fewer (no input product, 3 heads for 4)."""
     from cfctool.models.cfc import CfC
     from cfctool.models.ltc import LTC
 
