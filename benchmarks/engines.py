@@ -119,11 +119,13 @@ def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask
 
 
 def ltc_vs_cfc(ckpt, batch, threads: int) -> dict:
-    """Seconds per sequence of our CfC and an LTC of the same hidden size, on one real batch."""
+    """Seconds per sequence of our CfC and an LTC of the same hidden size, on (up to) 32
+    sequences of one real batch: an LTC of hidden 448 takes minutes for a whole batch."""
     from cfctool.models.registry import build_core, model_from_checkpoint
 
     torch.set_num_threads(threads)
     model = model_from_checkpoint(ckpt)
+    batch = batch.take(slice(0, 32))
     x = model.embedding(batch.x).detach() if model.embedding is not None else batch.x
     ltc = build_core({"name": "ltc", "hidden": ckpt.arch["hidden"], "ode_unfolds": 6}, x.shape[-1]).eval()
     out = {}
@@ -138,6 +140,41 @@ def ltc_vs_cfc(ckpt, batch, threads: int) -> dict:
         out[label] = statistics.median(samples) / len(x)
     return {"hidden": ckpt.arch["hidden"], "batch": len(x), "seq_len": int(x.shape[1]), "threads": threads,
             "sec_per_sequence": out, "ltc_over_cfc": out["ltc"] / out["cfc"]}
+
+
+def python_overhead(ckpt, batch) -> dict:
+    """How much of our engine's time is Python and dispatch rather than operator work.
+
+    At the batch size timed, the profiler's operator self-times against the wall time (the
+    profiler's own cost makes the overhead an upper bound); at batch 1, the time per step,
+    which is mostly fixed cost. A compiled loop could remove at most the difference."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from cfctool.models.inference import inference_engine
+    from cfctool.models.registry import model_from_checkpoint
+
+    torch.set_num_threads(1)
+    engine = inference_engine(model_from_checkpoint(ckpt))
+
+    def run(b):
+        with torch.inference_mode():
+            return engine(b.x, b.dt, b.mask)
+
+    run(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        run(batch)
+        wall = time.perf_counter() - start
+    op_s = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("aten::")) / 1e6
+    one = batch.take(slice(0, 1))
+    samples = []
+    for _ in range(7):
+        start = time.perf_counter()
+        run(one)
+        samples.append(time.perf_counter() - start)
+    steps = int(one.mask.sum()) if one.mask is not None else int(one.x.shape[1])
+    return {"threads": 1, "batch": len(batch), "operator_share_of_wall": round(op_s / wall, 3),
+            "batch1_us_per_step": round(1e6 * statistics.median(samples) / steps, 1)}
 
 
 def main() -> None:
@@ -176,6 +213,7 @@ def main() -> None:
             entry["runs"] = [time_engines(ckpt, onnx_path, data, n, args.repeats, labels, mask)
                              for n in args.threads]
         entry["ltc_vs_cfc"] = ltc_vs_cfc(ckpt, data[0], args.threads[0])
+        entry["python_overhead"] = python_overhead(ckpt, data[0])
         best = max(entry["runs"][0]["engines"].items(), key=lambda kv: kv[1]["speedup_vs_ncps"])
         print(f"{name}: best at {args.threads[0]} thread(s) {best[0]} {best[1]['speedup_vs_ncps']:.2f}x vs ncps; "
               f"LTC/CfC {entry['ltc_vs_cfc']['ltc_over_cfc']:.0f}x", file=sys.stderr)
