@@ -58,7 +58,7 @@ def merge_result(name: str, section: str, key: str, entry: dict, header: dict) -
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc = (yaml.safe_load(path.read_text()) if path.exists() else None) or {**header, section: {}}
         doc["machine"] = machine()
-        doc[section][key] = entry
+        doc.setdefault(section, {})[key] = entry
         return write_results(name, doc)
 
 

@@ -63,14 +63,17 @@ def engines() -> str:
         return "_not measured yet: run `python benchmarks/engines.py`_"
     rows = ["| checkpoint | threads | items (valid steps) | cfctool torch | same, padded steps computed "
             "| torch loop (unfolded) | ONNX Runtime (Scan) | ncps | cfctool torch vs ncps | accuracy | our engines agree "
-            "| LTC / CfC per sequence |",
+            "| LTC / CfC loop per sequence, same hidden |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in doc["results"].items():
         for run in r.get("runs", []):
             e = run["engines"]
             ort = e.get("cfctool-onnxruntime")
             ort_cell = f"{ort['median_s']:.2f} s" if ort else ("export failed" if "onnx_export_failed" in r else "—")
-            ltc = f"{r['ltc_vs_cfc']['ltc_over_cfc']:.0f}×" if run is r["runs"][0] and "ltc_vs_cfc" in r else ""
+            ltc = ""
+            if run is r["runs"][0]:
+                measured = doc.get("ltc", {}).get(name) or ([r["ltc_vs_cfc"]] if "ltc_vs_cfc" in r else [])
+                ltc = ", ".join(f"{m['ltc_over_cfc']:.0f}× (batch {m['batch']})" for m in measured)
             agree = run.get("our_engines_identical_predictions")
             valid = f" ({100 * r['valid_step_fraction']:.0f}%)" if r.get("valid_step_fraction") is not None else ""
             nopack = e.get("cfctool-torch-nopack")

@@ -74,7 +74,8 @@ def test_bench_cli_json_and_report_file(cli, trained_xor, tmp_path):
     assert report["results"][0]["engine"] == "torch" and out.exists()
 
 
-@pytest.mark.parametrize("arch,graph", [("cfc", "scan"), ("cfc-ncp", "scan"), ("ltc", "unrolled")])
+@pytest.mark.parametrize("arch,graph", [("cfc", "scan"), ("cfc-deep", "scan"), ("cfc-ncp", "scan"),
+                                        ("ltc", "unrolled")])
 def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch, graph):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")

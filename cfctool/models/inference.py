@@ -64,7 +64,8 @@ class _Cell:
             heads_b = torch.cat([heads_b[: 2 * h], dt * heads_b[2 * h: 3 * h] + heads_b[3 * h:]])
         if len(cell.backbone):
             w1, b1 = cell.backbone[0].weight, cell.backbone[0].bias
-            self.rest = [(layer.weight.t().contiguous(), layer.bias) for layer in cell.backbone[1:]]
+            # plain tensors, not Parameters: the ONNX Scan body cannot capture Parameters
+            self.rest = [(layer.weight.detach().t().contiguous(), layer.bias.detach()) for layer in cell.backbone[1:]]
             self.heads = (heads_w.t().contiguous(), heads_b)
         else:  # NCP cells: the heads read [input; state] directly
             w1, b1 = heads_w, heads_b
