@@ -78,13 +78,15 @@ def engines() -> str:
             valid = f" ({100 * r['valid_step_fraction']:.0f}%)" if r.get("valid_step_fraction") is not None else ""
             nopack = e.get("cfctool-torch-nopack")
             nopack_cell = f"{nopack['median_s']:.2f} s" if nopack else "—"
-            rows.append(f"| {name} | {run['threads']} | {r['items']:,}{valid} | {e['cfctool-torch']['median_s']:.2f} s "
+            partial = "†" if "--batches" in r.get("command", "") else ""
+            rows.append(f"| {name} | {run['threads']} | {r['items']:,}{partial}{valid} | {e['cfctool-torch']['median_s']:.2f} s "
                         f"| {nopack_cell} "
                         f"| {e['cfctool-torch-loop']['median_s']:.2f} s | {ort_cell} | {e['ncps']['median_s']:.2f} s "
                         f"| **{e['cfctool-torch']['speedup_vs_ncps']:.2f}×** | {100 * e['cfctool-torch']['accuracy']:.2f}% "
                         f"| {'yes' if agree else 'NO'} | {ltc} |")
-    return "\n".join(rows) + (f"\n\nWhole test split, medians of interleaved repeats (count and min/max per entry in "
-                              f"engines.yaml); {doc['machine']['cpu']}, torch {doc['machine']['torch']}.")
+    return "\n".join(rows) + (f"\n\nWhole test split (†: its first batches only, for time; the accuracy is that "
+                              f"slice's), medians of interleaved repeats (count and min/max per entry in engines.yaml); "
+                              f"{doc['machine']['cpu']}, torch {doc['machine']['torch']}.")
 
 
 def main() -> None:
