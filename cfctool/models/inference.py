@@ -16,7 +16,8 @@ per step, by exact algebra applied once to the weights (outputs differ by roundi
   offset -1 move into every matrix that reads the state (recurrent, next cell, readout).
 
 Per step that leaves: one product, the backbone activation, one head product, one sigmoid,
-one lerp (plus one select where masks are given). Other configurations (no_gate, pure,
+one lerp; end-padded batches are packed (padded steps skipped), and only masks with holes
+need a per-step select. Other configurations (no_gate, pure,
 mixed memory, LTC) are served by the model itself: `inference_engine` picks.
 """
 
@@ -77,7 +78,7 @@ class _Cell:
         self.w_in_t = w1[:, :n_in].t().contiguous()
         self.w_state_t = w1[:, n_in:].t().contiguous()
 
-    def step(self, pre: torch.Tensor, y: torch.Tensor, dt: torch.Tensor | None) -> torch.Tensor:
+    def step(self, pre: torch.Tensor, dt: torch.Tensor | None) -> torch.Tensor:
         """New y from the first product's output `pre` (input half and bias already in)."""
         h = self.h
         if self.heads is not None:
@@ -134,7 +135,7 @@ class Folded:
                 pre = torch.addmm(u_t, ys[0], cell.w_state_t)
             else:
                 pre = torch.addmm(torch.addmm(cell.b1, out[k - 1], cell.w_in_t), ys[k], cell.w_state_t)
-            new = cell.step(pre, ys[k], dt_t)
+            new = cell.step(pre, dt_t)
             out.append(new if mask_t is None else torch.where(mask_t, new, ys[k]))
         return out
 
