@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved, merge_result  # noqa: E402
 
 from cfctool.checkpoint import load  # noqa: E402
-from cfctool.ops.bench import _torch_runner, onnx_session_runner, workload  # noqa: E402
+from cfctool.ops.bench import _torch_runner, call_in_inference_mode, onnx_session_runner, workload  # noqa: E402
 from cfctool.errors import CfcError  # noqa: E402
 from cfctool.ops.export import export_onnx  # noqa: E402
 from cfctool.models.inference import FoldedCfC, supports  # noqa: E402
@@ -75,22 +75,15 @@ def ncps_model(ckpt, model):
     return run
 
 
-def _loop_runner(model):
-    def run(b):
-        with torch.inference_mode():
-            return model(b.x, b.dt, b.mask)
-    return run
-
-
 def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask) -> dict:
     from cfctool.models.registry import model_from_checkpoint
 
     torch.set_num_threads(threads)
     model = model_from_checkpoint(ckpt)
-    runners = {"cfctool-torch": _torch_runner(model), "cfctool-torch-loop": _loop_runner(model),
+    runners = {"cfctool-torch": _torch_runner(model), "cfctool-torch-loop": call_in_inference_mode(model),
                "ncps": ncps_model(ckpt, model)}
     if supports(model) and mask is not None and not model.per_step:
-        runners["cfctool-torch-nopack"] = _loop_runner(FoldedCfC(model, pack=False))
+        runners["cfctool-torch-nopack"] = call_in_inference_mode(FoldedCfC(model, pack=False))
     if onnx_path is not None:
         runners["cfctool-onnxruntime"] = onnx_session_runner(onnx_path, threads)
     preds = {}
@@ -152,16 +145,10 @@ def python_overhead(ckpt, batch) -> dict:
     which is mostly fixed cost. A compiled loop could remove at most the difference."""
     from torch.profiler import ProfilerActivity, profile
 
-    from cfctool.models.inference import inference_engine
     from cfctool.models.registry import model_from_checkpoint
 
     torch.set_num_threads(1)
-    engine = inference_engine(model_from_checkpoint(ckpt))
-
-    def run(b):
-        with torch.inference_mode():
-            return engine(b.x, b.dt, b.mask)
-
+    run = _torch_runner(model_from_checkpoint(ckpt))
     run(batch)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()

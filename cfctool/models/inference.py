@@ -74,7 +74,7 @@ class _Cell:
         w1, b1 = _to_y_space(w1, b1, slice(n_in, None))
         if not first:  # the input is the previous cell's state, also in y-space
             w1, b1 = _to_y_space(w1, b1, slice(0, n_in))
-        self.w_in, self.b1 = w1[:, :n_in], b1  # kept (out, in) for the first cell's lookup table
+        self.b1 = b1
         self.w_in_t = w1[:, :n_in].t().contiguous()
         self.w_state_t = w1[:, n_in:].t().contiguous()
 
@@ -119,7 +119,7 @@ class Folded:
         if self.table is not None:
             u = F.embedding(x.t(), self.table)  # time-major lookup: contiguous steps
         else:
-            u = F.linear(x.transpose(0, 1), first.w_in, first.b1)
+            u = torch.matmul(x.transpose(0, 1), first.w_in_t) + first.b1
         dts = None if self.constant_dt else dt.to(u.dtype).t().unsqueeze(-1)
         masks = None if mask is None else mask.t().unsqueeze(-1)
         return u, dts, masks
@@ -176,10 +176,10 @@ class FoldedCfC(nn.Module):
         if lengths is not None and not f.per_step:
             return self._packed(f, x, dt, lengths)
         u, dts, masks = f.time_major(x, dt, mask)
+        ys = f.initial(u)
         u = u.unbind(0)
         dts = [None] * len(u) if dts is None else dts.contiguous().unbind(0)
         masks = [None] * len(u) if masks is None else masks.contiguous().unbind(0)
-        ys = f.initial(u[0].unsqueeze(0))
         outputs = []
         for u_t, dt_t, m_t in zip(u, dts, masks):
             ys = f.step(ys, u_t, dt_t, m_t)
@@ -208,7 +208,7 @@ class FoldedCfC(nn.Module):
             if not active:
                 break
             ys = f.step(ys, u[t, :active], None if dts is None else dts[t, :active], None)
-        last = torch.cat([ys[-1][:active], *reversed(ended)])
+        last = torch.cat([ys[-1], *reversed(ended)])  # ys holds the rows still active
         return f.readout(last[torch.argsort(order)])
 
 

@@ -72,6 +72,14 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
     return [data.take(slice(i, i + batch_size)) for i in range(0, len(data), batch_size)], labels, data.mask
 
 
+def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.Tensor]:
+    """A batch runner for any model-shaped module (x, dt, mask) on the CPU."""
+    def run(b: Split) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(b.x, b.dt, b.mask)
+    return run
+
+
 def _torch_runner(model: torch.nn.Module, device: torch.device | None = None) -> Callable[[Split], torch.Tensor]:
     """Our fastest exact engine for the model (`inference_engine`); on a GPU each batch
     includes the copies and a synchronise."""
@@ -81,10 +89,7 @@ def _torch_runner(model: torch.nn.Module, device: torch.device | None = None) ->
         model = model.to(device)
     model = inference_engine(model)
     if device is None or device.type == "cpu":
-        def run(b: Split) -> torch.Tensor:
-            with torch.inference_mode():
-                return model(b.x, b.dt, b.mask)
-        return run
+        return call_in_inference_mode(model)
 
     def run_on_device(b: Split) -> torch.Tensor:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
