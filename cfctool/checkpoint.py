@@ -21,23 +21,31 @@ from typing import Any, Iterable
 
 import torch
 
-from cfctool.errors import CheckpointError
+from cfctool.errors import CheckpointError, OutputError
 
-FORMAT_VERSION = 1
+# 2: explicit structure in the arch record (backbone_widths, ncp_layers) and encoded tensors;
+#    format-1 files still load (their arch records are upgraded on load)
+FORMAT_VERSION = 2
 META_FORMAT = "cfctool.format"
 META_RECORD = "cfctool.record"
-RECORD_SECTIONS = ("arch", "task", "compression", "metrics", "history")
+RECORD_SECTIONS = ("arch", "task", "compression", "encodings", "metrics", "history")
 TASK_TENSOR_PREFIX = "task."  # data the model needs at inference (e.g. a vocabulary), not weights
 _HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own limit on header size
 
 
 @dataclass
 class Checkpoint:
-    """Model tensors plus the record that says how to rebuild and interpret them."""
+    """Model tensors plus the record that says how to rebuild and interpret them.
+
+    `tensors` are always dense (decoded); for each tensor listed in the record's
+    `encodings`, `parts` holds what the file stores (e.g. int8 values and scales), which
+    is what gets written and what integer engines read.
+    """
 
     tensors: dict[str, torch.Tensor]
     record: dict[str, Any]
     source: str | None = field(default=None, compare=False)
+    parts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, compare=False)
 
     @property
     def arch(self) -> dict[str, Any]:
@@ -47,15 +55,42 @@ class Checkpoint:
     def task(self) -> dict[str, Any]:
         return self.record["task"]
 
+    @property
+    def encodings(self) -> dict[str, dict[str, Any]]:
+        return self.record.get("encodings") or {}
+
     def derive(self, tensors: dict[str, torch.Tensor] | None = None, **sections: Any) -> "Checkpoint":
-        """A new checkpoint with some tensors or record sections replaced; the input stays untouched."""
+        """A new checkpoint with some tensors or record sections replaced; the input stays untouched.
+
+        An encoding survives only for a tensor that was not replaced: new values are
+        stored plain unless the caller encodes them again (`encode`).
+        """
         record = copy.deepcopy(self.record)
         for key, value in sections.items():
             if key not in RECORD_SECTIONS:
                 raise ValueError(f"unknown record section {key}")
             record[key] = copy.deepcopy(value)
         new_tensors = dict(self.tensors if tensors is None else tensors)
-        return Checkpoint(tensors=new_tensors, record=record)
+        kept = {k: v for k, v in (record.get("encodings") or {}).items()
+                if k in new_tensors and new_tensors[k] is self.tensors.get(k) and k in self.parts}
+        record["encodings"] = kept
+        return Checkpoint(tensors=new_tensors, record=record, parts={k: self.parts[k] for k in kept})
+
+    def encode(self, specs: dict[str, dict[str, Any]]) -> "Checkpoint":
+        """A checkpoint that stores the named tensors encoded (see cfctool.encodings); the
+        dense tensors become the decoded values, so the model computes what the file holds."""
+        from cfctool import encodings
+
+        unknown = sorted(set(specs) - set(self.tensors))
+        if unknown:
+            raise ValueError(f"no tensors named {unknown}")
+        new = self.derive()
+        for name, spec in specs.items():
+            parts, recorded = encodings.encode(self.tensors[name], spec)
+            new.tensors[name] = encodings.decode(name, recorded, parts)
+            new.parts[name] = parts
+            new.record["encodings"][name] = recorded
+        return new
 
     def model_tensors(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.tensors.items() if not k.startswith(TASK_TENSOR_PREFIX)}
@@ -107,7 +142,24 @@ _ST_DTYPES = {
 
 
 def to_bytes(ckpt: Checkpoint) -> bytes:
-    """Serialise to safetensors bytes, byte-for-byte reproducible.
+    """Serialise to safetensors bytes, byte-for-byte reproducible (encoded tensors as their parts)."""
+    from cfctool.encodings import stored_tensors
+
+    record = copy.deepcopy(ckpt.record)
+    for section in RECORD_SECTIONS:
+        record.setdefault(section, [] if section == "history" else {})
+    missing = sorted(set(record["encodings"]) - set(ckpt.parts))
+    if missing:
+        raise CheckpointError(f"tensors {missing} are recorded as encoded but have no stored parts; "
+                              "encode them with Checkpoint.encode")
+    stored = stored_tensors(ckpt.tensors, record["encodings"], ckpt.parts)
+    record["format"] = FORMAT_VERSION
+    record["tensors"] = _manifest(stored)
+    return safetensors_bytes(stored, {META_FORMAT: str(FORMAT_VERSION), META_RECORD: json.dumps(record, sort_keys=True)})
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors layout, byte-for-byte reproducible.
 
     Written here rather than by safetensors.torch.save, whose metadata order varies from
     process to process: identical checkpoints must have identical sha256 (Makefiles,
@@ -115,16 +167,9 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
     one (little-endian u64 header size, JSON header padded to 8 bytes, tensors sorted
     by alignment then name) and is read back by the safetensors library itself.
     """
-    record = copy.deepcopy(ckpt.record)
-    for section in RECORD_SECTIONS:
-        record.setdefault(section, [] if section == "history" else {})
-    record["format"] = FORMAT_VERSION
-    record["tensors"] = _manifest(ckpt.tensors)
-    header: dict[str, Any] = {
-        "__metadata__": {META_FORMAT: str(FORMAT_VERSION), META_RECORD: json.dumps(record, sort_keys=True)}
-    }
+    header: dict[str, Any] = {"__metadata__": metadata}
     blobs, offset = [], 0
-    for name, t in sorted(ckpt.tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])):
+    for name, t in sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])):
         if t.dtype not in _ST_DTYPES:
             raise CheckpointError(f"tensor '{name}' has dtype {t.dtype}, which checkpoints cannot store")
         t = t.detach().cpu().contiguous()
@@ -158,7 +203,8 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
             f"(format {FORMAT_VERSION}); upgrade cfctool (pip install -U cfctool)"
         )
     if version < 1:
-        raise CheckpointError(f"{source}: checkpoint format {version} is not supported; re-create it with `cfctool train`")
+        raise CheckpointError(f"{source}: checkpoint format {version} is not supported (this cfctool reads formats "
+                              f"1 to {FORMAT_VERSION}); re-create it with `cfctool train`")
     if META_RECORD not in metadata:
         raise CheckpointError(f"{source}: the record ('{META_RECORD}' metadata) is missing; the file cannot be interpreted")
     try:
@@ -174,7 +220,26 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
         raise CheckpointError(f"{source}: tensor data cannot be read ({exc}); the file is damaged") from None
     _check_manifest(record.pop("tensors"), tensors, source)
     record.pop("format", None)
-    return Checkpoint(tensors=tensors, record=record, source=source)
+    if version == 1:
+        record = _upgrade_v1(record, source)
+    from cfctool.encodings import split_stored
+
+    record.setdefault("encodings", {})
+    dense, parts = split_stored(tensors, record["encodings"], source)
+    return Checkpoint(tensors=dense, record=record, source=source, parts=parts)
+
+
+def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
+    """Format 1 regenerated some sizes from settings; format 2 records them (see families)."""
+    from cfctool.errors import ConfigError
+    from cfctool.families import normalise
+
+    try:
+        record["arch"] = normalise(record["arch"])
+    except (KeyError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{source}: a format-1 checkpoint whose architecture cannot be read ({exc}); "
+                              "re-create it with `cfctool train`") from None
+    return record
 
 
 def _read_header(data: bytes, source: str) -> dict[str, Any]:
@@ -237,13 +302,33 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_suffix(".yaml") if path.suffix == ".st" else path.with_name(path.name + ".yaml")
 
 
+def check_writable(path: str | Path, sidecar: bool = True) -> Path:
+    """Fail before any work when `path` (and its sidecar) cannot be written there."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {path}: it is a directory")
+    if sidecar and path.suffix == ".yaml":
+        raise CheckpointError(f"{path}: the output must be the .st file; its .yaml sidecar is written beside it")
+    if sidecar and sidecar_path(path).is_dir():
+        raise CheckpointError(f"cannot write {path}: its sidecar path {sidecar_path(path)} is a directory")
+    parent = path.parent
+    if not parent.exists():
+        raise CheckpointError(f"cannot write {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise CheckpointError(f"cannot write {path}: {parent} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} in {parent}; "
+                          "choose another output location") from None
+    return path
+
+
 def save(ckpt: Checkpoint, path: str | Path) -> Path:
     """Write `path` and its sidecar atomically; on any failure neither is left half-written."""
-    path = Path(path)
-    if path.suffix == ".yaml":
-        raise CheckpointError(f"{path}: the output must be the .st file; its .yaml sidecar is written beside it")
-    if not path.parent.exists():
-        raise CheckpointError(f"cannot write {path}: directory {path.parent} does not exist")
+    path = check_writable(path)
     payload = to_bytes(ckpt)
     sidecar = sidecar_text(ckpt, hashlib.sha256(payload).hexdigest())
     atomic_write(path, payload)
@@ -263,20 +348,37 @@ def sidecar_text(ckpt: Checkpoint, sha256: str) -> str:
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
-    """temp file in the same directory + fsync + rename: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    """temp file in the same directory + fsync + rename: readers see the old file or the new one.
+
+    The file gets the mode a plain `open()` would give (0666 less the umask), not the temp
+    file's 0600; an OSError becomes a CheckpointError naming the file.
+    """
+    path = Path(path)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: str | Path, *, verify_arch: bool = True) -> Checkpoint:
@@ -308,11 +410,20 @@ def load_bytes(data: bytes, source: str = "<stdin>", *, verify_arch: bool = True
 def _check_sidecar(sidecar: Path, actual: str, path: Path) -> None:
     import yaml
 
+    if sidecar.is_dir():
+        raise CheckpointError(f"{sidecar}: the sidecar path of {path} is a directory; move it away")
     try:
         doc = yaml.safe_load(sidecar.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: sidecar is not valid YAML ({exc}); delete it to load {path} alone") from None
-    expected = doc.get("sha256") if isinstance(doc, dict) else None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        raise CheckpointError(f"{sidecar}: sidecar is not valid YAML ({problem}{where}); "
+                              f"fix or delete it to load {path} alone") from None
+    if not isinstance(doc, dict) or "sha256" not in doc:
+        raise CheckpointError(f"{sidecar}: sidecar has no 'sha256' field, so it cannot vouch for {path}; "
+                              "delete it to load the .st alone, or re-save the checkpoint")
+    expected = doc["sha256"]
     if expected != actual:
         raise CheckpointError(
             f"{path}: sha256 {actual[:12]}... does not match its sidecar {sidecar} ({str(expected)[:12]}...); "

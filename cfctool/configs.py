@@ -16,50 +16,47 @@ from typing import Any, Mapping
 
 from cfctool.errors import ConfigError
 
-ARCHS = ("cfc", "cfc-deep", "cfc-ncp", "ltc")
-CFC_MODES = ("default", "no_gate", "pure")
-ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
+from cfctool.families import FAMILIES, arch_settings
+
+ARCHS = tuple(FAMILIES)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 DEVICES = ("auto", "cpu", "cuda")
 XOR_ENCODINGS = ("dense", "event")
 
 
-@dataclass
-class ArchConfig:
-    """Everything needed to rebuild a model's module (besides the task's input/output sizes)."""
+def _help(text: str, default: Any = None, **kw):
+    """A dataclass field whose one-line help feeds `--help` (the flags are derived from these)."""
+    return field(default=default, metadata={"help": text}, **kw)
 
-    name: str = "cfc"
-    hidden: int = 64
-    mode: str = "default"
-    backbone_units: int = 64
-    backbone_layers: int = 1
-    backbone_activation: str = "lecun_tanh"
-    backbone_dropout: float = 0.0
-    mixed_memory: bool = False
-    embedding_dim: int = 64
-    embedding_dropout: float = 0.0
-    sparsity: float = 0.5
-    wiring_seed: int = 22222
-    ode_unfolds: int = 6
+
+def _arch_config_class():
+    """ArchConfig: 'name' plus every family's settings (families declare them, not this file)."""
+    fields_ = [("name", str, _help("Architecture.", "cfc"))]
+    for s in arch_settings().values():
+        kind = {list: "list[int] | None"}.get(s.type, s.type.__name__)
+        fields_.append((s.name, kind, _help(s.help, s.default)))
 
     def validate(self) -> None:
-        _choice("arch", self.name, ARCHS)
-        _choice("mode", self.mode, CFC_MODES)
-        _choice("backbone_activation", self.backbone_activation, ACTIVATIONS)
-        _positive("hidden", self.hidden)
-        _positive("backbone_units", self.backbone_units)
-        _positive("embedding_dim", self.embedding_dim)
-        _positive("ode_unfolds", self.ode_unfolds)
-        if self.backbone_layers < 0:
-            raise ConfigError(f"backbone_layers must be >= 0 (got {self.backbone_layers})")
-        for key in ("backbone_dropout", "embedding_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"{key} must be in [0, 1) (got {getattr(self, key)})")
-        if self.name == "cfc-ncp":
-            if not 0.1 <= self.sparsity <= 0.9:
-                raise ConfigError(f"sparsity must be in [0.1, 0.9] for cfc-ncp (got {self.sparsity})")
-            if self.hidden < 4:
-                raise ConfigError(f"cfc-ncp needs hidden >= 4 units (got {self.hidden})")
+        from cfctool.families import get
+
+        family = get(self.name)
+        settings = arch_settings()
+        for key in family.setting_names():
+            problem = settings[key].check(getattr(self, key))
+            if problem:
+                raise ConfigError(problem)
+        if family.validate is not None:
+            try:
+                family.validate(dataclasses.asdict(self))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
+    return dataclasses.make_dataclass(
+        "ArchConfig", fields_, namespace={"validate": validate, "__doc__": "Settings that rebuild a model's module "
+                                          "(besides the task's input/output sizes); see cfctool.families."})
+
+
+ArchConfig = _arch_config_class()
 
 
 @dataclass
@@ -67,29 +64,31 @@ class DataConfig:
     """Which data set, where it lives, and how it is generated or preprocessed."""
 
     dataset: str = "xor"
-    data_dir: str | None = None
-    max_samples: int | None = None
-    val_fraction: float = 0.1
+    data_dir: str | None = _help("Data directory (default: $CFCTOOL_DATA).")
+    max_samples: int | None = _help("Train on at most N samples (an even, deterministic subset).")
+    max_test_samples: int | None = _help("Test on at most N samples (a seeded random subset; recorded).")
+    val_fraction: float = _help("Fraction of the training data held out for best-epoch selection.", 0.1)
     # bit-stream XOR (generated, needs no files)
-    bits: int = 10
-    min_bits: int = 1
-    encoding: str = "dense"
-    train_size: int = 20000
-    test_size: int = 2000
+    bits: int = _help("xor: longest stream (bits).", 10)
+    min_bits: int = _help("xor: shortest stream (bits).", 1)
+    encoding: str = _help("xor: dense (a step per bit) or event (a step per run, dt = run length).", "dense")
+    train_size: int = _help("xor: training streams generated.", 20000)
+    test_size: int = _help("xor: test streams generated.", 2000)
     # imdb
-    vocab_size: int = 20000
-    seq_len: int = 200
+    vocab_size: int = _help("imdb: vocabulary (most frequent training words).", 20000)
+    seq_len: int = _help("imdb: tokens kept per review (the last ones).", 200)
     # person_activity: windows of consecutive 10 ms bins, as in the Latent-ODE protocol
-    window: int = 50
-    window_stride: int = 25
-    test_fraction: float = 0.2
+    window: int = _help("person_activity: steps per window.", 50)
+    window_stride: int = _help("person_activity: stride between windows.", 25)
+    test_fraction: float = _help("person_activity: fraction of sessions' windows used for testing.", 0.2)
 
     def validate(self) -> None:
         from cfctool.data.names import DATASETS
 
         _choice("dataset", self.dataset, DATASETS)
-        if self.max_samples is not None:
-            _positive("max_samples", self.max_samples)
+        for key in ("max_samples", "max_test_samples"):
+            if getattr(self, key) is not None:
+                _positive(key, getattr(self, key))
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
         _choice("encoding", self.encoding, XOR_ENCODINGS)
@@ -115,18 +114,18 @@ class DataConfig:
 class TrainConfig:
     """Optimisation settings; seed and threads make a CPU run bit-for-bit repeatable."""
 
-    epochs: int = 2
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    lr: float = 0.005
-    lr_decay: float = 1.0
-    clipnorm: float | None = None
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    max_steps: int | None = None
+    epochs: int = _help("Training epochs.", 2)
+    batch_size: int = _help("Training batch size.", 128)
+    eval_batch_size: int = _help("Batch size of validation and test passes.", 512)
+    lr: float = _help("Learning rate.", 0.005)
+    lr_decay: float = _help("Learning-rate factor applied after every epoch.", 1.0)
+    clipnorm: float | None = _help("Clip the gradient norm to this value (default: no clipping).")
+    weight_decay: float = _help("Weight decay (L2 for adam/sgd/rmsprop, decoupled for adamw).", 0.0)
+    optimizer: str = _help("adam, adamw, sgd or rmsprop.", "adam")
+    seed: int = _help("Seed of initialisation, shuffling and dropout.", 0)
+    threads: int | None = _help("CPU threads (default: torch's choice).")
+    device: str = _help("auto, cpu or cuda.", "auto")
+    max_steps: int | None = _help("Stop after N optimiser steps (quick runs).")
 
     def validate(self) -> None:
         _positive("epochs", self.epochs)
@@ -170,14 +169,6 @@ class RunConfig:
             "train": dataclasses.asdict(self.train),
         }
 
-
-# Defaults per architecture, applied before the (data set, arch) preset.
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cfc": {},
-    "cfc-deep": {"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1},
-    "cfc-ncp": {"backbone_layers": 0},
-    "ltc": {"backbone_layers": 0},
-}
 
 # Presets per (data set, preset name); an arch-specific entry refines the data set entry.
 # "default" is what `cfctool train DATASET --arch ARCH` uses; other names via --preset.
@@ -250,18 +241,19 @@ def resolve(
     overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """Merge defaults < arch defaults < preset < config file < command-line options."""
-    if arch not in ARCHS:
-        raise ConfigError(f"unknown arch '{arch}'; choose one of: {', '.join(ARCHS)}")
+    from cfctool.families import get
+
+    family = get(arch)
     if (dataset, preset) not in PRESETS and preset != "default":
         raise ConfigError(
             f"no preset '{preset}' for data set '{dataset}'; available: {', '.join(preset_names(dataset))}"
         )
+    user = {**_normalise_keys(file_values or {}), **_normalise_keys(overrides or {})}
     layers: list[Mapping[str, Any]] = [
-        ARCH_DEFAULTS[arch],
+        family.defaults,
         PRESETS.get((dataset, preset), {}),
         ARCH_PRESETS.get((dataset, preset, arch), {}),
-        _normalise_keys(file_values or {}),
-        _normalise_keys(overrides or {}),
+        user,
     ]
     sections: dict[str, dict[str, Any]] = {"arch": {"name": arch}, "data": {"dataset": dataset}, "train": {}}
     for layer in layers:
@@ -269,6 +261,10 @@ def resolve(
             if key in ("arch", "name", "dataset"):
                 raise ConfigError(f"'{key}' cannot be set in a config file or preset; give it on the command line")
             sections[owner_of(key)][key] = value
+    for key in user:  # presets may set keys for every arch of a data set; the user may not
+        if owner_of(key) == "arch" and key not in family.setting_names():
+            raise ConfigError(f"setting '{key}' does not apply to arch '{arch}' (its settings: "
+                              f"{', '.join(sorted(family.setting_names()))})")
     try:
         run = RunConfig(
             arch=ArchConfig(**sections["arch"]),
@@ -319,7 +315,10 @@ def _coerce_types(run: RunConfig) -> None:
                 continue
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
             try:
-                if kind.startswith("float"):
+                if kind.startswith("list"):
+                    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+                    setattr(section, f.name, [_as_int(v) for v in items])
+                elif kind.startswith("float"):
                     setattr(section, f.name, float(value))
                 elif kind.startswith("int") and not isinstance(value, bool):
                     if isinstance(value, float) and not value.is_integer():
@@ -329,6 +328,17 @@ def _coerce_types(run: RunConfig) -> None:
                     raise ValueError
             except (TypeError, ValueError):
                 raise ConfigError(f"setting '{f.name}' must be of type {kind} (got {value!r})") from None
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        value = value.strip()
+    f = float(value)
+    if not f.is_integer():
+        raise ValueError
+    return int(f)
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -31,6 +31,9 @@ ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GEL
 class CfCCell(nn.Module):
     """One CfC layer: state size `hidden`, fed by `input_size` features per step.
 
+    `backbone_widths` gives each backbone layer's width (empty: the heads read
+    ``[input; state]`` directly), so a structurally pruned backbone is just other numbers.
+
     `sparsity_mask` (hidden x (input_size + hidden), 0/1) fixes the wiring of the ff1/ff2
     heads, as in the NCP-wired CfC; it is a buffer, so it travels in the checkpoint.
     """
@@ -40,8 +43,7 @@ class CfCCell(nn.Module):
         input_size: int,
         hidden: int,
         mode: str = "default",
-        backbone_units: int = 64,
-        backbone_layers: int = 1,
+        backbone_widths: tuple[int, ...] | list[int] = (64,),
         activation: str = "lecun_tanh",
         dropout: float = 0.0,
         sparsity_mask: torch.Tensor | None = None,
@@ -52,7 +54,7 @@ class CfCCell(nn.Module):
         self.input_size, self.hidden, self.mode = input_size, hidden, mode
         self.act = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
-        widths = [input_size + hidden] + [backbone_units] * backbone_layers
+        widths = [input_size + hidden, *backbone_widths]  # one entry per backbone layer
         self.backbone = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         head_in = widths[-1]
         self.ff1 = nn.Linear(head_in, hidden)

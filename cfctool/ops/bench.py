@@ -28,23 +28,10 @@ def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
     """Multiply-accumulates of one sequence in the model's defining form (the training loop;
     dense: wiring masks do not skip work). A model-size measure comparable across
     checkpoints; the folded engine executes fewer (no input product, 3 heads for 4)."""
-    from cfctool.models.cfc import CfC
-    from cfctool.models.ltc import LTC
+    from cfctool.models.registry import family_of
 
-    rnn, per_step = model.rnn, 0
-    if isinstance(rnn, CfC):
-        for cell in rnn.cells:
-            per_step += sum(layer.weight.numel() for layer in cell.backbone)
-            per_step += cell.head_params()[0].numel()
-        if rnn.lstm is not None:
-            per_step += rnn.lstm.input_map.weight.numel() + rnn.lstm.recurrent_map.weight.numel()
-    elif isinstance(rnn, LTC):
-        # per unfold: w * sigmoid and * erev over all H x H synapses; sensory synapses once per step
-        per_step += rnn.ode_unfolds * 2 * rnn.state_size ** 2 + 2 * rnn.input_size * rnn.state_size
-    else:  # pragma: no cover - every registered core is handled above
-        raise ConfigError(f"no MAC count for {type(rnn).__name__}")
     readouts = seq_len if model.per_step else 1
-    return per_step * seq_len + model.head.weight.numel() * readouts
+    return family_of(model).macs_per_step(model.rnn) * seq_len + model.head.weight.numel() * readouts
 
 
 def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: int | None,

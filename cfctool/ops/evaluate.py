@@ -67,20 +67,10 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Trainable parameters, and those that are non-zero where they act (wiring masks applied)."""
-    params = nonzero = rnn = 0
-    masks = {name.rsplit(".", 1)[0]: buf for name, buf in model.named_buffers() if name.endswith("sparsity_mask")}
-    for name, p in model.named_parameters():
-        params += p.numel()
-        owner, leaf = name.rsplit(".", 1)
-        effective = p
-        cell = owner.rsplit(".", 1)[0]
-        if leaf == "weight" and owner.endswith(("ff1", "ff2")) and cell in masks:
-            effective = p * masks[cell]
-        nonzero += int(torch.count_nonzero(effective))
-        if name.startswith("rnn."):
-            rnn += p.numel()
-    return {"params": params, "nonzero_params": nonzero, "rnn_params": rnn}
+    """Trainable parameters, those non-zero where they act (wiring masks applied), and the core's."""
+    from cfctool.models.registry import family_of
+
+    return family_of(model).counts(model)
 
 
 def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None = None,

@@ -1,0 +1,250 @@
+"""How a tensor is stored in a checkpoint: plain, integer-quantized, or sparse.
+
+An encoded tensor `NAME` is stored as plain safetensors tensors named `NAME.<part>`, and the
+record's `encodings` section says how to decode it, e.g.
+``{"codec": "int8", "shape": [64, 256], "dtype": "float32", "axis": 0, "symmetric": true}``.
+Loading checks every part against that spec (names, dtypes, shapes, ranges) and decodes;
+the model gets dense weights while the parts stay available to integer engines.
+
+Codecs (parts):
+- ``int8``: ``q`` int8 of the tensor's shape, ``scale`` float32, ``zero_point`` int8 when
+  not symmetric. ``scale``/``zero_point`` have one entry per row (``axis: 0``: per output
+  channel of a Linear, per row of an embedding) or one for the tensor (``axis: null``).
+  Decoded ``(q - zero_point) * scale``.
+- ``int4``: as int8 with values in [-8, 7], packed two per byte into ``q`` (uint8, low
+  nibble first, row-major, ``value + 8``).
+- ``sparse``: the non-zero ``values`` in row-major order, plus where they are: ``bitmask``
+  (uint8, one bit per element, little-endian bit order) or ``indices`` (int32 flat,
+  increasing). Decoding is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from cfctool.errors import CheckpointError
+
+CODECS = ("int8", "int4", "sparse")
+SPARSE_LAYOUTS = ("bitmask", "indices")
+_QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
+_FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def quantize_spec(bits: int, shape, axis: int | None = 0, symmetric: bool = True, dtype: str = "float32") -> dict:
+    return {"codec": f"int{bits}", "shape": list(shape), "dtype": dtype, "axis": axis, "symmetric": symmetric}
+
+
+def sparse_spec(shape, layout: str = "auto", dtype: str = "float32") -> dict:
+    return {"codec": "sparse", "shape": list(shape), "dtype": dtype, "layout": layout}
+
+
+# ----------------------------------------------------------------------------- encode
+
+
+def encode(tensor: torch.Tensor, spec: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(parts by suffix, the spec as recorded) for a dense tensor."""
+    t = tensor.detach().cpu()
+    spec = {**spec, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+    if spec["codec"] in _QRANGE:
+        return _encode_int(t, spec), spec
+    if spec["codec"] == "sparse":
+        return _encode_sparse(t, spec)
+    raise ValueError(f"unknown codec {spec['codec']}")
+
+
+def _rows(t: torch.Tensor, axis: int | None) -> torch.Tensor:
+    """The tensor as (groups, elements per group): one group per row, or one in all."""
+    return t.reshape(1, -1) if axis is None or t.dim() == 0 else t.reshape(t.shape[0], -1)
+
+
+def quant_params(t: torch.Tensor, bits: int, axis: int | None, symmetric: bool):
+    """(scale, zero_point) per group by min-max; zero_point is None when symmetric."""
+    lo, hi = _QRANGE[f"int{bits}"]
+    g = _rows(t.float(), axis)
+    if symmetric:
+        scale = g.abs().amax(1) / hi
+        return torch.where(scale > 0, scale, torch.ones_like(scale)), None
+    mn, mx = g.amin(1).clamp(max=0), g.amax(1).clamp(min=0)  # zero is exactly representable
+    scale = (mx - mn) / (hi - lo)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.round(lo - mn / scale).clamp(lo, hi).to(torch.int8)
+    return scale, zero
+
+
+def quantize(t: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, axis: int | None) -> torch.Tensor:
+    lo, hi = _QRANGE[f"int{bits}"]
+    g = _rows(t.float(), axis)
+    q = torch.round(g / scale.unsqueeze(1))
+    if zero is not None:
+        q = q + zero.float().unsqueeze(1)
+    return q.clamp(lo, hi).to(torch.int8).reshape(t.shape)
+
+
+def _encode_int(t: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
+    bits = int(spec["codec"][3:])
+    scale, zero = quant_params(t, bits, spec["axis"], spec["symmetric"])
+    q = quantize(t, scale, zero, bits, spec["axis"])
+    parts = {"q": pack_int4(q) if bits == 4 else q, "scale": scale.float().contiguous()}
+    if zero is not None:
+        parts["zero_point"] = zero
+    return parts
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """int8 values in [-8, 7] -> uint8, two per byte (low nibble first); odd counts pad with 0."""
+    flat = (q.reshape(-1).to(torch.int16) + 8).to(torch.uint8)
+    if flat.numel() % 2:
+        flat = torch.cat([flat, flat.new_full((1,), 8)])
+    return flat[0::2] | (flat[1::2] << 4)
+
+
+def unpack_int4(packed: torch.Tensor, numel: int) -> torch.Tensor:
+    both = torch.stack([packed & 0x0F, packed >> 4], 1).reshape(-1)[:numel]
+    return both.to(torch.int16).sub(8).to(torch.int8)
+
+
+def _encode_sparse(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    flat = t.reshape(-1)
+    nz = flat != 0
+    values = flat[nz].contiguous()
+    layout = spec.get("layout", "auto")
+    if layout == "auto":  # the smaller of 1 bit per element and 4 bytes per non-zero
+        layout = "bitmask" if math.ceil(flat.numel() / 8) <= 4 * values.numel() else "indices"
+    spec = {**spec, "layout": layout}
+    if layout == "bitmask":
+        return {"bitmask": _pack_bits(nz), "values": values}, spec
+    return {"indices": torch.nonzero(nz).reshape(-1).to(torch.int32), "values": values}, spec
+
+
+def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    pad = (-bits.numel()) % 8
+    b = torch.cat([bits, bits.new_zeros(pad)]).reshape(-1, 8).to(torch.uint8)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+    return (b * weights).sum(1, dtype=torch.uint8)
+
+
+def _unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
+    shifts = torch.arange(8, dtype=torch.uint8)
+    return ((packed.unsqueeze(1) >> shifts) & 1).reshape(-1)[:n].bool()
+
+
+# ----------------------------------------------------------------------------- decode + check
+
+
+def expected_parts(spec: dict[str, Any]) -> dict[str, torch.dtype | tuple[torch.dtype, ...]]:
+    codec = spec.get("codec")
+    if codec in _QRANGE:
+        parts: dict[str, Any] = {"q": torch.int8 if codec == "int8" else torch.uint8, "scale": torch.float32}
+        if not spec.get("symmetric", True):
+            parts["zero_point"] = torch.int8
+        return parts
+    if codec == "sparse":
+        where = {"bitmask": torch.uint8, "indices": (torch.int32, torch.int64)}
+        if spec.get("layout") not in where:
+            return {}
+        return {spec["layout"]: where[spec["layout"]], "values": tuple(_FLOATS.values())}
+    return {}
+
+
+def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], source: str = "<checkpoint>") -> torch.Tensor:
+    """The dense tensor; any mismatch between spec and parts is a CheckpointError."""
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"{source}: tensor '{name}' is recorded as {spec.get('codec')} but {problem}; "
+                               "the file was altered or written by a faulty tool")
+
+    codec = spec.get("codec")
+    if codec not in CODECS:
+        raise bad(f"cfctool knows only the codecs {', '.join(CODECS)}")
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise bad(f"its recorded shape {shape!r} is not a list of sizes")
+    if spec.get("dtype") not in _FLOATS:
+        raise bad(f"its recorded dtype {spec.get('dtype')!r} is not one of {', '.join(_FLOATS)}")
+    expected = expected_parts(spec)
+    if not expected:
+        raise bad(f"its layout {spec.get('layout')!r} is not one of {', '.join(SPARSE_LAYOUTS)}")
+    if set(parts) != set(expected):
+        raise bad(f"its stored parts are {sorted(name + '.' + p for p in parts)}, "
+                  f"expected {sorted(name + '.' + p for p in expected)}")
+    for part, dtype in expected.items():
+        allowed = dtype if isinstance(dtype, tuple) else (dtype,)
+        if parts[part].dtype not in allowed:
+            raise bad(f"'{name}.{part}' has dtype {str(parts[part].dtype).removeprefix('torch.')}")
+        if parts[part].dim() != 1 and part != "q":
+            raise bad(f"'{name}.{part}' is not one-dimensional")
+    numel = math.prod(shape)
+    out_dtype = _FLOATS[spec["dtype"]]
+    if codec in _QRANGE:
+        q = parts["q"]
+        if codec == "int8" and list(q.shape) != shape:
+            raise bad(f"'{name}.q' has shape {list(q.shape)}, expected {shape}")
+        if codec == "int4":
+            if list(q.shape) != [math.ceil(numel / 2)]:
+                raise bad(f"'{name}.q' holds {q.numel()} bytes, expected {math.ceil(numel / 2)} for {numel} values")
+            q = unpack_int4(q, numel).reshape(shape)
+        axis = spec.get("axis", 0)
+        groups = 1 if axis is None or not shape else shape[0]
+        if axis not in (0, None):
+            raise bad(f"its axis {axis!r} is not 0 (per row) or null (per tensor)")
+        for part in ("scale", "zero_point"):
+            if part in parts and parts[part].numel() != groups:
+                raise bad(f"'{name}.{part}' has {parts[part].numel()} entries, expected {groups}")
+        scale = parts["scale"]
+        if not torch.isfinite(scale).all() or (scale <= 0).any():
+            raise bad(f"'{name}.scale' has non-positive or non-finite entries")
+        g = _rows(q.float(), axis)
+        if "zero_point" in parts:
+            g = g - parts["zero_point"].float().unsqueeze(1)
+        return (g * scale.unsqueeze(1)).reshape(shape).to(out_dtype)
+    values = parts["values"]
+    if "bitmask" in parts:
+        if parts["bitmask"].numel() != math.ceil(numel / 8):
+            raise bad(f"'{name}.bitmask' has {parts['bitmask'].numel()} bytes, expected {math.ceil(numel / 8)}")
+        where = _unpack_bits(parts["bitmask"], numel)
+        if int(where.sum()) != values.numel():
+            raise bad(f"its bitmask marks {int(where.sum())} elements but {values.numel()} values are stored")
+        dense = torch.zeros(numel, dtype=out_dtype)
+        dense[where] = values.to(out_dtype)
+        return dense.reshape(shape)
+    idx = parts["indices"].long()
+    if idx.numel() != values.numel():
+        raise bad(f"it stores {idx.numel()} indices for {values.numel()} values")
+    if idx.numel() and (idx[0] < 0 or idx[-1] >= numel or (idx[1:] <= idx[:-1]).any()):
+        raise bad(f"its indices are not increasing within [0, {numel})")
+    dense = torch.zeros(numel, dtype=out_dtype)
+    dense[idx] = values.to(out_dtype)
+    return dense.reshape(shape)
+
+
+def split_stored(stored: dict[str, torch.Tensor], specs: dict[str, dict], source: str):
+    """(dense tensors, parts per encoded name) from the tensors a file stores."""
+    if not isinstance(specs, dict):
+        raise CheckpointError(f"{source}: the record's encodings section is not a mapping")
+    parts: dict[str, dict[str, torch.Tensor]] = {name: {} for name in specs}
+    dense: dict[str, torch.Tensor] = {}
+    for key, t in stored.items():
+        owner, _, part = key.rpartition(".")
+        if owner in specs:
+            parts[owner][part] = t
+        else:
+            dense[key] = t
+    for name, spec in specs.items():
+        if name in dense:
+            raise CheckpointError(f"{source}: tensor '{name}' is stored both plain and as {spec.get('codec')}")
+        if not isinstance(spec, dict):
+            raise CheckpointError(f"{source}: the encoding of '{name}' is not a mapping")
+        dense[name] = decode(name, spec, parts[name], source)
+    return dense, parts
+
+
+def stored_tensors(tensors: dict[str, torch.Tensor], specs: dict[str, dict],
+                   parts: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """What a file stores: plain tensors, and the parts of encoded ones."""
+    out = {k: v for k, v in tensors.items() if k not in specs}
+    for name in specs:
+        for part, t in parts[name].items():
+            out[f"{name}.{part}"] = t
+    return out

@@ -1,0 +1,104 @@
+"""What a model family declares, torch-free so that `--help` and option parsing stay fast.
+
+A family is one module under `cfctool.families` holding a `Family`: its arch settings
+with defaults, how a config becomes an explicit arch record, how a record becomes a
+module, its MAC count, its parameter counts and which inference engine serves it. The
+hooks import torch inside themselves. `cfctool.families.FAMILIES` is one line per family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One flat setting key: its type, default, one-line help, and allowed values if any."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None  # inclusive lower bound
+    high: float | None = None  # inclusive upper bound
+    below: float | None = None  # exclusive upper bound
+
+    def check(self, value: Any) -> str | None:
+        """Why `value` is not allowed, or None."""
+        if value is None:
+            return None
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)} (got '{value}')"
+        for v in (value if isinstance(value, list) else [value]):
+            if self.low is not None and v < self.low:
+                return f"{self.name} must be >= {self.low:g} (got {value})"
+            if self.high is not None and v > self.high:
+                return f"{self.name} must be <= {self.high:g} (got {value})"
+            if self.below is not None and v >= self.below:
+                return f"{self.name} must be < {self.below:g} (got {value})"
+        return None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family; every hook takes the arch record (or the built model) only.
+
+    - `record(values, task)`: the explicit arch record for resolved setting values: every
+      size a compression can change is a number here (never regenerated at load).
+    - `build(arch, features)`: the recurrent core for `features` inputs per step.
+    - `macs_per_step(core)`: multiply-accumulates of one step of the defining form.
+    - `counts(model)`: {'params', 'nonzero_params', 'rnn_params'}.
+    - `engine(model)`: (engine name, module) of the fastest exact inference form.
+    - `upgrade(arch)`: a format-1 arch record rewritten in the current form.
+    """
+
+    name: str
+    summary: str
+    settings: tuple[Setting, ...]
+    record: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+    build: Callable[[dict[str, Any], int], Any]
+    macs_per_step: Callable[[Any], int]
+    engine: Callable[[Any], tuple[str, Any]]
+    counts: Callable[[Any], dict[str, int]] | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    validate: Callable[[dict[str, Any]], None] | None = None
+
+    def setting_names(self) -> set[str]:
+        return {s.name for s in self.settings}
+
+
+# settings every family shares: the state size, and the token front end of SequenceModel
+HIDDEN = Setting("hidden", int, 64, "State size (units); for cfc-ncp all neurons, motor included.", low=1)
+EMBEDDING = (
+    Setting("embedding_dim", int, 64, "Token embedding width (token inputs only).", low=1),
+    Setting("embedding_dropout", float, 0.0, "Dropout on embedded tokens (token inputs only).", low=0, below=1),
+)
+
+
+def front_end(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """The arch keys of the token front end, for token tasks only."""
+    if task["input"]["kind"] != "tokens":
+        return {}
+    out = {"embedding_dim": values["embedding_dim"]}
+    if values.get("embedding_dropout"):
+        out["embedding_dropout"] = values["embedding_dropout"]
+    return out
+
+
+def standard_counts(model, masks: dict[str, Any] | None = None) -> dict[str, int]:
+    """Trainable parameters, those non-zero where they act (`masks`: {parameter name: 0/1
+    mask it is multiplied by}), and those of the recurrent core."""
+    import torch
+
+    masks = masks or {}
+    params = nonzero = rnn = 0
+    for name, p in model.named_parameters():
+        params += p.numel()
+        effective = p * masks[name] if name in masks else p
+        nonzero += int(torch.count_nonzero(effective))
+        if name.startswith("rnn."):
+            rnn += p.numel()
+    return {"params": params, "nonzero_params": nonzero, "rnn_params": rnn}

@@ -1,0 +1,96 @@
+"""The CfC family (Hasani et al. 2022): one CfC cell with a backbone MLP; `cfc-deep` is the
+same family with a 5-layer, 256-wide backbone by default.
+
+The record keeps each backbone layer's width (`backbone_widths`), so a model whose
+backbone units were pruned is an ordinary record with other numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, front_end, standard_counts
+
+CFC_MODES = ("default", "no_gate", "pure")
+ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
+
+MODE = Setting("mode", str, "default", "CfC mode: default, no_gate or pure (the closed form).", CFC_MODES)
+MIXED_MEMORY = Setting("mixed_memory", bool, False, "Run an LSTM memory beside the CfC state (mixed memory).")
+SETTINGS = (
+    HIDDEN,
+    MODE,
+    Setting("backbone_units", int, 64, "Width of each backbone layer.", low=1),
+    Setting("backbone_layers", int, 1, "Backbone layers (0: the heads read [input; state] directly).", low=0),
+    Setting("backbone_widths", list, None, "Per-layer backbone widths, e.g. 64,32 (replaces units x layers).",
+            low=1),
+    Setting("backbone_activation", str, "lecun_tanh", "Backbone activation.", ACTIVATIONS),
+    Setting("backbone_dropout", float, 0.0, "Dropout after each backbone layer (training only).", low=0, below=1),
+    MIXED_MEMORY,
+    *EMBEDDING,
+)
+
+
+def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    widths = values.get("backbone_widths")
+    if widths is None:
+        widths = [values["backbone_units"]] * values["backbone_layers"]
+    return {"name": values["name"], "hidden": values["hidden"], "mode": values["mode"],
+            "backbone_widths": [int(w) for w in widths], "backbone_activation": values["backbone_activation"],
+            "backbone_dropout": values["backbone_dropout"], "mixed_memory": values["mixed_memory"],
+            **front_end(values, task)}
+
+
+def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 recorded `backbone_units` x `backbone_layers`."""
+    if "backbone_widths" in arch:
+        return arch
+    arch = dict(arch)
+    units, layers = arch.pop("backbone_units"), arch.pop("backbone_layers")
+    arch["backbone_widths"] = [units] * layers
+    return arch
+
+
+def build(arch: dict[str, Any], features: int):
+    from cfctool.models.cfc import CfC, CfCCell
+
+    cell = CfCCell(features, arch["hidden"], arch["mode"], arch["backbone_widths"], arch["backbone_activation"],
+                   arch["backbone_dropout"])
+    return CfC([cell], mixed_memory=arch["mixed_memory"])
+
+
+def macs_per_step(core) -> int:
+    """The defining form's products: backbone layers, the four (or one) heads, the LSTM
+    memory. Dense: wiring masks do not skip work."""
+    macs = 0
+    for cell in core.cells:
+        macs += sum(layer.weight.numel() for layer in cell.backbone)
+        macs += cell.head_params()[0].numel()
+    if core.lstm is not None:
+        macs += core.lstm.input_map.weight.numel() + core.lstm.recurrent_map.weight.numel()
+    return macs
+
+
+def counts(model) -> dict[str, int]:
+    """Wired heads (NCP) count only the weights their mask keeps."""
+    masks = {}
+    for k, cell in enumerate(model.rnn.cells):
+        if cell.sparsity_mask is not None:
+            for head in ("ff1", "ff2"):
+                if hasattr(cell, head):
+                    masks[f"rnn.cells.{k}.{head}.weight"] = cell.sparsity_mask
+    return standard_counts(model, masks)
+
+
+def engine(model):
+    """The folded engine where it is exact ('default' mode, no mixed memory), else the loop."""
+    from cfctool.models.inference import FoldedCfC, supports
+
+    return ("folded", FoldedCfC(model)) if supports(model) else ("loop", model.eval())
+
+
+FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (ReLU 64x1 by default).", settings=SETTINGS,
+                record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
+                upgrade=upgrade)
+DEEP = Family(name="cfc-deep", summary="CfC with a deep backbone (256x5, dropout 0.1).", settings=SETTINGS,
+              record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
+              upgrade=upgrade, defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})
