@@ -56,21 +56,25 @@ def test_train_to_stdout_pipes_into_info(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written beside
 
 
-@pytest.mark.parametrize("args,message", [
-    (["eval", "missing.st"], "no such checkpoint file"),
-    (["info", "missing.st"], "no such checkpoint file"),
-    (["train", "xor", "--arch", "gru"], "unknown arch 'gru'"),
-    (["train", "xor", "--lr", "-1"], "lr must be > 0"),
-    (["train", "xor", "-o", "no/such/dir/x.st"], "does not exist"),
-    (["train", "xor", "-o", "x.pt"], "must end in .st"),
-    (["train", "nope"], "dataset must be one of"),
-    (["prune", "x.st", "--ratio", "0.5"], "not implemented yet"),
-    (["info", "-"], "no data on standard input"),
+@pytest.mark.parametrize("args,message,code", [
+    (["eval", "missing.st"], "no such checkpoint file", 1),
+    (["info", "missing.st"], "no such checkpoint file", 1),
+    (["train", "xor", "--arch", "gru"], "unknown arch 'gru'", 2),
+    (["train", "xor", "--lr", "-1"], "lr must be > 0", 2),
+    (["train", "xor", "-o", "no/such/dir/x.st"], "does not exist", 1),
+    (["train", "xor", "-o", "x.pt"], "must end in .st", 2),
+    (["train", "nope"], "dataset must be one of", 2),
+    (["train", "xor", "--arch", "cfc-ncp", "--backbone-units", "8"], "does not apply to arch 'cfc-ncp'", 2),
+    (["train", "xor", "-o", "/proc/x.st"], "cannot write /proc/x.st", 1),
+    (["train", "xor", "--resume", "-o", "x.st"], "no training state", 2),
+    (["prune", "x.st", "--ratio", "0.5"], "not implemented yet", 1),
+    (["info", "-"], "no data on standard input", 1),
 ])
-def test_errors_are_one_line_exit_1(cli, tmp_path, monkeypatch, args, message):
+def test_errors_are_one_line_with_the_documented_exit_code(cli, tmp_path, monkeypatch, args, message, code):
+    """Exit 2: the command line or a config file asks for something invalid; 1: anything else."""
     monkeypatch.chdir(tmp_path)
     r = cli(*args, stdin=b"" if args[-1] == "-" else None)
-    assert r.code == 1, (r.out, r.err)
+    assert r.code == code, (r.out, r.err)
     assert r.err.startswith("error: ") and message in r.err
     assert "Traceback" not in r.err
     assert list(tmp_path.iterdir()) == []  # validated before any work: no output at all
@@ -92,5 +96,5 @@ def test_config_file_and_unknown_key(cli, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("learning_rate: 0.1\n")
     r = cli("train", "xor", "--config", cfg, "-o", tmp_path / "x.st")
-    assert r.code == 1 and "unknown setting 'learning_rate'" in r.err
+    assert r.code == 2 and "unknown setting 'learning_rate'" in r.err
     assert not (tmp_path / "x.st").exists()

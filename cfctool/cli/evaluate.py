@@ -8,28 +8,29 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
+from cfctool.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
-        checkpoint: Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")],
+        checkpoint: options.Checkpoint,
         split: Annotated[str, typer.Option(help="Split to evaluate: test, val or train.")] = "test",
-        data: Annotated[Optional[str], typer.Option("--data", help="Data directory (default: $CFCTOOL_DATA).")] = None,
+        data: options.Data = None,
         batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 512,
-        threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+        max_samples: Annotated[Optional[int], typer.Option(help="Evaluate a seeded random subset of N samples.")] = None,
+        threads: options.Threads = None,
+        as_json: options.Json = False,
+        quiet: options.Quiet = False,
     ):
-        """Accuracy, loss and sizes of a checkpoint on a split of its task."""
+        """Accuracy, loss and sizes of a checkpoint on a split of its task; names the engine that ran."""
         from cfctool.cli.io import read_checkpoint
-        from cfctool.errors import ConfigError
+        from cfctool.cli.progress import status_lines
         from cfctool.ops.evaluate import evaluate
 
-        if split not in ("test", "val", "train"):
-            raise ConfigError(f"--split must be test, val or train (got '{split}')")
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
         ckpt = read_checkpoint(checkpoint)
-        report = evaluate(ckpt, split=split, data_dir=data, batch_size=batch_size, threads=threads)
+        report = evaluate(ckpt, split=split, data_dir=data, batch_size=batch_size, threads=threads,
+                          max_samples=max_samples, notify=status_lines(quiet))
         report = {"checkpoint": checkpoint, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"], **report}
         if as_json:
             print(json.dumps(report, indent=2))

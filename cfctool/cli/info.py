@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import typer
-from typing_extensions import Annotated
+
+from cfctool.cli import options
 
 
 def _flat(mapping: dict, skip=()) -> str:
@@ -15,8 +16,8 @@ def _flat(mapping: dict, skip=()) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("info")
     def info_command(
-        checkpoint: Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+        checkpoint: options.Checkpoint,
+        as_json: options.Json = False,
     ):
         """Architecture, task, compression state, metrics, sizes and history of a checkpoint."""
         from cfctool.cli.io import read_checkpoint
@@ -27,13 +28,14 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(d, indent=2, default=str))
             return
         task = d["task"]
-        metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d["metrics"].items() if k != "epochs"}
+        metrics = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in d["metrics"].items() if k != "epochs"}
         lines = [
             f"checkpoint   {d['source']}",
             f"arch         {d['arch']['name']} ({_flat(d['arch'], skip=('name',))})",
             f"task         {task['dataset']}: input {_flat(task['input'])}; output {_flat(task['output'])}",
             f"preprocess   {_flat(task.get('preprocessing', {}))}",
             f"compression  {_flat(d['compression'])}",
+            f"encodings    {_flat(d['encodings']) or 'none (every tensor stored plain)'}",
             f"metrics      {_flat(metrics)}",
             f"sizes        {_flat(d['sizes'])}",
             "history",

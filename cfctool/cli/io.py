@@ -21,17 +21,20 @@ def read_checkpoint(path: str):
     return checkpoint.load(path)
 
 
-def check_output(path: str) -> None:
-    """Fail before any work when the output cannot be written."""
+def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st") -> None:
+    """Fail before any work when the output cannot be written (wrong suffix, missing or
+    read-only directory, a directory in the way); '-' (stdout) always can."""
+    from cfctool.checkpoint import check_writable
+    from cfctool.errors import ConfigError
+
     if path == STDIO:
         return
     out = Path(path)
-    if out.suffix != ".st":
-        raise CheckpointError(f"output {out} must end in .st (its sidecar {out.stem}.yaml is written beside it)")
-    if not out.parent.exists():
-        raise CheckpointError(f"cannot write {out}: directory {out.parent} does not exist")
-    if out.is_dir():
-        raise CheckpointError(f"cannot write {out}: it is a directory")
+    if suffix == ".st" and sidecar and out.suffix != ".st":
+        raise ConfigError(f"output {out} must end in .st (its sidecar {out.stem}.yaml is written beside it)")
+    if suffix not in (None, ".st") and out.suffix != suffix:
+        raise ConfigError(f"output {out} must end in {suffix}")
+    check_writable(out, sidecar=sidecar)
 
 
 def write_checkpoint(ckpt, path: str) -> None:

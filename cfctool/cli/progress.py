@@ -60,3 +60,15 @@ def training_progress(quiet: bool = False, every_s: float = 30.0):
             last[0] = now
 
     yield plain
+
+
+def status_lines(quiet: bool = False):
+    """A `notify(message)` callback for ops: one plain line on stderr per message, with the
+    seconds since the command started (None when quiet)."""
+    if quiet:
+        return None
+    start = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - start:5.1f}s] {message}", file=sys.stderr, flush=True)
+    return say

@@ -28,6 +28,16 @@ class Split:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
         return Split(self.x[index], self.y[index], pick(self.dt), pick(self.mask))
 
+    def sample(self, n: int, seed: int = 0) -> "Split":
+        """A seeded random subset of n rows in their original order (all rows when n >= len).
+        Random, not the first n: several test sets (IMDB) are sorted by label."""
+        return self if n >= len(self) else self.take(sample_indices(len(self), n, seed))
+
+
+def sample_indices(total: int, n: int, seed: int = 0) -> torch.Tensor:
+    """Which rows `Split.sample` keeps; data modules use it to read only those."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
 
 @dataclass
 class Dataset:
@@ -38,6 +48,7 @@ class Dataset:
     splits: dict[str, Split]
     task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    test_subset: dict[str, Any] | None = None  # set when the test split was capped
 
 
 def split_off_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:

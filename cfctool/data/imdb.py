@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import torch
 
-from cfctool.data.base import Dataset, Split, find_input
+from cfctool.data.base import Dataset, Split, find_input, sample_indices
 from cfctool.errors import DataError
 
 PAD, OOV = 0, 1
@@ -113,7 +113,12 @@ def load(cfg) -> Dataset:
     train = _subset(reviews["train"], cfg.max_samples)
     train_tokens = [tokenize(text) for _, _, text in train]
     vocab = build_vocab(iter(train_tokens), cfg.vocab_size)
-    test = reviews["test"]
+    test, subset = reviews["test"], None
+    if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):  # tokenize only those read
+        from cfctool.data.registry import TEST_SAMPLE_SEED, test_subset_record
+
+        keep = sample_indices(len(test), cfg.max_test_samples, TEST_SAMPLE_SEED).tolist()
+        test, subset = [test[i] for i in keep], test_subset_record(len(keep), len(test))
     task = task_record(len(vocab), cfg.seq_len)
     return Dataset(
         task=task,
@@ -121,6 +126,7 @@ def load(cfg) -> Dataset:
                 "test": encode([tokenize(t) for _, _, t in test], [r[0] for r in test], vocab, cfg.seq_len)},
         task_tensors={"vocab": vocab_to_tensor(vocab)},
         files=[str(source)] if source.is_file() else [],
+        test_subset=subset,
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from cfctool.data.base import Dataset, Split, split_off_validation
 from cfctool.errors import DataError
 
+TEST_SAMPLE_SEED = 0  # a capped test set is the same subset whatever the training seed
+
 _MODULES = {
     "xor": "cfctool.data.xor",
     "imdb": "cfctool.data.imdb",
@@ -21,6 +23,10 @@ _MODULES = {
 }
 
 
+def test_subset_record(samples: int, total: int) -> dict[str, Any]:
+    return {"samples": samples, "of": total, "seed": TEST_SAMPLE_SEED, "how": "seeded random subset (max_test_samples)"}
+
+
 def _module(name: str):
     if name not in _MODULES:
         raise DataError(f"unknown data set '{name}'; available: {', '.join(_MODULES)}")
@@ -30,6 +36,11 @@ def _module(name: str):
 def load_dataset(cfg, seed: int = 0) -> Dataset:
     """All splits for training; a 'val' split is held out of 'train' when the module has none."""
     dataset = _module(cfg.dataset).load(cfg)
+    limit = getattr(cfg, "max_test_samples", None)
+    if limit is not None and dataset.test_subset is None:  # a module may have read only the subset
+        total = len(dataset.splits["test"])
+        dataset.splits["test"] = dataset.splits["test"].sample(limit, TEST_SAMPLE_SEED)
+        dataset.test_subset = test_subset_record(len(dataset.splits["test"]), total)
     if "val" not in dataset.splits and cfg.val_fraction > 0:
         train, val = split_off_validation(dataset.splits["train"], cfg.val_fraction, seed)
         dataset.splits["train"] = train
@@ -42,3 +53,20 @@ def load_split(task: dict[str, Any], split: str, data_dir: Path | None, task_ten
     """One split for evaluation, preprocessed exactly as the task record (and the tensors
     that travel with it, such as a vocabulary) say."""
     return _module(task["dataset"]).load_split(task, split, data_dir, task_tensors or {})
+
+
+def resolve_data_dir(ckpt, given: str | Path | None) -> tuple[Path | None, str | None]:
+    """(data directory, how it was chosen) for evaluating `ckpt`: --data, then
+    $CFCTOOL_DATA, then the directory recorded when the model was trained (the training
+    machine's own path, used only if it exists here)."""
+    import os
+
+    if given:
+        return Path(given).expanduser(), None
+    if os.environ.get("CFCTOOL_DATA"):
+        return Path(os.environ["CFCTOOL_DATA"]).expanduser(), None
+    for entry in reversed(ckpt.record.get("history") or []):
+        recorded = ((entry.get("config") or {}).get("data") or {}).get("data_dir")
+        if recorded and Path(recorded).is_dir():
+            return Path(recorded), f"using the data directory recorded at training: {recorded} (pass --data to override)"
+    return None, None

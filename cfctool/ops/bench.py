@@ -35,8 +35,11 @@ def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
 
 
 def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: int | None,
-             batches: int | None) -> tuple[list[Split], torch.Tensor | None, torch.Tensor | None]:
-    """Batches to time, plus labels and mask for accuracy (None for a synthetic workload)."""
+             batches: int | None, notify=None) -> tuple[list[Split], torch.Tensor | None, torch.Tensor | None]:
+    """Batches to time, plus labels and mask for accuracy (None for a synthetic workload).
+
+    `batches` takes a seeded random subset of the split (not its first rows: several test
+    sets are sorted by label), so partial runs report a representative accuracy."""
     task = ckpt.task
     if seq_len is not None:  # synthetic inputs of the task's kind, for timing only
         g = torch.Generator().manual_seed(0)
@@ -48,13 +51,16 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
         data = Split(x=x, y=torch.zeros(n, dtype=torch.int64))
         labels = None
     else:
-        from cfctool.configs import DataConfig
-        from cfctool.data.registry import load_split
+        from cfctool.data.registry import load_split, resolve_data_dir
 
-        directory = DataConfig(data_dir=str(data_dir) if data_dir else None).resolved_data_dir()
+        directory, how = resolve_data_dir(ckpt, data_dir)
+        if how and notify:
+            notify(how)
+        if notify and task["dataset"] != "xor":
+            notify(f"loading the {task['dataset']} {split} split")
         data = load_split(task, split, directory, ckpt.task_tensors())
         if batches is not None:
-            data = data.take(slice(0, batch_size * batches))
+            data = data.sample(batch_size * batches)
         labels = data.y
     return [data.take(slice(i, i + batch_size)) for i in range(0, len(data), batch_size)], labels, data.mask
 
@@ -67,15 +73,17 @@ def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.T
     return run
 
 
-def _torch_runner(model: torch.nn.Module, device: torch.device | None = None) -> Callable[[Split], torch.Tensor]:
-    """Our fastest exact engine for the model (`inference_engine`); on a GPU each batch
-    includes the copies and a synchronise."""
-    from cfctool.models.inference import inference_engine
+def _torch_runner(ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None):
+    """(runner, Engine): the engine `ops.engines.choose` names for the checkpoint; on a GPU
+    each batch includes the copies and a synchronise."""
+    from cfctool.ops.engines import choose
 
     if device is not None and device.type != "cpu":
         model = model.to(device)
-    model = inference_engine(model)
+    engine = choose(ckpt, model)
+    model = engine.module
     if device is None or device.type == "cpu":
+        return call_in_inference_mode(model), engine
         return call_in_inference_mode(model)
 
     def run_on_device(b: Split) -> torch.Tensor:
@@ -84,7 +92,7 @@ def _torch_runner(model: torch.nn.Module, device: torch.device | None = None) ->
             out = model(move(b.x), move(b.dt), move(b.mask)).cpu()
         torch.cuda.synchronize(device)
         return out
-    return run_on_device
+    return run_on_device, engine
 
 
 def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[[Split], torch.Tensor]:
@@ -133,13 +141,18 @@ class _Subject:
         from cfctool.models.registry import model_from_checkpoint
         from cfctool.ops.evaluate import parameter_counts
 
-        self.ckpt, self.engine = ckpt, engine
+        from cfctool.ops.engines import Engine
+
+        self.ckpt = ckpt
         self.model = model_from_checkpoint(ckpt)
         self.export: dict | None = None
         if engine == "torch":
-            self.run = _torch_runner(self.model, device)
+            self.run, self.engine = _torch_runner(ckpt, self.model, device)
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
+            note = ("a float graph of the decoded weights: simulated, not integer or sparse kernels"
+                    if ckpt.encodings else None)
+            self.engine = Engine("onnxruntime", self.model, note)
         self.counts = parameter_counts(self.model)
         self.totals: list[float] = []
         self.latencies: list[float] = []
@@ -161,7 +174,7 @@ class _Subject:
     def report(self, n_items: int, seq_len: int, labels, mask) -> dict[str, Any]:
         med = statistics.median(self.totals)
         out = {
-            "engine": self.engine,
+            **self.engine.describe(),
             "source": self.ckpt.source,
             "split_seconds": {"median": med, "min": min(self.totals), "max": max(self.totals)},
             "batch_latency_ms": {"median": 1e3 * statistics.median(self.latencies),
@@ -180,10 +193,14 @@ class _Subject:
 
 def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None = None, split: str = "test",
           data_dir=None, batch_size: int = 128, seq_len: int | None = None, batches: int | None = None,
-          repeats: int = 5, warmup: int = 1, threads: int | None = None, device: str = "cpu") -> dict[str, Any]:
+          repeats: int = 5, warmup: int = 1, threads: int | None = None, device: str = "cpu",
+          notify=None) -> dict[str, Any]:
+    """Time the checkpoint (and `against`, interleaved) on the split; `notify(message)`
+    receives progress lines (the library prints nothing itself)."""
     from cfctool.ops.runtime import resolve_device
     from cfctool.ops.runtime import threads as thread_scope
 
+    say = notify or (lambda message: None)
     engines = ENGINES if engine == "all" else (engine,)
     if any(e not in ENGINES for e in engines):
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or all (got '{engine}')")
@@ -191,6 +208,11 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
                              ("threads", threads, 1), ("seq_len", seq_len, 1), ("batches", batches, 1)):
         if value is not None and value < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {low} (got {value})")
+    from cfctool.ops.runtime import check_threads
+
+    check_threads(threads)
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu or cuda (got '{device}')")
     where = resolve_device(device)
     if where.type != "cpu" and "onnxruntime" in engines:
         raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine torch with --device cuda")
@@ -198,9 +220,11 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
         raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
                           f"not {against.task.get('dataset')}")
     with thread_scope(threads):
-        data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches)
+        data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches, notify=say)
         n_items = sum(len(b) for b in data)
         length = int(data[0].x.shape[1])
+        if "onnxruntime" in engines:
+            say("exporting to ONNX for the onnxruntime engine")
         subjects = [_Subject(ckpt, e, data, threads, where) for e in engines]
         base = [_Subject(against, e, data, threads, where) for e in engines] if against is not None else []
         everyone = subjects + base
@@ -210,13 +234,16 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
         for s in everyone:
             s.totals, s.latencies = [], []
         for r in range(repeats):
+            say(f"timed pass {r + 1}/{repeats} over {n_items} items ({', '.join(s.engine.name for s in everyone)})")
             order = everyone if r % 2 == 0 else everyone[::-1]
             for s in order:
                 s.timed_pass(data, keep=(r == 0))
     report: dict[str, Any] = {
         "split": None if seq_len is not None else split,
         "workload": {"items": n_items, "batch_size": batch_size, "seq_len": length, "batches": len(data),
-                     "synthetic": seq_len is not None},
+                     "synthetic": seq_len is not None,
+                     **({"subset": "seeded random subset of the split (--batches)"}
+                        if batches is not None and seq_len is None else {})},
         "threads": threads or torch.get_num_threads(), "repeats": repeats, "device": str(where),
         "results": [s.report(n_items, length, labels, mask) for s in subjects],
     }
@@ -230,6 +257,7 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
 def _ratios(model: dict, base: dict) -> dict[str, Any]:
     out = {
         "engine": model["engine"],
+        "against_engine": base["engine"],
         "speedup": base["split_seconds"]["median"] / model["split_seconds"]["median"],
         "params_ratio": model["params"] / base["params"],
         "nonzero_ratio": model["nonzero_params"] / max(base["nonzero_params"], 1),

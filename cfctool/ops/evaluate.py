@@ -34,13 +34,16 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, 
 
 @torch.no_grad()
 def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: int = 512,
-                  device: torch.device | str = "cpu") -> dict[str, float]:
-    """Loss and accuracy (top-1, and top-3 with >= 3 classes) over a whole split."""
+                  device: torch.device | str = "cpu", on_batch=None) -> dict[str, float]:
+    """Loss and accuracy (top-1, and top-3 with >= 3 classes) over a whole split.
+    `on_batch(done, total)` is called after every batch (progress)."""
     was_training = model.training
     model.eval()
     out = task["output"]
     total_loss, count, correct1, correct3 = 0.0, 0, 0, 0
     for start in range(0, len(split), batch_size):
+        if on_batch is not None:
+            on_batch(start, len(split))
         b = split.take(slice(start, start + batch_size))
         x, y = b.x.to(device), b.y.to(device)
         dt = None if b.dt is None else b.dt.to(device)
@@ -73,20 +76,61 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     return family_of(model).counts(model)
 
 
+SPLITS = ("test", "val", "train")
+
+
 def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None = None,
-             batch_size: int = 512, threads: int | None = None) -> dict[str, Any]:
-    from cfctool.configs import DataConfig
-    from cfctool.data.registry import load_split
-    from cfctool.models.inference import inference_engine
+             batch_size: int = 512, threads: int | None = None, max_samples: int | None = None,
+             notify=None) -> dict[str, Any]:
+    """Metrics of `ckpt` on a split, computed by the engine the report names.
+
+    `max_samples` evaluates a seeded random subset (reported); `notify(message)` receives
+    progress lines (the library prints nothing itself).
+    """
+    import time
+
+    from cfctool.data.registry import load_split, resolve_data_dir
+    from cfctool.errors import ConfigError
     from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.engines import choose
+    from cfctool.ops.runtime import check_threads
     from cfctool.ops.runtime import threads as thread_scope
 
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)} (got '{split}')")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
+    if max_samples is not None and max_samples < 1:
+        raise ConfigError(f"--max-samples must be >= 1 (got {max_samples})")
+    check_threads(threads)
+    say = notify or (lambda message: None)
     with thread_scope(threads):
         model = model_from_checkpoint(ckpt)
-        directory = DataConfig(data_dir=str(data_dir) if data_dir else None).resolved_data_dir()
+        directory, how = resolve_data_dir(ckpt, data_dir)
+        if how:
+            say(how)
+        started = time.monotonic()
+        if ckpt.task["dataset"] != "xor":
+            say(f"loading the {ckpt.task['dataset']} {split} split")
         data = load_split(ckpt.task, split, directory, ckpt.task_tensors())
-        engine = inference_engine(model)
-        report: dict[str, Any] = {"split": split, **split_metrics(engine, data, ckpt.task, batch_size)}
+        total = len(data)
+        if max_samples is not None:
+            data = data.sample(max_samples)
+        engine = choose(ckpt, model)
+        last = [time.monotonic()]
+
+        def on_batch(done: int, n: int) -> None:
+            if time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                say(f"{done}/{n} samples evaluated ({engine.name} engine)")
+
+        say(f"evaluating {len(data)} samples on the {engine.name} engine")
+        report: dict[str, Any] = {"split": split, **split_metrics(engine.module, data, ckpt.task, batch_size,
+                                                                   on_batch=on_batch)}
+        report.update(engine.describe())
+        if len(data) < total:
+            report["subset"] = {"samples": len(data), "of": total, "how": "seeded random subset (--max-samples)"}
+        report["seconds"] = round(time.monotonic() - started, 2)
     report.update(parameter_counts(model))
     if ckpt.source and Path(ckpt.source).is_file():
         report["file_bytes"] = Path(ckpt.source).stat().st_size

@@ -21,7 +21,7 @@ import torch
 
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
-from cfctool.errors import CfcError, ConfigError
+from cfctool.errors import CfcError
 
 # Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
 # order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
@@ -39,8 +39,8 @@ def require_onnx() -> None:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise ConfigError(f"ONNX support needs the optional packages ({exc.name} is missing): "
-                          "pip install 'cfctool[onnx]'") from None
+        raise CfcError(f"ONNX support needs the optional packages ({exc.name} is missing): "
+                       "pip install 'cfctool[onnx]'") from None
 
 
 class _Graph(torch.nn.Module):
@@ -101,8 +101,25 @@ def graph_inputs(split: Split, names: list[str] | tuple[str, ...] | None = None)
     return {name: values[name]() for name in names}
 
 
+@contextlib.contextmanager
+def _exporter_logs_silenced():
+    """The dynamo exporter logs warnings that are not the user's business (e.g. 'torchvision is
+    not installed. Skipping torchvision::nms'): raise its loggers' level while it runs."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch.onnx._internal.exporter._registration")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _export_program(graph: torch.nn.Module, inputs: dict[str, torch.Tensor], dynamic: dict[int, str], arch: str):
-    with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
+    with warnings.catch_warnings(), open(os.devnull, "w") as devnull, _exporter_logs_silenced():
         warnings.simplefilter("ignore")
         with contextlib.redirect_stdout(devnull):
             try:
@@ -126,7 +143,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     import numpy as np
     import onnxruntime as ort
 
-    from cfctool.checkpoint import atomic_write
+    from cfctool.checkpoint import atomic_write, check_writable
     from cfctool.models.inference import supports
     from cfctool.models.registry import model_from_checkpoint
 
@@ -161,8 +178,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
         raise CfcError(f"the exported graph differs from PyTorch by {diff:.3g} (> {allowed:.3g} = {TOLERANCE} x "
                        f"max(1, largest |output|)); not written. Please report this with the checkpoint")
     out = Path(path)
-    if not out.parent.exists():
-        raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
+    check_writable(out, sidecar=False)
     atomic_write(out, payload)
     return {"path": str(out), "graph": "scan" if scan else "unrolled", "inputs": list(inputs),
             "max_abs_diff": diff, "allowed_diff": allowed, "max_abs_output": largest,

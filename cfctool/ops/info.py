@@ -18,8 +18,13 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
     sizes["tensor_bytes"] = sum(t.numel() * t.element_size() for t in ckpt.tensors.values())
     if ckpt.source and Path(ckpt.source).is_file():
         sizes["file_bytes"] = Path(ckpt.source).stat().st_size
+    codecs: dict[str, int] = {}
+    for spec in ckpt.encodings.values():
+        key = spec["codec"] + (f"/{spec['layout']}" if spec.get("layout") else "")
+        codecs[key] = codecs.get(key, 0) + 1
     return {
         "source": ckpt.source,
+        "encodings": {f"{codec} tensors": n for codec, n in sorted(codecs.items())},
         "arch": ckpt.arch,
         "task": ckpt.task,
         "compression": ckpt.record.get("compression") or {"state": "none"},

@@ -8,12 +8,19 @@ import random
 import numpy as np
 import torch
 
-from cfctool.errors import ConfigError
+from cfctool.errors import CfcError, ConfigError
+
+
+def check_threads(n: int | None) -> None:
+    if n is not None and n < 1:
+        raise ConfigError(f"--threads must be >= 1 (got {n})")
 
 
 def resolve_device(name: str) -> torch.device:
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda (got '{name}')")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise CfcError("--device cuda was asked for but no CUDA GPU is available here; use --device cpu")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -25,8 +32,7 @@ def threads(n: int | None):
     if n is None:
         yield
         return
-    if n < 1:
-        raise ConfigError(f"threads must be >= 1 (got {n})")
+    check_threads(n)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

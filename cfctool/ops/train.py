@@ -1,56 +1,37 @@
-"""`cfctool train`: fit a model to a data set from resolved settings, return a Checkpoint.
+"""`cfctool train`: build a model from resolved settings, `fit()` it, test it, return a Checkpoint.
 
-Deterministic on CPU for a given seed and thread count: initialisation, shuffling and
-dropout all draw from generators seeded here. The weights kept are those of the epoch
-with the best validation score (the last epoch when there is no validation split).
+Deterministic on CPU for a given seed and thread count (see `cfctool.ops.fit`). With an
+output path, the training state is written beside it after every epoch and `resume=True`
+continues an interrupted run to the same weights.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
-
-import torch
+from pathlib import Path
+from typing import Any
 
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
-from cfctool.errors import TrainingError
+from cfctool.ops.fit import Progress, ProgressFn, fit, make_optimizer, state_path_for  # noqa: F401  (public names)
+
+# settings that may differ between an interrupted run and its resumption
+RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size")
 
 
-@dataclass
-class Progress:
-    """One progress report: after every optimiser step (phase 'step') and epoch ('epoch')."""
-
-    phase: str
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float
-    accuracy: float | None = None
-    val: dict[str, float] | None = None
+def run_identity(run: RunConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the run that wrote the training state."""
+    flat = {k: v for section in ("arch", "data", "train") for k, v in run.to_dict()[section].items()}
+    return {k: v for k, v in sorted(flat.items()) if k not in RESUMABLE_CHANGES}
 
 
-ProgressFn = Callable[[Progress], None]
-
-
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    kinds = {
-        "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
-        "rmsprop": lambda: torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-    }
-    return kinds[cfg.optimizer]()
-
-
-def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str] | None = None) -> Checkpoint:
+def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str] | None = None,
+          output: str | Path | None = None, resume: bool = False) -> Checkpoint:
+    """Train per `run`. `output` (the checkpoint path the caller will write) places the
+    per-epoch training state beside it; `resume` continues from that state."""
     from cfctool.data.registry import load_dataset
     from cfctool.models.registry import arch_record, build_model
-    from cfctool.ops.evaluate import split_metrics, task_loss
+    from cfctool.ops.evaluate import split_metrics
     from cfctool.ops.runtime import resolve_device, seed_everything, threads
 
     run.validate()
@@ -62,79 +43,35 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         task = dataset.task
         arch = arch_record(run.arch, task)
         seed_everything(cfg.seed)
-        model = build_model(arch, task).to(device)
-        optimizer = make_optimizer(model.parameters(), cfg)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
-        train_split, val_split = dataset.splits["train"], dataset.splits.get("val")
-        shuffle = torch.Generator().manual_seed(cfg.seed)
-        steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
-        if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps)
-        best_score, best_state, best_epoch, step, epochs_done = -math.inf, None, 0, 0, 0
-        classification = task["output"]["kind"] == "classification"
-        history: list[dict[str, Any]] = []
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            order = torch.randperm(len(train_split), generator=shuffle)
-            run_loss, run_correct, run_count = 0.0, 0, 0
-            for start in range(0, len(order), cfg.batch_size):
-                if step >= total_steps:
-                    break
-                batch = train_split.take(order[start : start + cfg.batch_size])
-                x, y = batch.x.to(device), batch.y.to(device)
-                dt = None if batch.dt is None else batch.dt.to(device)
-                mask = None if batch.mask is None else batch.mask.to(device)
-                logits = model(x, dt, mask)
-                loss = task_loss(logits, y, mask, task)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at epoch {epoch}, step {step + 1}; training diverged. "
-                        "Lower --lr, set --clipnorm, or check the input data for NaN/inf"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clipnorm is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clipnorm)
-                optimizer.step()
-                step += 1
-                n = y.shape[0]
-                run_loss += loss.item() * n
-                run_count += n
-                if classification and not task["output"].get("per_step"):
-                    run_correct += (logits.argmax(-1) == y).sum().item()
-                if progress:
-                    acc = run_correct / run_count if classification and not task["output"].get("per_step") else None
-                    progress(Progress("step", epoch, cfg.epochs, step, total_steps, run_loss / run_count, acc))
-            if run_count == 0:
-                break
-            epochs_done = epoch
-            scheduler.step()
-            val = split_metrics(model, val_split, task, cfg.eval_batch_size, device) if val_split else None
-            score = (val.get("accuracy", -val["loss"]) if val else epoch)
-            if score > best_score:
-                best_score, best_epoch = score, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            if any(not torch.isfinite(p).all() for p in model.parameters()):
-                raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
-            entry = {"epoch": epoch, "train_loss": run_loss / run_count}
-            if val:
-                entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
-            history.append(entry)
-            if progress:
-                progress(Progress("epoch", epoch, cfg.epochs, step, total_steps, run_loss / run_count, None, val))
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        test = split_metrics(model, dataset.splits["test"], task, cfg.eval_batch_size, device)
+        model = build_model(arch, task)
+        state = state_path_for(output) if output is not None and str(output) != "-" else None
+        result = fit(model, dataset, cfg, progress=progress, state_path=state, resume=resume,
+                     identity=run_identity(run), device=device)
+        engine_name, engine = _family_engine(model)
+        test = split_metrics(engine, dataset.splits["test"], task, cfg.eval_batch_size, device)
     wall = time.perf_counter() - started
 
     tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
-    metrics = {"split": "test", **test, "best_epoch": best_epoch, "epochs_run": epochs_done, "steps": step,
-               "device": str(device), "train_seconds": round(wall, 2), "epochs": history}
+    metrics = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
+               "epochs_run": result.epochs_run, "steps": result.steps, "device": str(device),
+               "train_seconds": round(wall, 2), "epochs": result.history}
+    if result.resumed_from_epoch:
+        metrics["resumed_after_epoch"] = result.resumed_from_epoch
+    if dataset.test_subset:
+        metrics["test_subset"] = dataset.test_subset
     record = new_record(arch, task)
     record["metrics"] = metrics
     ckpt = Checkpoint(tensors=tensors, record=record)
+    config = run.to_dict()
+    used = run.data.resolved_data_dir()  # recorded so that eval/bench can find the data again
+    config["data"]["data_dir"] = str(used.resolve()) if used is not None and used.is_dir() else None
     return ckpt.with_history(
-        history_entry("train", argv, run.to_dict(), inputs=dataset.files, seed=cfg.seed, wall_time_s=wall)
+        history_entry("train", argv, config, inputs=dataset.files, seed=cfg.seed, wall_time_s=wall)
     )
+
+
+def _family_engine(model):
+    from cfctool.models.registry import family_of
+
+    return family_of(model).engine(model)

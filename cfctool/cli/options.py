@@ -1,0 +1,76 @@
+"""Option definitions shared by every command, and the train flags derived from the configs.
+
+Help texts come from the config dataclasses' field metadata, so a flag and the setting it
+sets cannot drift apart; a new setting (in a config dataclass or a model family) becomes
+a `train` flag by itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import MISSING, fields
+from typing import Any, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from cfctool.configs import ArchConfig, DataConfig, TrainConfig
+
+
+def field_help(cls, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
+Checkpoint = Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")]
+Data = Annotated[Optional[str], typer.Option(
+    "--data", help="Data directory (default: $CFCTOOL_DATA, else the one recorded when the model was trained).")]
+Threads = Annotated[Optional[int], typer.Option(help=field_help(TrainConfig, "threads"))]
+Seed = Annotated[Optional[int], typer.Option(help=field_help(TrainConfig, "seed"))]
+Device = Annotated[Optional[str], typer.Option(help=field_help(TrainConfig, "device"))]
+Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
+
+
+def output(help_text: str, required: bool = False):
+    kind = str if required else Optional[str]
+    return Annotated[kind, typer.Option("--output", "-o", help=help_text)]
+
+
+# settings with their own shared flag (or none: chosen by the command line's structure)
+_NOT_FLAGS = {"name", "dataset", "data_dir"}
+_PANELS = {ArchConfig: "Model settings", DataConfig: "Data settings", TrainConfig: "Training settings"}
+
+
+def setting_parameters() -> list[inspect.Parameter]:
+    """One keyword parameter per setting, default None (= the preset's value)."""
+    from cfctool.families import arch_settings
+
+    choices = {name: s.choices for name, s in arch_settings().items()}
+    params = []
+    for cls, panel in _PANELS.items():
+        for f in fields(cls):
+            if f.name in _NOT_FLAGS:
+                continue
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            base: Any = {"int": int, "float": float, "bool": bool}.get(kind.split(" ")[0].split("|")[0].strip(), str)
+            default = f.default if f.default is not MISSING else None
+            text = f.metadata.get("help", "")
+            if choices.get(f.name):
+                text += f" One of: {', '.join(choices[f.name])}."
+            if default is not None:
+                text += f" [default: {default} unless the preset sets it]"
+            flag = "--" + f.name.replace("_", "-")
+            decl = (f"{flag}/--no-{f.name.replace('_', '-')}",) if base is bool else (flag,)
+            option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Annotated[Optional[base], option], default=None))
+    return params
+
+
+def with_parameters(func, extra: list[inspect.Parameter]):
+    """`func` with `extra` keyword parameters added to the signature Typer reads."""
+    sig = inspect.signature(func, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    func.__signature__ = sig.replace(parameters=params + extra)
+    func.__annotations__ = {**{p.name: p.annotation for p in params + extra}}
+    return func

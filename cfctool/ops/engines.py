@@ -1,0 +1,41 @@
+"""Which engine runs a checkpoint, said out loud: every report names it.
+
+A family offers its fastest exact inference form (e.g. 'folded' for 'default'-mode CfCs)
+or the training 'loop'. Folding is refused when the checkpoint stores tensors encoded
+(quantized or sparse) in a way the folded form would not keep: such a model runs through
+the loop on its decoded weights, and the note says that the numbers are simulated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cfctool.checkpoint import Checkpoint
+
+# encodings each engine executes as stored; others are decoded to dense float first
+ENGINE_KEEPS: dict[str, tuple[str, ...]] = {"folded": (), "loop": ()}
+
+
+@dataclass
+class Engine:
+    name: str
+    module: torch.nn.Module
+    note: str | None = None
+
+    def describe(self) -> dict:
+        return {"engine": self.name, **({"engine_note": self.note} if self.note else {})}
+
+
+def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
+    from cfctool.models.registry import family_of
+
+    name, module = family_of(model).engine(model)
+    codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
+    if name != "loop" and any(c not in ENGINE_KEEPS[name] for c in codecs):
+        name, module = "loop", model.eval()
+    if codecs and any(c not in ENGINE_KEEPS[name] for c in codecs):
+        return Engine(name, module, f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run through "
+                                    f"the {name} engine: simulated, not integer or sparse kernels")
+    return Engine(name, module)

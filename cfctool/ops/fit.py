@@ -1,0 +1,334 @@
+"""`fit()`: the one training loop under train, fine-tuning, QAT and distillation.
+
+It trains a given model (fresh or loaded) on a data set with a loss (the task loss by
+default), optionally with frozen parameters, constraints applied after every optimiser
+step (pruning masks stay exactly zero through Adam, momentum and weight decay),
+straight-through fake quantization, and a training state written after every epoch so
+that `resume=True` continues an interrupted run to the same weights, bit for bit.
+
+Deterministic on CPU for a given seed and thread count: shuffling has its own seeded
+generator and dropout draws from torch's generator, both saved in the training state.
+The weights kept are those of the epoch with the best validation score (the last epoch
+when there is no validation split).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import torch
+from torch import nn
+
+from cfctool.data.base import Dataset, Split
+from cfctool.errors import CheckpointError, ConfigError, TrainingError
+
+
+@dataclass
+class Progress:
+    """One progress report: after every optimiser step (phase 'step') and epoch ('epoch')."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    accuracy: float | None = None
+    val: dict[str, float] | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+# (model outputs, batch) -> scalar loss; the default is the task loss
+LossFn = Callable[[torch.Tensor, Split], torch.Tensor]
+
+
+class Constraint(Protocol):
+    def apply(self, model: nn.Module) -> None: ...
+
+
+class MaskConstraint:
+    """Keeps the named parameters at zero where their 0/1 mask is 0 (pruning masks)."""
+
+    def __init__(self, masks: dict[str, torch.Tensor]):
+        self.masks = {k: v.bool() for k, v in masks.items()}
+
+    def apply(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        missing = sorted(set(self.masks) - set(params))
+        if missing:
+            raise ConfigError(f"mask constraint names parameters the model does not have: {missing[:5]}")
+        with torch.no_grad():
+            for name, keep in self.masks.items():
+                params[name].masked_fill_(~keep.to(params[name].device), 0.0)
+
+
+class _StraightThrough(nn.Module):
+    """Forward: fn(w); backward: identity (the straight-through estimator)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w + (self.fn(w) - w).detach()
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, Any]]
+    best_epoch: int
+    epochs_run: int
+    steps: int
+    resumed_from_epoch: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    kinds = {
+        "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    }
+    return kinds[cfg.optimizer]()
+
+
+def _frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
+    names = [n for n, _ in model.named_parameters()]
+    out: set[str] = set()
+    for prefix in freeze:
+        hit = {n for n in names if n == prefix or n.startswith(prefix + ".")}
+        if not hit:
+            raise ConfigError(f"nothing to freeze under '{prefix}'; parameter names start with: "
+                              f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
+        out |= hit
+    return out
+
+
+def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, freeze: Iterable[str] = (),
+        constraints: Iterable[Constraint] = (), fake_quant: dict[str, Callable] | None = None,
+        progress: ProgressFn | None = None, state_path: str | Path | None = None, resume: bool = False,
+        identity: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> FitResult:
+    """Train `model` in place per `cfg` (a TrainConfig) and return it with its history.
+
+    - `freeze`: parameter-name prefixes left untouched (not given to the optimiser).
+    - `constraints`: applied after every optimiser step and once before the first.
+    - `fake_quant`: {parameter name: fn}; the forward pass sees fn(w), gradients pass
+      straight through to w. Removed again before returning (w keeps the float values).
+    - `state_path`: where the training state is written after every epoch (atomically);
+      removed when training ends. `resume=True` continues from it; `identity` (e.g. the
+      run's settings) must then equal the one it was written with.
+    """
+    from cfctool.ops.evaluate import split_metrics, task_loss
+
+    task = dataset.task
+    loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, task))
+    model.to(device)
+    frozen = _frozen_names(model, freeze)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    constraints = list(constraints)
+    _apply_fake_quant(model, fake_quant or {})
+    trainable = [p for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ConfigError("every parameter is frozen; nothing to train")
+    optimizer = make_optimizer(trainable, cfg)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    for c in constraints:
+        c.apply(model)
+
+    train_split, val_split = dataset.splits["train"], dataset.splits.get("val")
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    best_score, best_state, best_epoch, step, epochs_done = -math.inf, None, 0, 0, 0
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    state_path = Path(state_path) if state_path is not None else None
+    if resume:
+        if state_path is None or not state_path.is_file():
+            raise ConfigError(f"--resume: no training state at {state_path}; run without --resume to start afresh")
+        saved = _read_state(state_path, identity)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng_torch"])
+        shuffle.set_state(saved["rng_shuffle"])
+        best_state = saved["best"]
+        best_score, best_epoch = saved["best_score"], saved["best_epoch"]
+        step, epochs_done, history = saved["step"], saved["epoch"], saved["history"]
+        start_epoch = saved["epoch"] + 1
+    classification = task["output"]["kind"] == "classification"
+    sequence_labels = classification and not task["output"].get("per_step")
+    stopped = step >= total_steps
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stopped:
+            break
+        model.train()
+        order = torch.randperm(len(train_split), generator=shuffle)
+        run_loss, run_correct, run_count = 0.0, 0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            if step >= total_steps:
+                stopped = True
+                break
+            batch = _to(train_split.take(order[start : start + cfg.batch_size]), device)
+            out = model(batch.x, batch.dt, batch.mask)
+            value = loss_fn(out, batch)
+            if not torch.isfinite(value):
+                raise TrainingError(
+                    f"loss became {value.item()} at epoch {epoch}, step {step + 1}; training diverged. "
+                    "Lower --lr, set --clipnorm, or check the input data for NaN/inf"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            if cfg.clipnorm is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.clipnorm)
+            optimizer.step()
+            for c in constraints:
+                c.apply(model)
+            step += 1
+            n = batch.y.shape[0]
+            run_loss += value.item() * n
+            run_count += n
+            if sequence_labels:
+                run_correct += (out.argmax(-1) == batch.y).sum().item()
+            if progress:
+                progress(Progress("step", epoch, cfg.epochs, step, total_steps, run_loss / run_count,
+                                  run_correct / run_count if sequence_labels else None))
+        if run_count == 0:
+            break
+        epochs_done = epoch
+        scheduler.step()
+        if any(not torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
+        val = split_metrics(_engine(model), val_split, task, cfg.eval_batch_size, device) if val_split else None
+        score = val.get("accuracy", -val["loss"]) if val else epoch
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        entry = {"epoch": epoch, "train_loss": run_loss / run_count}
+        if val:
+            entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
+        history.append(entry)
+        if state_path is not None:
+            _write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
+                         step, epoch, history, identity)
+        if progress:
+            progress(Progress("epoch", epoch, cfg.epochs, step, total_steps, run_loss / run_count, None, val))
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    _remove_fake_quant(model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if state_path is not None and state_path.exists():
+        state_path.unlink()
+    return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
+                     resumed_from_epoch=start_epoch - 1)
+
+
+def _to(b: Split, device) -> Split:
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return Split(b.x.to(device), b.y.to(device), move(b.dt), move(b.mask))
+
+
+def _engine(model: nn.Module) -> nn.Module:
+    """The fastest exact inference form of the model as it is now (rebuilt per call)."""
+    from cfctool.models.registry import family_of
+
+    return family_of(model).engine(model)[1]
+
+
+def _apply_fake_quant(model: nn.Module, fns: dict[str, Callable]) -> None:
+    from torch.nn.utils import parametrize
+
+    params = dict(model.named_parameters())
+    for name, fn in fns.items():
+        if name not in params:
+            raise ConfigError(f"fake quantization names a parameter the model does not have: '{name}'")
+        owner, _, leaf = name.rpartition(".")
+        parametrize.register_parametrization(model.get_submodule(owner), leaf, _StraightThrough(fn))
+
+
+def _remove_fake_quant(model: nn.Module) -> None:
+    from torch.nn.utils import parametrize
+
+    for module in list(model.modules()):
+        if parametrize.is_parametrized(module):
+            for leaf in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, leaf, leave_parametrized=False)
+
+
+# ----------------------------------------------------------------------------- training state
+
+_STATE_FORMAT = "cfctool.train-state"
+
+
+def state_path_for(output: str | Path) -> Path:
+    """Where a run writing `output` keeps its training state: beside it."""
+    output = Path(output)
+    return output.with_name(output.name + ".train-state")
+
+
+def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
+                 history, identity) -> None:
+    """Weights, optimiser, scheduler, RNG states and bookkeeping as one safetensors file
+    (tensors + JSON metadata: no pickles), written atomically."""
+    from cfctool.checkpoint import atomic_write, safetensors_bytes
+
+    tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.detach().cpu() for k, v in best_state.items()})
+    opt = optimizer.state_dict()
+    opt_scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in opt["state"].items():
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{idx}.{key}"] = value.detach().cpu()
+            else:
+                opt_scalars.setdefault(str(idx), {})[key] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = shuffle.get_state()
+    meta = {"epoch": epoch, "step": step, "best_score": best_score if math.isfinite(best_score) else None,
+            "best_epoch": best_epoch, "history": history, "param_groups": opt["param_groups"],
+            "opt_scalars": opt_scalars, "opt_indices": sorted(opt["state"]), "scheduler": scheduler.state_dict(),
+            "identity": identity, "has_best": best_state is not None}
+    atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
+
+
+def _read_state(path: Path, identity) -> dict[str, Any]:
+    from safetensors.torch import load
+
+    from cfctool.checkpoint import _read_header
+
+    data = path.read_bytes()
+    meta_raw = (_read_header(data, str(path)).get("__metadata__") or {})
+    if _STATE_FORMAT not in meta_raw:
+        raise CheckpointError(f"{path}: not a cfctool training state; delete it or run without --resume")
+    meta = json.loads(meta_raw["state"])
+    if meta["identity"] != identity:
+        changed = sorted(k for k in set(meta["identity"] or {}) | set(identity or {})
+                         if (meta["identity"] or {}).get(k) != (identity or {}).get(k))
+        raise ConfigError(f"--resume: the training state at {path} was written with other settings "
+                          f"({', '.join(changed[:6])} differ); resume with the same settings, or delete it to start afresh")
+    tensors = load(data)
+    state: dict[int, dict[str, Any]] = {int(i): {} for i in meta["opt_indices"]}
+    for key, t in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state[int(idx)][name] = t
+    for idx, scalars in meta["opt_scalars"].items():
+        state[int(idx)].update(scalars)
+    pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+    return {"model": pick("model."), "best": pick("best.") if meta["has_best"] else None,
+            "optimizer": {"state": state, "param_groups": meta["param_groups"]}, "scheduler": meta["scheduler"],
+            "rng_torch": tensors["rng.torch"], "rng_shuffle": tensors["rng.shuffle"],
+            "best_score": -math.inf if meta["best_score"] is None else meta["best_score"],
+            "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"]}
