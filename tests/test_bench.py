@@ -1,6 +1,7 @@
 """`bench` counts by hand, its accuracy against `eval`, its errors, and ONNX parity."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +128,61 @@ def test_onnx_scan_export_with_irregular_dt_takes_dt_as_an_input(tmp_path):
     with torch.no_grad():
         want = model_from_checkpoint(ckpt)(feed["x"], feed["dt"], feed.get("mask")).numpy()
     assert abs(got - want).max() <= 1e-4
+
+
+def test_eval_and_bench_name_the_engine_and_do_not_fold_encoded_models(trained_xor, tmp_path):
+    from cfctool import encodings
+    from cfctool.checkpoint import save
+
+    ckpt = load(trained_xor["cfc"])
+    plain = evaluate(ckpt)
+    assert plain["engine"] == "folded" and "engine_note" not in plain
+    enc = ckpt.encode({"rnn.cells.0.backbone.0.weight": encodings.quantize_spec(8, [0])})
+    save(enc, tmp_path / "q.st")
+    q = load(tmp_path / "q.st")
+    report = evaluate(q)
+    assert report["engine"] == "loop" and "simulated" in report["engine_note"]
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.data.xor import generate
+
+    test = generate(q.task, "test")
+    with torch.no_grad():  # the accuracy is that of the decoded model run by the loop
+        want = (model_from_checkpoint(q)(test.x, test.dt, test.mask).argmax(-1) == test.y).float().mean().item()
+    assert report["accuracy"] == pytest.approx(want)
+    timing = bench(q, repeats=1, warmup=0)["results"][0]
+    assert timing["engine"] == "loop" and "simulated" in timing["engine_note"]
+
+
+def test_bench_batches_take_a_seeded_random_subset(trained_xor):
+    ckpt = load(trained_xor["cfc"])
+    a = bench(ckpt, batches=1, batch_size=40, repeats=1, warmup=0)
+    b = bench(ckpt, batches=1, batch_size=40, repeats=1, warmup=0)
+    assert a["workload"]["items"] == 40 and "subset" in a["workload"]
+    assert a["results"][0]["accuracy"] == b["results"][0]["accuracy"]  # seeded: the same subset
+
+
+def test_recorded_data_dir_is_the_last_resort(trained_xor, tmp_path, monkeypatch):
+    from cfctool.data.registry import resolve_data_dir
+
+    ckpt = load(trained_xor["cfc"])
+    entry = ckpt.record["history"][0]
+    recorded = ckpt.derive(history=[{**entry, "config": {**entry["config"], "data": {"data_dir": str(tmp_path)}}}])
+    monkeypatch.delenv("CFCTOOL_DATA", raising=False)
+    assert resolve_data_dir(recorded, None) == (tmp_path, f"using the data directory recorded at training: {tmp_path} "
+                                                           "(pass --data to override)")
+    assert resolve_data_dir(recorded, "/given")[0].as_posix() == "/given"
+    monkeypatch.setenv("CFCTOOL_DATA", "/env")
+    assert resolve_data_dir(recorded, None) == (Path("/env"), None)
+
+
+def test_export_cli_prints_no_exporter_chatter(trained_xor, tmp_path):
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.onnx"
+    proc = subprocess.run([sys.executable, "-m", "cfctool", "export", str(trained_xor["cfc"]), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out) and "max abs diff" in proc.stderr
+    assert "torchvision" not in proc.stderr and "Skipping" not in proc.stderr

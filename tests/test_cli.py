@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cfctool.checkpoint import load
+from cfctool.checkpoint import load, save
 
 
 def test_help_does_not_import_torch():
@@ -98,3 +98,97 @@ def test_config_file_and_unknown_key(cli, tmp_path):
     r = cli("train", "xor", "--config", cfg, "-o", tmp_path / "x.st")
     assert r.code == 2 and "unknown setting 'learning_rate'" in r.err
     assert not (tmp_path / "x.st").exists()
+
+
+# ---------------------------------------------------------------- defects a new user hit
+
+
+def test_output_checks_happen_before_training(cli, tmp_path):
+    (tmp_path / "x.yaml").mkdir()  # the sidecar path is taken by a directory
+    r = cli("train", "xor", "-o", tmp_path / "x.st")
+    assert r.code == 1 and "sidecar path" in r.err and "epoch" not in r.err  # refused before any training
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.yaml"]
+    r = cli("export", "whatever.st", "-o", "/proc/m.onnx")
+    assert r.code == 1 and "cannot write /proc/m.onnx" in r.err
+
+
+def test_outputs_get_the_umask_mode_not_0600(cli, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        r = cli("train", "xor", "--train-size", "64", "--max-steps", "1", "--hidden", "4", "--backbone-units", "4",
+                "-q", "-o", tmp_path / "m.st")
+    finally:
+        os.umask(old)
+    assert r.code == 0, r.err
+    for name in ("m.st", "m.yaml"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_closed_stdout_exits_like_a_unix_tool(trained_xor):
+    proc = subprocess.Popen([sys.executable, "-m", "cfctool", "info", str(trained_xor["cfc"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and err == b""
+
+
+def test_sidecar_errors_are_one_line_and_name_the_problem(cli, trained_xor, tmp_path):
+    import shutil
+
+    st = tmp_path / "m.st"
+    shutil.copy(trained_xor["cfc"], st)
+    (tmp_path / "m.yaml").write_text("format: 2\narch: {name: cfc}\n")
+    r = cli("info", st)
+    assert r.code == 1 and "has no 'sha256' field" in r.err and "None" not in r.err
+    (tmp_path / "m.yaml").write_text("a: [1, 2\nb: {\n")
+    r = cli("info", st)
+    assert r.code == 1 and "not valid YAML" in r.err and "line" in r.err
+    assert r.err.count("\n") == 1  # one line
+
+
+def test_info_shows_small_numbers_with_significant_digits(trained_xor, tmp_path, cli):
+    ckpt = load(trained_xor["cfc"])
+    save(ckpt.derive(metrics={**ckpt.record["metrics"], "loss": 3.76e-05}), tmp_path / "m.st")
+    r = cli("info", tmp_path / "m.st")
+    assert "loss=3.76e-05" in r.out and "encodings    none" in r.out
+
+
+def test_print_config_shows_the_resolved_settings_and_writes_nothing(cli, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr: 0.03\n")
+    r = cli("train", "xor", "--arch", "cfc-deep", "--config", cfg, "--hidden", "12", "--print-config")
+    assert r.code == 0, r.err
+    shown = yaml.safe_load(r.out)
+    assert shown["arch"]["hidden"] == 12 and shown["train"]["lr"] == 0.03  # flag and file
+    assert shown["arch"]["backbone_layers"] == 5 and shown["data"]["bits"] == 10  # family default and preset
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_every_setting_has_a_flag_with_help(cli):
+    from dataclasses import fields
+
+    from cfctool.configs import ArchConfig, DataConfig, TrainConfig
+
+    r = cli("train", "--help")
+    text = " ".join(r.out.split())
+    for cls in (ArchConfig, DataConfig, TrainConfig):
+        for f in fields(cls):
+            if f.name in ("name", "dataset", "data_dir"):
+                continue
+            assert "--" + f.name.replace("_", "-") in text, f.name
+            assert f.metadata.get("help"), f"{f.name} has no help"
+
+
+def test_max_test_samples_caps_and_records_the_test_set(cli, tmp_path):
+    r = cli("train", "xor", "--train-size", "64", "--max-steps", "1", "--hidden", "4", "--backbone-units", "4",
+            "--max-test-samples", "300", "-o", tmp_path / "m.st")
+    assert r.code == 0, r.err
+    m = load(tmp_path / "m.st").record["metrics"]
+    assert m["samples"] == 300 and m["test_subset"]["of"] == 2000 and m["engine"] == "folded"
+    assert "tested on 300 of 2000" in r.err

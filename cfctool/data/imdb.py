@@ -115,10 +115,10 @@ def load(cfg) -> Dataset:
     vocab = build_vocab(iter(train_tokens), cfg.vocab_size)
     test, subset = reviews["test"], None
     if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):  # tokenize only those read
-        from cfctool.data.registry import TEST_SAMPLE_SEED, test_subset_record
+        from cfctool.data.registry import TEST_SAMPLE_SEED, capped_test_record
 
         keep = sample_indices(len(test), cfg.max_test_samples, TEST_SAMPLE_SEED).tolist()
-        test, subset = [test[i] for i in keep], test_subset_record(len(keep), len(test))
+        test, subset = [test[i] for i in keep], capped_test_record(len(keep), len(test))
     task = task_record(len(vocab), cfg.seq_len)
     return Dataset(
         task=task,

@@ -1,3 +1,14 @@
-"""Data set names, importable without torch (the CLI validates against them)."""
+"""Data sets: the one list of names, each with the module that loads it (torch-free: the CLI
+validates against it). A module has `load(DataConfig) -> Dataset` and
+`load_split(task_record, split, data_dir, task_tensors) -> Split`."""
 
-DATASETS = ("xor", "imdb", "person_activity", "mnist", "pmnist", "pixel-mnist", "fashion-mnist")
+MODULES = {
+    "xor": "cfctool.data.xor",
+    "imdb": "cfctool.data.imdb",
+    "person_activity": "cfctool.data.person_activity",
+    "mnist": "cfctool.data.mnist",
+    "pmnist": "cfctool.data.mnist",
+    "pixel-mnist": "cfctool.data.mnist",
+    "fashion-mnist": "cfctool.data.mnist",
+}
+DATASETS = tuple(MODULES)

@@ -1,5 +1,4 @@
-"""Data set name -> module; each module has `load(DataConfig) -> Dataset` and
-`load_split(task_record, split, data_dir) -> Split`."""
+"""Loading data sets by name (the names and modules are in `cfctool.data.names`)."""
 
 from __future__ import annotations
 
@@ -8,29 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from cfctool.data.base import Dataset, Split, split_off_validation
+from cfctool.data.names import MODULES
 from cfctool.errors import DataError
 
 TEST_SAMPLE_SEED = 0  # a capped test set is the same subset whatever the training seed
 
-_MODULES = {
-    "xor": "cfctool.data.xor",
-    "imdb": "cfctool.data.imdb",
-    "person_activity": "cfctool.data.person_activity",
-    "mnist": "cfctool.data.mnist",
-    "pmnist": "cfctool.data.mnist",
-    "pixel-mnist": "cfctool.data.mnist",
-    "fashion-mnist": "cfctool.data.mnist",
-}
 
-
-def test_subset_record(samples: int, total: int) -> dict[str, Any]:
+def capped_test_record(samples: int, total: int) -> dict[str, Any]:
     return {"samples": samples, "of": total, "seed": TEST_SAMPLE_SEED, "how": "seeded random subset (max_test_samples)"}
 
 
 def _module(name: str):
-    if name not in _MODULES:
-        raise DataError(f"unknown data set '{name}'; available: {', '.join(_MODULES)}")
-    return importlib.import_module(_MODULES[name])
+    if name not in MODULES:
+        raise DataError(f"unknown data set '{name}'; available: {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[name])
 
 
 def load_dataset(cfg, seed: int = 0) -> Dataset:
@@ -40,7 +30,7 @@ def load_dataset(cfg, seed: int = 0) -> Dataset:
     if limit is not None and dataset.test_subset is None:  # a module may have read only the subset
         total = len(dataset.splits["test"])
         dataset.splits["test"] = dataset.splits["test"].sample(limit, TEST_SAMPLE_SEED)
-        dataset.test_subset = test_subset_record(len(dataset.splits["test"]), total)
+        dataset.test_subset = capped_test_record(len(dataset.splits["test"]), total)
     if "val" not in dataset.splits and cfg.val_fraction > 0:
         train, val = split_off_validation(dataset.splits["train"], cfg.val_fraction, seed)
         dataset.splits["train"] = train

@@ -159,11 +159,14 @@ class CfC(nn.Module):
         dt: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         return_sequences: bool = False,
+        trace: dict[str, list] | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """x: (batch, time, features); dt, mask: (batch, time). Returns (outputs, final state).
 
         Where mask is False the state is carried over unchanged, so the final state is the
-        state after the last valid step. outputs is (batch, time, out) or None.
+        state after the last valid step. outputs is (batch, time, out) or None. `trace`
+        (a dict) collects per step every cell's state and backbone activations (see
+        `SequenceModel.capture`).
         """
         batch, steps, _ = x.shape
         # Per-step views come from unbind(): indexing a hoisted tensor inside the loop would
@@ -204,16 +207,22 @@ class CfC(nn.Module):
                     pre = torch.addmm(torch.addmm(b, inp, wi_t), states[k], wr_t)
                 if heads is not None:  # backbone: activation, further layers, then the fused heads
                     z = cell.act(pre)
-                    for w_t, bias in rest:
+                    if trace is not None:
+                        trace.setdefault(f"cells.{k}.backbone.0", []).append(z)
+                    for j, (w_t, bias) in enumerate(rest, 1):
                         z = cell.act(torch.addmm(bias, z, w_t))
                         if cell.dropout is not None:
                             z = cell.dropout(z)
+                        if trace is not None:
+                            trace.setdefault(f"cells.{k}.backbone.{j}", []).append(z)
                     pre = torch.addmm(heads[1], z, heads[0])
                 new = cell.combine(pre, dt_t)
                 if masks is not None:
                     new = torch.where(masks[t], new, states[k])
                 states[k] = new
                 inp = new
+                if trace is not None:
+                    trace.setdefault(f"cells.{k}.state", []).append(new)
             if return_sequences:
                 outputs.append(states[-1])
         out = torch.stack(outputs, 1) if return_sequences else None

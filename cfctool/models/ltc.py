@@ -44,7 +44,7 @@ class LTC(nn.Module):
         self.output_w = nn.Parameter(torch.ones(hidden))
         self.output_b = nn.Parameter(torch.zeros(hidden))
 
-    def forward(self, x, dt=None, mask=None, return_sequences: bool = False):
+    def forward(self, x, dt=None, mask=None, return_sequences: bool = False, trace: dict | None = None):
         batch, steps, _ = x.shape
         x = x * self.input_w + self.input_b
         h = x.new_zeros(batch, self.state_size)
@@ -69,6 +69,8 @@ class LTC(nn.Module):
                 denominator = cm_t + gleak + act.sum(1) + den_sensory
                 v = numerator / (denominator + self.epsilon)
             h = v if mask is None else torch.where(mask[:, t : t + 1], v, h)
+            if trace is not None:
+                trace.setdefault("cells.0.state", []).append(h)
             if return_sequences:
                 outputs.append(h * self.output_w + self.output_b)
         out = torch.stack(outputs, 1) if return_sequences else None

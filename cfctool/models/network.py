@@ -35,3 +35,20 @@ class SequenceModel(nn.Module):
                 x = self.embedding_dropout(x)
         outputs, last = self.rnn(x, dt, mask, return_sequences=self.per_step)
         return self.head(outputs if self.per_step else last)
+
+    @torch.no_grad()
+    def capture(self, x: torch.Tensor, dt: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-step internals for one batch, each (batch, time, units), computed by the same
+        loop as `forward`: 'cells.K.state' (cell K's state after each step; carried over
+        on masked steps) and, for cells with a backbone, 'cells.K.backbone.J' (layer J's
+        activations). The snapshots of POD and the activations of APoZ scores."""
+        was_training = self.training
+        self.eval()
+        trace: dict[str, list] = {}
+        try:
+            feats = self.embedding(x) if self.embedding is not None else x
+            self.rnn(feats, dt, mask, trace=trace)
+        finally:
+            self.train(was_training)
+        return {name: torch.stack(steps, 1) for name, steps in trace.items()}

@@ -1,0 +1,274 @@
+"""The core compressed models stand on: explicit structure, fit(), capture, families, resume."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from cfctool import checkpoint
+from cfctool.checkpoint import Checkpoint, load, save
+from cfctool.data.base import Dataset, Split
+from cfctool.data.xor import generate
+from cfctool.models.registry import build_model, model_from_checkpoint
+from cfctool.ops.fit import MaskConstraint, fit
+from cfctool.ops.train import train
+from helpers import ACT, plain_run, tiny_run
+
+TASK = {"dataset": "xor", "input": {"kind": "features", "size": 3},
+        "output": {"kind": "classification", "size": 2, "per_step": False}}
+
+
+def test_per_layer_backbone_widths_save_load_and_match_the_paper(tmp_path):
+    arch = dict(name="cfc", hidden=100, mode="default", backbone_widths=[64, 32], backbone_activation="relu",
+                backbone_dropout=0.0, mixed_memory=False)
+    torch.manual_seed(0)
+    model = build_model(arch, TASK)
+    assert [layer.out_features for layer in model.rnn.cells[0].backbone] == [64, 32]
+    ckpt = Checkpoint(tensors={k: v.detach() for k, v in model.state_dict().items()},
+                      record=checkpoint.new_record(arch, TASK))
+    save(ckpt, tmp_path / "w.st")
+    back = load(tmp_path / "w.st")
+    assert back.arch["backbone_widths"] == [64, 32]
+    loaded = model_from_checkpoint(back)
+    x, dt = torch.randn(4, 7, 3), torch.rand(4, 7) + 0.1
+    mask = torch.rand(4, 7) > 0.3
+    with torch.no_grad():
+        _, ref = plain_run(loaded.rnn, x, dt, mask, ACT["relu"])
+        assert (loaded(x, dt, mask) - loaded.head(ref)).abs().max() <= 1e-5
+        from cfctool.models.inference import FoldedCfC  # the folded engine serves the new sizes too
+
+        assert (FoldedCfC(loaded)(x, dt, mask) - loaded.head(ref)).abs().max() <= 1e-5
+
+
+def test_train_records_explicit_sizes_and_widths_flag():
+    ckpt = train(tiny_run("cfc", backbone_widths="12,5", max_steps=2))
+    assert ckpt.arch["backbone_widths"] == [12, 5] and "backbone_units" not in ckpt.arch
+    ncp = train(tiny_run("cfc-ncp", hidden=10, max_steps=2))
+    assert sum(ncp.arch["ncp_layers"]) == 10 and ncp.arch["ncp_layers"][-1] == 2
+
+
+def test_ncp_with_other_layer_sizes_is_an_ordinary_checkpoint(trained_xor, tmp_path):
+    """A wired model with a neuron removed: new recorded sizes and its own masks, no regeneration."""
+    ckpt = load(trained_xor["cfc-ncp"])
+    inter, command, motor = ckpt.arch["ncp_layers"]
+    keep = torch.arange(inter - 1)  # drop the last inter neuron
+    t = dict(ckpt.tensors)
+    for head in ("ff1", "ff2", "time_a", "time_b"):
+        t[f"rnn.cells.0.{head}.weight"] = t[f"rnn.cells.0.{head}.weight"][keep][:, torch.cat([torch.arange(1), 1 + keep])]
+        t[f"rnn.cells.0.{head}.bias"] = t[f"rnn.cells.0.{head}.bias"][keep]
+        t[f"rnn.cells.1.{head}.weight"] = torch.cat([t[f"rnn.cells.1.{head}.weight"][:, keep],
+                                                     t[f"rnn.cells.1.{head}.weight"][:, inter:]], 1)
+    t["rnn.cells.0.sparsity_mask"] = t["rnn.cells.0.sparsity_mask"][keep][:, torch.cat([torch.arange(1), 1 + keep])]
+    t["rnn.cells.1.sparsity_mask"] = torch.cat([t["rnn.cells.1.sparsity_mask"][:, keep],
+                                                t["rnn.cells.1.sparsity_mask"][:, inter:]], 1)
+    smaller = ckpt.derive(tensors=t, arch={**ckpt.arch, "hidden": ckpt.arch["hidden"] - 1,
+                                           "ncp_layers": [inter - 1, command, motor]})
+    save(smaller, tmp_path / "s.st")
+    model = model_from_checkpoint(load(tmp_path / "s.st"))
+    assert torch.equal(model.rnn.cells[1].sparsity_mask, t["rnn.cells.1.sparsity_mask"])  # the file's masks
+    batch = generate(ckpt.task, "test", 16)
+    with torch.no_grad():
+        assert model(batch.x, batch.dt, batch.mask).shape == (16, 2)
+
+
+def test_format_1_checkpoints_load(trained_xor, tmp_path):
+    """A file written before explicit sizes: format 1 with backbone_units x backbone_layers."""
+    data = trained_xor["cfc-deep"].read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    record = json.loads(header["__metadata__"]["cfctool.record"])
+    widths = record["arch"].pop("backbone_widths")
+    record["arch"].update(backbone_units=widths[0], backbone_layers=len(widths))
+    record.pop("encodings")
+    record["format"] = 1
+    header["__metadata__"] = {"cfctool.format": "1", "cfctool.record": json.dumps(record)}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    old = tmp_path / "old.st"
+    old.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    ckpt = load(old)
+    assert ckpt.arch["backbone_widths"] == widths
+    batch = generate(ckpt.task, "test", 16)
+    with torch.no_grad():
+        assert torch.equal(model_from_checkpoint(ckpt)(batch.x, batch.dt, batch.mask),
+                           model_from_checkpoint(load(trained_xor["cfc-deep"]))(batch.x, batch.dt, batch.mask))
+    header["__metadata__"]["cfctool.format"] = "0"
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    old.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    with pytest.raises(checkpoint.CheckpointError, match="format 0 is not supported .*formats 1 to 2"):
+        load(old)
+
+
+def _xor_dataset(n=256):
+    from cfctool.configs import DataConfig
+    from cfctool.data.xor import task_record
+
+    task = task_record(DataConfig(bits=6, train_size=n, test_size=64))
+    return Dataset(task=task, splits={"train": generate(task, "train", n), "test": generate(task, "test")})
+
+
+def test_fit_keeps_masked_weights_exactly_zero_through_adam_with_weight_decay():
+    from cfctool.configs import TrainConfig
+
+    torch.manual_seed(0)
+    model = build_model(dict(name="cfc", hidden=8, mode="default", backbone_widths=[8], backbone_activation="relu",
+                             backbone_dropout=0.0, mixed_memory=False), _xor_dataset().task)
+    masks = {name: torch.rand(p.shape) > 0.5 for name, p in model.named_parameters() if name.endswith("weight")}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=10, batch_size=64, lr=0.05, weight_decay=0.1, optimizer="adam", max_steps=20)
+    result = fit(model, _xor_dataset(), cfg, constraints=[MaskConstraint(masks)])
+    assert result.steps == 20
+    params = dict(model.named_parameters())
+    for name, keep in masks.items():
+        assert torch.count_nonzero(params[name][~keep]) == 0, name  # exactly zero, not small
+        assert not torch.equal(params[name][keep], before[name][keep])  # the rest did train
+
+
+def test_fit_from_a_loaded_checkpoint_continues_from_its_weights(trained_xor):
+    from cfctool.configs import TrainConfig
+
+    ckpt = load(trained_xor["cfc"])
+    model = model_from_checkpoint(ckpt)
+    dataset = _xor_dataset()
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=1e-4, max_steps=1)
+    fit(model, dataset, cfg)
+    moved = max((p - ckpt.tensors[n]).abs().max().item() for n, p in model.state_dict().items())
+    assert 0 < moved < 1e-2  # one small step away from the loaded weights, not a fresh init
+    # frozen parameters do not move at all
+    model = model_from_checkpoint(ckpt)
+    fit(model, dataset, TrainConfig(epochs=1, batch_size=64, lr=0.1, max_steps=3), freeze=["rnn"])
+    assert all(torch.equal(p, ckpt.tensors[n]) for n, p in model.state_dict().items() if n.startswith("rnn."))
+    assert not torch.equal(model.head.weight, ckpt.tensors["head.weight"])
+
+
+def test_fit_with_fake_quantization_trains_through_the_rounding():
+    from cfctool.configs import TrainConfig
+
+    torch.manual_seed(1)
+    model = build_model(dict(name="cfc", hidden=8, mode="default", backbone_widths=[8], backbone_activation="relu",
+                             backbone_dropout=0.0, mixed_memory=False), _xor_dataset().task)
+    seen = []
+
+    def coarse(w):
+        seen.append(1)
+        return torch.round(w * 4) / 4  # a 0.25 grid: its gradient is zero almost everywhere
+
+    before = model.head.weight.detach().clone()
+    fit(model, _xor_dataset(), TrainConfig(epochs=1, batch_size=64, lr=0.05, max_steps=3),
+        fake_quant={"head.weight": coarse})
+    assert seen and not torch.equal(model.head.weight, before)  # straight-through: the float weight moved
+    assert "parametrizations" not in "".join(model.state_dict())  # removed again
+
+
+def test_capture_returns_each_cells_states_equal_to_the_loop():
+    torch.manual_seed(2)
+    ncp = build_model(dict(name="cfc-ncp", hidden=10, mode="default", sparsity=0.5, wiring_seed=1, motor=2,
+                           mixed_memory=False), TASK).eval()
+    deep = build_model(dict(name="cfc", hidden=6, mode="default", backbone_widths=[5, 4], backbone_activation="relu",
+                            backbone_dropout=0.0, mixed_memory=False), TASK).eval()
+    x, dt = torch.randn(3, 9, 3), torch.rand(3, 9) + 0.2
+    mask = torch.rand(3, 9) > 0.3
+    for model in (ncp, deep):
+        got = model.capture(x, dt, mask)
+        outs, _ = plain_run(model.rnn, x, dt, mask, ACT["relu"])
+        cells = [got[f"cells.{k}.state"] for k in range(len(model.rnn.cells))]
+        assert [c.shape for c in cells] == [(3, 9, n) for n in model.rnn.sizes]
+        assert (cells[-1] - outs).abs().max() <= 1e-5
+        with torch.no_grad():
+            assert torch.equal(model.head(cells[-1][:, -1]), model(x, dt, mask))  # the same loop
+    assert got["cells.0.backbone.0"].shape == (3, 9, 5) and got["cells.0.backbone.1"].shape == (3, 9, 4)
+    assert (got["cells.0.backbone.1"] >= 0).all()  # ReLU activations
+
+
+def test_resumed_training_ends_with_the_same_weights(tmp_path):
+    out = tmp_path / "r.st"
+    run = tiny_run("cfc-deep", epochs=3, threads=1, backbone_dropout=0.2)
+    whole = train(run)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(p):
+        if p.phase == "epoch" and p.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(run, output=out, progress=stop_after_two)
+    state = out.with_name(out.name + ".train-state")
+    assert state.exists() and not out.exists()
+    resumed = train(run, output=out, resume=True)
+    assert not state.exists()  # removed once training ends
+    for name, t in whole.tensors.items():
+        assert torch.equal(t, resumed.tensors[name]), name
+    skip = {"train_seconds", "resumed_after_epoch"}
+    assert {k: v for k, v in whole.record["metrics"].items() if k not in skip} == \
+        {k: v for k, v in resumed.record["metrics"].items() if k not in skip}
+    assert resumed.record["metrics"]["resumed_after_epoch"] == 2
+    from cfctool.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no training state"):
+        train(run, output=out, resume=True)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    from cfctool.errors import ConfigError
+
+    out = tmp_path / "r.st"
+
+    def stop(p):
+        if p.phase == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_run("cfc", epochs=2), output=out, progress=stop)
+    with pytest.raises(ConfigError, match="other settings .*lr"):
+        train(tiny_run("cfc", epochs=2, lr=0.1), output=out, resume=True)
+    assert train(tiny_run("cfc", epochs=3), output=out, resume=True).record["metrics"]["epochs_run"] == 3
+
+
+# ---------------------------------------------------------------- adding a family: one module + one line
+
+
+class ToyCore(torch.nn.Module):
+    """A plain tanh RNN: the smallest core the rest of cfctool can train, save and evaluate."""
+
+    def __init__(self, features, hidden):
+        super().__init__()
+        self.cell = torch.nn.Linear(features + hidden, hidden)
+        self.input_size, self.state_size, self.output_size = features, hidden, hidden
+
+    def forward(self, x, dt=None, mask=None, return_sequences=False, trace=None):
+        h = x.new_zeros(x.shape[0], self.state_size)
+        for t in range(x.shape[1]):
+            new = torch.tanh(self.cell(torch.cat([x[:, t], h], 1)))
+            h = new if mask is None else torch.where(mask[:, t : t + 1], new, h)
+        return None, h
+
+
+def _toy_family():
+    from cfctool.families.base import HIDDEN, Family, standard_counts
+
+    return Family(
+        name="toy-rnn", summary="a plain tanh RNN", settings=(HIDDEN,),
+        record=lambda values, task: {"name": "toy-rnn", "hidden": values["hidden"]},
+        build=lambda arch, features: ToyCore(features, arch["hidden"]),
+        macs_per_step=lambda core: core.cell.weight.numel(), counts=standard_counts,
+        engine=lambda model: ("loop", model.eval()))
+
+
+def test_a_new_family_is_one_module_and_one_registry_line(monkeypatch, tmp_path):
+    from cfctool.families import FAMILIES
+    from cfctool.ops.bench import bench
+    from cfctool.ops.evaluate import evaluate
+
+    monkeypatch.setitem(FAMILIES, "toy-rnn", _toy_family())  # the registry line
+    ckpt = train(tiny_run("toy-rnn", epochs=1))
+    save(ckpt, tmp_path / "toy.st")
+    back = load(tmp_path / "toy.st")
+    report = evaluate(back)
+    assert report["engine"] == "loop" and report["accuracy"] == ckpt.record["metrics"]["accuracy"]
+    assert report["params"] == 8 * (1 + 8) + 8 + 8 * 2 + 2
+    timing = bench(back, repeats=1, warmup=0)
+    assert timing["results"][0]["macs_per_sequence"] == 6 * 8 * 9 + 2 * 8

@@ -1,0 +1,147 @@
+"""Stored tensor encodings: exact round trips on hand-made tensors, the codecs' error bounds,
+and a clear error for every way a file can contradict its record."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from cfctool import checkpoint, encodings
+from cfctool.checkpoint import load, save
+from cfctool.errors import CheckpointError
+
+
+def test_int8_per_row_scales_by_hand():
+    w = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0], [127.0, 3.0, -127.0]])
+    parts, spec = encodings.encode(w, encodings.quantize_spec(8, w.shape))
+    assert parts["scale"].tolist() == pytest.approx([2.0 / 127, 1.0, 1.0])  # an all-zero row keeps scale 1
+    assert parts["q"].dtype == torch.int8
+    assert parts["q"].tolist() == [[64, -127, 32], [0, 0, 0], [127, 3, -127]]  # 1 / (2 / 127) = 63.5 rounds to even: 64
+    back = encodings.decode("w", spec, parts)
+    assert torch.equal(back[2], w[2])  # integers in range are exact at scale 1
+    assert (back - w).abs().max() <= 2.0 / 127 / 2 + 1e-7
+
+
+def _round_trip(w, spec):
+    parts, recorded = encodings.encode(w, spec)
+    return encodings.decode("w", recorded, parts)
+
+
+def test_int8_bounds_per_channel_per_tensor_and_affine():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 48, generator=g) * torch.logspace(-2, 1, 32).unsqueeze(1)  # rows of very different scale
+    for axis in (0, None):
+        parts, spec = encodings.encode(w, encodings.quantize_spec(8, w.shape, axis=axis))
+        back = encodings.decode("w", spec, parts)
+        bound = (parts["scale"] / 2).unsqueeze(1) if axis == 0 else parts["scale"] / 2
+        assert ((back - w).abs() <= bound + 1e-6).all()
+    per_row = _round_trip(w, encodings.quantize_spec(8, w.shape))
+    per_tensor = _round_trip(w, encodings.quantize_spec(8, w.shape, axis=None))
+    rel = lambda approx: float((approx[0] - w[0]).norm() / w[0].norm())  # noqa: E731  (the smallest row)
+    assert rel(per_row) < 0.01 and rel(per_tensor) > 0.5  # one scale for all rows wipes out the small ones
+    relu_out = torch.rand(8, 100, generator=g) * 3  # non-negative: the affine code uses all 256 levels
+    parts, spec = encodings.encode(relu_out, encodings.quantize_spec(8, relu_out.shape, symmetric=False))
+    assert "zero_point" in parts and ((parts["zero_point"] == -128).all())
+    back = encodings.decode("a", spec, parts)
+    assert ((back - relu_out).abs() <= (parts["scale"] / 2).unsqueeze(1) + 1e-6).all()
+
+
+def test_int4_packing_round_trip_including_odd_sizes():
+    q = torch.tensor([-8, 7, 0, -1, 3, 5, -3], dtype=torch.int8)  # odd count
+    packed = encodings.pack_int4(q)
+    assert packed.dtype == torch.uint8 and packed.numel() == 4
+    assert packed[0].item() == (0 | (15 << 4))  # -8 -> 0 low nibble, 7 -> 15 high nibble
+    assert torch.equal(encodings.unpack_int4(packed, 7), q)
+    w = torch.randn(5, 9, generator=torch.Generator().manual_seed(1))
+    parts, spec = encodings.encode(w, encodings.quantize_spec(4, w.shape))
+    assert parts["q"].numel() == 23  # ceil(45 / 2)
+    back = encodings.decode("w", spec, parts)
+    assert ((back - w).abs() <= (parts["scale"] / 2).unsqueeze(1) + 1e-6).all()
+
+
+@pytest.mark.parametrize("layout", ["bitmask", "indices"])
+def test_sparse_round_trip_is_exact(layout):
+    w = torch.randn(20, 30, generator=torch.Generator().manual_seed(2))
+    w[torch.rand(20, 30, generator=torch.Generator().manual_seed(3)) < 0.9] = 0.0
+    parts, spec = encodings.encode(w, encodings.sparse_spec(w.shape, layout))
+    assert spec["layout"] == layout and parts["values"].numel() == int((w != 0).sum())
+    assert torch.equal(encodings.decode("w", spec, parts), w)
+
+
+def test_sparse_auto_picks_the_smaller_layout():
+    dense_ish = torch.ones(64, 64)
+    assert encodings.encode(dense_ish, encodings.sparse_spec(dense_ish.shape))[1]["layout"] == "bitmask"
+    very_sparse = torch.zeros(64, 64)
+    very_sparse[3, 7] = 1.0
+    assert encodings.encode(very_sparse, encodings.sparse_spec(very_sparse.shape))[1]["layout"] == "indices"
+
+
+def _encoded_checkpoint(trained_xor):
+    ckpt = load(trained_xor["cfc"])
+    return ckpt, ckpt.encode({
+        "rnn.cells.0.backbone.0.weight": encodings.quantize_spec(8, [0]),
+        "rnn.cells.0.ff1.weight": encodings.sparse_spec([0]),
+        "head.weight": encodings.quantize_spec(4, [0], axis=None),
+    })
+
+
+def test_checkpoint_with_encoded_tensors_round_trips(trained_xor, tmp_path):
+    original, enc = _encoded_checkpoint(trained_xor)
+    path = tmp_path / "enc.st"
+    save(enc, path)
+    back = load(path)  # the architecture check runs on the decoded tensors
+    assert back.encodings.keys() == enc.encodings.keys()
+    assert back.encodings["rnn.cells.0.backbone.0.weight"]["codec"] == "int8"
+    name = "rnn.cells.0.backbone.0.weight"
+    scale = back.parts[name]["scale"].unsqueeze(1)
+    assert ((back.tensors[name] - original.tensors[name]).abs() <= scale / 2 + 1e-7).all()
+    assert torch.equal(back.tensors["rnn.cells.0.ff1.weight"], original.tensors["rnn.cells.0.ff1.weight"])
+    assert torch.equal(back.tensors[name], enc.tensors[name])  # what the model computes is what the file holds
+    from safetensors.torch import load_file
+
+    raw = load_file(str(path))  # still a plain safetensors file
+    assert raw[name + ".q"].dtype == torch.int8 and name not in raw
+    assert checkpoint.to_bytes(back) == path.read_bytes()  # deterministic, parts kept as stored
+    import yaml
+
+    side = yaml.safe_load(path.with_suffix(".yaml").read_text())
+    assert side["encodings"][name]["codec"] == "int8"
+
+
+def test_replacing_an_encoded_tensor_drops_its_encoding(trained_xor):
+    _, enc = _encoded_checkpoint(trained_xor)
+    name = "head.weight"
+    changed = enc.derive(tensors={**enc.tensors, name: enc.tensors[name] + 1})
+    assert name not in changed.encodings and "rnn.cells.0.ff1.weight" in changed.encodings
+
+
+def _edit_record(data: bytes, edit) -> bytes:
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    record = json.loads(header["__metadata__"]["cfctool.record"])
+    edit(record, header)
+    header["__metadata__"]["cfctool.record"] = json.dumps(record)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda r, h: r["encodings"]["rnn.cells.0.backbone.0.weight"].update(codec="int4"), r"is recorded as int4 but '.*\.q' has dtype int8"),
+    (lambda r, h: r["encodings"]["rnn.cells.0.backbone.0.weight"].update(codec="fp8"), "knows only the codecs"),
+    (lambda r, h: r["encodings"]["rnn.cells.0.ff1.weight"].update(layout="indices"), r"stored parts are .*bitmask.*expected .*indices"),
+    (lambda r, h: r["encodings"]["head.weight"].update(symmetric=False), "zero_point"),
+    (lambda r, h: r["encodings"]["rnn.cells.0.backbone.0.weight"].update(shape=[3, 3]), "has shape"),
+    (lambda r, h: r["encodings"].pop("head.weight"), "do not fit architecture|missing tensors"),
+])
+def test_record_claiming_a_codec_the_tensors_do_not_match_is_a_clear_error(trained_xor, tmp_path, edit, message):
+    _, enc = _encoded_checkpoint(trained_xor)
+    good = tmp_path / "good.st"
+    save(enc, good)
+    if enc.encodings["rnn.cells.0.ff1.weight"]["layout"] != "bitmask":
+        pytest.skip("the ff1 tensor was stored with indices")
+    bad = tmp_path / "bad.st"
+    bad.write_bytes(_edit_record(good.read_bytes(), edit))
+    with pytest.raises(CheckpointError, match=message):
+        load(bad)
