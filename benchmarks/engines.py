@@ -51,8 +51,11 @@ def ncps_model(ckpt, model):
         for k, v in rnn.state_dict().items():
             state[k.replace("cells.", "rnn_cell.layer_")] = v
     else:
+        widths = arch["backbone_widths"]
+        if len(set(widths)) > 1:
+            raise ValueError(f"ncps's CfC has one backbone width for all layers; this model has {widths}")
         ref = CfC(features, arch["hidden"], mode=arch["mode"], activation=arch["backbone_activation"],
-                  backbone_units=arch["backbone_units"], backbone_layers=arch["backbone_layers"],
+                  backbone_units=widths[0] if widths else 64, backbone_layers=len(widths),
                   backbone_dropout=arch["backbone_dropout"], return_sequences=True, mixed_memory=arch["mixed_memory"])
         stride = 3 if arch["backbone_dropout"] > 0 else 2
         for k, v in rnn.state_dict().items():

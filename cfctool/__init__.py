@@ -11,6 +11,8 @@ _API = {
     "save": ("cfctool.checkpoint", "save"),
     "Checkpoint": ("cfctool.checkpoint", "Checkpoint"),
     "train": ("cfctool.ops.train", "train"),
+    "fit": ("cfctool.ops.fit", "fit"),
+    "MaskConstraint": ("cfctool.ops.fit", "MaskConstraint"),
     "evaluate": ("cfctool.ops.evaluate", "evaluate"),
     "describe": ("cfctool.ops.info", "describe"),
     "resolve_config": ("cfctool.configs", "resolve"),
