@@ -145,3 +145,15 @@ def test_record_claiming_a_codec_the_tensors_do_not_match_is_a_clear_error(train
     bad.write_bytes(_edit_record(good.read_bytes(), edit))
     with pytest.raises(CheckpointError, match=message):
         load(bad)
+
+
+def test_info_counts_the_stored_bytes_and_codecs(trained_xor, tmp_path):
+    from cfctool.ops.info import describe
+
+    original, enc = _encoded_checkpoint(trained_xor)
+    save(enc, tmp_path / "e.st")
+    d, plain = describe(load(tmp_path / "e.st")), describe(original)
+    name = "rnn.cells.0.backbone.0.weight"
+    saved = original.tensors[name].numel() * 3 - original.tensors[name].shape[0] * 4  # 4 -> 1 byte, + scales
+    assert plain["sizes"]["tensor_bytes"] - d["sizes"]["tensor_bytes"] >= saved
+    assert d["encodings"]["int8 tensors"] == 1 and d["encodings"]["int4 tensors"] == 1

@@ -14,8 +14,11 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
 
     model = model_from_checkpoint(ckpt)
     sizes: dict[str, Any] = parameter_counts(model)
+    from cfctool.encodings import stored_tensors
+
+    stored = stored_tensors(ckpt.tensors, ckpt.encodings, ckpt.parts)  # what the file holds, encoded parts included
     sizes["tensors"] = len(ckpt.tensors)
-    sizes["tensor_bytes"] = sum(t.numel() * t.element_size() for t in ckpt.tensors.values())
+    sizes["tensor_bytes"] = sum(t.numel() * t.element_size() for t in stored.values())
     if ckpt.source and Path(ckpt.source).is_file():
         sizes["file_bytes"] = Path(ckpt.source).stat().st_size
     codecs: dict[str, int] = {}
