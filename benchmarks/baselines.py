@@ -26,11 +26,24 @@ RUNS = {
     "imdb-cfc-ncp": ("imdb", "cfc-ncp"),
     "person_activity-cfc": ("person_activity", "cfc"),
 }
-# beyond the seed protocol: the same preset with one setting changed, to compare against it
+# beyond the seed protocol: a preset with settings changed, to compare against it
+# (data set, arch, changed settings[, preset])
 VARIANTS = {
     "imdb-cfc-mixed": ("imdb", "cfc", {"mixed_memory": True}),
     # hidden 48 brings the mixed-memory CfC back to the seed CfC's ~75k recurrent parameters
     "imdb-cfc-mixed-h48": ("imdb", "cfc", {"mixed_memory": True, "hidden": 48}),
+    # the CfC reference repository's IMDB recipes (configs.py, preset 'reference')
+    "imdb-cfc-reference": ("imdb", "cfc", {}, "reference"),
+    "imdb-cfc-reference-nogate": ("imdb", "cfc", {}, "reference-nogate"),
+    "imdb-cfc-deep-reference": ("imdb", "cfc-deep", {}, "reference"),
+    "imdb-cfc-ncp-reference": ("imdb", "cfc-ncp", {}, "reference"),
+    # our (seed) preset with one change of the reference recipe each, 10 epochs: which one matters
+    "imdb-cfc-silu64x2": ("imdb", "cfc", {"backbone_activation": "silu", "backbone_layers": 2}),
+    "imdb-cfc-lecun-heads": ("imdb", "cfc", {"head_activation": "lecun_tanh"}),
+    "imdb-cfc-rmsprop": ("imdb", "cfc", {"optimizer": "rmsprop", "lr": 5e-4, "lr_decay": 0.7, "lr_schedule": "step"}),
+    "imdb-cfc-prepad": ("imdb", "cfc", {"padding": "pre"}),
+    "imdb-cfc-kernel-decay": ("imdb", "cfc", {"weight_decay": 7.2e-5, "weight_decay_on": "kernels", "init": "keras",
+                                              "clip_scope": "tensor"}),
 }
 SEED = {  # SEEDS.md section B: accuracy (mean of 5 runs), GPU seconds per epoch, RNN parameters
     "imdb-cfc": {"accuracy": 0.882, "sec_per_epoch_gpu": 2.8, "rnn_params": 75000},
@@ -43,6 +56,13 @@ SEED = {  # SEEDS.md section B: accuracy (mean of 5 runs), GPU seconds per epoch
     "imdb-cfc-mixed-h48": {"accuracy": 0.882, "sec_per_epoch_gpu": 2.8, "rnn_params": 75000,
                            "note": "seed: CfC without mixed memory"},
 }
+_REFERENCE = {"accuracy": 0.859, "note": "the reference script's own note: 85.9% +- 1.0 over 5 runs (best 87.0%)"}
+for _name in ("imdb-cfc-reference", "imdb-cfc-silu64x2", "imdb-cfc-lecun-heads", "imdb-cfc-rmsprop", "imdb-cfc-prepad",
+              "imdb-cfc-kernel-decay"):
+    SEED[_name] = {**SEED["imdb-cfc"], "reference_code": _REFERENCE}
+SEED["imdb-cfc-reference-nogate"] = {**SEED["imdb-cfc"], "reference_code": {"accuracy": 0.875, "note": "87.52% +- 0.09"}}
+SEED["imdb-cfc-deep-reference"] = SEED["imdb-cfc-deep"]
+SEED["imdb-cfc-ncp-reference"] = SEED["imdb-cfc-ncp"]
 
 
 def run_entry(name: str, args) -> dict:
@@ -50,7 +70,8 @@ def run_entry(name: str, args) -> dict:
     from cfctool.configs import resolve
     from cfctool.ops.train import train
 
-    dataset, arch, changed = VARIANTS[name] if name in VARIANTS else (*RUNS[name], {})
+    dataset, arch, changed, *preset = VARIANTS[name] if name in VARIANTS else (*RUNS[name], {})
+    preset = preset[0] if preset else "default"
     overrides = {"data_dir": args.data, "seed": args.seed, **changed}
     if args.threads:
         overrides["threads"] = args.threads
@@ -58,7 +79,7 @@ def run_entry(name: str, args) -> dict:
         overrides["epochs"] = args.epochs
     if args.device:
         overrides["device"] = args.device
-    run = resolve(dataset, arch, overrides=overrides)
+    run = resolve(dataset, arch, preset=preset, overrides=overrides)
     last = [time.monotonic()]
 
     def progress(p):
@@ -67,9 +88,10 @@ def run_entry(name: str, args) -> dict:
             print(f"[{name}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f} "
                   f"{'' if not p.val else 'val_acc %.4f' % p.val.get('accuracy', float('nan'))}", file=sys.stderr, flush=True)
 
-    ckpt = train(run, progress=progress, argv=[sys.argv[0], *sys.argv[1:]])
     out = Path(args.out_dir) / f"{name}.st"
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the training state is written beside `out` after every epoch: --resume continues it
+    ckpt = train(run, progress=progress, argv=[sys.argv[0], *sys.argv[1:]], output=out, resume=args.resume)
     checkpoint.save(ckpt, out)
     m = ckpt.record["metrics"]
     from cfctool.models.registry import model_from_checkpoint
@@ -79,9 +101,10 @@ def run_entry(name: str, args) -> dict:
     epochs = m["epochs_run"]
     return {
         "command": f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}",
-        "dataset": dataset, "arch": arch, "changed_from_preset": changed or None, "epochs": epochs, "seed": args.seed,
+        "dataset": dataset, "arch": arch, "preset": preset, "changed_from_preset": changed or None,
+        "epochs": epochs, "seed": args.seed, "resumed_after_epoch": m.get("resumed_after_epoch"),
         "test_accuracy": round(m["accuracy"], 4), "test_samples": m["samples"], "best_epoch": m["best_epoch"],
-        "sec_per_epoch": round(m["train_seconds"] / max(epochs, 1), 1),
+        "sec_per_epoch": round(m["train_seconds"] / max(epochs - (m.get("resumed_after_epoch") or 0), 1), 1),
         "train_seconds_total": m["train_seconds"],
         "rnn_params": counts["rnn_params"], "total_params": counts["params"],
         "file_bytes": out.stat().st_size, "checkpoint": str(out),
@@ -142,6 +165,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="runs/baselines")
+    parser.add_argument("--resume", action="store_true", help="continue from the training state beside the output")
     args = parser.parse_args()
     for name in args.only:
         entry = ltc_vs_cfc(args) if name == "ltc-vs-cfc" else run_entry(name, args)

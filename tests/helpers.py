@@ -28,6 +28,7 @@ def plain_cell_step(cell, inp, h, dt, act):
     for i, layer in enumerate(cell.backbone):
         z = act(z @ layer.weight.T + layer.bias)
     m = cell.sparsity_mask if cell.sparsity_mask is not None else 1.0
+    head = ACT[getattr(cell, "head_activation", "tanh")]  # the ff1/ff2 activation
     ff1 = z @ (cell.ff1.weight * m).T + cell.ff1.bias
     if cell.mode == "pure":
         return -cell.A * torch.exp(-dt * (torch.abs(cell.w_tau) + torch.abs(ff1))) * ff1 + cell.A
@@ -36,8 +37,8 @@ def plain_cell_step(cell, inp, h, dt, act):
     t_b = z @ cell.time_b.weight.T + cell.time_b.bias
     gate = torch.sigmoid(t_a * dt + t_b)
     if cell.mode == "no_gate":
-        return torch.tanh(ff1) + gate * torch.tanh(ff2)
-    return torch.tanh(ff1) * (1 - gate) + gate * torch.tanh(ff2)
+        return head(ff1) + gate * head(ff2)
+    return head(ff1) * (1 - gate) + gate * head(ff2)
 
 
 def plain_lstm_step(lstm, inp, h, c):

@@ -7,20 +7,22 @@ from cfctool.models.registry import build_core
 from helpers import ACT, plain_run
 
 
-def _arch(name, mode, mixed, layers=2, act="relu"):
+def _arch(name, mode, mixed, layers=2, act="relu", head="tanh"):
     if name == "cfc-ncp":
-        return dict(name=name, hidden=12, mode=mode, sparsity=0.5, wiring_seed=3, motor=2, mixed_memory=mixed)
+        return dict(name=name, hidden=12, mode=mode, sparsity=0.5, wiring_seed=3, motor=2, mixed_memory=mixed,
+                    head_activation=head)
     return dict(name=name, hidden=10, mode=mode, backbone_units=7, backbone_layers=layers,
-                backbone_activation=act, backbone_dropout=0.0, mixed_memory=mixed)
+                backbone_activation=act, backbone_dropout=0.0, mixed_memory=mixed, head_activation=head)
 
 
 @pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
 @pytest.mark.parametrize("mixed", [False, True])
-@pytest.mark.parametrize("name,layers,act", [("cfc", 2, "relu"), ("cfc", 0, "tanh"), ("cfc", 1, "lecun_tanh"),
-                                             ("cfc-ncp", 0, "relu")])
-def test_fused_loop_matches_plain_steps(mode, mixed, name, layers, act):
+@pytest.mark.parametrize("name,layers,act,head", [("cfc", 2, "relu", "tanh"), ("cfc", 0, "tanh", "tanh"),
+                                                  ("cfc", 1, "lecun_tanh", "tanh"), ("cfc-ncp", 0, "relu", "tanh"),
+                                                  ("cfc", 2, "silu", "lecun_tanh"), ("cfc-ncp", 0, "relu", "lecun_tanh")])
+def test_fused_loop_matches_plain_steps(mode, mixed, name, layers, act, head):
     torch.manual_seed(1)
-    core = build_core(_arch(name, mode, mixed, layers, act), 5)
+    core = build_core(_arch(name, mode, mixed, layers, act, head), 5)
     x = torch.randn(6, 9, 5)
     dt = torch.rand(6, 9) * 3 + 0.05  # irregular, per sample and per step
     mask = torch.rand(6, 9) > 0.3

@@ -12,8 +12,8 @@ FEATURES = {"input": {"kind": "features", "size": 5},
             "output": {"kind": "classification", "size": 4, "per_step": True}}
 
 
-def _arch(name, layers=2, act="relu", mode="default", mixed=False, motor=3):
-    arch = dict(name=name, hidden=12, mode=mode, mixed_memory=mixed, embedding_dim=6)
+def _arch(name, layers=2, act="relu", mode="default", mixed=False, motor=3, head="tanh"):
+    arch = dict(name=name, hidden=12, mode=mode, mixed_memory=mixed, embedding_dim=6, head_activation=head)
     if name == "cfc-ncp":
         return {**arch, "sparsity": 0.5, "wiring_seed": 3, "motor": motor}
     return {**arch, "backbone_units": 7, "backbone_layers": layers, "backbone_activation": act,
@@ -39,11 +39,12 @@ def _tokens(seed):
     return x, mask
 
 
-@pytest.mark.parametrize("name,layers,act", [("cfc", 1, "relu"), ("cfc", 3, "lecun_tanh"), ("cfc", 0, "silu"),
-                                             ("cfc-ncp", 0, "relu")])
-def test_tokens_with_padding_match_the_paper(name, layers, act):
+@pytest.mark.parametrize("name,layers,act,head", [("cfc", 1, "relu", "tanh"), ("cfc", 3, "lecun_tanh", "tanh"),
+                                                  ("cfc", 0, "silu", "tanh"), ("cfc-ncp", 0, "relu", "tanh"),
+                                                  ("cfc", 2, "silu", "lecun_tanh"), ("cfc-ncp", 0, "relu", "lecun_tanh")])
+def test_tokens_with_padding_match_the_paper(name, layers, act, head):
     torch.manual_seed(0)
-    model = build_model(_arch(name, layers, act), TOKENS).eval()
+    model = build_model(_arch(name, layers, act, head=head), TOKENS).eval()
     x, mask = _tokens(1)
     with torch.no_grad():
         want = reference(model, x, None, mask, ACT[act])
@@ -81,10 +82,10 @@ def test_packed_padding_gives_what_the_unpadded_sequences_give():
     assert (engine(x, dt, mask) - want).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["cfc", "cfc-ncp"])
-def test_irregular_dt_and_per_step_outputs_match_the_paper(name):
+@pytest.mark.parametrize("name,head", [("cfc", "tanh"), ("cfc-ncp", "tanh"), ("cfc-ncp", "lecun_tanh")])
+def test_irregular_dt_and_per_step_outputs_match_the_paper(name, head):
     torch.manual_seed(1)
-    model = build_model(_arch(name, motor=4), FEATURES).eval()
+    model = build_model(_arch(name, motor=4, head=head), FEATURES).eval()
     x = torch.randn(5, 8, 5)
     dt = torch.rand(5, 8) * 3 + 0.05
     mask = torch.rand(5, 8) > 0.3

@@ -77,24 +77,31 @@ def vocab_from_tensor(t: torch.Tensor) -> list[str]:
     return bytes(t.tolist()).decode("utf-8").split("\n")
 
 
-def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int) -> Split:
+def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int,
+           padding: str = "end") -> Split:
+    """The last `seq_len` tokens of each review; `end` pads after them under a mask, `pre`
+    pads before them without a mask (Keras' pad_sequences: the model reads the pads)."""
     index = {w: i + 2 for i, w in enumerate(vocab)}
     x = torch.zeros(len(token_lists), seq_len, dtype=torch.int64)
     mask = torch.zeros(len(token_lists), seq_len, dtype=torch.bool)
     for row, tokens in enumerate(token_lists):
         ids = [index.get(w, OOV) for w in tokens[-seq_len:]] or [OOV]
-        x[row, : len(ids)] = torch.tensor(ids)
-        mask[row, : len(ids)] = True
-    return Split(x=x, y=torch.tensor(labels, dtype=torch.int64), mask=mask)
+        if padding == "pre":
+            x[row, seq_len - len(ids):] = torch.tensor(ids)
+        else:
+            x[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = True
+    return Split(x=x, y=torch.tensor(labels, dtype=torch.int64), mask=None if padding == "pre" else mask)
 
 
-def task_record(vocab_words: int, seq_len: int) -> dict[str, Any]:
+def task_record(vocab_words: int, seq_len: int, padding: str = "end") -> dict[str, Any]:
     return {
         "dataset": "imdb",
         "input": {"kind": "tokens", "vocab_size": vocab_words + 2, "pad_id": PAD, "oov_id": OOV},
         "output": {"kind": "classification", "size": 2, "per_step": False},
         "preprocessing": {"tokenizer": "lowercase words [a-z0-9]+('[a-z]+)?, <br /> removed",
                           "vocab_words": vocab_words, "seq_len": seq_len, "keep": "last tokens",
+                          "padding": "end, masked" if padding == "end" else "pre, unmasked",
                           "vocab_from": "train split", "labels": {"neg": 0, "pos": 1}},
     }
 
@@ -119,11 +126,12 @@ def load(cfg) -> Dataset:
 
         keep = sample_indices(len(test), cfg.max_test_samples, TEST_SAMPLE_SEED).tolist()
         test, subset = [test[i] for i in keep], capped_test_record(len(keep), len(test))
-    task = task_record(len(vocab), cfg.seq_len)
+    task = task_record(len(vocab), cfg.seq_len, cfg.padding)
     return Dataset(
         task=task,
-        splits={"train": encode(train_tokens, [r[0] for r in train], vocab, cfg.seq_len),
-                "test": encode([tokenize(t) for _, _, t in test], [r[0] for r in test], vocab, cfg.seq_len)},
+        splits={"train": encode(train_tokens, [r[0] for r in train], vocab, cfg.seq_len, cfg.padding),
+                "test": encode([tokenize(t) for _, _, t in test], [r[0] for r in test], vocab, cfg.seq_len,
+                               cfg.padding)},
         task_tensors={"vocab": vocab_to_tensor(vocab)},
         files=[str(source)] if source.is_file() else [],
         test_subset=subset,
@@ -137,5 +145,6 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
         raise DataError("this IMDB checkpoint carries no vocabulary (task.vocab); re-train it with this cfctool")
     vocab = vocab_from_tensor(task_tensors["vocab"])
     reviews = read_reviews(find_source(data_dir), (split,))[split]
+    padding = "pre" if task["preprocessing"].get("padding", "end").startswith("pre") else "end"
     return encode([tokenize(t) for _, _, t in reviews], [r[0] for r in reviews], vocab,
-                  task["preprocessing"]["seq_len"])
+                  task["preprocessing"]["seq_len"], padding)

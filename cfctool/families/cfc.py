@@ -15,6 +15,8 @@ CFC_MODES = ("default", "no_gate", "pure")
 ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
 
 MODE = Setting("mode", str, "default", "CfC mode: default, no_gate or pure (the closed form).", CFC_MODES)
+HEAD_ACTIVATION = Setting("head_activation", str, "tanh", "Activation of the ff1/ff2 heads: tanh (as ncps) or "
+                          "lecun_tanh, 1.7159 tanh(0.666 x) (as the reference TF code).", ("tanh", "lecun_tanh"))
 MIXED_MEMORY = Setting("mixed_memory", bool, False, "Run an LSTM memory beside the CfC state (mixed memory).")
 SETTINGS = (
     HIDDEN,
@@ -25,6 +27,7 @@ SETTINGS = (
             low=1),
     Setting("backbone_activation", str, "lecun_tanh", "Backbone activation.", ACTIVATIONS),
     Setting("backbone_dropout", float, 0.0, "Dropout after each backbone layer (training only).", low=0, below=1),
+    HEAD_ACTIVATION,
     MIXED_MEMORY,
     *EMBEDDING,
 )
@@ -36,17 +39,19 @@ def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
         widths = [values["backbone_units"]] * values["backbone_layers"]
     return {"name": values["name"], "hidden": values["hidden"], "mode": values["mode"],
             "backbone_widths": [int(w) for w in widths], "backbone_activation": values["backbone_activation"],
-            "backbone_dropout": values["backbone_dropout"], "mixed_memory": values["mixed_memory"],
-            **front_end(values, task)}
+            "backbone_dropout": values["backbone_dropout"], "head_activation": values["head_activation"],
+            "mixed_memory": values["mixed_memory"], **front_end(values, task)}
 
 
 def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 recorded `backbone_units` x `backbone_layers`."""
-    if "backbone_widths" in arch:
+    """Format 1 recorded `backbone_units` x `backbone_layers`; records before head
+    activations were selectable had tanh heads."""
+    if "backbone_widths" in arch and "head_activation" in arch:
         return arch
-    arch = dict(arch)
-    units, layers = arch.pop("backbone_units"), arch.pop("backbone_layers")
-    arch["backbone_widths"] = [units] * layers
+    arch = {"head_activation": "tanh", **arch}
+    if "backbone_widths" not in arch:
+        units, layers = arch.pop("backbone_units"), arch.pop("backbone_layers")
+        arch["backbone_widths"] = [units] * layers
     return arch
 
 
@@ -54,7 +59,7 @@ def build(arch: dict[str, Any], features: int):
     from cfctool.models.cfc import CfC, CfCCell
 
     cell = CfCCell(features, arch["hidden"], arch["mode"], arch["backbone_widths"], arch["backbone_activation"],
-                   arch["backbone_dropout"])
+                   arch["backbone_dropout"], head_activation=arch["head_activation"])
     return CfC([cell], mixed_memory=arch["mixed_memory"])
 
 

@@ -16,6 +16,7 @@ from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, front_end
 SETTINGS = (
     HIDDEN,
     cfc.MODE,
+    cfc.HEAD_ACTIVATION,
     Setting("sparsity", float, 0.5, "Wiring sparsity (fraction of synapses left out).", low=0.1, high=0.9),
     Setting("wiring_seed", int, 22222, "Seed of the generated wiring."),
     cfc.MIXED_MEMORY,
@@ -40,11 +41,12 @@ def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return {"name": values["name"], "hidden": values["hidden"], "mode": values["mode"], "motor": motor,
             "sparsity": values["sparsity"], "wiring_seed": values["wiring_seed"],
             "ncp_layers": _auto_layers(values["hidden"], motor, values["sparsity"]),
-            "mixed_memory": values["mixed_memory"], **front_end(values, task)}
+            "head_activation": values["head_activation"], "mixed_memory": values["mixed_memory"], **front_end(values, task)}
 
 
 def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 regenerated the layer sizes from hidden, motor and sparsity."""
+    """Format 1 regenerated the layer sizes from hidden, motor and sparsity; heads were tanh."""
+    arch = {"head_activation": "tanh", **arch}
     if "ncp_layers" in arch:
         return arch
     return {**arch, "ncp_layers": _auto_layers(arch["hidden"], arch["motor"], arch["sparsity"])}
@@ -69,7 +71,8 @@ def build(arch: dict[str, Any], features: int):
     for k, n in enumerate(sizes):
         # other sizes come from a checkpoint, whose mask tensors replace these placeholders
         mask = masks[k] if masks is not None else torch.ones(n, width + n)
-        cells.append(CfCCell(width, n, arch["mode"], backbone_widths=(), sparsity_mask=mask))
+        cells.append(CfCCell(width, n, arch["mode"], backbone_widths=(), sparsity_mask=mask,
+                             head_activation=arch["head_activation"]))
         width = n
     return CfC(cells, mixed_memory=arch["mixed_memory"])
 

@@ -26,6 +26,8 @@ class LeCunTanh(nn.Module):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "lecun_tanh": LeCunTanh}
+# the ff1/ff2 heads' activation as a * tanh(c * x) = a * (2 * sigmoid(2c * x) - 1): (a, c)
+HEAD_ACTIVATIONS = {"tanh": (1.0, 1.0), "lecun_tanh": (1.7159, 0.666)}
 
 
 class CfCCell(nn.Module):
@@ -47,11 +49,16 @@ class CfCCell(nn.Module):
         activation: str = "lecun_tanh",
         dropout: float = 0.0,
         sparsity_mask: torch.Tensor | None = None,
+        head_activation: str = "tanh",
     ):
         super().__init__()
         if mode not in ("default", "no_gate", "pure"):
             raise ValueError(f"unknown CfC mode {mode}")
         self.input_size, self.hidden, self.mode = input_size, hidden, mode
+        # ff1/ff2 activation a * tanh(c * x): tanh as in ncps's torch CfC (a = c = 1), or
+        # LeCun's 1.7159 * tanh(0.666 * x) as in the reference TF code
+        self.head_activation = head_activation
+        self.head_scale, self.head_slope = HEAD_ACTIVATIONS[head_activation]
         self.act = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
         widths = [input_size + hidden, *backbone_widths]  # one entry per backbone layer
@@ -82,8 +89,8 @@ class CfCCell(nn.Module):
     def head_params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The heads as one (n_heads*hidden, head_in) matrix, wiring mask applied.
 
-        The ff1/ff2 rows are doubled: `combine` evaluates tanh(a) as 2*sigmoid(2a) - 1,
-        because torch's CPU tanh is ~3x slower than its sigmoid.
+        The ff1/ff2 rows are scaled by 2c: `combine` evaluates a * tanh(c * v) as
+        a * (2 * sigmoid(2c * v) - 1), because torch's CPU tanh is ~3x slower than its sigmoid.
         """
         ff1_w, ff1_b = self.ff1.weight, self.ff1.bias
         if self.mode == "pure":
@@ -91,8 +98,9 @@ class CfCCell(nn.Module):
         ff2_w = self.ff2.weight
         if self.sparsity_mask is not None:
             ff1_w, ff2_w = ff1_w * self.sparsity_mask, ff2_w * self.sparsity_mask
-        w = torch.cat([2.0 * ff1_w, 2.0 * ff2_w, self.time_a.weight, self.time_b.weight])
-        b = torch.cat([2.0 * ff1_b, 2.0 * self.ff2.bias, self.time_a.bias, self.time_b.bias])
+        k = 2.0 * self.head_slope
+        w = torch.cat([k * ff1_w, k * ff2_w, self.time_a.weight, self.time_b.weight])
+        b = torch.cat([k * ff1_b, k * self.ff2.bias, self.time_a.bias, self.time_b.bias])
         return w, b
 
     def first_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,13 +117,14 @@ class CfCCell(nn.Module):
             return -self.A * torch.exp(-dt * (torch.abs(self.w_tau) + torch.abs(heads))) * heads + self.A
         h = self.hidden
         ff, t_a, t_b = heads.split([2 * h, h, h], 1)
-        s1, s2 = torch.sigmoid(ff).split([h, h], 1)  # tanh(ff_k) = 2 * s_k - 1
+        s1, s2 = torch.sigmoid(ff).split([h, h], 1)  # act(ff_k) = a * (2 * s_k - 1)
+        a = self.head_scale
         # in-place steps are safe for autograd: addcmul and lerp do not keep their outputs
         gate = torch.addcmul(t_b, t_a, dt).sigmoid_()
-        if self.mode == "no_gate":  # tanh(ff1) + gate * tanh(ff2)
-            return torch.addcmul(2.0 * s1 - 1.0, gate, 2.0 * s2 - 1.0)
-        # tanh(ff1) * (1 - gate) + gate * tanh(ff2) = 2 * lerp(s1, s2, gate) - 1
-        return torch.lerp(s1, s2, gate).mul_(2.0).sub_(1.0)
+        if self.mode == "no_gate":  # act(ff1) + gate * act(ff2)
+            return torch.addcmul(2.0 * a * s1 - a, gate, 2.0 * a * s2 - a)
+        # act(ff1) * (1 - gate) + gate * act(ff2) = a * (2 * lerp(s1, s2, gate) - 1)
+        return torch.lerp(s1, s2, gate).mul_(2.0 * a).sub_(a)
 
 
 class LSTMMemory(nn.Module):

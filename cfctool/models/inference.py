@@ -10,10 +10,11 @@ per step, by exact algebra applied once to the weights (outputs differ by roundi
 - Constant dt (regular sequences: IMDB, pixel MNIST, XOR): the gate's two heads
   ``time_a * dt + time_b`` collapse into one head, so the head product is 3/4 the size and
   the per-step multiply-add disappears.
-- State kept as ``y = (x + 1) / 2`` ('default' mode): the update
-  ``tanh(f1) * (1 - g) + g * tanh(f2)`` is ``2 * lerp(s1, s2, g) - 1`` with
-  ``s_k = sigmoid(2 f_k)``, so in y-space it is a bare ``lerp``; the factor 2 and the
-  offset -1 move into every matrix that reads the state (recurrent, next cell, readout).
+- State kept as ``y = (x / a + 1) / 2`` ('default' mode; a = 1 for tanh heads, 1.7159
+  for LeCun-tanh heads): the update ``act(f1) * (1 - g) + g * act(f2)`` is
+  ``a * (2 * lerp(s1, s2, g) - 1)`` with ``s_k = sigmoid(2c f_k)``, so in y-space it is a
+  bare ``lerp``; the factor 2a and the offset -a move into every matrix that reads the
+  state (recurrent, next cell, readout).
 
 Per step that leaves: one product, the backbone activation, one head product, one sigmoid,
 one lerp; end-padded batches are packed (padded steps skipped), and only masks with holes
@@ -42,20 +43,22 @@ def inference_engine(model: nn.Module) -> nn.Module:
     return FoldedCfC(model) if supports(model) else model
 
 
-def _to_y_space(w: torch.Tensor, b: torch.Tensor, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rewrite `w @ x + b` for inputs x = 2y - 1 on `cols` as `w' @ y + b'`."""
+def _to_y_space(w: torch.Tensor, b: torch.Tensor, cols: slice, a: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewrite `w @ x + b` for inputs x = a * (2y - 1) on `cols` as `w' @ y + b'` (a: the
+    head activation's scale, 1 for tanh)."""
     w = w.clone()
-    b = b - w[:, cols].sum(1)
-    w[:, cols] *= 2.0
+    b = b - a * w[:, cols].sum(1)
+    w[:, cols] *= 2.0 * a
     return w, b
 
 
 class _Cell:
     """One cell's folded weights, for a given constant dt (None: dt varies per step)."""
 
-    def __init__(self, cell: CfCCell, first: bool, dt: float | None):
+    def __init__(self, cell: CfCCell, first: bool, dt: float | None, previous_scale: float = 1.0):
         h, n_in = cell.hidden, cell.input_size
         self.h = h
+        self.scale = cell.head_scale
         self.relu = isinstance(cell.act, nn.ReLU)
         self.act = cell.act
         heads_w, heads_b = cell.head_params()  # rows: 2*ff1, 2*ff2, time_a, time_b
@@ -71,9 +74,9 @@ class _Cell:
         else:  # NCP cells: the heads read [input; state] directly
             w1, b1 = heads_w, heads_b
             self.rest, self.heads = [], None
-        w1, b1 = _to_y_space(w1, b1, slice(n_in, None))
+        w1, b1 = _to_y_space(w1, b1, slice(n_in, None), cell.head_scale)
         if not first:  # the input is the previous cell's state, also in y-space
-            w1, b1 = _to_y_space(w1, b1, slice(0, n_in))
+            w1, b1 = _to_y_space(w1, b1, slice(0, n_in), previous_scale)
         self.b1 = b1
         self.w_in_t = w1[:, :n_in].t().contiguous()
         self.w_state_t = w1[:, n_in:].t().contiguous()
@@ -104,12 +107,14 @@ class Folded:
 
     def __init__(self, model: nn.Module, dt: float | None):
         with torch.no_grad():
-            self.cells = [_Cell(c, k == 0, dt) for k, c in enumerate(model.rnn.cells)]
+            cells = model.rnn.cells
+            self.cells = [_Cell(c, k == 0, dt, cells[k - 1].head_scale if k else 1.0) for k, c in enumerate(cells)]
             first = self.cells[0]
             self.table = None
             if model.embedding is not None:  # one row per token: E @ W_in^T + b
                 self.table = torch.addmm(first.b1, model.embedding.weight, first.w_in_t)
-            self.head_w, self.head_b = _to_y_space(model.head.weight, model.head.bias, slice(None))
+            self.head_w, self.head_b = _to_y_space(model.head.weight, model.head.bias, slice(None),
+                                                   cells[-1].head_scale)
         self.constant_dt = dt is not None
         self.per_step = bool(model.per_step)
 

@@ -90,13 +90,34 @@ class FitResult:
 
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """`params`: parameters or param groups (a group may set its own weight_decay)."""
     kinds = {
         "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
         "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
         "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
-        "rmsprop": lambda: torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        # Keras' RMSprop defaults (rho 0.9, eps 1e-7): the reference recipes were tuned with them
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay),
     }
     return kinds[cfg.optimizer]()
+
+
+def param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
+    """One group, or (weight_decay_on=kernels) the recurrent core's weight matrices with
+    weight decay and everything else without."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if getattr(cfg, "weight_decay_on", "all") == "all":
+        return [{"params": [p for _, p in named]}]
+    kernel = lambda n, p: n.startswith("rnn.") and p.dim() >= 2  # noqa: E731
+    return [{"params": [p for n, p in named if kernel(n, p)]},
+            {"params": [p for n, p in named if not kernel(n, p)], "weight_decay": 0.0}]
+
+
+def keras_init(model: nn.Module) -> None:
+    """Zero biases (Keras' default); kernels keep their Glorot-uniform init."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias.zero_()
 
 
 def _frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
@@ -138,14 +159,17 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     trainable = [p for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("every parameter is frozen; nothing to train")
-    optimizer = make_optimizer(trainable, cfg)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    optimizer = make_optimizer(param_groups(model, cfg), cfg)
+    train_split, val_split = dataset.splits["train"], dataset.splits.get("val")
+    steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+    per_step = getattr(cfg, "lr_schedule", "epoch") == "step"
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(
+        optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay)
+    per_tensor_clip = getattr(cfg, "clip_scope", "global") == "tensor"
     for c in constraints:
         c.apply(model)
 
-    train_split, val_split = dataset.splits["train"], dataset.splits.get("val")
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -190,8 +214,14 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             if cfg.clipnorm is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.clipnorm)
+                if per_tensor_clip:
+                    for p in trainable:
+                        torch.nn.utils.clip_grad_norm_(p, cfg.clipnorm)
+                else:
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.clipnorm)
             optimizer.step()
+            if per_step:
+                scheduler.step()
             for c in constraints:
                 c.apply(model)
             step += 1
@@ -206,7 +236,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         if run_count == 0:
             break
         epochs_done = epoch
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         if any(not torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
         val = split_metrics(_engine(model), val_split, task, cfg.eval_batch_size, device) if val_split else None

@@ -13,7 +13,7 @@ from typing import Any
 
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
-from cfctool.ops.fit import Progress, ProgressFn, fit, make_optimizer, state_path_for  # noqa: F401  (public names)
+from cfctool.ops.fit import Progress, ProgressFn, fit, keras_init, make_optimizer, state_path_for  # noqa: F401
 
 # settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size")
@@ -44,6 +44,8 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         arch = arch_record(run.arch, task)
         seed_everything(cfg.seed)
         model = build_model(arch, task)
+        if cfg.init == "keras":
+            keras_init(model)
         state = state_path_for(output) if output is not None and str(output) != "-" else None
         result = fit(model, dataset, cfg, progress=progress, state_path=state, resume=resume,
                      identity=run_identity(run), device=device)
