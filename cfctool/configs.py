@@ -163,6 +163,45 @@ class TrainConfig:
 
 
 @dataclass
+class QuantizeConfig:
+    """Settings of `cfctool quantize` (the flags are derived from these)."""
+
+    scheme: str = _help("static (calibrated activation scales), dynamic (max|z|/127 per step) or qat "
+                        "(fake-quantized fine-tuning, then static).", "static")
+    bits: int = _help("Weight bits: 8 or 4 (int4: two values per byte).", 8)
+    granularity: str = _help("Weight scales per output channel (channel) or one per tensor (tensor).", "channel")
+    observer: str = _help("Activation scales: minmax, percentile (99.99th) or mse (the lowest state error).",
+                          "minmax")
+    calib: int = _help("Training sequences used for calibration and the state-error report.", 256)
+    fuse: bool = _help("Quantize the fused products (Linear + activation; the four heads as one matrix).", True)
+    embedding: bool = _help("Store the token embedding as integers too (per row).", True)
+    epochs: int = _help("qat: fine-tuning epochs.", 1)
+    lr: float = _help("qat: learning rate.", 1e-4)
+    batch_size: int = _help("qat: batch size.", 128)
+    seed: int = _help("Seed of the calibration sample and of qat.", 0)
+    threads: int | None = _help("CPU threads (default: torch's choice).")
+
+    def validate(self) -> None:
+        _choice("scheme", self.scheme, ("static", "dynamic", "qat"))
+        if self.bits not in (4, 8):
+            raise ConfigError(f"bits must be 8 or 4 (got {self.bits})")
+        _choice("granularity", self.granularity, ("channel", "tensor"))
+        _choice("observer", self.observer, ("minmax", "percentile", "mse"))
+        for key in ("calib", "epochs", "batch_size"):
+            _positive(key, getattr(self, key))
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0 (got {self.lr})")
+        if not self.fuse:
+            raise ConfigError("--no-fuse (a quantization point on every Linear output) is not available yet; "
+                              "use --fuse (the default)")
+        if self.threads is not None:
+            _positive("threads", self.threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class RunConfig:
     """The resolved settings of one training run, as stored in a checkpoint's history."""
 

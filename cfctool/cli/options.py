@@ -41,13 +41,14 @@ _NOT_FLAGS = {"name", "dataset", "data_dir"}
 _PANELS = {ArchConfig: "Model settings", DataConfig: "Data settings", TrainConfig: "Training settings"}
 
 
-def setting_parameters() -> list[inspect.Parameter]:
-    """One keyword parameter per setting, default None (= the preset's value)."""
+def setting_parameters(panels: dict | None = None) -> list[inspect.Parameter]:
+    """One keyword parameter per setting of the config classes in `panels` ({class: panel
+    title}; default: the train settings), default None (= the preset's or class default)."""
     from cfctool.families import arch_settings
 
     choices = {name: s.choices for name, s in arch_settings().items()}
     params = []
-    for cls, panel in _PANELS.items():
+    for cls, panel in (panels or _PANELS).items():
         for f in fields(cls):
             if f.name in _NOT_FLAGS:
                 continue
@@ -58,7 +59,7 @@ def setting_parameters() -> list[inspect.Parameter]:
             if choices.get(f.name):
                 text += f" One of: {', '.join(choices[f.name])}."
             if default is not None:
-                text += f" [default: {default} unless the preset sets it]"
+                text += f" [default: {default}{' unless the preset sets it' if panels is None else ''}]"
             flag = "--" + f.name.replace("_", "-")
             decl = (f"{flag}/--no-{f.name.replace('_', '-')}",) if base is bool else (flag,)
             option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)

@@ -15,7 +15,7 @@ import torch
 from cfctool.checkpoint import Checkpoint
 
 # encodings each engine executes as stored; others are decoded to dense float first
-ENGINE_KEEPS: dict[str, tuple[str, ...]] = {"folded": (), "loop": ()}
+ENGINE_KEEPS: dict[str, tuple[str, ...]] = {"folded": (), "loop": (), "folded-int8": ("int8", "int4")}
 
 
 @dataclass
@@ -31,6 +31,15 @@ class Engine:
 def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
     from cfctool.models.registry import family_of
 
+    quant = (ckpt.record.get("compression") or {}).get("quantization")
+    if quant and quant.get("scheme") in ("static", "dynamic", "qat"):
+        from cfctool.models.quantized import QuantFoldedCfC, supports_integer
+
+        if supports_integer(ckpt, model):
+            module = QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {},
+                                    dynamic=quant["scheme"] == "dynamic")
+            return Engine("folded-int8", module, "int8 products with int32 accumulation (int4 weights widened to "
+                                                 "int8); the token table and the once-per-sequence readout in float32")
     name, module = family_of(model).engine(model)
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
     if name != "loop" and any(c not in ENGINE_KEEPS[name] for c in codecs):

@@ -1,0 +1,205 @@
+"""The folded CfC engine on integer kernels: int8 products with int32 accumulation.
+
+Built from a checkpoint whose weights are stored int8/int4 (symmetric, per row or per
+tensor; see `cfctool.ops.quantize`), the engine runs the folded step of
+`cfctool.models.inference` with the stored integers themselves. The y-space rewrite of
+the folded engine only scales whole columns or rows of a weight matrix, so it changes
+scales, never the integers:
+
+- the state half of the first product: ``y_q @ q_state`` with ``y_q = round(127 y)``
+  (y lives in [0, 1]: a fixed scale 1/127), output column j scaled by
+  ``2a * s_j / 127``; the input half and the biases stay in the float lookup table;
+- backbone layers: ``z_q @ q`` with z quantized at a calibrated scale (static) or at
+  ``max|z| / 127`` per step (dynamic); for ReLU, relu + quantize is one clamp;
+- the four heads as one int8 matrix (rows of ff1/ff2 scaled by 2c, NCP masks applied to
+  the integers), then sigmoid and lerp in float as in the float engine.
+
+One rescale per product (``bias + acc * column scale``). `simulate=True` computes the same
+integers with float matrix products (exact: the sums stay below 2^24), for tests and
+for the calibration observers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cfctool.models.inference import Folded, FoldedCfC
+
+Y_LEVELS = 127.0  # y in [0, 1] -> int8 0..127
+
+
+def int_weight(ckpt, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(int8 values, per-row scales) of a symmetric integer-encoded tensor, else None."""
+    from cfctool import encodings
+
+    spec = ckpt.encodings.get(name)
+    if spec is None or spec["codec"] not in ("int8", "int4") or not spec.get("symmetric", True):
+        return None
+    parts = ckpt.parts[name]
+    q = parts["q"]
+    if spec["codec"] == "int4":
+        q = encodings.unpack_int4(q, int(torch.tensor(spec["shape"]).prod())).reshape(spec["shape"])
+    scale = parts["scale"].float()
+    rows = q.shape[0]
+    return q, (scale.expand(rows).clone() if scale.numel() == 1 else scale)
+
+
+def supports_integer(ckpt, model) -> bool:
+    """A 'default'-mode folded model whose products' weights are all integer-encoded."""
+    from cfctool.models.inference import supports
+
+    if not supports(model):
+        return False
+    names = []
+    for k, cell in enumerate(model.rnn.cells):
+        names += [f"rnn.cells.{k}.backbone.{j}.weight" for j in range(len(cell.backbone))]
+        names += [f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
+    return all(int_weight(ckpt, n) is not None for n in names)
+
+
+class _Matmul:
+    """int8 x int8 -> int32 (or the same integers in float32 when simulating)."""
+
+    def __init__(self, simulate: bool):
+        self.simulate = simulate
+
+    def __call__(self, a_q: torch.Tensor, w_q_t: torch.Tensor) -> torch.Tensor:
+        if self.simulate:
+            return a_q.float() @ w_q_t.float()
+        return torch._int_mm(a_q, w_q_t).float()
+
+
+def quantize_activation(z: torch.Tensor, scale: float | None, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, scale) of an activation; scale None: dynamic (max |z| / 127 now)."""
+    if scale is None:
+        s = (z.amax() if relu else z.abs().amax()).clamp_min(1e-12) / 127.0
+    else:
+        s = torch.tensor(scale, dtype=z.dtype)
+    q = torch.round(z / s).clamp_(0 if relu else -127, 127).to(torch.int8)
+    return q, s
+
+
+class _QCell:
+    def __init__(self, ckpt, cell, k: int, folded_cell, act_scales: dict, dynamic: bool, mm: _Matmul,
+                 prev_scale: float):
+        h, n_in = cell.hidden, cell.input_size
+        a, c = cell.head_scale, cell.head_slope
+        self.h, self.mm, self.first = h, mm, k == 0
+        self.relu = isinstance(cell.act, nn.ReLU)
+        self.act = cell.act
+        prefix = f"rnn.cells.{k}"
+        mask = cell.sparsity_mask
+        heads = []
+        for head, gain in (("ff1", 2 * c), ("ff2", 2 * c), ("time_a", 1.0), ("time_b", 1.0)):
+            q, s = int_weight(ckpt, f"{prefix}.{head}.weight")
+            if mask is not None and head in ("ff1", "ff2"):
+                q = q * mask.to(q.dtype)
+            heads.append((q, s * gain))
+        heads_q = torch.cat([q for q, _ in heads])
+        heads_s = torch.cat([s for _, s in heads])
+        heads_b = torch.cat([2 * c * cell.ff1.bias, 2 * c * cell.ff2.bias, cell.time_a.bias, cell.time_b.bias]).detach()
+        widths = [layer.out_features for layer in cell.backbone]
+        if widths:
+            q1, s1 = int_weight(ckpt, f"{prefix}.backbone.0.weight")
+            self.layers = [(q.t().contiguous(), s) for q, s in
+                           (int_weight(ckpt, f"{prefix}.backbone.{j}.weight") for j in range(1, len(widths)))]
+            self.layer_b = [layer.bias.detach() for layer in cell.backbone[1:]]
+            self.heads = (heads_q.t().contiguous(), heads_s, heads_b)
+        else:  # NCP cells: the heads read [input; state]
+            q1, s1 = heads_q, heads_s
+            self.layers, self.layer_b, self.heads = [], [], None
+        # first product: state half (and, after cell 0, the previous cell's y) in y-space
+        self.state_q = q1[:, n_in:].t().contiguous()
+        self.state_s = s1 * (2 * a / Y_LEVELS)
+        if k > 0:
+            self.in_q = q1[:, :n_in].t().contiguous()
+            self.in_s = s1 * (2 * prev_scale / Y_LEVELS)
+        self.b1 = folded_cell.b1  # the float bias in y-space (from the decoded weights)
+        names = [f"cells.{k}.backbone.{j}" for j in range(len(widths))]
+        self.act_scales = [None if dynamic else act_scales[n] for n in names]
+
+    def step(self, pre_float: torch.Tensor | None, y_q: torch.Tensor, prev_q: torch.Tensor | None,
+             dt: torch.Tensor | float | None) -> torch.Tensor:
+        """New y from the input part `pre_float` (cell 0: the table row; else None)."""
+        h = self.h
+        base = pre_float if pre_float is not None else self.b1
+        pre = torch.addcmul(base, self.mm(y_q, self.state_q), self.state_s)
+        if prev_q is not None:
+            pre = pre.addcmul_(self.mm(prev_q, self.in_q), self.in_s)
+        if self.heads is not None:
+            z = pre.relu_() if self.relu else self.act(pre)
+            z_q, s_z = quantize_activation(z, self.act_scales[0], self.relu)
+            for (q, s), b, scale in zip(self.layers, self.layer_b, self.act_scales[1:]):
+                z = torch.addcmul(b, self.mm(z_q, q), s * s_z)
+                z = z.relu_() if self.relu else self.act(z)
+                z_q, s_z = quantize_activation(z, scale, self.relu)
+            q_t, s_h, b_h = self.heads
+            pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
+        s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
+        t_a, t_b = pre[:, 2 * h: 3 * h], pre[:, 3 * h:]
+        gate = (torch.add(t_b, t_a, alpha=dt) if isinstance(dt, float) else torch.addcmul(t_b, t_a, dt)).sigmoid_()
+        return torch.lerp(s1, s2, gate)
+
+
+def quantize_y(y: torch.Tensor) -> torch.Tensor:
+    return y.mul(Y_LEVELS).add_(0.5).to(torch.int8)  # y >= 0: round half up
+
+
+class QuantFolded(Folded):
+    """`Folded` with integer products; the same time-major input, initial state and readout."""
+
+    def __init__(self, model, dt, ckpt, act_scales: dict, dynamic: bool, simulate: bool):
+        super().__init__(model, None)  # the float table and biases, gate not folded
+        self.dt_value = dt
+        mm = _Matmul(simulate)
+        cells = model.rnn.cells
+        with torch.no_grad():
+            self.qcells = [_QCell(ckpt, cell, k, self.cells[k], act_scales, dynamic, mm,
+                                  cells[k - 1].head_scale if k else 1.0) for k, cell in enumerate(cells)]
+        self.constant_dt = dt is not None
+
+    def step(self, ys, u_t, dt_t, mask_t):
+        dt = self.dt_value if self.constant_dt else dt_t
+        out, prev_q = [], None
+        for k, qc in enumerate(self.qcells):
+            y_q = quantize_y(ys[k])
+            new = qc.step(u_t if k == 0 else None, y_q, prev_q, dt)
+            new = new if mask_t is None else torch.where(mask_t, new, ys[k])
+            out.append(new)
+            prev_q = quantize_y(new) if k + 1 < len(self.qcells) else None
+        return out
+
+
+class QuantFoldedCfC(FoldedCfC):
+    """The folded engine with int8 products (see module docstring); packing as FoldedCfC."""
+
+    def __init__(self, model: nn.Module, ckpt, act_scales: dict | None = None, dynamic: bool = False,
+                 simulate: bool = False, pack: bool = True):
+        super().__init__(model, pack=pack)
+        self.ckpt, self.act_scales, self.dynamic, self.simulate = ckpt, act_scales or {}, dynamic, simulate
+
+    def folded(self, dt):
+        if dt in self._cache:
+            return self._cache[dt]
+        f = QuantFolded(self.model, dt, self.ckpt, self.act_scales, self.dynamic, self.simulate)
+        if dt in (None, 1.0):
+            self._cache[dt] = f
+        return f
+
+    def states(self, x, dt=None, mask=None) -> list[torch.Tensor]:
+        """Every cell's per-step state x = a (2y - 1), (batch, time, hidden), as the loop
+        keeps them (for the state error of calibration)."""
+        from cfctool.models.inference import _constant
+
+        with torch.inference_mode():
+            f = self.folded(1.0 if dt is None else _constant(dt))
+            u, dts, masks = f.time_major(x, dt, mask)
+            ys = f.initial(u)
+            trace = [[] for _ in ys]
+            for t in range(u.shape[0]):
+                ys = f.step(ys, u[t], None if dts is None else dts[t], None if masks is None else masks[t])
+                for k, y in enumerate(ys):
+                    trace[k].append(y)
+        scales = [c.head_scale for c in self.model.rnn.cells]
+        return [a * (2 * torch.stack(tr, 1) - 1) for a, tr in zip(scales, trace)]

@@ -1,0 +1,215 @@
+"""`cfctool quantize`: weights stored as integers, activations calibrated, run on int8 kernels.
+
+- Weights: every Linear weight of the recurrent core and the readout (and the token
+  embedding, per row, unless `embedding=False`) is stored int8 or int4 (symmetric, per
+  output channel or per tensor) through the checkpoint's encodings.
+- Activations: `static` calibrates one scale per backbone layer on `calib` training
+  sequences (observer `minmax`, `percentile` or `mse`); the state y in [0, 1] has the
+  fixed scale 1/127. `dynamic` takes max |z| / 127 at every step instead.
+- `qat`: fine-tunes through `fit()` with the weights fake-quantized (straight-through),
+  then converts and calibrates as `static`.
+
+Every run reports the mean squared error of the cells' states against the fp32 model on
+the calibration sequences, so observers can be compared (SEEDS.md B, "Analysis": the
+error that matters is the state's, and it grows super-linearly with the weight error).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.errors import CfcError, DataError
+
+# candidates of the mse observer, as fractions of the min-max scale (clipping the tail)
+MSE_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+PERCENTILE = 99.99
+
+
+def weight_names(model: torch.nn.Module, embedding: bool) -> list[str]:
+    """The tensors to store as integers: Linear weights (core and readout), the embedding."""
+    names = [f"{name}.weight" for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    if embedding and getattr(model, "embedding", None) is not None:
+        names.append("embedding.weight")
+    return sorted(names)
+
+
+def _is_quantized(ckpt: Checkpoint) -> bool:
+    return bool((ckpt.record.get("compression") or {}).get("quantization")) or any(
+        spec["codec"] in ("int8", "int4") for spec in ckpt.encodings.values())
+
+
+def validate(ckpt: Checkpoint, cfg) -> None:
+    cfg.validate()
+    if _is_quantized(ckpt):
+        raise CfcError(f"{ckpt.source or 'the checkpoint'} is already quantized "
+                       f"({(ckpt.record.get('compression') or {}).get('quantization', {}).get('scheme', 'int')}); "
+                       "quantize its fp32 original instead")
+
+
+def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
+             progress=None) -> Checkpoint:
+    """A new checkpoint: integer weights, calibrated activation scales, the state error."""
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.runtime import threads as thread_scope
+
+    validate(ckpt, cfg)
+    say = notify or (lambda message: None)
+    started = time.perf_counter()
+    with thread_scope(cfg.threads):
+        model = model_from_checkpoint(ckpt)
+        original = model  # the fp32 model every state error is measured against
+        names = weight_names(model, cfg.embedding)
+        if not [n for n in names if n != "embedding.weight"]:
+            raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
+        calib = None
+        if cfg.scheme in ("static", "qat") or cfg.observer != "minmax" or cfg.calib:
+            calib = _calibration_data(ckpt, cfg, data_dir, say)
+        source = ckpt
+        if cfg.scheme == "qat":
+            ckpt = _qat(ckpt, cfg, names, data_dir, say, progress)
+        axis = 0 if cfg.granularity == "channel" else None
+        specs = {}
+        from cfctool.encodings import quantize_spec
+
+        for name in names:  # the embedding always per row: a token looks up its own row
+            specs[name] = quantize_spec(cfg.bits, list(ckpt.tensors[name].shape),
+                                        axis=0 if name == "embedding.weight" else axis)
+        quantized = ckpt.encode(specs)
+        qmodel = model_from_checkpoint(quantized)
+        scales: dict[str, float] = {}
+        if cfg.scheme in ("static", "qat"):
+            say(f"calibrating activation scales on {len(calib)} sequences ({cfg.observer} observer)")
+            scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original)
+        report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic") \
+            if calib is not None else None
+    wall = time.perf_counter() - started
+    compression = dict(source.record.get("compression") or {})
+    compression["quantization"] = {
+        "scheme": cfg.scheme, "bits": cfg.bits, "granularity": cfg.granularity,
+        "observer": cfg.observer if cfg.scheme != "dynamic" else None, "calib_sequences": len(calib) if calib else 0,
+        "fuse": cfg.fuse, "embedding": cfg.embedding, "weights": len(names),
+        "activations": "dynamic: max|z|/127 per step" if cfg.scheme == "dynamic" else "static",
+        "activation_scales": scales, "state_scale": "1/127 (y in [0, 1])",
+        **({"state_mse": report, "state_mse_against": "the fp32 input model"} if report else {}),
+    }
+    out = quantized.derive(compression=compression, metrics={})
+    return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
+                                          inputs=[source.source] if source.source else [], wall_time_s=wall))
+
+
+def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
+    from cfctool.data.registry import load_split, resolve_data_dir
+
+    directory, how = resolve_data_dir(ckpt, data_dir)
+    if how:
+        say(how)
+    try:
+        split = load_split(ckpt.task, "train", directory, ckpt.task_tensors())
+    except DataError as exc:
+        raise DataError(f"{cfg.scheme} quantization needs the training data of '{ckpt.task['dataset']}' "
+                        f"for calibration: {exc}") from None
+    return split.sample(cfg.calib or 256, seed=cfg.seed)
+
+
+def _batches(split, size: int = 256):
+    return [split.take(slice(i, i + size)) for i in range(0, len(split), size)]
+
+
+def calibrate(ckpt: Checkpoint, qmodel, calib, observer: str, reference) -> dict[str, float]:
+    """One scale per backbone layer ('cells.K.backbone.J'), from the decoded model's activations."""
+    acts: dict[str, list[torch.Tensor]] = {}
+    for b in _batches(calib):
+        for name, t in qmodel.capture(b.x, b.dt, b.mask).items():
+            if ".backbone." in name:
+                valid = t if b.mask is None else t[b.mask]
+                acts.setdefault(name, []).append(valid.reshape(-1))
+    scales = {}
+    for name, parts in acts.items():
+        values = torch.cat(parts).abs()
+        if observer == "percentile":
+            k = max(1, int(round(values.numel() * PERCENTILE / 100)))
+            top = values.kthvalue(min(k, values.numel())).values
+        else:
+            top = values.max()
+        scales[name] = max(float(top), 1e-8) / 127.0
+    if observer == "mse" and scales:
+        scales = _mse_search(ckpt, qmodel, reference, calib, scales)
+    return scales
+
+
+def _mse_search(ckpt, qmodel, reference, calib, scales: dict[str, float]) -> dict[str, float]:
+    """Per layer in turn, the candidate scale (a fraction of min-max) with the lowest state MSE."""
+    best = dict(scales)
+    for name in sorted(scales):
+        base = scales[name]
+        trials = {f: state_error(ckpt, qmodel, reference, calib, {**best, name: base * f}, False)["mean"]
+                  for f in MSE_FRACTIONS}
+        best[name] = base * min(trials, key=trials.get)
+    return best
+
+
+def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool) -> dict[str, float]:
+    """MSE of every cell's per-step states against the fp32 model: through the integer
+    engine (simulated exactly in float) where there is one, else the decoded weights
+    through the loop."""
+    from cfctool.models.quantized import QuantFoldedCfC, supports_integer
+
+    engine = QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, simulate=True) \
+        if supports_integer(ckpt, qmodel) else None
+    total, count, last_total, last_count = 0.0, 0, 0.0, 0
+    for b in _batches(calib):
+        want = reference.capture(b.x, b.dt, b.mask)
+        n_cells = sum(name.endswith(".state") for name in want)
+        if engine is not None:
+            got = engine.states(b.x, b.dt, b.mask)
+        else:
+            trace = qmodel.capture(b.x, b.dt, b.mask)
+            got = [trace[f"cells.{k}.state"] for k in range(n_cells)]
+        for k, states in enumerate(got):
+            diff = (states - want[f"cells.{k}.state"]).pow(2)
+            total += float((diff if b.mask is None else diff[b.mask]).sum())
+            count += diff.numel() if b.mask is None else int(b.mask.sum()) * diff.shape[-1]
+        final = (got[-1][:, -1] - want[f"cells.{n_cells - 1}.state"][:, -1]).pow(2)
+        last_total, last_count = last_total + float(final.sum()), last_count + final.numel()
+    return {"mean": total / max(count, 1), "final_state_last_cell": last_total / max(last_count, 1)}
+
+
+def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress) -> Checkpoint:
+    """Fine-tune with fake-quantized weights (straight-through), return the float result."""
+    from cfctool.configs import DataConfig, TrainConfig
+    from cfctool.data.registry import load_dataset
+    from cfctool.encodings import quant_params, quantize as quantize_values
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.fit import fit
+
+    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
+    data_settings = {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
+    data_settings.update(dataset=ckpt.task["dataset"], data_dir=str(data_dir) if data_dir else data_settings.get("data_dir"))
+    try:
+        dataset = load_dataset(DataConfig(**data_settings), seed=cfg.seed)
+    except DataError as exc:
+        raise DataError(f"quantization-aware training needs the task's data: {exc}") from None
+    say(f"quantization-aware training: {cfg.epochs} epoch(s) at lr {cfg.lr}")
+    model = model_from_checkpoint(ckpt)
+    axis = 0 if cfg.granularity == "channel" else None
+
+    def fake(bits: int):
+        def fn(w: torch.Tensor) -> torch.Tensor:
+            scale, _ = quant_params(w.detach(), bits, axis, True)
+            q = quantize_values(w, scale, None, bits, axis)
+            return (q.float().reshape(w.shape[0], -1) * scale.unsqueeze(1)).reshape(w.shape) if axis == 0 \
+                else q.float() * scale
+        return fn
+
+    fns = {n: fake(cfg.bits) for n in names}
+    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                            optimizer="adam", threads=cfg.threads)
+    fit(model, dataset, train_cfg, fake_quant=fns, progress=progress)
+    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return ckpt.derive(tensors=tensors)
+
+

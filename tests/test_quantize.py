@@ -1,0 +1,173 @@
+"""`quantize`: integer weights, the int8 engine against its exact simulation and the analytic
+error bound, observers, and the errors a user can hit."""
+
+import pytest
+import torch
+
+from cfctool.checkpoint import load, save
+from cfctool.configs import QuantizeConfig
+from cfctool.data.xor import generate
+from cfctool.errors import CfcError, ConfigError, DataError
+from cfctool.models.quantized import QuantFoldedCfC, quantize_activation, supports_integer
+from cfctool.models.registry import model_from_checkpoint
+from cfctool.ops.evaluate import evaluate
+from cfctool.ops.quantize import quantize
+
+
+@pytest.fixture(scope="module")
+def quantized(trained_xor):
+    out = {}
+    for arch in ("cfc", "cfc-deep", "cfc-ncp"):
+        ckpt = load(trained_xor[arch])
+        out[arch] = (ckpt, quantize(ckpt, QuantizeConfig(scheme="static", calib=128)))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-deep", "cfc-ncp"])
+def test_integer_engine_equals_its_float_simulation_and_eval_names_it(quantized, arch, tmp_path):
+    fp32, q = quantized[arch]
+    save(q, tmp_path / "q.st")
+    q = load(tmp_path / "q.st")
+    model = model_from_checkpoint(q)
+    assert supports_integer(q, model)
+    scales = q.record["compression"]["quantization"]["activation_scales"]
+    batch = generate(q.task, "test")
+    real = QuantFoldedCfC(model, q, scales)(batch.x, batch.dt, batch.mask)
+    simulated = QuantFoldedCfC(model, q, scales, simulate=True)(batch.x, batch.dt, batch.mask)
+    assert torch.equal(real, simulated)  # int32 accumulation is exact; so is the float simulation
+    report = evaluate(q)
+    assert report["engine"] == "folded-int8"
+    assert report["accuracy"] == pytest.approx((real.argmax(-1) == batch.y).float().mean().item())
+    assert abs(report["accuracy"] - evaluate(fp32)["accuracy"]) <= 0.02
+    with torch.no_grad():  # close to fp32, not equal: the activations really are quantized
+        want = model_from_checkpoint(fp32)(batch.x, batch.dt, batch.mask)
+    assert 0 < (real - want).abs().max() < 0.5
+
+
+def test_a_quantized_product_stays_within_the_analytic_bound():
+    """y = x W^T with W per-row int8 (scale s_j) and x int8 (scale s_x):
+    |y_j - y~_j| <= sum_i (|x_i| s_j / 2 + |W_ji| s_x / 2 + s_x s_j / 4)."""
+    from cfctool.encodings import quant_params, quantize as q_values
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(24, 40, generator=g)
+    x = torch.relu(torch.randn(16, 40, generator=g)) * 3
+    s_w, _ = quant_params(w, 8, 0, True)
+    w_q = q_values(w, s_w, None, 8, 0)
+    x_q, s_x = quantize_activation(x, None, relu=True)
+    got = (x_q.float() @ w_q.float().t()) * s_x * s_w
+    bound = x.abs() @ (s_w / 2).expand(40, 24) + (w.abs() * s_x / 2).sum(1) + 40 * s_x * s_w / 4
+    err = (got - x @ w.t()).abs()
+    assert (err <= bound + 1e-5).all()
+    assert err.max() > bound.max() / 100  # the bound is not vacuous for this example
+
+
+@pytest.fixture(scope="module")
+def learned_xor(tmp_path_factory):
+    """The quick XOR preset trained to ~100% (the tiny fixtures are near chance)."""
+    from cfctool.configs import resolve
+    from cfctool.ops.train import train
+
+    path = tmp_path_factory.mktemp("learned") / "xor.st"
+    save(train(resolve("xor", "cfc", overrides={"threads": 2, "train_size": 8000, "epochs": 3})), path)
+    return path
+
+
+def test_int4_weights_with_qat_and_file_sizes(trained_xor, learned_xor, tmp_path):
+    fp32 = load(trained_xor["cfc"])
+    q4 = quantize(fp32, QuantizeConfig(scheme="qat", bits=4, epochs=1, calib=64))
+    assert {s["codec"] for s in q4.encodings.values()} == {"int4"}
+    save(q4, tmp_path / "q4.st")
+    q8 = quantize(fp32, QuantizeConfig(scheme="static", calib=64))
+    save(q8, tmp_path / "q8.st")
+    from cfctool.ops.info import describe
+
+    weights = sum(v.numel() for k, v in fp32.tensors.items() if k.endswith(".weight"))
+    stored = lambda p: describe(load(p))["sizes"]["tensor_bytes"]  # noqa: E731  (a tiny model's file is mostly header)
+    # bytes saved: 3 of 4 per int8 weight, 3.5 of 4 per int4 weight, less a float scale per row
+    rows = sum(v.shape[0] for k, v in fp32.tensors.items() if k.endswith(".weight"))
+    assert stored(trained_xor["cfc"]) - stored(tmp_path / "q8.st") == 3 * weights - 4 * rows
+    assert stored(trained_xor["cfc"]) - stored(tmp_path / "q4.st") >= 3.5 * weights - 4 * rows - 8
+    good = load(learned_xor)
+    base = good.record["metrics"]["accuracy"]
+    assert base >= 0.95
+    static4 = evaluate(quantize(good, QuantizeConfig(bits=4, calib=128)))
+    qat4 = evaluate(quantize(good, QuantizeConfig(scheme="qat", bits=4, epochs=1, calib=128)))
+    assert qat4["engine"] == "folded-int8" and qat4["accuracy"] >= base - 0.03
+    assert qat4["accuracy"] >= static4["accuracy"] - 0.01  # fine-tuning through the rounding does not hurt
+
+
+def test_dynamic_scheme_needs_no_scales(trained_xor):
+    q = quantize(load(trained_xor["cfc"]), QuantizeConfig(scheme="dynamic", calib=64))
+    comp = q.record["compression"]["quantization"]
+    assert comp["activation_scales"] == {} and comp["state_mse"]["mean"] > 0
+    assert evaluate(q)["engine"] == "folded-int8"
+
+
+def test_mse_observer_beats_minmax_on_an_outlier_unit(trained_xor):
+    """Scaling one ReLU unit's input row by 30 and its head column by 1/30 leaves the fp32
+    function unchanged but stretches the min-max range: clipping it lowers the state error."""
+    ckpt = load(trained_xor["cfc"])
+    t = dict(ckpt.tensors)
+    w1, b1 = t["rnn.cells.0.backbone.0.weight"].clone(), t["rnn.cells.0.backbone.0.bias"].clone()
+    w1[0] *= 30
+    b1[0] *= 30
+    t["rnn.cells.0.backbone.0.weight"], t["rnn.cells.0.backbone.0.bias"] = w1, b1
+    for head in ("ff1", "ff2", "time_a", "time_b"):
+        w = t[f"rnn.cells.0.{head}.weight"].clone()
+        w[:, 0] /= 30
+        t[f"rnn.cells.0.{head}.weight"] = w
+    stretched = ckpt.derive(tensors=t)
+    batch = generate(ckpt.task, "test", 64)
+    with torch.no_grad():
+        same = model_from_checkpoint(stretched)(batch.x, batch.dt, batch.mask)
+        assert (same - model_from_checkpoint(ckpt)(batch.x, batch.dt, batch.mask)).abs().max() < 1e-4
+    minmax = quantize(stretched, QuantizeConfig(observer="minmax", calib=128)).record["compression"]["quantization"]
+    mse = quantize(stretched, QuantizeConfig(observer="mse", calib=128)).record["compression"]["quantization"]
+    name = "cells.0.backbone.0"
+    assert mse["activation_scales"][name] < minmax["activation_scales"][name]
+    assert mse["state_mse"]["mean"] < minmax["state_mse"]["mean"]
+
+
+def test_quantize_errors(trained_xor, quantized, tmp_path, cli):
+    with pytest.raises(CfcError, match="already quantized .*fp32 original"):
+        quantize(quantized["cfc"][1], QuantizeConfig())
+    with pytest.raises(ConfigError, match="bits must be 8 or 4"):
+        quantize(load(trained_xor["cfc"]), QuantizeConfig(bits=3))
+    r = cli("quantize", trained_xor["cfc"], "--bits", "3", "-o", tmp_path / "q.st")
+    assert r.code == 2 and "bits must be 8 or 4" in r.err and not (tmp_path / "q.st").exists()
+    r = cli("quantize", trained_xor["ltc"], "-o", tmp_path / "ltc.st")  # no integer path: runs simulated, says so
+    assert r.code == 0, r.err
+    report = evaluate(load(tmp_path / "ltc.st"))
+    assert report["engine"] == "loop" and "simulated" in report["engine_note"]
+
+
+def test_static_and_qat_without_the_task_data_are_clear_errors(tmp_path, monkeypatch):
+    """An IMDB-shaped checkpoint whose data is nowhere to be found."""
+    from cfctool.checkpoint import Checkpoint, new_record
+    from cfctool.models.registry import build_model
+
+    task = {"dataset": "imdb", "input": {"kind": "tokens", "vocab_size": 30, "pad_id": 0, "oov_id": 1},
+            "output": {"kind": "classification", "size": 2, "per_step": False},
+            "preprocessing": {"seq_len": 10, "vocab_words": 28}}
+    arch = dict(name="cfc", hidden=4, mode="default", backbone_widths=[4], backbone_activation="relu",
+                backbone_dropout=0.0, mixed_memory=False, embedding_dim=3, head_activation="tanh")
+    model = build_model(arch, task)
+    ckpt = Checkpoint(tensors={**model.state_dict(), "task.vocab": torch.zeros(5, dtype=torch.uint8)},
+                      record=new_record(arch, task))
+    monkeypatch.delenv("CFCTOOL_DATA", raising=False)
+    with pytest.raises(DataError, match="static quantization needs the training data of 'imdb'.*--data"):
+        quantize(ckpt, QuantizeConfig(scheme="static"))
+    with pytest.raises(DataError, match="qat quantization needs the training data"):
+        quantize(ckpt, QuantizeConfig(scheme="qat"))
+
+
+def test_cli_quantize_round_trip(cli, trained_xor, tmp_path):
+    out = tmp_path / "q.st"
+    r = cli("quantize", trained_xor["cfc-ncp"], "--observer", "percentile", "--calib", "64", "-o", out)
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(out) and "state MSE vs fp32" in r.err
+    info = cli("info", out)
+    assert "int8 tensors" in info.out and "quantization" in info.out
+    history = load(out).record["history"]
+    assert [h["command"] for h in history] == ["train", "quantize"]
