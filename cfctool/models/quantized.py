@@ -11,8 +11,12 @@ scales, never the integers:
   ``2a * s_j / 127``; the input half and the biases stay in the float lookup table;
 - backbone layers: ``z_q @ q`` with z quantized at a calibrated scale (static) or at
   ``max|z| / 127`` per step (dynamic); for ReLU, relu + quantize is one clamp;
-- the four heads as one int8 matrix (rows of ff1/ff2 scaled by 2c, NCP masks applied to
-  the integers), then sigmoid and lerp in float as in the float engine.
+- the heads as one int8 matrix (rows of ff1/ff2 scaled by 2c, NCP masks applied to the
+  integers), then sigmoid and lerp in float as in the float engine. With a constant dt
+  the gate's two heads become one, ``time_a * dt + time_b``, summed from the stored
+  integers and requantized per row when the engine is built (the one place the engine
+  runs integers that are not the stored ones; its error is in the state MSE and the
+  accuracy, both measured through this engine).
 
 One rescale per product (``bias + acc * column scale``). `simulate=True` computes the same
 integers with float matrix products (exact: the sums stay below 2^24), for tests and
@@ -67,104 +71,161 @@ class _Matmul:
     def __call__(self, a_q: torch.Tensor, w_q_t: torch.Tensor) -> torch.Tensor:
         if self.simulate:
             return a_q.float() @ w_q_t.float()
-        return torch._int_mm(a_q, w_q_t).float()
+        return torch._int_mm(a_q, w_q_t)  # int32: addcmul promotes it, no float copy
 
 
 def quantize_activation(z: torch.Tensor, scale: float | None, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 values, scale) of an activation; scale None: dynamic (max |z| / 127 now)."""
+    """(int8 values, scale) of an activation; scale None: dynamic (max |z| / 127 now).
+    ReLU outputs use 0..127 (round half up); others -127..127 (round half to even)."""
     if scale is None:
         s = (z.amax() if relu else z.abs().amax()).clamp_min(1e-12) / 127.0
     else:
         s = torch.tensor(scale, dtype=z.dtype)
-    q = torch.round(z / s).clamp_(0 if relu else -127, 127).to(torch.int8)
-    return q, s
+    if relu:
+        return z.div(s).add_(0.5).clamp_(0, 127).to(torch.int8), s
+    return torch.round(z / s).clamp_(-127, 127).to(torch.int8), s
+
+
+_HALF = torch.tensor(0.5)
+
+
+def fold_gate(t: torch.Tensor, h: int, dt: float) -> torch.Tensor:
+    """Columns [ff1, ff2, time_a, time_b] -> [ff1, ff2, time_a * dt + time_b] (last dim)."""
+    return torch.cat([t[..., : 2 * h], dt * t[..., 2 * h: 3 * h] + t[..., 3 * h:]], -1)
+
+
+def quantize_y(y: torch.Tensor) -> torch.Tensor:
+    """y in [0, 1] -> round(127 y) as int8 (round half up)."""
+    return torch.add(_HALF, y, alpha=Y_LEVELS).to(torch.int8)
 
 
 class _QCell:
+    """One cell's integer matrices and scales for a given dt (None: dt varies per step).
+
+    Fast path (ReLU backbone, static scales): relu + quantize of a backbone output is
+    ``clamp(bias' + acc * scale', 0, 127)`` with 1/s_z and the rounding offset folded into
+    bias' and scale' (for cell 0 into the token table, see QuantFolded)."""
+
     def __init__(self, ckpt, cell, k: int, folded_cell, act_scales: dict, dynamic: bool, mm: _Matmul,
-                 prev_scale: float):
+                 prev_scale: float, dt: float | None):
         h, n_in = cell.hidden, cell.input_size
         a, c = cell.head_scale, cell.head_slope
-        self.h, self.mm, self.first = h, mm, k == 0
+        self.h, self.mm, self.dt = h, mm, dt
         self.relu = isinstance(cell.act, nn.ReLU)
         self.act = cell.act
         prefix = f"rnn.cells.{k}"
         mask = cell.sparsity_mask
         heads = []
-        for head, gain in (("ff1", 2 * c), ("ff2", 2 * c), ("time_a", 1.0), ("time_b", 1.0)):
+        for head in ("ff1", "ff2", "time_a", "time_b"):
             q, s = int_weight(ckpt, f"{prefix}.{head}.weight")
             if mask is not None and head in ("ff1", "ff2"):
                 q = q * mask.to(q.dtype)
-            heads.append((q, s * gain))
+            heads.append((q, s * (2 * c if head.startswith("ff") else 1.0)))
+        biases = [2 * c * cell.ff1.bias, 2 * c * cell.ff2.bias, cell.time_a.bias, cell.time_b.bias]
+        if dt is not None:  # constant dt: one gate head time_a * dt + time_b, requantized per row
+            (qa, sa), (qb, sb) = heads[2], heads[3]
+            gate = dt * qa.float() * sa.unsqueeze(1) + qb.float() * sb.unsqueeze(1)
+            sg = gate.abs().amax(1).clamp_min(1e-12) / 127.0
+            heads[2:] = [(torch.round(gate / sg.unsqueeze(1)).clamp_(-127, 127).to(torch.int8), sg)]
+            biases[2:] = [dt * cell.time_a.bias + cell.time_b.bias]
+        self.gate_folded = dt is not None
         heads_q = torch.cat([q for q, _ in heads])
         heads_s = torch.cat([s for _, s in heads])
-        heads_b = torch.cat([2 * c * cell.ff1.bias, 2 * c * cell.ff2.bias, cell.time_a.bias, cell.time_b.bias]).detach()
+        heads_b = torch.cat(biases).detach()
         widths = [layer.out_features for layer in cell.backbone]
+        names = [f"cells.{k}.backbone.{j}" for j in range(len(widths))]
+        scales = [None if dynamic else float(act_scales[n]) for n in names]
+        self.fast = bool(widths) and self.relu and not dynamic
+        self.in_scale = scales[0] if self.fast else None  # cell 0's table is divided by it (QuantFolded)
         if widths:
             q1, s1 = int_weight(ckpt, f"{prefix}.backbone.0.weight")
-            self.layers = [(q.t().contiguous(), s) for q, s in
-                           (int_weight(ckpt, f"{prefix}.backbone.{j}.weight") for j in range(1, len(widths)))]
-            self.layer_b = [layer.bias.detach() for layer in cell.backbone[1:]]
-            self.heads = (heads_q.t().contiguous(), heads_s, heads_b)
+            layers = [int_weight(ckpt, f"{prefix}.backbone.{j}.weight") for j in range(1, len(widths))]
+            biases = [layer.bias.detach() for layer in cell.backbone[1:]]
+            self.layers = []
+            for (q, s), b, s_in, s_out in zip(layers, biases, scales[:-1], scales[1:]):
+                if self.fast:  # next z_q = clamp(b / s_out + 0.5 + acc * (s * s_in / s_out), 0, 127)
+                    self.layers.append((q.t().contiguous(), s * s_in / s_out, b / s_out + 0.5, s_out))
+                else:
+                    self.layers.append((q.t().contiguous(), s, b, s_out))
+            s_last = scales[-1]
+            self.heads = (heads_q.t().contiguous(), heads_s * s_last if self.fast else heads_s, heads_b)
+            self.scales = scales
         else:  # NCP cells: the heads read [input; state]
             q1, s1 = heads_q, heads_s
-            self.layers, self.layer_b, self.heads = [], [], None
-        # first product: state half (and, after cell 0, the previous cell's y) in y-space
+            self.layers, self.heads, self.scales = [], None, []
+        # first product: the state half (and, after cell 0, the previous cell's y) in y-space
+        div = self.in_scale if self.fast else 1.0
         self.state_q = q1[:, n_in:].t().contiguous()
-        self.state_s = s1 * (2 * a / Y_LEVELS)
+        self.state_s = s1 * (2 * a / Y_LEVELS) / div
+        b1 = folded_cell.b1 if widths or not self.gate_folded else fold_gate(folded_cell.b1, h, dt)
+        self.b1 = b1 / div + (0.5 if self.fast else 0.0)
+        self.folds_input = not widths and self.gate_folded  # NCP: the input part has 4 heads to fold
         if k > 0:
             self.in_q = q1[:, :n_in].t().contiguous()
-            self.in_s = s1 * (2 * prev_scale / Y_LEVELS)
-        self.b1 = folded_cell.b1  # the float bias in y-space (from the decoded weights)
-        names = [f"cells.{k}.backbone.{j}" for j in range(len(widths))]
-        self.act_scales = [None if dynamic else act_scales[n] for n in names]
+            self.in_s = s1 * (2 * prev_scale / Y_LEVELS) / div
 
     def step(self, pre_float: torch.Tensor | None, y_q: torch.Tensor, prev_q: torch.Tensor | None,
-             dt: torch.Tensor | float | None) -> torch.Tensor:
+             dt: torch.Tensor | None) -> torch.Tensor:
         """New y from the input part `pre_float` (cell 0: the table row; else None)."""
         h = self.h
-        base = pre_float if pre_float is not None else self.b1
-        pre = torch.addcmul(base, self.mm(y_q, self.state_q), self.state_s)
+        pre = torch.addcmul(pre_float if pre_float is not None else self.b1, self.mm(y_q, self.state_q), self.state_s)
         if prev_q is not None:
             pre = pre.addcmul_(self.mm(prev_q, self.in_q), self.in_s)
         if self.heads is not None:
-            z = pre.relu_() if self.relu else self.act(pre)
-            z_q, s_z = quantize_activation(z, self.act_scales[0], self.relu)
-            for (q, s), b, scale in zip(self.layers, self.layer_b, self.act_scales[1:]):
-                z = torch.addcmul(b, self.mm(z_q, q), s * s_z)
-                z = z.relu_() if self.relu else self.act(z)
-                z_q, s_z = quantize_activation(z, scale, self.relu)
-            q_t, s_h, b_h = self.heads
-            pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
-        s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
-        t_a, t_b = pre[:, 2 * h: 3 * h], pre[:, 3 * h:]
-        gate = (torch.add(t_b, t_a, alpha=dt) if isinstance(dt, float) else torch.addcmul(t_b, t_a, dt)).sigmoid_()
+            if self.fast:  # pre is already z / s_z + 0.5
+                z_q = pre.clamp_(0, 127).to(torch.int8)
+                for q_t, s, b, _ in self.layers:
+                    z_q = torch.addcmul(b, self.mm(z_q, q_t), s).clamp_(0, 127).to(torch.int8)
+                q_t, s_h, b_h = self.heads
+                pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h)
+            else:
+                z = pre.relu_() if self.relu else self.act(pre)
+                z_q, s_z = quantize_activation(z, self.scales[0], self.relu)
+                for q_t, s, b, scale in self.layers:
+                    z = torch.addcmul(b, self.mm(z_q, q_t), s * s_z)
+                    z = z.relu_() if self.relu else self.act(z)
+                    z_q, s_z = quantize_activation(z, scale, self.relu)
+                q_t, s_h, b_h = self.heads
+                pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
+        if self.gate_folded:
+            s1, s2, gate = pre.sigmoid_().split(h, 1)
+        else:
+            s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
+            gate = torch.addcmul(pre[:, 3 * h:], pre[:, 2 * h: 3 * h], dt).sigmoid_()
         return torch.lerp(s1, s2, gate)
-
-
-def quantize_y(y: torch.Tensor) -> torch.Tensor:
-    return y.mul(Y_LEVELS).add_(0.5).to(torch.int8)  # y >= 0: round half up
 
 
 class QuantFolded(Folded):
     """`Folded` with integer products; the same time-major input, initial state and readout."""
 
     def __init__(self, model, dt, ckpt, act_scales: dict, dynamic: bool, simulate: bool):
-        super().__init__(model, None)  # the float table and biases, gate not folded
-        self.dt_value = dt
+        super().__init__(model, None)  # the float table and biases in y-space, 4 heads
         mm = _Matmul(simulate)
         cells = model.rnn.cells
         with torch.no_grad():
             self.qcells = [_QCell(ckpt, cell, k, self.cells[k], act_scales, dynamic, mm,
-                                  cells[k - 1].head_scale if k else 1.0) for k, cell in enumerate(cells)]
+                                  cells[k - 1].head_scale if k else 1.0, dt) for k, cell in enumerate(cells)]
+            first = self.qcells[0]
+            self.dt_value = dt
+            if first.folds_input and self.table is not None:
+                self.table = fold_gate(self.table, first.h, dt)
+            if first.fast and self.table is not None:  # the table row becomes z / s_z + 0.5
+                self.table = self.table / first.in_scale + 0.5
         self.constant_dt = dt is not None
 
+    def time_major(self, x, dt, mask):
+        u, dts, masks = super().time_major(x, dt, mask)
+        first = self.qcells[0]
+        if first.folds_input and self.table is None:
+            u = fold_gate(u, first.h, self.dt_value)
+        if first.fast and self.table is None:
+            u = u / first.in_scale + 0.5
+        return u, dts, masks
+
     def step(self, ys, u_t, dt_t, mask_t):
-        dt = self.dt_value if self.constant_dt else dt_t
         out, prev_q = [], None
         for k, qc in enumerate(self.qcells):
-            y_q = quantize_y(ys[k])
-            new = qc.step(u_t if k == 0 else None, y_q, prev_q, dt)
+            new = qc.step(u_t if k == 0 else None, quantize_y(ys[k]), prev_q, None if self.constant_dt else dt_t)
             new = new if mask_t is None else torch.where(mask_t, new, ys[k])
             out.append(new)
             prev_q = quantize_y(new) if k + 1 < len(self.qcells) else None

@@ -39,7 +39,9 @@ def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
             module = QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {},
                                     dynamic=quant["scheme"] == "dynamic")
             return Engine("folded-int8", module, "int8 products with int32 accumulation (int4 weights widened to "
-                                                 "int8); the token table and the once-per-sequence readout in float32")
+                                                 "int8; with constant dt the two gate heads summed and requantized "
+                                                 "per row at load); the token table and the once-per-sequence "
+                                                 "readout in float32")
     name, module = family_of(model).engine(model)
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
     if name != "loop" and any(c not in ENGINE_KEEPS[name] for c in codecs):
