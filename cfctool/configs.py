@@ -175,6 +175,8 @@ class QuantizeConfig:
     calib: int = _help("Training sequences used for calibration and the state-error report.", 256)
     fuse: bool = _help("Quantize the fused products (Linear + activation; the four heads as one matrix).", True)
     embedding: bool = _help("Store the token embedding as integers too (per row).", True)
+    fold_embedding: bool = _help("First fold the embedding into the first backbone layer's input half (exact): "
+                                 "a vocabulary x units table instead of vocabulary x embedding width.", False)
     epochs: int = _help("qat: fine-tuning epochs.", 1)
     lr: float = _help("qat: learning rate.", 1e-4)
     batch_size: int = _help("qat: batch size.", 128)

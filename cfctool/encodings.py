@@ -7,8 +7,8 @@ Loading checks every part against that spec (names, dtypes, shapes, ranges) and 
 the model gets dense weights while the parts stay available to integer engines.
 
 Codecs (parts):
-- ``int8``: ``q`` int8 of the tensor's shape, ``scale`` float32, ``zero_point`` int8 when
-  not symmetric. ``scale``/``zero_point`` have one entry per row (``axis: 0``: per output
+- ``int8``: ``q`` int8 of the tensor's shape, ``scale`` float32 (or float16, as the spec's
+  ``scale_dtype`` says), ``zero_point`` int8 when not symmetric. ``scale``/``zero_point`` have one entry per row (``axis: 0``: per output
   channel of a Linear, per row of an embedding) or one for the tensor (``axis: null``).
   Decoded ``(q - zero_point) * scale``.
 - ``int4``: as int8 with values in [-8, 7], packed two per byte into ``q`` (uint8, low
@@ -33,8 +33,12 @@ _QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
-def quantize_spec(bits: int, shape, axis: int | None = 0, symmetric: bool = True, dtype: str = "float32") -> dict:
-    return {"codec": f"int{bits}", "shape": list(shape), "dtype": dtype, "axis": axis, "symmetric": symmetric}
+def quantize_spec(bits: int, shape, axis: int | None = 0, symmetric: bool = True, dtype: str = "float32",
+                  scale_dtype: str = "float32") -> dict:
+    """`scale_dtype` float16 halves the scales' bytes (worth it for an embedding's row
+    scales); values are quantized with the rounded scales, so decoding is consistent."""
+    return {"codec": f"int{bits}", "shape": list(shape), "dtype": dtype, "axis": axis, "symmetric": symmetric,
+            "scale_dtype": scale_dtype}
 
 
 def sparse_spec(shape, layout: str = "auto", dtype: str = "float32") -> dict:
@@ -86,8 +90,10 @@ def quantize(t: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bi
 def _encode_int(t: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
     bits = int(spec["codec"][3:])
     scale, zero = quant_params(t, bits, spec["axis"], spec["symmetric"])
+    scale_dtype = _FLOATS[spec.get("scale_dtype", "float32")]
+    scale = scale.to(scale_dtype).float()  # quantize with the scale as stored
     q = quantize(t, scale, zero, bits, spec["axis"])
-    parts = {"q": pack_int4(q) if bits == 4 else q, "scale": scale.float().contiguous()}
+    parts = {"q": pack_int4(q) if bits == 4 else q, "scale": scale.to(scale_dtype).contiguous()}
     if zero is not None:
         parts["zero_point"] = zero
     return parts
@@ -137,7 +143,8 @@ def _unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
 def expected_parts(spec: dict[str, Any]) -> dict[str, torch.dtype | tuple[torch.dtype, ...]]:
     codec = spec.get("codec")
     if codec in _QRANGE:
-        parts: dict[str, Any] = {"q": torch.int8 if codec == "int8" else torch.uint8, "scale": torch.float32}
+        parts: dict[str, Any] = {"q": torch.int8 if codec == "int8" else torch.uint8,
+                                 "scale": _FLOATS.get(spec.get("scale_dtype", "float32"), torch.float32)}
         if not spec.get("symmetric", True):
             parts["zero_point"] = torch.int8
         return parts
@@ -192,7 +199,7 @@ def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], sour
         for part in ("scale", "zero_point"):
             if part in parts and parts[part].numel() != groups:
                 raise bad(f"'{name}.{part}' has {parts[part].numel()} entries, expected {groups}")
-        scale = parts["scale"]
+        scale = parts["scale"].float()
         if not torch.isfinite(scale).all() or (scale <= 0).any():
             raise bad(f"'{name}.scale' has non-positive or non-finite entries")
         g = _rows(q.float(), axis)

@@ -171,3 +171,45 @@ def test_cli_quantize_round_trip(cli, trained_xor, tmp_path):
     assert "int8 tensors" in info.out and "quantization" in info.out
     history = load(out).record["history"]
     assert [h["command"] for h in history] == ["train", "quantize"]
+
+
+def test_fold_embedding_is_exact_and_quantizes_per_row(tmp_path):
+    """A token model: E W_in^T as the table gives the same outputs (loop and folded engine)."""
+    from cfctool.checkpoint import Checkpoint, new_record
+    from cfctool.families.cfc import fold_embedding
+    from cfctool.models.inference import FoldedCfC
+    from cfctool.models.registry import build_model
+
+    task = {"dataset": "imdb", "input": {"kind": "tokens", "vocab_size": 50, "pad_id": 0, "oov_id": 1},
+            "output": {"kind": "classification", "size": 2, "per_step": False},
+            "preprocessing": {"seq_len": 12, "vocab_words": 48}}
+    arch = dict(name="cfc", hidden=10, mode="default", backbone_widths=[6, 5], backbone_activation="relu",
+                backbone_dropout=0.0, mixed_memory=False, embedding_dim=16, head_activation="lecun_tanh")
+    torch.manual_seed(0)
+    model = build_model(arch, task)
+    ckpt = Checkpoint(tensors=dict(model.state_dict()), record=new_record(arch, task))
+    folded = fold_embedding(ckpt)
+    assert folded.tensors["embedding.weight"].shape == (50, 6) and folded.arch["input_projected"]
+    save(folded, tmp_path / "f.st")
+    back = model_from_checkpoint(load(tmp_path / "f.st"))
+    x = torch.randint(0, 50, (7, 12))
+    mask = torch.arange(12).unsqueeze(0) < torch.tensor([12, 3, 7, 1, 12, 9, 5]).unsqueeze(1)
+    with torch.no_grad():
+        want = model.eval()(x, None, mask)
+        assert (back(x, None, mask) - want).abs().max() <= 1e-5  # the training loop
+    assert (FoldedCfC(back)(x, None, mask) - want).abs().max() <= 1e-5  # and the folded engine
+    from cfctool.errors import CfcError
+    from cfctool.ops.quantize import fold_embedding as op_fold
+
+    with pytest.raises(CfcError, match="not folded yet"):
+        op_fold(folded)
+
+
+def test_embedding_row_scales_are_float16_and_decode_consistently(trained_xor):
+    from cfctool import encodings
+
+    w = torch.randn(30, 8, generator=torch.Generator().manual_seed(3))
+    parts, spec = encodings.encode(w, encodings.quantize_spec(8, w.shape, scale_dtype="float16"))
+    assert parts["scale"].dtype == torch.float16
+    back = encodings.decode("w", spec, parts)
+    assert ((back - w).abs() <= parts["scale"].float().unsqueeze(1) * 0.5 + 1e-6).all()

@@ -70,11 +70,24 @@ def build_vocab(texts: Iterator[list[str]], size: int) -> list[str]:
 
 
 def vocab_to_tensor(words: list[str]) -> torch.Tensor:
-    return torch.tensor(list("\n".join(words).encode("utf-8")), dtype=torch.uint8)
+    """The words, newline-separated UTF-8, zlib-compressed (level 9: deterministic bytes;
+    a 20,000-word vocabulary takes ~70 KB instead of ~170 KB, which matters once the
+    weights are int8)."""
+    import zlib
+
+    data = zlib.compress("\n".join(words).encode("utf-8"), 9)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
 
 def vocab_from_tensor(t: torch.Tensor) -> list[str]:
-    return bytes(t.tolist()).decode("utf-8").split("\n")
+    import zlib
+
+    data = t.numpy().tobytes()
+    try:
+        data = zlib.decompress(data)
+    except zlib.error:  # checkpoints before compression stored the plain text
+        pass
+    return data.decode("utf-8").split("\n")
 
 
 def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int,

@@ -52,6 +52,8 @@ class Family:
     - `counts(model)`: {'params', 'nonzero_params', 'rnn_params'}.
     - `engine(model)`: (engine name, module) of the fastest exact inference form.
     - `upgrade(arch)`: a format-1 arch record rewritten in the current form.
+    - `fold_embedding(ckpt)`: the same function with the token embedding multiplied into
+      the first product (a smaller table); None where the family has no such form.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Family:
     defaults: dict[str, Any] = field(default_factory=dict)
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     validate: Callable[[dict[str, Any]], None] | None = None
+    fold_embedding: Callable[[Any], Any] | None = None
 
     def setting_names(self) -> set[str]:
         return {s.name for s in self.settings}

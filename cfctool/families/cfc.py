@@ -43,6 +43,26 @@ def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
             "mixed_memory": values["mixed_memory"], **front_end(values, task)}
 
 
+def fold_embedding(ckpt):
+    """The same function with the embedding multiplied into the first backbone layer's
+    input half: a (vocabulary x units) table instead of (vocabulary x embedding width)
+    plus that half, so 3x fewer bytes for IMDB's 192 -> 64. Exact up to float rounding."""
+    arch = ckpt.arch
+    if ckpt.task["input"]["kind"] != "tokens" or arch.get("input_projected"):
+        raise ValueError("only token models whose embedding is not folded yet can fold it")
+    if not arch["backbone_widths"] or arch["mixed_memory"]:
+        raise ValueError("folding the embedding needs a backbone (its first layer is linear in its input) "
+                         "and no mixed memory (the LSTM reads the embedding itself)")
+    t = dict(ckpt.tensors)
+    e, w = t["embedding.weight"], t["rnn.cells.0.backbone.0.weight"]
+    n_in = e.shape[1]
+    t["embedding.weight"] = (e.double() @ w[:, :n_in].double().t()).float()
+    t["rnn.cells.0.backbone.0.weight"] = w[:, n_in:].contiguous()
+    new_arch = {**arch, "input_projected": True, "embedding_dim": arch["backbone_widths"][0],
+                "embedding_folded_from": n_in}
+    return ckpt.derive(tensors=t, arch=new_arch)
+
+
 def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
     """Format 1 recorded `backbone_units` x `backbone_layers`; records before head
     activations were selectable had tanh heads."""
@@ -59,7 +79,8 @@ def build(arch: dict[str, Any], features: int):
     from cfctool.models.cfc import CfC, CfCCell
 
     cell = CfCCell(features, arch["hidden"], arch["mode"], arch["backbone_widths"], arch["backbone_activation"],
-                   arch["backbone_dropout"], head_activation=arch["head_activation"])
+                   arch["backbone_dropout"], head_activation=arch["head_activation"],
+                   input_projected=arch.get("input_projected", False))
     return CfC([cell], mixed_memory=arch["mixed_memory"])
 
 
@@ -95,7 +116,7 @@ def engine(model):
 
 FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (ReLU 64x1 by default).", settings=SETTINGS,
                 record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
-                upgrade=upgrade)
+                upgrade=upgrade, fold_embedding=fold_embedding)
 DEEP = Family(name="cfc-deep", summary="CfC with a deep backbone (256x5, dropout 0.1).", settings=SETTINGS,
               record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
-              upgrade=upgrade, defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})
+              upgrade=upgrade, fold_embedding=fold_embedding, defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})

@@ -50,6 +50,7 @@ class CfCCell(nn.Module):
         dropout: float = 0.0,
         sparsity_mask: torch.Tensor | None = None,
         head_activation: str = "tanh",
+        input_projected: bool = False,
     ):
         super().__init__()
         if mode not in ("default", "no_gate", "pure"):
@@ -61,7 +62,13 @@ class CfCCell(nn.Module):
         self.head_scale, self.head_slope = HEAD_ACTIVATIONS[head_activation]
         self.act = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
-        widths = [input_size + hidden, *backbone_widths]  # one entry per backbone layer
+        # input_projected: the input already is the first backbone layer's input product (a
+        # folded embedding, E W_in^T), so that layer reads only the state (plus its bias)
+        self.input_projected = input_projected
+        if input_projected and (not backbone_widths or backbone_widths[0] != input_size):
+            raise ValueError("a projected input must have the first backbone layer's width")
+        self.n_in = 0 if input_projected else input_size  # input columns of the first product
+        widths = [self.n_in + hidden, *backbone_widths]  # one entry per backbone layer
         self.backbone = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         head_in = widths[-1]
         self.ff1 = nn.Linear(head_in, hidden)
@@ -109,6 +116,8 @@ class CfCCell(nn.Module):
             w, b = self.backbone[0].weight, self.backbone[0].bias
         else:
             w, b = self.head_params()
+        if self.input_projected:
+            return None, w, b
         return w[:, : self.input_size], w[:, self.input_size :], b
 
     def combine(self, heads: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
@@ -187,7 +196,7 @@ class CfC(nn.Module):
         w_in, w_rec0, b0 = self.cells[0].first_params()
         # the input half of cell 0 for all steps in one product; per-step slices are strided
         # views (addmm reads them as they are; a time-major copy would cost more than it saves)
-        u0 = F.linear(x, w_in, b0).unbind(1)
+        u0 = (x + b0 if w_in is None else F.linear(x, w_in, b0)).unbind(1)
         plan = []  # per cell: (w_input^T, w_state^T, bias, backbone (W^T, b) list, heads (W^T, b)), contiguous
         for k, cell in enumerate(self.cells):
             wi, wr, b = (None, w_rec0, None) if k == 0 else cell.first_params()

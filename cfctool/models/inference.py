@@ -56,7 +56,7 @@ class _Cell:
     """One cell's folded weights, for a given constant dt (None: dt varies per step)."""
 
     def __init__(self, cell: CfCCell, first: bool, dt: float | None, previous_scale: float = 1.0):
-        h, n_in = cell.hidden, cell.input_size
+        h, n_in = cell.hidden, cell.n_in
         self.h = h
         self.scale = cell.head_scale
         self.relu = isinstance(cell.act, nn.ReLU)
@@ -112,7 +112,8 @@ class Folded:
             first = self.cells[0]
             self.table = None
             if model.embedding is not None:  # one row per token: E @ W_in^T + b
-                self.table = torch.addmm(first.b1, model.embedding.weight, first.w_in_t)
+                self.table = (model.embedding.weight + first.b1 if model.rnn.cells[0].input_projected
+                              else torch.addmm(first.b1, model.embedding.weight, first.w_in_t))
             self.head_w, self.head_b = _to_y_space(model.head.weight, model.head.bias, slice(None),
                                                    cells[-1].head_scale)
         self.constant_dt = dt is not None

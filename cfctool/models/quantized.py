@@ -108,7 +108,7 @@ class _QCell:
 
     def __init__(self, ckpt, cell, k: int, folded_cell, act_scales: dict, dynamic: bool, mm: _Matmul,
                  prev_scale: float, dt: float | None):
-        h, n_in = cell.hidden, cell.input_size
+        h, n_in = cell.hidden, cell.n_in
         a, c = cell.head_scale, cell.head_slope
         self.h, self.mm, self.dt = h, mm, dt
         self.relu = isinstance(cell.act, nn.ReLU)

@@ -59,6 +59,9 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
     validate(ckpt, cfg)
     say = notify or (lambda message: None)
     started = time.perf_counter()
+    input_ckpt = ckpt
+    if cfg.fold_embedding:
+        ckpt = fold_embedding(ckpt)
     with thread_scope(cfg.threads):
         model = model_from_checkpoint(ckpt)
         original = model  # the fp32 model every state error is measured against
@@ -75,9 +78,10 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         specs = {}
         from cfctool.encodings import quantize_spec
 
-        for name in names:  # the embedding always per row: a token looks up its own row
-            specs[name] = quantize_spec(cfg.bits, list(ckpt.tensors[name].shape),
-                                        axis=0 if name == "embedding.weight" else axis)
+        for name in names:  # the embedding always per row (a token looks up its own row), fp16 row scales
+            table = name == "embedding.weight"
+            specs[name] = quantize_spec(cfg.bits, list(ckpt.tensors[name].shape), axis=0 if table else axis,
+                                        scale_dtype="float16" if table else "float32")
         quantized = ckpt.encode(specs)
         qmodel = model_from_checkpoint(quantized)
         scales: dict[str, float] = {}
@@ -87,7 +91,10 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic") \
             if calib is not None else None
     wall = time.perf_counter() - started
-    compression = dict(source.record.get("compression") or {})
+    compression = dict(input_ckpt.record.get("compression") or {})
+    if cfg.fold_embedding:
+        compression["embedding_folded"] = {"from_width": ckpt.arch["embedding_folded_from"],
+                                           "to_width": ckpt.arch["embedding_dim"]}
     compression["quantization"] = {
         "scheme": cfg.scheme, "bits": cfg.bits, "granularity": cfg.granularity,
         "observer": cfg.observer if cfg.scheme != "dynamic" else None, "calib_sequences": len(calib) if calib else 0,
@@ -98,7 +105,19 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
     }
     out = quantized.derive(compression=compression, metrics={})
     return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
-                                          inputs=[source.source] if source.source else [], wall_time_s=wall))
+                                          inputs=[input_ckpt.source] if input_ckpt.source else [], wall_time_s=wall))
+
+
+def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
+    from cfctool.families import get
+
+    folder = get(ckpt.arch["name"]).fold_embedding
+    if folder is None:
+        raise CfcError(f"--fold-embedding is not available for '{ckpt.arch['name']}' models")
+    try:
+        return folder(ckpt)
+    except ValueError as exc:
+        raise CfcError(f"--fold-embedding: {exc}") from None
 
 
 def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
