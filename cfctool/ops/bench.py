@@ -21,7 +21,9 @@ from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.errors import ConfigError
 
-ENGINES = ("torch", "onnxruntime")
+# torch: the fastest exact engine for the checkpoint (ops.engines.choose); loop: the training
+# loop under inference mode (plain PyTorch eager, the seed tables' baseline); onnxruntime
+ENGINES = ("torch", "loop", "onnxruntime")
 
 
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
@@ -148,6 +150,11 @@ class _Subject:
         self.export: dict | None = None
         if engine == "torch":
             self.run, self.engine = _torch_runner(ckpt, self.model, device)
+        elif engine == "loop":
+            note = "decoded weights (simulated)" if ckpt.encodings else None
+            self.engine = Engine("loop", self.model.to(device).eval(), note)
+            self.run = call_in_inference_mode(self.engine.module) if device.type == "cpu" else \
+                _torch_runner(ckpt, self.model, device)[0]
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
             note = ("a float graph of the decoded weights: simulated, not integer or sparse kernels"
@@ -194,9 +201,11 @@ class _Subject:
 def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None = None, split: str = "test",
           data_dir=None, batch_size: int = 128, seq_len: int | None = None, batches: int | None = None,
           repeats: int = 5, warmup: int = 1, threads: int | None = None, device: str = "cpu",
-          notify=None) -> dict[str, Any]:
+          notify=None, also: list[tuple[Checkpoint, str]] | None = None) -> dict[str, Any]:
     """Time the checkpoint (and `against`, interleaved) on the split; `notify(message)`
-    receives progress lines (the library prints nothing itself)."""
+    receives progress lines (the library prints nothing itself). `also`: more
+    (checkpoint, engine) pairs of the same task timed in the same interleaved passes,
+    reported under 'also' with their ratios to `against` (or to the checkpoint)."""
     from cfctool.ops.runtime import resolve_device
     from cfctool.ops.runtime import threads as thread_scope
 
@@ -216,9 +225,12 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
     where = resolve_device(device)
     if where.type != "cpu" and "onnxruntime" in engines:
         raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine torch with --device cuda")
-    if against is not None and against.task.get("dataset") != ckpt.task.get("dataset"):
-        raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
-                          f"not {against.task.get('dataset')}")
+    for other in [against, *(c for c, _ in (also or []))]:
+        if other is not None and other.task.get("dataset") != ckpt.task.get("dataset"):
+            raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
+                              f"not {other.task.get('dataset')}")
+    if any(e not in ENGINES for _, e in (also or [])):
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}")
     with thread_scope(threads):
         data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches, notify=say)
         n_items = sum(len(b) for b in data)
@@ -227,7 +239,8 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
             say("exporting to ONNX for the onnxruntime engine")
         subjects = [_Subject(ckpt, e, data, threads, where) for e in engines]
         base = [_Subject(against, e, data, threads, where) for e in engines] if against is not None else []
-        everyone = subjects + base
+        extra = [_Subject(c, e, data, threads, where) for c, e in (also or [])]
+        everyone = subjects + base + extra
         for _ in range(warmup):
             for s in everyone:
                 s.timed_pass(data[:1], keep=False)
@@ -250,6 +263,10 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
     if base:
         report["against"] = [s.report(n_items, length, labels, mask) for s in base]
         report["ratios"] = [_ratios(a, b) for a, b in zip(report["results"], report["against"])]
+    if extra:
+        reference = (report.get("against") or report["results"])[0]
+        report["also"] = [s.report(n_items, length, labels, mask) for s in extra]
+        report["also_ratios"] = [_ratios(a, reference) for a in report["also"]]
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
 

@@ -1,0 +1,113 @@
+"""The seed's quantization table (SEEDS.md B) on this machine: accuracy, file ratio, CPU speed.
+
+For each fp32 checkpoint it makes the variants with `cfctool.ops.quantize` (saved under
+--out-dir), then times the whole test split in one process, 1 thread by default, all
+subjects interleaved: the fp32 model on our fastest fp32 engine (folded), the fp32 model
+in plain PyTorch eager (the training loop: the seed's baseline) and every variant on the
+engine `cfctool eval` uses for it. Accuracy comes from the same passes. Results merge
+into benchmarks/results/quantize.yaml; `python benchmarks/tables.py` renders the README.
+
+    python benchmarks/quantize.py /work/runs/baselines/imdb-cfc-reference.st --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, merge_result  # noqa: E402
+
+VARIANTS = {  # name: QuantizeConfig settings
+    "dynamic": {"scheme": "dynamic"},
+    "static": {"scheme": "static", "observer": "minmax"},
+    "static-mse": {"scheme": "static", "observer": "mse"},
+    "qat": {"scheme": "qat", "epochs": 1},
+    "int4-qat": {"scheme": "qat", "bits": 4, "epochs": 1},
+    "static-fold": {"scheme": "static", "observer": "minmax", "fold_embedding": True},
+}
+SEED = {  # SEEDS.md B: fp32 / static / +fusing / QAT accuracy, compression, int8 speed-up (fused) vs fp32 eager
+    "imdb/cfc": {"fp32": 0.861, "static": 0.860, "fused": 0.861, "qat": 0.868, "compression": 3.8, "speedup": 2.0},
+    "imdb/cfc-deep": {"fp32": 0.881, "static": 0.872, "fused": 0.871, "qat": 0.876, "compression": 3.8, "speedup": 3.2},
+    "imdb/cfc-ncp": {"fp32": 0.842, "static": 0.838, "fused": None, "qat": 0.839, "compression": 3.8, "speedup": 1.9},
+    "person_activity/cfc": {"fp32": 0.872, "static": 0.864, "fused": 0.864, "qat": 0.865, "compression": 3.1,
+                            "speedup": 1.9},
+}
+
+
+def run(path: Path, args) -> dict:
+    from cfctool import checkpoint
+    from cfctool.configs import QuantizeConfig
+    from cfctool.ops.bench import bench
+    from cfctool.ops.quantize import quantize
+
+    fp32 = checkpoint.load(path)
+    key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    variants, made = {}, {}
+    for name in args.variants:
+        target = out_dir / f"{path.stem}-{name}.st"
+        if args.reuse and target.exists():
+            variants[name] = checkpoint.load(target)
+            made[name] = {"reused": str(target)}
+            continue
+        start = time.perf_counter()
+        q = quantize(fp32, QuantizeConfig(threads=args.threads, calib=args.calib, **VARIANTS[name]),
+                     data_dir=args.data, argv=sys.argv, notify=lambda m: print(f"[{name}] {m}", file=sys.stderr))
+        checkpoint.save(q, target)
+        variants[name] = checkpoint.load(target)
+        made[name] = {"seconds": round(time.perf_counter() - start, 1),
+                      "state_mse": q.record["compression"]["quantization"].get("state_mse")}
+        print(f"[{name}] {target}", file=sys.stderr)
+    also = [(fp32, "loop")] + [(variants[n], "torch") for n in args.variants]
+    report = bench(fp32, engine="torch", also=also, data_dir=args.data, batch_size=args.batch_size,
+                   batches=args.batches, repeats=args.repeats, warmup=1, threads=args.threads,
+                   notify=lambda m: print(f"[bench] {m}", file=sys.stderr))
+    folded, eager = report["results"][0], report["also"][0]
+    rows = {"fp32 folded": _row(folded, folded, eager), "fp32 eager": _row(eager, folded, eager)}
+    for name, r in zip(args.variants, report["also"][1:]):
+        rows[name] = {**_row(r, folded, eager), **made[name],
+                      "quantization": {k: v for k, v in variants[name].record["compression"]["quantization"].items()
+                                       if k in ("scheme", "bits", "observer", "granularity", "activation_scales")}}
+    return key, {
+        "command": f"python benchmarks/quantize.py {' '.join(sys.argv[1:])}",
+        "checkpoint": str(path), "workload": report["workload"], "threads": report["threads"],
+        "repeats": report["repeats"], "machine": machine(), "what_else_ran": args.note, "rows": rows,
+        "seed_reference": SEED.get(key),
+    }
+
+
+def _row(r: dict, folded: dict, eager: dict) -> dict:
+    med = r["split_seconds"]["median"]
+    return {"engine": r["engine"], "accuracy": r["accuracy"], "file_bytes": r.get("file_bytes"),
+            "split_seconds": r["split_seconds"], "speedup_vs_folded_fp32": folded["split_seconds"]["median"] / med,
+            "speedup_vs_eager_fp32": eager["split_seconds"]["median"] / med,
+            "file_ratio": (folded["file_bytes"] / r["file_bytes"]) if r.get("file_bytes") else None,
+            **({"engine_note": r["engine_note"]} if r.get("engine_note") else {})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calib", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=None, help="time a seeded subset of N batches (stated)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out-dir", default="runs/quantize")
+    parser.add_argument("--reuse", action="store_true", help="reuse variants already in --out-dir")
+    parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
+    args = parser.parse_args()
+    for path in args.checkpoints:
+        key, entry = run(path, args)
+        print(merge_result("quantize", "runs", key, entry, {"benchmark": "quantization (SEEDS.md B) on this machine"}))
+
+
+if __name__ == "__main__":
+    main()
