@@ -89,10 +89,35 @@ def engines() -> str:
                               f"{doc['machine']['cpu']}, torch {doc['machine']['torch']}.")
 
 
+def quantize() -> str:
+    doc = _load("quantize")
+    if not doc:
+        return "_not measured yet: run `python benchmarks/quantize.py CHECKPOINT...`_"
+    rows = ["| model | variant | engine | accuracy | seed accuracy | file ratio | vs folded fp32 | vs fp32 eager "
+            "(seed: int8 vs eager) |", "|---|---|---|---|---|---|---|---|"]
+    seed_col = {"fp32 folded": "fp32", "fp32 eager": "fp32", "static": "static", "static-mse": "static",
+                "qat": "qat", "static-fold": "static"}
+    notes = []
+    for key, run in doc["runs"].items():
+        seed = run.get("seed_reference") or {}
+        for name, r in run["rows"].items():
+            s_acc = seed.get(seed_col.get(name, ""))
+            s_speed = f" ({seed['speedup']}×)" if seed and name not in ("fp32 folded", "fp32 eager") else ""
+            rows.append(f"| {key} | {name} | {r['engine']} | {100 * r['accuracy']:.2f}% | "
+                        f"{'' if s_acc is None else f'{100 * s_acc:.1f}%'} | {r['file_ratio']:.2f}× | "
+                        f"{r['speedup_vs_folded_fp32']:.2f}× | {r['speedup_vs_eager_fp32']:.2f}×{s_speed} |")
+        w = run["workload"]
+        notes.append(f"{key}: {w['items']:,} test items{' (a seeded subset)' if w.get('subset') else ''}, batch "
+                     f"{w['batch_size']}, {run['threads']} thread(s), medians of {run['repeats']} interleaved passes; "
+                     f"{run['machine']['cpu']}, torch {run['machine']['torch']}; also running: {run['what_else_ran']}.")
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines)):
+    for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
+                         ("quantize", quantize)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
