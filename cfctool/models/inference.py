@@ -52,6 +52,17 @@ def _to_y_space(w: torch.Tensor, b: torch.Tensor, cols: slice, a: float = 1.0) -
     return w, b
 
 
+def update(pre: torch.Tensor, h: int, gate_folded: bool, dt: torch.Tensor | None) -> torch.Tensor:
+    """The new y from the heads' pre-activations: columns [2c ff1, 2c ff2, gate] (gate
+    folded for a constant dt) or [2c ff1, 2c ff2, time_a, time_b] (dt per step)."""
+    if gate_folded:
+        s1, s2, gate = pre.sigmoid_().split(h, 1)
+    else:
+        s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
+        gate = torch.addcmul(pre[:, 3 * h:], pre[:, 2 * h: 3 * h], dt).sigmoid_()
+    return torch.lerp(s1, s2, gate)
+
+
 class _Cell:
     """One cell's folded weights, for a given constant dt (None: dt varies per step)."""
 
@@ -90,12 +101,7 @@ class _Cell:
                 z = torch.addmm(b, z, w_t)
                 z = z.relu_() if self.relu else self.act(z)
             pre = torch.addmm(self.heads[1], z, self.heads[0])
-        if self.gate_folded:
-            s1, s2, gate = pre.sigmoid_().split(h, 1)
-        else:
-            s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
-            gate = torch.addcmul(pre[:, 3 * h:], pre[:, 2 * h: 3 * h], dt).sigmoid_()
-        return torch.lerp(s1, s2, gate)
+        return update(pre, h, self.gate_folded, dt)
 
 
 class Folded:

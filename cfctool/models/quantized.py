@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cfctool.models.inference import Folded, FoldedCfC
+from cfctool.models.inference import Folded, FoldedCfC, update
 
 Y_LEVELS = 127.0  # y in [0, 1] -> int8 0..127
 
@@ -187,12 +187,7 @@ class _QCell:
                     z_q, s_z = quantize_activation(z, scale, self.relu)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
-        if self.gate_folded:
-            s1, s2, gate = pre.sigmoid_().split(h, 1)
-        else:
-            s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
-            gate = torch.addcmul(pre[:, 3 * h:], pre[:, 2 * h: 3 * h], dt).sigmoid_()
-        return torch.lerp(s1, s2, gate)
+        return update(pre, h, self.gate_folded, dt)
 
 
 class QuantFolded(Folded):
