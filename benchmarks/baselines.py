@@ -104,7 +104,7 @@ def run_entry(name: str, args) -> dict:
         "dataset": dataset, "arch": arch, "preset": preset, "changed_from_preset": changed or None,
         "epochs": epochs, "seed": args.seed, "resumed_after_epoch": m.get("resumed_after_epoch"),
         "test_accuracy": round(m["accuracy"], 4), "test_samples": m["samples"], "best_epoch": m["best_epoch"],
-        "sec_per_epoch": round(m["train_seconds"] / max(epochs - (m.get("resumed_after_epoch") or 0), 1), 1),
+        "sec_per_epoch": round(m["train_seconds"] / max(epochs, 1), 1),  # all runs of a resumed training
         "train_seconds_total": m["train_seconds"],
         "rnn_params": counts["rnn_params"], "total_params": counts["params"],
         "file_bytes": out.stat().st_size, "checkpoint": str(out),

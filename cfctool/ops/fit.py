@@ -86,6 +86,7 @@ class FitResult:
     epochs_run: int
     steps: int
     resumed_from_epoch: int = 0
+    earlier_seconds: float = 0.0  # time spent by the runs this one resumed (from the training state)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,6 +149,10 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     """
     from cfctool.ops.evaluate import split_metrics, task_loss
 
+    import time
+
+    started = time.perf_counter()
+    earlier = 0.0
     task = dataset.task
     loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, task))
     model.to(device)
@@ -190,6 +195,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         best_score, best_epoch = saved["best_score"], saved["best_epoch"]
         step, epochs_done, history = saved["step"], saved["epoch"], saved["history"]
         start_epoch = saved["epoch"] + 1
+        earlier = saved["elapsed_s"]
     classification = task["output"]["kind"] == "classification"
     sequence_labels = classification and not task["output"].get("per_step")
     stopped = step >= total_steps
@@ -251,7 +257,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         history.append(entry)
         if state_path is not None:
             _write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
-                         step, epoch, history, identity)
+                         step, epoch, history, identity, earlier + time.perf_counter() - started)
         if progress:
             progress(Progress("epoch", epoch, cfg.epochs, step, total_steps, run_loss / run_count, None, val))
     if best_state is not None:
@@ -262,7 +268,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     if state_path is not None and state_path.exists():
         state_path.unlink()
     return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
-                     resumed_from_epoch=start_epoch - 1)
+                     resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
 
 
 def _to(b: Split, device) -> Split:
@@ -309,7 +315,7 @@ def state_path_for(output: str | Path) -> Path:
 
 
 def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
-                 history, identity) -> None:
+                 history, identity, elapsed_s: float) -> None:
     """Weights, optimiser, scheduler, RNG states and bookkeeping as one safetensors file
     (tensors + JSON metadata: no pickles), written atomically."""
     from cfctool.checkpoint import atomic_write, safetensors_bytes
@@ -330,7 +336,7 @@ def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, b
     meta = {"epoch": epoch, "step": step, "best_score": best_score if math.isfinite(best_score) else None,
             "best_epoch": best_epoch, "history": history, "param_groups": opt["param_groups"],
             "opt_scalars": opt_scalars, "opt_indices": sorted(opt["state"]), "scheduler": scheduler.state_dict(),
-            "identity": identity, "has_best": best_state is not None}
+            "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3)}
     atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
 
 
@@ -362,4 +368,5 @@ def _read_state(path: Path, identity) -> dict[str, Any]:
             "optimizer": {"state": state, "param_groups": meta["param_groups"]}, "scheduler": meta["scheduler"],
             "rng_torch": tensors["rng.torch"], "rng_shuffle": tensors["rng.shuffle"],
             "best_score": -math.inf if meta["best_score"] is None else meta["best_score"],
-            "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"]}
+            "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"],
+            "elapsed_s": float(meta.get("elapsed_s", 0.0))}

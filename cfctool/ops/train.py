@@ -57,9 +57,10 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
     metrics = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
                "epochs_run": result.epochs_run, "steps": result.steps, "device": str(device),
-               "train_seconds": round(wall, 2), "epochs": result.history}
-    if result.resumed_from_epoch:
+               "train_seconds": round(wall + result.earlier_seconds, 2), "epochs": result.history}
+    if result.resumed_from_epoch:  # train_seconds includes the interrupted runs' time (from the training state)
         metrics["resumed_after_epoch"] = result.resumed_from_epoch
+        metrics["this_run_seconds"] = round(wall, 2)
     if dataset.test_subset:
         metrics["test_subset"] = dataset.test_subset
     record = new_record(arch, task)
