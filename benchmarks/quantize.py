@@ -41,6 +41,7 @@ SEED = {  # SEEDS.md B: fp32 / static / +fusing / QAT accuracy, compression, int
 def run(path: Path, args) -> dict:
     from cfctool import checkpoint
     from cfctool.configs import QuantizeConfig
+    from cfctool.errors import CfcError
     from cfctool.ops.bench import bench
     from cfctool.ops.quantize import quantize
 
@@ -56,29 +57,73 @@ def run(path: Path, args) -> dict:
             made[name] = {"reused": str(target)}
             continue
         start = time.perf_counter()
-        q = quantize(fp32, QuantizeConfig(threads=args.threads, calib=args.calib, **VARIANTS[name]),
-                     data_dir=args.data, argv=sys.argv, notify=lambda m: print(f"[{name}] {m}", file=sys.stderr))
+        try:
+            q = quantize(fp32, QuantizeConfig(threads=args.threads, calib=args.calib, **VARIANTS[name]),
+                         data_dir=args.data, argv=sys.argv, notify=lambda m: print(f"[{name}] {m}", file=sys.stderr))
+        except CfcError as exc:  # e.g. --fold-embedding on a model without an embedding
+            made[name] = {"not_applicable": str(exc)}
+            continue
         checkpoint.save(q, target)
         variants[name] = checkpoint.load(target)
         made[name] = {"seconds": round(time.perf_counter() - start, 1),
                       "state_mse": q.record["compression"]["quantization"].get("state_mse")}
         print(f"[{name}] {target}", file=sys.stderr)
-    also = [(fp32, "loop")] + [(variants[n], "torch") for n in args.variants]
+    names = [n for n in args.variants if n in variants]
+    also = [(fp32, "loop")] + [(variants[n], "torch") for n in names]
     report = bench(fp32, engine="torch", also=also, data_dir=args.data, batch_size=args.batch_size,
                    batches=args.batches, repeats=args.repeats, warmup=1, threads=args.threads,
                    notify=lambda m: print(f"[bench] {m}", file=sys.stderr))
     folded, eager = report["results"][0], report["also"][0]
     rows = {"fp32 folded": _row(folded, folded, eager), "fp32 eager": _row(eager, folded, eager)}
-    for name, r in zip(args.variants, report["also"][1:]):
+    for name in args.variants:
+        if name not in variants:
+            rows[name] = made[name]
+    for name, r in zip(names, report["also"][1:]):
         rows[name] = {**_row(r, folded, eager), **made[name],
                       "quantization": {k: v for k, v in variants[name].record["compression"]["quantization"].items()
                                        if k in ("scheme", "bits", "observer", "granularity", "activation_scales")}}
+    profile = per_step_profile(fp32, variants.get("static"), args) if args.profile else None
     return key, {
+        **({"per_step_profile": profile} if profile else {}),
         "command": f"python benchmarks/quantize.py {' '.join(sys.argv[1:])}",
         "checkpoint": str(path), "workload": report["workload"], "threads": report["threads"],
         "repeats": report["repeats"], "machine": machine(), "what_else_ran": args.note, "rows": rows,
         "seed_reference": SEED.get(key),
     }
+
+
+def per_step_profile(fp32, static, args) -> dict:
+    """Where one step's time goes: operator self time per step (torch profiler), full batch
+    of `--batch-size` rows and the task's length, for the folded fp32 and int8 engines."""
+    import torch
+
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.bench import workload
+    from cfctool.ops.engines import choose
+
+    torch.set_num_threads(args.threads)
+    batch = workload(fp32, "test", args.data, args.batch_size, None, 1)[0][0]
+    steps = batch.x.shape[1]
+    out = {"batch": int(batch.x.shape[0]), "steps": steps}
+    for label, ckpt in (("fp32 folded", fp32), ("int8 static", static)):
+        if ckpt is None:
+            continue
+        engine = choose(ckpt, model_from_checkpoint(ckpt))
+        engine.module(batch.x, batch.dt, batch.mask)
+        with torch.profiler.profile() as prof:
+            for _ in range(3):
+                engine.module(batch.x, batch.dt, batch.mask)
+        wall_start = time.perf_counter()
+        for _ in range(3):
+            engine.module(batch.x, batch.dt, batch.mask)
+        wall = (time.perf_counter() - wall_start) / 3 / steps * 1e6
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in ops) / 3 / steps
+        out[label] = {"engine": engine.name, "wall_us_per_step": round(wall, 1),
+                      "operator_us_per_step": round(total, 1),
+                      "top_ops_us_per_step": {e.key: round(e.self_cpu_time_total / 3 / steps, 1) for e in ops[:10]},
+                      "calls_per_step": round(sum(e.count for e in ops) / 3 / steps, 1)}
+    return out
 
 
 def _row(r: dict, folded: dict, eager: dict) -> dict:
@@ -103,6 +148,7 @@ def main() -> None:
     parser.add_argument("--out-dir", default="runs/quantize")
     parser.add_argument("--reuse", action="store_true", help="reuse variants already in --out-dir")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
+    parser.add_argument("--profile", action="store_true", help="also record a per-step operator profile")
     args = parser.parse_args()
     for path in args.checkpoints:
         key, entry = run(path, args)

@@ -101,6 +101,8 @@ def quantize() -> str:
     for key, run in doc["runs"].items():
         seed = run.get("seed_reference") or {}
         for name, r in run["rows"].items():
+            if "not_applicable" in r:
+                continue
             s_acc = seed.get(seed_col.get(name, ""))
             s_speed = f" ({seed['speedup']}×)" if seed and name not in ("fp32 folded", "fp32 eager") else ""
             rows.append(f"| {key} | {name} | {r['engine']} | {100 * r['accuracy']:.2f}% | "

@@ -178,7 +178,8 @@ class QuantizeConfig:
     fold_embedding: bool = _help("First fold the embedding into the first backbone layer's input half (exact): "
                                  "a vocabulary x units table instead of vocabulary x embedding width.", False)
     epochs: int = _help("qat: fine-tuning epochs.", 1)
-    lr: float = _help("qat: learning rate.", 1e-4)
+    lr: float = _help("qat: learning rate (Adam); the starting weights are kept unless an epoch beats them "
+                      "on validation.", 2e-5)
     batch_size: int = _help("qat: batch size.", 128)
     seed: int = _help("Seed of the calibration sample and of qat.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")

@@ -147,12 +147,16 @@ class _QCell:
                     self.layers.append((q.t().contiguous(), s * s_in / s_out, b / s_out + 0.5, s_out))
                 else:
                     self.layers.append((q.t().contiguous(), s, b, s_out))
+            self.static = not dynamic
+            if self.static and not self.fast:  # products of scales and inverse scales, once
+                self.layers = [(q_t, s * s_in, b, s_out) for (q_t, s, b, s_out), s_in in zip(self.layers, scales)]
+                self.inv_scales = [1.0 / sc for sc in scales]
             s_last = scales[-1]
-            self.heads = (heads_q.t().contiguous(), heads_s * s_last if self.fast else heads_s, heads_b)
+            self.heads = (heads_q.t().contiguous(), heads_s * s_last if self.static else heads_s, heads_b)
             self.scales = scales
         else:  # NCP cells: the heads read [input; state]
             q1, s1 = heads_q, heads_s
-            self.layers, self.heads, self.scales = [], None, []
+            self.layers, self.heads, self.scales, self.static = [], None, [], not dynamic
         # first product: the state half (and, after cell 0, the previous cell's y) in y-space
         div = self.in_scale if self.fast else 1.0
         self.state_q = q1[:, n_in:].t().contiguous()
@@ -163,6 +167,17 @@ class _QCell:
         if k > 0:
             self.in_q = q1[:, :n_in].t().contiguous()
             self.in_s = s1 * (2 * prev_scale / Y_LEVELS) / div
+
+    def _activate(self, z: torch.Tensor) -> torch.Tensor:
+        if self.relu:
+            return z.relu_()
+        if isinstance(self.act, nn.SiLU):
+            return torch.nn.functional.silu(z, inplace=True)
+        return self.act(z)
+
+    def _quantize(self, z: torch.Tensor, inv_scale: float) -> torch.Tensor:
+        """round(z / s) into [-127, 127] (or [0, 127] after a ReLU), in place on z."""
+        return z.mul_(inv_scale).round_().clamp_(0 if self.relu else -127, 127).to(torch.int8)
 
     def step(self, pre_float: torch.Tensor | None, y_q: torch.Tensor, prev_q: torch.Tensor | None,
              dt: torch.Tensor | None) -> torch.Tensor:
@@ -178,13 +193,18 @@ class _QCell:
                     z_q = torch.addcmul(b, self.mm(z_q, q_t), s).clamp_(0, 127).to(torch.int8)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h)
-            else:
-                z = pre.relu_() if self.relu else self.act(pre)
-                z_q, s_z = quantize_activation(z, self.scales[0], self.relu)
-                for q_t, s, b, scale in self.layers:
-                    z = torch.addcmul(b, self.mm(z_q, q_t), s * s_z)
-                    z = z.relu_() if self.relu else self.act(z)
-                    z_q, s_z = quantize_activation(z, scale, self.relu)
+            elif self.static:  # static scales, non-ReLU: products of scales precomputed
+                z_q = self._quantize(self._activate(pre), self.inv_scales[0])
+                for (q_t, s_mult, b, _), inv in zip(self.layers, self.inv_scales[1:]):
+                    z_q = self._quantize(self._activate(torch.addcmul(b, self.mm(z_q, q_t), s_mult)), inv)
+                q_t, s_h, b_h = self.heads
+                pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h)
+            else:  # dynamic: a scale per step
+                z = self._activate(pre)
+                z_q, s_z = quantize_activation(z, None, self.relu)
+                for q_t, s, b, _ in self.layers:
+                    z = self._activate(torch.addcmul(b, self.mm(z_q, q_t), s * s_z))
+                    z_q, s_z = quantize_activation(z, None, self.relu)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
         return update(pre, h, self.gate_folded, dt)

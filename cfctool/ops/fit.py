@@ -136,13 +136,16 @@ def _frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
 def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, freeze: Iterable[str] = (),
         constraints: Iterable[Constraint] = (), fake_quant: dict[str, Callable] | None = None,
         progress: ProgressFn | None = None, state_path: str | Path | None = None, resume: bool = False,
-        identity: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> FitResult:
+        identity: dict[str, Any] | None = None, device: torch.device | str = "cpu",
+        start_is_candidate: bool = False) -> FitResult:
     """Train `model` in place per `cfg` (a TrainConfig) and return it with its history.
 
     - `freeze`: parameter-name prefixes left untouched (not given to the optimiser).
     - `constraints`: applied after every optimiser step and once before the first.
     - `fake_quant`: {parameter name: fn}; the forward pass sees fn(w), gradients pass
       straight through to w. Removed again before returning (w keeps the float values).
+    - `start_is_candidate`: the starting weights compete in best-epoch selection (as epoch
+      0), so fine-tuning a trained model never returns something worse on validation.
     - `state_path`: where the training state is written after every epoch (atomically);
       removed when training ends. `resume=True` continues from it; `identity` (e.g. the
       run's settings) must then equal the one it was written with.
@@ -196,6 +199,11 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         step, epochs_done, history = saved["step"], saved["epoch"], saved["history"]
         start_epoch = saved["epoch"] + 1
         earlier = saved["elapsed_s"]
+    if start_is_candidate and not resume and val_split is not None:
+        val = split_metrics(_engine(model), val_split, task, cfg.eval_batch_size, device)
+        best_score, best_epoch = val.get("accuracy", -val["loss"]), 0
+        best_state = copy.deepcopy(model.state_dict())
+        history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
     classification = task["output"]["kind"] == "classification"
     sequence_labels = classification and not task["output"].get("per_step")
     stopped = step >= total_steps

@@ -227,7 +227,9 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress) -> Ch
     fns = {n: fake(cfg.bits) for n in names}
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
                             optimizer="adam", threads=cfg.threads)
-    fit(model, dataset, train_cfg, fake_quant=fns, progress=progress)
+    result = fit(model, dataset, train_cfg, fake_quant=fns, progress=progress, start_is_candidate=True)
+    say(f"quantization-aware training kept epoch {result.best_epoch} (0: the starting weights) by validation "
+        "accuracy of the fake-quantized model")
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
     return ckpt.derive(tensors=tensors)
 
