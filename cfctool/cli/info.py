@@ -13,6 +13,25 @@ def _flat(mapping: dict, skip=()) -> str:
     return ", ".join(f"{k}={v}" for k, v in mapping.items() if k not in skip)
 
 
+def _compression(c: dict) -> str:
+    """One readable line per compression step; the full record is in --json."""
+    parts = []
+    q = c.get("quantization")
+    if q:
+        mse = (q.get("state_mse") or {}).get("mean")
+        parts.append(f"int{q['bits']} {q['scheme']} ({q['granularity']} weight scales"
+                     + (f", {q['observer']} observer" if q.get("observer") else "")
+                     + f", {len(q.get('activation_scales') or {})} activation scales"
+                     + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "") + ")")
+    if c.get("embedding_folded"):
+        e = c["embedding_folded"]
+        parts.append(f"embedding folded ({e['from_width']} -> {e['to_width']} wide)")
+    rest = {k: v for k, v in c.items() if k not in ("quantization", "embedding_folded")}
+    if rest:
+        parts.append(_flat(rest))
+    return "; ".join(parts) or "none"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("info")
     def info_command(
@@ -34,9 +53,9 @@ def register(app: typer.Typer) -> None:
             f"arch         {d['arch']['name']} ({_flat(d['arch'], skip=('name',))})",
             f"task         {task['dataset']}: input {_flat(task['input'])}; output {_flat(task['output'])}",
             f"preprocess   {_flat(task.get('preprocessing', {}))}",
-            f"compression  {_flat(d['compression'])}",
+            f"compression  {_compression(d['compression']) if d['compression'] != {'state': 'none'} else 'none'}",
             f"encodings    {_flat(d['encodings']) or 'none (every tensor stored plain)'}",
-            f"metrics      {_flat(metrics)}",
+            f"metrics      {_flat(metrics) or 'none recorded (run cfctool eval)'}",
             f"sizes        {_flat(d['sizes'])}",
             "history",
         ]
