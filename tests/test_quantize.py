@@ -214,3 +214,28 @@ def test_embedding_row_scales_are_float16_and_decode_consistently(trained_xor):
     assert parts["scale"].dtype == torch.float16
     back = encodings.decode("w", spec, parts)
     assert ((back - w).abs() <= parts["scale"].float().unsqueeze(1) * 0.5 + 1e-6).all()
+
+
+def test_qat_fake_quantizes_activations_like_the_engine(learned_xor):
+    """With the engine's activation scales set on the cells, the training loop computes what
+    the int8 engine computes (dt varying, so the engine keeps the two gate heads: its
+    constant-dt gate fold requantizes, which the loop does not mirror), and gradients flow."""
+    from cfctool.ops.quantize import calibrate
+
+    ckpt = load(learned_xor)
+    q = quantize(ckpt, QuantizeConfig(calib=128))
+    scales = q.record["compression"]["quantization"]["activation_scales"]
+    model = model_from_checkpoint(q)
+    batch = generate(q.task, "test", 256)
+    batch.dt[0, 0] += 1e-6  # not constant: no gate fold in the engine
+    engine = QuantFoldedCfC(model, q, scales)(batch.x, batch.dt, batch.mask)
+    with torch.no_grad():
+        plain = model(batch.x, batch.dt, batch.mask)
+        for k, cell in enumerate(model.rnn.cells):
+            cell.fake_quant = {"acts": [scales[f"cells.{k}.backbone.{j}"] for j in range(len(cell.backbone))]}
+        faked = model(batch.x, batch.dt, batch.mask)
+    assert (faked - engine).abs().mean() < (plain - engine).abs().mean() / 50
+    model.train()
+    model(batch.x[:8], batch.dt[:8], batch.mask[:8]).sum().backward()
+    assert model.rnn.cells[0].backbone[0].weight.grad.abs().sum() > 0  # straight-through
+    assert calibrate  # the QAT path calibrates with the same function

@@ -85,6 +85,9 @@ class CfCCell(nn.Module):
             self.register_buffer("sparsity_mask", sparsity_mask.float())
         else:
             self.sparsity_mask = None
+        # quantization-aware training: {"acts": [scale per backbone layer]} makes the loop
+        # quantize what the int8 engine quantizes (see `fake_quant_state`, `fake_quant_act`)
+        self.fake_quant: dict | None = None
         for layer in self.modules():
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_uniform_(layer.weight)
@@ -134,6 +137,20 @@ class CfCCell(nn.Module):
             return torch.addcmul(2.0 * a * s1 - a, gate, 2.0 * a * s2 - a)
         # act(ff1) * (1 - gate) + gate * act(ff2) = a * (2 * lerp(s1, s2, gate) - 1)
         return torch.lerp(s1, s2, gate).mul_(2.0 * a).sub_(a)
+
+
+def fake_quant_state(x: torch.Tensor, a: float) -> torch.Tensor:
+    """x on the int8 engine's state grid, y = (x / a + 1) / 2 in steps of 1/127, with a
+    straight-through gradient."""
+    y = (x / a + 1.0) * 0.5
+    q = a * (2.0 * torch.floor(y * 127.0 + 0.5) / 127.0 - 1.0)
+    return x + (q - x).detach()
+
+
+def fake_quant_act(z: torch.Tensor, scale: float, relu: bool) -> torch.Tensor:
+    """z on an int8 grid of step `scale` ([0, 127] after a ReLU), straight-through."""
+    q = torch.clamp(torch.round(z / scale), 0 if relu else -127, 127) * scale
+    return z + (q - z).detach()
 
 
 class LSTMMemory(nn.Module):
@@ -219,16 +236,23 @@ class CfC(nn.Module):
                 states = list(h_all.split(self.sizes, 1))
             inp = None
             for k, (cell, (wi_t, wr_t, b, rest, heads)) in enumerate(zip(self.cells, plan)):
+                fq = cell.fake_quant
+                state_in = states[k] if fq is None else fake_quant_state(states[k], cell.head_scale)
                 if k == 0:
-                    pre = torch.addmm(u0[t], states[0], wr_t)
+                    pre = torch.addmm(u0[t], state_in, wr_t)
                 else:
-                    pre = torch.addmm(torch.addmm(b, inp, wi_t), states[k], wr_t)
+                    inp_in = inp if fq is None else fake_quant_state(inp, self.cells[k - 1].head_scale)
+                    pre = torch.addmm(torch.addmm(b, inp_in, wi_t), state_in, wr_t)
                 if heads is not None:  # backbone: activation, further layers, then the fused heads
                     z = cell.act(pre)
+                    if fq is not None:
+                        z = fake_quant_act(z, fq["acts"][0], isinstance(cell.act, nn.ReLU))
                     if trace is not None:
                         trace.setdefault(f"cells.{k}.backbone.0", []).append(z)
                     for j, (w_t, bias) in enumerate(rest, 1):
                         z = cell.act(torch.addmm(bias, z, w_t))
+                        if fq is not None:
+                            z = fake_quant_act(z, fq["acts"][j], isinstance(cell.act, nn.ReLU))
                         if cell.dropout is not None:
                             z = cell.dropout(z)
                         if trace is not None:

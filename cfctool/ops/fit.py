@@ -199,8 +199,10 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         step, epochs_done, history = saved["step"], saved["epoch"], saved["history"]
         start_epoch = saved["epoch"] + 1
         earlier = saved["elapsed_s"]
+    # with fake quantization the loop itself is evaluated: it is what quantizes activations
+    evaluated = (lambda: model) if fake_quant else (lambda: _engine(model))  # noqa: E731
     if start_is_candidate and not resume and val_split is not None:
-        val = split_metrics(_engine(model), val_split, task, cfg.eval_batch_size, device)
+        val = split_metrics(evaluated(), val_split, task, cfg.eval_batch_size, device)
         best_score, best_epoch = val.get("accuracy", -val["loss"]), 0
         best_state = copy.deepcopy(model.state_dict())
         history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
@@ -254,7 +256,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             scheduler.step()
         if any(not torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
-        val = split_metrics(_engine(model), val_split, task, cfg.eval_batch_size, device) if val_split else None
+        val = split_metrics(evaluated(), val_split, task, cfg.eval_batch_size, device) if val_split else None
         score = val.get("accuracy", -val["loss"]) if val else epoch
         if score > best_score:
             best_score, best_epoch = score, epoch

@@ -6,8 +6,9 @@
 - Activations: `static` calibrates one scale per backbone layer on `calib` training
   sequences (observer `minmax`, `percentile` or `mse`); the state y in [0, 1] has the
   fixed scale 1/127. `dynamic` takes max |z| / 127 at every step instead.
-- `qat`: fine-tunes through `fit()` with the weights fake-quantized (straight-through),
-  then converts and calibrates as `static`.
+- `qat`: fine-tunes through `fit()` with the weights and the activations the int8 engine
+  quantizes (backbone outputs at min-max scales, the state on its 1/127 grid)
+  fake-quantized (straight-through), then converts and calibrates as `static`.
 
 Every run reports the mean squared error of the cells' states against the fp32 model on
 the calibration sequences, so observers can be compared (SEEDS.md B, "Analysis": the
@@ -73,7 +74,7 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
             calib = _calibration_data(ckpt, cfg, data_dir, say)
         source = ckpt
         if cfg.scheme == "qat":
-            ckpt = _qat(ckpt, cfg, names, data_dir, say, progress)
+            ckpt = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
         axis = 0 if cfg.granularity == "channel" else None
         specs = {}
         from cfctool.encodings import quantize_spec
@@ -197,7 +198,7 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool) -> 
     return {"mean": total / max(count, 1), "final_state_last_cell": last_total / max(last_count, 1)}
 
 
-def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress) -> Checkpoint:
+def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib) -> Checkpoint:
     """Fine-tune with fake-quantized weights (straight-through), return the float result."""
     from cfctool.configs import DataConfig, TrainConfig
     from cfctool.data.registry import load_dataset
@@ -225,9 +226,18 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress) -> Ch
         return fn
 
     fns = {n: fake(cfg.bits) for n in names}
+    # activations too, as the int8 engine quantizes them: static scales from the fp32 model
+    scales = calibrate(ckpt, model, calib, "minmax", reference=model)
+    cells = getattr(model.rnn, "cells", [])
+    for k, cell in enumerate(cells):
+        cell.fake_quant = {"acts": [scales.get(f"cells.{k}.backbone.{j}", 1.0) for j in range(len(cell.backbone))]}
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
                             optimizer="adam", threads=cfg.threads)
-    result = fit(model, dataset, train_cfg, fake_quant=fns, progress=progress, start_is_candidate=True)
+    try:
+        result = fit(model, dataset, train_cfg, fake_quant=fns, progress=progress, start_is_candidate=True)
+    finally:
+        for cell in cells:
+            cell.fake_quant = None
     say(f"quantization-aware training kept epoch {result.best_epoch} (0: the starting weights) by validation "
         "accuracy of the fake-quantized model")
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
