@@ -42,8 +42,9 @@ def baselines() -> str:
             continue
         seed = r["seed_reference"]
         caveat = f" ({seed['note']})" if seed.get("note") else ""
-        network = r["arch"] + (" + " + ", ".join(f"{k}={v}" for k, v in r["changed_from_preset"].items())
-                               if r.get("changed_from_preset") else "")
+        network = r["arch"] + (f" (preset {r['preset']})" if r.get("preset", "default") != "default" else "") + \
+            (" + " + ", ".join(f"{k}={v}" for k, v in r["changed_from_preset"].items())
+             if r.get("changed_from_preset") else "")
         rows.append(f"| {r['dataset']} | {network} | {100 * r['test_accuracy']:.1f}% | {100 * seed['accuracy']:.1f}%{caveat} "
                     f"| {r['epochs']} | {r['sec_per_epoch']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''}) "
                     f"| {seed['sec_per_epoch_gpu']} | {r['rnn_params']:,} / {seed['rnn_params']:,} "
