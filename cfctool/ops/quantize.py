@@ -69,9 +69,7 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         names = weight_names(model, cfg.embedding)
         if not [n for n in names if n != "embedding.weight"]:
             raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
-        calib = None
-        if cfg.scheme in ("static", "qat") or cfg.observer != "minmax" or cfg.calib:
-            calib = _calibration_data(ckpt, cfg, data_dir, say)
+        calib = _calibration_data(ckpt, cfg, data_dir, say)  # every scheme reports the state error on it
         source = ckpt
         if cfg.scheme == "qat":
             ckpt = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
@@ -89,8 +87,7 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         if cfg.scheme in ("static", "qat"):
             say(f"calibrating activation scales on {len(calib)} sequences ({cfg.observer} observer)")
             scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original)
-        report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic") \
-            if calib is not None else None
+        report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic")
     wall = time.perf_counter() - started
     compression = dict(input_ckpt.record.get("compression") or {})
     if cfg.fold_embedding:
@@ -98,11 +95,11 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
                                            "to_width": ckpt.arch["embedding_dim"]}
     compression["quantization"] = {
         "scheme": cfg.scheme, "bits": cfg.bits, "granularity": cfg.granularity,
-        "observer": cfg.observer if cfg.scheme != "dynamic" else None, "calib_sequences": len(calib) if calib else 0,
+        "observer": cfg.observer if cfg.scheme != "dynamic" else None, "calib_sequences": len(calib),
         "fuse": cfg.fuse, "embedding": cfg.embedding, "weights": len(names),
         "activations": "dynamic: max|z|/127 per step" if cfg.scheme == "dynamic" else "static",
         "activation_scales": scales, "state_scale": "1/127 (y in [0, 1])",
-        **({"state_mse": report, "state_mse_against": "the fp32 input model"} if report else {}),
+        "state_mse": report, "state_mse_against": "the fp32 input model",
     }
     out = quantized.derive(compression=compression, metrics={})
     return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
@@ -131,7 +128,7 @@ def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
         split = load_split(ckpt.task, "train", directory, ckpt.task_tensors())
     except DataError as exc:
         raise DataError(f"{cfg.scheme} quantization needs the training data of '{ckpt.task['dataset']}' "
-                        f"for calibration: {exc}") from None
+                        f"(calibration and the state-error report): {exc}") from None
     return split.sample(cfg.calib or 256, seed=cfg.seed)
 
 
