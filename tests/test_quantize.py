@@ -8,7 +8,7 @@ from cfctool.checkpoint import load, save
 from cfctool.configs import QuantizeConfig
 from cfctool.data.xor import generate
 from cfctool.errors import CfcError, ConfigError, DataError
-from cfctool.models.quantized import QuantFoldedCfC, quantize_activation, supports_integer
+from cfctool.models.quantized import QuantFoldedCfC, quantize_dynamic, supports_integer
 from cfctool.models.registry import model_from_checkpoint
 from cfctool.ops.evaluate import evaluate
 from cfctool.ops.quantize import quantize
@@ -54,7 +54,7 @@ def test_a_quantized_product_stays_within_the_analytic_bound():
     x = torch.relu(torch.randn(16, 40, generator=g)) * 3
     s_w, _ = quant_params(w, 8, 0, True)
     w_q = q_values(w, s_w, None, 8, 0)
-    x_q, s_x = quantize_activation(x, None, relu=True)
+    x_q, s_x = quantize_dynamic(x, relu=True)
     got = (x_q.float() @ w_q.float().t()) * s_x * s_w
     bound = x.abs() @ (s_w / 2).expand(40, 24) + (w.abs() * s_x / 2).sum(1) + 40 * s_x * s_w / 4
     err = (got - x @ w.t()).abs()

@@ -18,7 +18,7 @@ def _fmt_val(val) -> str:
 
 @contextlib.contextmanager
 def training_progress(quiet: bool = False, every_s: float = 30.0):
-    """Yields a callback for cfctool.ops.train.Progress events."""
+    """Yields a callback for cfctool.ops.fit.Progress events."""
     if quiet:
         yield None
         return

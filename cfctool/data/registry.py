@@ -49,12 +49,11 @@ def resolve_data_dir(ckpt, given: str | Path | None) -> tuple[Path | None, str |
     """(data directory, how it was chosen) for evaluating `ckpt`: --data, then
     $CFCTOOL_DATA, then the directory recorded when the model was trained (the training
     machine's own path, used only if it exists here)."""
-    import os
+    from cfctool.configs import DataConfig
 
-    if given:
-        return Path(given).expanduser(), None
-    if os.environ.get("CFCTOOL_DATA"):
-        return Path(os.environ["CFCTOOL_DATA"]).expanduser(), None
+    chosen = DataConfig(data_dir=str(given) if given else None).resolved_data_dir()
+    if chosen is not None:
+        return chosen, None
     for entry in reversed(ckpt.record.get("history") or []):
         recorded = ((entry.get("config") or {}).get("data") or {}).get("data_dir")
         if recorded and Path(recorded).is_dir():

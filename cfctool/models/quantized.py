@@ -74,13 +74,10 @@ class _Matmul:
         return torch._int_mm(a_q, w_q_t)  # int32: addcmul promotes it, no float copy
 
 
-def quantize_activation(z: torch.Tensor, scale: float | None, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 values, scale) of an activation; scale None: dynamic (max |z| / 127 now).
+def quantize_dynamic(z: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, scale) of an activation at the scale max |z| / 127 of this step.
     ReLU outputs use 0..127 (round half up); others -127..127 (round half to even)."""
-    if scale is None:
-        s = (z.amax() if relu else z.abs().amax()).clamp_min(1e-12) / 127.0
-    else:
-        s = torch.tensor(scale, dtype=z.dtype)
+    s = (z.amax() if relu else z.abs().amax()).clamp_min(1e-12) / 127.0
     if relu:
         return z.div(s).add_(0.5).clamp_(0, 127).to(torch.int8), s
     return torch.round(z / s).clamp_(-127, 127).to(torch.int8), s
@@ -201,10 +198,10 @@ class _QCell:
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h)
             else:  # dynamic: a scale per step
                 z = self._activate(pre)
-                z_q, s_z = quantize_activation(z, None, self.relu)
+                z_q, s_z = quantize_dynamic(z, self.relu)
                 for q_t, s, b, _ in self.layers:
                     z = self._activate(torch.addcmul(b, self.mm(z_q, q_t), s * s_z))
-                    z_q, s_z = quantize_activation(z, None, self.relu)
+                    z_q, s_z = quantize_dynamic(z, self.relu)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
         return update(pre, h, self.gate_folded, dt)

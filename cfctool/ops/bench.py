@@ -76,25 +76,28 @@ def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.T
 
 
 def _torch_runner(ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None):
-    """(runner, Engine): the engine `ops.engines.choose` names for the checkpoint; on a GPU
-    each batch includes the copies and a synchronise."""
+    """(runner, Engine): the engine `ops.engines.choose` names for the checkpoint."""
     from cfctool.ops.engines import choose
 
     if device is not None and device.type != "cpu":
         model = model.to(device)
     engine = choose(ckpt, model)
-    model = engine.module
+    return _runner(engine.module, device), engine
+
+
+def _runner(module: torch.nn.Module, device: torch.device | None) -> Callable[[Split], torch.Tensor]:
+    """A batch runner for `module` on `device`; on a GPU each batch includes the copies and
+    a synchronise."""
     if device is None or device.type == "cpu":
-        return call_in_inference_mode(model), engine
-        return call_in_inference_mode(model)
+        return call_in_inference_mode(module)
 
     def run_on_device(b: Split) -> torch.Tensor:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         with torch.inference_mode():
-            out = model(move(b.x), move(b.dt), move(b.mask)).cpu()
+            out = module(move(b.x), move(b.dt), move(b.mask)).cpu()
         torch.cuda.synchronize(device)
         return out
-    return run_on_device, engine
+    return run_on_device
 
 
 def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[[Split], torch.Tensor]:
@@ -153,8 +156,7 @@ class _Subject:
         elif engine == "loop":
             note = "decoded weights (simulated)" if ckpt.encodings else None
             self.engine = Engine("loop", self.model.to(device).eval(), note)
-            self.run = call_in_inference_mode(self.engine.module) if device.type == "cpu" else \
-                _torch_runner(ckpt, self.model, device)[0]
+            self.run = _runner(self.engine.module, device)
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
             note = ("a float graph of the decoded weights: simulated, not integer or sparse kernels"

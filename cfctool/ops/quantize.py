@@ -18,7 +18,6 @@ error that matters is the state's, and it grows super-linearly with the weight e
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 
@@ -70,7 +69,6 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         if not [n for n in names if n != "embedding.weight"]:
             raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
         calib = _calibration_data(ckpt, cfg, data_dir, say)  # every scheme reports the state error on it
-        source = ckpt
         if cfg.scheme == "qat":
             ckpt = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
         axis = 0 if cfg.granularity == "channel" else None
@@ -129,7 +127,7 @@ def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
     except DataError as exc:
         raise DataError(f"{cfg.scheme} quantization needs the training data of '{ckpt.task['dataset']}' "
                         f"(calibration and the state-error report): {exc}") from None
-    return split.sample(cfg.calib or 256, seed=cfg.seed)
+    return split.sample(cfg.calib, seed=cfg.seed)
 
 
 def _batches(split, size: int = 256):

@@ -13,7 +13,7 @@ from typing import Any
 
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
-from cfctool.ops.fit import Progress, ProgressFn, fit, keras_init, make_optimizer, state_path_for  # noqa: F401
+from cfctool.ops.fit import ProgressFn, fit, keras_init, state_path_for
 
 # settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size")
