@@ -23,13 +23,14 @@ from common import machine, merge_result  # noqa: E402
 
 VARIANTS = {  # name: QuantizeConfig settings
     "dynamic": {"scheme": "dynamic"},
+    "static-nofuse": {"scheme": "static", "observer": "minmax", "fuse": False},
     "static": {"scheme": "static", "observer": "minmax"},
     "static-mse": {"scheme": "static", "observer": "mse"},
     "qat": {"scheme": "qat", "epochs": 1},
     "int4-qat": {"scheme": "qat", "bits": 4, "epochs": 1},
     "static-fold": {"scheme": "static", "observer": "minmax", "fold_embedding": True},
 }
-SEED = {  # SEEDS.md B: fp32 / static / +fusing / QAT accuracy, compression, int8 speed-up (fused) vs fp32 eager
+SEED = {  # SEEDS.md B: fp32 / static (unfused) / +fusing / QAT accuracy, compression, int8 speed-up (fused) vs fp32 eager
     "imdb/cfc": {"fp32": 0.861, "static": 0.860, "fused": 0.861, "qat": 0.868, "compression": 3.8, "speedup": 2.0},
     "imdb/cfc-deep": {"fp32": 0.881, "static": 0.872, "fused": 0.871, "qat": 0.876, "compression": 3.8, "speedup": 3.2},
     "imdb/cfc-ncp": {"fp32": 0.842, "static": 0.838, "fused": None, "qat": 0.839, "compression": 3.8, "speedup": 1.9},
@@ -46,7 +47,8 @@ def run(path: Path, args) -> dict:
     from cfctool.ops.quantize import quantize
 
     fp32 = checkpoint.load(path)
-    key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
+    model_key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
+    key = model_key + (f" (batch {args.batch_size})" if args.batch_size != 128 else "")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     variants, made = {}, {}
@@ -70,6 +72,9 @@ def run(path: Path, args) -> dict:
         print(f"[{name}] {target}", file=sys.stderr)
     names = [n for n in args.variants if n in variants]
     also = [(fp32, "loop")] + [(variants[n], "torch") for n in names]
+    onnx = [n for n in ("static",) if args.onnx and n in variants]  # ONNX Runtime: fp32 Scan and int8 Scan
+    if args.onnx:
+        also += [(fp32, "onnxruntime")] + [(variants[n], "onnxruntime") for n in onnx]
     report = bench(fp32, engine="torch", also=also, data_dir=args.data, batch_size=args.batch_size,
                    batches=args.batches, repeats=args.repeats, warmup=1, threads=args.threads,
                    notify=lambda m: print(f"[bench] {m}", file=sys.stderr))
@@ -81,14 +86,17 @@ def run(path: Path, args) -> dict:
     for name, r in zip(names, report["also"][1:]):
         rows[name] = {**_row(r, folded, eager), **made[name],
                       "quantization": {k: v for k, v in variants[name].record["compression"]["quantization"].items()
-                                       if k in ("scheme", "bits", "observer", "granularity", "activation_scales")}}
+                                       if k in ("scheme", "bits", "observer", "granularity", "activation_scales",
+                                                "fuse")}}
+    for name, r in zip(["fp32"] + onnx if args.onnx else [], report["also"][1 + len(names):]):
+        rows[f"{name} onnxruntime"] = {**_row(r, folded, eager), "export": r.get("onnx")}
     profile = per_step_profile(fp32, variants.get("static"), args) if args.profile else None
     return key, {
         **({"per_step_profile": profile} if profile else {}),
         "command": f"python benchmarks/quantize.py {' '.join(sys.argv[1:])}",
         "checkpoint": str(path), "workload": report["workload"], "threads": report["threads"],
         "repeats": report["repeats"], "machine": machine(), "what_else_ran": args.note, "rows": rows,
-        "seed_reference": SEED.get(key),
+        "seed_reference": SEED.get(model_key),
     }
 
 
@@ -149,6 +157,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse variants already in --out-dir")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
     parser.add_argument("--profile", action="store_true", help="also record a per-step operator profile")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also time ONNX Runtime: the fp32 Scan graph and the static int8 one (MatMulInteger)")
     args = parser.parse_args()
     for path in args.checkpoints:
         key, entry = run(path, args)

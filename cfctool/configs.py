@@ -173,7 +173,8 @@ class QuantizeConfig:
     observer: str = _help("Activation scales: minmax, percentile (99.99th) or mse (the lowest state error).",
                           "minmax")
     calib: int = _help("Training sequences used for calibration and the state-error report.", 256)
-    fuse: bool = _help("Quantize the fused products (Linear + activation; the four heads as one matrix).", True)
+    fuse: bool = _help("Quantize the fused products (Linear + activation; the four heads as one matrix); "
+                       "--no-fuse adds a quantization point on every Linear output (static, qat).", True)
     embedding: bool = _help("Store the token embedding as integers too (per row).", True)
     fold_embedding: bool = _help("First fold the embedding into the first backbone layer's input half (exact): "
                                  "a vocabulary x units table instead of vocabulary x embedding width.", False)
@@ -194,9 +195,9 @@ class QuantizeConfig:
             _positive(key, getattr(self, key))
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0 (got {self.lr})")
-        if not self.fuse:
-            raise ConfigError("--no-fuse (a quantization point on every Linear output) is not available yet; "
-                              "use --fuse (the default)")
+        if not self.fuse and self.scheme == "dynamic":
+            raise ConfigError("--no-fuse adds calibrated quantization points on every Linear output: it applies "
+                              "to --scheme static or qat, not dynamic")
         if self.threads is not None:
             _positive("threads", self.threads)
 

@@ -136,6 +136,8 @@ def test_quantize_errors(trained_xor, quantized, tmp_path, cli):
         quantize(load(trained_xor["cfc"]), QuantizeConfig(bits=3))
     r = cli("quantize", trained_xor["cfc"], "--bits", "3", "-o", tmp_path / "q.st")
     assert r.code == 2 and "bits must be 8 or 4" in r.err and not (tmp_path / "q.st").exists()
+    r = cli("quantize", trained_xor["cfc"], "--scheme", "dynamic", "--no-fuse", "-o", tmp_path / "q.st")
+    assert r.code == 2 and "--no-fuse" in r.err and "not dynamic" in r.err and not (tmp_path / "q.st").exists()
     r = cli("quantize", trained_xor["ltc"], "-o", tmp_path / "ltc.st")  # no integer path: runs simulated, says so
     assert r.code == 0, r.err
     report = evaluate(load(tmp_path / "ltc.st"))
@@ -239,3 +241,93 @@ def test_qat_fake_quantizes_activations_like_the_engine(learned_xor):
     model(batch.x[:8], batch.dt[:8], batch.mask[:8]).sum().backward()
     assert model.rnn.cells[0].backbone[0].weight.grad.abs().sum() > 0  # straight-through
     assert calibrate  # the QAT path calibrates with the same function
+
+
+def _unfused_reference(model, scales, x, dt, mask):
+    """The unfused int8 model written from the definition, with the decoded float weights:
+    the state on its 1/127 grid, every Linear output and every activation rounded at its
+    calibrated scale, the four heads rounded apart. One cell with a backbone."""
+    import torch.nn.functional as F
+
+    from cfctool.ops.quantize import HEADS
+
+    def grid(v, s, lo=-127):
+        return torch.clamp(torch.round(v / s), lo, 127) * s
+
+    cell = model.rnn.cells[0]
+    a, h, relu = cell.head_scale, cell.hidden, isinstance(cell.act, torch.nn.ReLU)
+    feats = model.embedding(x) if model.embedding is not None else x
+    state = feats.new_zeros(x.shape[0], h)
+    heads_w, heads_b = cell.head_params()
+    for t in range(x.shape[1]):
+        y_q = torch.floor(127 * (state / a + 1) / 2 + 0.5) / 127
+        z = torch.cat([feats[:, t], a * (2 * y_q - 1)], 1)
+        for j, layer in enumerate(cell.backbone):
+            pre = grid(layer(z), scales[f"cells.0.backbone.{j}.linear"])
+            z = grid(cell.act(pre), scales[f"cells.0.backbone.{j}"], 0 if relu else -127)
+        heads = F.linear(z, heads_w, heads_b).split(h, 1)
+        ff1, ff2, t_a, t_b = (grid(v, scales[f"cells.0.heads.{n}"]) for v, n in zip(heads, HEADS))
+        step_dt = 1.0 if dt is None else dt[:, t:t + 1]
+        new = a * (2 * torch.lerp(ff1.sigmoid(), ff2.sigmoid(), (t_a * step_dt + t_b).sigmoid()) - 1)
+        state = new if mask is None else torch.where(mask[:, t:t + 1], new, state)
+    return model.head(state)
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-deep", "cfc-ncp"])
+def test_no_fuse_rounds_every_linear_output(trained_xor, quantized, arch):
+    fp32, fused = quantized[arch]
+    q = quantize(fp32, QuantizeConfig(scheme="static", calib=128, fuse=False))
+    record = q.record["compression"]["quantization"]
+    scales = record["activation_scales"]
+    assert record["fuse"] is False and {f"cells.0.heads.{n}" for n in ("ff1", "ff2", "time_a", "time_b")} <= set(scales)
+    model = model_from_checkpoint(q)
+    batch = generate(q.task, "test")
+    real = QuantFoldedCfC(model, q, scales, fuse=False)(batch.x, batch.dt, batch.mask)
+    assert torch.equal(real, QuantFoldedCfC(model, q, scales, fuse=False, simulate=True)(batch.x, batch.dt, batch.mask))
+    assert evaluate(q)["accuracy"] == pytest.approx((real.argmax(-1) == batch.y).float().mean().item())
+    if arch != "cfc-ncp":  # one cell with a backbone: against the definition
+        # more rounding points than the fused engine (NCP's fused engine folds and requantizes the gate instead)
+        assert record["state_mse"]["mean"] > fused.record["compression"]["quantization"]["state_mse"]["mean"]
+        assert any(f"cells.0.backbone.{j}.linear" in scales for j in range(2))
+        with torch.no_grad():
+            want = _unfused_reference(model, scales, batch.x, batch.dt, batch.mask)
+            fused_out = QuantFoldedCfC(model_from_checkpoint(fused), fused, fused.record["compression"][
+                "quantization"]["activation_scales"])(batch.x, batch.dt, batch.mask)
+        assert (real - want).abs().max() < 1e-3 < (fused_out - want).abs().max()
+
+
+def _run_folded(f, split):
+    """A folded engine's step over a batch, written out (no packing)."""
+    u, dts, masks = f.time_major(split.x, split.dt, split.mask)
+    ys = f.initial(u)
+    with torch.no_grad():
+        for t in range(u.shape[0]):
+            ys = f.step(ys, u[t], None if dts is None else dts[t], None if masks is None else masks[t])
+    return f.readout(ys[-1])
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
+def test_export_of_an_int8_checkpoint_runs_integer_products_in_the_scan_body(quantized, arch, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    import onnx
+    import onnxruntime as ort
+
+    from cfctool.ops.export import export_onnx, graph_inputs
+
+    _, q = quantized[arch]
+    info = export_onnx(q, tmp_path / "q.onnx", generate(q.task, "test", 32))
+    assert info["graph"] == "scan-int8" and info["verified_against"].startswith("folded-int8")
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    scan = next(n for n in graph.node if n.op_type == "Scan")
+    body = [n.op_type for n in next(a.g for a in scan.attribute if a.name == "body").node]
+    assert body.count("MatMulInteger") >= 2 and "MatMul" not in body and "Gemm" not in body
+    # a fresh batch: the graph computes the integer engine (rows equal but for rounding ties)
+    other = generate(q.task, "train", 64)
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {k: v.numpy() for k, v in graph_inputs(other).items()})[0])
+    model = model_from_checkpoint(q)
+    engine = QuantFoldedCfC(model, q, q.record["compression"]["quantization"]["activation_scales"])
+    want = _run_folded(engine.folded(None), other)  # the graph reads dt: the gate heads stay apart
+    close = ((got - want).abs().amax(-1) <= 1e-4).float().mean()
+    assert close >= 0.9 and (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.97

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
         say("exporting and verifying against PyTorch")
         info = export_onnx(ckpt, output, batches[0])
-        print(f"max abs diff vs PyTorch {info['max_abs_diff']:.3g} (allowed {info['allowed_diff']:.3g}), "
+        print(f"max abs diff vs PyTorch ({info['verified_against']}) {info['max_abs_diff']:.3g} (allowed "
+              f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
               f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
               f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
               f"{', '.join(info['inputs'])})", file=sys.stderr)

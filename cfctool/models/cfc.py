@@ -244,13 +244,18 @@ class CfC(nn.Module):
                     inp_in = inp if fq is None else fake_quant_state(inp, self.cells[k - 1].head_scale)
                     pre = torch.addmm(torch.addmm(b, inp_in, wi_t), state_in, wr_t)
                 if heads is not None:  # backbone: activation, further layers, then the fused heads
+                    if trace is not None:
+                        trace.setdefault(f"cells.{k}.backbone.0.linear", []).append(pre)
                     z = cell.act(pre)
                     if fq is not None:
                         z = fake_quant_act(z, fq["acts"][0], isinstance(cell.act, nn.ReLU))
                     if trace is not None:
                         trace.setdefault(f"cells.{k}.backbone.0", []).append(z)
                     for j, (w_t, bias) in enumerate(rest, 1):
-                        z = cell.act(torch.addmm(bias, z, w_t))
+                        z = torch.addmm(bias, z, w_t)
+                        if trace is not None:
+                            trace.setdefault(f"cells.{k}.backbone.{j}.linear", []).append(z)
+                        z = cell.act(z)
                         if fq is not None:
                             z = fake_quant_act(z, fq["acts"][j], isinstance(cell.act, nn.ReLU))
                         if cell.dropout is not None:
@@ -258,6 +263,8 @@ class CfC(nn.Module):
                         if trace is not None:
                             trace.setdefault(f"cells.{k}.backbone.{j}", []).append(z)
                     pre = torch.addmm(heads[1], z, heads[0])
+                if trace is not None:
+                    trace.setdefault(f"cells.{k}.heads", []).append(pre)
                 new = cell.combine(pre, dt_t)
                 if masks is not None:
                     new = torch.where(masks[t], new, states[k])

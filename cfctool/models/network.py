@@ -41,8 +41,11 @@ class SequenceModel(nn.Module):
                 mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-step internals for one batch, each (batch, time, units), computed by the same
         loop as `forward`: 'cells.K.state' (cell K's state after each step; carried over
-        on masked steps) and, for cells with a backbone, 'cells.K.backbone.J' (layer J's
-        activations). The snapshots of POD and the activations of APoZ scores."""
+        on masked steps), 'cells.K.heads' (the heads' outputs, columns [2c ff1, 2c ff2,
+        time_a, time_b] as `CfCCell.head_params`) and, for cells with a backbone,
+        'cells.K.backbone.J' (layer J's activations) and 'cells.K.backbone.J.linear' (its
+        pre-activations). The snapshots of POD, the activations of APoZ scores, the ranges
+        of quantization."""
         was_training = self.training
         self.eval()
         trace: dict[str, list] = {}

@@ -18,7 +18,11 @@ scales, never the integers:
   runs integers that are not the stored ones; its error is in the state MSE and the
   accuracy, both measured through this engine).
 
-One rescale per product (``bias + acc * column scale``). `simulate=True` computes the same
+One rescale per product (``bias + acc * column scale``). Unfused (``fuse=False``, the
+seed's "static" column) every Linear output is also rounded to int8 at its calibrated
+scale before its activation (each backbone layer, each of the four heads; the gate heads
+are not folded), as an engine without Linear + activation fusing would have it.
+`simulate=True` computes the same
 integers with float matrix products (exact: the sums stay below 2^24), for tests and
 for the calibration observers.
 """
@@ -104,7 +108,7 @@ class _QCell:
     bias' and scale' (for cell 0 into the token table, see QuantFolded)."""
 
     def __init__(self, ckpt, cell, k: int, folded_cell, act_scales: dict, dynamic: bool, mm: _Matmul,
-                 prev_scale: float, dt: float | None):
+                 prev_scale: float, dt: float | None, fuse: bool = True):
         h, n_in = cell.hidden, cell.n_in
         a, c = cell.head_scale, cell.head_slope
         self.h, self.mm, self.dt = h, mm, dt
@@ -132,7 +136,14 @@ class _QCell:
         widths = [layer.out_features for layer in cell.backbone]
         names = [f"cells.{k}.backbone.{j}" for j in range(len(widths))]
         scales = [None if dynamic else float(act_scales[n]) for n in names]
-        self.fast = bool(widths) and self.relu and not dynamic
+        self.fast = bool(widths) and self.relu and not dynamic and fuse
+        self.linear_points = None  # unfused: (1/s, s) of each backbone pre-activation and the heads' columns
+        if not fuse:
+            from cfctool.ops.quantize import HEADS
+
+            head_s = torch.cat([torch.full((h,), float(act_scales[f"cells.{k}.heads.{n}"])) for n in HEADS])
+            self.linear_points = ([(1.0 / act_scales[f"{n}.linear"], act_scales[f"{n}.linear"]) for n in names],
+                                  (1.0 / head_s, head_s))
         self.in_scale = scales[0] if self.fast else None  # cell 0's table is divided by it (QuantFolded)
         if widths:
             q1, s1 = int_weight(ckpt, f"{prefix}.backbone.0.weight")
@@ -172,6 +183,11 @@ class _QCell:
             return torch.nn.functional.silu(z, inplace=True)
         return self.act(z)
 
+    @staticmethod
+    def _round_trip(z: torch.Tensor, inv_scale, scale) -> torch.Tensor:
+        """z rounded to int8 at `scale` and back (in place): an unfused Linear output."""
+        return z.mul_(inv_scale).round_().clamp_(-127, 127).mul_(scale)
+
     def _quantize(self, z: torch.Tensor, inv_scale: float) -> torch.Tensor:
         """round(z / s) into [-127, 127] (or [0, 127] after a ReLU), in place on z."""
         return z.mul_(inv_scale).round_().clamp_(0 if self.relu else -127, 127).to(torch.int8)
@@ -190,10 +206,16 @@ class _QCell:
                     z_q = torch.addcmul(b, self.mm(z_q, q_t), s).clamp_(0, 127).to(torch.int8)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h)
-            elif self.static:  # static scales, non-ReLU: products of scales precomputed
+            elif self.static:  # static scales, non-ReLU (or unfused): products of scales precomputed
+                points = self.linear_points[0] if self.linear_points else None
+                if points:
+                    pre = self._round_trip(pre, *points[0])
                 z_q = self._quantize(self._activate(pre), self.inv_scales[0])
-                for (q_t, s_mult, b, _), inv in zip(self.layers, self.inv_scales[1:]):
-                    z_q = self._quantize(self._activate(torch.addcmul(b, self.mm(z_q, q_t), s_mult)), inv)
+                for j, ((q_t, s_mult, b, _), inv) in enumerate(zip(self.layers, self.inv_scales[1:]), 1):
+                    z = torch.addcmul(b, self.mm(z_q, q_t), s_mult)
+                    if points:
+                        z = self._round_trip(z, *points[j])
+                    z_q = self._quantize(self._activate(z), inv)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h)
             else:  # dynamic: a scale per step
@@ -204,19 +226,23 @@ class _QCell:
                     z_q, s_z = quantize_dynamic(z, self.relu)
                 q_t, s_h, b_h = self.heads
                 pre = torch.addcmul(b_h, self.mm(z_q, q_t), s_h * s_z)
+        if self.linear_points:
+            pre = self._round_trip(pre, *self.linear_points[1])
         return update(pre, h, self.gate_folded, dt)
 
 
 class QuantFolded(Folded):
     """`Folded` with integer products; the same time-major input, initial state and readout."""
 
-    def __init__(self, model, dt, ckpt, act_scales: dict, dynamic: bool, simulate: bool):
+    def __init__(self, model, dt, ckpt, act_scales: dict, dynamic: bool, simulate: bool, fuse: bool = True):
         super().__init__(model, None)  # the float table and biases in y-space, 4 heads
         mm = _Matmul(simulate)
         cells = model.rnn.cells
-        with torch.no_grad():
+        with torch.no_grad():  # unfused: the gate heads stay apart (each output has its own scale)
             self.qcells = [_QCell(ckpt, cell, k, self.cells[k], act_scales, dynamic, mm,
-                                  cells[k - 1].head_scale if k else 1.0, dt) for k, cell in enumerate(cells)]
+                                  cells[k - 1].head_scale if k else 1.0, dt if fuse else None, fuse)
+                           for k, cell in enumerate(cells)]
+            self.dt_tensor = None if dt is None else torch.tensor(float(dt))
             first = self.qcells[0]
             self.dt_value = dt
             if first.folds_input and self.table is not None:
@@ -237,7 +263,8 @@ class QuantFolded(Folded):
     def step(self, ys, u_t, dt_t, mask_t):
         out, prev_q = [], None
         for k, qc in enumerate(self.qcells):
-            new = qc.step(u_t if k == 0 else None, quantize_y(ys[k]), prev_q, None if self.constant_dt else dt_t)
+            dt_k = dt_t if dt_t is not None else (None if qc.gate_folded else self.dt_tensor)
+            new = qc.step(u_t if k == 0 else None, quantize_y(ys[k]), prev_q, dt_k)
             new = new if mask_t is None else torch.where(mask_t, new, ys[k])
             out.append(new)
             prev_q = quantize_y(new) if k + 1 < len(self.qcells) else None
@@ -248,14 +275,15 @@ class QuantFoldedCfC(FoldedCfC):
     """The folded engine with int8 products (see module docstring); packing as FoldedCfC."""
 
     def __init__(self, model: nn.Module, ckpt, act_scales: dict | None = None, dynamic: bool = False,
-                 simulate: bool = False, pack: bool = True):
+                 simulate: bool = False, pack: bool = True, fuse: bool = True):
         super().__init__(model, pack=pack)
         self.ckpt, self.act_scales, self.dynamic, self.simulate = ckpt, act_scales or {}, dynamic, simulate
+        self.fuse = fuse
 
     def folded(self, dt):
         if dt in self._cache:
             return self._cache[dt]
-        f = QuantFolded(self.model, dt, self.ckpt, self.act_scales, self.dynamic, self.simulate)
+        f = QuantFolded(self.model, dt, self.ckpt, self.act_scales, self.dynamic, self.simulate, self.fuse)
         if dt in (None, 1.0):
             self._cache[dt] = f
         return f

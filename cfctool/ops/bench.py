@@ -159,8 +159,11 @@ class _Subject:
             self.run = _runner(self.engine.module, device)
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
-            note = ("a float graph of the decoded weights: simulated, not integer or sparse kernels"
-                    if ckpt.encodings else None)
+            if self.export["graph"] == "scan-int8":
+                note = "the int8 engine's step: MatMulInteger (int8 x int8 -> int32) in the Scan body"
+            else:
+                note = ("a float graph of the decoded weights: simulated, not integer or sparse kernels"
+                        if ckpt.encodings else None)
             self.engine = Engine("onnxruntime", self.model, note)
         self.counts = parameter_counts(self.model)
         self.totals: list[float] = []

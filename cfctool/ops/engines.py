@@ -37,7 +37,7 @@ def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
 
         if supports_integer(ckpt, model):
             module = QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {},
-                                    dynamic=quant["scheme"] == "dynamic")
+                                    dynamic=quant["scheme"] == "dynamic", fuse=quant.get("fuse", True))
             return Engine("folded-int8", module, "int8 products with int32 accumulation (int4 weights widened to "
                                                  "int8; with constant dt the two gate heads summed and requantized "
                                                  "per row at load); the token table and the once-per-sequence "

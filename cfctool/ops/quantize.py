@@ -5,7 +5,10 @@
   output channel or per tensor) through the checkpoint's encodings.
 - Activations: `static` calibrates one scale per backbone layer on `calib` training
   sequences (observer `minmax`, `percentile` or `mse`); the state y in [0, 1] has the
-  fixed scale 1/127. `dynamic` takes max |z| / 127 at every step instead.
+  fixed scale 1/127. `dynamic` takes max |z| / 127 at every step instead. `fuse=False`
+  adds a quantization point on every Linear output (each backbone layer before its
+  activation, each of the four heads), as an engine that does not fuse Linear and
+  activation, or the heads into one product, would have: the seed's "static" column.
 - `qat`: fine-tunes through `fit()` with the weights and the activations the int8 engine
   quantizes (backbone outputs at min-max scales, the state on its 1/127 grid)
   fake-quantized (straight-through), then converts and calibrates as `static`.
@@ -84,8 +87,8 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         scales: dict[str, float] = {}
         if cfg.scheme in ("static", "qat"):
             say(f"calibrating activation scales on {len(calib)} sequences ({cfg.observer} observer)")
-            scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original)
-        report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic")
+            scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original, fuse=cfg.fuse)
+        report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic", cfg.fuse)
     wall = time.perf_counter() - started
     compression = dict(input_ckpt.record.get("compression") or {})
     if cfg.fold_embedding:
@@ -134,14 +137,30 @@ def _batches(split, size: int = 256):
     return [split.take(slice(i, i + size)) for i in range(0, len(split), size)]
 
 
-def calibrate(ckpt: Checkpoint, qmodel, calib, observer: str, reference) -> dict[str, float]:
-    """One scale per backbone layer ('cells.K.backbone.J'), from the decoded model's activations."""
+HEADS = ("ff1", "ff2", "time_a", "time_b")
+
+
+def _points(name: str, t: torch.Tensor, fuse: bool) -> dict[str, torch.Tensor]:
+    """The quantization points in one captured tensor: backbone outputs ('cells.K.backbone.J');
+    without fusing also every Linear output: backbone pre-activations ('...J.linear') and
+    each head ('cells.K.heads.ff1', ...)."""
+    if name.endswith(".state") or (fuse and (name.endswith(".linear") or name.endswith(".heads"))):
+        return {}
+    if name.endswith(".heads"):
+        if t.shape[-1] % len(HEADS):
+            return {}
+        return dict(zip((f"{name}.{h}" for h in HEADS), t.chunk(len(HEADS), -1)))
+    return {name: t}
+
+
+def calibrate(ckpt: Checkpoint, qmodel, calib, observer: str, reference, fuse: bool = True) -> dict[str, float]:
+    """One scale per quantization point (see `_points`), from the decoded model's activations."""
     acts: dict[str, list[torch.Tensor]] = {}
     for b in _batches(calib):
         for name, t in qmodel.capture(b.x, b.dt, b.mask).items():
-            if ".backbone." in name:
-                valid = t if b.mask is None else t[b.mask]
-                acts.setdefault(name, []).append(valid.reshape(-1))
+            for point, values in _points(name, t, fuse).items():
+                valid = values if b.mask is None else values[b.mask]
+                acts.setdefault(point, []).append(valid.reshape(-1))
     scales = {}
     for name, parts in acts.items():
         values = torch.cat(parts).abs()
@@ -152,28 +171,28 @@ def calibrate(ckpt: Checkpoint, qmodel, calib, observer: str, reference) -> dict
             top = values.max()
         scales[name] = max(float(top), 1e-8) / 127.0
     if observer == "mse" and scales:
-        scales = _mse_search(ckpt, qmodel, reference, calib, scales)
+        scales = _mse_search(ckpt, qmodel, reference, calib, scales, fuse)
     return scales
 
 
-def _mse_search(ckpt, qmodel, reference, calib, scales: dict[str, float]) -> dict[str, float]:
+def _mse_search(ckpt, qmodel, reference, calib, scales: dict[str, float], fuse: bool) -> dict[str, float]:
     """Per layer in turn, the candidate scale (a fraction of min-max) with the lowest state MSE."""
     best = dict(scales)
     for name in sorted(scales):
         base = scales[name]
-        trials = {f: state_error(ckpt, qmodel, reference, calib, {**best, name: base * f}, False)["mean"]
+        trials = {f: state_error(ckpt, qmodel, reference, calib, {**best, name: base * f}, False, fuse)["mean"]
                   for f in MSE_FRACTIONS}
         best[name] = base * min(trials, key=trials.get)
     return best
 
 
-def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool) -> dict[str, float]:
+def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fuse: bool = True) -> dict[str, float]:
     """MSE of every cell's per-step states against the fp32 model: through the integer
     engine (simulated exactly in float) where there is one, else the decoded weights
     through the loop."""
     from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 
-    engine = QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, simulate=True) \
+    engine = QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, fuse=fuse, simulate=True) \
         if supports_integer(ckpt, qmodel) else None
     total, count, last_total, last_count = 0.0, 0, 0.0, 0
     for b in _batches(calib):
