@@ -20,30 +20,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import merge_result  # noqa: E402
 
+# the seed protocol (SEEDS.md B): IMDB under preset 'seed' (the default before the reference
+# recipe replaced it), Person Activity under its default
 RUNS = {
-    "imdb-cfc": ("imdb", "cfc"),
-    "imdb-cfc-deep": ("imdb", "cfc-deep"),
-    "imdb-cfc-ncp": ("imdb", "cfc-ncp"),
-    "person_activity-cfc": ("person_activity", "cfc"),
+    "imdb-cfc": ("imdb", "cfc", {}, "seed"),
+    "imdb-cfc-deep": ("imdb", "cfc-deep", {}, "seed"),
+    "imdb-cfc-ncp": ("imdb", "cfc-ncp", {}, "seed"),
+    "person_activity-cfc": ("person_activity", "cfc", {}),
 }
 # beyond the seed protocol: a preset with settings changed, to compare against it
 # (data set, arch, changed settings[, preset])
 VARIANTS = {
-    "imdb-cfc-mixed": ("imdb", "cfc", {"mixed_memory": True}),
+    "imdb-cfc-mixed": ("imdb", "cfc", {"mixed_memory": True}, "seed"),
     # hidden 48 brings the mixed-memory CfC back to the seed CfC's ~75k recurrent parameters
-    "imdb-cfc-mixed-h48": ("imdb", "cfc", {"mixed_memory": True, "hidden": 48}),
+    "imdb-cfc-mixed-h48": ("imdb", "cfc", {"mixed_memory": True, "hidden": 48}, "seed"),
     # the CfC reference repository's IMDB recipes (configs.py, preset 'reference')
     "imdb-cfc-reference": ("imdb", "cfc", {}, "reference"),
     "imdb-cfc-reference-nogate": ("imdb", "cfc", {}, "reference-nogate"),
     "imdb-cfc-deep-reference": ("imdb", "cfc-deep", {}, "reference"),
     "imdb-cfc-ncp-reference": ("imdb", "cfc-ncp", {}, "reference"),
     # our (seed) preset with one change of the reference recipe each, 10 epochs: which one matters
-    "imdb-cfc-silu64x2": ("imdb", "cfc", {"backbone_activation": "silu", "backbone_layers": 2}),
-    "imdb-cfc-lecun-heads": ("imdb", "cfc", {"head_activation": "lecun_tanh"}),
-    "imdb-cfc-rmsprop": ("imdb", "cfc", {"optimizer": "rmsprop", "lr": 5e-4, "lr_decay": 0.7, "lr_schedule": "step"}),
-    "imdb-cfc-prepad": ("imdb", "cfc", {"padding": "pre"}),
+    "imdb-cfc-silu64x2": ("imdb", "cfc", {"backbone_activation": "silu", "backbone_layers": 2}, "seed"),
+    "imdb-cfc-lecun-heads": ("imdb", "cfc", {"head_activation": "lecun_tanh"}, "seed"),
+    "imdb-cfc-rmsprop": ("imdb", "cfc", {"optimizer": "rmsprop", "lr": 5e-4, "lr_decay": 0.7, "lr_schedule": "step"},
+                         "seed"),
+    "imdb-cfc-prepad": ("imdb", "cfc", {"padding": "pre"}, "seed"),
     "imdb-cfc-kernel-decay": ("imdb", "cfc", {"weight_decay": 7.2e-5, "weight_decay_on": "kernels", "init": "keras",
-                                              "clip_scope": "tensor"}),
+                                              "clip_scope": "tensor"}, "seed"),
 }
 SEED = {  # SEEDS.md section B: accuracy (mean of 5 runs), GPU seconds per epoch, RNN parameters
     "imdb-cfc": {"accuracy": 0.882, "sec_per_epoch_gpu": 2.8, "rnn_params": 75000},
@@ -70,7 +73,7 @@ def run_entry(name: str, args) -> dict:
     from cfctool.configs import resolve
     from cfctool.ops.train import train
 
-    dataset, arch, changed, *preset = VARIANTS[name] if name in VARIANTS else (*RUNS[name], {})
+    dataset, arch, changed, *preset = VARIANTS[name] if name in VARIANTS else RUNS[name]
     preset = preset[0] if preset else "default"
     overrides = {"data_dir": args.data, "seed": args.seed, **changed}
     if args.threads:

@@ -58,3 +58,15 @@ def trained_xor(tmp_path_factory):
         checkpoint.save(train(tiny_run(arch)), path)
         paths[arch] = path
     return paths
+
+
+@pytest.fixture(scope="session")
+def learned_xor(tmp_path_factory):
+    """The quick XOR preset trained to ~100% (the tiny fixtures are near chance)."""
+    from cfctool import checkpoint
+    from cfctool.configs import resolve
+    from cfctool.ops.train import train
+
+    path = tmp_path_factory.mktemp("learned") / "xor.st"
+    checkpoint.save(train(resolve("xor", "cfc", overrides={"threads": 2, "train_size": 8000, "epochs": 3})), path)
+    return path

@@ -49,8 +49,8 @@ def test_tokenizer():
 
 
 def test_imdb_slice_vocab_from_train_only(imdb_slice):
-    run = resolve("imdb", "cfc", overrides={"data_dir": str(imdb_slice), "vocab_size": 500, "seq_len": 50,
-                                            "val_fraction": 0.0})
+    run = resolve("imdb", "cfc", preset="seed", overrides={"data_dir": str(imdb_slice), "vocab_size": 500,
+                                                           "seq_len": 50, "val_fraction": 0.0})
     data = load_dataset(run.data)
     train, test = data.splits["train"], data.splits["test"]
     assert len(train) == 2 * PER_CLASS and len(test) == 2 * PER_CLASS

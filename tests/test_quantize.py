@@ -62,17 +62,6 @@ def test_a_quantized_product_stays_within_the_analytic_bound():
     assert err.max() > bound.max() / 100  # the bound is not vacuous for this example
 
 
-@pytest.fixture(scope="module")
-def learned_xor(tmp_path_factory):
-    """The quick XOR preset trained to ~100% (the tiny fixtures are near chance)."""
-    from cfctool.configs import resolve
-    from cfctool.ops.train import train
-
-    path = tmp_path_factory.mktemp("learned") / "xor.st"
-    save(train(resolve("xor", "cfc", overrides={"threads": 2, "train_size": 8000, "epochs": 3})), path)
-    return path
-
-
 def test_int4_weights_with_qat_and_file_sizes(trained_xor, learned_xor, tmp_path):
     fp32 = load(trained_xor["cfc"])
     q4 = quantize(fp32, QuantizeConfig(scheme="qat", bits=4, epochs=1, calib=64))

@@ -37,5 +37,11 @@ def register(app: typer.Typer) -> None:
             return
         width = max(map(len, report))
         for key, value in report.items():
+            if isinstance(value, dict):  # e.g. sparsity per tensor: one indented line each
+                print(key)
+                inner = max(map(len, value), default=0)
+                for name, v in value.items():
+                    print(f"  {name:<{inner}}  {v:.6g}" if isinstance(v, float) else f"  {name:<{inner}}  {v}")
+                continue
             shown = f"{value:.6g}" if isinstance(value, float) else value
             print(f"{key:<{width}}  {shown}")

@@ -62,6 +62,8 @@ def setting_parameters(panels: dict | None = None) -> list[inspect.Parameter]:
                 text += f" [default: {default}{' unless the preset sets it' if panels is None else ''}]"
             flag = "--" + f.name.replace("_", "-")
             decl = (f"{flag}/--no-{f.name.replace('_', '-')}",) if base is bool else (flag,)
+            if f.metadata.get("flags"):
+                decl = (f.metadata["flags"],)
             option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                             annotation=Annotated[Optional[base], option], default=None))

@@ -39,6 +39,23 @@ def load_dataset(cfg, seed: int = 0) -> Dataset:
     return dataset
 
 
+def task_dataset(ckpt, data_dir: str | Path | None, seed: int, purpose: str) -> Dataset:
+    """The training data of a checkpoint's task, loaded with the data settings it was trained
+    with (for fine-tuning after a compression: QAT, pruning, distillation); `purpose` names
+    what needs it in the error message."""
+    from cfctool.configs import DataConfig
+
+    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
+    data_settings = {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
+    directory, _ = resolve_data_dir(ckpt, data_dir)
+    data_settings.update(dataset=ckpt.task["dataset"],
+                         data_dir=str(directory) if directory else data_settings.get("data_dir"))
+    try:
+        return load_dataset(DataConfig(**data_settings), seed=seed)
+    except DataError as exc:
+        raise DataError(f"{purpose} needs the task's data: {exc}") from None
+
+
 def load_split(task: dict[str, Any], split: str, data_dir: Path | None, task_tensors=None) -> Split:
     """One split for evaluation, preprocessed exactly as the task record (and the tensors
     that travel with it, such as a vocabulary) say."""

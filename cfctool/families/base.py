@@ -42,6 +42,22 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class UnitGroup:
+    """Units that structured pruning removes together with everything attached to them.
+
+    `slices` are (tensor name, dim, offset, role): unit i is index offset + i along dim of
+    that tensor. Roles: 'own' (the unit's incoming weights, bias, wiring-mask row),
+    'recurrent' (the columns of its own cell's first product that read it), 'next' (the
+    columns of the layers that read it). `kind`: 'backbone', 'hidden' or 'embedding'.
+    """
+
+    name: str
+    kind: str
+    size: int
+    slices: tuple[tuple[str, int, int, str], ...]
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family; every hook takes the arch record (or the built model) only.
 
@@ -54,6 +70,9 @@ class Family:
     - `upgrade(arch)`: a format-1 arch record rewritten in the current form.
     - `fold_embedding(ckpt)`: the same function with the token embedding multiplied into
       the first product (a smaller table); None where the family has no such form.
+    - `unit_groups(arch, tensors)`: the `UnitGroup`s structured pruning can shrink, and
+      `resize(arch, sizes)` the arch record with {group name: new size}; None where the
+      family has no structured form.
     """
 
     name: str
@@ -68,6 +87,8 @@ class Family:
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     validate: Callable[[dict[str, Any]], None] | None = None
     fold_embedding: Callable[[Any], Any] | None = None
+    unit_groups: Callable[[dict[str, Any], dict[str, Any]], list[UnitGroup]] | None = None
+    resize: Callable[[dict[str, Any], dict[str, int]], dict[str, Any]] | None = None
 
     def setting_names(self) -> set[str]:
         return {s.name for s in self.settings}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, front_end, standard_counts
+from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, UnitGroup, front_end, standard_counts
 
 CFC_MODES = ("default", "no_gate", "pure")
 ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
@@ -61,6 +61,82 @@ def fold_embedding(ckpt):
     new_arch = {**arch, "input_projected": True, "embedding_dim": arch["backbone_widths"][0],
                 "embedding_folded_from": n_in}
     return ckpt.derive(tensors=t, arch=new_arch)
+
+
+HEADS = ("ff1", "ff2", "time_a", "time_b")
+
+
+def cell_sizes(arch: dict[str, Any]) -> list[int]:
+    """Hidden units per cell: one cell, or the NCP's inter, command and motor cells."""
+    return [int(n) for n in arch["ncp_layers"]] if "ncp_layers" in arch else [int(arch["hidden"])]
+
+
+def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup]:
+    """Backbone units, hidden units of each cell, and embedding dimensions of a CfC core
+    (one cell with a backbone, or wired cells without). Mixed memory is not covered: its
+    LSTM reads every unit of every cell."""
+    if arch.get("mixed_memory"):
+        raise ValueError("structured pruning of a mixed-memory CfC is not supported (its LSTM reads every unit)")
+    sizes = cell_sizes(arch)
+    pure = arch["mode"] == "pure"
+    heads = HEADS[:1] if pure else HEADS
+    widths = list(arch.get("backbone_widths") or [])
+    groups = []
+
+    def first(k: int) -> list[str]:  # the tensors of cell k's first product on [input; state]
+        return [f"rnn.cells.{k}.backbone.0.weight"] if widths else [f"rnn.cells.{k}.{h}.weight" for h in heads]
+
+    def mask(k: int) -> str | None:
+        name = f"rnn.cells.{k}.sparsity_mask"
+        return name if name in tensors else None
+
+    n_in = [0] * len(sizes)
+    for k in range(len(sizes)):
+        n_in[k] = (tensors[first(k)[0]].shape[1] - sizes[k])
+    for k, h in enumerate(sizes):
+        p = f"rnn.cells.{k}"
+        for j, w in enumerate(widths):
+            consumers = [f"{p}.backbone.{j + 1}.weight"] if j + 1 < len(widths) else [f"{p}.{x}.weight" for x in heads]
+            groups.append(UnitGroup(f"cells.{k}.backbone.{j}", "backbone", w, (
+                (f"{p}.backbone.{j}.weight", 0, 0, "own"), (f"{p}.backbone.{j}.bias", 0, 0, "own"),
+                *((c, 1, 0, "next") for c in consumers))))
+        own = [(f"{p}.{x}.{t}", 0, 0, "own") for x in heads for t in ("weight", "bias")]
+        if pure:
+            own += [(f"{p}.w_tau", 1, 0, "own"), (f"{p}.A", 1, 0, "own")]
+        rec = [(name, 1, n_in[k], "recurrent") for name in first(k)]
+        if mask(k):
+            own.append((mask(k), 0, 0, "own"))
+            rec.append((mask(k), 1, tensors[mask(k)].shape[1] - h, "recurrent"))
+        if k + 1 < len(sizes):
+            nxt = [(name, 1, 0, "next") for name in first(k + 1)] + ([(mask(k + 1), 1, 0, "next")] if mask(k + 1) else [])
+        else:
+            nxt = [("head.weight", 1, 0, "next")]
+        groups.append(UnitGroup(f"cells.{k}.hidden", "hidden", h, tuple(own + rec + nxt)))
+    if "embedding.weight" in tensors and not arch.get("input_projected"):
+        reads = [(name, 1, 0, "next") for name in first(0)] + ([(mask(0), 1, 0, "next")] if mask(0) else [])
+        groups.append(UnitGroup("embedding", "embedding", int(tensors["embedding.weight"].shape[1]),
+                                (("embedding.weight", 1, 0, "own"), *reads)))
+    return groups
+
+
+def resize(arch: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
+    """The arch record with new group sizes (see `unit_groups`)."""
+    arch = dict(arch)
+    cells = cell_sizes(arch)
+    widths = list(arch.get("backbone_widths") or [])
+    for name, n in sizes.items():
+        parts = name.split(".")
+        if name == "embedding":
+            arch["embedding_dim"] = n
+        elif parts[-1] == "hidden":
+            cells[int(parts[1])] = n
+        else:
+            widths[int(parts[-1])] = n
+    if "ncp_layers" in arch:
+        arch.update(ncp_layers=cells, hidden=sum(cells), motor=cells[-1])
+    else:
+        arch.update(hidden=cells[0], backbone_widths=widths)
+    return arch
 
 
 def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +192,8 @@ def engine(model):
 
 FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (ReLU 64x1 by default).", settings=SETTINGS,
                 record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
-                upgrade=upgrade, fold_embedding=fold_embedding)
+                upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize)
 DEEP = Family(name="cfc-deep", summary="CfC with a deep backbone (256x5, dropout 0.1).", settings=SETTINGS,
               record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
-              upgrade=upgrade, fold_embedding=fold_embedding, defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})
+              upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
+              defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})

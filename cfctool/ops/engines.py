@@ -16,6 +16,8 @@ from cfctool.checkpoint import Checkpoint
 
 # encodings each engine executes as stored; others are decoded to dense float first
 ENGINE_KEEPS: dict[str, tuple[str, ...]] = {"folded": (), "loop": (), "folded-int8": ("int8", "int4")}
+# encodings whose decoding is exact: any engine runs their dense values, nothing is simulated
+EXACT_CODECS = ("sparse",)
 
 
 @dataclass
@@ -44,9 +46,13 @@ def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
                                                  "readout in float32")
     name, module = family_of(model).engine(model)
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
-    if name != "loop" and any(c not in ENGINE_KEEPS[name] for c in codecs):
+    lossy = [c for c in codecs if c not in ENGINE_KEEPS[name] and c not in EXACT_CODECS]
+    if name != "loop" and lossy:
         name, module = "loop", model.eval()
-    if codecs and any(c not in ENGINE_KEEPS[name] for c in codecs):
+    if lossy:
         return Engine(name, module, f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run through "
                                     f"the {name} engine: simulated, not integer or sparse kernels")
+    if codecs:
+        return Engine(name, module, f"{', '.join(codecs)}-encoded tensors decoded exactly to dense float32: dense "
+                                    "kernels (zeros are multiplied, not skipped)")
     return Engine(name, module)

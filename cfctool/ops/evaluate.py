@@ -76,6 +76,22 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     return family_of(model).counts(model)
 
 
+def size_aware(report: dict[str, Any], ckpt: Checkpoint) -> dict[str, Any]:
+    """Weight sparsity (overall and per tensor) and the seed's size-aware score
+    `normalised_accuracy = accuracy^2 / ln(non-zero parameters)` (SEEDS.md B)."""
+    import math
+
+    from cfctool.ops.prune import sparsity
+
+    s = sparsity(ckpt.tensors)
+    out: dict[str, Any] = {"sparsity": s["overall"]}
+    if "accuracy" in report and report.get("nonzero_params", 0) > 1:
+        out["normalised_accuracy"] = report["accuracy"] ** 2 / math.log(report["nonzero_params"])
+    if s["overall"] > 0:
+        out["sparsity_per_tensor"] = s["per_tensor"]
+    return out
+
+
 SPLITS = ("test", "val", "train")
 
 
@@ -132,6 +148,7 @@ def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None 
             report["subset"] = {"samples": len(data), "of": total, "how": "seeded random subset (--max-samples)"}
         report["seconds"] = round(time.monotonic() - started, 2)
     report.update(parameter_counts(model))
+    report.update(size_aware(report, ckpt))
     if ckpt.source and Path(ckpt.source).is_file():
         report["file_bytes"] = Path(ckpt.source).stat().st_size
     return report

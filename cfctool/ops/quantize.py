@@ -214,19 +214,13 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
 
 def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib) -> Checkpoint:
     """Fine-tune with fake-quantized weights (straight-through), return the float result."""
-    from cfctool.configs import DataConfig, TrainConfig
-    from cfctool.data.registry import load_dataset
+    from cfctool.configs import TrainConfig
+    from cfctool.data.registry import task_dataset
     from cfctool.encodings import quant_params, quantize as quantize_values
     from cfctool.models.registry import model_from_checkpoint
     from cfctool.ops.fit import fit
 
-    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
-    data_settings = {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
-    data_settings.update(dataset=ckpt.task["dataset"], data_dir=str(data_dir) if data_dir else data_settings.get("data_dir"))
-    try:
-        dataset = load_dataset(DataConfig(**data_settings), seed=cfg.seed)
-    except DataError as exc:
-        raise DataError(f"quantization-aware training needs the task's data: {exc}") from None
+    dataset = task_dataset(ckpt, data_dir, cfg.seed, "quantization-aware training")
     say(f"quantization-aware training: {cfg.epochs} epoch(s) at lr {cfg.lr}")
     model = model_from_checkpoint(ckpt)
     axis = 0 if cfg.granularity == "channel" else None

@@ -1,0 +1,298 @@
+"""`cfctool prune`: unstructured and structured, global and local, fine-tuned, physically smaller.
+
+- Unstructured: the weights with the lowest score (|w|, or seeded random) are set to zero,
+  `ratio` of the selected ones: one threshold across every selected tensor (global) or the
+  same ratio in each (local). Exactly round(ratio x n) weights go, ties broken by position.
+  Weights a wiring mask already removes (NCP) are not counted. Biases are never pruned.
+- Structured: whole units (backbone units, hidden units, embedding dimensions; see the
+  family's `unit_groups`) by the l1/l2 norm of every weight attached to them, incoming and
+  outgoing; the result is the same family with smaller recorded sizes, so dense kernels
+  (the folded engine, ONNX) do less work. Each group keeps at least one unit.
+- `finetune` epochs through `fit()`; unstructured masks are held by `MaskConstraint`, so
+  pruned weights stay exactly zero through the optimizer, momentum and weight decay.
+- `storage='sparse'` stores every pruned tensor through the sparse encoding (values plus a
+  bitmask or indices); loading restores the same dense weights.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.errors import CfcError
+
+HEAD_NAMES = ("ff1", "ff2", "time_a", "time_b")
+WEIGHT_NAMES = ("weight", "w", "sensory_w")  # Linear/Embedding weights; the LTC's synapse weights
+
+
+def validate(ckpt: Checkpoint, cfg) -> None:
+    """Every problem the settings have with this checkpoint, before any work."""
+    from cfctool.families import get
+
+    cfg.validate()
+    encodings = ckpt.encodings
+    if any(spec["codec"] in ("int8", "int4") for spec in encodings.values()):
+        raise CfcError(f"{ckpt.source or 'the checkpoint'} is quantized: prune its fp32 original, then quantize "
+                       "(prune -> quantize)")
+    family = get(ckpt.arch["name"])
+    if cfg.structured and family.unit_groups is None:
+        raise CfcError(f"structured pruning is not available for '{ckpt.arch['name']}' models; use unstructured "
+                       "pruning (without --structured)")
+    if cfg.scope == "embedding" and "embedding.weight" not in ckpt.tensors:
+        raise CfcError(f"--scope embedding: this '{ckpt.task['dataset']}' model has no token embedding")
+    if cfg.scope == "backbone" and not any(".backbone." in n for n in ckpt.tensors):
+        raise CfcError(f"--scope backbone: '{ckpt.arch['name']}' models have no backbone; use --scope heads, "
+                       "recurrent or all")
+    if cfg.scope == "recurrent" and family.unit_groups is None:
+        raise CfcError(f"--scope recurrent is not available for '{ckpt.arch['name']}' models; use --scope all")
+    if cfg.structured:
+        try:
+            groups = _selected_groups(ckpt, cfg)
+        except ValueError as exc:
+            raise CfcError(f"--structured: {exc}") from None
+        if not groups:
+            raise CfcError(f"--structured --scope {cfg.scope}: '{ckpt.arch['name']}' has no such units")
+
+
+def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
+          progress=None) -> Checkpoint:
+    """A new checkpoint with `cfg.ratio` of the selected weights (or units) removed."""
+    from cfctool.ops.runtime import threads as thread_scope
+
+    validate(ckpt, cfg)
+    say = notify or (lambda message: None)
+    started = time.perf_counter()
+    with thread_scope(cfg.threads):
+        if cfg.structured:
+            pruned, masks, detail = structured(ckpt, cfg)
+        else:
+            pruned, masks, detail = unstructured(ckpt, cfg)
+        say(_summary(detail))
+        finetuned = None
+        if cfg.finetune:
+            pruned, finetuned = _finetune(pruned, cfg, masks, data_dir, say, progress)
+        if cfg.storage == "sparse":
+            names = masks if masks else [n for n in detail.get("tensors", {})]
+            pruned = pruned.encode({n: {"codec": "sparse", "layout": "auto"} for n in names
+                                    if n in pruned.tensors and bool((pruned.tensors[n] == 0).any())})
+    compression = dict(ckpt.record.get("compression") or {})
+    compression["pruning"] = {
+        **{k: getattr(cfg, k) for k in ("ratio", "structured", "scope", "criterion", "finetune", "storage")},
+        "global": cfg.global_threshold, "embedding_included": detail.pop("embedding_included"),
+        **detail, **({"finetune_result": finetuned} if finetuned else {}),
+        "sparsity": sparsity(pruned.tensors),
+    }
+    out = pruned.derive(compression=compression, metrics={})
+    wall = time.perf_counter() - started
+    return out.with_history(history_entry("prune", argv, cfg.to_dict(),
+                                          inputs=[ckpt.source] if ckpt.source else [], wall_time_s=wall))
+
+
+# ----------------------------------------------------------------------------- unstructured
+
+
+def _wiring(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    """The NCP wiring mask a head weight is multiplied by, if any."""
+    parts = name.split(".")
+    if len(parts) == 5 and parts[0] == "rnn" and parts[3] in ("ff1", "ff2"):
+        return tensors.get(f"rnn.cells.{parts[2]}.sparsity_mask")
+    return None
+
+
+def regions(ckpt: Checkpoint, scope: str = "all") -> dict[str, torch.Tensor]:
+    """{tensor name: bool tensor of the entries that may be pruned} for a scope."""
+    from cfctool.families import get
+    from cfctool.models.registry import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt)
+    weights = [n for n, p in model.named_parameters() if p.dim() >= 2 and n.split(".")[-1] in WEIGHT_NAMES]
+    t = ckpt.tensors
+    if scope == "recurrent":
+        selected = {}
+        for group in get(ckpt.arch["name"]).unit_groups(ckpt.arch, t):
+            for name, dim, offset, role in group.slices:
+                if role == "recurrent" and name.endswith(".weight"):
+                    region = selected.setdefault(name, torch.zeros_like(t[name], dtype=torch.bool))
+                    region.narrow(dim, offset, group.size).fill_(True)
+    else:
+        keep = {"all": lambda n: True, "backbone": lambda n: ".backbone." in n,
+                "heads": lambda n: n.split(".")[-2] in HEAD_NAMES and n.startswith("rnn."),
+                "embedding": lambda n: n == "embedding.weight"}[scope]
+        selected = {n: torch.ones_like(t[n], dtype=torch.bool) for n in weights if keep(n)}
+    for name, region in selected.items():
+        wiring = _wiring(t, name)
+        if wiring is not None:
+            region &= wiring.bool()
+    return {n: r for n, r in selected.items() if r.any()}
+
+
+def _scores(values: torch.Tensor, criterion: str, generator: torch.Generator) -> torch.Tensor:
+    if criterion == "random":
+        return torch.rand(values.shape, generator=generator)
+    return values.abs()
+
+
+def _lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k lowest scores, ties broken by position (stable)."""
+    return torch.argsort(scores, stable=True)[:k]
+
+
+def unstructured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict[str, torch.Tensor], dict[str, Any]]:
+    """(pruned checkpoint, {tensor: keep mask}, what was done)."""
+    selected = regions(ckpt, cfg.scope)
+    if not selected:
+        raise CfcError(f"--scope {cfg.scope}: no weights to prune in this '{ckpt.arch['name']}' model")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    names = sorted(selected)
+    flat = {n: ckpt.tensors[n].detach().reshape(-1)[selected[n].reshape(-1)] for n in names}
+    scores = {n: _scores(flat[n], cfg.criterion, gen) for n in names}
+    removed: dict[str, torch.Tensor] = {}
+    if cfg.global_threshold:
+        allscores = torch.cat([scores[n] for n in names])
+        chosen = _lowest(allscores, round(cfg.ratio * allscores.numel()))
+        owner = torch.cat([torch.full((scores[n].numel(),), i) for i, n in enumerate(names)])
+        starts = torch.tensor([0] + [scores[n].numel() for n in names]).cumsum(0)
+        for i, n in enumerate(names):
+            removed[n] = chosen[owner[chosen] == i] - starts[i]
+    else:
+        for n in names:
+            removed[n] = _lowest(scores[n], round(cfg.ratio * scores[n].numel()))
+    tensors, masks = dict(ckpt.tensors), {}
+    for n in names:
+        positions = torch.nonzero(selected[n].reshape(-1)).reshape(-1)[removed[n]]
+        keep = torch.ones(ckpt.tensors[n].numel(), dtype=torch.bool)
+        keep[positions] = False
+        keep = keep.reshape(ckpt.tensors[n].shape)
+        tensors[n] = ckpt.tensors[n] * keep
+        masks[n] = keep
+    count = sum(int(selected[n].sum()) for n in names)
+    gone = sum(removed[n].numel() for n in names)
+    detail = {"method": "unstructured", "selected_weights": count, "removed_weights": gone,
+              "embedding_included": "embedding.weight" in names,
+              "tensors": {n: {"selected": int(selected[n].sum()), "removed": int(removed[n].numel())} for n in names}}
+    return ckpt.derive(tensors=tensors), masks, detail
+
+
+# ----------------------------------------------------------------------------- structured
+
+
+def _selected_groups(ckpt: Checkpoint, cfg):
+    from cfctool.families import get
+
+    kinds = {"all": ("backbone", "hidden"), "backbone": ("backbone",), "heads": ("hidden",),
+             "embedding": ("embedding",)}[cfg.scope]
+    groups = get(ckpt.arch["name"]).unit_groups(ckpt.arch, ckpt.tensors)
+    return [g for g in groups if g.kind in kinds and g.size > 1]
+
+
+def unit_scores(ckpt: Checkpoint, group, criterion: str, generator: torch.Generator) -> torch.Tensor:
+    """One score per unit: the l1 or l2 norm of every weight attached to it (wiring masks
+    applied), or seeded random numbers."""
+    if criterion == "random":
+        return torch.rand(group.size, generator=generator)
+    total = torch.zeros(group.size, dtype=torch.float64)
+    for name, dim, offset, _ in group.slices:
+        if not (name.endswith(".weight") or name == "embedding.weight"):
+            continue  # biases and masks carry no weight of their own
+        w = ckpt.tensors[name].detach().double()
+        wiring = _wiring(ckpt.tensors, name)
+        if wiring is not None:
+            w = w * wiring.double()
+        part = w.narrow(dim, offset, group.size).movedim(dim, 0).reshape(group.size, -1)
+        total += part.abs().sum(1) if criterion == "l1" else part.pow(2).sum(1)
+    return total if criterion == "l1" else total.sqrt()
+
+
+def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]:
+    """(smaller checkpoint, {} (no masks: the units are gone), what was done)."""
+    from cfctool.families import get
+
+    groups = _selected_groups(ckpt, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    scores = {g.name: unit_scores(ckpt, g, cfg.criterion, gen) for g in groups}
+    drop: dict[str, torch.Tensor] = {}
+    if cfg.global_threshold:  # one threshold; each group's best unit is never a candidate
+        cand = [(float(s), g.name, i) for g in groups for i, s in enumerate(scores[g.name])
+                if i != int(scores[g.name].argmax())]
+        total = sum(g.size for g in groups)
+        k = min(round(cfg.ratio * total), len(cand))
+        cand.sort(key=lambda c: c[0])
+        for _, name, i in cand[:k]:
+            drop.setdefault(name, []).append(i)
+        drop = {n: torch.tensor(sorted(v)) for n, v in drop.items()}
+    else:
+        for g in groups:
+            k = min(round(cfg.ratio * g.size), g.size - 1)
+            drop[g.name] = torch.sort(_lowest(scores[g.name], k)).values
+    tensors = remove_units(ckpt.tensors, groups, drop)
+    sizes = {g.name: g.size - len(drop.get(g.name, [])) for g in groups}
+    arch = get(ckpt.arch["name"]).resize(ckpt.arch, sizes)
+    detail = {"method": "structured", "embedding_included": any(g.kind == "embedding" for g in groups),
+              "units": {g.name: {"before": g.size, "after": sizes[g.name],
+                                 "removed": [int(i) for i in drop.get(g.name, [])]} for g in groups},
+              "removed_units": sum(len(v) for v in drop.values()), "selected_units": sum(g.size for g in groups)}
+    return ckpt.derive(tensors=tensors, arch=arch), {}, detail
+
+
+def remove_units(tensors: dict[str, torch.Tensor], groups, drop: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every tensor with the dropped units' rows/columns taken out, all groups at once (so
+    offsets of groups sharing a tensor, e.g. input and state columns, stay valid)."""
+    keep: dict[tuple[str, int], torch.Tensor] = {}
+    for g in groups:
+        gone = drop.get(g.name)
+        if gone is None or not len(gone):
+            continue
+        for name, dim, offset, _ in g.slices:
+            mask = keep.setdefault((name, dim), torch.ones(tensors[name].shape[dim], dtype=torch.bool))
+            mask[offset + gone] = False
+    out = dict(tensors)
+    for (name, dim), mask in sorted(keep.items()):
+        out[name] = out[name].index_select(dim, torch.nonzero(mask).reshape(-1)).contiguous()
+    return out
+
+
+# ----------------------------------------------------------------------------- fine-tuning, reports
+
+
+def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, say, progress):
+    from cfctool.configs import TrainConfig
+    from cfctool.data.registry import task_dataset
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.fit import MaskConstraint, fit
+
+    dataset = task_dataset(ckpt, data_dir, cfg.seed, "fine-tuning after pruning")
+    model = model_from_checkpoint(ckpt)
+    say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}" + (" with the pruned weights held at zero" if masks else ""))
+    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                            optimizer="adam", threads=cfg.threads)
+    constraints = [MaskConstraint(masks)] if masks else []
+    result = fit(model, dataset, train_cfg, constraints=constraints, progress=progress, start_is_candidate=True)
+    say(f"fine-tuning kept epoch {result.best_epoch} (0: the pruned starting point) by validation")
+    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune, "lr": cfg.lr,
+                                          "history": result.history}
+
+
+def sparsity(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Zeros per weight matrix (embedding included) and overall; entries a wiring mask
+    removes count as zeros."""
+    per, zeros, total = {}, 0, 0
+    for name, t in sorted(tensors.items()):
+        if name.startswith("task.") or t.dim() < 2 or name.split(".")[-1] not in WEIGHT_NAMES:
+            continue
+        wiring = _wiring(tensors, name)
+        effective = t if wiring is None else t * wiring
+        z = int((effective == 0).sum())
+        per[name] = round(z / t.numel(), 6)
+        zeros, total = zeros + z, total + t.numel()
+    return {"overall": round(zeros / max(total, 1), 6), "per_tensor": per}
+
+
+def _summary(detail: dict[str, Any]) -> str:
+    if detail["method"] == "structured":
+        sizes = ", ".join(f"{n} {u['before']} -> {u['after']}" for n, u in detail["units"].items())
+        return f"removed {detail['removed_units']} of {detail['selected_units']} units ({sizes})"
+    return f"removed {detail['removed_weights']:,} of {detail['selected_weights']:,} selected weights"
