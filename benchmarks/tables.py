@@ -117,11 +117,52 @@ def quantize() -> str:
     return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
+def prune() -> str:
+    """Per model: one row per ratio, one column per method: accuracy without -> with fine-tuning."""
+    doc = _load("prune")
+    if not doc:
+        return "_not measured yet: run `python benchmarks/prune.py CHECKPOINT...`_"
+    out = []
+    for key, run in doc["runs"].items():
+        cells = run["cells"]
+        base = cells["unpruned"]
+        methods = sorted({n.split("@")[0] for n in cells if "@" in n}, key=lambda m: (m.startswith("structured"), m))
+        ratios = sorted({float(n.split("@")[1].split("+")[0]) for n in cells if "@" in n})
+        ft = run.get("finetune_epochs") or 0
+        out.append(f"**{key}** (unpruned {100 * base['accuracy']:.2f}%, normalised accuracy "
+                   f"{base['normalised_accuracy']:.4f}); cells: test accuracy without → after {ft} epoch(s) of "
+                   "fine-tuning (lr " f"{run.get('finetune_lr')}), then the normalised accuracy after fine-tuning; "
+                   "unstructured: file ratio with `--storage sparse`; structured: CPU speed-up on the same engine.")
+        out.append("")
+        out.append("| ratio | " + " | ".join(methods) + " |")
+        out.append("|---|" + "---|" * len(methods))
+        for r in ratios:
+            row = [f"{r:g}"]
+            for m in methods:
+                a, b = cells.get(f"{m}@{r}"), cells.get(f"{m}@{r}+ft{ft}") if ft else None
+                if a is None or "accuracy" not in a:
+                    row.append("n/a" if a and "not_applicable" in a else "")
+                    continue
+                text = f"{100 * a['accuracy']:.1f}%"
+                if b and "accuracy" in b:
+                    text += f" → {100 * b['accuracy']:.1f}% ({b['normalised_accuracy']:.4f})"
+                extra = (b or a).get("file_ratio_sparse") or (b or a).get("speedup")
+                if extra:
+                    text += f", {extra:.1f}×"
+                row.append(text)
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+        out.append(f"- {run['command']}; {run['threads']} thread(s); {run['machine']['cpu']}; also running: "
+                   f"{run['what_else_ran']}.")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
-                         ("quantize", quantize)):
+                         ("quantize", quantize), ("prune", prune)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")

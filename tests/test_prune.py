@@ -191,3 +191,5 @@ def test_prune_errors(trained_xor, tmp_path, cli):
     r = cli("prune", src, "--ratio", "0.5", "--local", "-o", tmp_path / "p.st")
     assert r.code == 0, r.err
     assert load(tmp_path / "p.st").record["compression"]["pruning"]["global"] is False
+    info = cli("info", tmp_path / "p.st")
+    assert info.code == 0 and "pruned unstructured local 50% of all" in info.out and "weight sparsity 50.0%" in info.out

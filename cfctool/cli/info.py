@@ -26,7 +26,17 @@ def _compression(c: dict) -> str:
     if c.get("embedding_folded"):
         e = c["embedding_folded"]
         parts.append(f"embedding folded ({e['from_width']} -> {e['to_width']} wide)")
-    rest = {k: v for k, v in c.items() if k not in ("quantization", "embedding_folded")}
+    p = c.get("pruning")
+    if p:
+        how = (f"{'structured' if p['structured'] else 'unstructured'} {'global' if p['global'] else 'local'} "
+               f"{p['ratio']:.0%} of {p['scope']}" + (" (embedding included)" if p.get("embedding_included") else ""))
+        if p["structured"]:
+            how += ", units " + ", ".join(f"{g} {u['before']}->{u['after']}" for g, u in p["units"].items())
+        ft = p.get("finetune_result")
+        if ft:
+            how += f", fine-tuned {ft['epochs']} epoch(s) (kept {ft['kept_epoch']})"
+        parts.append(f"pruned {how}, weight sparsity {p['sparsity']['overall']:.1%}, {p['storage']} storage")
+    rest = {k: v for k, v in c.items() if k not in ("quantization", "embedding_folded", "pruning")}
     if rest:
         parts.append(_flat(rest))
     return "; ".join(parts) or "none"

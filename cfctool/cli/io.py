@@ -47,3 +47,26 @@ def write_checkpoint(ckpt, path: str) -> None:
         return
     checkpoint.save(ckpt, path)
     print(path)
+
+
+def run_compression(ctx, cfg_class, op, validate, checkpoint: str, output: str, data, quiet: bool,
+                    settings: dict, summary=None) -> None:
+    """The shape every checkpoint -> checkpoint command shares: settings from the flags,
+    output and settings checked before any work, the op with progress, one summary line on
+    stderr (`summary(out)`), the result written (or piped) last."""
+    from dataclasses import fields
+
+    from cfctool.cli.progress import status_lines, training_progress
+
+    cfg = cfg_class(**{f.name: settings[f.name] for f in fields(cfg_class) if settings.get(f.name) is not None})
+    cfg.validate()
+    check_output(output)
+    ckpt = read_checkpoint(checkpoint)
+    validate(ckpt, cfg)
+    with training_progress(quiet) as progress:
+        out = op(ckpt, cfg, data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet),
+                 progress=progress)
+    line = summary(out) if summary else None
+    if line and not quiet:
+        print(line, file=sys.stderr)
+    write_checkpoint(out, output)

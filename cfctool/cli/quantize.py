@@ -3,8 +3,6 @@ flags are derived from `configs.QuantizeConfig`."""
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from cfctool.cli import options
@@ -20,26 +18,17 @@ def quantize_command(
     **settings,
 ):
     """Store weights as int8/int4 with calibrated activation scales; eval and bench then run the int8 engine."""
-    from dataclasses import fields
-
-    from cfctool.cli.io import check_output, read_checkpoint, write_checkpoint
-    from cfctool.cli.progress import status_lines, training_progress
+    from cfctool.cli.io import run_compression
     from cfctool.ops.quantize import quantize, validate
 
-    given = {f.name: settings[f.name] for f in fields(QuantizeConfig) if settings.get(f.name) is not None}
-    cfg = QuantizeConfig(**given)
-    cfg.validate()
-    check_output(output)
-    ckpt = read_checkpoint(checkpoint)
-    validate(ckpt, cfg)
-    say = status_lines(quiet)
-    with training_progress(quiet) as progress:
-        out = quantize(ckpt, cfg, data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=say, progress=progress)
-    q = out.record["compression"]["quantization"]
-    if not quiet and q.get("state_mse"):
-        print(f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "
-              f"(final state {q['state_mse']['final_state_last_cell']:.3g})", file=sys.stderr)
-    write_checkpoint(out, output)
+    def summary(out) -> str | None:
+        q = out.record["compression"]["quantization"]
+        if not q.get("state_mse"):
+            return None
+        return (f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "
+                f"(final state {q['state_mse']['final_state_last_cell']:.3g})")
+
+    run_compression(ctx, QuantizeConfig, quantize, validate, checkpoint, output, data, quiet, settings, summary)
 
 
 def register(app: typer.Typer) -> None:

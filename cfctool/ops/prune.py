@@ -88,7 +88,8 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
     out = pruned.derive(compression=compression, metrics={})
     wall = time.perf_counter() - started
     return out.with_history(history_entry("prune", argv, cfg.to_dict(),
-                                          inputs=[ckpt.source] if ckpt.source else [], wall_time_s=wall))
+                                          inputs=[ckpt.source] if ckpt.source else [], seed=cfg.seed,
+                                          wall_time_s=wall))
 
 
 # ----------------------------------------------------------------------------- unstructured

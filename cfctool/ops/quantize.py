@@ -104,7 +104,8 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
     }
     out = quantized.derive(compression=compression, metrics={})
     return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
-                                          inputs=[input_ckpt.source] if input_ckpt.source else [], wall_time_s=wall))
+                                          inputs=[input_ckpt.source] if input_ckpt.source else [], seed=cfg.seed,
+                                          wall_time_s=wall))
 
 
 def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
