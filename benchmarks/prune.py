@@ -126,13 +126,13 @@ def plot(out: Path) -> Path:
     fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.2), squeeze=False)
     for ax, (key, run_) in zip(axes[0], runs.items()):
         cells = run_["cells"]
-        for method in METHODS:
+        for i, method in enumerate(METHODS):
             for ft, style in ((False, "--"), (True, "-")):
                 pts = sorted((float(n.split("@")[1].split("+")[0]), c["accuracy"]) for n, c in cells.items()
                              if n.startswith(method + "@") and ("+ft" in n) == ft and "accuracy" in c)
                 if pts:
-                    ax.plot(*zip(*pts), style, marker="o", ms=3,
-                            label=f"{method}{' + fine-tune' if ft else ''}")
+                    ax.plot(*zip(*pts), style, marker="o", ms=3, color=f"C{i}",
+                            label=f"{method}{' + fine-tune' if ft else ' (no fine-tuning)'}")
         ax.axhline(cells["unpruned"]["accuracy"], color="grey", lw=0.8)
         ax.set(title=key, xlabel="pruning ratio", ylabel="test accuracy")
         ax.legend(fontsize=6)

@@ -256,6 +256,34 @@ class PruneConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Settings of `cfctool distill` beyond the student's arch and training settings (those
+    are the train flags, defaulting to the teacher's data set preset for the student arch)."""
+
+    student: str | None = _help("Student architecture (cfc, cfc-deep, cfc-ncp, ltc).")
+    alpha: float = _help("Weight of the hard-label loss: alpha * CE(student, labels) + (1 - alpha) * "
+                         "KD(student, teacher); 1 trains without the teacher.", 0.25)
+    temperature: float = _help("Softmax temperature of the KL distillation loss (scaled by T^2).", 1.0)
+    kd_loss: str = _help("Distillation loss: kl (softened class distributions) or mse (on the logits).", "kl")
+    init_checkpoint: str | None = _help("Start the student from this checkpoint (e.g. a pruned one); its shapes "
+                                        "must match the student settings.", flags="--init")
+    preset: str = _help("Preset of the teacher's data set for the student's settings.", "default")
+
+    def validate(self) -> None:
+        if self.student is None:
+            raise ConfigError(f"--student is required: one of {', '.join(ARCHS)}")
+        _choice("student", self.student, ARCHS)
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"--alpha must be in [0, 1] (got {self.alpha})")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0 (got {self.temperature})")
+        _choice("kd_loss", self.kd_loss, ("kl", "mse"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class RunConfig:
     """The resolved settings of one training run, as stored in a checkpoint's history."""
 

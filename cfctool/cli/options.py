@@ -41,16 +41,17 @@ _NOT_FLAGS = {"name", "dataset", "data_dir"}
 _PANELS = {ArchConfig: "Model settings", DataConfig: "Data settings", TrainConfig: "Training settings"}
 
 
-def setting_parameters(panels: dict | None = None) -> list[inspect.Parameter]:
+def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     """One keyword parameter per setting of the config classes in `panels` ({class: panel
-    title}; default: the train settings), default None (= the preset's or class default)."""
+    title}; default: the train settings), default None (= the preset's or class default);
+    `exclude`: settings a command does not offer."""
     from cfctool.families import arch_settings
 
     choices = {name: s.choices for name, s in arch_settings().items()}
     params = []
     for cls, panel in (panels or _PANELS).items():
         for f in fields(cls):
-            if f.name in _NOT_FLAGS:
+            if f.name in _NOT_FLAGS or f.name in exclude:
                 continue
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
             base: Any = {"int": int, "float": float, "bool": bool}.get(kind.split(" ")[0].split("|")[0].strip(), str)

@@ -7,7 +7,6 @@ import typer
 from cfctool.errors import CfcError
 
 PENDING = {
-    "distill": "Distill a teacher checkpoint into a smaller student.",
     "reduce": "Model-order reduction (POD-DEIM, SVD, APoZ).",
 }
 

@@ -14,19 +14,22 @@ class Split:
 
     x: (N, T, F) float features or (N, T) int64 token ids; y: (N,) or (N, T) targets;
     dt: (N, T) elapsed time per step (None = 1.0); mask: (N, T) bool valid steps (None = all).
+    extra: more per-row tensors that travel with the rows (e.g. a teacher's cached logits).
     """
 
     x: torch.Tensor
     y: torch.Tensor
     dt: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def take(self, index: torch.Tensor | slice) -> "Split":
         pick = lambda t: None if t is None else t[index]  # noqa: E731
-        return Split(self.x[index], self.y[index], pick(self.dt), pick(self.mask))
+        return Split(self.x[index], self.y[index], pick(self.dt), pick(self.mask),
+                     {k: v[index] for k, v in self.extra.items()})
 
     def sample(self, n: int, seed: int = 0) -> "Split":
         """A seeded random subset of n rows in their original order (all rows when n >= len).

@@ -283,7 +283,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
 
 def _to(b: Split, device) -> Split:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return Split(b.x.to(device), b.y.to(device), move(b.dt), move(b.mask))
+    return Split(b.x.to(device), b.y.to(device), move(b.dt), move(b.mask),
+                 {k: v.to(device) for k, v in b.extra.items()})
 
 
 def _engine(model: nn.Module) -> nn.Module:

@@ -1,0 +1,54 @@
+"""`cfctool distill TEACHER.st --student ARCH [student and training flags] [--alpha A]
+[--temperature T] [--kd-loss kl|mse] [--init STUDENT.st] -o OUT.st`; the flags are derived
+from `configs.DistillConfig`, `ArchConfig` and `TrainConfig`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from cfctool.cli import options
+from cfctool.configs import ArchConfig, DistillConfig, TrainConfig
+
+# the student's weight-init scheme comes from the preset: `--init` names a starting checkpoint here
+_EXCLUDED = ("init",)
+
+
+def distill_command(
+    ctx: typer.Context,
+    checkpoint: options.Checkpoint,
+    output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
+    data: options.Data = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Check that the teacher's task is this data set.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted distillation from its training state.")] = False,
+    quiet: options.Quiet = False,
+    **settings,
+):
+    """Train a smaller student on a teacher's task: alpha * CE(labels) + (1 - alpha) * KD(teacher)."""
+    from dataclasses import fields
+
+    from cfctool.cli.io import check_output, read_checkpoint, write_checkpoint
+    from cfctool.cli.progress import status_lines, training_progress
+    from cfctool.ops.distill import distill, validate
+
+    names = {f.name for f in fields(DistillConfig)}
+    cfg = DistillConfig(**{k: v for k, v in settings.items() if k in names and v is not None})
+    cfg.validate()
+    check_output(output)
+    teacher = read_checkpoint(checkpoint)
+    validate(teacher, cfg, dataset)
+    overrides = {k: v for k, v in settings.items() if k not in names and v is not None}
+    with training_progress(quiet) as progress:
+        out = distill(teacher, cfg, overrides, data_dir=data, dataset_name=dataset,
+                      argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress,
+                      output=output, resume=resume)
+    write_checkpoint(out, output)
+
+
+def register(app: typer.Typer) -> None:
+    options.with_parameters(distill_command, options.setting_parameters(
+        {DistillConfig: "Distillation settings", ArchConfig: "Student settings", TrainConfig: "Training settings"},
+        exclude=_EXCLUDED))
+    app.command("distill")(distill_command)

@@ -1,0 +1,174 @@
+"""`cfctool distill`: knowledge distillation from any teacher checkpoint into a smaller student.
+
+The student (any family, its settings from the train flags over the teacher's data set
+preset) trains through `fit()` on the teacher's task and data with
+
+    loss = alpha * CE(student, labels) + (1 - alpha) * KD(student, teacher)
+
+KD is T^2 * KL(softmax(teacher / T) || softmax(student / T)) (`kl`) or the mean squared
+difference of the logits (`mse`; the only choice for regression). The teacher runs frozen
+in inference mode on its fastest exact engine (the one `eval` names, integer for a
+quantized teacher), once over the training split: its logits are cached with the rows
+(the inputs are not augmented; the student's own dropout does not change them). The
+student's history names the teacher by path and sha256; `init` starts the student from
+another checkpoint (prune -> distill), whose shapes must match the student settings.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
+from cfctool.errors import CfcError, ConfigError
+
+TEACHER = "teacher_logits"
+
+
+def validate(teacher: Checkpoint, cfg, dataset: str | None = None) -> None:
+    cfg.validate()
+    if dataset is not None and dataset != teacher.task["dataset"]:
+        raise CfcError(f"the teacher was trained on '{teacher.task['dataset']}', not '{dataset}': a student learns "
+                       "the teacher's task; distill a teacher of that data set")
+    if teacher.task["output"]["kind"] != "classification" and cfg.kd_loss == "kl" and cfg.alpha < 1:
+        raise ConfigError("--kd-loss kl needs class outputs; this teacher's task is a regression: use --kd-loss mse")
+
+
+def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any]):
+    """The student's resolved settings: the teacher's data set preset for the student arch,
+    the user's flags over it; the data settings are the teacher's."""
+    from cfctool.configs import DataConfig, resolve
+
+    settings = ((teacher.record.get("history") or [{}])[0].get("config") or {})
+    data = {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
+    data.pop("dataset", None)
+    user = {k: v for k, v in overrides.items() if v is not None}
+    run = resolve(teacher.task["dataset"], cfg.student, preset=cfg.preset, overrides={**data, **user})
+    return run
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
+    """Mean distillation loss over rows (student and teacher logits of the same shape)."""
+    if kind == "mse":
+        return F.mse_loss(student, teacher)
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def distillation_loss(task: dict, alpha: float, kind: str, temperature: float):
+    """(student outputs, batch) -> alpha * task loss + (1 - alpha) * KD on the valid targets."""
+    from cfctool.ops.evaluate import task_loss, valid_targets
+
+    def loss(out: torch.Tensor, batch) -> torch.Tensor:
+        value = task_loss(out, batch.y, batch.mask, task) if alpha > 0 else out.new_zeros(())
+        if alpha < 1:
+            s, _ = valid_targets(out, batch.y, batch.mask, task)
+            t, _ = valid_targets(batch.extra[TEACHER], batch.y, batch.mask, task)
+            value = alpha * value + (1 - alpha) * kd_loss(s, t, kind, temperature)
+        return value
+
+    return loss
+
+
+@torch.inference_mode()
+def teacher_outputs(engine: torch.nn.Module, split, batch_size: int = 512) -> torch.Tensor:
+    """The teacher's logits for every row of a split (its engine, inference mode)."""
+    outs = []
+    for start in range(0, len(split), batch_size):
+        b = split.take(slice(start, start + batch_size))
+        outs.append(engine(b.x, b.dt, b.mask).float())
+    return torch.cat(outs)
+
+
+def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *, data_dir=None,
+            dataset_name: str | None = None, argv: list[str] | None = None, notify=None, progress=None,
+            output: str | Path | None = None, resume: bool = False) -> Checkpoint:
+    """A student checkpoint trained on the teacher's task with the distillation loss."""
+    from cfctool import checkpoint as ckpt_io
+    from cfctool.data.registry import task_dataset
+    from cfctool.models.registry import arch_record, build_model, family_of, model_from_checkpoint
+    from cfctool.ops.engines import choose
+    from cfctool.ops.evaluate import parameter_counts, split_metrics
+    from cfctool.ops.fit import fit, keras_init, state_path_for
+    from cfctool.ops.runtime import seed_everything, threads
+    from cfctool.ops.train import run_identity
+
+    validate(teacher, cfg, dataset_name)
+    say = notify or (lambda message: None)
+    run = student_run(teacher, cfg, overrides or {})
+    run.validate()
+    train_cfg = run.train
+    started = time.perf_counter()
+    with threads(train_cfg.threads):
+        dataset = task_dataset(teacher, data_dir, train_cfg.seed, "distillation")
+        task = dataset.task
+        if task["input"] != teacher.task["input"] or task["output"] != teacher.task["output"]:
+            raise CfcError("the data loaded for the student do not match the teacher's task record "
+                           f"(inputs {task['input']} vs {teacher.task['input']}); check --data")
+        arch = arch_record(run.arch, task)
+        seed_everything(train_cfg.seed)
+        student = build_model(arch, task)
+        if train_cfg.init == "keras":
+            keras_init(student)
+        if cfg.init_checkpoint:
+            _load_init(student, ckpt_io.load(cfg.init_checkpoint), cfg.init_checkpoint)
+        t_model = model_from_checkpoint(teacher)
+        t_engine = choose(teacher, t_model)
+        if cfg.alpha < 1:
+            say(f"teacher logits on {len(dataset.splits['train']):,} training rows ({t_engine.name} engine)")
+            train = dataset.splits["train"]
+            train.extra[TEACHER] = teacher_outputs(t_engine.module, train)
+        loss = distillation_loss(task, cfg.alpha, cfg.kd_loss, cfg.temperature)
+        state = state_path_for(output) if output is not None and str(output) != "-" else None
+        identity = {**run_identity(run), **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
+                    "teacher_sha256": _sha(teacher)}
+        result = fit(student, dataset, train_cfg, loss=loss, progress=progress, state_path=state, resume=resume,
+                     identity=identity)
+        engine_name, engine = family_of(student).engine(student)
+        test = split_metrics(engine, dataset.splits["test"], task, train_cfg.eval_batch_size)
+    wall = time.perf_counter() - started
+    tensors = {k: v.detach().cpu() for k, v in student.state_dict().items()}
+    tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in teacher.task_tensors().items()})
+    record = new_record(arch, task)
+    t_counts = parameter_counts(t_model)
+    record["compression"] = {"distillation": {
+        "teacher": {"path": teacher.source, "sha256": _sha(teacher), "arch": teacher.arch["name"],
+                    "engine": t_engine.name, **t_counts,
+                    "accuracy": (teacher.record.get("metrics") or {}).get("accuracy")},
+        "alpha": cfg.alpha, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss, "init": cfg.init_checkpoint,
+        "teacher_logits": "cached once over the training split" if cfg.alpha < 1 else "not used (alpha 1)",
+    }}
+    record["metrics"] = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run, "steps": result.steps,
+                         "train_seconds": round(wall + result.earlier_seconds, 2), "epochs": result.history}
+    config = {**run.to_dict(), "distill": cfg.to_dict()}
+    inputs = [p for p in (teacher.source, cfg.init_checkpoint) if p]
+    return Checkpoint(tensors=tensors, record=record).with_history(
+        history_entry("distill", argv, config, inputs=inputs, seed=train_cfg.seed, wall_time_s=wall))
+
+
+def _sha(ckpt: Checkpoint) -> str | None:
+    from cfctool.checkpoint import file_sha256
+
+    return file_sha256(ckpt.source) if ckpt.source and Path(ckpt.source).is_file() else None
+
+
+def _load_init(student: torch.nn.Module, init: Checkpoint, path: str) -> None:
+    """The student's weights from `init`; every shape must match the student settings."""
+    want = student.state_dict()
+    got = init.model_tensors()
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(v.shape)}" for k, v in want.items()
+              if k in got and got[k].shape != v.shape]
+    if missing or extra or shapes:
+        problem = (f"shapes differ ({'; '.join(shapes[:3])})" if shapes else
+                   f"tensors differ (missing {missing[:3]}, unexpected {extra[:3]})")
+        raise CfcError(f"--init {path} does not fit the student ({init.arch['name']} {init.arch} in the file): "
+                       f"{problem}; give the student settings of that checkpoint (e.g. --hidden, --backbone-units)")
+    student.load_state_dict(got)
