@@ -1,0 +1,152 @@
+"""The seed's distillation study (SEEDS.md B) on this machine: students of several sizes
+distilled from a teacher, each also trained without the teacher (alpha 1, same epochs, same
+seed), accuracy against compression.
+
+Each entry distils one student with `cfctool.ops.distill` (its settings: the teacher's data
+set preset for the student arch, plus the entry's changes), saves it under --out-dir and
+merges accuracy, parameters with and without the embedding, and the compression of the
+recurrent parameters against the teacher into benchmarks/results/distill.yaml. Entries
+are independent processes (run two at a time, one thread each); `--resume` continues an
+interrupted one from its training state. `--plot` draws accuracy vs compression.
+
+    python benchmarks/distill.py --teacher imdb=/work/runs/baselines/imdb-cfc-deep-reference.st \\
+        --only imdb-ncp64 imdb-ncp64-alone --threads 1 --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine, merge_result  # noqa: E402
+
+# name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
+STUDENTS = {
+    "imdb-ncp64": ("imdb", "cfc-ncp", {"hidden": 64}),
+    "imdb-ncp32": ("imdb", "cfc-ncp", {"hidden": 32}),
+    "imdb-cfc64-nobackbone": ("imdb", "cfc", {"hidden": 64, "backbone_layers": 0}),
+    "imdb-cfc32-nobackbone": ("imdb", "cfc", {"hidden": 32, "backbone_layers": 0}),
+    "imdb-cfc64-bb64": ("imdb", "cfc", {"hidden": 64, "backbone_units": 64, "backbone_layers": 1}),
+    "person_activity-cfc64": ("person_activity", "cfc", {"hidden": 64}),
+    "person_activity-ncp32": ("person_activity", "cfc-ncp", {"hidden": 32}),
+}
+ENTRIES = {**{k: (*v, 0.25) for k, v in STUDENTS.items()}, **{f"{k}-alone": (*v, 1.0) for k, v in STUDENTS.items()}}
+SEED = ("SEEDS.md B: CfC-Deep (IMDB) into NCP-style f, g, h students without backbone, loss 0.25 CE + 0.75 KD: "
+        "8-15x compression without accuracy loss, beyond 15x accuracy fell; students without the teacher were "
+        "5-10 points worse or failed to train")
+
+
+def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
+    from cfctool import checkpoint
+    from cfctool.configs import DistillConfig
+    from cfctool.ops.distill import distill
+    from cfctool.ops.evaluate import parameter_counts
+
+    dataset, arch, changes, alpha = ENTRIES[name]
+    if dataset not in teachers:
+        raise SystemExit(f"{name}: give --teacher {dataset}=PATH")
+    teacher = checkpoint.load(teachers[dataset])
+    overrides = {**changes, "seed": args.seed, "threads": args.threads}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    out = Path(args.out_dir) / f"{name}.st"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    student = distill(teacher, DistillConfig(student=arch, alpha=alpha), overrides, data_dir=args.data,
+                      argv=sys.argv, output=out, resume=args.resume,
+                      notify=lambda m: print(f"[{name}] {m}", file=sys.stderr),
+                      progress=_progress(name))
+    checkpoint.save(student, out)
+    from cfctool.models.registry import model_from_checkpoint
+
+    t_counts = student.record["compression"]["distillation"]["teacher"]
+    s_counts = parameter_counts(model_from_checkpoint(student))
+    metrics = student.record["metrics"]
+    return name, {
+        "command": f"python benchmarks/distill.py {' '.join(sys.argv[1:])}", "teacher": str(teachers[dataset]),
+        "teacher_arch": t_counts["arch"], "teacher_accuracy": t_counts.get("accuracy"),
+        "student": arch, "changes": changes, "alpha": alpha, "with_teacher": alpha < 1,
+        "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"], "seed": args.seed,
+        "test_accuracy": metrics["accuracy"], "rnn_params": s_counts["rnn_params"], "params": s_counts["params"],
+        "params_without_embedding": s_counts["params"] - _embedding(student),
+        "teacher_rnn_params": t_counts["rnn_params"], "teacher_params": t_counts["params"],
+        "rnn_compression": t_counts["rnn_params"] / s_counts["rnn_params"],
+        "seconds": round(time.perf_counter() - start, 1), "checkpoint": str(out), "threads": args.threads,
+        "device": "cpu", "machine": machine(), "what_else_ran": args.note, "seed_reference": SEED,
+    }
+
+
+def _embedding(ckpt) -> int:
+    t = ckpt.tensors.get("embedding.weight")
+    return 0 if t is None else t.numel()
+
+
+def _progress(name: str):
+    last = [0.0]
+
+    def report(p) -> None:
+        if p.phase == "epoch" or time.monotonic() - last[0] > 60:
+            last[0] = time.monotonic()
+            val = f" val_acc {p.val['accuracy']:.4f}" if p.val and "accuracy" in p.val else ""
+            print(f"[{name}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{val}",
+                  file=sys.stderr, flush=True)
+
+    return report
+
+
+def plot(out: Path) -> Path:
+    import yaml
+
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("the plot needs matplotlib: pip install 'cfctool[plot]'") from None
+    runs = yaml.safe_load((RESULTS / "distill.yaml").read_text())["runs"]
+    datasets = sorted({r["teacher"] for r in runs.values()})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
+    for ax, teacher in zip(axes[0], datasets):
+        for with_teacher, marker in ((True, "o"), (False, "x")):
+            pts = [(r["rnn_compression"], r["test_accuracy"]) for r in runs.values()
+                   if r["teacher"] == teacher and r["with_teacher"] == with_teacher]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, label="distilled" if with_teacher else "without teacher")
+        acc = next(r["teacher_accuracy"] for r in runs.values() if r["teacher"] == teacher)
+        if acc:
+            ax.axhline(acc, color="grey", lw=0.8, label="teacher")
+        ax.set(xscale="log", xlabel="recurrent parameters: teacher / student", ylabel="test accuracy",
+               title=Path(teacher).stem)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(ENTRIES), default=[])
+    parser.add_argument("--teacher", action="append", default=[], help="DATASET=PATH of a teacher checkpoint")
+    parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (recorded)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="runs/distill")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
+    parser.add_argument("--plot", action="store_true", help="write benchmarks/results/distill.png")
+    args = parser.parse_args()
+    teachers = dict(t.split("=", 1) for t in args.teacher)
+    for name in args.only:
+        key, entry = run_entry(name, {k: Path(v) for k, v in teachers.items()}, args)
+        print(merge_result("distill", "runs", key, entry, {"benchmark": "distillation (SEEDS.md B)"}))
+    if args.plot:
+        print(plot(RESULTS / "distill.png"))
+
+
+if __name__ == "__main__":
+    main()
