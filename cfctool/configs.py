@@ -374,6 +374,10 @@ ARCH_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("imdb", "default", "cfc-deep"): {"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1},
     ("imdb", "default", "cfc-ncp"): {"hidden": 64},
     ("imdb", "default", "ltc"): {"hidden": 64},
+    # SEEDS.md C's Neural ODEs (their training settings are not given there: Adam, our choice)
+    ("mnist", "default", "conv-ode"): {"lr": 0.005, "lr_decay": 0.9, "epochs": 15},
+    ("fashion-mnist", "default", "conv-ode"): {"lr": 0.005, "lr_decay": 0.9, "epochs": 15},
+    ("pmnist", "default", "ode-rnn"): {"hidden": 512, "lr": 0.001, "lr_decay": 0.95, "epochs": 20, "clipnorm": 1.0},
     ("person_activity", "default", "ltc"): {"hidden": 64, "lr": 0.01},
     ("person_activity", "default", "cfc-ncp"): {"hidden": 64, "lr": 0.01},
 }

@@ -75,6 +75,10 @@ def task_record(name: str) -> dict[str, Any]:
     }
 
 
+def preview_task(cfg) -> dict[str, Any]:
+    return task_record(cfg.dataset)
+
+
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors=None, limit: int | None = None) -> Split:
     if split not in FILES:
         raise DataError(f"{task['dataset']} has the splits train and test (got '{split}')")

@@ -23,6 +23,13 @@ def _module(name: str):
     return importlib.import_module(MODULES[name])
 
 
+def preview_task(cfg) -> dict[str, Any] | None:
+    """The task record a data set will have, when its module can tell without reading the
+    data (`preview_task(cfg)`), so settings that do not fit it fail before any loading."""
+    preview = getattr(_module(cfg.dataset), "preview_task", None)
+    return preview(cfg) if preview else None
+
+
 def load_dataset(cfg, seed: int = 0) -> Dataset:
     """All splits for training; a 'val' split is held out of 'train' when the module has none."""
     dataset = _module(cfg.dataset).load(cfg)

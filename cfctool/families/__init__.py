@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cfctool.families import cfc, cfc_ncp, ltc
+from cfctool.families import cfc, cfc_ncp, ltc, ode
 from cfctool.families.base import Family, Setting
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -10,6 +10,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     cfc.DEEP,
     cfc_ncp.FAMILY,
     ltc.FAMILY,
+    ode.CONV,
+    ode.RNN,
 )}
 
 

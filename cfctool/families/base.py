@@ -64,7 +64,8 @@ class Family:
     - `record(values, task)`: the explicit arch record for resolved setting values: every
       size a compression can change is a number here (never regenerated at load).
     - `build(arch, features)`: the recurrent core for `features` inputs per step.
-    - `macs_per_step(core)`: multiply-accumulates of one step of the defining form.
+    - `macs_per_step(core)`: multiply-accumulates of one step of the defining form;
+      `macs_per_sequence(core, steps)` where the work is not per step (an image model).
     - `counts(model)`: {'params', 'nonzero_params', 'rnn_params'}.
     - `engine(model)`: (engine name, module) of the fastest exact inference form.
     - `upgrade(arch)`: a format-1 arch record rewritten in the current form.
@@ -87,6 +88,7 @@ class Family:
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     validate: Callable[[dict[str, Any]], None] | None = None
     fold_embedding: Callable[[Any], Any] | None = None
+    macs_per_sequence: Callable[[Any, int], int] | None = None
     unit_groups: Callable[[dict[str, Any], dict[str, Any]], list[UnitGroup]] | None = None
     resize: Callable[[dict[str, Any], dict[str, int]], dict[str, Any]] | None = None
 

@@ -33,7 +33,10 @@ def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
     from cfctool.models.registry import family_of
 
     readouts = seq_len if model.per_step else 1
-    return family_of(model).macs_per_step(model.rnn) * seq_len + model.head.weight.numel() * readouts
+    family = family_of(model)
+    core = (family.macs_per_sequence(model.rnn, seq_len) if family.macs_per_sequence
+            else family.macs_per_step(model.rnn) * seq_len)
+    return core + model.head.weight.numel() * readouts
 
 
 def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: int | None,

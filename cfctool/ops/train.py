@@ -29,12 +29,15 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
           output: str | Path | None = None, resume: bool = False) -> Checkpoint:
     """Train per `run`. `output` (the checkpoint path the caller will write) places the
     per-epoch training state beside it; `resume` continues from that state."""
-    from cfctool.data.registry import load_dataset
+    from cfctool.data.registry import load_dataset, preview_task
     from cfctool.models.registry import arch_record, build_model
     from cfctool.ops.evaluate import split_metrics
     from cfctool.ops.runtime import resolve_device, seed_everything, threads
 
     run.validate()
+    preview = preview_task(run.data)
+    if preview is not None:  # an arch that does not fit the task fails before the data are read
+        arch_record(run.arch, preview)
     cfg = run.train
     started = time.perf_counter()
     with threads(cfg.threads):

@@ -1,0 +1,139 @@
+"""The Neural ODEs of the model-order-reduction study (SEEDS.md C) and their fixed-step solvers.
+
+- `ConvODE` (MNIST): 3x3 conv + ReLU to 16 channels, 3x3 max-pool (28 -> 26 -> 8), an ODE
+  block `x' = tanh(conv(x) + b)` of 16 3x3 kernels (padding 1) on t in [0, 1], then 3x3
+  max-pool (8 -> 2) and the readout (the SequenceModel's head, 64 -> 10). The block runs as
+  a convolution; `dense_block()` gives the same map as the seed's 1024 x 1024 matrix.
+- `ODERNN` (pixel MNIST): the shifted antisymmetric ODE-RNN `x' = tanh(A x + b) + Z u` with
+  `A = W - W^T - gamma I`, one solver step per input step from x(0) = 0; the readout reads
+  the last state. Per step: one product, one tanh (Z u is computed for all steps at once).
+
+Solvers (`euler`, `rk4`: the classic 4th-order method, not the 3/8 rule) are fixed-step,
+shared by both, with the method and step recorded in the arch; no adjoint.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SOLVERS = ("euler", "rk4")
+
+
+def step(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, method: str,
+         forcing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fixed step of x' = f(x) (+ a forcing constant over the step). Returns (new x,
+    f at the step's start: the nonlinearity snapshot DEIM needs)."""
+    k1 = f(x)
+    if method == "euler":
+        slope = k1 if forcing is None else k1 + forcing
+        return x + dt * slope, k1
+    g = f if forcing is None else (lambda v: f(v) + forcing)
+    s1 = k1 if forcing is None else k1 + forcing
+    s2 = g(x + 0.5 * dt * s1)
+    s3 = g(x + 0.5 * dt * s2)
+    s4 = g(x + dt * s3)
+    return x + (dt / 6.0) * (s1 + 2 * s2 + 2 * s3 + s4), k1
+
+
+def solve(f, x: torch.Tensor, t_end: float, dt: float, method: str, trace: dict | None = None,
+          prefix: str = "cells.0") -> torch.Tensor:
+    """x(t_end) from x(0) with n = round(t_end / dt) fixed steps; `trace` collects the state
+    after each step and f at each step's start."""
+    n = max(1, round(t_end / dt))
+    for _ in range(n):
+        x, fx = step(f, x, dt, method)
+        if trace is not None:
+            trace.setdefault(f"{prefix}.state", []).append(x)
+            trace.setdefault(f"{prefix}.nonlinearity", []).append(fx)
+    return x
+
+
+class ConvODE(nn.Module):
+    """Image -> conv front -> ODE block -> pool -> 64 features (the head reads them)."""
+
+    def __init__(self, channels: int = 16, side: int = 28, t_end: float = 1.0, dt: float = 0.1,
+                 solver: str = "rk4"):
+        super().__init__()
+        self.side, self.channels, self.t_end, self.dt, self.solver = side, channels, t_end, dt, solver
+        self.front = nn.Conv2d(1, channels, 3)
+        self.block = nn.Conv2d(channels, channels, 3, padding=1)
+        self.grid = (side - 2) // 3  # after the front conv and the first 3x3 pool
+        self.output_size = channels * (self.grid // 3) ** 2
+        self.state_size = channels * self.grid ** 2
+        self.input_size = side
+        self.dense: tuple[torch.Tensor, torch.Tensor] | None = None  # (A, b): run the block as a matrix
+
+    def initial(self, x: torch.Tensor) -> torch.Tensor:
+        img = x.reshape(x.shape[0], 1, self.side, self.side)
+        return F.max_pool2d(F.relu(self.front(img)), 3)
+
+    def f(self, h: torch.Tensor) -> torch.Tensor:
+        """The block's right-hand side on the flat state (batch, channels * grid^2)."""
+        if self.dense is not None:
+            a, b = self.dense
+            return torch.tanh(torch.addmm(b, h, a.t()))
+        n = h.shape[0]
+        img = h.reshape(n, self.channels, self.grid, self.grid)
+        return torch.tanh(self.block(img)).reshape(n, -1)
+
+    def dense_block(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, b) with tanh(A h + b) equal to the convolution form on the flat state: A is
+        the convolution applied to the identity basis (the seed's 1024 x 1024 layer)."""
+        with torch.no_grad():
+            eye = torch.eye(self.state_size, dtype=self.block.weight.dtype)
+            img = eye.reshape(self.state_size, self.channels, self.grid, self.grid)
+            cols = F.conv2d(img, self.block.weight, None, padding=1).reshape(self.state_size, -1)
+            bias = self.block.bias.repeat_interleave(self.grid * self.grid)
+        return cols.t().contiguous(), bias
+
+    def forward(self, x, dt=None, mask=None, return_sequences: bool = False, trace: dict | None = None):
+        if return_sequences:
+            raise ValueError("conv-ode classifies whole images: it has no per-step outputs")
+        h = self.initial(x).reshape(x.shape[0], -1)
+        h = solve(self.f, h, self.t_end, self.dt, self.solver, trace)
+        img = h.reshape(x.shape[0], self.channels, self.grid, self.grid)
+        return None, F.max_pool2d(img, 3).reshape(x.shape[0], -1)
+
+
+class ODERNN(nn.Module):
+    """x' = tanh((W - W^T - gamma I) x + b) + Z u: one solver step of `dt` per input step."""
+
+    def __init__(self, input_size: int, hidden: int = 512, gamma: float = 0.01, dt: float = 0.1,
+                 solver: str = "euler"):
+        super().__init__()
+        self.input_size, self.state_size, self.output_size = input_size, hidden, hidden
+        self.gamma, self.dt, self.solver = gamma, dt, solver
+        self.W = nn.Parameter(torch.empty(hidden, hidden))
+        self.b = nn.Parameter(torch.zeros(hidden))
+        self.Z = nn.Linear(input_size, hidden, bias=False)
+        nn.init.normal_(self.W, std=1.0 / hidden ** 0.5)
+
+    def matrix(self) -> torch.Tensor:
+        """A = W - W^T - gamma I: antisymmetric part shifted, eigenvalues -gamma + i w."""
+        return self.W - self.W.t() - self.gamma * torch.eye(self.state_size, dtype=self.W.dtype,
+                                                            device=self.W.device)
+
+    def forward(self, x, dt=None, mask=None, return_sequences: bool = False, trace: dict | None = None):
+        batch, steps, _ = x.shape
+        zu = self.Z(x).unbind(1)  # the input term for every step at once
+        a_t = self.matrix().t()
+        h = x.new_zeros(batch, self.state_size)
+        outputs = []
+        f = lambda v: torch.tanh(torch.addmm(self.b, v, a_t))  # noqa: E731
+        for t in range(steps):
+            if self.solver == "euler":  # one product and one tanh per step
+                fx = f(h)
+                new = h + self.dt * (fx + zu[t])
+            else:
+                new, fx = step(f, h, self.dt, self.solver, zu[t])
+            h = new if mask is None else torch.where(mask[:, t:t + 1], new, h)
+            if trace is not None:
+                trace.setdefault("cells.0.state", []).append(h)
+                trace.setdefault("cells.0.nonlinearity", []).append(fx)
+            if return_sequences:
+                outputs.append(h)
+        return (torch.stack(outputs, 1) if return_sequences else None), h

@@ -1,0 +1,103 @@
+"""The Neural ODE families: solver order, the conv block equal to its dense matrix, the
+antisymmetric spectrum, save/load, capture, and the errors a user can hit."""
+
+import pytest
+import torch
+
+from cfctool.checkpoint import Checkpoint, load, new_record, save
+from cfctool.data.mnist import task_record
+from cfctool.errors import ConfigError
+from cfctool.models.ode import ConvODE, ODERNN, solve
+from cfctool.models.registry import build_model, model_from_checkpoint
+
+
+def test_rk4_and_euler_match_the_matrix_exponential_to_their_order():
+    torch.manual_seed(0)
+    m = torch.randn(4, 4, dtype=torch.float64) * 0.7
+    x0 = torch.randn(3, 4, dtype=torch.float64)
+    exact = x0 @ torch.linalg.matrix_exp(m).t()
+    for method, order in (("rk4", 4), ("euler", 1)):
+        errors = [(solve(lambda x: x @ m.t(), x0, 1.0, dt, method) - exact).abs().max().item() for dt in (0.1, 0.05)]
+        assert errors[0] / errors[1] == pytest.approx(2 ** order, rel=0.15), (method, errors)
+    assert errors[0] < 0.5  # euler is still a solver, not noise
+
+
+def test_conv_block_equals_its_dense_matrix():
+    torch.manual_seed(0)
+    core = ConvODE()
+    a, b = core.dense_block()
+    assert a.shape == (1024, 1024) and b.shape == (1024,)
+    h = torch.randn(5, 1024)
+    assert (core.f(h) - torch.tanh(h @ a.t() + b)).abs().max() <= 1e-5
+    x = torch.rand(5, 28, 28)
+    _, conv = core(x)
+    core.dense = (a, b)
+    _, dense = core(x)
+    assert (conv - dense).abs().max() <= 1e-5 and conv.shape == (5, 64)
+
+
+def test_the_antisymmetric_matrix_has_eigenvalues_with_real_part_minus_gamma():
+    torch.manual_seed(0)
+    core = ODERNN(1, hidden=16, gamma=0.3)
+    eig = torch.linalg.eigvals(core.matrix().double())
+    assert torch.allclose(eig.real, torch.full((16,), -0.3, dtype=torch.float64), atol=1e-6)
+    assert eig.imag.abs().max() > 0.1
+
+
+def _checkpoint(arch, task):
+    torch.manual_seed(0)
+    model = build_model(arch, task)
+    return Checkpoint(tensors=dict(model.state_dict()), record=new_record(arch, task)), model
+
+
+@pytest.mark.parametrize("arch,task", [
+    ({"name": "conv-ode", "channels": 4, "side": 28, "solver": "rk4", "ode_dt": 0.25, "t_end": 1.0},
+     task_record("mnist")),
+    ({"name": "ode-rnn", "hidden": 12, "gamma": 0.01, "solver": "euler", "ode_dt": 0.1}, task_record("pmnist")),
+])
+def test_save_load_gives_identical_outputs_and_capture_has_the_snapshots(arch, task, tmp_path):
+    ckpt, model = _checkpoint(arch, task)
+    save(ckpt, tmp_path / "m.st")
+    back = model_from_checkpoint(load(tmp_path / "m.st"))
+    x = torch.rand(3, 28, 28) if arch["name"] == "conv-ode" else torch.rand(3, 30, 1)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), back(x))
+    trace = back.capture(x)
+    steps = 4 if arch["name"] == "conv-ode" else 30
+    width = 4 * 8 * 8 if arch["name"] == "conv-ode" else 12
+    assert trace["cells.0.state"].shape == (3, steps, width) == trace["cells.0.nonlinearity"].shape
+
+
+def test_ode_rnn_step_is_euler_on_the_definition():
+    torch.manual_seed(0)
+    core = ODERNN(2, hidden=6, gamma=0.05, dt=0.1)
+    x = torch.randn(4, 5, 2)
+    h = torch.zeros(4, 6)
+    a = core.W - core.W.t() - 0.05 * torch.eye(6)
+    with torch.no_grad():
+        for t in range(5):
+            h = h + 0.1 * (torch.tanh(h @ a.t() + core.b) + x[:, t] @ core.Z.weight.t())
+        assert (core(x)[1] - h).abs().max() <= 1e-6
+
+
+def test_ode_errors(cli, tmp_path):
+    r = cli("train", "pmnist", "--arch", "conv-ode", "--data", tmp_path, "-o", tmp_path / "m.st")
+    assert r.code == 2 and "conv-ode reads square images" in r.err
+    r = cli("train", "mnist", "--arch", "conv-ode", "--data", tmp_path / "nowhere", "-o", tmp_path / "m.st")
+    assert r.code == 1 and "does not exist" in r.err
+    r = cli("train", "pmnist", "--arch", "ode-rnn", "--solver", "rk5", "-o", tmp_path / "m.st")
+    assert r.code == 2 and "solver must be one of" in r.err
+    assert not (tmp_path / "m.st").exists()
+    from cfctool.families.ode import conv_record
+
+    with pytest.raises(ConfigError, match="conv-ode reads square images"):
+        conv_record({"name": "conv-ode", "channels": 4, "solver": "rk4", "ode_dt": 0.1, "t_end": 1.0},
+                    task_record("pmnist"))
+
+
+def test_conv_ode_trains_on_real_mnist_slices(data_dir, tmp_path, cli):
+    out = tmp_path / "c.st"
+    r = cli("train", "mnist", "--arch", "conv-ode", "--data", data_dir, "--max-samples", "3000", "--epochs", "2",
+            "--max-test-samples", "1000", "--threads", "2", "-q", "-o", out)
+    assert r.code == 0, r.err
+    assert load(out).record["metrics"]["accuracy"] > 0.5
