@@ -27,6 +27,9 @@ RUNS = {
     "imdb-cfc-deep": ("imdb", "cfc-deep", {}, "seed"),
     "imdb-cfc-ncp": ("imdb", "cfc-ncp", {}, "seed"),
     "person_activity-cfc": ("person_activity", "cfc", {}),
+    # SEEDS.md C: the Neural ODEs the model-order-reduction study compresses
+    "mnist-conv-ode": ("mnist", "conv-ode", {}),
+    "pmnist-ode-rnn": ("pmnist", "ode-rnn", {}),
 }
 # beyond the seed protocol: a preset with settings changed, to compare against it
 # (data set, arch, changed settings[, preset])
@@ -65,6 +68,8 @@ for _name in ("imdb-cfc-reference", "imdb-cfc-silu64x2", "imdb-cfc-lecun-heads",
     SEED[_name] = {**SEED["imdb-cfc"], "reference_code": _REFERENCE}
 SEED["imdb-cfc-reference-nogate"] = {**SEED["imdb-cfc"], "reference_code": {"accuracy": 0.875, "note": "87.52% +- 0.09"}}
 SEED["imdb-cfc-deep-reference"] = SEED["imdb-cfc-deep"]
+SEED["mnist-conv-ode"] = {"accuracy": 0.979, "note": "SEEDS.md C, one run; CPU test-set time 9.4 s (1 core)"}
+SEED["pmnist-ode-rnn"] = {"accuracy": 0.962, "note": "SEEDS.md C, one run; CPU test-set time 48.1 s (4 cores)"}
 SEED["imdb-cfc-ncp-reference"] = SEED["imdb-cfc-ncp"]
 
 

@@ -47,7 +47,8 @@ def baselines() -> str:
              if r.get("changed_from_preset") else "")
         rows.append(f"| {r['dataset']} | {network} | {100 * r['test_accuracy']:.1f}% | {100 * seed['accuracy']:.1f}%{caveat} "
                     f"| {r['epochs']} | {r['sec_per_epoch']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''}) "
-                    f"| {seed['sec_per_epoch_gpu']} | {r['rnn_params']:,} / {seed['rnn_params']:,} "
+                    f"| {seed.get('sec_per_epoch_gpu', '')} | {r['rnn_params']:,} / "
+                    f"{format(seed['rnn_params'], ',') if 'rnn_params' in seed else '-'} "
                     f"| {r['total_params']:,} | {r['file_bytes']:,} |")
     ltc = doc["runs"].get("ltc-vs-cfc")
     if ltc:

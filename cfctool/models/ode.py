@@ -125,9 +125,9 @@ class ODERNN(nn.Module):
         outputs = []
         f = lambda v: torch.tanh(torch.addmm(self.b, v, a_t))  # noqa: E731
         for t in range(steps):
-            if self.solver == "euler":  # one product and one tanh per step
+            if self.solver == "euler":  # one product and one tanh per step (and two adds)
                 fx = f(h)
-                new = h + self.dt * (fx + zu[t])
+                new = torch.add(h, fx + zu[t], alpha=self.dt)
             else:
                 new, fx = step(f, h, self.dt, self.solver, zu[t])
             h = new if mask is None else torch.where(mask[:, t:t + 1], new, h)
