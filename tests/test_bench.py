@@ -186,3 +186,12 @@ def test_export_cli_prints_no_exporter_chatter(trained_xor, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out) and "max abs diff" in proc.stderr
     assert "torchvision" not in proc.stderr and "Skipping" not in proc.stderr
+
+
+def test_quiet_commands_print_only_their_result(trained_xor, tmp_path, cli):
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    out = tmp_path / "q.onnx"
+    r = cli("export", trained_xor["cfc"], "-q", "-o", out)
+    assert r.code == 0 and r.out.strip() == str(out) and out.is_file(), r.err
+    r = cli("eval", trained_xor["cfc"], "-q")
+    assert r.code == 0 and "accuracy" in r.out and "[" not in r.err

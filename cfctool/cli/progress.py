@@ -64,9 +64,9 @@ def training_progress(quiet: bool = False, every_s: float = 30.0):
 
 def status_lines(quiet: bool = False):
     """A `notify(message)` callback for ops: one plain line on stderr per message, with the
-    seconds since the command started (None when quiet)."""
+    seconds since the command started (silent when quiet)."""
     if quiet:
-        return None
+        return lambda message: None
     start = time.monotonic()
 
     def say(message: str) -> None:
