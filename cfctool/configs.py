@@ -255,6 +255,49 @@ class PruneConfig:
         return dataclasses.asdict(self)
 
 
+REDUCE_METHODS = ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")
+
+
+@dataclass
+class ReduceConfig:
+    """Settings of `cfctool reduce` (the flags are derived from these)."""
+
+    method: str = _help("pod-deim, qdeim, odeim (oversampled), pod (Galerkin, no interpolation), svd (rank-K "
+                        "ODE matrix) or apoz (drop the units least active at the last step).", "pod-deim")
+    dim: int | None = _help("K: the reduced state size (POD basis), the SVD rank, or the units kept (apoz).")
+    points: int | None = _help("DEIM interpolation points m (default: K).")
+    oversample: int = _help("odeim: extra interpolation points beyond m.", 1)
+    snapshots: int = _help("Training inputs whose states (and nonlinearity values) make the snapshots.", 2000)
+    every: int = _help("Take every S-th step of each input as a snapshot.", 2)
+    finetune: int = _help("Epochs of fine-tuning after the reduction.", 0)
+    finetune_scope: str = _help("after (the layers after the ODE block: the seed's protocol) or all.", "after")
+    lr: float = _help("Fine-tuning learning rate (Adam); the reduced start is kept unless an epoch beats it.", 1e-3)
+    batch_size: int = _help("Fine-tuning batch size.", 128)
+    seed: int = _help("Seed of the snapshot sample and of fine-tuning.", 0)
+    threads: int | None = _help("CPU threads (default: torch's choice).")
+
+    def validate(self) -> None:
+        _choice("method", self.method, REDUCE_METHODS)
+        if self.dim is None:
+            raise ConfigError("--dim is required (the reduced size K)")
+        if self.dim < 1:
+            raise ConfigError(f"--dim must be >= 1 (got {self.dim})")
+        if self.points is not None and self.points < 1:
+            raise ConfigError(f"--points must be >= 1 (got {self.points})")
+        for key in ("snapshots", "every", "batch_size"):
+            _positive(key, getattr(self, key))
+        if self.oversample < 0 or self.finetune < 0:
+            raise ConfigError("--oversample and --finetune must be >= 0")
+        _choice("finetune_scope", self.finetune_scope, ("after", "all"))
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0 (got {self.lr})")
+        if self.threads is not None:
+            _positive("threads", self.threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class DistillConfig:
     """Settings of `cfctool distill` beyond the student's arch and training settings (those

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cfctool.families import cfc, cfc_ncp, ltc, ode
+from cfctool.families import cfc, cfc_ncp, ltc, ode, reduced
 from cfctool.families.base import Family, Setting
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -12,6 +12,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     ltc.FAMILY,
     ode.CONV,
     ode.RNN,
+    reduced.FAMILY,
 )}
 
 

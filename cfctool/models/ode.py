@@ -137,3 +137,71 @@ class ODERNN(nn.Module):
             if return_sequences:
                 outputs.append(h)
         return (torch.stack(outputs, 1) if return_sequences else None), h
+
+
+class ReducedODE(nn.Module):
+    """A reduced ODE block `z' = N f(M z + b) (+ Z u)` on a k-dimensional state z (SEEDS.md C).
+
+    - POD-DEIM family: M = P^T A V (m x k), b = P^T b, N = V^T U (P^T U)^+ (k x m);
+    - SVD truncation: z is the full state, M = R (rank r) then `M_out` = L (n x r): f reads
+      L (R z) + b and N is the identity;
+    - APoZ: z is the kept units, M = A restricted to them, N the identity.
+    For images (`image` set) the block sits between the conv front, projected by V^T
+    (`project`: n x k, or the kept units), and the pool, which reads the lifted V z. For
+    sequences the input term is Z u (k x inputs) and the readout reads z (V folded into it).
+    """
+
+    def __init__(self, arch: dict, features: int):
+        super().__init__()
+        k, m, rank = int(arch["dim"]), int(arch["points"]), arch.get("rank")
+        self.k, self.m, self.rank = k, m, rank
+        self.dt, self.solver = float(arch["ode_dt"]), arch["solver"]
+        self.t_end = float(arch.get("t_end", 1.0))
+        self.image = arch["base"] == "conv-ode"
+        self.M = nn.Parameter(torch.zeros(m if rank is None else rank, k))
+        self.M_out = nn.Parameter(torch.zeros(m, rank)) if rank is not None else None
+        self.b = nn.Parameter(torch.zeros(m))
+        self.N = nn.Parameter(torch.zeros(k, m)) if arch.get("interpolated", True) else None
+        if self.image:
+            self.channels, self.side = int(arch["channels"]), int(arch["side"])
+            self.front = nn.Conv2d(1, self.channels, 3)
+            self.grid = (self.side - 2) // 3
+            self.full = self.channels * self.grid ** 2
+            # the projection V (n x k) after the front and the lift before the pool; absent = identity
+            self.project = nn.Parameter(torch.zeros(self.full, k)) if arch.get("projected", True) else None
+            self.output_size = self.channels * (self.grid // 3) ** 2
+            self.input_size = self.side
+        else:
+            self.Z = nn.Linear(features, k, bias=False)
+            self.input_size, self.output_size = features, k
+        self.state_size = k
+
+    def f(self, z: torch.Tensor) -> torch.Tensor:
+        pre = z @ self.M.t()
+        if self.M_out is not None:
+            pre = pre @ self.M_out.t()
+        fx = torch.tanh(pre + self.b)
+        return fx if self.N is None else fx @ self.N.t()
+
+    def forward(self, x, dt=None, mask=None, return_sequences: bool = False, trace: dict | None = None):
+        if self.image:
+            img = x.reshape(x.shape[0], 1, self.side, self.side)
+            h0 = F.max_pool2d(F.relu(self.front(img)), 3).reshape(x.shape[0], -1)
+            z = solve(self.f, h0 if self.project is None else h0 @ self.project, self.t_end, self.dt, self.solver,
+                      trace)
+            h = (z if self.project is None else z @ self.project.t())
+            h = h.reshape(x.shape[0], self.channels, self.grid, self.grid)
+            return None, F.max_pool2d(h, 3).reshape(x.shape[0], -1)
+        batch, steps, _ = x.shape
+        zu = self.Z(x).unbind(1)
+        z = x.new_zeros(batch, self.k)
+        outputs = []
+        for t in range(steps):
+            new, fx = step(self.f, z, self.dt, self.solver, zu[t])
+            z = new if mask is None else torch.where(mask[:, t:t + 1], new, z)
+            if trace is not None:
+                trace.setdefault("cells.0.state", []).append(z)
+                trace.setdefault("cells.0.nonlinearity", []).append(fx)
+            if return_sequences:
+                outputs.append(z)
+        return (torch.stack(outputs, 1) if return_sequences else None), z

@@ -1,0 +1,251 @@
+"""`cfctool reduce`: model-order reduction of Neural ODEs and of CfC (SEEDS.md C; `cfctool.mor`).
+
+Neural ODEs (`conv-ode`, `ode-rnn`; the block x' = tanh(A x + b) [+ Z u]):
+- snapshots of the state and of the nonlinearity from `snapshots` training inputs, every
+  `every`-th step, streamed into float64 Gram matrices (POD bases, singular values kept);
+- `pod-deim` / `qdeim` / `odeim`: z' = N tanh(M z + b_P) [+ V^T Z u] with M = P^T A V,
+  N = V^T U (P^T U)^+; `pod`: the Galerkin projection (N = V^T, M = A V, every unit);
+- `svd`: A truncated to rank K (two factors), every unit kept;
+- `apoz`: the K units with the largest mean |state| at the last step kept (an ode-rnn stays
+  an ordinary smaller ode-rnn);
+- the readout of a sequence model reads V z (V folded into it); an image model lifts V z
+  before its pool. The result is an `ode-reduced` checkpoint (or the base family, apoz).
+CfC (`cfc`, `cfc-deep`, one cell): `pod-deim` / `qdeim` interpolate the hidden state at K
+points, x ~ D x_P with D = V (P^T V)^-1, which is an ordinary CfC with K hidden units (the
+heads' rows P, the recurrent columns W_s D, the readout W_out D); `apoz` removes the
+hidden and backbone units least active at the last step (the structured-pruning machinery).
+`finetune` epochs through `fit()`: the layers after the ODE block (the seed's protocol) or all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.errors import CfcError
+
+ODE_BASES = ("conv-ode", "ode-rnn")
+CFC_METHODS = ("pod-deim", "qdeim", "apoz")
+
+
+def validate(ckpt: Checkpoint, cfg) -> None:
+    cfg.validate()
+    name = ckpt.arch["name"]
+    if ckpt.encodings:
+        raise CfcError(f"{ckpt.source or 'the checkpoint'} stores encoded tensors; reduce its fp32 original")
+    if name in ODE_BASES:
+        n = _state_size(ckpt)
+        if cfg.dim > n or (cfg.points or cfg.dim) > n:
+            raise CfcError(f"--dim/--points must be at most the state size {n} of this {name} (got {cfg.dim})")
+        return
+    if name in ("cfc", "cfc-deep"):
+        if cfg.method not in CFC_METHODS:
+            raise CfcError(f"--method {cfg.method} does not apply to '{name}'; for CfC use one of "
+                           f"{', '.join(CFC_METHODS)}")
+        if ckpt.arch.get("mixed_memory") or ckpt.arch["mode"] != "default":
+            raise CfcError("CfC reduction needs a 'default'-mode CfC without mixed memory")
+        if cfg.dim >= ckpt.arch["hidden"]:
+            raise CfcError(f"--dim must be below the hidden size {ckpt.arch['hidden']} (got {cfg.dim})")
+        return
+    raise CfcError(f"reduce applies to conv-ode, ode-rnn, cfc and cfc-deep, not '{name}'")
+
+
+def _state_size(ckpt: Checkpoint) -> int:
+    if ckpt.arch["name"] == "ode-rnn":
+        return int(ckpt.arch["hidden"])
+    grid = (int(ckpt.arch["side"]) - 2) // 3
+    return int(ckpt.arch["channels"]) * grid * grid
+
+
+def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
+           progress=None) -> Checkpoint:
+    from cfctool.data.registry import task_dataset
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.runtime import threads as thread_scope
+
+    validate(ckpt, cfg)
+    say = notify or (lambda message: None)
+    started = time.perf_counter()
+    with thread_scope(cfg.threads):
+        dataset = task_dataset(ckpt, data_dir, cfg.seed, "reduction (its snapshots)")
+        model = model_from_checkpoint(ckpt)
+        sample = dataset.splits["train"].sample(cfg.snapshots, seed=cfg.seed)
+        say(f"snapshots from {len(sample):,} training inputs, every {cfg.every} step(s)")
+        if ckpt.arch["name"] in ODE_BASES:
+            out, detail = _reduce_ode(ckpt, model, sample, cfg)
+        else:
+            out, detail = _reduce_cfc(ckpt, model, sample, cfg)
+        if cfg.finetune:
+            out, detail["finetune_result"] = _finetune(out, dataset, cfg, say, progress)
+    compression = dict(ckpt.record.get("compression") or {})
+    compression["reduction"] = {**cfg.to_dict(), **detail}
+    wall = time.perf_counter() - started
+    out = out.derive(compression=compression, metrics={})
+    return out.with_history(history_entry("reduce", argv, cfg.to_dict(), inputs=[ckpt.source] if ckpt.source else [],
+                                          seed=cfg.seed, wall_time_s=wall))
+
+
+def snapshot_grams(model, split, every: int, batch: int = 64):
+    """(Gram of the states, Gram of the nonlinearity values, mean |state| at the last step)."""
+    from cfctool.mor import Gram
+
+    grams: dict[str, Gram] = {}
+    last_abs, count = None, 0
+    for start in range(0, len(split), batch):
+        b = split.take(slice(start, start + batch))
+        trace = model.capture(b.x, b.dt, b.mask)
+        for key in ("state", "nonlinearity"):
+            t = trace.get(f"cells.0.{key}")
+            if t is None:
+                continue
+            picked = t[:, every - 1::every] if t.shape[1] >= every else t
+            grams.setdefault(key, Gram(t.shape[-1])).add(picked)
+        final = trace["cells.0.state"][:, -1].abs()
+        last_abs = final.sum(0) if last_abs is None else last_abs + final.sum(0)
+        count += final.shape[0]
+    return grams["state"], grams.get("nonlinearity"), last_abs / max(count, 1)
+
+
+def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
+    from cfctool import mor
+
+    base = ckpt.arch["name"]
+    core = model.rnn
+    if base == "conv-ode":
+        a, b = core.dense_block()
+    else:
+        a, b = core.matrix().detach(), core.b.detach()
+    a, b = a.double(), b.double()
+    n, k = a.shape[0], cfg.dim
+    grams = snapshot_grams(model, sample, cfg.every)
+    x_gram, f_gram, activity = grams
+    detail: dict[str, Any] = {"state_size": n, "snapshot_count": x_gram.count}
+    if cfg.method == "apoz":
+        keep = torch.sort(torch.argsort(activity, descending=True)[:k]).values
+        detail["kept_units"] = keep.tolist()
+        if base == "ode-rnn":  # a smaller ode-rnn: W, b, Z and the readout restricted to the kept units
+            return _smaller_ode_rnn(ckpt, keep), detail
+        eye = torch.eye(n, dtype=torch.float64)[:, keep]
+        return _reduced(ckpt, model, dict(M=a[keep][:, keep], b=b[keep], project=eye), k, k, cfg,
+                        interpolated=False), detail
+    if cfg.method == "svd":
+        u, s, vh = torch.linalg.svd(a)
+        detail["singular_values_A"] = s.tolist()
+        parts = dict(M=vh[:k], M_out=u[:, :k] * s[:k], b=b)
+        if base == "conv-ode":
+            parts["project"] = None
+        return _reduced(ckpt, model, parts, n, n, cfg, rank=k, interpolated=False), detail
+    v, sx = x_gram.basis(k)
+    detail["singular_values_state"] = sx.tolist()
+    if cfg.method == "pod":
+        parts = dict(M=a @ v, b=b, N=v.t())
+        m = n
+    else:
+        m = cfg.points or k
+        u, sf = f_gram.basis(m)
+        detail["singular_values_nonlinearity"] = sf.tolist()
+        points = {"pod-deim": lambda: mor.deim(u), "qdeim": lambda: mor.qdeim(u),
+                  "odeim": lambda: mor.odeim(u, cfg.oversample)}[cfg.method]()
+        detail["points"] = points.tolist()
+        parts = dict(M=a[points] @ v, b=b[points], N=v.t() @ mor.interpolation(u, points))
+        m = len(points)
+    parts["project"] = v
+    return _reduced(ckpt, model, parts, k, m, cfg), detail
+
+
+def _reduced(ckpt, model, parts: dict, k: int, m: int, cfg, rank: int | None = None,
+             interpolated: bool = True) -> Checkpoint:
+    """An `ode-reduced` checkpoint from the reduced operators (float64 -> float32)."""
+    base = ckpt.arch
+    arch = {"name": "ode-reduced", "base": base["name"], "method": cfg.method, "dim": k, "points": m,
+            "solver": base["solver"], "ode_dt": base["ode_dt"], "interpolated": interpolated
+            and parts.get("N") is not None}
+    if rank is not None:
+        arch["rank"] = rank
+    t = {"rnn.M": parts["M"], "rnn.b": parts["b"]}
+    if parts.get("M_out") is not None:
+        t["rnn.M_out"] = parts["M_out"]
+    if arch["interpolated"]:
+        t["rnn.N"] = parts["N"]
+    v = parts.get("project")
+    head_w = ckpt.tensors["head.weight"].double()
+    if base["name"] == "conv-ode":
+        arch.update(channels=base["channels"], side=base["side"], t_end=base["t_end"], projected=v is not None)
+        t["rnn.front.weight"], t["rnn.front.bias"] = ckpt.tensors["rnn.front.weight"], ckpt.tensors["rnn.front.bias"]
+        if v is not None:
+            t["rnn.project"] = v
+    else:  # the readout reads V z; the input term is V^T Z u
+        z = ckpt.tensors["rnn.Z.weight"].double()
+        t["rnn.Z.weight"] = z if v is None else v.t() @ z
+        head_w = head_w if v is None else head_w @ v
+    t["head.weight"], t["head.bias"] = head_w, ckpt.tensors["head.bias"]
+    for name in ("embedding.weight",):
+        if name in ckpt.tensors:
+            t[name] = ckpt.tensors[name]
+    tensors = {name: val.float().contiguous() for name, val in t.items()}
+    tensors.update({name: val for name, val in ckpt.tensors.items() if name.startswith("task.")})
+    return ckpt.derive(tensors=tensors, arch=arch)
+
+
+def _smaller_ode_rnn(ckpt: Checkpoint, keep: torch.Tensor) -> Checkpoint:
+    t = dict(ckpt.tensors)
+    t["rnn.W"] = t["rnn.W"][keep][:, keep].contiguous()
+    t["rnn.b"] = t["rnn.b"][keep].contiguous()
+    t["rnn.Z.weight"] = t["rnn.Z.weight"][keep].contiguous()
+    t["head.weight"] = t["head.weight"][:, keep].contiguous()
+    return ckpt.derive(tensors=t, arch={**ckpt.arch, "hidden": len(keep)})
+
+
+def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
+    from cfctool import mor
+    from cfctool.families import get
+    from cfctool.ops.prune import remove_units
+
+    family = get(ckpt.arch["name"])
+    groups = family.unit_groups(ckpt.arch, ckpt.tensors)
+    hidden = next(g for g in groups if g.name == "cells.0.hidden")
+    k = cfg.dim
+    states, _, activity = snapshot_grams(model, sample, cfg.every)
+    if cfg.method == "apoz":  # hidden units by their last-step activity, backbone units by their mean |activation|
+        drop = {hidden.name: torch.sort(torch.argsort(activity)[: hidden.size - k]).values}
+        detail = {"kept_units": sorted(set(range(hidden.size)) - set(drop[hidden.name].tolist()))}
+        tensors = remove_units(ckpt.tensors, [hidden], drop)
+        return ckpt.derive(tensors=tensors, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
+    v, s = states.basis(k)
+    points = (mor.deim(v) if cfg.method == "pod-deim" else mor.qdeim(v))
+    d = v @ torch.linalg.inv(v[points])  # x ~ D x_P
+    t = {name: val.clone() for name, val in ckpt.tensors.items()}
+    for name, dim, offset, role in hidden.slices:
+        w = t[name].double()
+        if role == "own":  # the heads' rows (and biases) of the kept points
+            t[name] = w.index_select(dim, points).float()
+        else:  # columns that read the state: W (.., n) -> W D (.., k)
+            cols = w.narrow(dim, offset, hidden.size)
+            new = cols @ d if dim == 1 else (d.t() @ cols)
+            t[name] = torch.cat([w.narrow(dim, 0, offset), new,
+                                 w.narrow(dim, offset + hidden.size, w.shape[dim] - offset - hidden.size)],
+                                dim).float()
+    detail = {"points": points.tolist(), "singular_values_state": s.tolist(), "state_size": hidden.size,
+              "snapshot_count": states.count}
+    return ckpt.derive(tensors=t, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
+
+
+def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
+    from cfctool.configs import TrainConfig
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.fit import fit
+
+    model = model_from_checkpoint(ckpt)
+    freeze = ()
+    if cfg.finetune_scope == "after":  # the seed's protocol: only what reads the ODE block's output
+        freeze = tuple({n.split(".")[0] for n, _ in model.named_parameters()} - {"head"})
+    say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr} ({cfg.finetune_scope})")
+    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                            optimizer="adam", threads=cfg.threads)
+    result = fit(model, dataset, train_cfg, freeze=freeze, progress=progress, start_is_candidate=True)
+    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune,
+                                          "history": result.history}

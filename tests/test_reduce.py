@@ -1,0 +1,117 @@
+"""`reduce`: full-dimension reductions reproduce the original, smaller ones are genuinely
+smaller models of the right shape, CfC POD-DEIM is an ordinary CfC, and the errors."""
+
+import pytest
+import torch
+
+from cfctool.checkpoint import Checkpoint, load, new_record, save
+from cfctool.configs import ReduceConfig
+from cfctool.data.base import Dataset, Split
+from cfctool.data.mnist import task_record
+from cfctool.errors import CfcError, ConfigError
+from cfctool.models.registry import build_model, model_from_checkpoint
+from cfctool.ops import reduce as reduce_op
+
+CONV = {"name": "conv-ode", "channels": 2, "side": 28, "solver": "rk4", "ode_dt": 0.25, "t_end": 1.0}
+RNN = {"name": "ode-rnn", "hidden": 12, "gamma": 0.05, "solver": "euler", "ode_dt": 0.1}
+
+
+def _fixture(arch, task, monkeypatch, n=48, steps=20):
+    """A random model and random inputs served as its task's data (no files needed)."""
+    torch.manual_seed(0)
+    model = build_model(arch, task)
+    with torch.no_grad():  # larger weights than the init, so the block does something
+        for p in model.rnn.parameters():
+            p.mul_(3.0)
+    ckpt = Checkpoint(tensors=dict(model.state_dict()), record=new_record(arch, task))
+    g = torch.Generator().manual_seed(1)
+    shape = (n, 28, 28) if arch["name"] == "conv-ode" else (n, steps, 1)
+    split = Split(torch.rand(*shape, generator=g), torch.randint(0, 10, (n,), generator=g))
+    data = Dataset(task=task, splits={"train": split, "val": split.take(slice(0, 16)), "test": split})
+    monkeypatch.setattr("cfctool.data.registry.task_dataset", lambda *a, **k: data)
+    return ckpt, model.eval(), split
+
+
+@pytest.mark.parametrize("arch,task", [(CONV, task_record("mnist")), (RNN, task_record("pmnist"))])
+@pytest.mark.parametrize("method", ["pod-deim", "qdeim", "pod", "svd"])
+def test_full_dimension_reproduces_the_original(arch, task, method, monkeypatch, tmp_path):
+    ckpt, model, split = _fixture(arch, task, monkeypatch)
+    n = 128 if arch["name"] == "conv-ode" else 12
+    out = reduce_op.reduce(ckpt, ReduceConfig(method=method, dim=n, snapshots=48, every=1))
+    assert out.arch["name"] == "ode-reduced" and out.arch["base"] == arch["name"]
+    save(out, tmp_path / "r.st")
+    reduced = model_from_checkpoint(load(tmp_path / "r.st"))
+    x = split.x[:10]
+    with torch.no_grad():
+        assert (reduced(x) - model(x)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("arch,task", [(CONV, task_record("mnist")), (RNN, task_record("pmnist"))])
+def test_smaller_reductions_have_the_reduced_sizes(arch, task, monkeypatch):
+    ckpt, model, split = _fixture(arch, task, monkeypatch)
+    out = reduce_op.reduce(ckpt, ReduceConfig(method="odeim", dim=6, points=6, oversample=2, snapshots=48))
+    r = out.record["compression"]["reduction"]
+    assert out.tensors["rnn.M"].shape == (8, 6) and out.tensors["rnn.N"].shape == (6, 8) and len(r["points"]) == 8
+    assert r["singular_values_state"] == sorted(r["singular_values_state"], reverse=True)
+    svd = reduce_op.reduce(ckpt, ReduceConfig(method="svd", dim=3, snapshots=48))
+    assert svd.tensors["rnn.M"].shape[0] == 3 and svd.tensors["rnn.M_out"].shape[1] == 3
+    apoz = reduce_op.reduce(ckpt, ReduceConfig(method="apoz", dim=5, snapshots=48))
+    kept = apoz.record["compression"]["reduction"]["kept_units"]
+    assert len(kept) == 5
+    if arch["name"] == "ode-rnn":  # an ordinary smaller ode-rnn: the units with the largest last-step activity
+        assert apoz.arch == {**arch, "hidden": 5}
+        last = model.capture(split.x)["cells.0.state"][:, -1].abs().mean(0)
+        assert kept == sorted(torch.argsort(last, descending=True)[:5].tolist())
+    with torch.no_grad():
+        for c in (out, svd, apoz):
+            assert torch.isfinite(model_from_checkpoint(c)(split.x[:4])).all()
+
+
+def test_cfc_pod_deim_is_an_ordinary_smaller_cfc(trained_xor, monkeypatch):
+    from cfctool.data.xor import generate
+
+    ckpt = load(trained_xor["cfc"])
+    full = reduce_op.reduce(ckpt, ReduceConfig(method="qdeim", dim=7, snapshots=128, every=1), data_dir=None)
+    assert full.arch["name"] == "cfc" and full.arch["hidden"] == 7
+    assert full.tensors["rnn.cells.0.ff1.weight"].shape[0] == 7 and full.tensors["head.weight"].shape[1] == 7
+    apoz = reduce_op.reduce(ckpt, ReduceConfig(method="apoz", dim=4, snapshots=64))
+    assert apoz.arch["hidden"] == 4
+    batch = generate(ckpt.task, "test", 20)
+    with torch.no_grad():
+        for c in (full, apoz):
+            assert torch.isfinite(model_from_checkpoint(c)(batch.x, batch.dt, batch.mask)).all()
+
+
+def test_cfc_interpolation_at_all_points_is_exact(trained_xor):
+    """With K = hidden, D = V (P^T V)^-1 is a permutation: the same function, units reordered
+    (`reduce` itself asks for K below the hidden size)."""
+    from cfctool.data.xor import generate
+
+    ckpt = load(trained_xor["cfc"])
+    model = model_from_checkpoint(ckpt)
+    batch = generate(ckpt.task, "test", 64)
+    for method in ("pod-deim", "qdeim"):
+        cfg = ReduceConfig(method=method, dim=ckpt.arch["hidden"], every=1)
+        out, detail = reduce_op._reduce_cfc(ckpt, model, generate(ckpt.task, "train", 128), cfg)
+        assert sorted(detail["points"]) == list(range(ckpt.arch["hidden"]))
+        with torch.no_grad():
+            want = model(batch.x, batch.dt, batch.mask)
+            assert (model_from_checkpoint(out)(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
+
+
+def test_reduce_errors(trained_xor, cli, tmp_path, monkeypatch):
+    src = trained_xor["cfc"]
+    r = cli("reduce", src, "--dim", "0", "-o", tmp_path / "r.st")
+    assert r.code == 2 and "--dim must be >= 1" in r.err
+    r = cli("reduce", src, "--dim", "99", "-o", tmp_path / "r.st")
+    assert r.code == 1 and "below the hidden size" in r.err
+    r = cli("reduce", src, "--method", "svd", "--dim", "4", "-o", tmp_path / "r.st")
+    assert r.code == 1 and "does not apply to 'cfc'" in r.err
+    r = cli("reduce", trained_xor["ltc"], "--dim", "4", "-o", tmp_path / "r.st")
+    assert r.code == 1 and "not 'ltc'" in r.err
+    assert not (tmp_path / "r.st").exists()
+    ckpt, _, _ = _fixture(RNN, task_record("pmnist"), monkeypatch)
+    with pytest.raises(CfcError, match="at most the state size 12"):
+        reduce_op.reduce(ckpt, ReduceConfig(method="pod-deim", dim=13))
+    with pytest.raises(ConfigError, match="method must be one of"):
+        reduce_op.reduce(ckpt, ReduceConfig(method="pca", dim=3))
