@@ -194,13 +194,10 @@ class QuantizeConfig:
         _choice("observer", self.observer, ("minmax", "percentile", "mse"))
         for key in ("calib", "epochs", "batch_size"):
             _positive(key, getattr(self, key))
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0 (got {self.lr})")
+        _check_lr_threads(self)
         if not self.fuse and self.scheme == "dynamic":
             raise ConfigError("--no-fuse adds calibrated quantization points on every Linear output: it applies "
                               "to --scheme static or qat, not dynamic")
-        if self.threads is not None:
-            _positive("threads", self.threads)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,10 +243,7 @@ class PruneConfig:
         if self.finetune < 0:
             raise ConfigError(f"finetune must be >= 0 epochs (got {self.finetune})")
         _positive("batch_size", self.batch_size)
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0 (got {self.lr})")
-        if self.threads is not None:
-            _positive("threads", self.threads)
+        _check_lr_threads(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -289,10 +283,7 @@ class ReduceConfig:
         if self.oversample < 0 or self.finetune < 0:
             raise ConfigError("--oversample and --finetune must be >= 0")
         _choice("finetune_scope", self.finetune_scope, ("after", "all"))
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0 (got {self.lr})")
-        if self.threads is not None:
-            _positive("threads", self.threads)
+        _check_lr_threads(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -554,6 +545,14 @@ def _as_int(value: Any) -> int:
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)} (got '{value}')")
+
+
+def _check_lr_threads(cfg) -> None:
+    """The fine-tuning settings every compression command shares."""
+    if not cfg.lr > 0:
+        raise ConfigError(f"lr must be > 0 (got {cfg.lr})")
+    if cfg.threads is not None:
+        _positive("threads", cfg.threads)
 
 
 def _positive(name: str, value: int) -> None:

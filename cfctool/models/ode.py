@@ -28,15 +28,29 @@ def step(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, 
     """One fixed step of x' = f(x) (+ a forcing constant over the step). Returns (new x,
     f at the step's start: the nonlinearity snapshot DEIM needs)."""
     k1 = f(x)
-    if method == "euler":
-        slope = k1 if forcing is None else k1 + forcing
-        return x + dt * slope, k1
+    if method == "euler":  # one product and one tanh in f, then two adds
+        return torch.add(x, k1 if forcing is None else k1 + forcing, alpha=dt), k1
     g = f if forcing is None else (lambda v: f(v) + forcing)
     s1 = k1 if forcing is None else k1 + forcing
     s2 = g(x + 0.5 * dt * s1)
     s3 = g(x + 0.5 * dt * s2)
     s4 = g(x + dt * s3)
     return x + (dt / 6.0) * (s1 + 2 * s2 + 2 * s3 + s4), k1
+
+
+def run_sequence(f, x0: torch.Tensor, forcing: list[torch.Tensor], dt: float, method: str,
+                 mask: torch.Tensor | None, trace: dict | None, return_sequences: bool):
+    """One solver step per input step (forcing: Z u per step); masked steps keep the state."""
+    h, outputs = x0, []
+    for t, zu_t in enumerate(forcing):
+        new, fx = step(f, h, dt, method, zu_t)
+        h = new if mask is None else torch.where(mask[:, t:t + 1], new, h)
+        if trace is not None:
+            trace.setdefault("cells.0.state", []).append(h)
+            trace.setdefault("cells.0.nonlinearity", []).append(fx)
+        if return_sequences:
+            outputs.append(h)
+    return (torch.stack(outputs, 1) if return_sequences else None), h
 
 
 def solve(f, x: torch.Tensor, t_end: float, dt: float, method: str, trace: dict | None = None,
@@ -118,25 +132,11 @@ class ODERNN(nn.Module):
                                                             device=self.W.device)
 
     def forward(self, x, dt=None, mask=None, return_sequences: bool = False, trace: dict | None = None):
-        batch, steps, _ = x.shape
         zu = self.Z(x).unbind(1)  # the input term for every step at once
         a_t = self.matrix().t()
-        h = x.new_zeros(batch, self.state_size)
-        outputs = []
         f = lambda v: torch.tanh(torch.addmm(self.b, v, a_t))  # noqa: E731
-        for t in range(steps):
-            if self.solver == "euler":  # one product and one tanh per step (and two adds)
-                fx = f(h)
-                new = torch.add(h, fx + zu[t], alpha=self.dt)
-            else:
-                new, fx = step(f, h, self.dt, self.solver, zu[t])
-            h = new if mask is None else torch.where(mask[:, t:t + 1], new, h)
-            if trace is not None:
-                trace.setdefault("cells.0.state", []).append(h)
-                trace.setdefault("cells.0.nonlinearity", []).append(fx)
-            if return_sequences:
-                outputs.append(h)
-        return (torch.stack(outputs, 1) if return_sequences else None), h
+        h0 = x.new_zeros(x.shape[0], self.state_size)
+        return run_sequence(f, h0, zu, self.dt, self.solver, mask, trace, return_sequences)
 
 
 class ReducedODE(nn.Module):
@@ -192,16 +192,5 @@ class ReducedODE(nn.Module):
             h = (z if self.project is None else z @ self.project.t())
             h = h.reshape(x.shape[0], self.channels, self.grid, self.grid)
             return None, F.max_pool2d(h, 3).reshape(x.shape[0], -1)
-        batch, steps, _ = x.shape
-        zu = self.Z(x).unbind(1)
-        z = x.new_zeros(batch, self.k)
-        outputs = []
-        for t in range(steps):
-            new, fx = step(self.f, z, self.dt, self.solver, zu[t])
-            z = new if mask is None else torch.where(mask[:, t:t + 1], new, z)
-            if trace is not None:
-                trace.setdefault("cells.0.state", []).append(z)
-                trace.setdefault("cells.0.nonlinearity", []).append(fx)
-            if return_sequences:
-                outputs.append(z)
-        return (torch.stack(outputs, 1) if return_sequences else None), z
+        z0 = x.new_zeros(x.shape[0], self.k)
+        return run_sequence(self.f, z0, self.Z(x).unbind(1), self.dt, self.solver, mask, trace, return_sequences)
