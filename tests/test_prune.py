@@ -193,3 +193,19 @@ def test_prune_errors(trained_xor, tmp_path, cli):
     assert load(tmp_path / "p.st").record["compression"]["pruning"]["global"] is False
     info = cli("info", tmp_path / "p.st")
     assert info.code == 0 and "pruned unstructured local 50% of all" in info.out and "weight sparsity 50.0%" in info.out
+
+
+def test_unstructured_pruning_reaches_the_ode_rnn_matrix():
+    from cfctool.data.mnist import task_record
+
+    arch = {"name": "ode-rnn", "hidden": 10, "gamma": 0.01, "solver": "euler", "ode_dt": 0.1}
+    ckpt = _built(arch, task_record("pmnist"))
+    out = prune(ckpt, PruneConfig(ratio=0.5))
+    assert "rnn.W" in out.record["compression"]["pruning"]["tensors"]
+    assert out.record["compression"]["pruning"]["sparsity"]["per_tensor"]["rnn.W"] > 0.3
+
+
+def _built(arch, task):
+    torch.manual_seed(0)
+    model = build_model(arch, task)
+    return Checkpoint(tensors=dict(model.state_dict()), record=new_record(arch, task))

@@ -195,6 +195,11 @@ def test_fold_embedding_is_exact_and_quantizes_per_row(tmp_path):
 
     with pytest.raises(CfcError, match="not folded yet"):
         op_fold(folded)
+    wide = ckpt.derive(arch={**arch, "backbone_widths": [16, 5]})  # 16 units for a 16-wide embedding
+    wide.tensors.update({"rnn.cells.0.backbone.0.weight": torch.zeros(16, 26), "rnn.cells.0.backbone.0.bias":
+                         torch.zeros(16)})
+    with pytest.raises(CfcError, match="not narrower than the embedding.*larger, not smaller"):
+        op_fold(wide)
 
 
 def test_embedding_row_scales_are_float16_and_decode_consistently(trained_xor):

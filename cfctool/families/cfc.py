@@ -56,6 +56,9 @@ def fold_embedding(ckpt):
     t = dict(ckpt.tensors)
     e, w = t["embedding.weight"], t["rnn.cells.0.backbone.0.weight"]
     n_in = e.shape[1]
+    if w.shape[0] >= n_in:
+        raise ValueError(f"the first backbone layer ({w.shape[0]} units) is not narrower than the embedding "
+                         f"({n_in} wide): the folded table would be larger, not smaller; quantize without it")
     t["embedding.weight"] = (e.double() @ w[:, :n_in].double().t()).float()
     t["rnn.cells.0.backbone.0.weight"] = w[:, n_in:].contiguous()
     new_arch = {**arch, "input_projected": True, "embedding_dim": arch["backbone_widths"][0],

@@ -25,7 +25,8 @@ from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError
 
 HEAD_NAMES = ("ff1", "ff2", "time_a", "time_b")
-WEIGHT_NAMES = ("weight", "w", "sensory_w")  # Linear/Embedding weights; the LTC's synapse weights
+# Linear/Conv/Embedding weights; the LTC's synapse weights; the ODE-RNN's W; a reduced ODE's M, M_out, N
+WEIGHT_NAMES = ("weight", "w", "sensory_w", "W", "M", "M_out", "N")
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
