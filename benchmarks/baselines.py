@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import merge_result  # noqa: E402
+from common import merge_result, progress_lines  # noqa: E402
 
 # the seed protocol (SEEDS.md B): IMDB under preset 'seed' (the default before the reference
 # recipe replaced it), Person Activity under its default
@@ -88,18 +88,10 @@ def run_entry(name: str, args) -> dict:
     if args.device:
         overrides["device"] = args.device
     run = resolve(dataset, arch, preset=preset, overrides=overrides)
-    last = [time.monotonic()]
-
-    def progress(p):
-        if p.phase == "epoch" or time.monotonic() - last[0] > 60:
-            last[0] = time.monotonic()
-            print(f"[{name}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f} "
-                  f"{'' if not p.val else 'val_acc %.4f' % p.val.get('accuracy', float('nan'))}", file=sys.stderr, flush=True)
-
     out = Path(args.out_dir) / f"{name}.st"
     out.parent.mkdir(parents=True, exist_ok=True)
     # the training state is written beside `out` after every epoch: --resume continues it
-    ckpt = train(run, progress=progress, argv=[sys.argv[0], *sys.argv[1:]], output=out, resume=args.resume)
+    ckpt = train(run, progress=progress_lines(name), argv=[sys.argv[0], *sys.argv[1:]], output=out, resume=args.resume)
     checkpoint.save(ckpt, out)
     m = ckpt.record["metrics"]
     from cfctool.models.registry import model_from_checkpoint

@@ -71,3 +71,38 @@ def write_results(name: str, doc: dict) -> Path:
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
     os.replace(tmp, path)
     return path
+
+
+def progress_lines(name: str, every_s: float = 60.0):
+    """A fit() progress callback for long background runs: one plain line per epoch and at
+    most one a minute in between (logs stay readable; the trainings run unattended)."""
+    import sys
+
+    last = [time.monotonic()]
+
+    def report(p) -> None:
+        if p.phase == "epoch" or time.monotonic() - last[0] > every_s:
+            last[0] = time.monotonic()
+            val = f" val_acc {p.val['accuracy']:.4f}" if p.val and "accuracy" in p.val else ""
+            print(f"[{name}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{val}",
+                  file=sys.stderr, flush=True)
+
+    return report
+
+
+def panels(n: int):
+    """(figure, axes) for n side-by-side panels; a clear exit when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("the plot needs matplotlib: pip install 'cfctool[plot]'") from None
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4.2), squeeze=False)
+    return fig, axes[0]
+
+
+def save_figure(fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    return out

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, merge_result  # noqa: E402
+from common import RESULTS, machine, merge_result, panels, progress_lines, save_figure  # noqa: E402
 
 # name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
 STUDENTS = {
@@ -59,7 +59,7 @@ def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
     student = distill(teacher, DistillConfig(student=arch, alpha=alpha), overrides, data_dir=args.data,
                       argv=sys.argv, output=out, resume=args.resume,
                       notify=lambda m: print(f"[{name}] {m}", file=sys.stderr),
-                      progress=_progress(name))
+                      progress=progress_lines(name))
     checkpoint.save(student, out)
     from cfctool.models.registry import model_from_checkpoint
 
@@ -85,32 +85,13 @@ def _embedding(ckpt) -> int:
     return 0 if t is None else t.numel()
 
 
-def _progress(name: str):
-    last = [0.0]
-
-    def report(p) -> None:
-        if p.phase == "epoch" or time.monotonic() - last[0] > 60:
-            last[0] = time.monotonic()
-            val = f" val_acc {p.val['accuracy']:.4f}" if p.val and "accuracy" in p.val else ""
-            print(f"[{name}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{val}",
-                  file=sys.stderr, flush=True)
-
-    return report
-
-
 def plot(out: Path) -> Path:
     import yaml
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("the plot needs matplotlib: pip install 'cfctool[plot]'") from None
     runs = yaml.safe_load((RESULTS / "distill.yaml").read_text())["runs"]
     datasets = sorted({r["teacher"] for r in runs.values()})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
-    for ax, teacher in zip(axes[0], datasets):
+    fig, axes = panels(len(datasets))
+    for ax, teacher in zip(axes, datasets):
         for with_teacher, marker in ((True, "o"), (False, "x")):
             pts = [(r["rnn_compression"], r["test_accuracy"]) for r in runs.values()
                    if r["teacher"] == teacher and r["with_teacher"] == with_teacher]
@@ -122,9 +103,7 @@ def plot(out: Path) -> Path:
         ax.set(xscale="log", xlabel="recurrent parameters: teacher / student", ylabel="test accuracy",
                title=Path(teacher).stem)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, merge_result  # noqa: E402
+from common import RESULTS, machine, merge_result, panels, save_figure  # noqa: E402
 
 METHODS = {  # name: PruneConfig settings (the seed: global over everything, local on the backbone)
     "unstructured-global": {"structured": False, "scope": "all", "global_threshold": True},
@@ -116,15 +116,9 @@ def plot(out: Path) -> Path:
     """Accuracy vs ratio per method, without and with fine-tuning, one panel per model."""
     import yaml
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("the plot needs matplotlib: pip install 'cfctool[plot]'") from None
     runs = yaml.safe_load((RESULTS / "prune.yaml").read_text())["runs"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.2), squeeze=False)
-    for ax, (key, run_) in zip(axes[0], runs.items()):
+    fig, axes = panels(len(runs))
+    for ax, (key, run_) in zip(axes, runs.items()):
         cells = run_["cells"]
         for i, method in enumerate(METHODS):
             for ft, style in ((False, "--"), (True, "-")):
@@ -136,9 +130,7 @@ def plot(out: Path) -> Path:
         ax.axhline(cells["unpruned"]["accuracy"], color="grey", lw=0.8)
         ax.set(title=key, xlabel="pruning ratio", ylabel="test accuracy")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out)
 
 
 def main() -> None:
