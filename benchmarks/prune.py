@@ -61,7 +61,7 @@ def run(path: Path, args) -> None:
     from cfctool.configs import PruneConfig
     from cfctool.errors import CfcError
     from cfctool.ops.bench import bench
-    from cfctool.ops.prune import prune
+    from cfctool.ops.prune import prune, store_sparse
 
     fp32 = checkpoint.load(path)
     key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
@@ -92,8 +92,7 @@ def run(path: Path, args) -> None:
                     continue
                 cell = {"seconds": round(time.perf_counter() - start, 1), **_measure(pruned, args.data, args.batch_size)}
                 if not cfg.structured:
-                    sparse = pruned.encode({n: {"codec": "sparse", "layout": "auto"} for n in pruned.tensors
-                                            if n in pruned.record["compression"]["pruning"]["tensors"]})
+                    sparse = store_sparse(pruned, pruned.record["compression"]["pruning"]["tensors"])
                     cell["file_bytes_sparse"] = len(checkpoint.to_bytes(sparse))
                     cell["file_ratio_sparse"] = base["file_bytes"] / cell["file_bytes_sparse"]
                 elif args.speed_batches:

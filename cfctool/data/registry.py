@@ -46,14 +46,21 @@ def load_dataset(cfg, seed: int = 0) -> Dataset:
     return dataset
 
 
+def recorded_data_settings(ckpt) -> dict[str, Any]:
+    """The data settings the checkpoint's model was trained with (its first history entry)."""
+    from cfctool.configs import DataConfig
+
+    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
+    return {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
+
+
 def task_dataset(ckpt, data_dir: str | Path | None, seed: int, purpose: str) -> Dataset:
     """The training data of a checkpoint's task, loaded with the data settings it was trained
     with (for fine-tuning after a compression: QAT, pruning, distillation); `purpose` names
     what needs it in the error message."""
     from cfctool.configs import DataConfig
 
-    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
-    data_settings = {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
+    data_settings = recorded_data_settings(ckpt)
     directory, _ = resolve_data_dir(ckpt, data_dir)
     data_settings.update(dataset=ckpt.task["dataset"],
                          data_dir=str(directory) if directory else data_settings.get("data_dir"))

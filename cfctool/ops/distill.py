@@ -41,14 +41,13 @@ def validate(teacher: Checkpoint, cfg, dataset: str | None = None) -> None:
 def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any]):
     """The student's resolved settings: the teacher's data set preset for the student arch,
     the user's flags over it; the data settings are the teacher's."""
-    from cfctool.configs import DataConfig, resolve
+    from cfctool.configs import resolve
+    from cfctool.data.registry import recorded_data_settings
 
-    settings = ((teacher.record.get("history") or [{}])[0].get("config") or {})
-    data = {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
+    data = recorded_data_settings(teacher)
     data.pop("dataset", None)
     user = {k: v for k, v in overrides.items() if v is not None}
-    run = resolve(teacher.task["dataset"], cfg.student, preset=cfg.preset, overrides={**data, **user})
-    return run
+    return resolve(teacher.task["dataset"], cfg.student, preset=cfg.preset, overrides={**data, **user})
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:

@@ -281,6 +281,24 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
                      resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
 
 
+def finetune_checkpoint(ckpt, dataset: Dataset, cfg, *, constraints: Iterable[Constraint] = (),
+                        freeze: Iterable[str] = (), progress: ProgressFn | None = None):
+    """Fine-tune a compressed checkpoint (pruning, reduction): `cfg.finetune` epochs of Adam
+    at `cfg.lr` (with its batch_size, seed, threads); the starting point competes as epoch 0
+    on validation. Returns (the new checkpoint, what was kept)."""
+    from cfctool.configs import TrainConfig
+    from cfctool.models.registry import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt)
+    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                            optimizer="adam", threads=cfg.threads)
+    result = fit(model, dataset, train_cfg, constraints=constraints, freeze=freeze, progress=progress,
+                 start_is_candidate=True)
+    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune, "lr": cfg.lr,
+                                          "history": result.history}
+
+
 def _to(b: Split, device) -> Split:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
     return Split(b.x.to(device), b.y.to(device), move(b.dt), move(b.mask),

@@ -75,10 +75,8 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
         finetuned = None
         if cfg.finetune:
             pruned, finetuned = _finetune(pruned, cfg, masks, data_dir, say, progress)
-        if cfg.storage == "sparse":
-            names = masks if masks else [n for n in detail.get("tensors", {})]
-            pruned = pruned.encode({n: {"codec": "sparse", "layout": "auto"} for n in names
-                                    if n in pruned.tensors and bool((pruned.tensors[n] == 0).any())})
+        if cfg.storage == "sparse":  # the pruned tensors (structured pruning leaves none with zeros)
+            pruned = store_sparse(pruned, masks)
     compression = dict(ckpt.record.get("compression") or {})
     compression["pruning"] = {
         **{k: getattr(cfg, k) for k in ("ratio", "structured", "scope", "criterion", "finetune", "storage")},
@@ -260,22 +258,21 @@ def remove_units(tensors: dict[str, torch.Tensor], groups, drop: dict[str, torch
 
 
 def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, say, progress):
-    from cfctool.configs import TrainConfig
     from cfctool.data.registry import task_dataset
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.fit import MaskConstraint, fit
+    from cfctool.ops.fit import MaskConstraint, finetune_checkpoint
 
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "fine-tuning after pruning")
-    model = model_from_checkpoint(ckpt)
     say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}" + (" with the pruned weights held at zero" if masks else ""))
-    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                            optimizer="adam", threads=cfg.threads)
-    constraints = [MaskConstraint(masks)] if masks else []
-    result = fit(model, dataset, train_cfg, constraints=constraints, progress=progress, start_is_candidate=True)
-    say(f"fine-tuning kept epoch {result.best_epoch} (0: the pruned starting point) by validation")
-    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune, "lr": cfg.lr,
-                                          "history": result.history}
+    out, result = finetune_checkpoint(ckpt, dataset, cfg, constraints=[MaskConstraint(masks)] if masks else [],
+                                      progress=progress)
+    say(f"fine-tuning kept epoch {result['kept_epoch']} (0: the pruned starting point) by validation")
+    return out, result
+
+
+def store_sparse(ckpt: Checkpoint, names) -> Checkpoint:
+    """The named tensors that have zeros stored through the sparse encoding (exact)."""
+    return ckpt.encode({n: {"codec": "sparse", "layout": "auto"} for n in names
+                        if n in ckpt.tensors and bool((ckpt.tensors[n] == 0).any())})
 
 
 def sparsity(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:

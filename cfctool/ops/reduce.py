@@ -234,18 +234,10 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
 
 
 def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
-    from cfctool.configs import TrainConfig
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.fit import fit
+    from cfctool.ops.fit import finetune_checkpoint
 
-    model = model_from_checkpoint(ckpt)
     freeze = ()
     if cfg.finetune_scope == "after":  # the seed's protocol: only what reads the ODE block's output
-        freeze = tuple({n.split(".")[0] for n, _ in model.named_parameters()} - {"head"})
+        freeze = tuple({n.split(".")[0] for n in ckpt.model_tensors()} - {"head"})
     say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr} ({cfg.finetune_scope})")
-    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                            optimizer="adam", threads=cfg.threads)
-    result = fit(model, dataset, train_cfg, freeze=freeze, progress=progress, start_is_candidate=True)
-    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune,
-                                          "history": result.history}
+    return finetune_checkpoint(ckpt, dataset, cfg, freeze=freeze, progress=progress)
