@@ -73,6 +73,34 @@ def write_results(name: str, doc: dict) -> Path:
     return path
 
 
+def measure(ckpt, data_dir, batch_size: int) -> dict:
+    """Test-split accuracy (top-3 where it applies), the seed's normalised accuracy, sizes and
+    the engine `cfctool eval` used, plus the file bytes: one compressed model's table cell."""
+    from cfctool import checkpoint
+    from cfctool.ops.evaluate import evaluate
+
+    report = evaluate(ckpt, data_dir=data_dir, batch_size=batch_size)
+    out = {k: report[k] for k in ("accuracy", "top3_accuracy", "normalised_accuracy", "params", "nonzero_params",
+                                   "sparsity", "engine") if k in report}
+    out["file_bytes"] = len(checkpoint.to_bytes(ckpt))
+    return out
+
+
+def speedup(base, other, data_dir, batches: int | None, repeats: int, threads: int) -> dict:
+    """CPU speed-up of `other` over `base` on the test split, both on their fastest exact
+    engine, timed in the same interleaved passes (medians); `batches`: a seeded subset of that
+    many batches of 128, None for the whole split."""
+    from cfctool.ops.bench import bench
+
+    timing = bench(base, engine="torch", also=[(other, "torch")], data_dir=data_dir, batch_size=128,
+                   batches=batches, repeats=repeats, warmup=1, threads=threads)
+    mine, theirs = timing["also"][0], timing["results"][0]
+    return {"speedup": theirs["split_seconds"]["median"] / mine["split_seconds"]["median"],
+            "test_seconds": mine["split_seconds"]["median"], "base_test_seconds": theirs["split_seconds"]["median"],
+            "macs_per_input": mine.get("macs_per_sequence"), "base_macs_per_input": theirs.get("macs_per_sequence"),
+            "speed_engine": mine.get("engine"), "speed_workload": timing["workload"]}
+
+
 def progress_lines(name: str, every_s: float = 60.0):
     """A fit() progress callback for long background runs: one plain line per epoch and at
     most one a minute in between (logs stay readable; the trainings run unattended)."""

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, merge_result, panels, save_figure  # noqa: E402
+from common import RESULTS, machine, measure, merge_result, panels, save_figure, speedup  # noqa: E402
 
 METHODS = {  # name: PruneConfig settings (the seed: global over everything, local on the backbone)
     "unstructured-global": {"structured": False, "scope": "all", "global_threshold": True},
@@ -45,28 +45,16 @@ def _done(key: str) -> dict:
     return ((doc.get("runs") or {}).get(key) or {}).get("cells") or {}
 
 
-def _measure(ckpt, data_dir, batch_size: int) -> dict:
-    from cfctool import checkpoint
-    from cfctool.ops.evaluate import evaluate
-
-    report = evaluate(ckpt, data_dir=data_dir, batch_size=batch_size)
-    out = {k: report.get(k) for k in ("accuracy", "normalised_accuracy", "params", "nonzero_params", "sparsity",
-                                       "engine")}
-    out["file_bytes"] = len(checkpoint.to_bytes(ckpt))
-    return out
-
-
 def run(path: Path, args) -> None:
     from cfctool import checkpoint
     from cfctool.configs import PruneConfig
     from cfctool.errors import CfcError
-    from cfctool.ops.bench import bench
     from cfctool.ops.prune import prune, store_sparse
 
     fp32 = checkpoint.load(path)
     key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
     cells = dict(_done(key))
-    base = cells.get("unpruned") or _measure(fp32, args.data, args.batch_size)
+    base = cells.get("unpruned") or measure(fp32, args.data, args.batch_size)
     cells["unpruned"] = base
     header = {"checkpoint": str(path), "command": f"python benchmarks/prune.py {' '.join(sys.argv[1:])}",
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "threads": args.threads,
@@ -90,18 +78,13 @@ def run(path: Path, args) -> None:
                 except CfcError as exc:
                     save_cell(name, {"not_applicable": str(exc)})
                     continue
-                cell = {"seconds": round(time.perf_counter() - start, 1), **_measure(pruned, args.data, args.batch_size)}
+                cell = {"seconds": round(time.perf_counter() - start, 1), **measure(pruned, args.data, args.batch_size)}
                 if not cfg.structured:
                     sparse = store_sparse(pruned, pruned.record["compression"]["pruning"]["tensors"])
                     cell["file_bytes_sparse"] = len(checkpoint.to_bytes(sparse))
                     cell["file_ratio_sparse"] = base["file_bytes"] / cell["file_bytes_sparse"]
                 elif args.speed_batches:
-                    timing = bench(fp32, engine="torch", also=[(pruned, "torch")], data_dir=args.data,
-                                   batch_size=128, batches=args.speed_batches, repeats=args.repeats, warmup=1,
-                                   threads=args.threads)
-                    cell["speedup"] = timing["results"][0]["split_seconds"]["median"] / \
-                        timing["also"][0]["split_seconds"]["median"]
-                    cell["speed_workload"] = timing["workload"]
+                    cell.update(speedup(fp32, pruned, args.data, args.speed_batches, args.repeats, args.threads))
                     units = pruned.record["compression"]["pruning"]["units"]
                     cell["units"] = {g: f"{u['before']}->{u['after']}" for g, u in units.items()}
                 cell["accuracy_change"] = cell["accuracy"] - base["accuracy"]

@@ -261,6 +261,8 @@ class ReduceConfig:
     dim: int | None = _help("K: the reduced state size (POD basis), the SVD rank, or the units kept (apoz).")
     points: int | None = _help("DEIM interpolation points m (default: K).")
     oversample: int = _help("odeim: extra interpolation points beyond m.", 1)
+    interpolation: str = _help("How values at the points rebuild the rest: deim (U (P^T U)^+, the seed's) or "
+                               "lstsq (the least-squares fit over the snapshots: G_:P G_PP^+).", "deim")
     snapshots: int = _help("Training inputs whose states (and nonlinearity values) make the snapshots.", 2000)
     every: int = _help("Take every S-th step of each input as a snapshot.", 2)
     finetune: int = _help("Epochs of fine-tuning after the reduction.", 0)
@@ -283,6 +285,7 @@ class ReduceConfig:
         if self.oversample < 0 or self.finetune < 0:
             raise ConfigError("--oversample and --finetune must be >= 0")
         _choice("finetune_scope", self.finetune_scope, ("after", "all"))
+        _choice("interpolation", self.interpolation, ("deim", "lstsq"))
         _check_lr_threads(self)
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,10 @@
   far), `qdeim` (QR with column pivoting of U^T: a better-conditioned P^T U), and
   `odeim` (m + o points; the interpolation then uses a pseudo-inverse).
 - `interpolation(U, points)`: the operator U (P^T U)^+ that rebuilds f from its values at
-  the points.
+  the points; `lstsq_interpolation(G, points)`: the same role filled by the least-squares
+  fit over the snapshots themselves, G_{:,P} (G_{P,P})^+ with G their Gram matrix (the best
+  linear estimate of f from f_P on the training data; equal to DEIM's when the snapshots
+  span exactly m dimensions, better when they do not).
 """
 
 from __future__ import annotations
@@ -79,3 +82,11 @@ def interpolation(u: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """U (P^T U)^+ (n x len(points)): f ~ this @ f[points] for f near the span of U."""
     u = u.double()
     return u @ torch.linalg.pinv(u[points])
+
+
+def lstsq_interpolation(gram: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """argmin_L sum ||f - L f_P||^2 over the snapshots f (n x len(points)) from their Gram
+    matrix G = sum f f^T: L = G[:, P] G[P, P]^+. Needs no basis, only the Gram."""
+    g = gram.double()
+    cols = g[:, points]
+    return cols @ torch.linalg.pinv(cols[points], hermitian=True)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from cfctool.mor import Gram, deim, interpolation, odeim, qdeim
+from cfctool.mor import Gram, deim, interpolation, lstsq_interpolation, odeim, qdeim
 
 
 def test_streamed_gram_gives_the_svd_basis():
@@ -55,3 +55,23 @@ def test_oversampling_improves_the_conditioning():
     more = odeim(u, 5)
     assert len(more) == 25 and len(set(more.tolist())) == 25
     assert torch.linalg.norm(torch.linalg.pinv(u[more]), 2) < base
+
+
+def test_lstsq_interpolation_is_deim_on_an_exact_span_and_better_off_it():
+    g = torch.Generator().manual_seed(3)
+    n, m = 60, 6
+    u, _ = torch.linalg.qr(torch.randn(n, m, generator=g, dtype=torch.float64))
+    snaps = torch.randn(400, m, generator=g, dtype=torch.float64) @ u.t()  # exactly m-dimensional
+    gram = Gram(n)
+    gram.add(snaps)
+    p = qdeim(u)
+    assert torch.allclose(lstsq_interpolation(gram.matrix, p), interpolation(u, p), atol=1e-8)
+    # off the span (a decaying tail), the least-squares rebuild has the smaller training error
+    tail = torch.randn(400, n, generator=g, dtype=torch.float64) * 0.2
+    noisy = snaps + tail
+    gram = Gram(n)
+    gram.add(noisy)
+    basis, _ = gram.basis(m)
+    p = qdeim(basis)
+    err = lambda op: torch.linalg.norm(noisy.t() - op @ noisy.t()[p]).item()  # noqa: E731
+    assert err(lstsq_interpolation(gram.matrix, p)) < 0.95 * err(interpolation(basis, p))

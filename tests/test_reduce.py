@@ -33,11 +33,13 @@ def _fixture(arch, task, monkeypatch, n=48, steps=20):
 
 
 @pytest.mark.parametrize("arch,task", [(CONV, task_record("mnist")), (RNN, task_record("pmnist"))])
-@pytest.mark.parametrize("method", ["pod-deim", "qdeim", "pod", "svd"])
+@pytest.mark.parametrize("method", ["pod-deim", "qdeim", "qdeim/lstsq", "pod", "svd"])
 def test_full_dimension_reproduces_the_original(arch, task, method, monkeypatch, tmp_path):
     ckpt, model, split = _fixture(arch, task, monkeypatch)
     n = 128 if arch["name"] == "conv-ode" else 12
-    out = reduce_op.reduce(ckpt, ReduceConfig(method=method, dim=n, snapshots=48, every=1))
+    method, _, interpolation = method.partition("/")
+    out = reduce_op.reduce(ckpt, ReduceConfig(method=method, dim=n, snapshots=48, every=1,
+                                              interpolation=interpolation or "deim"))
     assert out.arch["name"] == "ode-reduced" and out.arch["base"] == arch["name"]
     save(out, tmp_path / "r.st")
     reduced = model_from_checkpoint(load(tmp_path / "r.st"))

@@ -44,7 +44,8 @@ class SequenceModel(nn.Module):
         on masked steps), 'cells.K.heads' (the heads' outputs, columns [2c ff1, 2c ff2,
         time_a, time_b] as `CfCCell.head_params`) and, for cells with a backbone,
         'cells.K.backbone.J' (layer J's activations) and 'cells.K.backbone.J.linear' (its
-        pre-activations). The snapshots of POD, the activations of APoZ scores, the ranges
+        pre-activations); Neural ODEs add 'cells.0.nonlinearity' (f at each step's start) and,
+        for images, 'cells.0.initial' (x(0), one step). The snapshots of POD, the activations of APoZ scores, the ranges
         of quantization."""
         was_training = self.training
         self.eval()

@@ -108,6 +108,8 @@ class ConvODE(nn.Module):
         if return_sequences:
             raise ValueError("conv-ode classifies whole images: it has no per-step outputs")
         h = self.initial(x).reshape(x.shape[0], -1)
+        if trace is not None:
+            trace["cells.0.initial"] = [h]
         h = solve(self.f, h, self.t_end, self.dt, self.solver, trace)
         img = h.reshape(x.shape[0], self.channels, self.grid, self.grid)
         return None, F.max_pool2d(img, 3).reshape(x.shape[0], -1)

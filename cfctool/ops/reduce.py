@@ -4,15 +4,17 @@ Neural ODEs (`conv-ode`, `ode-rnn`; the block x' = tanh(A x + b) [+ Z u]):
 - snapshots of the state and of the nonlinearity from `snapshots` training inputs, every
   `every`-th step, streamed into float64 Gram matrices (POD bases, singular values kept);
 - `pod-deim` / `qdeim` / `odeim`: z' = N tanh(M z + b_P) [+ V^T Z u] with M = P^T A V,
-  N = V^T U (P^T U)^+; `pod`: the Galerkin projection (N = V^T, M = A V, every unit);
+  N = V^T U (P^T U)^+ (`interpolation="lstsq"`: N = V^T G_:P G_PP^+, the least-squares
+  rebuild of f from f_P over the snapshots, much more accurate at small m on the conv ODE);
+  `pod`: the Galerkin projection (N = V^T, M = A V, every unit);
 - `svd`: A truncated to rank K (two factors), every unit kept;
 - `apoz`: the K units with the largest mean |state| at the last step kept (an ode-rnn stays
   an ordinary smaller ode-rnn);
 - the readout of a sequence model reads V z (V folded into it); an image model lifts V z
   before its pool. The result is an `ode-reduced` checkpoint (or the base family, apoz).
 CfC (`cfc`, `cfc-deep`, one cell): `pod-deim` / `qdeim` interpolate the hidden state at K
-points, x ~ D x_P with D = V (P^T V)^-1, which is an ordinary CfC with K hidden units (the
-heads' rows P, the recurrent columns W_s D, the readout W_out D); `apoz` removes the
+points, x ~ D x_P with D = V (P^T V)^-1 (or the least-squares D), which is an ordinary CfC
+with K hidden units (the heads' rows P, the recurrent columns W_s D, the readout W_out D); `apoz` removes the
 hidden and backbone units least active at the last step (the structured-pruning machinery).
 `finetune` epochs through `fit()`: the layers after the ODE block (the seed's protocol) or all.
 """
@@ -103,6 +105,8 @@ def snapshot_grams(model, split, every: int, batch: int = 64):
                 continue
             picked = t[:, every - 1::every] if t.shape[1] >= every else t
             grams.setdefault(key, Gram(t.shape[-1])).add(picked)
+        if "cells.0.initial" in trace:  # a nonzero x(0) (the conv front's output) is a state the basis must hold
+            grams["state"].add(trace["cells.0.initial"])
         final = trace["cells.0.state"][:, -1].abs()
         last_abs = final.sum(0) if last_abs is None else last_abs + final.sum(0)
         count += final.shape[0]
@@ -150,7 +154,9 @@ def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         points = {"pod-deim": lambda: mor.deim(u), "qdeim": lambda: mor.qdeim(u),
                   "odeim": lambda: mor.odeim(u, cfg.oversample)}[cfg.method]()
         detail["points"] = points.tolist()
-        parts = dict(M=a[points] @ v, b=b[points], N=v.t() @ mor.interpolation(u, points))
+        rebuild = (mor.lstsq_interpolation(f_gram.matrix, points) if cfg.interpolation == "lstsq"
+                   else mor.interpolation(u, points))
+        parts = dict(M=a[points] @ v, b=b[points], N=v.t() @ rebuild)
         m = len(points)
     parts["project"] = v
     return _reduced(ckpt, model, parts, k, m, cfg), detail
@@ -216,7 +222,8 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         return ckpt.derive(tensors=tensors, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
     v, s = states.basis(k)
     points = (mor.deim(v) if cfg.method == "pod-deim" else mor.qdeim(v))
-    d = v @ torch.linalg.inv(v[points])  # x ~ D x_P
+    # x ~ D x_P: interpolation in the POD basis, or the least-squares fit over the snapshots
+    d = mor.lstsq_interpolation(states.matrix, points) if cfg.interpolation == "lstsq" else v @ torch.linalg.inv(v[points])
     t = {name: val.clone() for name, val in ckpt.tensors.items()}
     for name, dim, offset, role in hidden.slices:
         w = t[name].double()
