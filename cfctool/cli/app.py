@@ -38,9 +38,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register() -> None:
-    from cfctool.cli import bench, distill, evaluate, export, info, prune, quantize, reduce, train
+    from cfctool.cli import bench, distill, evaluate, export, info, prune, quantize, reduce, report, train
 
-    for module in (train, quantize, prune, distill, reduce, evaluate, info, bench, export):
+    for module in (train, quantize, prune, distill, reduce, evaluate, info, bench, export, report):
         module.register(app)
     for command in app.registered_commands:
         command.callback = _guarded(command.callback)

@@ -114,8 +114,9 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
         student = build_model(arch, task)
         if train_cfg.init == "keras":
             keras_init(student)
-        if cfg.init_checkpoint:
-            _load_init(student, ckpt_io.load(cfg.init_checkpoint), cfg.init_checkpoint)
+        init = ckpt_io.load(cfg.init_checkpoint) if cfg.init_checkpoint else None
+        if init is not None:
+            _load_init(student, init, cfg.init_checkpoint)
         t_model = model_from_checkpoint(teacher)
         t_engine = choose(teacher, t_model)
         if cfg.alpha < 1:
@@ -134,6 +135,8 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
     tensors = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in teacher.task_tensors().items()})
     record = new_record(arch, task)
+    # the lineage: the init's steps (train -> prune ...) or else the teacher's, then this one
+    record["history"] = list(((init or teacher).record.get("history")) or [])
     t_counts = parameter_counts(t_model)
     record["compression"] = {"distillation": {
         "teacher": {"path": teacher.source, "sha256": _sha(teacher), "arch": teacher.arch["name"],

@@ -8,17 +8,23 @@ from typing import Any
 from cfctool.checkpoint import Checkpoint
 
 
+def tensor_bytes(ckpt: Checkpoint) -> int:
+    """Bytes of the tensors the file holds (encoded parts as stored): the file less its
+    header, which for tiny models can outweigh the weights."""
+    from cfctool.encodings import stored_tensors
+
+    stored = stored_tensors(ckpt.tensors, ckpt.encodings, ckpt.parts)
+    return sum(t.numel() * t.element_size() for t in stored.values())
+
+
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
     from cfctool.models.registry import model_from_checkpoint
     from cfctool.ops.evaluate import parameter_counts
 
     model = model_from_checkpoint(ckpt)
     sizes: dict[str, Any] = parameter_counts(model)
-    from cfctool.encodings import stored_tensors
-
-    stored = stored_tensors(ckpt.tensors, ckpt.encodings, ckpt.parts)  # what the file holds, encoded parts included
     sizes["tensors"] = len(ckpt.tensors)
-    sizes["tensor_bytes"] = sum(t.numel() * t.element_size() for t in stored.values())
+    sizes["tensor_bytes"] = tensor_bytes(ckpt)
     if ckpt.source and Path(ckpt.source).is_file():
         sizes["file_bytes"] = Path(ckpt.source).stat().st_size
     codecs: dict[str, int] = {}

@@ -1,0 +1,52 @@
+"""`cfctool report PATHS... [-o report.md] [--json] [--plot pareto.png]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from cfctool.cli import options
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report_command(
+        paths: Annotated[List[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
+        output: Annotated[Optional[str], typer.Option("--output", "-o",
+                                                      help="Write the table as Markdown here (e.g. report.md).")] = None,
+        plot: Annotated[Optional[str], typer.Option(help="Also draw accuracy vs file size and vs CPU time "
+                                                         "(.png/.pdf/.svg; needs matplotlib).")] = None,
+        as_json: options.Json = False,
+    ):
+        """One table of every checkpoint of a study: history, accuracy, parameters, bytes, speed-up."""
+        from cfctool.checkpoint import atomic_write
+        from cfctool.cli.io import check_output
+        from cfctool.ops import report as rep
+
+        if output is not None:
+            check_output(output, sidecar=False, suffix=".md")
+        rows = rep.report(paths)
+        base = Path.cwd()
+        if plot is not None:
+            rep.plot(rows, plot)
+        if output is not None:
+            atomic_write(Path(output), rep.markdown(rows, base).encode())
+        if as_json:
+            print(rep.as_json(rows))
+        elif output is not None:
+            print(output)
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(*rep.COLUMNS, title="cfctool report", show_lines=False)
+            for row in rows:
+                table.add_row(*rep.cells(row, base))
+            Console(width=max(Console().width, 160)).print(table)
+        if plot is not None and not as_json:
+            import sys
+
+            print(f"plot: {plot}", file=sys.stderr)

@@ -1,0 +1,199 @@
+"""`cfctool report`: one table of every checkpoint of a study (what it is, how it was made,
+how accurate, how big, how fast) and a Pareto plot.
+
+Accuracy comes from an eval report beside the checkpoint (`NAME.eval.json`, as written by
+`cfctool eval NAME.st --json > NAME.eval.json`, or `NAME.eval.yaml`), else from the test
+metrics its own record holds (train and distill write them; compression steps clear them,
+since they change the model). Speed comes from a bench report beside it (`NAME.bench.yaml`,
+`cfctool bench NAME.st --against BASE.st -o NAME.bench.yaml`, or `.json`): the seconds over
+the timed workload, the engine that ran, and the speed-up over the `--against` model.
+Nothing is measured here: the report only reads, so it is instant and repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cfctool.errors import CfcError, ConfigError
+
+
+@dataclass
+class Row:
+    path: str
+    arch: str
+    dataset: str
+    history: str
+    accuracy: float | None
+    accuracy_from: str | None
+    params: int
+    nonzero_params: int
+    file_bytes: int
+    tensor_bytes: int
+    cpu_seconds: float | None = None
+    engine: str | None = None
+    speedup: float | None = None
+    against: str | None = None
+
+
+def find_checkpoints(paths: list[str | Path]) -> list[Path]:
+    """The .st files among `paths` (directories searched recursively), in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found.extend(sorted(p.rglob("*.st")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ConfigError(f"{p}: no such file or directory")
+    if not found:
+        raise CfcError(f"no .st checkpoints under {', '.join(map(str, paths))}; run the study first "
+                       f"(e.g. make -f examples/quickstart.mk)")
+    return list(dict.fromkeys(found))
+
+
+def step_label(entry: dict[str, Any]) -> str:
+    """One history entry as a few words: `prune 0.9 global`, `quantize static int8`, ..."""
+    c = entry.get("config") or {}
+    name = entry.get("command", "?")
+    if name == "prune":
+        kind = "structured" if c.get("structured") else ("global" if c.get("global_threshold") else "local")
+        scope = f" {c['scope']}" if c.get("scope") not in (None, "all") else ""
+        ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
+        return f"prune {c.get('ratio')} {kind}{scope}{ft}"
+    if name == "quantize":
+        return f"quantize {c.get('scheme')} int{c.get('bits', 8)}"
+    if name == "distill":
+        d = c.get("distill") or {}
+        return f"distill -> {d.get('student', '?')} (alpha {d.get('alpha')})"
+    if name == "reduce":
+        pts = f"/{c['points']}" if c.get("points") else ""
+        ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
+        return f"reduce {c.get('method')} {c.get('dim')}{pts}{ft}"
+    if name == "train":
+        return f"train {c.get('arch', '')}".strip() if isinstance(c.get("arch"), str) else "train"
+    return name
+
+
+def _sidecar_report(path: Path, kind: str) -> tuple[dict | None, str | None]:
+    import yaml
+
+    for suffix in (".json", ".yaml"):
+        candidate = path.with_name(f"{path.stem}.{kind}{suffix}")
+        if candidate.is_file():
+            text = candidate.read_text()
+            try:
+                doc = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+            except (ValueError, yaml.YAMLError) as exc:
+                raise CfcError(f"{candidate}: not a readable {kind} report ({exc}); rerun cfctool {kind}") from None
+            if isinstance(doc, dict):
+                return doc, candidate.name
+    return None, None
+
+
+def row_for(path: Path) -> Row:
+    from cfctool import checkpoint
+    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.ops.evaluate import parameter_counts
+    from cfctool.ops.info import tensor_bytes
+
+    ckpt = checkpoint.load(path)
+    counts = parameter_counts(model_from_checkpoint(ckpt))
+    history = " -> ".join(step_label(e) for e in ckpt.record.get("history") or []) or "(no history)"
+    ev, ev_name = _sidecar_report(path, "eval")
+    accuracy, source = None, None
+    if ev is not None and ev.get("accuracy") is not None:
+        accuracy, source = float(ev["accuracy"]), ev_name
+    elif (ckpt.record.get("metrics") or {}).get("accuracy") is not None:
+        accuracy, source = float(ckpt.record["metrics"]["accuracy"]), "record (test)"
+    row = Row(path=str(path), arch=ckpt.arch["name"], dataset=ckpt.task.get("dataset", "?"), history=history,
+              accuracy=accuracy, accuracy_from=source, params=counts["params"],
+              nonzero_params=counts["nonzero_params"], file_bytes=path.stat().st_size,
+              tensor_bytes=tensor_bytes(ckpt))
+    bench, _ = _sidecar_report(path, "bench")
+    if bench and bench.get("results"):
+        mine = bench["results"][0]
+        row.cpu_seconds = (mine.get("split_seconds") or {}).get("median")
+        row.engine = mine.get("engine")
+        if bench.get("ratios"):
+            row.speedup = bench["ratios"][0].get("speedup")
+            row.against = (bench.get("against") or [{}])[0].get("source")
+    return row
+
+
+def report(paths: list[str | Path]) -> list[Row]:
+    return [row_for(p) for p in find_checkpoints(paths)]
+
+
+COLUMNS = ("checkpoint", "arch", "history", "accuracy", "params", "non-zero", "file bytes", "weight bytes", "cpu s",
+           "speed-up", "engine")
+
+
+def cells(row: Row, base: Path | None = None) -> list[str]:
+    """The table's text for one row (paths shown relative to `base`)."""
+    path = Path(row.path)
+    shown = str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
+    return [shown, row.arch, row.history,
+            "" if row.accuracy is None else f"{100 * row.accuracy:.2f}%",
+            f"{row.params:,}", f"{row.nonzero_params:,}", f"{row.file_bytes:,}", f"{row.tensor_bytes:,}",
+            "" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}",
+            "" if row.speedup is None else f"{row.speedup:.2f}x",
+            row.engine or ""]
+
+
+def markdown(rows: list[Row], base: Path | None = None) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(r, base)) + " |" for r in rows]
+    notes = sorted({f"accuracy of {Path(r.path).name}: {r.accuracy_from}" for r in rows if r.accuracy_from})
+    return "\n".join(lines) + "\n\nAccuracy on the test split; speed-up over each bench report's --against " \
+        "model on the engine named.\n" + ("".join(f"\n- {n}" for n in notes) + "\n" if notes else "")
+
+
+def as_json(rows: list[Row]) -> str:
+    return json.dumps([asdict(r) for r in rows], indent=2)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both cost (lower) and accuracy (higher), by cost."""
+    front, best = [], float("-inf")
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((cost, acc))
+            best = acc
+    return front
+
+
+def plot(rows: list[Row], out: str | Path) -> Path:
+    """Accuracy vs file size and vs CPU time, every checkpoint a point, the Pareto front a line."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CfcError("--plot needs matplotlib: pip install 'cfctool[plot]' (or drop --plot)") from None
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ConfigError(f"--plot {out}: give a .png, .pdf or .svg path")
+    rated = [r for r in rows if r.accuracy is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (attr, label) in zip(axes, (("file_bytes", "file size (bytes)"), ("cpu_seconds", "CPU seconds (bench)"))):
+        pts = [(getattr(r, attr), r.accuracy, Path(r.path).stem) for r in rated if getattr(r, attr)]
+        for x, y, name in pts:
+            ax.scatter(x, y, s=18)
+            ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        front = pareto_front([(x, y) for x, y, _ in pts])
+        if front:
+            ax.plot(*zip(*front), "-", color="black", lw=0.8, label="Pareto front")
+            ax.legend(fontsize=7)
+        ax.set_xscale("log")
+        ax.set(xlabel=label, ylabel="test accuracy")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,58 @@
+# The main job in miniature, on the built-in bit-stream XOR task (no data files): train a
+# CfC-Deep, prune it, distill it into a CfC-NCP, quantize that to int8, evaluate and bench
+# every step against the original, and print the report table.
+#
+#   make -f examples/quickstart.mk -j2            # about 2 minutes on 2 cores
+#   make -f examples/quickstart.mk OUT=/tmp/qs TRAIN_SIZE=400 EPOCHS=1   # seconds (the tests)
+#
+# Every .st is a make target: change a step's settings and only it and what follows rerun.
+CFCTOOL ?= cfctool
+OUT ?= quickstart
+TRAIN_SIZE ?= 8000
+EPOCHS ?= 4
+THREADS ?= 1
+PRUNE ?= --global --ratio 0.8 --finetune 2 --storage sparse
+STUDENT ?= --student cfc-ncp --hidden 16 --alpha 0.25
+QUANTIZE ?= --scheme static
+BENCH ?= --batches 8 --repeats 3
+
+MODELS := teacher pruned student student-int8
+CKPTS := $(MODELS:%=$(OUT)/%.st)
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.PHONY: all clean
+
+all: $(OUT)/report.md
+	$(CFCTOOL) report $(CKPTS)
+
+$(OUT)/teacher.st:
+	mkdir -p $(OUT)
+	$(CFCTOOL) train xor --arch cfc-deep --backbone-dropout 0 --train-size $(TRAIN_SIZE) --epochs $(EPOCHS) \
+		--threads $(THREADS) -q -o $@
+
+$(OUT)/pruned.st: $(OUT)/teacher.st
+	$(CFCTOOL) prune $< $(PRUNE) --threads $(THREADS) -q -o $@
+
+$(OUT)/student.st: $(OUT)/pruned.st
+	$(CFCTOOL) distill $< $(STUDENT) --epochs $(EPOCHS) --threads $(THREADS) -q -o $@
+
+$(OUT)/student-int8.st: $(OUT)/student.st
+	$(CFCTOOL) quantize $< $(QUANTIZE) --threads $(THREADS) -q -o $@
+
+$(OUT)/%.eval.json: $(OUT)/%.st
+	$(CFCTOOL) eval $< --threads $(THREADS) --json -q > $@
+
+# One recipe times every model, one after another, once all are built: timings taken beside
+# a training would not be worth reading (each is interleaved with the teacher, medians).
+$(OUT)/bench.done: $(CKPTS)
+	for m in $(MODELS); do \
+		$(CFCTOOL) bench $(OUT)/$$m.st --against $(OUT)/teacher.st $(BENCH) --threads $(THREADS) -q \
+			-o $(OUT)/$$m.bench.yaml > /dev/null || exit 1; \
+	done
+	touch $@
+
+$(OUT)/report.md: $(MODELS:%=$(OUT)/%.eval.json) $(OUT)/bench.done
+	$(CFCTOOL) report $(CKPTS) -o $@
+
+clean:
+	rm -rf $(OUT)

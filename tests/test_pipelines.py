@@ -1,0 +1,100 @@
+"""The main job: examples/quickstart.mk end to end at a tiny size, `cfctool report`, and
+pipes through '-' against the same steps through files."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cfctool import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+CFCTOOL = f"{sys.executable} -m cfctool"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_quickstart_makefile_runs_every_step_and_reports_them(tmp_path):
+    out = tmp_path / "qs"
+    args = ["make", "-s", "-f", str(ROOT / "examples/quickstart.mk"), f"OUT={out}", "TRAIN_SIZE=256", "EPOCHS=1",
+            "BENCH=--batches 1 --repeats 1 --warmup 0", f"CFCTOOL={CFCTOOL}", "-j2"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = (out / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in report.splitlines()
+            if line.startswith("| ") and ".st" in line.split("|")[1]}
+    assert set(rows) == {f"qs/{m}.st" for m in ("teacher", "pruned", "student", "student-int8")}
+    assert "train -> prune 0.8 global +ft2 -> distill -> cfc-ncp (alpha 0.25) -> quantize static int8" in \
+        rows["qs/student-int8.st"]
+    assert "| train |" in rows["qs/teacher.st"] and "folded-int8" in rows["qs/student-int8.st"]
+    assert all("%" in row and "x |" in row for row in rows.values())  # accuracy and a speed-up for each
+    assert "student-int8.st" in first.stdout  # the table printed at the end
+    # nothing changed: nothing is rebuilt (only the report is printed again)
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0 and "train" not in again.stderr and not list(out.glob("*.tmp*"))
+    data = json.loads(subprocess.run([*CFCTOOL.split(), "report", str(out), "--json"], capture_output=True,
+                                     text=True, timeout=120).stdout)
+    assert [Path(r["path"]).name for r in data] == ["pruned.st", "student-int8.st", "student.st", "teacher.st"]
+    student = next(r for r in data if r["path"].endswith("/student.st"))
+    assert student["accuracy_from"] == "student.eval.json" and student["against"].endswith("teacher.st")
+
+
+def test_report_errors(cli, tmp_path, trained_xor):
+    trained_xor = trained_xor["cfc"]
+    r = cli("report", tmp_path)
+    assert r.code == 1 and "no .st checkpoints" in r.err
+    r = cli("report", tmp_path / "nope")
+    assert r.code == 2 and "no such file or directory" in r.err
+    r = cli("report", trained_xor, "-o", tmp_path / "r.txt")
+    assert r.code == 2 and "must end in .md" in r.err
+    (tmp_path / "m.st").write_bytes(Path(trained_xor).read_bytes())
+    (tmp_path / "m.yaml").write_bytes(Path(trained_xor).with_suffix(".yaml").read_bytes())
+    (tmp_path / "m.eval.json").write_text("{not json")
+    r = cli("report", tmp_path / "m.st")
+    assert r.code == 1 and "m.eval.json: not a readable eval report" in r.err
+
+
+def test_report_without_matplotlib_says_how_to_get_it(cli, trained_xor, tmp_path, monkeypatch):
+    trained_xor = trained_xor["cfc"]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    r = cli("report", trained_xor, "--plot", tmp_path / "p.png")
+    assert r.code == 1 and "pip install 'cfctool[plot]'" in r.err and not (tmp_path / "p.png").exists()
+
+
+def test_pareto_front():
+    from cfctool.ops.report import pareto_front
+
+    pts = [(10, 0.9), (5, 0.8), (20, 0.85), (5, 0.7), (30, 0.95)]
+    assert pareto_front(pts) == [(5, 0.8), (10, 0.9), (30, 0.95)]
+
+
+def _provenance_free(ckpt) -> dict:
+    """The record less what says how and when each step ran (times, argv, input paths)."""
+    record = json.loads(json.dumps(ckpt.record))
+    for entry in record["history"]:
+        for key in ("utc", "wall_time_s", "argv", "inputs"):
+            entry.pop(key)
+    return record
+
+
+def test_a_pipe_gives_the_same_checkpoint_as_files(tmp_path, trained_xor):
+    """`prune -o - | quantize -` against the same two steps through a file: identical tensor
+    bytes and an identical record up to provenance (argv, input paths, times), which by
+    design says how each was run."""
+    trained_xor = trained_xor["cfc"]
+    run = lambda *a, **k: subprocess.run([*CFCTOOL.split(), *map(str, a)], capture_output=True, timeout=300,  # noqa: E731
+                                         cwd=tmp_path, **k)
+    prune = ["prune", trained_xor, "--global", "--ratio", "0.9"]
+    quant = ["--scheme", "dynamic", "-q"]
+    assert run(*prune, "-q", "-o", "a.st").returncode == 0
+    assert run("quantize", "a.st", *quant, "-o", "files.st").returncode == 0
+    piped = run(*prune, "-q", "-o", "-")
+    assert piped.returncode == 0 and piped.stdout[:8] != b""
+    second = run("quantize", "-", *quant, "-o", "pipe.st", input=piped.stdout)
+    assert second.returncode == 0, second.stderr
+    a, b = checkpoint.load(tmp_path / "files.st"), checkpoint.load(tmp_path / "pipe.st")
+    assert checkpoint.safetensors_bytes(a.tensors, {}) == checkpoint.safetensors_bytes(b.tensors, {})
+    assert _provenance_free(a) == _provenance_free(b)
+    assert b.record["history"][-2]["argv"][-1] == "-"  # the pipe is recorded as such
