@@ -117,6 +117,7 @@ def history_entry(
 ) -> dict[str, Any]:
     """One provenance line: enough to rerun the step and to know what it read."""
     from cfctool import __version__
+    from cfctool.ops.distributed import world_size
 
     return {
         "command": command,
@@ -128,6 +129,7 @@ def history_entry(
         "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "inputs": {str(p): file_sha256(p) for p in inputs if str(p) != "-" and Path(p).is_file()},
         "wall_time_s": None if wall_time_s is None else round(wall_time_s, 3),
+        "world_size": world_size(),  # processes of a torchrun data-parallel run (batch sizes are global)
     }
 
 

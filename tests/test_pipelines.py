@@ -26,9 +26,9 @@ def test_quickstart_makefile_runs_every_step_and_reports_them(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in report.splitlines()
             if line.startswith("| ") and ".st" in line.split("|")[1]}
     assert set(rows) == {f"qs/{m}.st" for m in ("teacher", "pruned", "student", "student-int8")}
-    assert "train -> prune 0.8 global +ft2 -> distill -> cfc-ncp (alpha 0.25) -> quantize static int8" in \
+    assert "train cfc-deep -> prune 0.8 global +ft2 -> distill -> cfc-ncp (alpha 0.25) -> quantize static int8" in \
         rows["qs/student-int8.st"]
-    assert "| train |" in rows["qs/teacher.st"] and "folded-int8" in rows["qs/student-int8.st"]
+    assert "| train cfc-deep |" in rows["qs/teacher.st"] and "folded-int8" in rows["qs/student-int8.st"]
     assert all("%" in row and "x |" in row for row in rows.values())  # accuracy and a speed-up for each
     assert "student-int8.st" in first.stdout  # the table printed at the end
     # nothing changed: nothing is rebuilt (only the report is printed again)

@@ -38,9 +38,13 @@ def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st") ->
 
 
 def write_checkpoint(ckpt, path: str) -> None:
-    """Save, then print the output path on stdout (nothing else goes to stdout)."""
+    """Save, then print the output path on stdout (nothing else goes to stdout). Under
+    torchrun only rank 0 writes (every rank holds the same weights)."""
     from cfctool import checkpoint
+    from cfctool.ops.distributed import is_main
 
+    if not is_main():
+        return
     if path == STDIO:
         sys.stdout.buffer.write(checkpoint.to_bytes(ckpt))
         sys.stdout.buffer.flush()

@@ -16,10 +16,17 @@ def _fmt_val(val) -> str:
     return " " + " ".join(parts)
 
 
+def _silent(quiet: bool) -> bool:
+    """Quiet by request, and on every rank but 0 of a torchrun world (rank 0 reports)."""
+    from cfctool.ops.distributed import is_main
+
+    return quiet or not is_main()
+
+
 @contextlib.contextmanager
 def training_progress(quiet: bool = False, every_s: float = 30.0):
     """Yields a callback for cfctool.ops.fit.Progress events."""
-    if quiet:
+    if _silent(quiet):
         yield None
         return
     if sys.stderr.isatty():
@@ -65,7 +72,7 @@ def training_progress(quiet: bool = False, every_s: float = 30.0):
 def status_lines(quiet: bool = False):
     """A `notify(message)` callback for ops: one plain line on stderr per message, with the
     seconds since the command started (silent when quiet)."""
-    if quiet:
+    if _silent(quiet):
         return lambda message: None
     start = time.monotonic()
 

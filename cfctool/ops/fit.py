@@ -150,10 +150,14 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
       removed when training ends. `resume=True` continues from it; `identity` (e.g. the
       run's settings) must then equal the one it was written with.
     """
+    from cfctool.ops import distributed
     from cfctool.ops.evaluate import split_metrics, task_loss
 
     import time
 
+    world = distributed.join(device)  # None unless started by torchrun
+    if world is not None and not world.main:
+        progress = None  # rank 0 reports; every rank computes the same validation
     started = time.perf_counter()
     earlier = 0.0
     task = dataset.task
@@ -208,6 +212,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
     classification = task["output"]["kind"] == "classification"
     sequence_labels = classification and not task["output"].get("per_step")
+    forward = model if world is None else _data_parallel(model, device, world)
     stopped = step >= total_steps
     for epoch in range(start_epoch, cfg.epochs + 1):
         if stopped:
@@ -219,15 +224,22 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             if step >= total_steps:
                 stopped = True
                 break
-            batch = _to(train_split.take(order[start : start + cfg.batch_size]), device)
-            out = model(batch.x, batch.dt, batch.mask)
+            picked = order[start : start + cfg.batch_size]
+            if world is not None and len(picked) < world.size:
+                break  # a last global batch too small to share: skipped by every rank alike
+            batch = _to(train_split.take(distributed.share(picked, world)), device)
+            out = forward(batch.x, batch.dt, batch.mask)
             value = loss_fn(out, batch)
-            if not torch.isfinite(value):
+            local_loss = value.item()
+            if not math.isfinite(local_loss):
                 raise TrainingError(
-                    f"loss became {value.item()} at epoch {epoch}, step {step + 1}; training diverged. "
+                    f"loss became {local_loss} at epoch {epoch}, step {step + 1}"
+                    + (f" on rank {world.rank}" if world is not None else "") + "; training diverged. "
                     "Lower --lr, set --clipnorm, or check the input data for NaN/inf"
                 )
             optimizer.zero_grad(set_to_none=True)
+            if world is not None:  # DDP averages gradients over ranks: weight by this rank's share
+                value = value * _share_weight(batch, task, world)
             value.backward()
             if cfg.clipnorm is not None:
                 if per_tensor_clip:
@@ -242,7 +254,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
                 c.apply(model)
             step += 1
             n = batch.y.shape[0]
-            run_loss += value.item() * n
+            run_loss += local_loss * n
             run_count += n
             if sequence_labels:
                 run_correct += (out.argmax(-1) == batch.y).sum().item()
@@ -251,6 +263,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
                                   run_correct / run_count if sequence_labels else None))
         if run_count == 0:
             break
+        if world is not None:  # the history holds the global epoch loss
+            run_loss, run_count = distributed.all_sum([run_loss, float(run_count)], world)
         epochs_done = epoch
         if not per_step:
             scheduler.step()
@@ -265,7 +279,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         if val:
             entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
         history.append(entry)
-        if state_path is not None:
+        if state_path is not None and (world is None or world.main):
             _write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
                          step, epoch, history, identity, earlier + time.perf_counter() - started)
         if progress:
@@ -275,7 +289,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     _remove_fake_quant(model)
     for p in model.parameters():
         p.requires_grad_(True)
-    if state_path is not None and state_path.exists():
+    if state_path is not None and state_path.exists() and (world is None or world.main):
         state_path.unlink()
     return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
                      resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
@@ -297,6 +311,27 @@ def finetune_checkpoint(ckpt, dataset: Dataset, cfg, *, constraints: Iterable[Co
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
     return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune, "lr": cfg.lr,
                                           "history": result.history}
+
+
+def _data_parallel(model: nn.Module, device, world) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    cuda = torch.device(device).type == "cuda"
+    return DistributedDataParallel(model, device_ids=[world.local_rank] if cuda else None)
+
+
+def _share_weight(batch: Split, task: dict, world) -> float | torch.Tensor:
+    """world size x this rank's share of the global batch's loss terms (samples, or valid
+    steps for per-step tasks), so that DDP's mean of the weighted local mean losses is the
+    global mean loss."""
+    from cfctool.ops import distributed
+
+    if task["output"].get("per_step"):
+        terms = float(batch.mask.sum()) if batch.mask is not None else float(batch.y.numel())
+    else:
+        terms = float(batch.y.shape[0])
+    total = distributed.all_sum([terms], world)[0]
+    return world.size * terms / max(total, 1.0)
 
 
 def _to(b: Split, device) -> Split:

@@ -74,7 +74,8 @@ def step_label(entry: dict[str, Any]) -> str:
         ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
         return f"reduce {c.get('method')} {c.get('dim')}{pts}{ft}"
     if name == "train":
-        return f"train {c.get('arch', '')}".strip() if isinstance(c.get("arch"), str) else "train"
+        arch = c.get("arch")
+        return f"train {arch.get('name', '')}".strip() if isinstance(arch, dict) else "train"
     return name
 
 

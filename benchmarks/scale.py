@@ -1,0 +1,99 @@
+"""IMDB CfC training throughput at 1 and 2 data-parallel processes on this machine
+(torchrun, gloo, one thread each), recorded in benchmarks/results/scale.yaml.
+
+Each measurement is a torchrun of this script in worker mode: it resolves the IMDB CfC
+default settings (global batch 128), loads the data, and times `fit()`'s optimiser steps
+(rank 0's clock between step `--warmup` and the last; every step ends in the gradient
+all-reduce, so rank 0 sees the global pace). Process counts are interleaved over
+`--repeats` rounds and the medians kept. Nothing else should run meanwhile: with 2 cores,
+a 2-process run needs both.
+
+    python benchmarks/scale.py --data ../shared/data --steps 40 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_results  # noqa: E402
+
+
+def worker(args) -> None:
+    import torch
+
+    from cfctool.configs import resolve
+    from cfctool.data.registry import load_dataset
+    from cfctool.models.registry import arch_record, build_model
+    from cfctool.ops.distributed import is_main, world_size
+    from cfctool.ops.fit import fit
+    from cfctool.ops.runtime import seed_everything
+
+    torch.set_num_threads(1)
+    run = resolve("imdb", "cfc", overrides={"data_dir": args.data, "max_steps": args.steps, "threads": 1,
+                                           "batch_size": args.batch_size, "val_fraction": 0.02})
+    dataset = load_dataset(run.data, seed=0)
+    seed_everything(0)
+    model = build_model(arch_record(run.arch, dataset.task), dataset.task)
+    stamps: list[float] = []
+    fit(model, dataset, run.train, progress=lambda p: stamps.append(time.perf_counter()) if p.phase == "step" else None)
+    if is_main():
+        timed = stamps[args.warmup - 1:]
+        steps = len(timed) - 1
+        Path(args.worker).write_text(json.dumps({
+            "processes": world_size(), "steps_timed": steps, "seconds": timed[-1] - timed[0],
+            "samples_per_s": steps * args.batch_size / (timed[-1] - timed[0])}))
+
+
+def measure(nproc: int, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+               __file__, "--worker", str(out), "--data", args.data, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    parser.add_argument("--batch-size", type=int, default=128, help="the global batch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--note", default="nothing else")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    runs: dict[int, list[dict]] = {n: [] for n in args.processes}
+    for r in range(args.repeats):
+        for n in (args.processes if r % 2 == 0 else args.processes[::-1]):
+            runs[n].append(measure(n, args))
+            print(f"[scale] round {r + 1}: {n} process(es) {runs[n][-1]['samples_per_s']:.1f} samples/s",
+                  file=sys.stderr)
+    rates = {n: statistics.median(x["samples_per_s"] for x in v) for n, v in runs.items()}
+    base = rates[args.processes[0]]
+    doc = {"benchmark": "IMDB CfC data-parallel training throughput (torchrun, gloo)",
+           "command": f"python benchmarks/scale.py {' '.join(sys.argv[1:])}",
+           "model": "imdb cfc, default preset (hidden 192, backbone 2 x 64, embedding 192, seq_len 200)",
+           "global_batch": args.batch_size, "threads_per_process": 1, "steps": args.steps, "warmup": args.warmup,
+           "repeats": args.repeats, "what_else_ran": args.note, "machine": machine(),
+           "samples_per_s": {n: round(v, 2) for n, v in rates.items()},
+           "speedup": {n: round(v / base, 3) for n, v in rates.items()},
+           "runs": {n: v for n, v in runs.items()}}
+    print(write_results("scale", doc))
+
+
+if __name__ == "__main__":
+    main()

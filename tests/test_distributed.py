@@ -1,0 +1,65 @@
+"""Data-parallel training under torchrun (gloo, 2 local CPU processes) against one process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cfctool import checkpoint
+
+RUN = ["xor", "--train-size", "512", "--epochs", "2", "--hidden", "8", "--backbone-units", "8", "--threads", "1"]
+TOLERANCE = 1e-5  # max |w_2proc - w_1proc| after 16 Adam steps: the gradients differ only in summation order
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available in this torch build")
+
+
+def torchrun(*args, cwd, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd, env=env, **kw)
+
+
+def test_two_processes_train_the_same_weights_as_one(tmp_path):
+    one = subprocess.run([sys.executable, "-m", "cfctool", "train", *RUN, "-q", "-o", "one.st"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    (tmp_path / "two").mkdir()
+    two = torchrun("-m", "cfctool", "train", *RUN, "-o", "two.st", cwd=tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["two.st", "two.yaml"]  # one checkpoint
+    assert two.stdout.count("two.st") == 1  # only rank 0 prints (and writes)
+    a, b = checkpoint.load(tmp_path / "one.st"), checkpoint.load(tmp_path / "two" / "two.st")
+    diff = max((a.tensors[k] - b.tensors[k]).abs().max().item() for k in a.tensors)
+    assert diff <= TOLERANCE
+    assert b.record["metrics"]["accuracy"] == a.record["metrics"]["accuracy"]
+    entry = b.record["history"][-1]
+    assert entry["world_size"] == 2 and a.record["history"][-1]["world_size"] == 1
+    assert entry["config"]["train"]["batch_size"] == 64  # the global batch, as in the one-process run
+    assert entry["seed"] == 0
+
+
+def test_a_rank_failing_mid_run_fails_the_command_and_writes_nothing(tmp_path):
+    """Rank 1's loss turns NaN at its third step (a diverging shard): it reports the error,
+    torchrun stops rank 0 (waiting in the gradient all-reduce) and fails; nothing is written."""
+    script = tmp_path / "failing_rank.py"
+    script.write_text(
+        "import os, sys\n"
+        "import torch\n"
+        "import cfctool.ops.evaluate as ev\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    calls, real = [0], ev.task_loss\n"
+        "    def task_loss(*a, **k):\n"
+        "        calls[0] += 1\n"
+        "        value = real(*a, **k)\n"
+        "        return value * float('nan') if calls[0] >= 3 else value\n"
+        "    ev.task_loss = task_loss\n"
+        "from cfctool.cli.app import main\n"
+        "main(sys.argv[1:])\n")
+    r = torchrun(script, "train", *RUN, "-o", "out.st", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "error: loss became nan at epoch 1, step 3 on rank 1" in r.stderr
+    assert not list(tmp_path.glob("out*"))
