@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cfctool import checkpoint
 
@@ -49,6 +50,8 @@ def test_report_errors(cli, tmp_path, trained_xor):
     assert r.code == 2 and "no such file or directory" in r.err
     r = cli("report", trained_xor, "-o", tmp_path / "r.txt")
     assert r.code == 2 and "must end in .md" in r.err
+    r = cli("report", trained_xor, "-o", tmp_path / "r.yaml")
+    assert r.code == 0 and yaml.safe_load((tmp_path / "r.yaml").read_text())["checkpoints"][0]["arch"] == "cfc"
     (tmp_path / "m.st").write_bytes(Path(trained_xor).read_bytes())
     (tmp_path / "m.yaml").write_bytes(Path(trained_xor).with_suffix(".yaml").read_bytes())
     (tmp_path / "m.eval.json").write_text("{not json")

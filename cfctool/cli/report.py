@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def report_command(
         paths: Annotated[List[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
         output: Annotated[Optional[str], typer.Option("--output", "-o",
-                                                      help="Write the table as Markdown here (e.g. report.md).")] = None,
+                                                      help="Write the table here: .md (Markdown), .yaml or .json.")] = None,
         plot: Annotated[Optional[str], typer.Option(help="Also draw accuracy vs file size and vs CPU time "
                                                          "(.png/.pdf/.svg; needs matplotlib).")] = None,
         as_json: options.Json = False,
@@ -26,14 +26,16 @@ def register(app: typer.Typer) -> None:
         from cfctool.cli.io import check_output
         from cfctool.ops import report as rep
 
+        kind = Path(output).suffix.lower() if output is not None else None
         if output is not None:
-            check_output(output, sidecar=False, suffix=".md")
+            check_output(output, sidecar=False, suffix=kind if kind in (".md", ".yaml", ".json") else ".md")
         rows = rep.report(paths)
         base = Path.cwd()
         if plot is not None:
             rep.plot(rows, plot)
         if output is not None:
-            atomic_write(Path(output), rep.markdown(rows, base).encode())
+            text = {".yaml": rep.as_yaml, ".json": rep.as_json}.get(kind, lambda r: rep.markdown(r, base))(rows)
+            atomic_write(Path(output), text.encode())
         if as_json:
             print(rep.as_json(rows))
         elif output is not None:

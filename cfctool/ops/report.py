@@ -157,6 +157,12 @@ def as_json(rows: list[Row]) -> str:
     return json.dumps([asdict(r) for r in rows], indent=2)
 
 
+def as_yaml(rows: list[Row]) -> str:
+    import yaml
+
+    return yaml.safe_dump({"checkpoints": [asdict(r) for r in rows]}, sort_keys=False)
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The points no other point beats on both cost (lower) and accuracy (higher), by cost."""
     front, best = [], float("-inf")

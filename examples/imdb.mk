@@ -1,0 +1,77 @@
+# The seed's IMDB study (SEEDS.md B) and the combined pipeline, as make targets.
+#
+#   make -f examples/imdb.mk pipeline -j2 DATA=../shared/data      # prune -> distill -> quantize, then the report
+#   make -f examples/imdb.mk baselines quantization pruning distillation   # the README tables (hours)
+#
+# The baselines take hours on a CPU (CfC-Deep about 3 h); point TEACHER / NCP at checkpoints
+# you already have to skip them: make -f examples/imdb.mk pipeline TEACHER=deep.st NCP=ncp.st
+CFCTOOL ?= cfctool
+PYTHON ?= python
+DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
+OUT ?= runs/imdb
+THREADS ?= 1
+TEACHER ?= $(OUT)/cfc-deep.st
+NCP ?= $(OUT)/cfc-ncp.st
+EMBED ?= 16
+DISTILL_EPOCHS ?= 10
+BENCH ?= --batches 40 --repeats 5
+RESULTS := benchmarks/results
+
+P := $(OUT)/pipeline
+STEPS := ncp-emb$(EMBED) ncp-emb$(EMBED)-distilled ncp-emb$(EMBED)-distilled-int8
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.PHONY: pipeline baselines quantization pruning distillation
+
+# --- baselines (benchmarks/baselines.py records each run in $(RESULTS)/baselines.yaml)
+$(OUT)/cfc-deep.st:
+	$(PYTHON) benchmarks/baselines.py --only imdb-cfc-deep-reference --epochs 20 --threads $(THREADS) \
+		--data $(DATA) --out-dir $(OUT) --resume
+	cp $(OUT)/imdb-cfc-deep-reference.st $@ && cp $(OUT)/imdb-cfc-deep-reference.yaml $(@:.st=.yaml)
+$(OUT)/cfc-ncp.st:
+	$(PYTHON) benchmarks/baselines.py --only imdb-cfc-ncp-reference --epochs 20 --threads $(THREADS) \
+		--data $(DATA) --out-dir $(OUT) --resume
+	cp $(OUT)/imdb-cfc-ncp-reference.st $@ && cp $(OUT)/imdb-cfc-ncp-reference.yaml $(@:.st=.yaml)
+$(OUT)/cfc.st:
+	$(PYTHON) benchmarks/baselines.py --only imdb-cfc-reference --threads $(THREADS) --data $(DATA) \
+		--out-dir $(OUT) --resume
+	cp $(OUT)/imdb-cfc-reference.st $@ && cp $(OUT)/imdb-cfc-reference.yaml $(@:.st=.yaml)
+baselines: $(OUT)/cfc.st $(OUT)/cfc-ncp.st $(OUT)/cfc-deep.st
+
+# --- the README's tables
+quantization: $(OUT)/cfc.st $(TEACHER)
+	$(PYTHON) benchmarks/quantize.py $^ --data $(DATA) --threads $(THREADS) --out-dir $(OUT)/quantize
+pruning: $(OUT)/cfc.st
+	$(PYTHON) benchmarks/prune.py $< --finetune 1 --lr 5e-4 --data $(DATA) --threads $(THREADS)
+distillation: $(TEACHER)
+	$(PYTHON) benchmarks/distill.py --teacher imdb=$< --only imdb-ncp64 imdb-ncp64-alone --threads $(THREADS) \
+		--data $(DATA) --out-dir $(OUT)/distill
+
+# --- the combined pipeline from the CfC-Deep teacher: prune -> distill -> quantize
+# 1. prune: the CfC-NCP's embedding to EMBED columns (structured: a physically smaller table)
+$(P)/ncp-emb$(EMBED).st: $(NCP)
+	mkdir -p $(P)
+	$(CFCTOOL) prune $< --structured --scope embedding --local --ratio $(shell $(PYTHON) -c \
+		"print(round(1 - $(EMBED) / 192, 6))") --threads $(THREADS) -q -o $@
+# 2. distill: the CfC-Deep teacher into that student (started from it)
+$(P)/ncp-emb$(EMBED)-distilled.st: $(P)/ncp-emb$(EMBED).st $(TEACHER)
+	$(CFCTOOL) distill $(TEACHER) --student cfc-ncp --hidden 64 --embedding-dim $(EMBED) --init $< \
+		--epochs $(DISTILL_EPOCHS) --data $(DATA) --threads $(THREADS) $(if $(wildcard $@.train-state),--resume) -q -o $@
+# 3. quantize: static int8 (weights, activations, the embedding's rows)
+$(P)/ncp-emb$(EMBED)-distilled-int8.st: $(P)/ncp-emb$(EMBED)-distilled.st
+	$(CFCTOOL) quantize $< --scheme static --data $(DATA) --threads $(THREADS) -q -o $@
+
+$(P)/teacher.st: $(TEACHER)
+	mkdir -p $(P) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
+$(P)/%.eval.json: $(P)/%.st
+	$(CFCTOOL) eval $< --data $(DATA) --threads $(THREADS) --json -q > $@
+$(P)/bench.done: $(P)/teacher.st $(STEPS:%=$(P)/%.st)
+	for m in teacher $(STEPS); do \
+		$(CFCTOOL) bench $(P)/$$m.st --against $(P)/teacher.st $(BENCH) --data $(DATA) --threads $(THREADS) -q \
+			-o $(P)/$$m.bench.yaml > /dev/null || exit 1; \
+	done
+	touch $@
+pipeline: $(P)/bench.done $(addprefix $(P)/,$(addsuffix .eval.json,teacher $(STEPS)))
+	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st) -o $(RESULTS)/pipeline-imdb.yaml
+	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st) -o $(P)/report.md
+	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st)

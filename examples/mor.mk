@@ -1,0 +1,67 @@
+# The seed's model-order-reduction study (SEEDS.md C) and the CfC reduction, as make targets.
+#
+#   make -f examples/mor.mk reduced -j2 DATA=../shared/data     # one reduction of each model, eval, bench, report
+#   make -f examples/mor.mk tables DATA=../shared/data          # the README's reduction tables (hours)
+#
+# The originals take long on a CPU (the ODE-RNN's 784-step loop: about 40 min per epoch on
+# one thread); point CONV / ODERNN / CFC at checkpoints you already have to skip them.
+CFCTOOL ?= cfctool
+PYTHON ?= python
+DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
+OUT ?= runs/mor
+THREADS ?= 1
+CONV ?= $(OUT)/mnist-conv-ode.st
+ODERNN ?= $(OUT)/pmnist-ode-rnn.st
+CFC ?= $(OUT)/imdb-cfc-reference.st
+BENCH ?= --repeats 3
+R := $(OUT)/reduced
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.PHONY: reduced tables
+
+$(OUT)/mnist-conv-ode.st $(OUT)/pmnist-ode-rnn.st $(OUT)/imdb-cfc-reference.st:
+	$(PYTHON) benchmarks/baselines.py --only $(notdir $(@:.st=)) --threads $(THREADS) --data $(DATA) \
+		--out-dir $(OUT) --resume
+
+# --- one reduction of each (the acceptance settings), evaluated, timed and reported
+$(R)/conv-ode.st: $(CONV)
+	mkdir -p $(R) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
+$(R)/conv-ode-pod-deim50.st: $(CONV)
+	mkdir -p $(R)
+	$(CFCTOOL) reduce $< --method pod-deim --dim 50 --points 120 --interpolation lstsq --every 1 --data $(DATA) \
+		--threads $(THREADS) -q -o $@
+$(R)/ode-rnn.st: $(ODERNN)
+	mkdir -p $(R) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
+$(R)/ode-rnn-svd125.st: $(ODERNN)
+	mkdir -p $(R)
+	$(CFCTOOL) reduce $< --method svd --dim 125 --data $(DATA) --threads $(THREADS) -q -o $@
+$(R)/cfc.st: $(CFC)
+	mkdir -p $(R) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
+$(R)/cfc-qdeim96.st: $(CFC)
+	mkdir -p $(R)
+	$(CFCTOOL) reduce $< --method qdeim --dim 96 --interpolation lstsq --finetune 1 --finetune-scope all --lr 5e-4 \
+		--data $(DATA) --threads $(THREADS) -q -o $@
+
+$(R)/%.eval.json: $(R)/%.st
+	$(CFCTOOL) eval $< --data $(DATA) --threads $(THREADS) --json -q > $@
+PAIRS := conv-ode-pod-deim50:conv-ode ode-rnn-svd125:ode-rnn cfc-qdeim96:cfc
+MODELS := conv-ode conv-ode-pod-deim50 ode-rnn ode-rnn-svd125 cfc cfc-qdeim96
+$(R)/bench.done: $(MODELS:%=$(R)/%.st)
+	for pair in $(PAIRS); do \
+		m=$${pair%%:*}; base=$${pair##*:}; \
+		$(CFCTOOL) bench $(R)/$$m.st --against $(R)/$$base.st $(BENCH) --data $(DATA) --threads $(THREADS) -q \
+			-o $(R)/$$m.bench.yaml > /dev/null || exit 1; \
+	done
+	touch $@
+reduced: $(R)/bench.done $(MODELS:%=$(R)/%.eval.json)
+	$(CFCTOOL) report $(MODELS:%=$(R)/%.st) -o $(R)/report.md
+	$(CFCTOOL) report $(MODELS:%=$(R)/%.st)
+
+# --- the README's tables (benchmarks/reduce.py: benchmarks/results/reduce.yaml and the plots)
+tables: $(CONV) $(ODERNN) $(CFC)
+	$(PYTHON) benchmarks/reduce.py $(CONV) --methods pod-deim qdeim odeim pod svd apoz --dims 50 100 250 500 \
+		--cells pod-deim/lstsq@50:120 qdeim/lstsq@64:128 pod-deim/lstsq@100:200 --finetune 3 --data $(DATA)
+	$(PYTHON) benchmarks/reduce.py $(ODERNN) --methods svd pod-deim/lstsq apoz --dims 125 250 --data $(DATA)
+	$(PYTHON) benchmarks/reduce.py $(CFC) --dims 96 --methods pod-deim qdeim pod-deim/lstsq qdeim/lstsq apoz prune \
+		--finetune 1 --lr 5e-4 --speed-batches 40 --data $(DATA)
+	$(PYTHON) benchmarks/reduce.py --plot
