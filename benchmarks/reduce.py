@@ -17,6 +17,7 @@ merged into benchmarks/results/reduce.yaml as they finish and skipped when alrea
     python benchmarks/reduce.py /work/runs/baselines/mnist-conv-ode.st --cells pod-deim/lstsq@50:120 --finetune 3
     python benchmarks/reduce.py /work/runs/baselines/imdb-cfc-reference.st --dims 96 \\
         --methods pod-deim qdeim pod-deim/lstsq qdeim/lstsq apoz prune --finetune 1 --lr 5e-4 --speed-batches 40
+    python benchmarks/reduce.py /work/runs/baselines/mnist-conv-ode.st --retime --note "nothing else (paused)"
     python benchmarks/reduce.py --plot
 """
 
@@ -120,6 +121,33 @@ def run(path: Path, args) -> None:
                   f"speed-up {row['speedup']:.2f}x", file=sys.stderr)
 
 
+def retime(path: Path, args) -> None:
+    """Time every cell of one model again in a single interleaved bench run (quiet machine):
+    each reduced model is rebuilt without fine-tuning (fine-tuning changes weights, not
+    shapes, so its cell gets the same time)."""
+    from cfctool import checkpoint
+    from cfctool.ops.bench import bench
+
+    fp32 = checkpoint.load(path)
+    key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
+    done = _done(key)
+    cells = dict(done.get("cells") or {})
+    names = [n for n, c in cells.items() if n != "original" and "+ft" not in n and "accuracy" in c]
+    models = [make(fp32, n, 0, args) for n in names]
+    timing = bench(fp32, engine="torch", also=[(m, "torch") for m in models], data_dir=args.data, batch_size=128,
+                   batches=args.speed_batches or None, repeats=args.repeats, warmup=1, threads=args.threads)
+    base = timing["results"][0]["split_seconds"]["median"]
+    for name, mine in zip(names, timing["also"]):
+        seconds = mine["split_seconds"]["median"]
+        for cell in [name] + [n for n in cells if n.startswith(name + "+ft")]:
+            cells[cell].update(speedup=base / seconds, test_seconds=seconds, base_test_seconds=base,
+                               speed_workload=timing["workload"], speed_engine=mine.get("engine"))
+    entry = {**done, "cells": cells, "timing": f"retimed together in one interleaved run: "
+             f"`python benchmarks/reduce.py {' '.join(sys.argv[1:])}`; also running: {args.note}"}
+    merge_result("reduce", "runs", key, entry, {"benchmark": "model-order reduction (SEEDS.md C)"})
+    print(f"[{key}] retimed {len(names)} cells against {base:.2f} s", file=sys.stderr)
+
+
 def plot(out: Path) -> list[Path]:
     """Accuracy vs speed-up per method (before/after fine-tuning), and the singular values."""
     import yaml
@@ -171,11 +199,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
     parser.add_argument("--plot", action="store_true", help="write benchmarks/results/reduce*.png")
+    parser.add_argument("--retime", action="store_true",
+                        help="time the cells already measured again, all in one interleaved run")
     args = parser.parse_args()
-    if args.checkpoints and not (args.methods and args.dims) and not args.cells:
-        parser.error("give --methods and --dims, or --cells")
+    if args.checkpoints and not (args.methods and args.dims) and not args.cells and not args.retime:
+        parser.error("give --methods and --dims, or --cells (or --retime)")
     for path in args.checkpoints:
-        run(path, args)
+        (retime if args.retime else run)(path, args)
     if args.plot:
         print("\n".join(str(p) for p in plot(RESULTS / "reduce.png")))
 

@@ -159,11 +159,110 @@ def prune() -> str:
     return "\n".join(out).rstrip()
 
 
+def distill() -> str:
+    """One row per student: distilled vs the same student without the teacher."""
+    doc = _load("distill")
+    if not doc:
+        return "_not measured yet: run `python benchmarks/distill.py --teacher imdb=TEACHER.st --only ...`_"
+    runs = doc["runs"]
+    rows = ["| student | settings | teacher (accuracy) | distilled | without teacher | difference | recurrent params "
+            "(teacher / student) | params without / with embedding | epochs |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        if not r["with_teacher"]:
+            continue
+        alone = runs.get(f"{name}-alone")
+        settings = ", ".join(f"{k}={v}" for k, v in r["changes"].items())
+        diff = f"{100 * (r['test_accuracy'] - alone['test_accuracy']):+.2f}" if alone else ""
+        alone_acc = f"{100 * alone['test_accuracy']:.2f}%" if alone else ""
+        rows.append(f"| {name} ({r['student']}) | {settings}, alpha {r['alpha']} | {r['teacher_arch']} "
+                    f"({100 * (r['teacher_accuracy'] or 0):.2f}%) | **{100 * r['test_accuracy']:.2f}%** | "
+                    f"{alone_acc} | {diff} | "
+                    f"{r['teacher_rnn_params']:,} / {r['rnn_params']:,} ({r['rnn_compression']:.1f}×) | "
+                    f"{r['params_without_embedding']:,} / {r['params']:,} | {r['epochs']} |")
+    any_run = next(iter(runs.values()))
+    rows.append("")
+    rows.append(f"One run each, seed {any_run['seed']}, CPU, {any_run['threads']} thread per run; "
+                f"{any_run['machine']['cpu']}; also running: {any_run['what_else_ran']}. "
+                f"Commands: `{any_run['command']}` (per entry).")
+    return "\n".join(rows)
+
+
+def reduce() -> str:
+    """Per model: one row per cell: top-1 / top-3 without and after fine-tuning, speed-up."""
+    doc = _load("reduce")
+    if not doc:
+        return "_not measured yet: run `python benchmarks/reduce.py CHECKPOINT --methods ... --dims ...`_"
+    out = []
+    for key, run in doc["runs"].items():
+        cells = run["cells"]
+        base = cells["original"]
+        ft = run.get("finetune_epochs") or 0
+        top3 = "top3_accuracy" in base
+        out.append(f"**{key}** (original {100 * base['accuracy']:.2f}% top-1"
+                   + (f", {100 * base['top3_accuracy']:.2f}% top-3" if top3 else "") + f"; {run['seed_reference']})")
+        out.append("")
+        head = "| method @ K[:m] | top-1" + (" / top-3" if top3 else "") + " | speed-up | MACs per input |"
+        if ft:
+            head += f" after {ft} epoch(s): top-1" + (" / top-3" if top3 else "") + " | speed-up |"
+        out.append(head)
+        out.append("|---|---|---|---|" + ("---|---|" if ft else ""))
+        for name, c in cells.items():
+            if name == "original" or "+ft" in name:
+                continue
+            if "accuracy" not in c:
+                out.append(f"| {name} | n/a: {c.get('not_applicable', '')} | | |" + (" | |" if ft else ""))
+                continue
+            acc = lambda x: f"{100 * x['accuracy']:.2f}%" + (f" / {100 * x['top3_accuracy']:.2f}%" if top3 else "")  # noqa: E731
+            row = f"| {name} | {acc(c)} | {c['speedup']:.2f}× | {c.get('macs_per_input') or 0:,} |"
+            if ft:
+                f = cells.get(f"{name}+ft{ft}")
+                row += f" {acc(f)} | {f['speedup']:.2f}× |" if f and "accuracy" in f else " | |"
+            out.append(row)
+        out.append("")
+        workload = run.get("speed_batches")
+        if run.get("timing"):
+            out.append(f"- Times {run['timing']}.")
+        out.append(f"- `{run['command']}`; times: {workload}, {run.get('repeats')} interleaved repeats (medians), "
+                   f"{run['threads']} thread, vs the original on its own fastest engine ({base.get('engine')}); "
+                   f"{run['machine']['cpu']}; also running: {run['what_else_ran']}.")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def scale() -> str:
+    doc = _load("scale")
+    if not doc:
+        return "_not measured yet: run `python benchmarks/scale.py`_"
+    rows = ["| processes (1 thread each) | samples/s (median) | speed-up |", "|---|---|---|"]
+    for n, rate in doc["samples_per_s"].items():
+        rows.append(f"| {n} | {rate:.1f} | {doc['speedup'][n]:.2f}× |")
+    rows.append("")
+    rows.append(f"{doc['model']}; global batch {doc['global_batch']}; {doc['steps']} steps ({doc['warmup']} left out), "
+                f"{doc['repeats']} interleaved rounds; {doc['machine']['cpu']}, {doc['machine']['cores']} cores; "
+                f"also running: {doc['what_else_ran']}. `{doc['command']}`.")
+    return "\n".join(rows)
+
+
+def pipeline() -> str:
+    doc = _load("pipeline-imdb")
+    if not doc:
+        return "_not measured yet: run `make -f examples/imdb.mk pipeline`_"
+    rows = ["| checkpoint | history | test accuracy | params | file bytes | × smaller | CPU s | speed-up | engine |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    first = doc["checkpoints"][0]
+    for r in doc["checkpoints"]:
+        rows.append(f"| {Path(r['path']).name} | {r['history']} | {100 * r['accuracy']:.2f}% | {r['params']:,} | "
+                    f"{r['file_bytes']:,} | {first['file_bytes'] / r['file_bytes']:.1f}× | "
+                    f"{r['cpu_seconds'] or 0:.2f} | {r['speedup'] or 0:.2f}× | {r['engine']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
-                         ("quantize", quantize), ("prune", prune)):
+                         ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
+                         ("scale", scale), ("pipeline", pipeline)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
