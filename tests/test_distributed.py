@@ -63,3 +63,22 @@ def test_a_rank_failing_mid_run_fails_the_command_and_writes_nothing(tmp_path):
     assert r.returncode != 0
     assert "error: loss became nan at epoch 1, step 3 on rank 1" in r.stderr
     assert not list(tmp_path.glob("out*"))
+
+
+@pytest.mark.parametrize("command", [
+    ["prune", "IN", "--global", "--ratio", "0.5", "--finetune", "1"],
+    ["distill", "IN", "--student", "cfc-ncp", "--hidden", "8", "--epochs", "1"],
+    ["quantize", "IN", "--scheme", "qat"],
+])
+def test_every_training_command_runs_data_parallel(tmp_path, trained_xor, command):
+    """prune --finetune (masks held through DDP), distill and QAT train through fit() under torchrun."""
+    args = [str(trained_xor["cfc"]) if a == "IN" else a for a in command]
+    r = torchrun("-m", "cfctool", *args, "--threads", "1", "-q", "-o", "out.st", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = checkpoint.load(tmp_path / "out.st")
+    assert out.record["history"][-1]["world_size"] == 2 and out.record["history"][-1]["command"] == command[0]
+    if command[0] == "prune":
+        tensors = out.record["compression"]["pruning"]["tensors"]
+        zeros = sum(int((out.tensors[n] == 0).sum()) for n in tensors)
+        removed = sum(t["removed"] for t in tensors.values())
+        assert removed > 0 and zeros >= removed  # the masks held through the data-parallel fine-tuning
