@@ -31,6 +31,9 @@ STUDENTS = {
     "imdb-cfc64-nobackbone": ("imdb", "cfc", {"hidden": 64, "backbone_layers": 0}),
     "imdb-cfc32-nobackbone": ("imdb", "cfc", {"hidden": 32, "backbone_layers": 0}),
     "imdb-cfc64-bb64": ("imdb", "cfc", {"hidden": 64, "backbone_units": 64, "backbone_layers": 1}),
+    # the IMDB pipeline's student: a CfC-NCP whose embedding was pruned to 16 columns (structured),
+    # started from it (--init imdb-ncp64-emb16=PATH, from `make -f examples/imdb.mk`), 10 epochs
+    "imdb-ncp64-emb16": ("imdb", "cfc-ncp", {"hidden": 64, "embedding_dim": 16, "epochs": 10, "init": True}),
     "person_activity-cfc64": ("person_activity", "cfc", {"hidden": 64}),
     "person_activity-ncp32": ("person_activity", "cfc-ncp", {"hidden": 32}),
 }
@@ -50,13 +53,21 @@ def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
     if dataset not in teachers:
         raise SystemExit(f"{name}: give --teacher {dataset}=PATH")
     teacher = checkpoint.load(teachers[dataset])
+    changes = dict(changes)
+    init = None
+    if changes.pop("init", False):
+        student_name = name.removesuffix("-alone")
+        if student_name not in args.inits:
+            raise SystemExit(f"{name}: give --init {student_name}=PATH (the checkpoint it starts from)")
+        init = str(args.inits[student_name])
     overrides = {**changes, "seed": args.seed, "threads": args.threads}
     if args.epochs:
         overrides["epochs"] = args.epochs
     out = Path(args.out_dir) / f"{name}.st"
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    student = distill(teacher, DistillConfig(student=arch, alpha=alpha), overrides, data_dir=args.data,
+    student = distill(teacher, DistillConfig(student=arch, alpha=alpha, init_checkpoint=init), overrides,
+                      data_dir=args.data,
                       argv=sys.argv, output=out, resume=args.resume,
                       notify=lambda m: print(f"[{name}] {m}", file=sys.stderr),
                       progress=progress_lines(name))
@@ -69,7 +80,7 @@ def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
     return name, {
         "command": f"python benchmarks/distill.py {' '.join(sys.argv[1:])}", "teacher": str(teachers[dataset]),
         "teacher_arch": t_counts["arch"], "teacher_accuracy": t_counts.get("accuracy"),
-        "student": arch, "changes": changes, "alpha": alpha, "with_teacher": alpha < 1,
+        "student": arch, "changes": changes, "init": init, "alpha": alpha, "with_teacher": alpha < 1,
         "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"], "seed": args.seed,
         "test_accuracy": metrics["accuracy"], "rnn_params": s_counts["rnn_params"], "params": s_counts["params"],
         "params_without_embedding": s_counts["params"] - _embedding(student),
@@ -110,6 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(ENTRIES), default=[])
     parser.add_argument("--teacher", action="append", default=[], help="DATASET=PATH of a teacher checkpoint")
+    parser.add_argument("--init", action="append", default=[], help="STUDENT=PATH: the checkpoint an entry "
+                        "marked init starts from (both it and its -alone twin)")
     parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (recorded)")
     parser.add_argument("--threads", type=int, default=1)
@@ -120,6 +133,7 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true", help="write benchmarks/results/distill.png")
     args = parser.parse_args()
     teachers = dict(t.split("=", 1) for t in args.teacher)
+    args.inits = dict(t.split("=", 1) for t in args.init)
     for name in args.only:
         key, entry = run_entry(name, {k: Path(v) for k, v in teachers.items()}, args)
         print(merge_result("distill", "runs", key, entry, {"benchmark": "distillation (SEEDS.md B)"}))

@@ -171,7 +171,8 @@ def distill() -> str:
         if not r["with_teacher"]:
             continue
         alone = runs.get(f"{name}-alone")
-        settings = ", ".join(f"{k}={v}" for k, v in r["changes"].items())
+        settings = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) + \
+            (f", started from {Path(r['init']).name}" if r.get("init") else "")
         diff = f"{100 * (r['test_accuracy'] - alone['test_accuracy']):+.2f}" if alone else ""
         alone_acc = f"{100 * alone['test_accuracy']:.2f}%" if alone else ""
         rows.append(f"| {name} ({r['student']}) | {settings}, alpha {r['alpha']} | {r['teacher_arch']} "
