@@ -244,18 +244,28 @@ def scale() -> str:
     return "\n".join(rows)
 
 
-def pipeline() -> str:
-    doc = _load("pipeline-imdb")
+def _report_table(name: str, how: str, digits: int = 2) -> str:
+    """A `cfctool report -o benchmarks/results/NAME.yaml` as a table, sizes against the first row."""
+    doc = _load(name)
     if not doc:
-        return "_not measured yet: run `make -f examples/imdb.mk pipeline`_"
-    rows = ["| checkpoint | history | test accuracy | params | file bytes | × smaller | CPU s | speed-up | engine |",
-            "|---|---|---|---|---|---|---|---|---|"]
+        return f"_not measured yet: run `{how}`_"
+    rows = ["| checkpoint | history | test accuracy | params | non-zero | file bytes | weight bytes | × smaller "
+            "(weights) | CPU s | speed-up | engine |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     first = doc["checkpoints"][0]
     for r in doc["checkpoints"]:
         rows.append(f"| {Path(r['path']).name} | {r['history']} | {100 * r['accuracy']:.2f}% | {r['params']:,} | "
-                    f"{r['file_bytes']:,} | {first['file_bytes'] / r['file_bytes']:.1f}× | "
-                    f"{r['cpu_seconds'] or 0:.2f} | {r['speedup'] or 0:.2f}× | {r['engine']} |")
+                    f"{r['nonzero_params']:,} | {r['file_bytes']:,} | {r['tensor_bytes']:,} | "
+                    f"{first['tensor_bytes'] / r['tensor_bytes']:.1f}× | {r['cpu_seconds'] or 0:.{digits}f} | "
+                    f"{r['speedup'] or 0:.2f}× | {r['engine']} |")
     return "\n".join(rows)
+
+
+def pipeline() -> str:
+    return _report_table("pipeline-imdb", "make -f examples/imdb.mk pipeline")
+
+
+def quickstart() -> str:
+    return _report_table("quickstart", "make -f examples/quickstart.mk results", digits=3)
 
 
 def main() -> None:
@@ -263,7 +273,7 @@ def main() -> None:
     text = readme.read_text()
     for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
                          ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
-                         ("scale", scale), ("pipeline", pipeline)):
+                         ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")

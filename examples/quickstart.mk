@@ -20,23 +20,32 @@ MODELS := teacher pruned student student-int8
 CKPTS := $(MODELS:%=$(OUT)/%.st)
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: all clean
+.PHONY: all clean results FORCE
+.DEFAULT_GOAL := all
+
+# A step's settings live in a stamp file that is rewritten only when they change, and the
+# step depends on it: `make ... PRUNE="..."` redoes the pruning and what follows, nothing else.
+settings = @mkdir -p $(OUT); echo '$(1)' | cmp -s - $@ || echo '$(1)' > $@
+$(OUT)/train.settings: FORCE ; $(call settings,$(TRAIN_SIZE) $(EPOCHS) $(THREADS))
+$(OUT)/prune.settings: FORCE ; $(call settings,$(PRUNE))
+$(OUT)/distill.settings: FORCE ; $(call settings,$(STUDENT) $(EPOCHS))
+$(OUT)/quantize.settings: FORCE ; $(call settings,$(QUANTIZE))
+$(OUT)/bench.settings: FORCE ; $(call settings,$(BENCH))
 
 all: $(OUT)/report.md
 	$(CFCTOOL) report $(CKPTS)
 
-$(OUT)/teacher.st:
-	mkdir -p $(OUT)
+$(OUT)/teacher.st: $(OUT)/train.settings
 	$(CFCTOOL) train xor --arch cfc-deep --backbone-dropout 0 --train-size $(TRAIN_SIZE) --epochs $(EPOCHS) \
 		--threads $(THREADS) -q -o $@
 
-$(OUT)/pruned.st: $(OUT)/teacher.st
+$(OUT)/pruned.st: $(OUT)/teacher.st $(OUT)/prune.settings
 	$(CFCTOOL) prune $< $(PRUNE) --threads $(THREADS) -q -o $@
 
-$(OUT)/student.st: $(OUT)/pruned.st
+$(OUT)/student.st: $(OUT)/pruned.st $(OUT)/distill.settings
 	$(CFCTOOL) distill $< $(STUDENT) --epochs $(EPOCHS) --threads $(THREADS) -q -o $@
 
-$(OUT)/student-int8.st: $(OUT)/student.st
+$(OUT)/student-int8.st: $(OUT)/student.st $(OUT)/quantize.settings
 	$(CFCTOOL) quantize $< $(QUANTIZE) --threads $(THREADS) -q -o $@
 
 $(OUT)/%.eval.json: $(OUT)/%.st
@@ -44,7 +53,7 @@ $(OUT)/%.eval.json: $(OUT)/%.st
 
 # One recipe times every model, one after another, once all are built: timings taken beside
 # a training would not be worth reading (each is interleaved with the teacher, medians).
-$(OUT)/bench.done: $(CKPTS)
+$(OUT)/bench.done: $(CKPTS) $(OUT)/bench.settings
 	for m in $(MODELS); do \
 		$(CFCTOOL) bench $(OUT)/$$m.st --against $(OUT)/teacher.st $(BENCH) --threads $(THREADS) -q \
 			-o $(OUT)/$$m.bench.yaml > /dev/null || exit 1; \
@@ -53,6 +62,10 @@ $(OUT)/bench.done: $(CKPTS)
 
 $(OUT)/report.md: $(MODELS:%=$(OUT)/%.eval.json) $(OUT)/bench.done
 	$(CFCTOOL) report $(CKPTS) -o $@
+
+# the README's quickstart table: benchmarks/results/quickstart.yaml (then python benchmarks/tables.py)
+results: $(OUT)/report.md
+	$(CFCTOOL) report $(CKPTS) -o benchmarks/results/quickstart.yaml
 
 clean:
 	rm -rf $(OUT)

@@ -33,8 +33,17 @@ def test_quickstart_makefile_runs_every_step_and_reports_them(tmp_path):
     assert all("%" in row and "x |" in row for row in rows.values())  # accuracy and a speed-up for each
     assert "student-int8.st" in first.stdout  # the table printed at the end
     # nothing changed: nothing is rebuilt (only the report is printed again)
+    models = ("teacher", "pruned", "student", "student-int8")
+    stamp = {m: (out / f"{m}.st").stat().st_mtime_ns for m in models}
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert again.returncode == 0 and "train" not in again.stderr and not list(out.glob("*.tmp*"))
+    assert again.returncode == 0 and {m: (out / f"{m}.st").stat().st_mtime_ns for m in models} == stamp
+    # one step's settings changed: that step and what follows are redone, the teacher is kept
+    changed = subprocess.run([*args, "PRUNE=--global --ratio 0.5"], capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert (out / "teacher.st").stat().st_mtime_ns == stamp["teacher"]
+    assert all((out / f"{m}.st").stat().st_mtime_ns != stamp[m] for m in ("pruned", "student"))
+    assert "prune 0.5 global" in (out / "report.md").read_text() and not list(out.glob("*.tmp*"))
     data = json.loads(subprocess.run([*CFCTOOL.split(), "report", str(out), "--json"], capture_output=True,
                                      text=True, timeout=120).stdout)
     assert [Path(r["path"]).name for r in data] == ["pruned.st", "student-int8.st", "student.st", "teacher.st"]
