@@ -264,6 +264,10 @@ def pipeline() -> str:
     return _report_table("pipeline-imdb", "make -f examples/imdb.mk pipeline")
 
 
+def prune_acceptance() -> str:
+    return _report_table("prune-acceptance", "make -f examples/imdb.mk pruning-acceptance")
+
+
 def quickstart() -> str:
     return _report_table("quickstart", "make -f examples/quickstart.mk results", digits=3)
 
@@ -273,7 +277,8 @@ def main() -> None:
     text = readme.read_text()
     for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
                          ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
-                         ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart)):
+                         ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart),
+                         ("prune_acceptance", prune_acceptance)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")

@@ -12,6 +12,7 @@ OUT ?= runs/imdb
 THREADS ?= 1
 TEACHER ?= $(OUT)/cfc-deep.st
 NCP ?= $(OUT)/cfc-ncp.st
+CFC ?= $(OUT)/cfc.st
 EMBED ?= 16
 DISTILL_EPOCHS ?= 10
 BENCH ?= --batches 40 --repeats 5
@@ -21,7 +22,7 @@ P := $(OUT)/pipeline
 STEPS := ncp-emb$(EMBED) ncp-emb$(EMBED)-distilled ncp-emb$(EMBED)-distilled-int8
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: pipeline baselines quantization pruning distillation
+.PHONY: pipeline baselines quantization pruning pruning-acceptance distillation
 
 # --- baselines (benchmarks/baselines.py records each run in $(RESULTS)/baselines.yaml)
 $(OUT)/cfc-deep.st:
@@ -46,6 +47,30 @@ pruning: $(OUT)/cfc.st
 distillation: $(TEACHER)
 	$(PYTHON) benchmarks/distill.py --teacher imdb=$< --only imdb-ncp64 imdb-ncp64-alone --threads $(THREADS) \
 		--data $(DATA) --out-dir $(OUT)/distill
+
+# --- the pruning acceptance cells (issue 11) on the plain CfC, as a report
+A := $(OUT)/prune-acceptance
+$(A)/cfc.st: $(CFC)
+	mkdir -p $(A) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
+$(A)/global95.st: $(CFC)
+	mkdir -p $(A)
+	$(CFCTOOL) prune $< --global --ratio 0.95 --scope all --finetune 3 --lr 5e-4 --storage sparse --data $(DATA) \
+		--threads $(THREADS) -q -o $@
+$(A)/structured50.st: $(CFC)
+	mkdir -p $(A)
+	$(CFCTOOL) prune $< --structured --local --ratio 0.5 --criterion l2 --finetune 3 --lr 2e-4 --data $(DATA) \
+		--threads $(THREADS) -q -o $@
+$(A)/%.eval.json: $(A)/%.st
+	$(CFCTOOL) eval $< --data $(DATA) --threads $(THREADS) --json -q > $@
+$(A)/bench.done: $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
+	for m in cfc global95 structured50; do \
+		$(CFCTOOL) bench $(A)/$$m.st --against $(A)/cfc.st --repeats 5 --data $(DATA) --threads $(THREADS) -q \
+			-o $(A)/$$m.bench.yaml > /dev/null || exit 1; \
+	done
+	touch $@
+pruning-acceptance: $(A)/bench.done $(A)/cfc.eval.json $(A)/global95.eval.json $(A)/structured50.eval.json
+	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st -o $(RESULTS)/prune-acceptance.yaml
+	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
 
 # --- the combined pipeline from the CfC-Deep teacher: prune -> distill -> quantize
 # 1. prune: the CfC-NCP's embedding to EMBED columns (structured: a physically smaller table)
