@@ -230,6 +230,26 @@ def reduce() -> str:
     return "\n".join(out).rstrip()
 
 
+def originals() -> str:
+    """The Neural ODE originals: training (baselines.yaml) and whole-test-set CPU time (the
+    interleaved base times of reduce.yaml's --retime, else its cells)."""
+    base, red = _load("baselines") or {"runs": {}}, _load("reduce") or {"runs": {}}
+    rows = ["| model | test top-1 | seed | training | whole test set, CPU, 1 thread |", "|---|---|---|---|---|"]
+    for name, key, label in (("mnist-conv-ode", "mnist/conv-ode", "conv-ode (MNIST)"),
+                             ("pmnist-ode-rnn", "pmnist/ode-rnn", "ode-rnn (pixel MNIST)")):
+        r = base["runs"].get(name)
+        times = sorted(c["base_test_seconds"] for c in (red["runs"].get(key) or {}).get("cells", {}).values()
+                       if "base_test_seconds" in c)
+        when = f"{times[len(times) // 2]:.2f} s (median over the reduction runs' interleaved passes)" if times else ""
+        if r is None:
+            rows.append(f"| {label} | not finished (`python benchmarks/baselines.py --only {name} --resume`) | | | {when} |")
+            continue
+        seed = r["seed_reference"]
+        rows.append(f"| {label} | **{100 * r['test_accuracy']:.2f}%** | {100 * seed['accuracy']:.1f}% ({seed['note']}) "
+                    f"| {r['epochs']} epochs, {r['sec_per_epoch']} s/epoch, {r['threads']} thread | {when} |")
+    return "\n".join(rows)
+
+
 def scale() -> str:
     doc = _load("scale")
     if not doc:
@@ -278,7 +298,7 @@ def main() -> None:
     for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
                          ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
                          ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart),
-                         ("prune_acceptance", prune_acceptance)):
+                         ("prune_acceptance", prune_acceptance), ("originals", originals)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
