@@ -113,7 +113,7 @@ def run(path: Path, args) -> None:
             for what in ("singular_values_state", "singular_values_nonlinearity", "singular_values_A"):
                 if what in detail and what not in spectra:
                     spectra[what] = [float(f"{v:.6g}") for v in detail[what]]
-            if "points" in detail:
+            if isinstance(detail.get("points"), list):  # DEIM-family: the points chosen (else the setting)
                 row["points"] = len(detail["points"])
             cells[name] = row
             save()
