@@ -184,7 +184,7 @@ def distill() -> str:
     rows.append("")
     rows.append(f"One run each, seed {any_run['seed']}, CPU, {any_run['threads']} thread per run; "
                 f"{any_run['machine']['cpu']}; also running: {any_run['what_else_ran']}. "
-                f"Commands: `{any_run['command']}` (per entry).")
+                f"Command: `{re.sub(r'--only \S+', '--only ENTRY', any_run['command'])}`.")
     return "\n".join(rows)
 
 
