@@ -181,10 +181,11 @@ def distill() -> str:
                     f"{r['teacher_rnn_params']:,} / {r['rnn_params']:,} ({r['rnn_compression']:.1f}×) | "
                     f"{r['params_without_embedding']:,} / {r['params']:,} | {r['epochs']} |")
     any_run = next(iter(runs.values()))
+    command = re.sub(r"--only \S+", "--only ENTRY", any_run["command"])
     rows.append("")
     rows.append(f"One run each, seed {any_run['seed']}, CPU, {any_run['threads']} thread per run; "
                 f"{any_run['machine']['cpu']}; also running: {any_run['what_else_ran']}. "
-                f"Command: `{re.sub(r'--only \S+', '--only ENTRY', any_run['command'])}`.")
+                f"Command: `{command}`.")
     return "\n".join(rows)
 
 
