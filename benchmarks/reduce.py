@@ -35,6 +35,7 @@ from common import RESULTS, machine, measure, merge_result, panels, save_figure,
 ODE_METHODS = ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")
 SEED = {"mnist/conv-ode": "SEEDS.md C, Table II: POD-DEIM 91.9% top-1 at 4x (original 97.9%)",
         "pmnist/ode-rnn": "SEEDS.md C, Table III: SVD 125 94.5% at 1.8x (original 96.2%)"}
+CFC_SEED = "no published counterpart; against structured pruning of the hidden units to the same size (prune@K)"
 
 
 def _done(key: str) -> dict:
@@ -87,7 +88,7 @@ def run(path: Path, args) -> None:
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "snapshots": args.snapshots,
               "every": args.every, "threads": args.threads, "repeats": args.repeats,
               "speed_batches": args.speed_batches or "whole test split", "machine": machine(),
-              "what_else_ran": args.note, "seed_reference": SEED.get(key, "")}
+              "what_else_ran": args.note, "seed_reference": SEED.get(key, CFC_SEED)}
 
     def save() -> None:
         merge_result("reduce", "runs", key, {**header, "singular_values": spectra, "cells": cells},

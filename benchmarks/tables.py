@@ -200,8 +200,10 @@ def reduce() -> str:
         base = cells["original"]
         ft = run.get("finetune_epochs") or 0
         top3 = "top3_accuracy" in base
+        seed = run["seed_reference"] or ("no published counterpart; against structured pruning of the hidden units "
+                                         "to the same size (prune@K)")
         out.append(f"**{key}** (original {100 * base['accuracy']:.2f}% top-1"
-                   + (f", {100 * base['top3_accuracy']:.2f}% top-3" if top3 else "") + f"; {run['seed_reference']})")
+                   + (f", {100 * base['top3_accuracy']:.2f}% top-3" if top3 else "") + f"; {seed})")
         out.append("")
         head = "| method @ K[:m] | top-1" + (" / top-3" if top3 else "") + " | speed-up | MACs per input |"
         if ft:
@@ -222,9 +224,10 @@ def reduce() -> str:
             out.append(row)
         out.append("")
         workload = run.get("speed_batches")
+        workload = f"{workload} seeded batches of 128" if isinstance(workload, int) else workload
         if run.get("timing"):
             out.append(f"- Times {run['timing']}.")
-        out.append(f"- `{run['command']}`; times: {workload}, {run.get('repeats')} interleaved repeats (medians), "
+        out.append(f"- Cells accumulate over invocations; the last: `{run['command']}`; times: {workload}, {run.get('repeats')} interleaved repeats (medians), "
                    f"{run['threads']} thread, vs the original on its own fastest engine ({base.get('engine')}); "
                    f"{run['machine']['cpu']}; also running: {run['what_else_ran']}.")
         out.append("")
