@@ -239,7 +239,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
                 )
             optimizer.zero_grad(set_to_none=True)
             if world is not None:  # DDP averages gradients over ranks: weight by this rank's share
-                value = value * _share_weight(batch, task, world)
+                value = value * _share_weight(batch, task, world, len(picked))
             value.backward()
             if cfg.clipnorm is not None:
                 if per_tensor_clip:
@@ -320,16 +320,15 @@ def _data_parallel(model: nn.Module, device, world) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[world.local_rank] if cuda else None)
 
 
-def _share_weight(batch: Split, task: dict, world) -> float | torch.Tensor:
+def _share_weight(batch: Split, task: dict, world, global_samples: int) -> float:
     """world size x this rank's share of the global batch's loss terms (samples, or valid
     steps for per-step tasks), so that DDP's mean of the weighted local mean losses is the
-    global mean loss."""
+    global mean loss. Only per-step counts need a collective; sample counts are known."""
     from cfctool.ops import distributed
 
-    if task["output"].get("per_step"):
-        terms = float(batch.mask.sum()) if batch.mask is not None else float(batch.y.numel())
-    else:
-        terms = float(batch.y.shape[0])
+    if not task["output"].get("per_step"):
+        return world.size * batch.y.shape[0] / global_samples
+    terms = float(batch.mask.sum()) if batch.mask is not None else float(batch.y.numel())
     total = distributed.all_sum([terms], world)[0]
     return world.size * terms / max(total, 1.0)
 
