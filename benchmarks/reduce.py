@@ -111,7 +111,8 @@ def run(path: Path, args) -> None:
             row.update(speedup(fp32, out, args.data, args.speed_batches or None, args.repeats, args.threads))
             row["accuracy_change"] = row["accuracy"] - cells["original"]["accuracy"]
             detail = (out.record.get("compression") or {}).get("reduction") or {}
-            for what in ("singular_values_state", "singular_values_nonlinearity", "singular_values_A"):
+            for what in ("singular_values_state", "singular_values_nonlinearity", "singular_values_A",
+                         "singular_values_heads"):
                 if what in detail and what not in spectra:
                     spectra[what] = [float(f"{v:.6g}") for v in detail[what]]
             if isinstance(detail.get("points"), list):  # DEIM-family: the points chosen (else the setting)
@@ -185,7 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", type=Path)
     parser.add_argument("--methods", nargs="+", default=[], help=f"ODE: {', '.join(ODE_METHODS)} (each may end "
-                        "in /lstsq); CfC: pod-deim, qdeim, apoz, prune")
+                        "in /lstsq); CfC: pod-deim, qdeim, apoz, svd (the stacked heads), prune")
     parser.add_argument("--dims", nargs="+", type=int, default=[])
     parser.add_argument("--cells", nargs="+", default=[], help="extra cells METHOD@K[:M]")
     parser.add_argument("--finetune", type=int, default=0, help="fine-tuning epochs (also measured without)")

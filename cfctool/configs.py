@@ -256,8 +256,8 @@ REDUCE_METHODS = ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")
 class ReduceConfig:
     """Settings of `cfctool reduce` (the flags are derived from these)."""
 
-    method: str = _help("pod-deim, qdeim, odeim (oversampled), pod (Galerkin, no interpolation), svd (rank-K "
-                        "ODE matrix) or apoz (drop the units least active at the last step).", "pod-deim")
+    method: str = _help("pod-deim, qdeim, odeim (oversampled), pod (Galerkin, no interpolation), svd (rank-K ODE "
+                        "matrix, or the CfC's stacked heads) or apoz (drop the units least active at the last step).", "pod-deim")
     dim: int | None = _help("K: the reduced state size (POD basis), the SVD rank, or the units kept (apoz).")
     points: int | None = _help("DEIM interpolation points m (default: K).")
     oversample: int = _help("odeim: extra interpolation points beyond m.", 1)

@@ -3,6 +3,7 @@ smaller models of the right shape, CfC POD-DEIM is an ordinary CfC, and the erro
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cfctool.checkpoint import Checkpoint, load, new_record, save
 from cfctool.configs import ReduceConfig
@@ -101,14 +102,63 @@ def test_cfc_interpolation_at_all_points_is_exact(trained_xor):
             assert (model_from_checkpoint(out)(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
 
 
+def test_cfc_heads_svd(trained_xor, tmp_path):
+    """Full rank reproduces the model through the loop, the folded engine and a save/load;
+    a lower rank is a genuinely smaller product, and the snapshot-weighted factors fit the
+    heads' outputs on the snapshots at least as well as the weights' plain SVD."""
+    from cfctool.data.xor import generate
+    from cfctool.families.cfc import macs_per_step
+    from cfctool.models.inference import inference_engine
+
+    ckpt = load(trained_xor["cfc"])
+    model = model_from_checkpoint(ckpt)
+    width, h = ckpt.arch["backbone_widths"][-1], ckpt.arch["hidden"]
+    batch, sample = generate(ckpt.task, "test", 64), generate(ckpt.task, "train", 128)
+    full = reduce_op.reduce(ckpt, ReduceConfig(method="svd", dim=width, every=1), data_dir=None)
+    assert full.arch["head_rank"] == width and full.tensors["rnn.cells.0.head_basis.weight"].shape == (width, width)
+    sv = full.record["compression"]["reduction"]["singular_values_heads"]
+    assert sv == sorted(sv, reverse=True)
+    stacked = torch.cat([ckpt.tensors[f"rnn.cells.0.{n}.weight"] for n in ("ff1", "ff2", "time_a", "time_b")])
+    torch.testing.assert_close(torch.tensor(sv[:width], dtype=torch.float64), torch.linalg.svdvals(stacked.double()), atol=1e-4, rtol=1e-4)
+    save(full, tmp_path / "full.st")
+    reduced = model_from_checkpoint(load(tmp_path / "full.st"))
+    with torch.no_grad():
+        want = model(batch.x, batch.dt, batch.mask)
+        assert (reduced(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
+        assert (inference_engine(reduced)(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
+
+    def heads_error(cfg):
+        out = reduce_op.reduce(ckpt, cfg, data_dir=None)
+        small = model_from_checkpoint(out)
+        z = model.capture(sample.x, sample.dt, sample.mask)[f"cells.0.backbone.{len(ckpt.arch['backbone_widths']) - 1}"]
+        cell, low = model.rnn.cells[0], small.rnn.cells[0]
+        with torch.no_grad():
+            got = F.linear(low.head_basis(z), *low.head_params())
+            return (got - F.linear(z, *cell.head_params())).pow(2).sum().item(), out, small
+
+    plain, out, small = heads_error(ReduceConfig(method="svd", dim=2, every=1, snapshots=128))
+    fitted, _, _ = heads_error(ReduceConfig(method="svd", dim=2, every=1, snapshots=128, interpolation="lstsq"))
+    assert fitted <= plain * (1 + 1e-6)
+    n_heads = 4 * h
+    assert macs_per_step(small.rnn) == macs_per_step(model.rnn) - n_heads * width + 2 * (width + n_heads)
+    with torch.no_grad():  # the folded engine runs the factored heads exactly as the loop does
+        assert (inference_engine(small)(batch.x, batch.dt, batch.mask) - small(batch.x, batch.dt, batch.mask)
+                ).abs().max() <= 1e-5
+
+
 def test_reduce_errors(trained_xor, cli, tmp_path, monkeypatch):
     src = trained_xor["cfc"]
     r = cli("reduce", src, "--dim", "0", "-o", tmp_path / "r.st")
     assert r.code == 2 and "--dim must be >= 1" in r.err
     r = cli("reduce", src, "--dim", "99", "-o", tmp_path / "r.st")
     assert r.code == 1 and "below the hidden size" in r.err
-    r = cli("reduce", src, "--method", "svd", "--dim", "4", "-o", tmp_path / "r.st")
+    r = cli("reduce", src, "--method", "odeim", "--dim", "4", "-o", tmp_path / "r.st")
     assert r.code == 1 and "does not apply to 'cfc'" in r.err
+    width = load(src).arch["backbone_widths"][-1]
+    r = cli("reduce", src, "--method", "svd", "--dim", str(width + 1), "-o", tmp_path / "r.st")
+    assert r.code == 1 and f"at most the backbone's output width {width}" in r.err
+    r = cli("reduce", trained_xor["cfc-ncp"], "--method", "svd", "--dim", "2", "-o", tmp_path / "r.st")
+    assert r.code == 1 and "not 'cfc-ncp'" in r.err
     r = cli("reduce", trained_xor["ltc"], "--dim", "4", "-o", tmp_path / "r.st")
     assert r.code == 1 and "not 'ltc'" in r.err
     assert not (tmp_path / "r.st").exists()

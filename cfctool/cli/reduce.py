@@ -23,6 +23,8 @@ def reduce_command(
 
     def summary(out) -> str:
         r = out.record["compression"]["reduction"]
+        if "heads_shape" in r:
+            return f"svd: heads {r['heads_shape'][0]}x{r['heads_shape'][1]} -> rank {out.arch['head_rank']}"
         return f"{r['method']}: state {r.get('state_size')} -> {out.arch.get('dim', out.arch.get('hidden'))}"
 
     run_compression(ctx, ReduceConfig, reduce, validate, checkpoint, output, data, quiet, settings, summary)

@@ -43,6 +43,11 @@ def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
             "mixed_memory": values["mixed_memory"], **front_end(values, task)}
 
 
+def head_rank(arch: dict[str, Any]) -> int | None:
+    """K of rank-factored heads (`reduce --method svd`), None for full heads."""
+    return arch.get("head_rank")
+
+
 def fold_embedding(ckpt):
     """The same function with the embedding multiplied into the first backbone layer's
     input half: a (vocabulary x units) table instead of (vocabulary x embedding width)
@@ -99,7 +104,8 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
     for k, h in enumerate(sizes):
         p = f"rnn.cells.{k}"
         for j, w in enumerate(widths):
-            consumers = [f"{p}.backbone.{j + 1}.weight"] if j + 1 < len(widths) else [f"{p}.{x}.weight" for x in heads]
+            consumers = ([f"{p}.backbone.{j + 1}.weight"] if j + 1 < len(widths)
+                         else [f"{p}.head_basis.weight"] if head_rank(arch) else [f"{p}.{x}.weight" for x in heads])
             groups.append(UnitGroup(f"cells.{k}.backbone.{j}", "backbone", w, (
                 (f"{p}.backbone.{j}.weight", 0, 0, "own"), (f"{p}.backbone.{j}.bias", 0, 0, "own"),
                 *((c, 1, 0, "next") for c in consumers))))
@@ -159,7 +165,7 @@ def build(arch: dict[str, Any], features: int):
 
     cell = CfCCell(features, arch["hidden"], arch["mode"], arch["backbone_widths"], arch["backbone_activation"],
                    arch["backbone_dropout"], head_activation=arch["head_activation"],
-                   input_projected=arch.get("input_projected", False))
+                   input_projected=arch.get("input_projected", False), head_rank=head_rank(arch))
     return CfC([cell], mixed_memory=arch["mixed_memory"])
 
 
@@ -170,6 +176,8 @@ def macs_per_step(core) -> int:
     for cell in core.cells:
         macs += sum(layer.weight.numel() for layer in cell.backbone)
         macs += cell.head_params()[0].numel()
+        if cell.head_basis is not None:
+            macs += cell.head_basis.weight.numel()
     if core.lstm is not None:
         macs += core.lstm.input_map.weight.numel() + core.lstm.recurrent_map.weight.numel()
     return macs

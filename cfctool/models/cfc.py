@@ -38,6 +38,10 @@ class CfCCell(nn.Module):
 
     `sparsity_mask` (hidden x (input_size + hidden), 0/1) fixes the wiring of the ff1/ff2
     heads, as in the NCP-wired CfC; it is a buffer, so it travels in the checkpoint.
+
+    `head_rank` K factors the stacked heads through a shared K-wide linear map of the
+    backbone output (`head_basis`, no bias or activation): the form a rank-K SVD truncation
+    of the heads takes (`cfctool reduce --method svd`), cheaper when K (U + 4h) < 4h U.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class CfCCell(nn.Module):
         sparsity_mask: torch.Tensor | None = None,
         head_activation: str = "tanh",
         input_projected: bool = False,
+        head_rank: int | None = None,
     ):
         super().__init__()
         if mode not in ("default", "no_gate", "pure"):
@@ -71,6 +76,12 @@ class CfCCell(nn.Module):
         widths = [self.n_in + hidden, *backbone_widths]  # one entry per backbone layer
         self.backbone = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         head_in = widths[-1]
+        self.head_basis = None
+        if head_rank:
+            if not backbone_widths:
+                raise ValueError("rank-factored heads need a backbone (the factor reads its output)")
+            self.head_basis = nn.Linear(head_in, head_rank, bias=False)
+            head_in = head_rank
         self.ff1 = nn.Linear(head_in, hidden)
         if mode == "pure":
             self.w_tau = nn.Parameter(torch.zeros(1, hidden))
@@ -219,8 +230,9 @@ class CfC(nn.Module):
             wi, wr, b = (None, w_rec0, None) if k == 0 else cell.first_params()
             rest = [(l.weight.t().contiguous(), l.bias) for l in cell.backbone[1:]]
             heads = cell.head_params() if len(cell.backbone) else None
+            basis = None if cell.head_basis is None else cell.head_basis.weight.t().contiguous()
             plan.append((None if wi is None else wi.t().contiguous(), wr.t().contiguous(), b, rest,
-                         None if heads is None else (heads[0].t().contiguous(), heads[1])))
+                         None if heads is None else (heads[0].t().contiguous(), heads[1], basis)))
         lstm_pre = None
         if self.lstm is not None:
             lstm_pre = F.linear(x, self.lstm.input_map.weight, self.lstm.input_map.bias).unbind(1)
@@ -262,6 +274,8 @@ class CfC(nn.Module):
                             z = cell.dropout(z)
                         if trace is not None:
                             trace.setdefault(f"cells.{k}.backbone.{j}", []).append(z)
+                    if heads[2] is not None:  # rank-factored heads: the shared factor first
+                        z = z.mm(heads[2])
                     pre = torch.addmm(heads[1], z, heads[0])
                 if trace is not None:
                     trace.setdefault(f"cells.{k}.heads", []).append(pre)

@@ -82,9 +82,10 @@ class _Cell:
             # plain tensors, not Parameters: the ONNX Scan body cannot capture Parameters
             self.rest = [(layer.weight.detach().t().contiguous(), layer.bias.detach()) for layer in cell.backbone[1:]]
             self.heads = (heads_w.t().contiguous(), heads_b)
+            self.basis = None if cell.head_basis is None else cell.head_basis.weight.detach().t().contiguous()
         else:  # NCP cells: the heads read [input; state] directly
             w1, b1 = heads_w, heads_b
-            self.rest, self.heads = [], None
+            self.rest, self.heads, self.basis = [], None, None
         w1, b1 = _to_y_space(w1, b1, slice(n_in, None), cell.head_scale)
         if not first:  # the input is the previous cell's state, also in y-space
             w1, b1 = _to_y_space(w1, b1, slice(0, n_in), previous_scale)
@@ -100,6 +101,8 @@ class _Cell:
             for w_t, b in self.rest:
                 z = torch.addmm(b, z, w_t)
                 z = z.relu_() if self.relu else self.act(z)
+            if self.basis is not None:
+                z = z.mm(self.basis)
             pre = torch.addmm(self.heads[1], z, self.heads[0])
         return update(pre, h, self.gate_folded, dt)
 

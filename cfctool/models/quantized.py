@@ -57,8 +57,8 @@ def supports_integer(ckpt, model) -> bool:
     """A 'default'-mode folded model whose products' weights are all integer-encoded."""
     from cfctool.models.inference import supports
 
-    if not supports(model):
-        return False
+    if not supports(model) or any(c.head_basis is not None for c in model.rnn.cells):
+        return False  # rank-factored heads: no integer path for the factor yet (the float engine runs them)
     names = []
     for k, cell in enumerate(model.rnn.cells):
         names += [f"rnn.cells.{k}.backbone.{j}.weight" for j in range(len(cell.backbone))]

@@ -15,7 +15,12 @@ Neural ODEs (`conv-ode`, `ode-rnn`; the block x' = tanh(A x + b) [+ Z u]):
 CfC (`cfc`, `cfc-deep`, one cell): `pod-deim` / `qdeim` interpolate the hidden state at K
 points, x ~ D x_P with D = V (P^T V)^-1 (or the least-squares D), which is an ordinary CfC
 with K hidden units (the heads' rows P, the recurrent columns W_s D, the readout W_out D); `apoz` removes the
-hidden and backbone units least active at the last step (the structured-pruning machinery).
+hidden units least active at the last step (the structured-pruning machinery); `svd`
+factors the four stacked heads (4h x U, reading the last backbone layer) to rank K through
+a shared K-wide linear map (`head_rank`), every unit kept: the weights' truncated SVD, or
+with `interpolation="lstsq"` the rank-K map that is least-squares optimal on the snapshots
+(the top eigenvectors of the heads' output second moment W C W^T, C that of the backbone
+output).
 `finetune` epochs through `fit()`: the layers after the ODE block (the seed's protocol) or all.
 """
 
@@ -30,7 +35,7 @@ from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError
 
 ODE_BASES = ("conv-ode", "ode-rnn")
-CFC_METHODS = ("pod-deim", "qdeim", "apoz")
+CFC_METHODS = ("pod-deim", "qdeim", "apoz", "svd")
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
@@ -49,6 +54,15 @@ def validate(ckpt: Checkpoint, cfg) -> None:
                            f"{', '.join(CFC_METHODS)}")
         if ckpt.arch.get("mixed_memory") or ckpt.arch["mode"] != "default":
             raise CfcError("CfC reduction needs a 'default'-mode CfC without mixed memory")
+        if cfg.method == "svd":
+            widths = ckpt.arch["backbone_widths"]
+            if not widths or ckpt.arch.get("head_rank"):
+                raise CfcError("SVD truncation of the heads needs a CfC with a backbone whose heads are not "
+                               "factored already")
+            if cfg.dim > widths[-1]:
+                raise CfcError(f"--dim (the heads' rank) must be at most the backbone's output width "
+                               f"{widths[-1]} (got {cfg.dim})")
+            return
         if cfg.dim >= ckpt.arch["hidden"]:
             raise CfcError(f"--dim must be below the hidden size {ckpt.arch['hidden']} (got {cfg.dim})")
         return
@@ -214,6 +228,8 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
     groups = family.unit_groups(ckpt.arch, ckpt.tensors)
     hidden = next(g for g in groups if g.name == "cells.0.hidden")
     k = cfg.dim
+    if cfg.method == "svd":
+        return _factor_heads(ckpt, model, sample, cfg)
     states, _, activity = snapshot_grams(model, sample, cfg.every)
     if cfg.method == "apoz":  # hidden units by their last-step activity, backbone units by their mean |activation|
         drop = {hidden.name: torch.sort(torch.argsort(activity)[: hidden.size - k]).values}
@@ -238,6 +254,37 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
     detail = {"points": points.tolist(), "singular_values_state": s.tolist(), "state_size": hidden.size,
               "snapshot_count": states.count}
     return ckpt.derive(tensors=t, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
+
+
+def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
+    """Heads W (4h x U) -> P Q with P = E_K (4h x K, orthonormal), Q = E_K^T W (K x U): E_K the
+    top eigenvectors of W C W^T, C = I (the weights' SVD: P Q is their rank-K truncation) or
+    the backbone output's second moment over the snapshots (least-squares optimal there)."""
+    from cfctool.mor import Gram
+
+    names = [f"rnn.cells.0.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
+    w = torch.cat([ckpt.tensors[n].double() for n in names])
+    if cfg.interpolation == "lstsq":
+        last = f"cells.0.backbone.{len(ckpt.arch['backbone_widths']) - 1}"
+        gram = Gram(w.shape[1])
+        for start in range(0, len(sample), 64):
+            b = sample.take(slice(start, start + 64))
+            z = model.capture(b.x, b.dt, b.mask)[last]
+            gram.add(z[:, cfg.every - 1::cfg.every] if z.shape[1] >= cfg.every else z)
+        c = gram.matrix / max(gram.count, 1)
+    else:
+        c = torch.eye(w.shape[1], dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(w @ c @ w.t())
+    order = torch.argsort(values, descending=True)
+    e = vectors[:, order[: cfg.dim]]
+    q, p = e.t() @ w, e
+    t = dict(ckpt.tensors)
+    for name, rows in zip(names, p.split(w.shape[0] // 4)):
+        t[name] = rows.float().contiguous()
+    t["rnn.cells.0.head_basis.weight"] = q.float().contiguous()
+    singular = values[order][: min(w.shape)].clamp_min(0).sqrt()  # the rest are zero
+    detail = {"singular_values_heads": singular.tolist(), "heads_shape": list(w.shape)}
+    return ckpt.derive(tensors=t, arch={**ckpt.arch, "head_rank": cfg.dim}), detail
 
 
 def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
