@@ -62,13 +62,25 @@ def merge_result(name: str, section: str, key: str, entry: dict, header: dict) -
         return write_results(name, doc)
 
 
+def _plain_dumper():
+    import yaml
+
+    class PlainDumper(yaml.SafeDumper):
+        """No anchors and aliases: a shared dict is written out wherever it appears."""
+
+        def ignore_aliases(self, data):
+            return True
+
+    return PlainDumper
+
+
 def write_results(name: str, doc: dict) -> Path:
     import yaml
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.yaml"
     tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.write_text(yaml.dump(doc, Dumper=_plain_dumper(), sort_keys=False))
     os.replace(tmp, path)
     return path
 
