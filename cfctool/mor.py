@@ -8,6 +8,8 @@
   |u1|, then the largest residual of each next basis vector interpolated at the points so
   far), `qdeim` (QR with column pivoting of U^T: a better-conditioned P^T U), and
   `odeim` (m + o points; the interpolation then uses a pseudo-inverse).
+- `low_rank(W, C, k)`: W ~ P Q of rank k minimising sum ||W x - P Q x||^2 over inputs x with
+  second moment C (C = I: the truncated SVD of W).
 - `interpolation(U, points)`: the operator U (P^T U)^+ that rebuilds f from its values at
   the points; `lstsq_interpolation(G, points)`: the same role filled by the least-squares
   fit over the snapshots themselves, G_{:,P} (G_{P,P})^+ with G their Gram matrix (the best
@@ -90,3 +92,14 @@ def lstsq_interpolation(gram: torch.Tensor, points: torch.Tensor) -> torch.Tenso
     g = gram.double()
     cols = g[:, points]
     return cols @ torch.linalg.pinv(cols[points], hermitian=True)
+
+
+def low_rank(w: torch.Tensor, c: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(P: rows x k orthonormal, Q = P^T W: k x cols, singular values of W C^1/2, all min(shape),
+    descending): P spans the top k eigenvectors of W C W^T, so P Q is the rank-k map closest to W
+    on inputs with second moment C (C None: the identity, P Q the truncated SVD of W)."""
+    w = w.double()
+    values, vectors = torch.linalg.eigh(w @ w.t() if c is None else w @ c.double() @ w.t())
+    order = torch.argsort(values, descending=True)
+    p = vectors[:, order[:k]].contiguous()
+    return p, p.t() @ w, values[order][: min(w.shape)].clamp_min(0).sqrt()

@@ -1,12 +1,12 @@
 """Model-order reduction numerics: streamed POD, DEIM against a hand computation, Q-DEIM's
-error bound, oversampling."""
+error bound, oversampling, data-weighted low rank."""
 
 import math
 
 import pytest
 import torch
 
-from cfctool.mor import Gram, deim, interpolation, lstsq_interpolation, odeim, qdeim
+from cfctool.mor import Gram, deim, interpolation, low_rank, lstsq_interpolation, odeim, qdeim
 
 
 def test_streamed_gram_gives_the_svd_basis():
@@ -75,3 +75,18 @@ def test_lstsq_interpolation_is_deim_on_an_exact_span_and_better_off_it():
     p = qdeim(basis)
     err = lambda op: torch.linalg.norm(noisy.t() - op @ noisy.t()[p]).item()  # noqa: E731
     assert err(lstsq_interpolation(gram.matrix, p)) < 0.95 * err(interpolation(basis, p))
+
+
+def test_low_rank_is_the_truncated_svd_and_its_weighted_form_fits_the_data_better():
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(30, 20, generator=g, dtype=torch.float64)
+    p, q, s = low_rank(w, None, 4)
+    u, sv, vh = torch.linalg.svd(w)
+    assert torch.allclose(p @ q, u[:, :4] @ torch.diag(sv[:4]) @ vh[:4], atol=1e-10)
+    assert torch.allclose(s, sv, atol=1e-10) and torch.allclose(p.t() @ p, torch.eye(4, dtype=torch.float64))
+    # inputs living mostly in 3 directions: the weighted rank-3 map is exact there, the SVD's is not
+    basis = torch.linalg.qr(torch.randn(20, 3, generator=g, dtype=torch.float64))[0]
+    x = torch.randn(500, 3, generator=g, dtype=torch.float64) @ basis.t()
+    c = x.t() @ x / len(x)
+    err = lambda pq: torch.linalg.norm(x @ (w - pq[0] @ pq[1]).t()).item()  # noqa: E731
+    assert err(low_rank(w, c, 3)[:2]) <= 1e-8 * torch.linalg.norm(x @ w.t()).item() < err(low_rank(w, None, 3)[:2])

@@ -80,6 +80,35 @@ def test_ode_rnn_step_is_euler_on_the_definition():
         assert (core(x)[1] - h).abs().max() <= 1e-6
 
 
+def test_folded_engine_equals_the_loop():
+    """tanh as 2 sigmoid(2p) - 1, the input term with its constant as one product, a padded
+    SVD rank: the same function as the loop for an ode-rnn and for reduced blocks (identity,
+    matrix N and low rank), with a mask with holes and with per-step outputs."""
+    from cfctool.models.ode_inference import FoldedODE, supports
+
+    torch.manual_seed(0)
+    task = task_record("pmnist")
+    rnn = build_model({"name": "ode-rnn", "hidden": 24, "gamma": 0.05, "solver": "euler", "ode_dt": 0.1}, task)
+    reduced = {"name": "ode-reduced", "base": "ode-rnn", "ode_dt": 0.1, "solver": "euler"}
+    models = [rnn, build_model({**reduced, "method": "pod-deim", "dim": 6, "points": 9}, task),
+              build_model({**reduced, "method": "svd", "dim": 24, "points": 24, "rank": 5, "interpolated": False}, task)]
+    x = torch.rand(7, 30, 1)
+    mask = torch.rand(7, 30) > 0.3
+    for model in models:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn_like(p) * 0.5)
+        model.eval()
+        folded = FoldedODE(model)
+        with torch.no_grad():
+            for m in (None, mask):
+                assert (folded(x, None, m) - model(x, None, m)).abs().max() <= 1e-5
+            model.per_step = True
+            assert (folded(x) - model(x)).abs().max() <= 1e-5
+            model.per_step = False
+    assert not supports(build_model({"name": "ode-rnn", "hidden": 4, "gamma": 0.0, "solver": "rk4", "ode_dt": 0.1}, task))
+
+
 def test_ode_errors(cli, tmp_path):
     r = cli("train", "pmnist", "--arch", "conv-ode", "--data", tmp_path, "-o", tmp_path / "m.st")
     assert r.code == 2 and "conv-ode reads square images" in r.err

@@ -10,7 +10,7 @@ from cfctool.configs import ReduceConfig
 from cfctool.data.base import Dataset, Split
 from cfctool.data.mnist import task_record
 from cfctool.errors import CfcError, ConfigError
-from cfctool.models.registry import build_model, model_from_checkpoint
+from cfctool.models.registry import build_model, family_of, model_from_checkpoint
 from cfctool.ops import reduce as reduce_op
 
 CONV = {"name": "conv-ode", "channels": 2, "side": 28, "solver": "rk4", "ode_dt": 0.25, "t_end": 1.0}
@@ -34,7 +34,7 @@ def _fixture(arch, task, monkeypatch, n=48, steps=20):
 
 
 @pytest.mark.parametrize("arch,task", [(CONV, task_record("mnist")), (RNN, task_record("pmnist"))])
-@pytest.mark.parametrize("method", ["pod-deim", "qdeim", "qdeim/lstsq", "pod", "svd"])
+@pytest.mark.parametrize("method", ["pod-deim", "qdeim", "qdeim/lstsq", "pod", "svd", "svd/lstsq"])
 def test_full_dimension_reproduces_the_original(arch, task, method, monkeypatch, tmp_path):
     ckpt, model, split = _fixture(arch, task, monkeypatch)
     n = 128 if arch["name"] == "conv-ode" else 12
@@ -47,6 +47,9 @@ def test_full_dimension_reproduces_the_original(arch, task, method, monkeypatch,
     x = split.x[:10]
     with torch.no_grad():
         assert (reduced(x) - model(x)).abs().max() <= 1e-4
+        if arch["name"] == "ode-rnn":  # and on the folded engine, the one eval and bench run
+            name, engine = family_of(reduced).engine(reduced)
+            assert name == "folded" and (engine(x) - model(x)).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize("arch,task", [(CONV, task_record("mnist")), (RNN, task_record("pmnist"))])

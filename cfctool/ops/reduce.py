@@ -7,7 +7,8 @@ Neural ODEs (`conv-ode`, `ode-rnn`; the block x' = tanh(A x + b) [+ Z u]):
   N = V^T U (P^T U)^+ (`interpolation="lstsq"`: N = V^T G_:P G_PP^+, the least-squares
   rebuild of f from f_P over the snapshots, much more accurate at small m on the conv ODE);
   `pod`: the Galerkin projection (N = V^T, M = A V, every unit);
-- `svd`: A truncated to rank K (two factors), every unit kept;
+- `svd`: A truncated to rank K (two factors), every unit kept; with `interpolation="lstsq"`
+  the rank-K map closest to A on the snapshot states (`mor.low_rank` with their second moment);
 - `apoz`: the K units with the largest mean |state| at the last step kept (an ode-rnn stays
   an ordinary smaller ode-rnn);
 - the readout of a sequence model reads V z (V folded into it); an image model lifts V z
@@ -89,7 +90,8 @@ def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = Non
         dataset = task_dataset(ckpt, data_dir, cfg.seed, "reduction (its snapshots)")
         model = model_from_checkpoint(ckpt)
         sample = dataset.splits["train"].sample(cfg.snapshots, seed=cfg.seed)
-        say(f"snapshots from {len(sample):,} training inputs, every {cfg.every} step(s)")
+        if cfg.method != "svd" or (ckpt.arch["name"] not in ODE_BASES and cfg.interpolation == "lstsq"):
+            say(f"snapshots from {len(sample):,} training inputs, every {cfg.every} step(s)")
         if ckpt.arch["name"] in ODE_BASES:
             out, detail = _reduce_ode(ckpt, model, sample, cfg)
         else:
@@ -138,9 +140,17 @@ def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         a, b = core.matrix().detach(), core.b.detach()
     a, b = a.double(), b.double()
     n, k = a.shape[0], cfg.dim
-    grams = snapshot_grams(model, sample, cfg.every)
-    x_gram, f_gram, activity = grams
-    detail: dict[str, Any] = {"state_size": n, "snapshot_count": x_gram.count}
+    detail: dict[str, Any] = {"state_size": n}
+    if cfg.method == "svd" and cfg.interpolation != "lstsq":  # the weights alone: no snapshots
+        left, right, s = mor.low_rank(a, None, k)
+        detail["singular_values_A"] = s.tolist()
+        return _reduced(ckpt, model, _svd_parts(base, left, right, b), n, n, cfg, rank=k, interpolated=False), detail
+    x_gram, f_gram, activity = snapshot_grams(model, sample, cfg.every)
+    detail["snapshot_count"] = x_gram.count
+    if cfg.method == "svd":  # rank K closest to A on the snapshot states
+        left, right, s = mor.low_rank(a, x_gram.matrix / x_gram.count, k)
+        detail["singular_values_A_weighted"] = s.tolist()
+        return _reduced(ckpt, model, _svd_parts(base, left, right, b), n, n, cfg, rank=k, interpolated=False), detail
     if cfg.method == "apoz":
         keep = torch.sort(torch.argsort(activity, descending=True)[:k]).values
         detail["kept_units"] = keep.tolist()
@@ -149,13 +159,6 @@ def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         eye = torch.eye(n, dtype=torch.float64)[:, keep]
         return _reduced(ckpt, model, dict(M=a[keep][:, keep], b=b[keep], project=eye), k, k, cfg,
                         interpolated=False), detail
-    if cfg.method == "svd":
-        u, s, vh = torch.linalg.svd(a)
-        detail["singular_values_A"] = s.tolist()
-        parts = dict(M=vh[:k], M_out=u[:, :k] * s[:k], b=b)
-        if base == "conv-ode":
-            parts["project"] = None
-        return _reduced(ckpt, model, parts, n, n, cfg, rank=k, interpolated=False), detail
     v, sx = x_gram.basis(k)
     detail["singular_values_state"] = sx.tolist()
     if cfg.method == "pod":
@@ -174,6 +177,14 @@ def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         m = len(points)
     parts["project"] = v
     return _reduced(ckpt, model, parts, k, m, cfg), detail
+
+
+def _svd_parts(base: str, left: torch.Tensor, right: torch.Tensor, b: torch.Tensor) -> dict:
+    """A ~ left @ right: f reads left (right z) + b, every unit kept."""
+    parts = dict(M=right, M_out=left, b=b)
+    if base == "conv-ode":
+        parts["project"] = None
+    return parts
 
 
 def _reduced(ckpt, model, parts: dict, k: int, m: int, cfg, rank: int | None = None,
@@ -260,29 +271,24 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
     """Heads W (4h x U) -> P Q with P = E_K (4h x K, orthonormal), Q = E_K^T W (K x U): E_K the
     top eigenvectors of W C W^T, C = I (the weights' SVD: P Q is their rank-K truncation) or
     the backbone output's second moment over the snapshots (least-squares optimal there)."""
-    from cfctool.mor import Gram
+    from cfctool import mor
 
     names = [f"rnn.cells.0.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
     w = torch.cat([ckpt.tensors[n].double() for n in names])
+    c = None
     if cfg.interpolation == "lstsq":
         last = f"cells.0.backbone.{len(ckpt.arch['backbone_widths']) - 1}"
-        gram = Gram(w.shape[1])
+        gram = mor.Gram(w.shape[1])
         for start in range(0, len(sample), 64):
             b = sample.take(slice(start, start + 64))
             z = model.capture(b.x, b.dt, b.mask)[last]
             gram.add(z[:, cfg.every - 1::cfg.every] if z.shape[1] >= cfg.every else z)
         c = gram.matrix / max(gram.count, 1)
-    else:
-        c = torch.eye(w.shape[1], dtype=torch.float64)
-    values, vectors = torch.linalg.eigh(w @ c @ w.t())
-    order = torch.argsort(values, descending=True)
-    e = vectors[:, order[: cfg.dim]]
-    q, p = e.t() @ w, e
+    p, q, singular = mor.low_rank(w, c, cfg.dim)
     t = dict(ckpt.tensors)
     for name, rows in zip(names, p.split(w.shape[0] // 4)):
         t[name] = rows.float().contiguous()
     t["rnn.cells.0.head_basis.weight"] = q.float().contiguous()
-    singular = values[order][: min(w.shape)].clamp_min(0).sqrt()  # the rest are zero
     detail = {"singular_values_heads": singular.tolist(), "heads_shape": list(w.shape)}
     return ckpt.derive(tensors=t, arch={**ckpt.arch, "head_rank": cfg.dim}), detail
 
