@@ -73,6 +73,31 @@ def test_smaller_reductions_have_the_reduced_sizes(arch, task, monkeypatch):
             assert torch.isfinite(model_from_checkpoint(c)(split.x[:4])).all()
 
 
+def test_readout_finetuning_on_cached_features_equals_the_full_loop(monkeypatch):
+    """With everything before the readout frozen (the seed's protocol) fine-tuning trains the
+    readout on features computed once: the same weights as running the frozen model every epoch."""
+    from cfctool.data import registry
+    from cfctool.ops import fit as fit_module
+
+    ckpt, _, _ = _fixture(RNN, task_record("pmnist"), monkeypatch)
+    cfg = ReduceConfig(method="svd", dim=5, finetune=2, lr=1e-2, batch_size=16)
+    data = registry.task_dataset(ckpt, None, 0, "")
+    reduced = reduce_op.reduce(ckpt, ReduceConfig(method="svd", dim=5))
+    calls = []
+    monkeypatch.setattr(fit_module, "_readout_features",
+                        lambda *a, _f=fit_module._readout_features: calls.append(1) or _f(*a))
+    cached, info = reduce_op._finetune(reduced, data, cfg, lambda m: None, None)
+    assert calls and [h["epoch"] for h in info["history"]] == [0, 1, 2]
+    monkeypatch.setattr(fit_module, "_readout_only", lambda *a: False)
+    full, info_full = reduce_op._finetune(reduced, data, cfg, lambda m: None, None)
+    for name in ("head.weight", "head.bias"):
+        assert (cached.tensors[name] - full.tensors[name]).abs().max() <= 1e-5
+    losses = [[h["train_loss"] for h in i["history"][1:]] for i in (info, info_full)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5) and losses[0][1] < losses[0][0]  # it trained, alike
+    assert torch.equal(cached.tensors["rnn.M"], reduced.tensors["rnn.M"])
+    assert info["kept_epoch"] == info_full["kept_epoch"]
+
+
 def test_cfc_pod_deim_is_an_ordinary_smaller_cfc(trained_xor, monkeypatch):
     from cfctool.data.xor import generate
 
