@@ -44,6 +44,17 @@ def test_the_antisymmetric_matrix_has_eigenvalues_with_real_part_minus_gamma():
     assert eig.imag.abs().max() > 0.1
 
 
+def test_ode_rnn_init_std_is_recorded_and_sets_the_scale_of_w():
+    from cfctool.configs import resolve
+    from cfctool.models.registry import arch_record
+
+    arch = arch_record(resolve("pmnist", "ode-rnn", overrides={"hidden": 256}).arch, task_record("pmnist"))
+    assert arch["init_std"] == 0.1
+    torch.manual_seed(0)
+    assert build_model(arch, task_record("pmnist")).rnn.W.std().item() == pytest.approx(0.1 / 16, rel=0.03)
+    assert ODERNN(1, hidden=256, init_std=1.0).W.std().item() == pytest.approx(1 / 16, rel=0.03)
+
+
 def _checkpoint(arch, task):
     torch.manual_seed(0)
     model = build_model(arch, task)
@@ -130,3 +141,34 @@ def test_conv_ode_trains_on_real_mnist_slices(data_dir, tmp_path, cli):
             "--max-test-samples", "1000", "--threads", "2", "-q", "-o", out)
     assert r.code == 0, r.err
     assert load(out).record["metrics"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("method", [None, "svd"])
+def test_euler_sequence_odes_export_as_an_onnx_scan(method, tmp_path):
+    """The folded ODE step is a Scan body: the graph takes any length and equals the loop."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    import onnxruntime as ort
+
+    from cfctool.data.base import Split
+    from cfctool.ops.export import export_onnx
+
+    task = task_record("pmnist")
+    arch = {"name": "ode-rnn", "hidden": 16, "gamma": 0.05, "solver": "euler", "ode_dt": 0.1}
+    if method == "svd":
+        arch = {"name": "ode-reduced", "base": "ode-rnn", "ode_dt": 0.1, "solver": "euler", "method": "svd",
+                "dim": 16, "points": 16, "rank": 5, "interpolated": False}
+    ckpt, model = _checkpoint(arch, task)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    ckpt = Checkpoint(tensors=dict(model.state_dict()), record=ckpt.record)
+    example = Split(x=torch.rand(8, 40, 1), y=torch.zeros(8, dtype=torch.long))
+    info = export_onnx(ckpt, tmp_path / "m.onnx", example)
+    assert info["graph"] == "scan" and info["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for length in (40, 7):
+        x = torch.rand(5, length, 1)
+        with torch.no_grad():
+            want = model.eval()(x).numpy()
+        assert abs(session.run(None, {"x": x.numpy()})[0] - want).max() <= 1e-4

@@ -17,6 +17,9 @@ CONV_SETTINGS = (
 )
 RNN_SETTINGS = (HIDDEN, SOLVER, STEP,
                 Setting("gamma", float, 0.01, "ode-rnn: the shift of A = W - W^T - gamma I (damping).", low=0),
+                Setting("init_std", float, 0.1,
+                        "ode-rnn: W starts N(0, (init_std / sqrt(hidden))^2); small keeps the Euler step's "
+                        "eigenvalues near the unit circle (1.0 explodes gradients at the start).", low=0),
                 *EMBEDDING)
 
 
@@ -53,13 +56,15 @@ def conv_macs_per_sequence(core, seq_len: int) -> int:
 
 def rnn_record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return {"name": values["name"], "hidden": values["hidden"], "gamma": values["gamma"],
-            "solver": values["solver"], "ode_dt": values["ode_dt"], **front_end(values, task)}
+            "init_std": values["init_std"], "solver": values["solver"], "ode_dt": values["ode_dt"], **front_end(values, task)}
 
 
 def rnn_build(arch: dict[str, Any], features: int):
     from cfctool.models.ode import ODERNN
 
-    return ODERNN(features, arch["hidden"], arch["gamma"], arch["ode_dt"], arch["solver"])
+    # init_std only shapes a fresh model; records written before it existed started at 1.0
+    return ODERNN(features, arch["hidden"], arch["gamma"], arch["ode_dt"], arch["solver"],
+                  init_std=arch.get("init_std", 1.0))
 
 
 def rnn_macs_per_step(core) -> int:

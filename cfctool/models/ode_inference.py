@@ -66,24 +66,49 @@ class FoldedODE(nn.Module):
             offset = n.sum(1) if n is not None else torch.ones_like(core.b)  # N 1
             self.input_w = (self.dt * torch.cat([core.Z.weight.t(), -offset.unsqueeze(0)])).contiguous()
             self.n_t = None if n is None else (2.0 * self.dt * n.t()).contiguous()
+        self.state_size = core.state_size
+
+    @property
+    def per_step(self) -> bool:
+        return bool(self.model.per_step)
+
+    # The step protocol of `models.inference.Folded`: the loop below and the ONNX export
+    # (`ops.export._ScanGraph`, a Scan whose body is `step`) run the same function.
+    def folded(self, dt: float | None) -> "FoldedODE":
+        """The data's dt plays no part (the solver step is the arch's): the same weights."""
+        return self
+
+    def time_major(self, x: torch.Tensor, dt: torch.Tensor | None, mask: torch.Tensor | None):
+        """([u_t, 1] per step, no dt, mask), each (time, batch, ...)."""
+        feats = self.model.embedding(x) if self.model.embedding is not None else x
+        u = torch.cat([feats, torch.ones_like(feats[..., :1])], 2).transpose(0, 1)
+        return u, None, None if mask is None else mask.t().unsqueeze(-1)
+
+    def initial(self, u: torch.Tensor) -> list[torch.Tensor]:
+        return [u.new_zeros(u.shape[1], self.state_size)]
+
+    def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
+             mask_t: torch.Tensor | None) -> list[torch.Tensor]:
+        z = ys[0]
+        p = torch.addmm(self.bias, z, self.first) if self.second is None else \
+            torch.addmm(self.bias, z.mm(self.first), self.second)
+        s = p.sigmoid()
+        new = torch.addmm(z, u_t, self.input_w)
+        new = torch.add(new, s, alpha=2.0 * self.dt) if self.n_t is None else torch.addmm(new, s, self.n_t)
+        return [new if mask_t is None else torch.where(mask_t, new, z)]
+
+    def readout(self, y: torch.Tensor) -> torch.Tensor:
+        return self.model.head(y)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        model, core = self.model, self.model.rnn
-        feats = model.embedding(x) if model.embedding is not None else x
-        # [u_t, 1] time-major: contiguous steps
-        u = torch.cat([feats, feats.new_ones(*feats.shape[:2], 1)], 2).transpose(0, 1).contiguous().unbind(0)
-        masks = None if mask is None else mask.t().unsqueeze(-1).contiguous().unbind(0)
-        z = feats.new_zeros(feats.shape[0], core.state_size)
-        outputs = []
-        for t, u_t in enumerate(u):
-            p = torch.addmm(self.bias, z, self.first) if self.second is None else \
-                torch.addmm(self.bias, z.mm(self.first), self.second)
-            s = p.sigmoid_()
-            new = torch.addmm(z, u_t, self.input_w)
-            new = new.add_(s, alpha=2.0 * self.dt) if self.n_t is None else new.addmm_(s, self.n_t)
-            z = new if masks is None else torch.where(masks[t], new, z)
-            if model.per_step:
-                outputs.append(z)
-        return model.head(torch.stack(outputs, 1) if model.per_step else z)
+        u, _, masks = self.time_major(x, dt, mask)
+        u = u.contiguous().unbind(0)
+        masks = [None] * len(u) if masks is None else masks.contiguous().unbind(0)
+        ys, outputs = self.initial(u[0].unsqueeze(0)), []
+        for u_t, m_t in zip(u, masks):
+            ys = self.step(ys, u_t, None, m_t)
+            if self.per_step:
+                outputs.append(ys[0])
+        return self.readout(torch.stack(outputs, 1) if self.per_step else ys[0])

@@ -1,7 +1,8 @@
 """`cfctool export`: a checkpoint as an ONNX graph, verified against PyTorch on real inputs.
 
-'default'-mode CfC models (cfc, cfc-deep, cfc-ncp without mixed memory) export the folded
-inference step (`cfctool.models.inference`) as the body of an ONNX Scan: batch and
+'default'-mode CfC models (cfc, cfc-deep, cfc-ncp without mixed memory) and the Euler
+sequence ODEs (ode-rnn and its reductions) export their folded inference step
+(`cfctool.models.inference`, `cfctool.models.ode_inference`) as the body of an ONNX Scan: batch and
 sequence length are dynamic and export takes seconds. Other models (no_gate, pure, mixed
 memory, LTC) export the training loop unrolled at a fixed length, batch dynamic; that
 takes minutes for hundreds of steps. (ONNX's Loop operator ran 0.28x eager here: avoided.)
@@ -62,7 +63,7 @@ class _ScanGraph(torch.nn.Module):
 
     Inputs are those the task has: x always, dt only for irregularly sampled tasks (for the
     others the gate is folded for dt = 1), mask only for variable-length tasks. `engine`
-    is a `FoldedCfC` (float or integer) whose folded step is exported.
+    is a `FoldedCfC` (float or integer) or a `FoldedODE` whose folded step is exported.
     """
 
     def __init__(self, engine: torch.nn.Module, has_dt: bool, has_mask: bool):
@@ -87,6 +88,15 @@ class _ScanGraph(torch.nn.Module):
 
         last, outs = scan(body, f.initial(u), xs)
         return f.readout(outs.transpose(0, 1) if f.per_step else last[-1])
+
+
+def folded_engine(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The folded engine whose step a Scan graph exports (CfC or Euler sequence ODE), if any."""
+    from cfctool.models import inference, ode_inference
+
+    if inference.supports(model):
+        return inference.FoldedCfC(model)
+    return ode_inference.FoldedODE(model) if ode_inference.supports(model) else None
 
 
 def graph_inputs(split: Split, names: list[str] | tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
@@ -151,7 +161,7 @@ QUANTIZED_CHANGED_PREDICTIONS = 0.01
 def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str, Any]:
     """Write `path` (atomically) and return what was verified; raise above the tolerance.
 
-    'default'-mode CfC models export the folded engine's step as an ONNX Scan (any batch
+    'default'-mode CfC models and Euler sequence ODEs export the folded engine's step as an ONNX Scan (any batch
     and sequence length, seconds to export); other models export the training loop
     unrolled at the example's length (minutes for hundreds of steps). Either graph is
     checked against PyTorch (the training loop; for int8 checkpoints the integer engine's
@@ -163,7 +173,6 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     import onnxruntime as ort
 
     from cfctool.checkpoint import atomic_write, check_writable
-    from cfctool.models.inference import FoldedCfC, supports
     from cfctool.models.registry import model_from_checkpoint
     from cfctool.ops.engines import choose
 
@@ -171,10 +180,11 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     engine = choose(ckpt, model)
     integer = engine.name == "folded-int8"
     reference = model
-    scan = supports(model)
+    folded = None if integer else folded_engine(model)
+    scan = integer or folded is not None
     if scan:
         inputs = graph_inputs(example)
-        graph = _ScanGraph(engine.module if integer else FoldedCfC(model), "dt" in inputs, "mask" in inputs)
+        graph = _ScanGraph(engine.module if integer else folded, "dt" in inputs, "mask" in inputs)
         dynamic = {0: "batch", 1: "time"}
         if integer:  # the integer step it exports, run by PyTorch: a graph that reads dt keeps the gate
             reference = graph  # heads apart, where the engine folds and requantizes them for a constant dt
