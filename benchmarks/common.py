@@ -43,10 +43,12 @@ def machine() -> dict:
             "torch": str(torch.__version__), "utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def merge_result(name: str, section: str, key: str, entry: dict, header: dict) -> Path:
+def merge_result(name: str, section: str, key: str, entry: dict, header: dict,
+                 combine: Callable[[dict, dict], dict] | None = None) -> Path:
     """Set doc[section][key] = entry in results/NAME.yaml, keeping the other entries.
 
-    Under a file lock, so entries measured by parallel processes all survive.
+    Under a file lock, so entries measured by parallel processes all survive; `combine(old,
+    new)` merges within one entry too (parallel processes filling the same entry's cells).
     """
     import fcntl
 
@@ -58,7 +60,8 @@ def merge_result(name: str, section: str, key: str, entry: dict, header: dict) -
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc = (yaml.safe_load(path.read_text()) if path.exists() else None) or {**header, section: {}}
         doc["machine"] = machine()
-        doc.setdefault(section, {})[key] = entry
+        old = doc.setdefault(section, {}).get(key)
+        doc[section][key] = combine(old, entry) if combine is not None and old else entry
         return write_results(name, doc)
 
 

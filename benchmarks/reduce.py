@@ -46,6 +46,13 @@ def _done(key: str) -> dict:
     return (doc.get("runs") or {}).get(key) or {}
 
 
+def _cells_kept(old: dict, new: dict) -> dict:
+    """Cells and spectra that another process (same model, run in parallel) saved meanwhile
+    survive; this process's own cells win (a retime's note goes: new cells are not retimed)."""
+    return {**{k: v for k, v in old.items() if k != "timing"}, **new, "cells": {**(old.get("cells") or {}), **new["cells"]},
+            "singular_values": {**(old.get("singular_values") or {}), **new["singular_values"]}}
+
+
 def parse_cell(cell: str) -> tuple[str, str, int, int | None]:
     """'qdeim/lstsq@50:120' -> ('qdeim', 'lstsq', 50, 120)."""
     method, _, size = cell.partition("@")
@@ -92,7 +99,7 @@ def run(path: Path, args) -> None:
 
     def save() -> None:
         merge_result("reduce", "runs", key, {**header, "singular_values": spectra, "cells": cells},
-                     {"benchmark": "model-order reduction (SEEDS.md C)"})
+                     {"benchmark": "model-order reduction (SEEDS.md C)"}, combine=_cells_kept)
 
     todo = list(args.cells) + [f"{m}@{k}" for m in args.methods for k in args.dims]
     for cell in todo:
