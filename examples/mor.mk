@@ -3,8 +3,8 @@
 #   make -f examples/mor.mk reduced -j2 DATA=../shared/data     # one reduction of each model, eval, bench, report
 #   make -f examples/mor.mk tables DATA=../shared/data          # the README's reduction tables (hours)
 #
-# The originals take long on a CPU (the ODE-RNN's 784-step loop: about 40 min per epoch on
-# one thread); point CONV / ODERNN / CFC at checkpoints you already have to skip them.
+# The originals take long on a CPU (the ODE-RNN's 784-step loop: about 13 min per epoch on
+# two threads, 8 epochs); point CONV / ODERNN / CFC at checkpoints you already have to skip them.
 CFCTOOL ?= cfctool
 PYTHON ?= python
 DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
