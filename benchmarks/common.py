@@ -88,13 +88,13 @@ def write_results(name: str, doc: dict) -> Path:
     return path
 
 
-def measure(ckpt, data_dir, batch_size: int) -> dict:
+def measure(ckpt, data_dir, batch_size: int, threads: int | None = None) -> dict:
     """Test-split accuracy (top-3 where it applies), the seed's normalised accuracy, sizes and
     the engine `cfctool eval` used, plus the file bytes: one compressed model's table cell."""
     from cfctool import checkpoint
     from cfctool.ops.evaluate import evaluate
 
-    report = evaluate(ckpt, data_dir=data_dir, batch_size=batch_size)
+    report = evaluate(ckpt, data_dir=data_dir, batch_size=batch_size, threads=threads)
     out = {k: report[k] for k in ("accuracy", "top3_accuracy", "normalised_accuracy", "params", "nonzero_params",
                                    "sparsity", "engine") if k in report}
     out["file_bytes"] = len(checkpoint.to_bytes(ckpt))

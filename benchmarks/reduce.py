@@ -90,7 +90,7 @@ def run(path: Path, args) -> None:
     cells = dict(done.get("cells") or {})
     spectra = dict(done.get("singular_values") or {})
     if "original" not in cells:
-        cells["original"] = measure(fp32, args.data, args.batch_size)
+        cells["original"] = measure(fp32, args.data, args.batch_size, args.threads)
     header = {"checkpoint": str(path), "command": f"python benchmarks/reduce.py {' '.join(sys.argv[1:])}",
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "snapshots": args.snapshots,
               "every": args.every, "threads": args.threads, "repeats": args.repeats,
@@ -114,7 +114,8 @@ def run(path: Path, args) -> None:
                 cells[name] = {"not_applicable": str(exc)}
                 save()
                 continue
-            row = {"build_seconds": round(time.perf_counter() - start, 1), **measure(out, args.data, args.batch_size)}
+            row = {"build_seconds": round(time.perf_counter() - start, 1),
+                   **measure(out, args.data, args.batch_size, args.threads)}
             row.update(speedup(fp32, out, args.data, args.speed_batches or None, args.repeats, args.threads))
             row["accuracy_change"] = row["accuracy"] - cells["original"]["accuracy"]
             detail = (out.record.get("compression") or {}).get("reduction") or {}
