@@ -244,7 +244,13 @@ def originals() -> str:
         r = base["runs"].get(name)
         times = sorted(c["base_test_seconds"] for c in (red["runs"].get(key) or {}).get("cells", {}).values()
                        if "base_test_seconds" in c)
-        when = f"{times[len(times) // 2]:.2f} s (median over the reduction runs' interleaved passes)" if times else ""
+        whole = (red["runs"].get(key) or {}).get("speed_batches") == "whole test split"
+        when = f"{times[len(times) // 2]:.2f} s (median over the reduction runs' interleaved passes)" \
+            if times and whole else ""
+        bench = _load(f"bench-{name}")
+        if bench and not bench["workload"].get("synthetic") and bench["workload"]["items"] >= 10000:
+            engines = ", ".join(f"{r['engine']} {r['split_seconds']['median']:.2f} s" for r in bench["results"])
+            when = f"{engines} (`cfctool bench`, {bench['repeats']} repeats, medians)"
         if r is None:
             rows.append(f"| {label} | not finished (`python benchmarks/baselines.py --only {name} --resume`) | | | {when} |")
             continue
