@@ -56,7 +56,8 @@ def conv_macs_per_sequence(core, seq_len: int) -> int:
 
 def rnn_record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return {"name": values["name"], "hidden": values["hidden"], "gamma": values["gamma"],
-            "init_std": values["init_std"], "solver": values["solver"], "ode_dt": values["ode_dt"], **front_end(values, task)}
+            "init_std": values["init_std"], "solver": values["solver"], "ode_dt": values["ode_dt"],
+            **front_end(values, task)}
 
 
 def rnn_build(arch: dict[str, Any], features: int):
