@@ -49,7 +49,8 @@ def _done(key: str) -> dict:
 def _cells_kept(old: dict, new: dict) -> dict:
     """Cells and spectra that another process (same model, run in parallel) saved meanwhile
     survive; this process's own cells win (a retime's note goes: new cells are not retimed)."""
-    return {**{k: v for k, v in old.items() if k != "timing"}, **new, "cells": {**(old.get("cells") or {}), **new["cells"]},
+    kept = {k: v for k, v in old.items() if k != "timing"}
+    return {**kept, **new, "cells": {**(old.get("cells") or {}), **new["cells"]},
             "singular_values": {**(old.get("singular_values") or {}), **new["singular_values"]}}
 
 

@@ -256,7 +256,8 @@ def originals() -> str:
             continue
         seed = r["seed_reference"]
         rows.append(f"| {label} | **{100 * r['test_accuracy']:.2f}%** | {100 * seed['accuracy']:.1f}% ({seed['note']}) "
-                    f"| {r['epochs']} epochs, {r['sec_per_epoch']} s/epoch, {r['threads']} thread{'s' if r['threads'] != 1 else ''} | {when} |")
+                    f"| {r['epochs']} epochs, {r['sec_per_epoch']} s/epoch, {r['threads']} "
+                    f"thread{'s' if r['threads'] != 1 else ''} | {when} |")
     return "\n".join(rows)
 
 

@@ -2,8 +2,8 @@
 
 'default'-mode CfC models (cfc, cfc-deep, cfc-ncp without mixed memory) and the Euler
 sequence ODEs (ode-rnn and its reductions) export their folded inference step
-(`cfctool.models.inference`, `cfctool.models.ode_inference`) as the body of an ONNX Scan: batch and
-sequence length are dynamic and export takes seconds. Other models (no_gate, pure, mixed
+(`cfctool.models.inference`, `cfctool.models.ode_inference`) as the body of an ONNX Scan:
+batch and sequence length are dynamic and export takes seconds. Other models (no_gate, pure, mixed
 memory, LTC) export the training loop unrolled at a fixed length, batch dynamic; that
 takes minutes for hundreds of steps. (ONNX's Loop operator ran 0.28x eager here: avoided.)
 Checkpoints that run on the int8 engine export its step: the products are ONNX
@@ -91,12 +91,13 @@ class _ScanGraph(torch.nn.Module):
 
 
 def folded_engine(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The folded engine whose step a Scan graph exports (CfC or Euler sequence ODE), if any."""
-    from cfctool.models import inference, ode_inference
+    """The family's folded engine (its step is what a Scan graph exports), if it has one. Asked
+    of the family, not of the checkpoint's engine choice: encoded weights decode to the same
+    model, so they still export as a Scan."""
+    from cfctool.models.registry import family_of
 
-    if inference.supports(model):
-        return inference.FoldedCfC(model)
-    return ode_inference.FoldedODE(model) if ode_inference.supports(model) else None
+    name, module = family_of(model).engine(model)
+    return module if name == "folded" else None
 
 
 def graph_inputs(split: Split, names: list[str] | tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
@@ -161,8 +162,8 @@ QUANTIZED_CHANGED_PREDICTIONS = 0.01
 def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str, Any]:
     """Write `path` (atomically) and return what was verified; raise above the tolerance.
 
-    'default'-mode CfC models and Euler sequence ODEs export the folded engine's step as an ONNX Scan (any batch
-    and sequence length, seconds to export); other models export the training loop
+    Models with a folded engine ('default'-mode CfC, Euler sequence ODEs) export its step as
+    an ONNX Scan (any batch and sequence length, seconds to export); other models export the training loop
     unrolled at the example's length (minutes for hundreds of steps). Either graph is
     checked against PyTorch (the training loop; for int8 checkpoints the integer engine's
     step it exports), and a Scan graph also on a shorter length, since its time dimension
