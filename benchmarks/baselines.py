@@ -50,7 +50,12 @@ VARIANTS = {
     "imdb-cfc-prepad": ("imdb", "cfc", {"padding": "pre"}, "seed"),
     "imdb-cfc-kernel-decay": ("imdb", "cfc", {"weight_decay": 7.2e-5, "weight_decay_on": "kernels", "init": "keras",
                                               "clip_scope": "tensor"}, "seed"),
+    # the 8-epoch ODE-RNN was still learning: 12 more epochs from its weights (fresh Adam, so a warm-up)
+    "pmnist-ode-rnn-continued": ("pmnist", "ode-rnn", {"lr": 3e-4, "warmup_steps": 300, "lr_decay": 0.8, "epochs": 12,
+                                                       "amp": "bf16"}),
 }
+# entries that warm-start (train --init-from) from a committed checkpoint
+INIT_FROM = {"pmnist-ode-rnn-continued": "benchmarks/checkpoints/pmnist-ode-rnn.st"}
 SEED = {  # SEEDS.md section B: accuracy (mean of 5 runs), GPU seconds per epoch, RNN parameters
     "imdb-cfc": {"accuracy": 0.882, "sec_per_epoch_gpu": 2.8, "rnn_params": 75000},
     "imdb-cfc-deep": {"accuracy": 0.881, "sec_per_epoch_gpu": 3.2, "rnn_params": 551000},
@@ -70,6 +75,7 @@ SEED["imdb-cfc-reference-nogate"] = {**SEED["imdb-cfc"], "reference_code": {"acc
 SEED["imdb-cfc-deep-reference"] = SEED["imdb-cfc-deep"]
 SEED["mnist-conv-ode"] = {"accuracy": 0.979, "note": "SEEDS.md C, one run; CPU test-set time 9.4 s (1 core)"}
 SEED["pmnist-ode-rnn"] = {"accuracy": 0.962, "note": "SEEDS.md C, one run; CPU test-set time 48.1 s (4 cores)"}
+SEED["pmnist-ode-rnn-continued"] = SEED["pmnist-ode-rnn"]
 SEED["imdb-cfc-ncp-reference"] = SEED["imdb-cfc-ncp"]
 
 
@@ -88,11 +94,20 @@ def run_entry(name: str, args) -> dict:
     if args.device:
         overrides["device"] = args.device
     run = resolve(dataset, arch, preset=preset, overrides=overrides)
-    out = Path(args.out_dir) / f"{name}.st"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # the training state is written beside `out` after every epoch: --resume continues it
-    ckpt = train(run, progress=progress_lines(name), argv=[sys.argv[0], *sys.argv[1:]], output=out, resume=args.resume)
-    checkpoint.save(ckpt, out)
+    init_from = INIT_FROM.get(name)
+    if args.record:  # a run already made by `cfctool train` with these settings: read, not retrained
+        out = Path(args.record)
+        ckpt = checkpoint.load(out)
+        _check_settings(run, ckpt, name)
+        command = " ".join(ckpt.record["history"][-1]["argv"] or [])
+    else:
+        out = Path(args.out_dir) / f"{name}.st"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # the training state is written beside `out` after every epoch: --resume continues it
+        ckpt = train(run, progress=progress_lines(name), argv=[sys.argv[0], *sys.argv[1:]], output=out,
+                     resume=args.resume, init_from=init_from)
+        checkpoint.save(ckpt, out)
+        command = f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}"
     m = ckpt.record["metrics"]
     from cfctool.models.registry import model_from_checkpoint
     from cfctool.ops.evaluate import parameter_counts
@@ -100,7 +115,7 @@ def run_entry(name: str, args) -> dict:
     counts = parameter_counts(model_from_checkpoint(ckpt))
     epochs = m["epochs_run"]
     return {
-        "command": f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}",
+        "command": command,
         "dataset": dataset, "arch": arch, "preset": preset, "changed_from_preset": changed or None,
         "epochs": epochs, "seed": args.seed, "resumed_after_epoch": m.get("resumed_after_epoch"),
         "test_accuracy": round(m["accuracy"], 4), "test_samples": m["samples"], "best_epoch": m["best_epoch"],
@@ -110,7 +125,28 @@ def run_entry(name: str, args) -> dict:
         "file_bytes": out.stat().st_size, "checkpoint": str(out),
         "device": m["device"], "threads": args.threads or "torch default",
         "epoch_log": m["epochs"], "seed_reference": SEED[name],
+        **_lineage(m),
     }
+
+
+def _check_settings(run, ckpt, name: str) -> None:
+    from cfctool.ops.train import RESUMABLE_CHANGES
+
+    used = ckpt.record["history"][-1]["config"]
+    want = run.to_dict()
+    differ = [f"{k}: {used[sec].get(k)} vs {v}" for sec in ("arch", "data", "train") for k, v in want[sec].items()
+              if k not in RESUMABLE_CHANGES and used[sec].get(k) != v]
+    if differ:
+        raise SystemExit(f"--record: {ckpt.source} was not trained with the settings of {name}: {'; '.join(differ)}")
+
+
+def _lineage(metrics: dict) -> dict:
+    """A warm-started run's totals: its own epochs and time plus those of the run it started from."""
+    init = metrics.get("init_from")
+    if not init:
+        return {}
+    return {"init_from": init, "epochs_in_all": metrics["epochs_run"] + (init["epochs_run"] or 0),
+            "train_seconds_in_all": round(metrics["train_seconds"] + (init["train_seconds"] or 0), 2)}
 
 
 def ltc_vs_cfc(args) -> dict:
@@ -147,7 +183,7 @@ def ltc_vs_cfc(args) -> dict:
         times[arch] = statistics.median(samples)
         steps_per_epoch = -(-len(data.splits["train"]) // run.train.batch_size)
     return {
-        "command": f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}",
+        "command": command,
         "dataset": "person_activity", "hidden": hidden, "batch": run.train.batch_size,
         "sec_per_step": {k: round(v, 4) for k, v in times.items()},
         "sec_per_epoch": {k: round(v * steps_per_epoch, 1) for k, v in times.items()},
@@ -166,7 +202,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="runs/baselines")
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside the output")
+    parser.add_argument("--record", metavar="CKPT", help="record CKPT, trained by `cfctool train` with the entry's "
+                        "settings, instead of training (one --only entry)")
     args = parser.parse_args()
+    if args.record and len(args.only) != 1:
+        parser.error("--record takes one --only entry")
     for name in args.only:
         entry = ltc_vs_cfc(args) if name == "ltc-vs-cfc" else run_entry(name, args)
         print(merge_result("baselines", "runs", name, entry, {"benchmark": "seed baselines on this machine"}))

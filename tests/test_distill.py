@@ -61,7 +61,7 @@ def test_init_starts_from_a_checkpoint_of_the_student_shape(trained_xor, tmp_pat
     for name, t in load(init).model_tensors().items():  # one step at lr 1e-9: still the init's weights
         assert torch.allclose(out.tensors[name], t, atol=1e-6), name
     assert str(init) in out.record["history"][-1]["inputs"]
-    with pytest.raises(CfcError, match="does not fit the student.*shapes differ"):
+    with pytest.raises(CfcError, match="--init .* does not fit the model of these settings.*shapes differ"):
         distill(teacher, DistillConfig(student="cfc", init_checkpoint=str(init)), {**TINY, "hidden": 12})
 
 

@@ -24,6 +24,9 @@ def train_command(
     data: options.Data = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the training state "
                                          "written beside the output after every epoch (OUT.st.train-state).")] = False,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm-start from this checkpoint's weights "
+                                                     "(same arch and data set; fresh optimiser and schedule; its "
+                                                     "weights compete as epoch 0).")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved settings "
                                                "(preset + config file + flags) as YAML and exit.")] = False,
     quiet: options.Quiet = False,
@@ -59,7 +62,7 @@ def train_command(
         check_output(str(state_path_for(out)), sidecar=False)
     with training_progress(quiet) as progress:
         ckpt = train(run, progress=progress, argv=(ctx.obj or {}).get("argv"),
-                     output=None if out == "-" else out, resume=resume)
+                     output=None if out == "-" else out, resume=resume, init_from=init_from)
     write_checkpoint(ckpt, out)
     if ckpt.record["metrics"].get("test_subset") and not quiet:
         sub = ckpt.record["metrics"]["test_subset"]

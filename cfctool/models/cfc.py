@@ -147,7 +147,7 @@ class CfCCell(nn.Module):
         if self.mode == "no_gate":  # act(ff1) + gate * act(ff2)
             return torch.addcmul(2.0 * a * s1 - a, gate, 2.0 * a * s2 - a)
         # act(ff1) * (1 - gate) + gate * act(ff2) = a * (2 * lerp(s1, s2, gate) - 1)
-        return torch.lerp(s1, s2, gate).mul_(2.0 * a).sub_(a)
+        return torch.lerp(s1, s2, gate.to(s1.dtype)).mul_(2.0 * a).sub_(a)
 
 
 def fake_quant_state(x: torch.Tensor, a: float) -> torch.Tensor:

@@ -93,7 +93,7 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
     from cfctool.models.registry import arch_record, build_model, family_of, model_from_checkpoint
     from cfctool.ops.engines import choose
     from cfctool.ops.evaluate import parameter_counts, split_metrics
-    from cfctool.ops.fit import fit, keras_init, state_path_for
+    from cfctool.ops.fit import fit, keras_init, state_path_for, warm_start
     from cfctool.ops.runtime import seed_everything, threads
     from cfctool.ops.train import run_identity
 
@@ -116,7 +116,7 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
             keras_init(student)
         init = ckpt_io.load(cfg.init_checkpoint) if cfg.init_checkpoint else None
         if init is not None:
-            _load_init(student, init, cfg.init_checkpoint)
+            warm_start(student, init, f"--init {cfg.init_checkpoint}")
         t_model = model_from_checkpoint(teacher)
         t_engine = choose(teacher, t_model)
         if cfg.alpha < 1:
@@ -158,19 +158,3 @@ def _sha(ckpt: Checkpoint) -> str | None:
     from cfctool.checkpoint import file_sha256
 
     return file_sha256(ckpt.source) if ckpt.source and Path(ckpt.source).is_file() else None
-
-
-def _load_init(student: torch.nn.Module, init: Checkpoint, path: str) -> None:
-    """The student's weights from `init`; every shape must match the student settings."""
-    want = student.state_dict()
-    got = init.model_tensors()
-    missing = sorted(set(want) - set(got))
-    extra = sorted(set(got) - set(want))
-    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(v.shape)}" for k, v in want.items()
-              if k in got and got[k].shape != v.shape]
-    if missing or extra or shapes:
-        problem = (f"shapes differ ({'; '.join(shapes[:3])})" if shapes else
-                   f"tensors differ (missing {missing[:3]}, unexpected {extra[:3]})")
-        raise CfcError(f"--init {path} does not fit the student ({init.arch['name']} {init.arch} in the file): "
-                       f"{problem}; give the student settings of that checkpoint (e.g. --hidden, --backbone-units)")
-    student.load_state_dict(got)

@@ -14,6 +14,7 @@ when there is no validation split).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -121,6 +122,23 @@ def keras_init(model: nn.Module) -> None:
                 module.bias.zero_()
 
 
+def warm_start(model: nn.Module, init, what: str) -> None:
+    """`model`'s weights from the checkpoint `init` (train --init-from, distill --init);
+    every tensor and shape must match the model built from the given settings."""
+    want = model.state_dict()
+    got = init.model_tensors()
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(v.shape)}" for k, v in want.items()
+              if k in got and got[k].shape != v.shape]
+    if missing or extra or shapes:
+        problem = (f"shapes differ ({'; '.join(shapes[:3])})" if shapes else
+                   f"tensors differ (missing {missing[:3]}, unexpected {extra[:3]})")
+        raise ConfigError(f"{what} does not fit the model of these settings ({init.arch['name']} {init.arch} in "
+                          f"the file): {problem}; give that checkpoint's settings (e.g. --arch, --hidden)")
+    model.load_state_dict(got)
+
+
 def _frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
     names = [n for n, _ in model.named_parameters()]
     out: set[str] = set()
@@ -175,8 +193,13 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     train_split, val_split = dataset.splits["train"], dataset.splits.get("val")
     steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
     per_step = getattr(cfg, "lr_schedule", "epoch") == "step"
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(
-        optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay)
+    warmup = getattr(cfg, "warmup_steps", 0)
+    if warmup:
+        scheduler = _Warmup(optimizer, cfg.lr_decay, steps_per_epoch, per_step, warmup)
+        per_step = True  # it counts optimiser steps
+    else:
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay)
     per_tensor_clip = getattr(cfg, "clip_scope", "global") == "tensor"
     for c in constraints:
         c.apply(model)
@@ -210,6 +233,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         best_score, best_epoch = val.get("accuracy", -val["loss"]), 0
         best_state = copy.deepcopy(model.state_dict())
         history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
+    autocast = _autocast(getattr(cfg, "amp", "none"), device)
     classification = task["output"]["kind"] == "classification"
     sequence_labels = classification and not task["output"].get("per_step")
     forward = model if world is None else _data_parallel(model, device, world)
@@ -228,8 +252,9 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             if world is not None and len(picked) < world.size:
                 break  # a last global batch too small to share: skipped by every rank alike
             batch = _to(train_split.take(distributed.share(picked, world)), device)
-            out = forward(batch.x, batch.dt, batch.mask)
-            value = loss_fn(out, batch)
+            with autocast():
+                out = forward(batch.x, batch.dt, batch.mask)
+                value = loss_fn(out, batch)
             local_loss = value.item()
             if not math.isfinite(local_loss):
                 raise TrainingError(
@@ -293,6 +318,29 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         state_path.unlink()
     return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
                      resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
+
+
+class _Warmup(torch.optim.lr_scheduler.LRScheduler):
+    """The decay of `lr_schedule` times a linear ramp over the first `warmup` optimiser
+    steps; stepped after every optimiser step (`last_epoch` counts them)."""
+
+    def __init__(self, optimizer, decay: float, steps_per_epoch: int, per_step: bool, warmup: int):
+        self.decay, self.steps_per_epoch, self.per_step, self.warmup = decay, steps_per_epoch, per_step, warmup
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        n = self.last_epoch
+        epochs = n / self.steps_per_epoch if self.per_step else n // self.steps_per_epoch
+        factor = self.decay ** epochs * min(1.0, (n + 1) / self.warmup)
+        return [base * factor for base in self.base_lrs]
+
+
+def _autocast(amp: str, device) -> Callable[[], Any]:
+    """The training passes' precision context: bf16 autocast leaves the parameters, their
+    gradients and everything outside products (sums, the loss) in float32."""
+    if amp == "none":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def finetune_checkpoint(ckpt, dataset: Dataset, cfg, *, constraints: Iterable[Constraint] = (),

@@ -13,7 +13,8 @@ from typing import Any
 
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
-from cfctool.ops.fit import ProgressFn, fit, keras_init, state_path_for
+from cfctool.errors import ConfigError
+from cfctool.ops.fit import ProgressFn, fit, keras_init, state_path_for, warm_start
 
 # settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size")
@@ -26,15 +27,20 @@ def run_identity(run: RunConfig) -> dict[str, Any]:
 
 
 def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str] | None = None,
-          output: str | Path | None = None, resume: bool = False) -> Checkpoint:
+          output: str | Path | None = None, resume: bool = False, init_from: str | None = None) -> Checkpoint:
     """Train per `run`. `output` (the checkpoint path the caller will write) places the
-    per-epoch training state beside it; `resume` continues from that state."""
+    per-epoch training state beside it; `resume` continues from that state. `init_from`
+    (a checkpoint path) warm-starts: its weights, a fresh optimiser and schedule, and its
+    weights compete as epoch 0, so more training never returns a worse model on validation;
+    the result's history starts with that checkpoint's."""
+    from cfctool import checkpoint as ckpt_io
     from cfctool.data.registry import load_dataset, preview_task
     from cfctool.models.registry import arch_record, build_model
     from cfctool.ops.evaluate import split_metrics
     from cfctool.ops.runtime import resolve_device, seed_everything, threads
 
     run.validate()
+    init = ckpt_io.load(init_from) if init_from else None  # a bad path fails before the data are read
     preview = preview_task(run.data)
     if preview is not None:  # an arch that does not fit the task fails before the data are read
         arch_record(run.arch, preview)
@@ -49,9 +55,16 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         model = build_model(arch, task)
         if cfg.init == "keras":
             keras_init(model)
+        identity = run_identity(run)
+        if init is not None:
+            if init.task.get("dataset") != task.get("dataset"):
+                raise ConfigError(f"--init-from {init_from} was trained on '{init.task.get('dataset')}', "
+                                  f"not '{task.get('dataset')}'; warm-start from a checkpoint of this data set")
+            warm_start(model, init, f"--init-from {init_from}")
+            identity["init_from_sha256"] = ckpt_io.file_sha256(init_from)
         state = state_path_for(output) if output is not None and str(output) != "-" else None
         result = fit(model, dataset, cfg, progress=progress, state_path=state, resume=resume,
-                     identity=run_identity(run), device=device)
+                     identity=identity, device=device, start_is_candidate=init is not None)
         engine_name, engine = _family_engine(model)
         test = split_metrics(engine, dataset.splits["test"], task, cfg.eval_batch_size, device)
     wall = time.perf_counter() - started
@@ -67,13 +80,19 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     if dataset.test_subset:
         metrics["test_subset"] = dataset.test_subset
     record = new_record(arch, task)
+    if init is not None:  # what the warm start had behind it, so totals can be stated
+        earlier = init.record.get("metrics") or {}
+        metrics["init_from"] = {"path": str(init_from), "sha256": identity["init_from_sha256"],
+                                **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")}}
+        record["history"] = list(init.record.get("history") or [])
     record["metrics"] = metrics
     ckpt = Checkpoint(tensors=tensors, record=record)
     config = run.to_dict()
     used = run.data.resolved_data_dir()  # recorded so that eval/bench can find the data again
     config["data"]["data_dir"] = str(used.resolve()) if used is not None and used.is_dir() else None
     return ckpt.with_history(
-        history_entry("train", argv, config, inputs=dataset.files, seed=cfg.seed, wall_time_s=wall)
+        history_entry("train", argv, config, inputs=[*dataset.files, *([init_from] if init_from else [])],
+                      seed=cfg.seed, wall_time_s=wall)
     )
 
 
