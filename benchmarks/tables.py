@@ -240,7 +240,8 @@ def originals() -> str:
     base, red = _load("baselines") or {"runs": {}}, _load("reduce") or {"runs": {}}
     rows = ["| model | test top-1 | seed | training | whole test set, CPU, 1 thread |", "|---|---|---|---|---|"]
     for name, key, label in (("mnist-conv-ode", "mnist/conv-ode", "conv-ode (MNIST)"),
-                             ("pmnist-ode-rnn", "pmnist/ode-rnn", "ode-rnn (pixel MNIST)")):
+                             ("pmnist-ode-rnn", "pmnist/ode-rnn", "ode-rnn (pixel MNIST)"),
+                             ("pmnist-ode-rnn-continued", None, "ode-rnn (pixel MNIST), continued")):
         r = base["runs"].get(name)
         times = sorted(c["base_test_seconds"] for c in (red["runs"].get(key) or {}).get("cells", {}).values()
                        if "base_test_seconds" in c)
@@ -255,8 +256,13 @@ def originals() -> str:
             rows.append(f"| {label} | not finished (`python benchmarks/baselines.py --only {name} --resume`) | | | {when} |")
             continue
         seed = r["seed_reference"]
+        epochs = f"{r['epochs']} epochs"
+        if r.get("init_from"):  # a warm start: its own epochs, then the totals with the run it started from
+            epochs = (f"{r['epochs']} more epochs from `{r['init_from']['path']}` ({r['epochs_in_all']} in all, "
+                      f"{r['train_seconds_in_all'] / 60:.0f} min)")
+        amp = (r.get("changed_from_preset") or {}).get("amp")
         rows.append(f"| {label} | **{100 * r['test_accuracy']:.2f}%** | {100 * seed['accuracy']:.1f}% ({seed['note']}) "
-                    f"| {r['epochs']} epochs, {r['sec_per_epoch']} s/epoch, {r['threads']} "
+                    f"| {epochs}, {r['sec_per_epoch']} s/epoch{f', {amp} autocast' if amp else ''}, {r['threads']} "
                     f"thread{'s' if r['threads'] != 1 else ''} | {when} |")
     return "\n".join(rows)
 

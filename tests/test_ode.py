@@ -115,8 +115,10 @@ def test_folded_engine_equals_the_loop():
             for m in (None, mask):
                 assert (folded(x, None, m) - model(x, None, m)).abs().max() <= 1e-5
             model.per_step = True
-            assert (folded(x) - model(x)).abs().max() <= 1e-5
+            assert (FoldedODE(model)(x) - model(x)).abs().max() <= 1e-5
             model.per_step = False
+        # the SVD block read by a linear head runs in its latent coordinates [R z, H z]
+        assert folded.latent == (model.rnn.__class__.__name__ == "ReducedODE" and model.rnn.M_out is not None)
     assert not supports(build_model({"name": "ode-rnn", "hidden": 4, "gamma": 0.0, "solver": "rk4", "ode_dt": 0.1}, task))
 
 

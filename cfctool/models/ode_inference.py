@@ -13,6 +13,12 @@ ODE-RNN, M = A; an SVD-truncated block has p = L (R z) + b). Folded:
   write and read (steps x batch x units) floats, 205 MB for pixel MNIST: slower.
 - An inner rank (the SVD factors) is zero-padded to a multiple of 8: the same function at a
   width the GEMM kernels run faster (rank 125 -> 128: ~10% on the pair of products).
+- An SVD-truncated block read by a linear head at the last step runs in its latent
+  coordinates: z enters the step only through R z, and the head only through H z, so the
+  state is q = [R z, H z] (rank + outputs wide, padded to a multiple of 8) and ``q + c_t P^T + s (2 dt P^T)`` with
+  P = [R; H] replaces the update of z. Each step then touches the full width only in the
+  product L q and the sigmoid (no 512-wide update or input term); the readout is q's
+  H-part plus the head's bias.
 
 RK4 blocks and the image model are served by the loop (`supports`).
 """
@@ -40,7 +46,7 @@ def _pad_columns(w: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 
 class FoldedODE(nn.Module):
     """A `SequenceModel` with an Euler sequence ODE core, folded for inference (no gradients).
-    Build it for weights that no longer change (evaluation, benchmarks)."""
+    Build it for a model that no longer changes (weights and per_step: evaluation, benchmarks)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -66,11 +72,24 @@ class FoldedODE(nn.Module):
             offset = n.sum(1) if n is not None else torch.ones_like(core.b)  # N 1
             self.input_w = (self.dt * torch.cat([core.Z.weight.t(), -offset.unsqueeze(0)])).contiguous()
             self.n_t = None if n is None else (2.0 * self.dt * n.t()).contiguous()
-        self.state_size = core.state_size
+            self.state_size = core.state_size
+            self._per_step = bool(model.per_step)
+            self.latent = (isinstance(core, ReducedODE) and core.M_out is not None and n is None
+                           and not self._per_step and isinstance(model.head, nn.Linear))
+            if self.latent:  # q = z P^T with P = [R (padded); H]
+                rank, outputs = self.first.shape[1], model.head.weight.shape[0]
+                p_t = _pad_columns(torch.cat([self.first, model.head.weight.t()], 1))
+                self.first = None
+                self.second = F.pad(self.second, (0, 0, 0, p_t.shape[1] - rank)).contiguous()  # only R z is read
+                self.input_w = (self.input_w @ p_t).contiguous()
+                self.n_t = (2.0 * self.dt * p_t).contiguous()
+                self.head_bias = model.head.bias.detach().clone()
+                self.state_size = p_t.shape[1]
+                self.head_columns = slice(rank, rank + outputs)
 
     @property
     def per_step(self) -> bool:
-        return bool(self.model.per_step)
+        return self._per_step
 
     # The step protocol of `models.inference.Folded`: the loop below and the ONNX export
     # (`ops.export._ScanGraph`, a Scan whose body is `step`) run the same function.
@@ -90,14 +109,19 @@ class FoldedODE(nn.Module):
     def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
              mask_t: torch.Tensor | None) -> list[torch.Tensor]:
         z = ys[0]
-        p = torch.addmm(self.bias, z, self.first) if self.second is None else \
-            torch.addmm(self.bias, z.mm(self.first), self.second)
+        if self.latent:
+            p = torch.addmm(self.bias, z, self.second)
+        else:
+            p = torch.addmm(self.bias, z, self.first) if self.second is None else \
+                torch.addmm(self.bias, z.mm(self.first), self.second)
         s = p.sigmoid()
         new = torch.addmm(z, u_t, self.input_w)
         new = torch.add(new, s, alpha=2.0 * self.dt) if self.n_t is None else torch.addmm(new, s, self.n_t)
         return [new if mask_t is None else torch.where(mask_t, new, z)]
 
     def readout(self, y: torch.Tensor) -> torch.Tensor:
+        if self.latent:  # y = [R z, H z]: the head's product is already in the state
+            return y[:, self.head_columns] + self.head_bias
         return self.model.head(y)
 
     @torch.inference_mode()
