@@ -82,3 +82,19 @@ def test_every_training_command_runs_data_parallel(tmp_path, trained_xor, comman
         zeros = sum(int((out.tensors[n] == 0).sum()) for n in tensors)
         removed = sum(t["removed"] for t in tensors.values())
         assert removed > 0 and zeros >= removed  # the masks held through the data-parallel fine-tuning
+
+
+def test_every_rank_leaves_the_process_group_before_interpreter_teardown(tmp_path):
+    """Left to teardown, gloo can abort a finished rank (SIGABRT); join() registers leave() at exit."""
+    script = tmp_path / "leaves.py"
+    script.write_text(
+        "import atexit\n"
+        "import torch.distributed as dist\n"
+        "atexit.register(lambda: print('initialized at exit:', dist.is_initialized(), flush=True))  # runs last\n"
+        "from cfctool.ops import distributed\n"
+        "world = distributed.join()\n"
+        "print('rank', world.rank, 'of', world.size, flush=True)\n")
+    r = torchrun(script, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("initialized at exit: False") == 2, r.stdout
+    assert "rank 1 of 2" in r.stdout

@@ -13,6 +13,7 @@ and the checkpoint). A plain `cfctool ...` run is a world of one and none of thi
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -56,7 +57,19 @@ def join(device: torch.device | str = "cpu") -> World | None:
         if cuda:
             torch.cuda.set_device(world.local_rank)
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        atexit.register(leave)
     return world
+
+
+def leave() -> None:
+    """Destroy the process group while the interpreter is still whole. Left to interpreter
+    teardown, gloo's worker threads can outlive Python and abort the process
+    ("terminate called without an active exception", SIGABRT) after a successful run.
+    Every rank runs the same collectives in the same order, so none is pending here."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main() -> bool:
