@@ -153,7 +153,9 @@ def retime(path: Path, args) -> None:
         for cell in [name] + [n for n in cells if n.startswith(name + "+ft")]:
             cells[cell].update(speedup=base / seconds, test_seconds=seconds, base_test_seconds=base,
                                speed_workload=timing["workload"], speed_engine=mine.get("engine"))
-    entry = {**done, "cells": cells, "timing": f"retimed together in one interleaved run: "
+    here = machine()  # the cells' first measurements may have run on another CPU
+    entry = {**done, "cells": cells, "timing_machine": here,
+             "timing": f"retimed together in one interleaved run on {here['cpu']}: "
              f"`python benchmarks/reduce.py {' '.join(sys.argv[1:])}`; also running: {args.note}"}
     merge_result("reduce", "runs", key, entry, {"benchmark": "model-order reduction (SEEDS.md C)"})
     print(f"[{key}] retimed {len(names)} cells against {base:.2f} s", file=sys.stderr)

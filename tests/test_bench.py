@@ -1,6 +1,7 @@
 """`bench` counts by hand, its accuracy against `eval`, its errors, and ONNX parity."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,9 @@ def test_bench_cli_json_and_report_file(cli, trained_xor, tmp_path):
     assert r.code == 0, r.err
     report = json.loads(r.out)
     assert report["results"][0]["engine"] == "folded" and out.exists()  # the engine that ran, by name
+    # and the machine: ratios differ between CPUs, so a report names the one it ran on
+    assert report["machine"]["torch"] == torch.__version__ and report["machine"]["cores"] == os.cpu_count()
+    assert report["machine"]["cpu"] and report["machine"]["cpu"] != "unknown"
 
 
 @pytest.mark.parametrize("arch,graph", [("cfc", "scan"), ("cfc-deep", "scan"), ("cfc-ncp", "scan"),

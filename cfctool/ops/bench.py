@@ -20,6 +20,7 @@ import torch
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.errors import ConfigError
+from cfctool.ops.runtime import machine
 
 # torch: the fastest exact engine for the checkpoint (ops.engines.choose); loop: the training
 # loop under inference mode (plain PyTorch eager, the seed tables' baseline); onnxruntime
@@ -266,6 +267,7 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
                      **({"subset": "seeded random subset of the split (--batches)"}
                         if batches is not None and seq_len is None else {})},
         "threads": threads or torch.get_num_threads(), "repeats": repeats, "device": str(where),
+        "machine": machine(),
         "results": [s.report(n_items, length, labels, mask) for s in subjects],
     }
     if base:

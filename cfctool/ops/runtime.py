@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import os
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,3 +49,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def machine() -> dict:
+    """The CPU, core count and versions a measurement ran on: speed ratios differ between
+    CPUs (AMX vs AVX-512 bf16, cache sizes), so every timing report carries this."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": str(torch.__version__), "utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
