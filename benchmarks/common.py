@@ -28,7 +28,6 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
             for name, t in times.items()}
 
 
-
 def merge_result(name: str, section: str, key: str, entry: dict, header: dict,
                  combine: Callable[[dict, dict], dict] | None = None) -> Path:
     """Set doc[section][key] = entry in results/NAME.yaml, keeping the other entries.
