@@ -127,6 +127,9 @@ class TrainConfig:
                              "(lr * lr_decay ** (step / steps per epoch), Keras' ExponentialDecay).", "epoch")
     warmup_steps: int = _help("Ramp the learning rate up linearly over the first N optimiser steps (a fresh "
                               "Adam's first steps are lr-sized on every weight: warm starts need this).", 0)
+    ema_decay: float | None = _help("Keep an exponential moving average of the weights, with this decay per "
+                                    "optimiser step (e.g. 0.999: an average over ~1000 steps); validation, the "
+                                    "best-epoch choice and the saved model use the average (default: off).")
     clipnorm: float | None = _help("Clip the gradient norm to this value (default: no clipping).")
     clip_scope: str = _help("global: clip the norm of all gradients together; tensor: each tensor's own "
                             "(Keras' clipnorm).", "global")
@@ -161,6 +164,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0 (got {self.lr})")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"lr_decay must be in (0, 1] (got {self.lr_decay})")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in (0, 1) (got {self.ema_decay})")
         if self.clipnorm is not None and not self.clipnorm > 0:
             raise ConfigError(f"clipnorm must be > 0 (got {self.clipnorm})")
         if self.weight_decay < 0:

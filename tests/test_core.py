@@ -126,6 +126,34 @@ def test_fit_keeps_masked_weights_exactly_zero_through_adam_with_weight_decay():
         assert not torch.equal(params[name][keep], before[name][keep])  # the rest did train
 
 
+def test_ema_decay_keeps_and_validates_the_moving_average_of_the_iterates():
+    """Recomputed independently from the iterates a recording constraint sees after every step."""
+    from cfctool.configs import TrainConfig
+
+    seen = []
+
+    class Record:
+        def apply(self, model):
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    torch.manual_seed(0)
+    model = build_model(dict(name="cfc", hidden=8, mode="default", backbone_widths=[8], backbone_activation="relu",
+                             backbone_dropout=0.0, mixed_memory=False), _xor_dataset().task)
+    data = _xor_dataset()  # no val split: the last epoch's weights are kept
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, ema_decay=0.8)
+    result = fit(model, data, cfg, constraints=[Record()])
+    assert result.steps == 8 and len(seen) == 9  # before the first step, then after each
+    ema = {k: v.clone() for k, v in seen[0].items()}
+    for n, weights in enumerate(seen[1:], start=1):
+        keep = min(0.8, (1 + n) / (10 + n))
+        ema = {k: keep * ema[k] + (1 - keep) * weights[k] for k in ema}
+    for k, v in model.state_dict().items():
+        assert torch.allclose(v, ema[k], atol=1e-6), k
+        assert not torch.allclose(v, seen[-1][k], atol=1e-6) or torch.equal(seen[0][k], seen[-1][k]), k
+    with pytest.raises(Exception, match=r"ema_decay must be in \(0, 1\)"):
+        TrainConfig(ema_decay=1.0).validate()
+
+
 def test_fit_from_a_loaded_checkpoint_continues_from_its_weights(trained_xor):
     from cfctool.configs import TrainConfig
 

@@ -91,9 +91,9 @@ def test_warmup_ramps_then_follows_the_decay():
 
 
 def test_warmup_and_amp_resume_to_the_same_weights(tmp_path):
-    """The ramp spans the interrupted epoch: its position must come back with the state."""
+    """The ramp and the weight average span the interrupted epoch: both come back with the state."""
     out = tmp_path / "w.st"
-    run = tiny_run("cfc", epochs=3, threads=1, warmup_steps=6, lr_decay=0.5, amp="bf16")
+    run = tiny_run("cfc", epochs=3, threads=1, warmup_steps=6, lr_decay=0.5, amp="bf16", ema_decay=0.9)
     whole = train(run)
 
     def stop_after_one(p):

@@ -9,7 +9,8 @@ that `resume=True` continues an interrupted run to the same weights, bit for bit
 Deterministic on CPU for a given seed and thread count: shuffling has its own seeded
 generator and dropout draws from torch's generator, both saved in the training state.
 The weights kept are those of the epoch with the best validation score (the last epoch
-when there is no validation split).
+when there is no validation split); with `ema_decay`, the weights' moving average is what
+is validated and kept.
 """
 
 from __future__ import annotations
@@ -226,6 +227,13 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         step, epochs_done, history = saved["step"], saved["epoch"], saved["history"]
         start_epoch = saved["epoch"] + 1
         earlier = saved["elapsed_s"]
+    average = None
+    if getattr(cfg, "ema_decay", None) is not None:
+        shadow = saved["ema"] if resume else None
+        if resume and shadow is None:
+            raise ConfigError(f"--resume: the training state at {state_path} holds no weight average")
+        average = WeightAverage(model, cfg.ema_decay, saved["ema_updates"] if resume else 0, shadow)
+    averaged = average.applied if average is not None else contextlib.nullcontext  # noqa: E731
     # with fake quantization the loop itself is evaluated: it is what quantizes activations
     evaluated = (lambda: model) if fake_quant else (lambda: _engine(model))  # noqa: E731
     if start_is_candidate and not resume and val_split is not None:
@@ -277,6 +285,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
                 scheduler.step()
             for c in constraints:
                 c.apply(model)
+            if average is not None:
+                average.update(model)
             step += 1
             n = batch.y.shape[0]
             run_loss += local_loss * n
@@ -295,18 +305,19 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             scheduler.step()
         if any(not torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
-        val = split_metrics(evaluated(), val_split, task, cfg.eval_batch_size, device) if val_split else None
-        score = val.get("accuracy", -val["loss"]) if val else epoch
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
+        with averaged(model):
+            val = split_metrics(evaluated(), val_split, task, cfg.eval_batch_size, device) if val_split else None
+            score = val.get("accuracy", -val["loss"]) if val else epoch
+            if score > best_score:
+                best_score, best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
         entry = {"epoch": epoch, "train_loss": run_loss / run_count}
         if val:
             entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
         history.append(entry)
         if state_path is not None and (world is None or world.main):
             _write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
-                         step, epoch, history, identity, earlier + time.perf_counter() - started)
+                         step, epoch, history, identity, earlier + time.perf_counter() - started, average)
         if progress:
             progress(Progress("epoch", epoch, cfg.epochs, step, total_steps, run_loss / run_count, None, val))
     if best_state is not None:
@@ -318,6 +329,45 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         state_path.unlink()
     return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
                      resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
+
+
+class WeightAverage:
+    """An exponential moving average of the weights (Polyak averaging). Adam's iterates
+    rattle around a minimum at a distance set by the learning rate; their average sits
+    nearer it, which is what a long recurrence (a 784-step ODE-RNN) needs to leave a plateau
+    without lowering the lr. The decay ramps up as min(decay, (1 + n) / (10 + n)) so the
+    first steps do not leave the average stuck at the starting weights."""
+
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0,
+                 shadow: dict[str, torch.Tensor] | None = None):
+        self.decay, self.updates = decay, updates
+        current = model.state_dict()
+        if shadow is None:
+            shadow = {k: v for k, v in current.items() if v.is_floating_point()}
+        self.shadow = {k: v.detach().to(current[k].device, copy=True) for k, v in shadow.items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        keep = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = model.state_dict()
+        for k, avg in self.shadow.items():
+            avg.lerp_(current[k].to(avg.dtype), 1.0 - keep)
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module):
+        """The model holds the averaged weights inside the block, its own ones again after."""
+        current = model.state_dict()  # shares storage with the parameters: copy_ writes them
+        backup = {k: current[k].clone() for k in self.shadow}
+        with torch.no_grad():
+            for k, avg in self.shadow.items():
+                current[k].copy_(avg)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for k, saved in backup.items():
+                    current[k].copy_(saved)
 
 
 class _Warmup(torch.optim.lr_scheduler.LRScheduler):
@@ -471,7 +521,7 @@ def state_path_for(output: str | Path) -> Path:
 
 
 def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
-                 history, identity, elapsed_s: float) -> None:
+                 history, identity, elapsed_s: float, average: WeightAverage | None = None) -> None:
     """Weights, optimiser, scheduler, RNG states and bookkeeping as one safetensors file
     (tensors + JSON metadata: no pickles), written atomically."""
     from cfctool.checkpoint import atomic_write, safetensors_bytes
@@ -487,12 +537,15 @@ def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, b
                 tensors[f"opt.{idx}.{key}"] = value.detach().cpu()
             else:
                 opt_scalars.setdefault(str(idx), {})[key] = value
+    if average is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu() for k, v in average.shadow.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.shuffle"] = shuffle.get_state()
     meta = {"epoch": epoch, "step": step, "best_score": best_score if math.isfinite(best_score) else None,
             "best_epoch": best_epoch, "history": history, "param_groups": opt["param_groups"],
             "opt_scalars": opt_scalars, "opt_indices": sorted(opt["state"]), "scheduler": scheduler.state_dict(),
-            "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3)}
+            "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3),
+            "ema_updates": None if average is None else average.updates}
     atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
 
 
@@ -525,4 +578,6 @@ def _read_state(path: Path, identity) -> dict[str, Any]:
             "rng_torch": tensors["rng.torch"], "rng_shuffle": tensors["rng.shuffle"],
             "best_score": -math.inf if meta["best_score"] is None else meta["best_score"],
             "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"],
-            "elapsed_s": float(meta.get("elapsed_s", 0.0))}
+            "elapsed_s": float(meta.get("elapsed_s", 0.0)),
+            "ema": pick("ema.") if meta.get("ema_updates") is not None else None,
+            "ema_updates": meta.get("ema_updates") or 0}
