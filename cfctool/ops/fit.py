@@ -233,7 +233,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         if resume and shadow is None:
             raise ConfigError(f"--resume: the training state at {state_path} holds no weight average")
         average = WeightAverage(model, cfg.ema_decay, saved["ema_updates"] if resume else 0, shadow)
-    averaged = average.applied if average is not None else contextlib.nullcontext  # noqa: E731
+    averaged = average.applied if average is not None else contextlib.nullcontext
     # with fake quantization the loop itself is evaluated: it is what quantizes activations
     evaluated = (lambda: model) if fake_quant else (lambda: _engine(model))  # noqa: E731
     if start_is_candidate and not resume and val_split is not None:
