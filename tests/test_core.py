@@ -139,7 +139,8 @@ def test_ema_decay_keeps_and_validates_the_moving_average_of_the_iterates():
     torch.manual_seed(0)
     model = build_model(dict(name="cfc", hidden=8, mode="default", backbone_widths=[8], backbone_activation="relu",
                              backbone_dropout=0.0, mixed_memory=False), _xor_dataset().task)
-    data = _xor_dataset()  # no val split: the last epoch's weights are kept
+    data = _xor_dataset()
+    data.splits["val"] = data.splits["test"]  # one epoch: its (averaged) weights are the best
     cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, ema_decay=0.8)
     result = fit(model, data, cfg, constraints=[Record()])
     assert result.steps == 8 and len(seen) == 9  # before the first step, then after each
@@ -150,6 +151,10 @@ def test_ema_decay_keeps_and_validates_the_moving_average_of_the_iterates():
     for k, v in model.state_dict().items():
         assert torch.allclose(v, ema[k], atol=1e-6), k
         assert not torch.allclose(v, seen[-1][k], atol=1e-6) or torch.equal(seen[0][k], seen[-1][k]), k
+    from cfctool.ops.evaluate import split_metrics
+
+    val = split_metrics(model.eval(), data.splits["val"], data.task, 512, "cpu")  # validated as the average
+    assert result.history[-1]["val_loss"] == pytest.approx(val["loss"], abs=1e-6)
     with pytest.raises(Exception, match=r"ema_decay must be in \(0, 1\)"):
         TrainConfig(ema_decay=1.0).validate()
 
