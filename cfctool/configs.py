@@ -9,6 +9,7 @@ and an unknown key is caught in one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,6 +61,9 @@ def _arch_config_class():
 ArchConfig = _arch_config_class()
 
 
+IMAGE_DATASETS = ("mnist", "pmnist", "pixel-mnist", "fashion-mnist")
+
+
 @dataclass
 class DataConfig:
     """Which data set, where it lives, and how it is generated or preprocessed."""
@@ -69,6 +73,9 @@ class DataConfig:
     max_samples: int | None = _help("Train on at most N samples (an even, deterministic subset).")
     max_test_samples: int | None = _help("Test on at most N samples (a seeded random subset; recorded).")
     val_fraction: float = _help("Fraction of the training data held out for best-epoch selection.", 0.1)
+    shift: int = _help("mnist, pmnist, fashion-mnist: move each training image by a random -N..N pixels "
+                       "down and across (zero fill) every time it is drawn; validation and test images "
+                       "stay as they are (augmentation against overfitting).", 0)
     # bit-stream XOR (generated, needs no files)
     bits: int = _help("xor: longest stream (bits).", 10)
     min_bits: int = _help("xor: shortest stream (bits).", 1)
@@ -94,6 +101,11 @@ class DataConfig:
                 _positive(key, getattr(self, key))
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.shift < 0:
+            raise ConfigError(f"shift must be >= 0 pixels (got {self.shift})")
+        if self.shift and self.dataset not in IMAGE_DATASETS:
+            raise ConfigError(f"shift moves images: it applies to {', '.join(IMAGE_DATASETS)}, "
+                              f"not '{self.dataset}'")
         _choice("encoding", self.encoding, XOR_ENCODINGS)
         _choice("padding", self.padding, ("end", "pre"))
         _positive("bits", self.bits)
@@ -127,6 +139,9 @@ class TrainConfig:
                              "(lr * lr_decay ** (step / steps per epoch), Keras' ExponentialDecay).", "epoch")
     warmup_steps: int = _help("Ramp the learning rate up linearly over the first N optimiser steps (a fresh "
                               "Adam's first steps are lr-sized on every weight: warm starts need this).", 0)
+    lr_scale: str | None = _help("Per-parameter learning-rate factors, NAME=FACTOR[,NAME=FACTOR...]; NAME is a "
+                                 "parameter name or a glob (e.g. 'rnn.b=0.1'): for a weight the loss is far "
+                                 "more sensitive to than the rest (Adam moves every weight by about lr a step).")
     ema_decay: float | None = _help("Keep an exponential moving average of the weights, with this decay per "
                                     "optimiser step (e.g. 0.999: an average over ~1000 steps); validation, the "
                                     "best-epoch choice and the saved model use the average (default: off).")
@@ -164,6 +179,7 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0 (got {self.lr})")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"lr_decay must be in (0, 1] (got {self.lr_decay})")
+        parse_lr_scale(self.lr_scale)
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in (0, 1) (got {self.ema_decay})")
         if self.clipnorm is not None and not self.clipnorm > 0:
@@ -558,6 +574,24 @@ def _as_int(value: Any) -> int:
     if not f.is_integer():
         raise ValueError
     return int(f)
+
+
+def parse_lr_scale(text: str | None) -> dict[str, float]:
+    """'rnn.b=0.1,head.*=2' -> {'rnn.b': 0.1, 'head.*': 2.0}; a clear error for anything else."""
+    scales: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, eq, value = item.partition("=")
+        try:
+            factor = float(value) if eq else math.nan
+        except ValueError:
+            factor = math.nan
+        if not name.strip() or not factor > 0 or math.isinf(factor):
+            raise ConfigError(f"lr_scale: '{item.strip()}' is not NAME=FACTOR with a factor > 0 "
+                              "(e.g. --lr-scale rnn.b=0.1)")
+        scales[name.strip()] = factor
+    return scales
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

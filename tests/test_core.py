@@ -306,3 +306,51 @@ def test_a_new_family_is_one_module_and_one_registry_line(monkeypatch, tmp_path)
     assert report["params"] == 8 * (1 + 8) + 8 + 8 * 2 + 2
     timing = bench(back, repeats=1, warmup=0)
     assert timing["results"][0]["macs_per_sequence"] == 6 * 8 * 9 + 2 * 8
+
+
+def test_lr_scale_gives_the_named_parameters_their_own_step_through_the_schedules():
+    """Adam's first step moves every weight with a gradient by lr (m / sqrt(v) = sign(g)):
+    with 'head.*=0.1' the readout moves by a tenth of that, the rest by lr; warm-up and
+    decay keep the ratio; a pattern that names nothing is an error that lists the names."""
+    from cfctool.configs import TrainConfig
+    from cfctool.errors import ConfigError
+    from cfctool.ops.fit import _Warmup, make_optimizer, param_groups
+
+    torch.manual_seed(0)
+    arch = dict(name="cfc", hidden=8, mode="default", backbone_widths=[8], backbone_activation="relu",
+                backbone_dropout=0.0, mixed_memory=False)
+    model = build_model(arch, _xor_dataset().task)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.01, lr_scale="head.*=0.1", max_steps=1)
+    fit(model, _xor_dataset(), cfg)
+    for name, value in model.state_dict().items():
+        moved = (value - before[name]).abs()
+        moved = moved[moved > 0]
+        want = 0.001 if name.startswith("head.") else 0.01
+        # Adam's eps (1e-8) shortens the step only where a gradient is about as small
+        assert moved.numel() > 0 and moved.median() == pytest.approx(want, rel=1e-3), name
+        assert moved.max() <= want * 1.001, name
+
+    cfg = TrainConfig(lr=0.01, lr_scale="rnn.*.bias=0.5,head.weight=0.1", weight_decay=0.1,
+                      weight_decay_on="kernels")
+    groups = param_groups(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lrs = {names[id(p)]: g.get("lr", cfg.lr) for g in groups for p in g["params"]}
+    decays = {names[id(p)]: g.get("weight_decay", cfg.weight_decay) for g in groups for p in g["params"]}
+    assert lrs["head.weight"] == pytest.approx(0.001) and lrs["head.bias"] == pytest.approx(0.01)
+    assert all(lrs[n] == pytest.approx(0.005) for n in lrs if n.startswith("rnn.") and n.endswith(".bias"))
+    assert all(decays[n] == (0.1 if n.startswith("rnn.") and p.dim() >= 2 else 0.0)
+               for n, p in model.named_parameters())
+    assert "weight_decay" not in groups[0]  # the decaying kernels first, as before lr_scale existed
+    optimizer = make_optimizer(groups, cfg)
+    scheduler = _Warmup(optimizer, 0.5, steps_per_epoch=4, per_step=True, warmup=3)
+    for _ in range(6):
+        optimizer.step()
+        scheduler.step()
+        base = next(g["lr"] for g in optimizer.param_groups if "lr" in g and g["initial_lr"] == cfg.lr)
+        for g in optimizer.param_groups:
+            assert g["lr"] == pytest.approx(base * g["initial_lr"] / cfg.lr)
+    with pytest.raises(ConfigError, match=r"rnn\.nothing, which match no trainable parameter.*head\.weight"):
+        param_groups(model, TrainConfig(lr_scale="rnn.nothing=2"))
+    with pytest.raises(ConfigError, match="not NAME=FACTOR"):
+        TrainConfig(lr_scale="head.weight=-1").validate()

@@ -187,3 +187,69 @@ def test_person_activity_trains_from_the_cli(cli, tmp_path, data_dir):
 
     report = json.loads(r.out)
     assert "top3_accuracy" in report and report["top3_accuracy"] >= report["accuracy"]
+
+
+def test_shift_moves_each_training_image_by_its_own_draw(data_dir):
+    """Every augmented image equals its original moved by one of the (2N+1)^2 offsets, zero
+    filled (an independent roll-and-blank); the offsets vary; labels and the view stay."""
+    data = load_dataset(resolve("pmnist", "ode-rnn", overrides={"data_dir": str(data_dir), "max_samples": 200,
+                                                                "val_fraction": 0.0, "shift": 2}).data)
+    batch = data.splits["train"].take(slice(0, 64))
+    out = data.augment(batch, torch.Generator().manual_seed(0))
+    assert out.x.shape == (64, 784, 1) and torch.equal(out.y, batch.y)
+
+    def moved(img, dy, dx):
+        shifted = torch.roll(img, (dy, dx), (0, 1))
+        if dy > 0:
+            shifted[:dy] = 0
+        elif dy < 0:
+            shifted[dy:] = 0
+        if dx > 0:
+            shifted[:, :dx] = 0
+        elif dx < 0:
+            shifted[:, dx:] = 0
+        return shifted
+
+    offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+    used = set()
+    for original, augmented in zip(batch.x.reshape(-1, 28, 28), out.x.reshape(-1, 28, 28)):
+        matches = [o for o in offsets if torch.equal(moved(original, *o), augmented)]
+        assert len(matches) == 1
+        used.add(matches[0])
+    assert len(used) > 10
+    assert load_dataset(resolve("pmnist", "ode-rnn", overrides={"data_dir": str(data_dir), "max_samples": 50}
+                                ).data).augment is None
+    with pytest.raises(Exception, match="shift moves images"):
+        resolve("xor", "cfc", overrides={"shift": 1}).validate()
+
+
+def test_training_with_shift_augments_only_training_batches_and_resumes_exactly(data_dir, tmp_path):
+    from cfctool.ops.train import train
+
+    settings = {"data_dir": str(data_dir), "max_samples": 256, "val_fraction": 0.25, "epochs": 2, "batch_size": 64,
+                "hidden": 8, "backbone_units": 8, "threads": 1}
+    run = resolve("mnist", "cfc", overrides={**settings, "shift": 1})
+    seen = []
+    original = mnist.random_shift
+    try:
+        mnist.random_shift = lambda batch, gen, most, side=28: seen.append(len(batch)) or original(batch, gen, most)
+        whole = train(run)
+    finally:
+        mnist.random_shift = original
+    assert seen == [64, 64, 64] * 2  # the 192 training rows, twice; validation and test untouched
+    plain = train(resolve("mnist", "cfc", overrides=settings))
+    assert not torch.equal(plain.tensors["rnn.cells.0.ff1.weight"], whole.tensors["rnn.cells.0.ff1.weight"])
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(p):
+        if p.phase == "epoch" and p.epoch == 1:
+            raise Stop
+
+    out = tmp_path / "s.st"
+    with pytest.raises(Stop):
+        train(run, output=out, progress=stop_after_one)
+    resumed = train(run, output=out, resume=True)
+    for name, t in whole.tensors.items():
+        assert torch.equal(t, resumed.tensors[name]), name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -52,6 +52,9 @@ class Dataset:
     task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     test_subset: dict[str, Any] | None = None  # set when the test split was capped
+    # training-time augmentation of a batch, drawing from the given generator (the training
+    # loop's shuffle generator, saved with the training state, so a resumed run draws the same)
+    augment: Callable[[Split, torch.Generator], Split] | None = None
 
 
 def split_off_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:

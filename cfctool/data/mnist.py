@@ -3,7 +3,8 @@
 Views, by data set name:
 - `mnist`, `fashion-mnist`: 28 steps of 28 pixels (image rows), for the recurrent models;
 - `pmnist` / `pixel-mnist`: 784 steps of 1 pixel, the ODE-RNN benchmark of SEEDS.md C.
-Pixels are scaled to [0, 1]. Fashion-MNIST is looked up under DATA_DIR/fashion-mnist and
+Pixels are scaled to [0, 1]. `shift` N augments training batches with random translations
+of up to N pixels (`random_shift`), whatever the view. Fashion-MNIST is looked up under DATA_DIR/fashion-mnist and
 in Debian's `dataset-fashion-mnist` location (/usr/share/datasets/fashion-mnist).
 """
 
@@ -93,10 +94,24 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors=None, li
     return Split(x=x, y=torch.from_numpy(labels.astype(np.int64)))
 
 
+def random_shift(batch: Split, generator: torch.Generator, most: int, side: int = 28) -> Split:
+    """Each image of the batch moved by its own random (dy, dx) in -most..most, zero fill;
+    the view (rows or pixels) is kept."""
+    n = len(batch)
+    img = torch.nn.functional.pad(batch.x.reshape(n, side, side), (most, most, most, most))
+    dy, dx = torch.randint(0, 2 * most + 1, (2, n), generator=generator)
+    span = torch.arange(side)
+    rows, cols = (dy[:, None] + span)[:, :, None], (dx[:, None] + span)[:, None, :]
+    moved = img[torch.arange(n)[:, None, None], rows, cols]
+    return Split(moved.reshape(batch.x.shape), batch.y, batch.dt, batch.mask, batch.extra)
+
+
 def load(cfg) -> Dataset:
     task = task_record(cfg.dataset)
     directory = cfg.resolved_data_dir()
     train = load_split(task, "train", directory, limit=cfg.max_samples)
     test = load_split(task, "test", directory)
     files = [str(p) for split in FILES for p in _locate(directory, cfg.dataset, split)]
-    return Dataset(task=task, splits={"train": train, "test": test}, files=files)
+    shift = getattr(cfg, "shift", 0)
+    augment = (lambda batch, gen: random_shift(batch, gen, shift)) if shift else None
+    return Dataset(task=task, splits={"train": train, "test": test}, files=files, augment=augment)

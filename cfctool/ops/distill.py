@@ -46,6 +46,8 @@ def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any]):
 
     data = recorded_data_settings(teacher)
     data.pop("dataset", None)
+    # the teacher's outputs are cached once per training row: a shifted image would not match them
+    data.pop("shift", None)
     user = {k: v for k, v in overrides.items() if v is not None}
     return resolve(teacher.task["dataset"], cfg.student, preset=cfg.preset, overrides={**data, **user})
 

@@ -105,14 +105,30 @@ def make_optimizer(params, cfg) -> torch.optim.Optimizer:
 
 
 def param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
-    """One group, or (weight_decay_on=kernels) the recurrent core's weight matrices with
-    weight decay and everything else without."""
+    """The trainable parameters grouped by weight decay (weight_decay_on=kernels: the
+    recurrent core's weight matrices decay, the rest not) and by learning-rate factor
+    (`lr_scale`: a group with its own lr, which the schedules scale like the rest)."""
+    from fnmatch import fnmatchcase
+
+    from cfctool.configs import parse_lr_scale
+
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if getattr(cfg, "weight_decay_on", "all") == "all":
-        return [{"params": [p for _, p in named]}]
-    kernel = lambda n, p: n.startswith("rnn.") and p.dim() >= 2  # noqa: E731
-    return [{"params": [p for n, p in named if kernel(n, p)]},
-            {"params": [p for n, p in named if not kernel(n, p)], "weight_decay": 0.0}]
+    scales = parse_lr_scale(getattr(cfg, "lr_scale", None))
+    unmatched = [pattern for pattern in scales if not any(fnmatchcase(n, pattern) for n, _ in named)]
+    if unmatched:
+        raise ConfigError(f"lr_scale names {', '.join(unmatched)}, which match no trainable parameter; "
+                          f"the parameters are: {', '.join(n for n, _ in named)}")
+    kernels_only = getattr(cfg, "weight_decay_on", "all") == "kernels"
+    groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
+    for n, p in named:
+        decays = not kernels_only or (n.startswith("rnn.") and p.dim() >= 2)
+        # the last pattern that matches wins, as in a config file read top to bottom
+        factor = next((f for pattern, f in reversed(scales.items()) if fnmatchcase(n, pattern)), 1.0)
+        groups.setdefault((decays, factor), []).append(p)
+    # decaying groups first: the order (and so the optimiser's state indices) of older runs
+    ordered = sorted(groups.items(), key=lambda item: not item[0][0])
+    return [{"params": ps, **({} if decays else {"weight_decay": 0.0}), **({} if f == 1.0 else {"lr": cfg.lr * f})}
+            for (decays, f), ps in ordered]
 
 
 def keras_init(model: nn.Module) -> None:
@@ -259,7 +275,10 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             picked = order[start : start + cfg.batch_size]
             if world is not None and len(picked) < world.size:
                 break  # a last global batch too small to share: skipped by every rank alike
-            batch = _to(train_split.take(distributed.share(picked, world)), device)
+            batch = train_split.take(distributed.share(picked, world))
+            if dataset.augment is not None:
+                batch = dataset.augment(batch, shuffle)
+            batch = _to(batch, device)
             with autocast():
                 out = forward(batch.x, batch.dt, batch.mask)
                 value = loss_fn(out, batch)
