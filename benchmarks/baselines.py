@@ -145,8 +145,11 @@ def _lineage(metrics: dict) -> dict:
     init = metrics.get("init_from")
     if not init:
         return {}
-    return {"init_from": init, "epochs_in_all": metrics["epochs_run"] + (init["epochs_run"] or 0),
-            "train_seconds_in_all": round(metrics["train_seconds"] + (init["train_seconds"] or 0), 2)}
+    # the chain before the parent (a warm start of a warm start) is in the parent's own totals
+    return {"init_from": init,
+            "epochs_in_all": metrics["epochs_run"] + init.get("epochs_in_all", init["epochs_run"] or 0),
+            "train_seconds_in_all": round(metrics["train_seconds"]
+                                          + init.get("train_seconds_in_all", init["train_seconds"] or 0), 2)}
 
 
 def ltc_vs_cfc(args) -> dict:

@@ -67,6 +67,14 @@ def test_warm_start_from_a_checkpoint(tmp_path):
     assert metrics["epochs"][0]["epoch"] == 0 and metrics["epochs"][0]["val_accuracy"] is not None
     assert metrics["init_from"]["path"] == str(first) and len(metrics["init_from"]["sha256"]) == 64
     assert metrics["init_from"]["epochs_run"] == init.record["metrics"]["epochs_run"]
+    assert metrics["init_from"]["epochs_in_all"] == init.record["metrics"]["epochs_run"]
+    second = tmp_path / "second.st"
+    save(again, second)
+    third = train(tiny_run("cfc", max_steps=1, lr=1e-9, threads=1), init_from=str(second))
+    chain = third.record["metrics"]["init_from"]  # the whole chain behind it: 1 epoch, then 1 more
+    assert chain["epochs_in_all"] == init.record["metrics"]["epochs_run"] + metrics["epochs_run"] == 2
+    assert chain["train_seconds_in_all"] == pytest.approx(
+        init.record["metrics"]["train_seconds"] + metrics["train_seconds"], abs=0.02)
     history = again.record["history"]  # the lineage: the first run's entry, then this one
     assert len(history) == 2 and history[0] == init.record["history"][0]
     assert str(first) in history[1]["inputs"]

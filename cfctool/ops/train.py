@@ -83,7 +83,8 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     if init is not None:  # what the warm start had behind it, so totals can be stated
         earlier = init.record.get("metrics") or {}
         metrics["init_from"] = {"path": str(init_from), "sha256": identity["init_from_sha256"],
-                                **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")}}
+                                **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")},
+                                **_lineage_totals(earlier)}
         record["history"] = list(init.record.get("history") or [])
     record["metrics"] = metrics
     ckpt = Checkpoint(tensors=tensors, record=record)
@@ -94,6 +95,18 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         history_entry("train", argv, config, inputs=[*dataset.files, *([init_from] if init_from else [])],
                       seed=cfg.seed, wall_time_s=wall)
     )
+
+
+def _lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Epochs and training seconds of a checkpoint's whole warm-start chain (its own plus
+    those of every run it started from), so a budget stated from the last run is complete."""
+    parent = metrics.get("init_from") or {}
+    epochs, seconds = metrics.get("epochs_run"), metrics.get("train_seconds")
+    if epochs is None or seconds is None:
+        return {}
+    return {"epochs_in_all": epochs + parent.get("epochs_in_all", parent.get("epochs_run") or 0),
+            "train_seconds_in_all": round(seconds + parent.get("train_seconds_in_all",
+                                                               parent.get("train_seconds") or 0), 2)}
 
 
 def _family_engine(model):
