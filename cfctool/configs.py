@@ -158,6 +158,9 @@ class TrainConfig:
     threads: int | None = _help("CPU threads (default: torch's choice).")
     device: str = _help("auto, cpu or cuda.", "auto")
     max_steps: int | None = _help("Stop after N optimiser steps (quick runs).")
+    keep_state: bool = _help("Keep the training state (OUT.st.train-state) after the last epoch instead of "
+                             "removing it, so that --resume with more --epochs extends the finished run "
+                             "with its optimiser, schedule and weight average.", False)
     amp: str = _help("Mixed precision of the training passes: none, or bf16 (autocast: products in bfloat16; "
                      "weights, optimiser, state sums and validation stay float32). bf16 pays off on CPUs "
                      "with AMX or AVX512-BF16.", "none")

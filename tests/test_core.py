@@ -246,6 +246,21 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path):
         train(run, output=out, resume=True)
 
 
+def test_a_kept_training_state_extends_a_finished_run_to_the_same_weights(tmp_path):
+    """--keep-state, then --resume with more epochs: bit for bit the longer run (optimiser,
+    schedule and weight average carried over), not a warm start."""
+    out = tmp_path / "k.st"
+    longer = train(tiny_run("cfc", epochs=3, threads=1, ema_decay=0.9, lr_decay=0.8))
+    first = train(tiny_run("cfc", epochs=2, threads=1, ema_decay=0.9, lr_decay=0.8, keep_state=True), output=out)
+    state = out.with_name(out.name + ".train-state")
+    assert state.exists() and first.record["metrics"]["epochs_run"] == 2
+    extended = train(tiny_run("cfc", epochs=3, threads=1, ema_decay=0.9, lr_decay=0.8), output=out, resume=True)
+    assert not state.exists()  # this run did not ask to keep it
+    assert extended.record["metrics"]["resumed_after_epoch"] == 2
+    for name, t in longer.tensors.items():
+        assert torch.equal(t, extended.tensors[name]), name
+
+
 def test_resume_refuses_other_settings(tmp_path):
     from cfctool.errors import ConfigError
 

@@ -344,7 +344,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     _remove_fake_quant(model)
     for p in model.parameters():
         p.requires_grad_(True)
-    if state_path is not None and state_path.exists() and (world is None or world.main):
+    if state_path is not None and state_path.exists() and (world is None or world.main) \
+            and not getattr(cfg, "keep_state", False):
         state_path.unlink()
     return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
                      resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)

@@ -17,7 +17,7 @@ from cfctool.errors import ConfigError
 from cfctool.ops.fit import ProgressFn, fit, keras_init, state_path_for, warm_start
 
 # settings that may differ between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size")
+RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size", "keep_state")
 
 
 def run_identity(run: RunConfig) -> dict[str, Any]:
