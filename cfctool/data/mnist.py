@@ -94,16 +94,21 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors=None, li
     return Split(x=x, y=torch.from_numpy(labels.astype(np.int64)))
 
 
-def random_shift(batch: Split, generator: torch.Generator, most: int, side: int = 28) -> Split:
-    """Each image of the batch moved by its own random (dy, dx) in -most..most, zero fill;
-    the view (rows or pixels) is kept."""
-    n = len(batch)
-    img = torch.nn.functional.pad(batch.x.reshape(n, side, side), (most, most, most, most))
-    dy, dx = torch.randint(0, 2 * most + 1, (2, n), generator=generator)
+def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, side: int = 28) -> torch.Tensor:
+    """Images (any view of N side x side images) moved by per-image (dy, dx) pixels, down and
+    across for positive offsets, with zero fill; the view is kept."""
+    n = x.shape[0]
+    most = int(max(dy.abs().max(), dx.abs().max())) if n else 0
+    img = torch.nn.functional.pad(x.reshape(n, side, side), (most, most, most, most))
     span = torch.arange(side)
-    rows, cols = (dy[:, None] + span)[:, :, None], (dx[:, None] + span)[:, None, :]
-    moved = img[torch.arange(n)[:, None, None], rows, cols]
-    return Split(moved.reshape(batch.x.shape), batch.y, batch.dt, batch.mask, batch.extra)
+    rows, cols = (most - dy[:, None] + span)[:, :, None], (most - dx[:, None] + span)[:, None, :]
+    return img[torch.arange(n)[:, None, None], rows, cols].reshape(x.shape)
+
+
+def random_shift(batch: Split, generator: torch.Generator, most: int, side: int = 28) -> Split:
+    """Each image of the batch moved by its own random (dy, dx) in -most..most (`translate`)."""
+    dy, dx = most - torch.randint(0, 2 * most + 1, (2, len(batch)), generator=generator)
+    return Split(translate(batch.x, dy, dx, side), batch.y, batch.dt, batch.mask, batch.extra)
 
 
 def load(cfg) -> Dataset:
