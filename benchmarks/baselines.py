@@ -53,9 +53,13 @@ VARIANTS = {
     # the 8-epoch ODE-RNN was still learning: 12 more epochs from its weights (fresh Adam, so a warm-up)
     "pmnist-ode-rnn-continued": ("pmnist", "ode-rnn", {"lr": 3e-4, "warmup_steps": 300, "lr_decay": 0.8, "epochs": 12,
                                                        "amp": "bf16"}),
+    # the continued one, averaged: an EMA of the weights at a moderate rate (README: ODE-RNN)
+    "pmnist-ode-rnn-ema": ("pmnist", "ode-rnn", {"batch_size": 256, "lr": 1.5e-4, "warmup_steps": 200, "lr_decay": 0.9,
+                                                 "ema_decay": 0.997, "epochs": 12, "amp": "bf16"}),
 }
 # entries that warm-start (train --init-from) from a committed checkpoint
-INIT_FROM = {"pmnist-ode-rnn-continued": "benchmarks/checkpoints/pmnist-ode-rnn.st"}
+INIT_FROM = {"pmnist-ode-rnn-continued": "benchmarks/checkpoints/pmnist-ode-rnn.st",
+             "pmnist-ode-rnn-ema": "benchmarks/checkpoints/pmnist-ode-rnn-continued.st"}
 SEED = {  # SEEDS.md section B: accuracy (mean of 5 runs), GPU seconds per epoch, RNN parameters
     "imdb-cfc": {"accuracy": 0.882, "sec_per_epoch_gpu": 2.8, "rnn_params": 75000},
     "imdb-cfc-deep": {"accuracy": 0.881, "sec_per_epoch_gpu": 3.2, "rnn_params": 551000},
@@ -75,7 +79,7 @@ SEED["imdb-cfc-reference-nogate"] = {**SEED["imdb-cfc"], "reference_code": {"acc
 SEED["imdb-cfc-deep-reference"] = SEED["imdb-cfc-deep"]
 SEED["mnist-conv-ode"] = {"accuracy": 0.979, "note": "SEEDS.md C, one run; CPU test-set time 9.4 s (1 core)"}
 SEED["pmnist-ode-rnn"] = {"accuracy": 0.962, "note": "SEEDS.md C, one run; CPU test-set time 48.1 s (4 cores)"}
-SEED["pmnist-ode-rnn-continued"] = SEED["pmnist-ode-rnn"]
+SEED["pmnist-ode-rnn-continued"] = SEED["pmnist-ode-rnn-ema"] = SEED["pmnist-ode-rnn"]
 SEED["imdb-cfc-ncp-reference"] = SEED["imdb-cfc-ncp"]
 
 
@@ -109,6 +113,8 @@ def run_entry(name: str, args) -> dict:
         checkpoint.save(ckpt, out)
         command = f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}"
     m = ckpt.record["metrics"]
+    if init_from and m.get("init_from") and Path(m["init_from"]["path"]).resolve() == Path(init_from).resolve():
+        m = {**m, "init_from": {**m["init_from"], "path": init_from}}  # repository-relative, as INIT_FROM says
     from cfctool.models.registry import model_from_checkpoint
     from cfctool.ops.evaluate import parameter_counts
 
@@ -132,24 +138,49 @@ def run_entry(name: str, args) -> dict:
 def _check_settings(run, ckpt, name: str) -> None:
     from cfctool.ops.train import RESUMABLE_CHANGES
 
+    from dataclasses import fields
+
+    from cfctool.configs import ArchConfig, DataConfig, TrainConfig
+
     used = ckpt.record["history"][-1]["config"]
     want = run.to_dict()
-    differ = [f"{k}: {used[sec].get(k)} vs {v}" for sec in ("arch", "data", "train") for k, v in want[sec].items()
-              if k not in RESUMABLE_CHANGES and used[sec].get(k) != v]
+    # a setting added after the run was made counts as its default there
+    default = {sec: {f.name: f.default for f in fields(cls)}
+               for sec, cls in (("arch", ArchConfig), ("data", DataConfig), ("train", TrainConfig))}
+    differ = [f"{k}: {used[sec].get(k, default[sec].get(k))} vs {v}" for sec in ("arch", "data", "train")
+              for k, v in want[sec].items()
+              if k not in RESUMABLE_CHANGES and used[sec].get(k, default[sec].get(k)) != v]
     if differ:
         raise SystemExit(f"--record: {ckpt.source} was not trained with the settings of {name}: {'; '.join(differ)}")
 
 
 def _lineage(metrics: dict) -> dict:
-    """A warm-started run's totals: its own epochs and time plus those of the run it started from."""
+    """A warm-started run's totals: its own epochs and time plus those of every run behind it."""
     init = metrics.get("init_from")
     if not init:
         return {}
-    # the chain before the parent (a warm start of a warm start) is in the parent's own totals
-    return {"init_from": init,
-            "epochs_in_all": metrics["epochs_run"] + init.get("epochs_in_all", init["epochs_run"] or 0),
-            "train_seconds_in_all": round(metrics["train_seconds"]
-                                          + init.get("train_seconds_in_all", init["train_seconds"] or 0), 2)}
+    epochs, seconds = _chain_totals(init)
+    return {"init_from": init, "epochs_in_all": metrics["epochs_run"] + epochs,
+            "train_seconds_in_all": round(metrics["train_seconds"] + seconds, 2)}
+
+
+def _chain_totals(init: dict) -> tuple[int, float]:
+    """Epochs and seconds of a warm start's parent and its own chain: recorded since
+    `init_from` carries the totals, else read from the parent checkpoints still at hand."""
+    if "epochs_in_all" in init:
+        return init["epochs_in_all"], init["train_seconds_in_all"]
+    epochs, seconds = init["epochs_run"] or 0, init["train_seconds"] or 0.0
+    path = Path(init["path"])
+    if not path.is_file() and "benchmarks/checkpoints/" in init["path"]:  # recorded as an absolute path elsewhere
+        path = Path(__file__).resolve().parent / "checkpoints" / path.name
+    if path.is_file():
+        from cfctool import checkpoint
+
+        grand = checkpoint.load(path).record["metrics"].get("init_from")
+        if grand:
+            more_epochs, more_seconds = _chain_totals(grand)
+            epochs, seconds = epochs + more_epochs, seconds + more_seconds
+    return epochs, seconds
 
 
 def ltc_vs_cfc(args) -> dict:

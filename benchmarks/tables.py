@@ -241,7 +241,8 @@ def originals() -> str:
     rows = ["| model | test top-1 | seed | training | whole test set, CPU, 1 thread |", "|---|---|---|---|---|"]
     for name, key, label in (("mnist-conv-ode", "mnist/conv-ode", "conv-ode (MNIST)"),
                              ("pmnist-ode-rnn", "pmnist/ode-rnn", "ode-rnn (pixel MNIST)"),
-                             ("pmnist-ode-rnn-continued", None, "ode-rnn (pixel MNIST), continued")):
+                             ("pmnist-ode-rnn-continued", None, "ode-rnn (pixel MNIST), continued"),
+                             ("pmnist-ode-rnn-ema", None, "ode-rnn (pixel MNIST), weight-averaged")):
         r = base["runs"].get(name)
         times = sorted(c["base_test_seconds"] for c in (red["runs"].get(key) or {}).get("cells", {}).values()
                        if "base_test_seconds" in c)
