@@ -275,9 +275,11 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             picked = order[start : start + cfg.batch_size]
             if world is not None and len(picked) < world.size:
                 break  # a last global batch too small to share: skipped by every rank alike
-            batch = train_split.take(distributed.share(picked, world))
-            if dataset.augment is not None:
-                batch = dataset.augment(batch, shuffle)
+            if dataset.augment is None:
+                batch = train_split.take(distributed.share(picked, world))
+            else:  # drawn for the global batch, so every rank's generator stays in step with the others'
+                batch = dataset.augment(train_split.take(picked), shuffle)
+                batch = batch.take(distributed.share(torch.arange(len(picked)), world))
             batch = _to(batch, device)
             with autocast():
                 out = forward(batch.x, batch.dt, batch.mask)
