@@ -136,11 +136,10 @@ def run_entry(name: str, args) -> dict:
 
 
 def _check_settings(run, ckpt, name: str) -> None:
-    from cfctool.ops.train import RESUMABLE_CHANGES
-
     from dataclasses import fields
 
     from cfctool.configs import ArchConfig, DataConfig, TrainConfig
+    from cfctool.ops.train import RESUMABLE_CHANGES
 
     used = ckpt.record["history"][-1]["config"]
     want = run.to_dict()
@@ -156,31 +155,30 @@ def _check_settings(run, ckpt, name: str) -> None:
 
 def _lineage(metrics: dict) -> dict:
     """A warm-started run's totals: its own epochs and time plus those of every run behind it."""
+    from cfctool.ops.train import lineage_totals
+
     init = metrics.get("init_from")
     if not init:
         return {}
-    epochs, seconds = _chain_totals(init)
-    return {"init_from": init, "epochs_in_all": metrics["epochs_run"] + epochs,
-            "train_seconds_in_all": round(metrics["train_seconds"] + seconds, 2)}
+    init = _with_chain(init)
+    return {"init_from": init, **lineage_totals({**metrics, "init_from": init})}
 
 
-def _chain_totals(init: dict) -> tuple[int, float]:
-    """Epochs and seconds of a warm start's parent and its own chain: recorded since
-    `init_from` carries the totals, else read from the parent checkpoints still at hand."""
-    if "epochs_in_all" in init:
-        return init["epochs_in_all"], init["train_seconds_in_all"]
-    epochs, seconds = init["epochs_run"] or 0, init["train_seconds"] or 0.0
+def _with_chain(init: dict) -> dict:
+    """`init_from` with its chain's totals: runs made before `train` recorded them are
+    completed from the parent checkpoints still at hand."""
+    from cfctool import checkpoint
+    from cfctool.ops.train import lineage_totals
+
     path = Path(init["path"])
     if not path.is_file() and "benchmarks/checkpoints/" in init["path"]:  # recorded as an absolute path elsewhere
         path = Path(__file__).resolve().parent / "checkpoints" / path.name
-    if path.is_file():
-        from cfctool import checkpoint
-
-        grand = checkpoint.load(path).record["metrics"].get("init_from")
-        if grand:
-            more_epochs, more_seconds = _chain_totals(grand)
-            epochs, seconds = epochs + more_epochs, seconds + more_seconds
-    return epochs, seconds
+    if "epochs_in_all" in init or not path.is_file():
+        return init
+    parent = checkpoint.load(path).record["metrics"]
+    if parent.get("init_from"):
+        parent = {**parent, "init_from": _with_chain(parent["init_from"])}
+    return {**init, **lineage_totals(parent)}
 
 
 def ltc_vs_cfc(args) -> dict:

@@ -84,7 +84,7 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         earlier = init.record.get("metrics") or {}
         metrics["init_from"] = {"path": str(init_from), "sha256": identity["init_from_sha256"],
                                 **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")},
-                                **_lineage_totals(earlier)}
+                                **lineage_totals(earlier)}
         record["history"] = list(init.record.get("history") or [])
     record["metrics"] = metrics
     ckpt = Checkpoint(tensors=tensors, record=record)
@@ -97,7 +97,7 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     )
 
 
-def _lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
+def lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
     """Epochs and training seconds of a checkpoint's whole warm-start chain (its own plus
     those of every run it started from), so a budget stated from the last run is complete."""
     parent = metrics.get("init_from") or {}
