@@ -336,7 +336,8 @@ class DistillConfig:
     kd_loss: str = _help("Distillation loss: kl (softened class distributions) or mse (on the logits).", "kl")
     init_checkpoint: str | None = _help("Start the student from this checkpoint (e.g. a pruned one); its shapes "
                                         "must match the student settings.", flags="--init")
-    preset: str = _help("Preset of the teacher's data set for the student's settings.", "default")
+    preset: str = _help("Preset of the student's data set (the teacher's unless --dataset) for its settings.",
+                        "default")
 
     def validate(self) -> None:
         if self.student is None:

@@ -10,7 +10,7 @@ from cfctool.configs import DistillConfig
 from cfctool.data.xor import generate
 from cfctool.errors import CfcError, ConfigError
 from cfctool.models.registry import model_from_checkpoint
-from cfctool.ops.distill import distill, kd_loss, teacher_outputs
+from cfctool.ops.distill import distill, kd_loss, teacher_logits, teacher_outputs
 from cfctool.ops.train import train
 from helpers import tiny_run
 
@@ -86,3 +86,47 @@ def test_distill_errors(trained_xor, tmp_path, cli):
     r = cli("distill", src, "--student", "cfc-ncp", "--hidden", "6", "--epochs", "1", "-q", "-o", out)
     assert r.code == 0, r.err
     assert load(out).arch["name"] == "cfc-ncp"
+
+
+def test_a_teacher_reads_its_own_view_of_the_students_rows(data_dir, tmp_path, cli):
+    """An MNIST-rows teacher distils into a pixel-MNIST student: the teacher sees each of the
+    student's pixel sequences as its image, so the student learns to mimic it on images it
+    never trained on; the record names the teacher's data set and starts a pmnist lineage."""
+    from cfctool.data.mnist import load_split, task_record
+    from cfctool.data.registry import view_converter
+
+    rows, pixels = (load_split(task_record(n), "test", data_dir, limit=64) for n in ("mnist", "pmnist"))
+    view = view_converter(task_record("pmnist"), task_record("mnist"))
+    assert torch.equal(view(pixels.x), rows.x)
+    assert view_converter(task_record("pmnist"), task_record("fashion-mnist")) is None
+
+    teacher_path = tmp_path / "t.st"
+    r = cli("train", "mnist", "--arch", "cfc", "--hidden", "8", "--backbone-units", "8", "--data", data_dir,
+            "--max-samples", "512", "--max-test-samples", "64", "--epochs", "1", "--lr", "0.03", "-q",
+            "-o", teacher_path)
+    assert r.code == 0, r.err
+    teacher = load(teacher_path)
+    settings = {"hidden": 8, "backbone_units": 8, "max_samples": 256, "max_test_samples": 64, "epochs": 1,
+                "batch_size": 32, "lr": 0.02, "max_steps": 24, "seed": 1}
+    cfg = DistillConfig(student="cfc", alpha=0.0, kd_loss="mse")
+    out = distill(teacher, cfg, settings, data_dir=data_dir, dataset_name="pmnist")
+    start = distill(teacher, cfg, {**settings, "max_steps": 1, "lr": 1e-9}, data_dir=data_dir, dataset_name="pmnist")
+    want = teacher_outputs(model_from_checkpoint(teacher), rows)
+    assert torch.equal(teacher_logits(model_from_checkpoint(teacher), pixels, view), want)  # row for row
+    assert (want - want.roll(1, 0)).abs().amax(1).min() > 1e-3  # every row its own logits: an offset would show
+    gap = lambda ckpt: F.mse_loss(teacher_outputs(model_from_checkpoint(ckpt), pixels), want).item()  # noqa: E731
+    assert gap(out) < 0.6 * gap(start)
+    assert out.task["dataset"] == "pmnist" and out.arch["name"] == "cfc"
+    assert out.record["compression"]["distillation"]["teacher"]["dataset"] == "mnist"
+    assert [e["command"] for e in out.record["history"]] == ["distill"]  # the teacher's mnist lineage is not its own
+    assert out.record["history"][0]["config"]["data"]["dataset"] == "pmnist"
+    save(out, tmp_path / "s1.st")
+    warm = DistillConfig(student="cfc", alpha=0.0, kd_loss="mse", init_checkpoint=str(tmp_path / "s1.st"))
+    again = distill(teacher, warm, {**settings, "max_steps": 1}, data_dir=data_dir, dataset_name="pmnist")
+    behind = again.record["metrics"]["init_from"]  # a warm start states the budget behind it
+    assert behind["epochs_run"] == 1 and behind["train_seconds"] == out.record["metrics"]["train_seconds"]
+    assert [e["command"] for e in again.record["history"]] == ["distill", "distill"]
+
+    r = cli("distill", teacher_path, "--student", "cfc", "--dataset", "imdb", "-o", tmp_path / "s.st")
+    assert r.code == 1 and "do not share their rows" in r.err and "an mnist teacher for a pmnist student" in r.err
+    assert not (tmp_path / "s.st").exists()

@@ -21,7 +21,9 @@ def distill_command(
     checkpoint: options.Checkpoint,
     output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
     data: options.Data = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Check that the teacher's task is this data set.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="The student's data set: the teacher's (the default), or another view of the same rows, which the "
+             "teacher reads in its own view (e.g. pmnist for a teacher of mnist images).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted distillation from its training state.")] = False,
     quiet: options.Quiet = False,
     **settings,

@@ -112,6 +112,14 @@ def random_shift(batch: Split, generator: torch.Generator, most: int, side: int 
     return Split(translate(batch.x, dy, dx, side), batch.y, batch.dt, batch.mask, batch.extra)
 
 
+def view_converter(source: dict[str, Any], target: dict[str, Any]):
+    """Rows <-> pixels of the same images (same files, same order, same scale): a reshape."""
+    same = (_FOLDER[source["dataset"]] == _FOLDER[target["dataset"]]
+            and source["preprocessing"]["scale"] == target["preprocessing"]["scale"])
+    size = target["input"]["size"]
+    return (lambda x: x.reshape(len(x), -1, size)) if same else None
+
+
 def load(cfg) -> Dataset:
     task = task_record(cfg.dataset)
     directory = cfg.resolved_data_dir()

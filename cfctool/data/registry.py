@@ -30,6 +30,19 @@ def preview_task(cfg) -> dict[str, Any] | None:
     return preview(cfg) if preview else None
 
 
+def view_converter(source: dict[str, Any], target: dict[str, Any]):
+    """A function turning inputs of the `source` task into the ones a `target` task's model
+    reads, when both data sets are views of the same rows in the same order (MNIST's image
+    rows and its pixel sequence); None when they are not. A teacher then reads its own view
+    of the student's rows (`distill --dataset`)."""
+    if source["dataset"] == target["dataset"]:
+        return lambda x: x
+    if MODULES.get(source["dataset"]) != MODULES.get(target["dataset"]):
+        return None
+    convert = getattr(_module(source["dataset"]), "view_converter", None)
+    return convert(source, target) if convert else None
+
+
 def load_dataset(cfg, seed: int = 0) -> Dataset:
     """All splits for training; a 'val' split is held out of 'train' when the module has none."""
     dataset = _module(cfg.dataset).load(cfg)

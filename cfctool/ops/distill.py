@@ -1,7 +1,9 @@
 """`cfctool distill`: knowledge distillation from any teacher checkpoint into a smaller student.
 
-The student (any family, its settings from the train flags over the teacher's data set
-preset) trains through `fit()` on the teacher's task and data with
+The student (any family, its settings from the train flags over the data set's preset)
+trains through `fit()` on the teacher's task and data, or on another view of the same rows
+(`dataset`: a pixel-MNIST ODE-RNN from an MNIST conv-ODE teacher, which reads each row as its
+image), with
 
     loss = alpha * CE(student, labels) + (1 - alpha) * KD(student, teacher)
 
@@ -9,13 +11,15 @@ KD is T^2 * KL(softmax(teacher / T) || softmax(student / T)) (`kl`) or the mean 
 difference of the logits (`mse`; the only choice for regression). The teacher runs frozen
 in inference mode on its fastest exact engine (the one `eval` names, integer for a
 quantized teacher), once over the training split: its logits are cached with the rows
-(the inputs are not augmented; the student's own dropout does not change them). The
-student's history names the teacher by path and sha256; `init` starts the student from
-another checkpoint (prune -> distill), whose shapes must match the student settings.
+(so the student's inputs are not augmented: a teacher's `shift` is dropped; the student's
+own dropout does not change them). The student's record names the teacher by path and
+sha256; `init` starts the student from another checkpoint (prune -> distill), whose shapes
+must match the student settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -24,32 +28,50 @@ import torch
 import torch.nn.functional as F
 
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
-from cfctool.errors import CfcError, ConfigError
+from cfctool.errors import CfcError, ConfigError, DataError
 
 TEACHER = "teacher_logits"
 
 
 def validate(teacher: Checkpoint, cfg, dataset: str | None = None) -> None:
     cfg.validate()
-    if dataset is not None and dataset != teacher.task["dataset"]:
-        raise CfcError(f"the teacher was trained on '{teacher.task['dataset']}', not '{dataset}': a student learns "
-                       "the teacher's task; distill a teacher of that data set")
+    if dataset is not None:
+        teacher_view(teacher, dataset)
     if teacher.task["output"]["kind"] != "classification" and cfg.kd_loss == "kl" and cfg.alpha < 1:
         raise ConfigError("--kd-loss kl needs class outputs; this teacher's task is a regression: use --kd-loss mse")
 
 
-def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any]):
-    """The student's resolved settings: the teacher's data set preset for the student arch,
-    the user's flags over it; the data settings are the teacher's."""
+def teacher_view(teacher: Checkpoint, dataset: str):
+    """The function that turns the inputs of `dataset` (the student's) into the teacher's
+    view of the same rows; None for the teacher's own data set, an error when the data sets
+    do not share their rows."""
+    from cfctool.configs import DataConfig
+    from cfctool.data.registry import preview_task, view_converter
+
+    if dataset == teacher.task["dataset"]:
+        return None
+    task = preview_task(DataConfig(dataset=dataset))
+    convert = view_converter(task, teacher.task) if task is not None else None
+    if convert is None or task["output"] != teacher.task["output"]:
+        raise CfcError(f"the teacher was trained on '{teacher.task['dataset']}', not '{dataset}', and the two do not "
+                       "share their rows: a student learns the teacher's task; distill a teacher of that data set "
+                       "or of another view of the same rows (e.g. an mnist teacher for a pmnist student)")
+    return convert
+
+
+def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any], dataset: str | None = None):
+    """The student's resolved settings: the data set's preset for the student arch, the
+    user's flags over it; on the teacher's own data set its recorded data settings too."""
     from cfctool.configs import resolve
     from cfctool.data.registry import recorded_data_settings
 
-    data = recorded_data_settings(teacher)
+    name = dataset or teacher.task["dataset"]
+    data = recorded_data_settings(teacher) if name == teacher.task["dataset"] else {}
     data.pop("dataset", None)
     # the teacher's outputs are cached once per training row: a shifted image would not match them
     data.pop("shift", None)
     user = {k: v for k, v in overrides.items() if v is not None}
-    return resolve(teacher.task["dataset"], cfg.student, preset=cfg.preset, overrides={**data, **user})
+    return resolve(name, cfg.student, preset=cfg.preset, overrides={**data, **user})
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
@@ -76,6 +98,14 @@ def distillation_loss(task: dict, alpha: float, kind: str, temperature: float):
     return loss
 
 
+def teacher_logits(engine: torch.nn.Module, split, view=None) -> torch.Tensor:
+    """The teacher's logits for every row of the student's split, each read in the teacher's
+    own view of it (`teacher_view`), row for row."""
+    from cfctool.data.base import Split
+
+    return teacher_outputs(engine, split if view is None else Split(view(split.x), split.y))
+
+
 @torch.inference_mode()
 def teacher_outputs(engine: torch.nn.Module, split, batch_size: int = 512) -> torch.Tensor:
     """The teacher's logits for every row of a split (its engine, inference mode)."""
@@ -91,24 +121,31 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
             output: str | Path | None = None, resume: bool = False) -> Checkpoint:
     """A student checkpoint trained on the teacher's task with the distillation loss."""
     from cfctool import checkpoint as ckpt_io
-    from cfctool.data.registry import task_dataset
+    from cfctool.data.registry import load_dataset, resolve_data_dir
     from cfctool.models.registry import arch_record, build_model, family_of, model_from_checkpoint
     from cfctool.ops.engines import choose
     from cfctool.ops.evaluate import parameter_counts, split_metrics
     from cfctool.ops.fit import fit, keras_init, state_path_for, warm_start
     from cfctool.ops.runtime import seed_everything, threads
-    from cfctool.ops.train import run_identity
+    from cfctool.ops.train import run_identity, warm_start_record
 
     validate(teacher, cfg, dataset_name)
+    view = teacher_view(teacher, dataset_name or teacher.task["dataset"])
+    own_data = view is None
     say = notify or (lambda message: None)
-    run = student_run(teacher, cfg, overrides or {})
+    run = student_run(teacher, cfg, overrides or {}, dataset_name)
     run.validate()
     train_cfg = run.train
     started = time.perf_counter()
     with threads(train_cfg.threads):
-        dataset = task_dataset(teacher, data_dir, train_cfg.seed, "distillation")
+        directory, _ = resolve_data_dir(teacher, data_dir)
+        data_cfg = dataclasses.replace(run.data, data_dir=str(directory) if directory else run.data.data_dir)
+        try:
+            dataset = load_dataset(data_cfg, seed=train_cfg.seed)
+        except DataError as exc:
+            raise DataError(f"distillation needs the task's data: {exc}") from None
         task = dataset.task
-        if task["input"] != teacher.task["input"] or task["output"] != teacher.task["output"]:
+        if (own_data and task["input"] != teacher.task["input"]) or task["output"] != teacher.task["output"]:
             raise CfcError("the data loaded for the student do not match the teacher's task record "
                            f"(inputs {task['input']} vs {teacher.task['input']}); check --data")
         arch = arch_record(run.arch, task)
@@ -124,7 +161,7 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
         if cfg.alpha < 1:
             say(f"teacher logits on {len(dataset.splits['train']):,} training rows ({t_engine.name} engine)")
             train = dataset.splits["train"]
-            train.extra[TEACHER] = teacher_outputs(t_engine.module, train)
+            train.extra[TEACHER] = teacher_logits(t_engine.module, train, view)
         loss = distillation_loss(task, cfg.alpha, cfg.kd_loss, cfg.temperature)
         state = state_path_for(output) if output is not None and str(output) != "-" else None
         identity = {**run_identity(run), **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
@@ -135,14 +172,17 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
         test = split_metrics(engine, dataset.splits["test"], task, train_cfg.eval_batch_size)
     wall = time.perf_counter() - started
     tensors = {k: v.detach().cpu() for k, v in student.state_dict().items()}
-    tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in teacher.task_tensors().items()})
+    tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in
+                    (teacher.task_tensors() if own_data else dataset.task_tensors).items()})
     record = new_record(arch, task)
-    # the lineage: the init's steps (train -> prune ...) or else the teacher's, then this one
-    record["history"] = list(((init or teacher).record.get("history")) or [])
+    # the lineage: the init's steps (train -> prune ...) or else the teacher's (of the same
+    # data set: its first entry's data settings are the student's), then this one
+    lineage = init if init is not None else teacher if own_data else None
+    record["history"] = list((lineage.record.get("history") if lineage else None) or [])
     t_counts = parameter_counts(t_model)
     record["compression"] = {"distillation": {
         "teacher": {"path": teacher.source, "sha256": _sha(teacher), "arch": teacher.arch["name"],
-                    "engine": t_engine.name, **t_counts,
+                    "dataset": teacher.task["dataset"], "engine": t_engine.name, **t_counts,
                     "accuracy": (teacher.record.get("metrics") or {}).get("accuracy")},
         "alpha": cfg.alpha, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss, "init": cfg.init_checkpoint,
         "teacher_logits": "cached once over the training split" if cfg.alpha < 1 else "not used (alpha 1)",
@@ -150,6 +190,8 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
     record["metrics"] = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
                          "epochs_run": result.epochs_run, "steps": result.steps,
                          "train_seconds": round(wall + result.earlier_seconds, 2), "epochs": result.history}
+    if init is not None:
+        record["metrics"]["init_from"] = warm_start_record(init, cfg.init_checkpoint, _sha(init))
     config = {**run.to_dict(), "distill": cfg.to_dict()}
     inputs = [p for p in (teacher.source, cfg.init_checkpoint) if p]
     return Checkpoint(tensors=tensors, record=record).with_history(

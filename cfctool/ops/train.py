@@ -81,10 +81,7 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         metrics["test_subset"] = dataset.test_subset
     record = new_record(arch, task)
     if init is not None:  # what the warm start had behind it, so totals can be stated
-        earlier = init.record.get("metrics") or {}
-        metrics["init_from"] = {"path": str(init_from), "sha256": identity["init_from_sha256"],
-                                **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")},
-                                **lineage_totals(earlier)}
+        metrics["init_from"] = warm_start_record(init, init_from, identity["init_from_sha256"])
         record["history"] = list(init.record.get("history") or [])
     record["metrics"] = metrics
     ckpt = Checkpoint(tensors=tensors, record=record)
@@ -95,6 +92,13 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
         history_entry("train", argv, config, inputs=[*dataset.files, *([init_from] if init_from else [])],
                       seed=cfg.seed, wall_time_s=wall)
     )
+
+
+def warm_start_record(init: Checkpoint, path: str | Path, sha256: str | None) -> dict[str, Any]:
+    """What a warm start had behind it (`metrics.init_from`), so totals can be stated."""
+    earlier = init.record.get("metrics") or {}
+    return {"path": str(path), "sha256": sha256,
+            **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")}, **lineage_totals(earlier)}
 
 
 def lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
