@@ -261,6 +261,29 @@ def test_a_kept_training_state_extends_a_finished_run_to_the_same_weights(tmp_pa
         assert torch.equal(t, extended.tensors[name]), name
 
 
+def test_info_follows_a_run_from_its_training_state(tmp_path, cli):
+    """`info OUT.st.train-state`: the epochs, steps and validation so far, and what was chosen."""
+    import json
+
+    out = tmp_path / "s.st"
+    done = train(tiny_run("cfc", epochs=2, threads=1, lr=0.02, keep_state=True), output=out)
+    state = out.with_name(out.name + ".train-state")
+    r = cli("info", state, "--json")
+    assert r.code == 0, r.err
+    d = json.loads(r.out)
+    assert d["epochs_done"] == 2 and d["steps"] == done.record["metrics"]["steps"]
+    assert d["epochs"] == done.record["metrics"]["epochs"]
+    assert d["changed_settings"]["lr"] == 0.02 and d["changed_settings"]["bits"] == 6
+    assert "clipnorm" not in d["changed_settings"] and d["settings"]["clipnorm"] == done.record["history"][-1][
+        "config"]["train"]["clipnorm"]
+    r = cli("info", state)
+    assert r.code == 0 and "2 epoch(s)" in r.out and "lr=0.02" in r.out
+    assert f"{done.record['metrics']['epochs'][-1]['val_accuracy']:.4f}" in r.out
+    (tmp_path / "junk.st").write_bytes(b"not a model")
+    r = cli("info", tmp_path / "junk.st")
+    assert r.code != 0 and "not a safetensors checkpoint" in r.err
+
+
 def test_resume_refuses_other_settings(tmp_path):
     from cfctool.errors import ConfigError
 

@@ -42,16 +42,37 @@ def _compression(c: dict) -> str:
     return "; ".join(parts) or "none"
 
 
+def _state_lines(s: dict) -> str:
+    settings = s["settings"]
+    lines = [f"training state  {s['source']}",
+             f"run            {settings.get('dataset')} / {settings.get('name', '?')}: {s['epochs_done']} epoch(s), "
+             f"{s['steps']} steps, {s['train_seconds']} s of training; best epoch {s['best_epoch']}"
+             + ("; weights averaged" if s["weight_average"] else "")
+             + f"; lr now {', '.join(f'{lr:.3g}' for lr in s['lr_now'])}",
+             f"settings       {_flat(s['changed_settings']) or 'the preset'} (beyond the preset; all in --json)",
+             "epochs"]
+    for e in s["epochs"]:
+        lines.append(f"  {e['epoch']:>3}  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in e.items() if k != "epoch"))
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("info")
     def info_command(
         checkpoint: options.Checkpoint,
         as_json: options.Json = False,
     ):
-        """Architecture, task, compression state, metrics, sizes and history of a checkpoint."""
-        from cfctool.cli.io import read_checkpoint
+        """Architecture, task, compression state, metrics, sizes and history of a checkpoint;
+        for a training state (OUT.st.train-state), the run's progress so far."""
+        from cfctool.cli.io import STDIO, read_checkpoint
+        from cfctool.ops.fit import state_summary
         from cfctool.ops.info import describe
 
+        state = state_summary(checkpoint) if checkpoint != STDIO else None
+        if state is not None:
+            print(json.dumps(state, indent=2) if as_json else _state_lines(state))
+            return
         d = describe(read_checkpoint(checkpoint))
         if as_json:
             print(json.dumps(d, indent=2, default=str))

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from cfctool.data.base import Dataset, Split
-from cfctool.errors import CheckpointError, ConfigError, TrainingError
+from cfctool.errors import CfcError, CheckpointError, ConfigError, TrainingError
 
 
 @dataclass
@@ -569,6 +569,43 @@ def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, b
             "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3),
             "ema_updates": None if average is None else average.updates}
     atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
+
+
+def state_summary(path: str | Path) -> dict[str, Any] | None:
+    """What a training state says about its run (no tensors): epochs done, steps, seconds,
+    validation per epoch, the current learning rates and the settings; None when the file
+    is not a training state. A long run can be followed, or a stopped one reported, before
+    it has written a checkpoint."""
+    from cfctool.checkpoint import _read_header
+
+    if not Path(path).is_file():
+        return None
+    try:
+        meta = _read_header(Path(path).read_bytes(), str(path)).get("__metadata__") or {}
+    except CheckpointError:  # not safetensors, or truncated: the checkpoint reader says which
+        return None
+    if _STATE_FORMAT not in meta:
+        return None
+    state = json.loads(meta["state"])
+    settings = state["identity"] or {}
+    return {"source": str(path), "epochs_done": state["epoch"], "steps": state["step"],
+            "train_seconds": state.get("elapsed_s"), "best_epoch": state["best_epoch"],
+            "weight_average": state.get("ema_updates") is not None,
+            "lr_now": [g["lr"] for g in state["param_groups"]], "epochs": state["history"],
+            "changed_settings": _beyond_preset(settings), "settings": settings}
+
+
+def _beyond_preset(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that differ from the data set's default preset for the arch (what a
+    reader wants of a run: what was chosen), or all of them when that preset is unknown."""
+    from cfctool.configs import resolve
+
+    try:
+        run = resolve(settings["dataset"], settings["name"], preset=settings.get("preset", "default"))
+    except (CfcError, KeyError):
+        return dict(settings)
+    preset = {k: v for section in ("arch", "data", "train") for k, v in run.to_dict()[section].items()}
+    return {k: v for k, v in settings.items() if k not in preset or preset[k] != v}
 
 
 def _read_state(path: Path, identity) -> dict[str, Any]:
