@@ -1,0 +1,61 @@
+"""Training curves of named runs into benchmarks/results/runs.yaml: validation per epoch,
+epochs, steps and seconds, and the settings chosen beyond the preset, read from each run's
+training state (a run still going, or stopped before its end, which has no checkpoint yet)
+or from its finished checkpoint. Experiments whose runs live in scratch folders keep their
+numbers this way after the folders are gone.
+
+    python benchmarks/runs.py kd-t2=/work/runs/kd-t2.st.train-state \\
+        wd=benchmarks/checkpoints/pmnist-ode-rnn-wd.st.train-state --note "1 thread each, two at a time"
+
+An entry is replaced when its name is given again (a run measured further along).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, merge_result  # noqa: E402
+
+
+def entry(path: Path) -> dict:
+    from cfctool import checkpoint
+    from cfctool.checkpoint import file_sha256
+    from cfctool.ops.fit import state_summary
+
+    state = state_summary(path)
+    if state is not None:
+        state.pop("settings")  # all of them; the ones chosen are in changed_settings
+        return {"kind": "training state (run not finished)", **state, "sha256": file_sha256(path)}
+    ckpt = checkpoint.load(path)  # a clear error for anything that is neither
+    metrics = ckpt.record.get("metrics") or {}
+    last = (ckpt.record.get("history") or [{}])[-1]
+    return {"kind": "checkpoint", "source": str(path), "sha256": file_sha256(path), "trained_by": last.get("argv"),
+            "epochs_done": metrics.get("epochs_run"), "steps": metrics.get("steps"),
+            "train_seconds": metrics.get("train_seconds"), "best_epoch": metrics.get("best_epoch"),
+            "test": {k: metrics.get(k) for k in ("accuracy", "loss", "engine") if k in metrics},
+            "epochs": metrics.get("epochs")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="NAME=PATH", help="a training state or a checkpoint")
+    parser.add_argument("--note", default="", help="what ran beside them, threads, why they stopped")
+    args = parser.parse_args()
+    named = []
+    for item in args.runs:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise SystemExit(f"{item}: expected NAME=PATH of an existing training state or checkpoint")
+        named.append((name, Path(path)))
+    for name, path in named:
+        out = merge_result("runs", "runs", name, {**entry(path), "note": args.note, "machine": machine(),
+                                                  "command": "python benchmarks/runs.py " + " ".join(sys.argv[1:])},
+                           {"benchmark": "training curves of named runs (validation per epoch)"})
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
