@@ -5,7 +5,7 @@ or from its finished checkpoint. Experiments whose runs live in scratch folders 
 numbers this way after the folders are gone.
 
     python benchmarks/runs.py kd-t2=/work/runs/kd-t2.st.train-state \\
-        wd=benchmarks/checkpoints/pmnist-ode-rnn-wd.st.train-state --note "1 thread each, two at a time"
+        wd=benchmarks/checkpoints/pmnist-ode-rnn-wd.st.train-state --test --note "1 thread each, two at a time"
 
 An entry is replaced when its name is given again (a run measured further along).
 """
@@ -13,6 +13,7 @@ An entry is replaced when its name is given again (a run measured further along)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,10 +40,43 @@ def entry(path: Path) -> dict:
             "epochs": metrics.get("epochs")}
 
 
+def state_test(path: Path, data_dir: str, threads: int) -> dict:
+    """Test-split metrics of the weights a training state holds now (its weight average when
+    it keeps one), on the family's fastest exact engine: how good a stopped run is."""
+    import torch
+    from safetensors.torch import load_file
+
+    from cfctool.configs import all_keys, owner_of, resolve
+    from cfctool.data.registry import load_dataset
+    from cfctool.models.registry import arch_record, build_model, family_of
+    from cfctool.ops.evaluate import split_metrics
+    from cfctool.ops.fit import state_summary
+
+    torch.set_num_threads(threads)
+    summary = state_summary(path)
+    chosen = {k: v for k, v in summary["changed_settings"].items()
+              if k in all_keys() and owner_of(k) in ("arch", "data")}
+    run = resolve(summary["settings"]["dataset"], summary["settings"]["name"],
+                  overrides={**chosen, "data_dir": data_dir})
+    dataset = load_dataset(run.data, seed=summary["settings"]["seed"])
+    model = build_model(arch_record(run.arch, dataset.task), dataset.task).eval()
+    which = "ema" if summary["weight_average"] else "model"
+    tensors = load_file(str(path))
+    model.load_state_dict({k[len(which) + 1:]: v for k, v in tensors.items() if k.startswith(which + ".")})
+    engine_name, engine = family_of(model).engine(model)
+    metrics = split_metrics(engine, dataset.splits["test"], dataset.task, 500)
+    return {**{k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}, "engine": engine_name,
+            "weights": "the weight average" if which == "ema" else "the current weights",
+            "after_epoch": summary["epochs_done"], "threads": threads}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="NAME=PATH", help="a training state or a checkpoint")
     parser.add_argument("--note", default="", help="what ran beside them, threads, why they stopped")
+    parser.add_argument("--test", action="store_true", help="also test the weights each training state holds now")
+    parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     named = []
     for item in args.runs:
@@ -51,7 +85,10 @@ def main() -> None:
             raise SystemExit(f"{item}: expected NAME=PATH of an existing training state or checkpoint")
         named.append((name, Path(path)))
     for name, path in named:
-        out = merge_result("runs", "runs", name, {**entry(path), "note": args.note, "machine": machine(),
+        found = entry(path)
+        if args.test and found["kind"].startswith("training state"):
+            found["test_now"] = state_test(path, args.data, args.threads)
+        out = merge_result("runs", "runs", name, {**found, "note": args.note, "machine": machine(),
                                                   "command": "python benchmarks/runs.py " + " ".join(sys.argv[1:])},
                            {"benchmark": "training curves of named runs (validation per epoch)"})
     print(out)
