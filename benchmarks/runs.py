@@ -21,15 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, merge_result  # noqa: E402
 
 
-def entry(path: Path) -> dict:
+def entry(path: Path, test: tuple[str, int] | None = None) -> dict:
+    """The run's record; with `test` (data directory, threads), a training state's weights
+    are also tested as they are now."""
     from cfctool import checkpoint
     from cfctool.checkpoint import file_sha256
     from cfctool.ops.fit import state_summary
 
     state = state_summary(path)
     if state is not None:
+        tested = {"test_now": state_test(path, state, *test)} if test else {}
         state.pop("settings")  # all of them; the ones chosen are in changed_settings
-        return {"kind": "training state (run not finished)", **state, "sha256": file_sha256(path)}
+        return {"kind": "training state (run not finished)", **state, "sha256": file_sha256(path), **tested}
     ckpt = checkpoint.load(path)  # a clear error for anything that is neither
     metrics = ckpt.record.get("metrics") or {}
     last = (ckpt.record.get("history") or [{}])[-1]
@@ -40,7 +43,7 @@ def entry(path: Path) -> dict:
             "epochs": metrics.get("epochs")}
 
 
-def state_test(path: Path, data_dir: str, threads: int) -> dict:
+def state_test(path: Path, summary: dict, data_dir: str, threads: int) -> dict:
     """Test-split metrics of the weights a training state holds now (its weight average when
     it keeps one), on the family's fastest exact engine: how good a stopped run is."""
     import torch
@@ -50,10 +53,8 @@ def state_test(path: Path, data_dir: str, threads: int) -> dict:
     from cfctool.data.registry import load_dataset
     from cfctool.models.registry import arch_record, build_model, family_of
     from cfctool.ops.evaluate import split_metrics
-    from cfctool.ops.fit import state_summary
 
     torch.set_num_threads(threads)
-    summary = state_summary(path)
     chosen = {k: v for k, v in summary["changed_settings"].items()
               if k in all_keys() and owner_of(k) in ("arch", "data")}
     run = resolve(summary["settings"]["dataset"], summary["settings"]["name"],
@@ -85,9 +86,7 @@ def main() -> None:
             raise SystemExit(f"{item}: expected NAME=PATH of an existing training state or checkpoint")
         named.append((name, Path(path)))
     for name, path in named:
-        found = entry(path)
-        if args.test and found["kind"].startswith("training state"):
-            found["test_now"] = state_test(path, args.data, args.threads)
+        found = entry(path, (args.data, args.threads) if args.test else None)
         out = merge_result("runs", "runs", name, {**found, "note": args.note, "machine": machine(),
                                                   "command": "python benchmarks/runs.py " + " ".join(sys.argv[1:])},
                            {"benchmark": "training curves of named runs (validation per epoch)"})

@@ -129,8 +129,8 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
     from cfctool.ops.runtime import seed_everything, threads
     from cfctool.ops.train import run_identity, warm_start_record
 
-    validate(teacher, cfg, dataset_name)
-    view = teacher_view(teacher, dataset_name or teacher.task["dataset"])
+    validate(teacher, cfg)
+    view = teacher_view(teacher, dataset_name or teacher.task["dataset"])  # the --dataset check, once
     own_data = view is None
     say = notify or (lambda message: None)
     run = student_run(teacher, cfg, overrides or {}, dataset_name)
