@@ -32,7 +32,7 @@ def entry(path: Path, test: tuple[str, int] | None = None) -> dict:
     if state is not None:
         tested = {"test_now": state_test(path, state, *test)} if test else {}
         state.pop("settings")  # all of them; the ones chosen are in changed_settings
-        return {"kind": "training state (run not finished)", **state, "sha256": file_sha256(path), **tested}
+        return {"kind": "training state", **state, "sha256": file_sha256(path), **tested}
     ckpt = checkpoint.load(path)  # a clear error for anything that is neither
     metrics = ckpt.record.get("metrics") or {}
     last = (ckpt.record.get("history") or [{}])[-1]

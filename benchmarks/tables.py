@@ -242,7 +242,8 @@ def originals() -> str:
     for name, key, label in (("mnist-conv-ode", "mnist/conv-ode", "conv-ode (MNIST)"),
                              ("pmnist-ode-rnn", "pmnist/ode-rnn", "ode-rnn (pixel MNIST)"),
                              ("pmnist-ode-rnn-continued", None, "ode-rnn (pixel MNIST), continued"),
-                             ("pmnist-ode-rnn-ema", None, "ode-rnn (pixel MNIST), weight-averaged")):
+                             ("pmnist-ode-rnn-ema", None, "ode-rnn (pixel MNIST), weight-averaged"),
+                             ("pmnist-ode-rnn-scratch", None, "ode-rnn (pixel MNIST), one run with AdamW and averaging")):
         r = base["runs"].get(name)
         times = sorted(c["base_test_seconds"] for c in (red["runs"].get(key) or {}).get("cells", {}).values()
                        if "base_test_seconds" in c)
