@@ -88,12 +88,13 @@ def test_every_rank_leaves_the_process_group_before_interpreter_teardown(tmp_pat
     """Left to teardown, gloo can abort a finished rank (SIGABRT); join() registers leave() at exit."""
     script = tmp_path / "leaves.py"
     script.write_text(
-        "import atexit\n"
+        "import atexit, os\n"
         "import torch.distributed as dist\n"
-        "atexit.register(lambda: print('initialized at exit:', dist.is_initialized(), flush=True))  # runs last\n"
+        "def say(line): os.write(1, (line + '\\n').encode())  # one write: the two ranks' lines never interleave\n"
+        "atexit.register(lambda: say(f'initialized at exit: {dist.is_initialized()}'))  # runs last\n"
         "from cfctool.ops import distributed\n"
         "world = distributed.join()\n"
-        "print('rank', world.rank, 'of', world.size, flush=True)\n")
+        "say(f'rank {world.rank} of {world.size}')\n")
     r = torchrun(script, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("initialized at exit: False") == 2, r.stdout
