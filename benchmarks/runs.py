@@ -1,7 +1,7 @@
 """Training curves of named runs into benchmarks/results/runs.yaml: validation per epoch,
 epochs, steps and seconds, and the settings chosen beyond the preset, read from each run's
-training state (a run still going, or stopped before its end, which has no checkpoint yet)
-or from its finished checkpoint. Experiments whose runs live in scratch folders keep their
+training state (a run still going, stopped before its end, or kept after it with
+--keep-state) or from its finished checkpoint. Experiments whose runs live in scratch folders keep their
 numbers this way after the folders are gone.
 
     python benchmarks/runs.py kd-t2=/work/runs/kd-t2.st.train-state \\
