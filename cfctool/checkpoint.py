@@ -21,7 +21,12 @@ from typing import Any, Iterable
 
 import torch
 
-from cfctool.errors import CheckpointError, OutputError
+from cfctool import __version__, encodings
+from cfctool.encodings import split_stored, stored_tensors
+from cfctool.errors import CheckpointError, ConfigError, OutputError
+from cfctool.families import normalise
+from cfctool.families.build import expected_tensors
+from cfctool.runtime import world_size
 
 # 2: explicit structure in the arch record (backbone_widths, ncp_layers) and encoded tensors;
 #    format-1 files still load (their arch records are upgraded on load)
@@ -79,8 +84,6 @@ class Checkpoint:
     def encode(self, specs: dict[str, dict[str, Any]]) -> "Checkpoint":
         """A checkpoint that stores the named tensors encoded (see cfctool.encodings); the
         dense tensors become the decoded values, so the model computes what the file holds."""
-        from cfctool import encodings
-
         unknown = sorted(set(specs) - set(self.tensors))
         if unknown:
             raise ValueError(f"no tensors named {unknown}")
@@ -116,9 +119,6 @@ def history_entry(
     wall_time_s: float | None = None,
 ) -> dict[str, Any]:
     """One provenance line: enough to rerun the step and to know what it read."""
-    from cfctool import __version__
-    from cfctool.ops.distributed import world_size
-
     return {
         "command": command,
         "argv": list(argv) if argv is not None else None,
@@ -145,8 +145,6 @@ _ST_DTYPES = {
 
 def to_bytes(ckpt: Checkpoint) -> bytes:
     """Serialise to safetensors bytes, byte-for-byte reproducible (encoded tensors as their parts)."""
-    from cfctool.encodings import stored_tensors
-
     record = copy.deepcopy(ckpt.record)
     for section in RECORD_SECTIONS:
         record.setdefault(section, [] if section == "history" else {})
@@ -188,7 +186,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
     """Parse and verify a `.st` payload; every defect is a CheckpointError naming `source`."""
     from safetensors.torch import load
 
-    header = _read_header(data, source)
+    header = read_header(data, source)
     metadata = header.get("__metadata__") or {}
     if META_FORMAT not in metadata:
         raise CheckpointError(
@@ -224,7 +222,6 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
     record.pop("format", None)
     if version == 1:
         record = _upgrade_v1(record, source)
-    from cfctool.encodings import split_stored
 
     record.setdefault("encodings", {})
     dense, parts = split_stored(tensors, record["encodings"], source)
@@ -233,9 +230,6 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
 
 def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
     """Format 1 regenerated some sizes from settings; format 2 records them (see families)."""
-    from cfctool.errors import ConfigError
-    from cfctool.families import normalise
-
     try:
         record["arch"] = normalise(record["arch"])
     except (KeyError, ValueError, ConfigError) as exc:
@@ -244,7 +238,7 @@ def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
     return record
 
 
-def _read_header(data: bytes, source: str) -> dict[str, Any]:
+def read_header(data: bytes, source: str) -> dict[str, Any]:
     not_st = f"{source}: not a safetensors checkpoint"
     if len(data) < 8:
         raise CheckpointError(f"{not_st} (only {len(data)} bytes); is it truncated or the wrong file?")
@@ -436,8 +430,6 @@ def _check_sidecar(sidecar: Path, actual: str, path: Path) -> None:
 
 def verify_architecture(ckpt: Checkpoint) -> None:
     """The tensors must be exactly those that the recorded architecture builds."""
-    from cfctool.models.registry import expected_tensors
-
     source = ckpt.source or "<checkpoint>"
     try:
         expected = expected_tensors(ckpt.record)

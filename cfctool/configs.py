@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cfctool.errors import ConfigError
-
 from cfctool.families import FAMILIES, arch_settings
 
 ARCHS = tuple(FAMILIES)

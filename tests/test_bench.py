@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cfctool.checkpoint import load
-from cfctool.models.registry import build_model
+from cfctool.families.build import build_model
 from cfctool.ops.bench import bench, macs_per_sequence
 from cfctool.ops.evaluate import evaluate
 
@@ -88,7 +88,7 @@ def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch, graph):
     import onnxruntime as ort
 
     from cfctool.data.xor import generate
-    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.families.build import model_from_checkpoint
     from cfctool.ops.export import export_onnx, graph_inputs
 
     ckpt = load(trained_xor[arch])
@@ -113,12 +113,12 @@ def test_onnx_scan_export_with_irregular_dt_takes_dt_as_an_input(tmp_path):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
     import onnxruntime as ort
+    from helpers import tiny_run
 
     from cfctool.data.xor import generate
-    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.families.build import model_from_checkpoint
     from cfctool.ops.export import export_onnx
     from cfctool.ops.train import train
-    from helpers import tiny_run
 
     ckpt = train(tiny_run("cfc", encoding="event"))
     example = generate(ckpt.task, "test", 16)
@@ -146,8 +146,8 @@ def test_eval_and_bench_name_the_engine_and_do_not_fold_encoded_models(trained_x
     q = load(tmp_path / "q.st")
     report = evaluate(q)
     assert report["engine"] == "loop" and "simulated" in report["engine_note"]
-    from cfctool.models.registry import model_from_checkpoint
     from cfctool.data.xor import generate
+    from cfctool.families.build import model_from_checkpoint
 
     test = generate(q.task, "test")
     with torch.no_grad():  # the accuracy is that of the decoded model run by the loop
@@ -166,7 +166,7 @@ def test_bench_batches_take_a_seeded_random_subset(trained_xor):
 
 
 def test_recorded_data_dir_is_the_last_resort(trained_xor, tmp_path, monkeypatch):
-    from cfctool.data.registry import resolve_data_dir
+    from cfctool.task_data import resolve_data_dir
 
     ckpt = load(trained_xor["cfc"])
     entry = ckpt.record["history"][0]

@@ -10,7 +10,7 @@ from cfctool import checkpoint
 from cfctool.checkpoint import Checkpoint, load, save, sidecar_path
 from cfctool.data.xor import generate
 from cfctool.errors import CheckpointError
-from cfctool.models.registry import model_from_checkpoint
+from cfctool.families.build import model_from_checkpoint
 
 ARCHS = ("cfc", "cfc-deep", "cfc-ncp", "ltc")
 

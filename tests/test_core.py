@@ -5,15 +5,15 @@ import struct
 
 import pytest
 import torch
+from helpers import ACT, plain_run, tiny_run
 
 from cfctool import checkpoint
 from cfctool.checkpoint import Checkpoint, load, save
-from cfctool.data.base import Dataset, Split
+from cfctool.data.base import Dataset
 from cfctool.data.xor import generate
-from cfctool.models.registry import build_model, model_from_checkpoint
-from cfctool.ops.fit import MaskConstraint, fit
+from cfctool.families.build import build_model, model_from_checkpoint
 from cfctool.ops.train import train
-from helpers import ACT, plain_run, tiny_run
+from cfctool.training.fit import MaskConstraint, fit
 
 TASK = {"dataset": "xor", "input": {"kind": "features", "size": 3},
         "output": {"kind": "classification", "size": 2, "per_step": False}}
@@ -151,7 +151,7 @@ def test_ema_decay_keeps_and_validates_the_moving_average_of_the_iterates():
     for k, v in model.state_dict().items():
         assert torch.allclose(v, ema[k], atol=1e-6), k
         assert not torch.allclose(v, seen[-1][k], atol=1e-6) or torch.equal(seen[0][k], seen[-1][k]), k
-    from cfctool.ops.evaluate import split_metrics
+    from cfctool.metrics import split_metrics
 
     val = split_metrics(model.eval(), data.splits["val"], data.task, 512, "cpu")  # validated as the average
     assert result.history[-1]["val_loss"] == pytest.approx(val["loss"], abs=1e-6)
@@ -352,7 +352,7 @@ def test_lr_scale_gives_the_named_parameters_their_own_step_through_the_schedule
     decay keep the ratio; a pattern that names nothing is an error that lists the names."""
     from cfctool.configs import TrainConfig
     from cfctool.errors import ConfigError
-    from cfctool.ops.fit import _Warmup, make_optimizer, param_groups
+    from cfctool.training.fit import _Warmup, make_optimizer, param_groups
 
     torch.manual_seed(0)
     arch = dict(name="cfc", hidden=8, mode="default", backbone_widths=[8], backbone_activation="relu",

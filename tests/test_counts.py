@@ -2,8 +2,8 @@
 
 import torch
 
-from cfctool.models.registry import build_model
-from cfctool.ops.evaluate import parameter_counts
+from cfctool.families.build import build_model
+from cfctool.metrics import parameter_counts
 
 TASK = {"dataset": "xor", "input": {"kind": "features", "size": 3},
         "output": {"kind": "classification", "size": 2, "per_step": False}}

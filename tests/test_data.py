@@ -20,8 +20,9 @@ PER_CLASS = 80
 @pytest.fixture(scope="module")
 def imdb_slice(tmp_path_factory):
     """An extracted aclImdb/ tree with PER_CLASS real reviews per split and label."""
-    from conftest import SHARED_DATA
     import os
+
+    from conftest import SHARED_DATA
 
     source = os.environ.get("CFCTOOL_DATA", str(SHARED_DATA)) + "/imdb/aclImdb_v1_text.tar.gz"
     if not os.path.exists(source):

@@ -4,15 +4,15 @@ toward the teacher, provenance, `--init`, and the errors a user can hit."""
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_run
 
 from cfctool.checkpoint import file_sha256, load, save
 from cfctool.configs import DistillConfig
 from cfctool.data.xor import generate
 from cfctool.errors import CfcError, ConfigError
-from cfctool.models.registry import model_from_checkpoint
+from cfctool.families.build import model_from_checkpoint
 from cfctool.ops.distill import distill, kd_loss, teacher_logits, teacher_outputs
 from cfctool.ops.train import train
-from helpers import tiny_run
 
 TINY = {"epochs": 1, "batch_size": 64, "hidden": 8, "backbone_units": 8, "seed": 0}
 

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -49,7 +48,7 @@ def test_a_rank_failing_mid_run_fails_the_command_and_writes_nothing(tmp_path):
     script.write_text(
         "import os, sys\n"
         "import torch\n"
-        "import cfctool.ops.evaluate as ev\n"
+        "import cfctool.training.fit as ev  # the loss fit() reads\n"
         "if os.environ['RANK'] == '1':\n"
         "    calls, real = [0], ev.task_loss\n"
         "    def task_loss(*a, **k):\n"
@@ -92,7 +91,7 @@ def test_every_rank_leaves_the_process_group_before_interpreter_teardown(tmp_pat
         "import torch.distributed as dist\n"
         "def say(line): os.write(1, (line + '\\n').encode())  # one write: the two ranks' lines never interleave\n"
         "atexit.register(lambda: say(f'initialized at exit: {dist.is_initialized()}'))  # runs last\n"
-        "from cfctool.ops import distributed\n"
+        "from cfctool.training import distributed\n"
         "world = distributed.join()\n"
         "say(f'rank {world.rank} of {world.size}')\n")
     r = torchrun(script, cwd=tmp_path)

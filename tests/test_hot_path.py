@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-
-from cfctool.models.registry import build_core
 from helpers import ACT, plain_run
+
+from cfctool.families.build import build_core
 
 
 def _arch(name, mode, mixed, layers=2, act="relu", head="tanh"):

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
-from cfctool.models.inference import FoldedCfC, inference_engine
-from cfctool.models.registry import build_model
 from helpers import ACT, plain_run
+
+from cfctool.families.build import build_model
+from cfctool.models.inference import FoldedCfC, inference_engine
 
 TOKENS = {"input": {"kind": "tokens", "vocab_size": 50}, "output": {"kind": "classification", "size": 3}}
 FEATURES = {"input": {"kind": "features", "size": 5},

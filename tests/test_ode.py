@@ -7,8 +7,8 @@ import torch
 from cfctool.checkpoint import Checkpoint, load, new_record, save
 from cfctool.data.mnist import task_record
 from cfctool.errors import ConfigError
-from cfctool.models.ode import ConvODE, ODERNN, solve
-from cfctool.models.registry import build_model, model_from_checkpoint
+from cfctool.families.build import build_model, model_from_checkpoint
+from cfctool.models.ode import ODERNN, ConvODE, solve
 
 
 def test_rk4_and_euler_match_the_matrix_exponential_to_their_order():
@@ -46,7 +46,7 @@ def test_the_antisymmetric_matrix_has_eigenvalues_with_real_part_minus_gamma():
 
 def test_ode_rnn_init_std_is_recorded_and_sets_the_scale_of_w():
     from cfctool.configs import resolve
-    from cfctool.models.registry import arch_record
+    from cfctool.families.build import arch_record
 
     arch = arch_record(resolve("pmnist", "ode-rnn", overrides={"hidden": 256}).arch, task_record("pmnist"))
     assert arch["init_std"] == 0.1

@@ -14,7 +14,7 @@ import torch
 ncps_torch = pytest.importorskip("ncps.torch", reason="ncps (the reference CfC library) is not installed; pip install -e '.[test]'")
 from ncps.wirings import AutoNCP  # noqa: E402
 
-from cfctool.models.registry import build_core  # noqa: E402
+from cfctool.families.build import build_core  # noqa: E402
 from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency  # noqa: E402
 
 B, T, I = 5, 11, 3

@@ -8,7 +8,7 @@ from cfctool.checkpoint import Checkpoint, load, new_record, save
 from cfctool.configs import PruneConfig
 from cfctool.data.xor import generate
 from cfctool.errors import CfcError, ConfigError
-from cfctool.models.registry import build_model, model_from_checkpoint
+from cfctool.families.build import build_model, model_from_checkpoint
 from cfctool.ops.evaluate import evaluate
 from cfctool.ops.prune import prune, regions
 
@@ -166,8 +166,8 @@ def test_sparse_storage_round_trips_exactly_and_shrinks_the_file(trained_xor, tm
 
 
 def test_prune_errors(trained_xor, tmp_path, cli):
-    from cfctool.ops.quantize import quantize
     from cfctool.configs import QuantizeConfig
+    from cfctool.ops.quantize import quantize
 
     src = trained_xor["cfc"]
     for ratio, msg in (("1.0", "would remove"), ("-0.1", "must be in")):

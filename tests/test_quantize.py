@@ -8,8 +8,8 @@ from cfctool.checkpoint import load, save
 from cfctool.configs import QuantizeConfig
 from cfctool.data.xor import generate
 from cfctool.errors import CfcError, ConfigError, DataError
+from cfctool.families.build import model_from_checkpoint
 from cfctool.models.quantized import QuantFoldedCfC, quantize_dynamic, supports_integer
-from cfctool.models.registry import model_from_checkpoint
 from cfctool.ops.evaluate import evaluate
 from cfctool.ops.quantize import quantize
 
@@ -47,7 +47,8 @@ def test_integer_engine_equals_its_float_simulation_and_eval_names_it(quantized,
 def test_a_quantized_product_stays_within_the_analytic_bound():
     """y = x W^T with W per-row int8 (scale s_j) and x int8 (scale s_x):
     |y_j - y~_j| <= sum_i (|x_i| s_j / 2 + |W_ji| s_x / 2 + s_x s_j / 4)."""
-    from cfctool.encodings import quant_params, quantize as q_values
+    from cfctool.encodings import quant_params
+    from cfctool.encodings import quantize as q_values
 
     g = torch.Generator().manual_seed(0)
     w = torch.randn(24, 40, generator=g)
@@ -136,7 +137,7 @@ def test_quantize_errors(trained_xor, quantized, tmp_path, cli):
 def test_static_and_qat_without_the_task_data_are_clear_errors(tmp_path, monkeypatch):
     """An IMDB-shaped checkpoint whose data is nowhere to be found."""
     from cfctool.checkpoint import Checkpoint, new_record
-    from cfctool.models.registry import build_model
+    from cfctool.families.build import build_model
 
     task = {"dataset": "imdb", "input": {"kind": "tokens", "vocab_size": 30, "pad_id": 0, "oov_id": 1},
             "output": {"kind": "classification", "size": 2, "per_step": False},
@@ -168,9 +169,9 @@ def test_cli_quantize_round_trip(cli, trained_xor, tmp_path):
 def test_fold_embedding_is_exact_and_quantizes_per_row(tmp_path):
     """A token model: E W_in^T as the table gives the same outputs (loop and folded engine)."""
     from cfctool.checkpoint import Checkpoint, new_record
+    from cfctool.families.build import build_model
     from cfctool.families.cfc import fold_embedding
     from cfctool.models.inference import FoldedCfC
-    from cfctool.models.registry import build_model
 
     task = {"dataset": "imdb", "input": {"kind": "tokens", "vocab_size": 50, "pad_id": 0, "oov_id": 1},
             "output": {"kind": "classification", "size": 2, "per_step": False},
@@ -243,7 +244,7 @@ def _unfused_reference(model, scales, x, dt, mask):
     calibrated scale, the four heads rounded apart. One cell with a backbone."""
     import torch.nn.functional as F
 
-    from cfctool.ops.quantize import HEADS
+    from cfctool.models.cfc import HEADS
 
     def grid(v, s, lo=-127):
         return torch.clamp(torch.round(v / s), lo, 127) * s

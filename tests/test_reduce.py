@@ -10,7 +10,7 @@ from cfctool.configs import ReduceConfig
 from cfctool.data.base import Dataset, Split
 from cfctool.data.mnist import task_record
 from cfctool.errors import CfcError, ConfigError
-from cfctool.models.registry import build_model, family_of, model_from_checkpoint
+from cfctool.families.build import build_model, family_of, model_from_checkpoint
 from cfctool.ops import reduce as reduce_op
 
 CONV = {"name": "conv-ode", "channels": 2, "side": 28, "solver": "rk4", "ode_dt": 0.25, "t_end": 1.0}
@@ -29,7 +29,7 @@ def _fixture(arch, task, monkeypatch, n=48, steps=20):
     shape = (n, 28, 28) if arch["name"] == "conv-ode" else (n, steps, 1)
     split = Split(torch.rand(*shape, generator=g), torch.randint(0, 10, (n,), generator=g))
     data = Dataset(task=task, splits={"train": split, "val": split.take(slice(0, 16)), "test": split})
-    monkeypatch.setattr("cfctool.data.registry.task_dataset", lambda *a, **k: data)
+    monkeypatch.setattr("cfctool.ops.reduce.task_dataset", lambda *a, **k: data)
     return ckpt, model.eval(), split
 
 
@@ -76,12 +76,11 @@ def test_smaller_reductions_have_the_reduced_sizes(arch, task, monkeypatch):
 def test_readout_finetuning_on_cached_features_equals_the_full_loop(monkeypatch):
     """With everything before the readout frozen (the seed's protocol) fine-tuning trains the
     readout on features computed once: the same weights as running the frozen model every epoch."""
-    from cfctool.data import registry
-    from cfctool.ops import fit as fit_module
+    from cfctool.training import finetune as fit_module
 
     ckpt, _, _ = _fixture(RNN, task_record("pmnist"), monkeypatch)
     cfg = ReduceConfig(method="svd", dim=5, finetune=2, lr=1e-2, batch_size=16)
-    data = registry.task_dataset(ckpt, None, 0, "")
+    data = reduce_op.task_dataset(ckpt, None, 0, "")  # the fixture's data (patched there)
     reduced = reduce_op.reduce(ckpt, ReduceConfig(method="svd", dim=5))
     calls = []
     monkeypatch.setattr(fit_module, "_readout_features",

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from helpers import tiny_run
 
 from cfctool.configs import resolve
 from cfctool.errors import TrainingError
 from cfctool.ops.train import train
-from helpers import tiny_run
 
 
 def test_default_xor_preset_learns_parity():
@@ -85,7 +85,7 @@ def test_warm_start_from_a_checkpoint(tmp_path):
 
 
 def test_warmup_ramps_then_follows_the_decay():
-    from cfctool.ops.fit import _Warmup
+    from cfctool.training.fit import _Warmup
 
     for per_step in (True, False):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

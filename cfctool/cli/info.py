@@ -66,8 +66,8 @@ def register(app: typer.Typer) -> None:
         """Architecture, task, compression state, metrics, sizes and history of a checkpoint;
         for a training state (OUT.st.train-state), the run's progress so far."""
         from cfctool.cli.io import STDIO, read_checkpoint
-        from cfctool.ops.fit import state_summary
         from cfctool.ops.info import describe
+        from cfctool.training.state import state_summary
 
         state = state_summary(checkpoint) if checkpoint != STDIO else None
         if state is not None:

@@ -41,7 +41,7 @@ def write_checkpoint(ckpt, path: str) -> None:
     """Save, then print the output path on stdout (nothing else goes to stdout). Under
     torchrun only rank 0 writes (every rank holds the same weights)."""
     from cfctool import checkpoint
-    from cfctool.ops.distributed import is_main
+    from cfctool.runtime import is_main
 
     if not is_main():
         return

@@ -18,14 +18,14 @@ def _fmt_val(val) -> str:
 
 def _silent(quiet: bool) -> bool:
     """Quiet by request, and on every rank but 0 of a torchrun world (rank 0 reports)."""
-    from cfctool.ops.distributed import is_main
+    from cfctool.runtime import is_main
 
     return quiet or not is_main()
 
 
 @contextlib.contextmanager
 def training_progress(quiet: bool = False, every_s: float = 30.0):
-    """Yields a callback for cfctool.ops.fit.Progress events."""
+    """Yields a callback for cfctool.training.fit.Progress events."""
     if _silent(quiet):
         yield None
         return

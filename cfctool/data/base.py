@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import torch
 
+from cfctool.errors import DataError
+
 
 @dataclass
 class Split:
@@ -73,8 +75,6 @@ def find_input(data_dir, folder: str, candidates: list[str], layout: str):
     A missing data set is a DataError that names where it looked and what it expects.
     """
     from pathlib import Path
-
-    from cfctool.errors import DataError
 
     if data_dir is None:
         raise DataError(f"no data directory given for '{folder}': pass --data DIR or set CFCTOOL_DATA "

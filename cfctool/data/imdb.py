@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import torch
 
 from cfctool.data.base import Dataset, Split, find_input, sample_indices
+from cfctool.data.registry import TEST_SAMPLE_SEED, capped_test_record
 from cfctool.errors import DataError
 
 PAD, OOV = 0, 1
@@ -135,7 +136,6 @@ def load(cfg) -> Dataset:
     vocab = build_vocab(iter(train_tokens), cfg.vocab_size)
     test, subset = reviews["test"], None
     if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):  # tokenize only those read
-        from cfctool.data.registry import TEST_SAMPLE_SEED, capped_test_record
 
         keep = sample_indices(len(test), cfg.max_test_samples, TEST_SAMPLE_SEED).tolist()
         test, subset = [test[i] for i in keep], capped_test_record(len(keep), len(test))

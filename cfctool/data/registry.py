@@ -59,47 +59,7 @@ def load_dataset(cfg, seed: int = 0) -> Dataset:
     return dataset
 
 
-def recorded_data_settings(ckpt) -> dict[str, Any]:
-    """The data settings the checkpoint's model was trained with (its first history entry)."""
-    from cfctool.configs import DataConfig
-
-    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
-    return {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
-
-
-def task_dataset(ckpt, data_dir: str | Path | None, seed: int, purpose: str) -> Dataset:
-    """The training data of a checkpoint's task, loaded with the data settings it was trained
-    with (for fine-tuning after a compression: QAT, pruning, distillation); `purpose` names
-    what needs it in the error message."""
-    from cfctool.configs import DataConfig
-
-    data_settings = recorded_data_settings(ckpt)
-    directory, _ = resolve_data_dir(ckpt, data_dir)
-    data_settings.update(dataset=ckpt.task["dataset"],
-                         data_dir=str(directory) if directory else data_settings.get("data_dir"))
-    try:
-        return load_dataset(DataConfig(**data_settings), seed=seed)
-    except DataError as exc:
-        raise DataError(f"{purpose} needs the task's data: {exc}") from None
-
-
 def load_split(task: dict[str, Any], split: str, data_dir: Path | None, task_tensors=None) -> Split:
     """One split for evaluation, preprocessed exactly as the task record (and the tensors
     that travel with it, such as a vocabulary) say."""
     return _module(task["dataset"]).load_split(task, split, data_dir, task_tensors or {})
-
-
-def resolve_data_dir(ckpt, given: str | Path | None) -> tuple[Path | None, str | None]:
-    """(data directory, how it was chosen) for evaluating `ckpt`: --data, then
-    $CFCTOOL_DATA, then the directory recorded when the model was trained (the training
-    machine's own path, used only if it exists here)."""
-    from cfctool.configs import DataConfig
-
-    chosen = DataConfig(data_dir=str(given) if given else None).resolved_data_dir()
-    if chosen is not None:
-        return chosen, None
-    for entry in reversed(ckpt.record.get("history") or []):
-        recorded = ((entry.get("config") or {}).get("data") or {}).get("data_dir")
-        if recorded and Path(recorded).is_dir():
-            return Path(recorded), f"using the data directory recorded at training: {recorded} (pass --data to override)"
-    return None, None

@@ -71,9 +71,6 @@ def fold_embedding(ckpt):
     return ckpt.derive(tensors=t, arch=new_arch)
 
 
-HEADS = ("ff1", "ff2", "time_a", "time_b")
-
-
 def cell_sizes(arch: dict[str, Any]) -> list[int]:
     """Hidden units per cell: one cell, or the NCP's inter, command and motor cells."""
     return [int(n) for n in arch["ncp_layers"]] if "ncp_layers" in arch else [int(arch["hidden"])]
@@ -85,6 +82,8 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
     LSTM reads every unit of every cell."""
     if arch.get("mixed_memory"):
         raise ValueError("structured pruning of a mixed-memory CfC is not supported (its LSTM reads every unit)")
+    from cfctool.models.cfc import HEADS
+
     sizes = cell_sizes(arch)
     pure = arch["mode"] == "pure"
     heads = HEADS[:1] if pure else HEADS

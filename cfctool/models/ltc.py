@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfctool.models.wiring import fully_connected_polarity
+
 INIT_RANGES = {
     "gleak": (0.001, 1.0), "vleak": (-0.2, 0.2), "cm": (0.4, 0.6), "w": (0.001, 1.0),
     "sigma": (3, 8), "mu": (0.3, 0.8), "sensory_w": (0.001, 1.0), "sensory_sigma": (3, 8),
@@ -24,7 +26,6 @@ class LTC(nn.Module):
     def __init__(self, input_size: int, hidden: int, ode_unfolds: int = 6, polarity_seed: int = 1111,
                  epsilon: float = 1e-8):
         super().__init__()
-        from cfctool.models.wiring import fully_connected_polarity
 
         self.input_size, self.state_size, self.output_size = input_size, hidden, hidden
         self.ode_unfolds, self.epsilon = ode_unfolds, epsilon

@@ -26,7 +26,7 @@ class SequenceModel(nn.Module):
         self.rnn = rnn
         self.head = nn.Linear(rnn.output_size, n_outputs)
         self.per_step = per_step
-        self.family = ""  # the arch name; set by models.registry.build_model
+        self.family = ""  # the arch name; set by families.build.build_model
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.embedding is not None:

@@ -32,15 +32,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cfctool.models.inference import Folded, FoldedCfC, update
+from cfctool import encodings
+from cfctool.models.cfc import HEADS
+from cfctool.models.inference import Folded, FoldedCfC, _constant, supports, update
 
 Y_LEVELS = 127.0  # y in [0, 1] -> int8 0..127
 
 
 def int_weight(ckpt, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(int8 values, per-row scales) of a symmetric integer-encoded tensor, else None."""
-    from cfctool import encodings
-
     spec = ckpt.encodings.get(name)
     if spec is None or spec["codec"] not in ("int8", "int4") or not spec.get("symmetric", True):
         return None
@@ -55,8 +55,6 @@ def int_weight(ckpt, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 def supports_integer(ckpt, model) -> bool:
     """A 'default'-mode folded model whose products' weights are all integer-encoded."""
-    from cfctool.models.inference import supports
-
     if not supports(model) or any(c.head_basis is not None for c in model.rnn.cells):
         return False  # rank-factored heads: no integer path for the factor yet (the float engine runs them)
     names = []
@@ -139,8 +137,6 @@ class _QCell:
         self.fast = bool(widths) and self.relu and not dynamic and fuse
         self.linear_points = None  # unfused: (1/s, s) of each backbone pre-activation and the heads' columns
         if not fuse:
-            from cfctool.ops.quantize import HEADS
-
             head_s = torch.cat([torch.full((h,), float(act_scales[f"cells.{k}.heads.{n}"])) for n in HEADS])
             self.linear_points = ([(1.0 / act_scales[f"{n}.linear"], act_scales[f"{n}.linear"]) for n in names],
                                   (1.0 / head_s, head_s))
@@ -291,8 +287,6 @@ class QuantFoldedCfC(FoldedCfC):
     def states(self, x, dt=None, mask=None) -> list[torch.Tensor]:
         """Every cell's per-step state x = a (2y - 1), (batch, time, hidden), as the loop
         keeps them (for the state error of calibration)."""
-        from cfctool.models.inference import _constant
-
         with torch.inference_mode():
             f = self.folded(1.0 if dt is None else _constant(dt))
             u, dts, masks = f.time_major(x, dt, mask)

@@ -19,8 +19,15 @@ import torch
 
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
+from cfctool.data.registry import load_split
+from cfctool.engines import Engine, choose
 from cfctool.errors import ConfigError
-from cfctool.ops.runtime import machine
+from cfctool.families.build import family_of, model_from_checkpoint
+from cfctool.metrics import parameter_counts, valid_targets
+from cfctool.ops.export import export_onnx, graph_inputs, require_onnx
+from cfctool.runtime import check_threads, machine, resolve_device
+from cfctool.runtime import threads as thread_scope
+from cfctool.task_data import resolve_data_dir
 
 # torch: the fastest exact engine for the checkpoint (ops.engines.choose); loop: the training
 # loop under inference mode (plain PyTorch eager, the seed tables' baseline); onnxruntime
@@ -31,8 +38,6 @@ def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
     """Multiply-accumulates of one sequence in the model's defining form (the training loop;
     dense: wiring masks do not skip work). A model-size measure comparable across
     checkpoints; the folded engine executes fewer (no input product, 3 heads for 4)."""
-    from cfctool.models.registry import family_of
-
     readouts = seq_len if model.per_step else 1
     family = family_of(model)
     core = (family.macs_per_sequence(model.rnn, seq_len) if family.macs_per_sequence
@@ -57,8 +62,6 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
         data = Split(x=x, y=torch.zeros(n, dtype=torch.int64))
         labels = None
     else:
-        from cfctool.data.registry import load_split, resolve_data_dir
-
         directory, how = resolve_data_dir(ckpt, data_dir)
         if how and notify:
             notify(how)
@@ -81,8 +84,6 @@ def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.T
 
 def _torch_runner(ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None):
     """(runner, Engine): the engine `ops.engines.choose` names for the checkpoint."""
-    from cfctool.ops.engines import choose
-
     if device is not None and device.type != "cpu":
         model = model.to(device)
     engine = choose(ckpt, model)
@@ -108,8 +109,6 @@ def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[
     """Run an exported graph with ONNX Runtime on the CPU, `threads` intra-op threads."""
     import onnxruntime as ort
 
-    from cfctool.ops.export import graph_inputs
-
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -123,8 +122,6 @@ def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[
 
 
 def _onnx_runner(ckpt: Checkpoint, example: Split, threads: int | None) -> tuple[Callable, dict]:
-    from cfctool.ops.export import export_onnx, require_onnx
-
     require_onnx()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -134,8 +131,6 @@ def _onnx_runner(ckpt: Checkpoint, example: Split, threads: int | None) -> tuple
 
 
 def _accuracy(outputs: list[torch.Tensor], labels, mask, task: dict) -> float | None:
-    from cfctool.ops.evaluate import valid_targets
-
     if labels is None:
         return None
     logits, labels = valid_targets(torch.cat(outputs), labels, mask, task)
@@ -147,11 +142,6 @@ class _Subject:
 
     def __init__(self, ckpt: Checkpoint, engine: str, batches: list[Split], threads: int | None,
                  device: torch.device):
-        from cfctool.models.registry import model_from_checkpoint
-        from cfctool.ops.evaluate import parameter_counts
-
-        from cfctool.ops.engines import Engine
-
         self.ckpt = ckpt
         self.model = model_from_checkpoint(ckpt)
         self.export: dict | None = None
@@ -215,9 +205,6 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
     receives progress lines (the library prints nothing itself). `also`: more
     (checkpoint, engine) pairs of the same task timed in the same interleaved passes,
     reported under 'also' with their ratios to `against` (or to the checkpoint)."""
-    from cfctool.ops.runtime import resolve_device
-    from cfctool.ops.runtime import threads as thread_scope
-
     say = notify or (lambda message: None)
     engines = ENGINES if engine == "all" else (engine,)
     if any(e not in ENGINES for e in engines):
@@ -226,7 +213,6 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
                              ("threads", threads, 1), ("seq_len", seq_len, 1), ("batches", batches, 1)):
         if value is not None and value < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {low} (got {value})")
-    from cfctool.ops.runtime import check_threads
 
     check_threads(threads)
     if device not in ("cpu", "cuda"):

@@ -27,8 +27,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
+from cfctool import checkpoint as ckpt_io
+from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, file_sha256, history_entry, new_record
+from cfctool.configs import DataConfig, resolve
+from cfctool.data.base import Split
+from cfctool.data.registry import load_dataset, preview_task, view_converter
+from cfctool.engines import choose
 from cfctool.errors import CfcError, ConfigError, DataError
+from cfctool.families.build import arch_record, build_model, family_of, model_from_checkpoint
+from cfctool.metrics import parameter_counts, split_metrics, task_loss, valid_targets
+from cfctool.ops.train import run_identity, warm_start_record
+from cfctool.runtime import seed_everything, threads
+from cfctool.task_data import recorded_data_settings, resolve_data_dir
+from cfctool.training.fit import fit, keras_init, warm_start
+from cfctool.training.state import state_path_for
 
 TEACHER = "teacher_logits"
 
@@ -45,9 +57,6 @@ def teacher_view(teacher: Checkpoint, dataset: str):
     """The function that turns the inputs of `dataset` (the student's) into the teacher's
     view of the same rows; None for the teacher's own data set, an error when the data sets
     do not share their rows."""
-    from cfctool.configs import DataConfig
-    from cfctool.data.registry import preview_task, view_converter
-
     if dataset == teacher.task["dataset"]:
         return None
     task = preview_task(DataConfig(dataset=dataset))
@@ -62,9 +71,6 @@ def teacher_view(teacher: Checkpoint, dataset: str):
 def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any], dataset: str | None = None):
     """The student's resolved settings: the data set's preset for the student arch, the
     user's flags over it; on the teacher's own data set its recorded data settings too."""
-    from cfctool.configs import resolve
-    from cfctool.data.registry import recorded_data_settings
-
     name = dataset or teacher.task["dataset"]
     data = recorded_data_settings(teacher) if name == teacher.task["dataset"] else {}
     data.pop("dataset", None)
@@ -85,8 +91,6 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature
 
 def distillation_loss(task: dict, alpha: float, kind: str, temperature: float):
     """(student outputs, batch) -> alpha * task loss + (1 - alpha) * KD on the valid targets."""
-    from cfctool.ops.evaluate import task_loss, valid_targets
-
     def loss(out: torch.Tensor, batch) -> torch.Tensor:
         value = task_loss(out, batch.y, batch.mask, task) if alpha > 0 else out.new_zeros(())
         if alpha < 1:
@@ -101,8 +105,6 @@ def distillation_loss(task: dict, alpha: float, kind: str, temperature: float):
 def teacher_logits(engine: torch.nn.Module, split, view=None) -> torch.Tensor:
     """The teacher's logits for every row of the student's split, each read in the teacher's
     own view of it (`teacher_view`), row for row."""
-    from cfctool.data.base import Split
-
     return teacher_outputs(engine, split if view is None else Split(view(split.x), split.y))
 
 
@@ -120,15 +122,6 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
             dataset_name: str | None = None, argv: list[str] | None = None, notify=None, progress=None,
             output: str | Path | None = None, resume: bool = False) -> Checkpoint:
     """A student checkpoint trained on the teacher's task with the distillation loss."""
-    from cfctool import checkpoint as ckpt_io
-    from cfctool.data.registry import load_dataset, resolve_data_dir
-    from cfctool.models.registry import arch_record, build_model, family_of, model_from_checkpoint
-    from cfctool.ops.engines import choose
-    from cfctool.ops.evaluate import parameter_counts, split_metrics
-    from cfctool.ops.fit import fit, keras_init, state_path_for, warm_start
-    from cfctool.ops.runtime import seed_everything, threads
-    from cfctool.ops.train import run_identity, warm_start_record
-
     validate(teacher, cfg)
     view = teacher_view(teacher, dataset_name or teacher.task["dataset"])  # the --dataset check, once
     own_data = view is None
@@ -199,6 +192,4 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
 
 
 def _sha(ckpt: Checkpoint) -> str | None:
-    from cfctool.checkpoint import file_sha256
-
     return file_sha256(ckpt.source) if ckpt.source and Path(ckpt.source).is_file() else None

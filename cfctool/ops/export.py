@@ -23,9 +23,11 @@ from typing import Any
 
 import torch
 
-from cfctool.checkpoint import Checkpoint
+from cfctool.checkpoint import Checkpoint, atomic_write, check_writable
 from cfctool.data.base import Split
+from cfctool.engines import choose
 from cfctool.errors import CfcError
+from cfctool.families.build import family_of, model_from_checkpoint
 
 # Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
 # order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
@@ -94,8 +96,6 @@ def folded_engine(model: torch.nn.Module) -> torch.nn.Module | None:
     """The family's folded engine (its step is what a Scan graph exports), if it has one. Asked
     of the family, not of the checkpoint's engine choice: encoded weights decode to the same
     model, so they still export as a Scan."""
-    from cfctool.models.registry import family_of
-
     name, module = family_of(model).engine(model)
     return module if name == "folded" else None
 
@@ -172,10 +172,6 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     require_onnx()
     import numpy as np
     import onnxruntime as ort
-
-    from cfctool.checkpoint import atomic_write, check_writable
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.engines import choose
 
     model = model_from_checkpoint(ckpt)
     engine = choose(ckpt, model)

@@ -6,21 +6,19 @@ from pathlib import Path
 from typing import Any
 
 from cfctool.checkpoint import Checkpoint
+from cfctool.encodings import stored_tensors
+from cfctool.families.build import model_from_checkpoint
+from cfctool.metrics import parameter_counts
 
 
 def tensor_bytes(ckpt: Checkpoint) -> int:
     """Bytes of the tensors the file holds (encoded parts as stored): the file less its
     header, which for tiny models can outweigh the weights."""
-    from cfctool.encodings import stored_tensors
-
     stored = stored_tensors(ckpt.tensors, ckpt.encodings, ckpt.parts)
     return sum(t.numel() * t.element_size() for t in stored.values())
 
 
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.evaluate import parameter_counts
-
     model = model_from_checkpoint(ckpt)
     sizes: dict[str, Any] = parameter_counts(model)
     sizes["tensors"] = len(ckpt.tensors)

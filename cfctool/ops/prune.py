@@ -23,16 +23,18 @@ import torch
 
 from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError
-
-HEAD_NAMES = ("ff1", "ff2", "time_a", "time_b")
-# Linear/Conv/Embedding weights; the LTC's synapse weights; the ODE-RNN's W; a reduced ODE's M, M_out, N
-WEIGHT_NAMES = ("weight", "w", "sensory_w", "W", "M", "M_out", "N")
+from cfctool.families import get
+from cfctool.families.build import model_from_checkpoint
+from cfctool.metrics import WEIGHT_NAMES, sparsity, wiring_mask
+from cfctool.models.cfc import HEADS
+from cfctool.runtime import threads as thread_scope
+from cfctool.task_data import task_dataset
+from cfctool.training.finetune import finetune_checkpoint
+from cfctool.training.fit import MaskConstraint
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
     """Every problem the settings have with this checkpoint, before any work."""
-    from cfctool.families import get
-
     cfg.validate()
     encodings = ckpt.encodings
     if any(spec["codec"] in ("int8", "int4") for spec in encodings.values()):
@@ -61,8 +63,6 @@ def validate(ckpt: Checkpoint, cfg) -> None:
 def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
           progress=None) -> Checkpoint:
     """A new checkpoint with `cfg.ratio` of the selected weights (or units) removed."""
-    from cfctool.ops.runtime import threads as thread_scope
-
     validate(ckpt, cfg)
     say = notify or (lambda message: None)
     started = time.perf_counter()
@@ -94,19 +94,8 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
 # ----------------------------------------------------------------------------- unstructured
 
 
-def _wiring(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
-    """The NCP wiring mask a head weight is multiplied by, if any."""
-    parts = name.split(".")
-    if len(parts) == 5 and parts[0] == "rnn" and parts[3] in ("ff1", "ff2"):
-        return tensors.get(f"rnn.cells.{parts[2]}.sparsity_mask")
-    return None
-
-
 def regions(ckpt: Checkpoint, scope: str = "all") -> dict[str, torch.Tensor]:
     """{tensor name: bool tensor of the entries that may be pruned} for a scope."""
-    from cfctool.families import get
-    from cfctool.models.registry import model_from_checkpoint
-
     model = model_from_checkpoint(ckpt)
     weights = [n for n, p in model.named_parameters() if p.dim() >= 2 and n.split(".")[-1] in WEIGHT_NAMES]
     t = ckpt.tensors
@@ -119,11 +108,11 @@ def regions(ckpt: Checkpoint, scope: str = "all") -> dict[str, torch.Tensor]:
                     region.narrow(dim, offset, group.size).fill_(True)
     else:
         keep = {"all": lambda n: True, "backbone": lambda n: ".backbone." in n,
-                "heads": lambda n: n.split(".")[-2] in HEAD_NAMES and n.startswith("rnn."),
+                "heads": lambda n: n.split(".")[-2] in HEADS and n.startswith("rnn."),
                 "embedding": lambda n: n == "embedding.weight"}[scope]
         selected = {n: torch.ones_like(t[n], dtype=torch.bool) for n in weights if keep(n)}
     for name, region in selected.items():
-        wiring = _wiring(t, name)
+        wiring = wiring_mask(t, name)
         if wiring is not None:
             region &= wiring.bool()
     return {n: r for n, r in selected.items() if r.any()}
@@ -180,8 +169,6 @@ def unstructured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict[str, torch.Ten
 
 
 def _selected_groups(ckpt: Checkpoint, cfg):
-    from cfctool.families import get
-
     kinds = {"all": ("backbone", "hidden"), "backbone": ("backbone",), "heads": ("hidden",),
              "embedding": ("embedding",)}[cfg.scope]
     groups = get(ckpt.arch["name"]).unit_groups(ckpt.arch, ckpt.tensors)
@@ -198,7 +185,7 @@ def unit_scores(ckpt: Checkpoint, group, criterion: str, generator: torch.Genera
         if not (name.endswith(".weight") or name == "embedding.weight"):
             continue  # biases and masks carry no weight of their own
         w = ckpt.tensors[name].detach().double()
-        wiring = _wiring(ckpt.tensors, name)
+        wiring = wiring_mask(ckpt.tensors, name)
         if wiring is not None:
             w = w * wiring.double()
         part = w.narrow(dim, offset, group.size).movedim(dim, 0).reshape(group.size, -1)
@@ -208,8 +195,6 @@ def unit_scores(ckpt: Checkpoint, group, criterion: str, generator: torch.Genera
 
 def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]:
     """(smaller checkpoint, {} (no masks: the units are gone), what was done)."""
-    from cfctool.families import get
-
     groups = _selected_groups(ckpt, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     scores = {g.name: unit_scores(ckpt, g, cfg.criterion, gen) for g in groups}
@@ -258,9 +243,6 @@ def remove_units(tensors: dict[str, torch.Tensor], groups, drop: dict[str, torch
 
 
 def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, say, progress):
-    from cfctool.data.registry import task_dataset
-    from cfctool.ops.fit import MaskConstraint, finetune_checkpoint
-
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "fine-tuning after pruning")
     say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}" + (" with the pruned weights held at zero" if masks else ""))
     out, result = finetune_checkpoint(ckpt, dataset, cfg, constraints=[MaskConstraint(masks)] if masks else [],
@@ -273,21 +255,6 @@ def store_sparse(ckpt: Checkpoint, names) -> Checkpoint:
     """The named tensors that have zeros stored through the sparse encoding (exact)."""
     return ckpt.encode({n: {"codec": "sparse", "layout": "auto"} for n in names
                         if n in ckpt.tensors and bool((ckpt.tensors[n] == 0).any())})
-
-
-def sparsity(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Zeros per weight matrix (embedding included) and overall; entries a wiring mask
-    removes count as zeros."""
-    per, zeros, total = {}, 0, 0
-    for name, t in sorted(tensors.items()):
-        if name.startswith("task.") or t.dim() < 2 or name.split(".")[-1] not in WEIGHT_NAMES:
-            continue
-        wiring = _wiring(tensors, name)
-        effective = t if wiring is None else t * wiring
-        z = int((effective == 0).sum())
-        per[name] = round(z / t.numel(), 6)
-        zeros, total = zeros + z, total + t.numel()
-    return {"overall": round(zeros / max(total, 1), 6), "per_tensor": per}
 
 
 def _summary(detail: dict[str, Any]) -> str:

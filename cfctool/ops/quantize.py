@@ -25,7 +25,18 @@ import time
 import torch
 
 from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.configs import TrainConfig
+from cfctool.data.registry import load_split
+from cfctool.encodings import quant_params, quantize_spec
+from cfctool.encodings import quantize as quantize_values
 from cfctool.errors import CfcError, DataError
+from cfctool.families import get
+from cfctool.families.build import model_from_checkpoint
+from cfctool.models.cfc import HEADS
+from cfctool.models.quantized import QuantFoldedCfC, supports_integer
+from cfctool.runtime import threads as thread_scope
+from cfctool.task_data import resolve_data_dir, task_dataset
+from cfctool.training.fit import fit
 
 # candidates of the mse observer, as fractions of the min-max scale (clipping the tail)
 MSE_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
@@ -56,9 +67,6 @@ def validate(ckpt: Checkpoint, cfg) -> None:
 def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
              progress=None) -> Checkpoint:
     """A new checkpoint: integer weights, calibrated activation scales, the state error."""
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.runtime import threads as thread_scope
-
     validate(ckpt, cfg)
     say = notify or (lambda message: None)
     started = time.perf_counter()
@@ -76,7 +84,6 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
             ckpt = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
         axis = 0 if cfg.granularity == "channel" else None
         specs = {}
-        from cfctool.encodings import quantize_spec
 
         for name in names:  # the embedding always per row (a token looks up its own row), fp16 row scales
             table = name == "embedding.weight"
@@ -109,8 +116,6 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
 
 
 def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
-    from cfctool.families import get
-
     folder = get(ckpt.arch["name"]).fold_embedding
     if folder is None:
         raise CfcError(f"--fold-embedding is not available for '{ckpt.arch['name']}' models")
@@ -121,8 +126,6 @@ def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
 
 
 def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
-    from cfctool.data.registry import load_split, resolve_data_dir
-
     directory, how = resolve_data_dir(ckpt, data_dir)
     if how:
         say(how)
@@ -136,9 +139,6 @@ def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
 
 def _batches(split, size: int = 256):
     return [split.take(slice(i, i + size)) for i in range(0, len(split), size)]
-
-
-HEADS = ("ff1", "ff2", "time_a", "time_b")
 
 
 def _points(name: str, t: torch.Tensor, fuse: bool) -> dict[str, torch.Tensor]:
@@ -191,8 +191,6 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
     """MSE of every cell's per-step states against the fp32 model: through the integer
     engine (simulated exactly in float) where there is one, else the decoded weights
     through the loop."""
-    from cfctool.models.quantized import QuantFoldedCfC, supports_integer
-
     engine = QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, fuse=fuse, simulate=True) \
         if supports_integer(ckpt, qmodel) else None
     total, count, last_total, last_count = 0.0, 0, 0.0, 0
@@ -215,12 +213,6 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
 
 def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib) -> Checkpoint:
     """Fine-tune with fake-quantized weights (straight-through), return the float result."""
-    from cfctool.configs import TrainConfig
-    from cfctool.data.registry import task_dataset
-    from cfctool.encodings import quant_params, quantize as quantize_values
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.fit import fit
-
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "quantization-aware training")
     say(f"quantization-aware training: {cfg.epochs} epoch(s) at lr {cfg.lr}")
     model = model_from_checkpoint(ckpt)

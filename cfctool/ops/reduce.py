@@ -32,8 +32,16 @@ from typing import Any
 
 import torch
 
+from cfctool import mor
 from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError
+from cfctool.families import get
+from cfctool.families.build import model_from_checkpoint
+from cfctool.mor import Gram
+from cfctool.ops.prune import remove_units
+from cfctool.runtime import threads as thread_scope
+from cfctool.task_data import task_dataset
+from cfctool.training.finetune import finetune_checkpoint
 
 ODE_BASES = ("conv-ode", "ode-rnn")
 CFC_METHODS = ("pod-deim", "qdeim", "apoz", "svd")
@@ -79,10 +87,6 @@ def _state_size(ckpt: Checkpoint) -> int:
 
 def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
            progress=None) -> Checkpoint:
-    from cfctool.data.registry import task_dataset
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.runtime import threads as thread_scope
-
     validate(ckpt, cfg)
     say = notify or (lambda message: None)
     started = time.perf_counter()
@@ -108,8 +112,6 @@ def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = Non
 
 def snapshot_grams(model, split, every: int, batch: int = 64):
     """(Gram of the states, Gram of the nonlinearity values, mean |state| at the last step)."""
-    from cfctool.mor import Gram
-
     grams: dict[str, Gram] = {}
     last_abs, count = None, 0
     for start in range(0, len(split), batch):
@@ -130,8 +132,6 @@ def snapshot_grams(model, split, every: int, batch: int = 64):
 
 
 def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
-    from cfctool import mor
-
     base = ckpt.arch["name"]
     core = model.rnn
     if base == "conv-ode":
@@ -231,10 +231,6 @@ def _smaller_ode_rnn(ckpt: Checkpoint, keep: torch.Tensor) -> Checkpoint:
 
 
 def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
-    from cfctool import mor
-    from cfctool.families import get
-    from cfctool.ops.prune import remove_units
-
     family = get(ckpt.arch["name"])
     groups = family.unit_groups(ckpt.arch, ckpt.tensors)
     hidden = next(g for g in groups if g.name == "cells.0.hidden")
@@ -271,8 +267,6 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
     """Heads W (4h x U) -> P Q with P = E_K (4h x K, orthonormal), Q = E_K^T W (K x U): E_K the
     top eigenvectors of W C W^T, C = I (the weights' SVD: P Q is their rank-K truncation) or
     the backbone output's second moment over the snapshots (least-squares optimal there)."""
-    from cfctool import mor
-
     names = [f"rnn.cells.0.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
     w = torch.cat([ckpt.tensors[n].double() for n in names])
     c = None
@@ -294,8 +288,6 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
 
 
 def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
-    from cfctool.ops.fit import finetune_checkpoint
-
     freeze = ()
     if cfg.finetune_scope == "after":  # the seed's protocol: only what reads the ODE block's output
         freeze = tuple({n.split(".")[0] for n in ckpt.model_tensors()} - {"head"})

@@ -17,7 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cfctool import checkpoint
 from cfctool.errors import CfcError, ConfigError
+from cfctool.families.build import model_from_checkpoint
+from cfctool.metrics import parameter_counts
+from cfctool.ops.info import tensor_bytes
 
 
 @dataclass
@@ -96,11 +100,6 @@ def _sidecar_report(path: Path, kind: str) -> tuple[dict | None, str | None]:
 
 
 def row_for(path: Path) -> Row:
-    from cfctool import checkpoint
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.evaluate import parameter_counts
-    from cfctool.ops.info import tensor_bytes
-
     ckpt = checkpoint.load(path)
     counts = parameter_counts(model_from_checkpoint(ckpt))
     history = " -> ".join(step_label(e) for e in ckpt.record.get("history") or []) or "(no history)"

@@ -1,6 +1,6 @@
 """`cfctool train`: build a model from resolved settings, `fit()` it, test it, return a Checkpoint.
 
-Deterministic on CPU for a given seed and thread count (see `cfctool.ops.fit`). With an
+Deterministic on CPU for a given seed and thread count (see `cfctool.training.fit`). With an
 output path, the training state is written beside it after every epoch and `resume=True`
 continues an interrupted run to the same weights.
 """
@@ -11,10 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
+from cfctool.data.registry import load_dataset, preview_task
 from cfctool.errors import ConfigError
-from cfctool.ops.fit import ProgressFn, fit, keras_init, state_path_for, warm_start
+from cfctool.families.build import arch_record, build_model, family_of
+from cfctool.metrics import split_metrics
+from cfctool.runtime import resolve_device, seed_everything, threads
+from cfctool.training.fit import ProgressFn, fit, keras_init, warm_start
+
+# settings that may differ between an interrupted run and its resumption
+from cfctool.training.state import state_path_for
 
 # settings that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size", "keep_state")
@@ -33,12 +41,6 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     (a checkpoint path) warm-starts: its weights, a fresh optimiser and schedule, and its
     weights compete as epoch 0, so more training never returns a worse model on validation;
     the result's history starts with that checkpoint's."""
-    from cfctool import checkpoint as ckpt_io
-    from cfctool.data.registry import load_dataset, preview_task
-    from cfctool.models.registry import arch_record, build_model
-    from cfctool.ops.evaluate import split_metrics
-    from cfctool.ops.runtime import resolve_device, seed_everything, threads
-
     run.validate()
     init = ckpt_io.load(init_from) if init_from else None  # a bad path fails before the data are read
     preview = preview_task(run.data)
@@ -114,6 +116,4 @@ def lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _family_engine(model):
-    from cfctool.models.registry import family_of
-
     return family_of(model).engine(model)

@@ -14,35 +14,10 @@ and the checkpoint). A plain `cfctool ...` run is a world of one and none of thi
 from __future__ import annotations
 
 import atexit
-import os
-from dataclasses import dataclass
 
 import torch
 
-from cfctool.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class World:
-    rank: int
-    size: int
-    local_rank: int
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def launched() -> World | None:
-    """The world torchrun described in the environment, or None for a single process."""
-    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if size <= 1:
-        return None
-    try:
-        return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
-    except (KeyError, ValueError):
-        raise ConfigError("WORLD_SIZE > 1 but RANK is not set: start data-parallel runs with torchrun "
-                          "(torchrun --nproc-per-node N -m cfctool train ...)") from None
+from cfctool.runtime import World, launched
 
 
 def join(device: torch.device | str = "cpu") -> World | None:
@@ -70,17 +45,6 @@ def leave() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def is_main() -> bool:
-    """True unless this is a non-zero rank of a torchrun world: who prints and writes."""
-    world = launched()
-    return world is None or world.main
-
-
-def world_size() -> int:
-    world = launched()
-    return 1 if world is None else world.size
 
 
 def share(indices: torch.Tensor, world: World | None) -> torch.Tensor:

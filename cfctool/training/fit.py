@@ -17,17 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
+import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.nn.utils import parametrize
 
+from cfctool.configs import parse_lr_scale
 from cfctool.data.base import Dataset, Split
-from cfctool.errors import CfcError, CheckpointError, ConfigError, TrainingError
+from cfctool.errors import ConfigError, TrainingError
+from cfctool.families.build import family_of
+from cfctool.metrics import split_metrics, task_loss
+from cfctool.training import distributed
+from cfctool.training.averaging import WeightAverage
+from cfctool.training.state import read_state, write_state
 
 
 @dataclass
@@ -108,10 +117,6 @@ def param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
     """The trainable parameters grouped by weight decay (weight_decay_on=kernels: the
     recurrent core's weight matrices decay, the rest not) and by learning-rate factor
     (`lr_scale`: a group with its own lr, which the schedules scale like the rest)."""
-    from fnmatch import fnmatchcase
-
-    from cfctool.configs import parse_lr_scale
-
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     scales = parse_lr_scale(getattr(cfg, "lr_scale", None))
     unmatched = [pattern for pattern in scales if not any(fnmatchcase(n, pattern) for n, _ in named)]
@@ -156,7 +161,7 @@ def warm_start(model: nn.Module, init, what: str) -> None:
     model.load_state_dict(got)
 
 
-def _frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
+def frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
     names = [n for n, _ in model.named_parameters()]
     out: set[str] = set()
     for prefix in freeze:
@@ -185,11 +190,6 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
       removed when training ends. `resume=True` continues from it; `identity` (e.g. the
       run's settings) must then equal the one it was written with.
     """
-    from cfctool.ops import distributed
-    from cfctool.ops.evaluate import split_metrics, task_loss
-
-    import time
-
     world = distributed.join(device)  # None unless started by torchrun
     if world is not None and not world.main:
         progress = None  # rank 0 reports; every rank computes the same validation
@@ -198,7 +198,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     task = dataset.task
     loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, task))
     model.to(device)
-    frozen = _frozen_names(model, freeze)
+    frozen = frozen_names(model, freeze)
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)
     constraints = list(constraints)
@@ -232,7 +232,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
     if resume:
         if state_path is None or not state_path.is_file():
             raise ConfigError(f"--resume: no training state at {state_path}; run without --resume to start afresh")
-        saved = _read_state(state_path, identity)
+        saved = read_state(state_path, identity)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -337,7 +337,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
             entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
         history.append(entry)
         if state_path is not None and (world is None or world.main):
-            _write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
+            write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
                          step, epoch, history, identity, earlier + time.perf_counter() - started, average)
         if progress:
             progress(Progress("epoch", epoch, cfg.epochs, step, total_steps, run_loss / run_count, None, val))
@@ -351,45 +351,6 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
         state_path.unlink()
     return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
                      resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
-
-
-class WeightAverage:
-    """An exponential moving average of the weights (Polyak averaging). Adam's iterates
-    rattle around a minimum at a distance set by the learning rate; their average sits
-    nearer it, which is what a long recurrence (a 784-step ODE-RNN) needs to leave a plateau
-    without lowering the lr. The decay ramps up as min(decay, (1 + n) / (10 + n)) so the
-    first steps do not leave the average stuck at the starting weights."""
-
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0,
-                 shadow: dict[str, torch.Tensor] | None = None):
-        self.decay, self.updates = decay, updates
-        current = model.state_dict()
-        if shadow is None:
-            shadow = {k: v for k, v in current.items() if v.is_floating_point()}
-        self.shadow = {k: v.detach().to(current[k].device, copy=True) for k, v in shadow.items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        keep = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        current = model.state_dict()
-        for k, avg in self.shadow.items():
-            avg.lerp_(current[k].to(avg.dtype), 1.0 - keep)
-
-    @contextlib.contextmanager
-    def applied(self, model: nn.Module):
-        """The model holds the averaged weights inside the block, its own ones again after."""
-        current = model.state_dict()  # shares storage with the parameters: copy_ writes them
-        backup = {k: current[k].clone() for k in self.shadow}
-        with torch.no_grad():
-            for k, avg in self.shadow.items():
-                current[k].copy_(avg)
-        try:
-            yield model
-        finally:
-            with torch.no_grad():
-                for k, saved in backup.items():
-                    current[k].copy_(saved)
 
 
 class _Warmup(torch.optim.lr_scheduler.LRScheduler):
@@ -415,72 +376,7 @@ def _autocast(amp: str, device) -> Callable[[], Any]:
     return lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def finetune_checkpoint(ckpt, dataset: Dataset, cfg, *, constraints: Iterable[Constraint] = (),
-                        freeze: Iterable[str] = (), progress: ProgressFn | None = None):
-    """Fine-tune a compressed checkpoint (pruning, reduction): `cfg.finetune` epochs of Adam
-    at `cfg.lr` (with its batch_size, seed, threads); the starting point competes as epoch 0
-    on validation. Returns (the new checkpoint, what was kept)."""
-    from cfctool.configs import TrainConfig
-    from cfctool.models.registry import model_from_checkpoint
-
-    model = model_from_checkpoint(ckpt)
-    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                            optimizer="adam", threads=cfg.threads)
-    if not constraints and _readout_only(model, freeze):
-        # the frozen part's outputs never change: computed once, the epochs train the readout on them
-        readout = _Readout(model.head)
-        features = Dataset(task=dataset.task, splits={name: _readout_features(model, dataset.splits[name])
-                                                      for name in ("train", "val") if name in dataset.splits})
-        result = fit(readout, features, train_cfg, progress=progress, start_is_candidate=True)
-    else:
-        result = fit(model, dataset, train_cfg, constraints=constraints, freeze=freeze, progress=progress,
-                     start_is_candidate=True)
-    tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune, "lr": cfg.lr,
-                                          "history": result.history}
-
-
-class _Readout(nn.Module):
-    """A sequence model's readout alone, reading features computed once (`_readout_features`):
-    fine-tuning when only the readout trains (the seed's MOR protocol) then costs one pass of
-    the frozen model instead of one per epoch, with the same batches and optimiser steps."""
-
-    per_step = False
-
-    def __init__(self, head: nn.Module):
-        super().__init__()
-        self.head = head
-
-    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None):
-        return self.head(x)
-
-
-def _readout_only(model: nn.Module, freeze: Iterable[str]) -> bool:
-    """Everything but the readout frozen, one output per sequence, nothing random before it."""
-    trainable = {n for n, _ in model.named_parameters()} - _frozen_names(model, freeze)
-    return (bool(trainable) and all(n.startswith("head.") for n in trainable) and not model.per_step
-            and not any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()))
-
-
-@torch.no_grad()
-def _readout_features(model: nn.Module, split: Split, batch_size: int = 256) -> Split:
-    """What the readout reads for every row of a split: the model with its head removed (the
-    loop, evaluation mode)."""
-    head, was_training = model.head, model.training
-    model.head = nn.Identity()
-    model.eval()
-    try:
-        feats = [model(b.x, b.dt, b.mask) for b in
-                 (split.take(slice(i, i + batch_size)) for i in range(0, len(split), batch_size))]
-    finally:
-        model.head = head
-        model.train(was_training)
-    return Split(torch.cat(feats), split.y)
-
-
 def _data_parallel(model: nn.Module, device, world) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
     cuda = torch.device(device).type == "cuda"
     return DistributedDataParallel(model, device_ids=[world.local_rank] if cuda else None)
 
@@ -489,8 +385,6 @@ def _share_weight(batch: Split, task: dict, world, global_samples: int) -> float
     """world size x this rank's share of the global batch's loss terms (samples, or valid
     steps for per-step tasks), so that DDP's mean of the weighted local mean losses is the
     global mean loss. Only per-step counts need a collective; sample counts are known."""
-    from cfctool.ops import distributed
-
     if not task["output"].get("per_step"):
         return world.size * batch.y.shape[0] / global_samples
     terms = float(batch.mask.sum()) if batch.mask is not None else float(batch.y.numel())
@@ -506,14 +400,12 @@ def _to(b: Split, device) -> Split:
 
 def _engine(model: nn.Module) -> nn.Module:
     """The fastest exact inference form of the model as it is now (rebuilt per call)."""
-    from cfctool.models.registry import family_of
-
-    return model.eval() if isinstance(model, _Readout) else family_of(model).engine(model)[1]
+    if not hasattr(model, "family"):  # not a family's model (the readout alone): it runs as it is
+        return model.eval()
+    return family_of(model).engine(model)[1]
 
 
 def _apply_fake_quant(model: nn.Module, fns: dict[str, Callable]) -> None:
-    from torch.nn.utils import parametrize
-
     params = dict(model.named_parameters())
     for name, fn in fns.items():
         if name not in params:
@@ -523,120 +415,9 @@ def _apply_fake_quant(model: nn.Module, fns: dict[str, Callable]) -> None:
 
 
 def _remove_fake_quant(model: nn.Module) -> None:
-    from torch.nn.utils import parametrize
-
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             for leaf in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, leaf, leave_parametrized=False)
 
 
-# ----------------------------------------------------------------------------- training state
-
-_STATE_FORMAT = "cfctool.train-state"
-
-
-def state_path_for(output: str | Path) -> Path:
-    """Where a run writing `output` keeps its training state: beside it."""
-    output = Path(output)
-    return output.with_name(output.name + ".train-state")
-
-
-def _write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
-                 history, identity, elapsed_s: float, average: WeightAverage | None = None) -> None:
-    """Weights, optimiser, scheduler, RNG states and bookkeeping as one safetensors file
-    (tensors + JSON metadata: no pickles), written atomically."""
-    from cfctool.checkpoint import atomic_write, safetensors_bytes
-
-    tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        tensors.update({f"best.{k}": v.detach().cpu() for k, v in best_state.items()})
-    opt = optimizer.state_dict()
-    opt_scalars: dict[str, dict[str, Any]] = {}
-    for idx, st in opt["state"].items():
-        for key, value in st.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"opt.{idx}.{key}"] = value.detach().cpu()
-            else:
-                opt_scalars.setdefault(str(idx), {})[key] = value
-    if average is not None:
-        tensors.update({f"ema.{k}": v.detach().cpu() for k, v in average.shadow.items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.shuffle"] = shuffle.get_state()
-    meta = {"epoch": epoch, "step": step, "best_score": best_score if math.isfinite(best_score) else None,
-            "best_epoch": best_epoch, "history": history, "param_groups": opt["param_groups"],
-            "opt_scalars": opt_scalars, "opt_indices": sorted(opt["state"]), "scheduler": scheduler.state_dict(),
-            "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3),
-            "ema_updates": None if average is None else average.updates}
-    atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
-
-
-def state_summary(path: str | Path) -> dict[str, Any] | None:
-    """What a training state says about its run (no tensors): epochs done, steps, seconds,
-    validation per epoch, the current learning rates and the settings; None when the file
-    is not a training state. A long run can be followed, or a stopped one reported, before
-    it has written a checkpoint."""
-    from cfctool.checkpoint import _read_header
-
-    if not Path(path).is_file():
-        return None
-    try:
-        meta = _read_header(Path(path).read_bytes(), str(path)).get("__metadata__") or {}
-    except CheckpointError:  # not safetensors, or truncated: the checkpoint reader says which
-        return None
-    if _STATE_FORMAT not in meta:
-        return None
-    state = json.loads(meta["state"])
-    settings = state["identity"] or {}
-    return {"source": str(path), "epochs_done": state["epoch"], "steps": state["step"],
-            "train_seconds": state.get("elapsed_s"), "best_epoch": state["best_epoch"],
-            "weight_average": state.get("ema_updates") is not None,
-            "lr_now": [g["lr"] for g in state["param_groups"]], "epochs": state["history"],
-            "changed_settings": _beyond_preset(settings), "settings": settings}
-
-
-def _beyond_preset(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that differ from the data set's default preset for the arch (what a
-    reader wants of a run: what was chosen), or all of them when that preset is unknown."""
-    from cfctool.configs import resolve
-
-    try:
-        run = resolve(settings["dataset"], settings["name"], preset=settings.get("preset", "default"))
-    except (CfcError, KeyError):
-        return dict(settings)
-    preset = {k: v for section in ("arch", "data", "train") for k, v in run.to_dict()[section].items()}
-    return {k: v for k, v in settings.items() if k not in preset or preset[k] != v}
-
-
-def _read_state(path: Path, identity) -> dict[str, Any]:
-    from safetensors.torch import load
-
-    from cfctool.checkpoint import _read_header
-
-    data = path.read_bytes()
-    meta_raw = (_read_header(data, str(path)).get("__metadata__") or {})
-    if _STATE_FORMAT not in meta_raw:
-        raise CheckpointError(f"{path}: not a cfctool training state; delete it or run without --resume")
-    meta = json.loads(meta_raw["state"])
-    if meta["identity"] != identity:
-        changed = sorted(k for k in set(meta["identity"] or {}) | set(identity or {})
-                         if (meta["identity"] or {}).get(k) != (identity or {}).get(k))
-        raise ConfigError(f"--resume: the training state at {path} was written with other settings "
-                          f"({', '.join(changed[:6])} differ); resume with the same settings, or delete it to start afresh")
-    tensors = load(data)
-    state: dict[int, dict[str, Any]] = {int(i): {} for i in meta["opt_indices"]}
-    for key, t in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state[int(idx)][name] = t
-    for idx, scalars in meta["opt_scalars"].items():
-        state[int(idx)].update(scalars)
-    pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
-    return {"model": pick("model."), "best": pick("best.") if meta["has_best"] else None,
-            "optimizer": {"state": state, "param_groups": meta["param_groups"]}, "scheduler": meta["scheduler"],
-            "rng_torch": tensors["rng.torch"], "rng_shuffle": tensors["rng.shuffle"],
-            "best_score": -math.inf if meta["best_score"] is None else meta["best_score"],
-            "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"],
-            "elapsed_s": float(meta.get("elapsed_s", 0.0)),
-            "ema": pick("ema.") if meta.get("ema_updates") is not None else None,
-            "ema_updates": meta.get("ema_updates") or 0}

@@ -15,6 +15,7 @@ import torch
 
 from cfctool.families import get as family_of_name
 from cfctool.families import normalise
+from cfctool.models.network import SequenceModel
 
 
 def arch_record(cfg, task: dict[str, Any]) -> dict[str, Any]:
@@ -23,8 +24,6 @@ def arch_record(cfg, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(arch: dict[str, Any], task: dict[str, Any]) -> torch.nn.Module:
-    from cfctool.models.network import SequenceModel
-
     arch = normalise(arch)
     inp, out = task["input"], task["output"]
     tokens = inp["kind"] == "tokens"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from cfctool.checkpoint import Checkpoint
+from cfctool.families.build import family_of
+from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 
 # encodings each engine executes as stored; others are decoded to dense float first
 ENGINE_KEEPS: dict[str, tuple[str, ...]] = {"folded": (), "loop": (), "folded-int8": ("int8", "int4")}
@@ -31,12 +33,8 @@ class Engine:
 
 
 def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
-    from cfctool.models.registry import family_of
-
     quant = (ckpt.record.get("compression") or {}).get("quantization")
     if quant and quant.get("scheme") in ("static", "dynamic", "qat"):
-        from cfctool.models.quantized import QuantFoldedCfC, supports_integer
-
         if supports_integer(ckpt, model):
             module = QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {},
                                     dynamic=quant["scheme"] == "dynamic", fuse=quant.get("fuse", True))

@@ -1,4 +1,5 @@
-"""Where and how fast torch runs: device choice, thread count, seeding."""
+"""Where and how fast torch runs: device choice, thread count, seeding, and which process
+of a torchrun world this is (read from the environment: who prints and writes)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 import os
 import platform
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +66,37 @@ def machine() -> dict:
         cpu = platform.processor() or "unknown"
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": str(torch.__version__), "utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int
+    size: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> World | None:
+    """The world torchrun described in the environment, or None for a single process."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size <= 1:
+        return None
+    try:
+        return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    except (KeyError, ValueError):
+        raise ConfigError("WORLD_SIZE > 1 but RANK is not set: start data-parallel runs with torchrun "
+                          "(torchrun --nproc-per-node N -m cfctool train ...)") from None
+
+
+def is_main() -> bool:
+    """True unless this is a non-zero rank of a torchrun world: who prints and writes."""
+    world = launched()
+    return world is None or world.main
+
+
+def world_size() -> int:
+    world = launched()
+    return 1 if world is None else world.size

@@ -1,0 +1,114 @@
+"""Losses, accuracy, parameter counts and sparsity: what training, evaluation, pruning and
+the reports all measure, computed in one place so that every number means the same."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cfctool.checkpoint import Checkpoint
+from cfctool.data.base import Split
+from cfctool.errors import DataError
+from cfctool.families.build import family_of
+
+# Linear/Conv/Embedding weights; the LTC's synapse weights; the ODE-RNN's W; a reduced ODE's M, M_out, N
+WEIGHT_NAMES = ("weight", "w", "sensory_w", "W", "M", "M_out", "N")
+
+
+def valid_targets(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                  task: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, targets) flattened to the valid steps for per-step tasks; unchanged otherwise."""
+    if not task["output"].get("per_step"):
+        return logits, y
+    if mask is None:
+        return logits.flatten(0, 1), y.flatten(0, 1)
+    return logits[mask], y[mask]
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, task: dict) -> torch.Tensor:
+    """Mean loss over valid targets: cross-entropy for classes, MSE for regression."""
+    out = task["output"]
+    logits, y = valid_targets(logits, y, mask, task)
+    if out["kind"] == "classification":
+        return F.cross_entropy(logits, y)
+    return F.mse_loss(logits, y.to(logits.dtype))
+
+
+@torch.no_grad()
+def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: int = 512,
+                  device: torch.device | str = "cpu", on_batch=None) -> dict[str, float]:
+    """Loss and accuracy (top-1, and top-3 with >= 3 classes) over a whole split.
+    `on_batch(done, total)` is called after every batch (progress)."""
+    was_training = model.training
+    model.eval()
+    out = task["output"]
+    total_loss, count, correct1, correct3 = 0.0, 0, 0, 0
+    for start in range(0, len(split), batch_size):
+        if on_batch is not None:
+            on_batch(start, len(split))
+        b = split.take(slice(start, start + batch_size))
+        x, y = b.x.to(device), b.y.to(device)
+        dt = None if b.dt is None else b.dt.to(device)
+        mask = None if b.mask is None else b.mask.to(device)
+        logits, y = valid_targets(model(x, dt, mask), y, mask, task)
+        n = y.shape[0]
+        if out["kind"] == "classification":
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct1 += (logits.argmax(-1) == y).sum().item()
+            if out["size"] >= 3:
+                correct3 += (logits.topk(3, -1).indices == y.unsqueeze(-1)).any(-1).sum().item()
+        else:
+            total_loss += F.mse_loss(logits, y.to(logits.dtype), reduction="sum").item() / max(logits[0].numel(), 1)
+        count += n
+    model.train(was_training)
+    if count == 0:
+        raise DataError("the evaluation split is empty; nothing to evaluate")
+    metrics = {"loss": total_loss / count, "samples": count}
+    if out["kind"] == "classification":
+        metrics["accuracy"] = correct1 / count
+        if out["size"] >= 3:
+            metrics["top3_accuracy"] = correct3 / count
+    return metrics
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters, those non-zero where they act (wiring masks applied), and the core's."""
+    return family_of(model).counts(model)
+
+
+def size_aware(report: dict[str, Any], ckpt: Checkpoint) -> dict[str, Any]:
+    """Weight sparsity (overall and per tensor) and the seed's size-aware score
+    `normalised_accuracy = accuracy^2 / ln(non-zero parameters)` (SEEDS.md B)."""
+    s = sparsity(ckpt.tensors)
+    out: dict[str, Any] = {"sparsity": s["overall"]}
+    if "accuracy" in report and report.get("nonzero_params", 0) > 1:
+        out["normalised_accuracy"] = report["accuracy"] ** 2 / math.log(report["nonzero_params"])
+    if s["overall"] > 0:
+        out["sparsity_per_tensor"] = s["per_tensor"]
+    return out
+
+
+def wiring_mask(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    """The NCP wiring mask a head weight is multiplied by, if any."""
+    parts = name.split(".")
+    if len(parts) == 5 and parts[0] == "rnn" and parts[3] in ("ff1", "ff2"):
+        return tensors.get(f"rnn.cells.{parts[2]}.sparsity_mask")
+    return None
+
+
+def sparsity(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Zeros per weight matrix (embedding included) and overall; entries a wiring mask
+    removes count as zeros."""
+    per, zeros, total = {}, 0, 0
+    for name, t in sorted(tensors.items()):
+        if name.startswith("task.") or t.dim() < 2 or name.split(".")[-1] not in WEIGHT_NAMES:
+            continue
+        wiring = wiring_mask(tensors, name)
+        effective = t if wiring is None else t * wiring
+        z = int((effective == 0).sum())
+        per[name] = round(z / t.numel(), 6)
+        zeros, total = zeros + z, total + t.numel()
+    return {"overall": round(zeros / max(total, 1), 6), "per_tensor": per}
