@@ -5,8 +5,8 @@ Each entry trains with the preset of its (data set, arch) pair, saves the checkp
 run in parallel, one process per entry). `ltc-vs-cfc` times training steps of an LTC and
 a CfC of the same hidden size on Person Activity and reports the ratio.
 
-    python benchmarks/baselines.py --only imdb-cfc --threads 1 --data ../shared/data
-    python benchmarks/baselines.py --only imdb-cfc-deep --epochs 3   # fewer epochs: stated in the result
+    python -m benchmarks.baselines --only imdb-cfc --threads 1 --data ../shared/data
+    python -m benchmarks.baselines --only imdb-cfc-deep --epochs 3   # fewer epochs: stated in the result
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import merge_result, progress_lines  # noqa: E402
+from benchmarks.common import merge_result, progress_lines
 
 # the seed protocol (SEEDS.md B): IMDB under preset 'seed' (the default before the reference
 # recipe replaced it), Person Activity under its default
@@ -58,7 +57,8 @@ VARIANTS = {
                                                  "ema_decay": 0.997, "epochs": 12, "amp": "bf16"}),
     # one run from scratch with what the warm starts taught: decoupled decay on the kernels and a
     # weight average from the first step, a slower lr decay (README: ODE-RNN, "a fresh run");
-    # its committed state continues with --out-dir benchmarks/checkpoints --resume
+    # its training state (in the git history at d8e4c59, no longer tracked) continues with
+    # --out-dir benchmarks/checkpoints --resume
     "pmnist-ode-rnn-scratch": ("pmnist", "ode-rnn", {"optimizer": "adamw", "weight_decay": 0.1,
                                                      "weight_decay_on": "kernels", "lr_decay": 0.9,
                                                      "ema_decay": 0.999, "amp": "bf16", "epochs": 40}),
@@ -103,6 +103,8 @@ def run_entry(name: str, args) -> dict:
         overrides["epochs"] = args.epochs
     if args.device:
         overrides["device"] = args.device
+    if args.max_steps:
+        overrides["max_steps"] = args.max_steps
     run = resolve(dataset, arch, preset=preset, overrides=overrides)
     init_from = INIT_FROM.get(name)
     if args.record:  # a run already made by `cfctool train` with these settings: read, not retrained
@@ -117,12 +119,12 @@ def run_entry(name: str, args) -> dict:
         ckpt = train(run, progress=progress_lines(name), argv=[sys.argv[0], *sys.argv[1:]], output=out,
                      resume=args.resume, init_from=init_from)
         checkpoint.save(ckpt, out)
-        command = f"python benchmarks/baselines.py {' '.join(sys.argv[1:])}"
+        command = f"python -m benchmarks.baselines {' '.join(sys.argv[1:])}"
     m = ckpt.record["metrics"]
     if init_from and m.get("init_from") and Path(m["init_from"]["path"]).resolve() == Path(init_from).resolve():
         m = {**m, "init_from": {**m["init_from"], "path": init_from}}  # repository-relative, as INIT_FROM says
-    from cfctool.models.registry import model_from_checkpoint
-    from cfctool.ops.evaluate import parameter_counts
+    from cfctool.families.build import model_from_checkpoint
+    from cfctool.metrics import parameter_counts
 
     counts = parameter_counts(model_from_checkpoint(ckpt))
     epochs = m["epochs_run"]
@@ -195,8 +197,8 @@ def ltc_vs_cfc(args) -> dict:
 
     from cfctool.configs import resolve
     from cfctool.data.registry import load_dataset
-    from cfctool.models.registry import arch_record, build_model
-    from cfctool.ops.evaluate import task_loss
+    from cfctool.families.build import arch_record, build_model
+    from cfctool.metrics import task_loss
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -221,7 +223,7 @@ def ltc_vs_cfc(args) -> dict:
         times[arch] = statistics.median(samples)
         steps_per_epoch = -(-len(data.splits["train"]) // run.train.batch_size)
     return {
-        "command": command,
+        "command": f"python -m benchmarks.baselines {' '.join(sys.argv[1:])}",
         "dataset": "person_activity", "hidden": hidden, "batch": run.train.batch_size,
         "sec_per_step": {k: round(v, 4) for k, v in times.items()},
         "sec_per_epoch": {k: round(v * steps_per_epoch, 1) for k, v in times.items()},
@@ -230,11 +232,13 @@ def ltc_vs_cfc(args) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=[*RUNS, *VARIANTS, "ltc-vs-cfc"], default=[*RUNS, "ltc-vs-cfc"])
     parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (recorded)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (a smoke run; "
+                        "recorded)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -242,7 +246,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside the output")
     parser.add_argument("--record", metavar="CKPT", help="record CKPT, trained by `cfctool train` with the entry's "
                         "settings, instead of training (one --only entry)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.record and len(args.only) != 1:
         parser.error("--record takes one --only entry")
     for name in args.only:

@@ -3,30 +3,27 @@
 Shape from the issue: batch 128, 256 steps, 192 inputs, hidden 192, ReLU backbone 64 x 1.
 Forward (inference, no grad) and forward+backward are timed interleaved; medians count.
 
-    python benchmarks/cfc_speed.py [--repeats 15] [--threads 1 2]
+    python -m benchmarks.cfc_speed [--repeats 15] [--threads 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, machine, write_results  # noqa: E402
-
-from cfctool.models.registry import build_core  # noqa: E402
+from benchmarks.common import interleaved, machine, write_results
+from cfctool.families.build import build_core
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=256)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from ncps.torch import CfC as NcpsCfC
 
     B, T, I, H, U = args.batch, args.steps, 192, 192, 64
@@ -65,7 +62,7 @@ def main() -> None:
               f"forward+backward {results[f'threads_{n}']['forward_backward']['speedup']:.2f}x", file=sys.stderr)
     doc = {
         "benchmark": "CfC sequence loop, cfctool vs ncps.torch.CfC (same weights)",
-        "command": "python benchmarks/cfc_speed.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.cfc_speed " + " ".join(sys.argv[1:]),
         "shape": {"batch": B, "steps": T, "inputs": I, "hidden": H, "backbone": f"{U}x1 relu"},
         "max_abs_output_diff": diff,
         "machine": machine(),

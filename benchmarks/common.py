@@ -1,16 +1,41 @@
-"""Shared by the benchmark scripts: interleaved timing, machine facts, YAML results."""
+"""Shared by the benchmark scripts: interleaved timing, machine facts, YAML results.
+
+Every results file records what produced it (`provenance`: the git commit, `-dirty` when
+the tree had uncommitted changes, and the cfctool version) beside the machine. Results go
+to benchmarks/results/, or to $CFCTOOL_BENCH_RESULTS (the smoke tests write there).
+"""
 
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
-from cfctool.ops.runtime import machine  # noqa: F401  (re-exported for the scripts)
+import cfctool
+from cfctool.runtime import machine
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("CFCTOOL_BENCH_RESULTS") or RESULTS)
+
+
+def provenance() -> dict:
+    """The commit and version that produced a result ('unknown' outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "-dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"commit": commit, "cfctool_version": cfctool.__version__}
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, dict]:
@@ -39,9 +64,10 @@ def merge_result(name: str, section: str, key: str, entry: dict, header: dict,
 
     import yaml
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.yaml"
-    with open(RESULTS / f".{name}.lock", "w") as lock:
+    results = results_dir()
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.yaml"
+    with open(results / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc = (yaml.safe_load(path.read_text()) if path.exists() else None) or {**header, section: {}}
         doc["machine"] = machine()
@@ -63,10 +89,13 @@ def _plain_dumper():
 
 
 def write_results(name: str, doc: dict) -> Path:
+    """results/NAME.yaml, atomically, stamped with the provenance of this run."""
     import yaml
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.yaml"
+    results = results_dir()
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.yaml"
+    doc = {**doc, "provenance": provenance()}
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.dump(doc, Dumper=_plain_dumper(), sort_keys=False))
     os.replace(tmp, path)

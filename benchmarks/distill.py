@@ -9,7 +9,7 @@ recurrent parameters against the teacher into benchmarks/results/distill.yaml. E
 are independent processes (run two at a time, one thread each); `--resume` continues an
 interrupted one from its training state. `--plot` draws accuracy vs compression.
 
-    python benchmarks/distill.py --teacher imdb=/work/runs/baselines/imdb-cfc-deep-reference.st \\
+    python -m benchmarks.distill --teacher imdb=/work/runs/baselines/imdb-cfc-deep-reference.st \\
         --only imdb-ncp64 imdb-ncp64-alone --threads 1 --data ../shared/data
 """
 
@@ -21,8 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, merge_result, panels, progress_lines, save_figure  # noqa: E402
+from benchmarks.common import machine, merge_result, panels, progress_lines, results_dir, save_figure
 
 # name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
 STUDENTS = {
@@ -36,6 +35,8 @@ STUDENTS = {
     "imdb-ncp64-emb16": ("imdb", "cfc-ncp", {"hidden": 64, "embedding_dim": 16, "epochs": 10, "init": True}),
     "person_activity-cfc64": ("person_activity", "cfc", {"hidden": 64}),
     "person_activity-ncp32": ("person_activity", "cfc-ncp", {"hidden": 32}),
+    # the bit-stream XOR: a run of seconds that needs no data (the smoke test's)
+    "xor-ncp8": ("xor", "cfc-ncp", {"hidden": 8}),
 }
 ENTRIES = {**{k: (*v, 0.25) for k, v in STUDENTS.items()}, **{f"{k}-alone": (*v, 1.0) for k, v in STUDENTS.items()}}
 SEED = ("SEEDS.md B: CfC-Deep (IMDB) into NCP-style f, g, h students without backbone, loss 0.25 CE + 0.75 KD: "
@@ -46,8 +47,8 @@ SEED = ("SEEDS.md B: CfC-Deep (IMDB) into NCP-style f, g, h students without bac
 def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
     from cfctool import checkpoint
     from cfctool.configs import DistillConfig
+    from cfctool.metrics import parameter_counts
     from cfctool.ops.distill import distill
-    from cfctool.ops.evaluate import parameter_counts
 
     dataset, arch, changes, alpha = ENTRIES[name]
     if dataset not in teachers:
@@ -72,13 +73,13 @@ def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
                       notify=lambda m: print(f"[{name}] {m}", file=sys.stderr),
                       progress=progress_lines(name))
     checkpoint.save(student, out)
-    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.families.build import model_from_checkpoint
 
     t_counts = student.record["compression"]["distillation"]["teacher"]
     s_counts = parameter_counts(model_from_checkpoint(student))
     metrics = student.record["metrics"]
     return name, {
-        "command": f"python benchmarks/distill.py {' '.join(sys.argv[1:])}", "teacher": str(teachers[dataset]),
+        "command": f"python -m benchmarks.distill {' '.join(sys.argv[1:])}", "teacher": str(teachers[dataset]),
         "teacher_arch": t_counts["arch"], "teacher_accuracy": t_counts.get("accuracy"),
         "student": arch, "changes": changes, "init": init, "alpha": alpha, "with_teacher": alpha < 1,
         "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"], "seed": args.seed,
@@ -99,7 +100,7 @@ def _embedding(ckpt) -> int:
 def plot(out: Path) -> Path:
     import yaml
 
-    runs = yaml.safe_load((RESULTS / "distill.yaml").read_text())["runs"]
+    runs = yaml.safe_load((results_dir() / "distill.yaml").read_text())["runs"]
     datasets = sorted({r["teacher"] for r in runs.values()})
     fig, axes = panels(len(datasets))
     for ax, teacher in zip(axes, datasets):
@@ -117,7 +118,7 @@ def plot(out: Path) -> Path:
     return save_figure(fig, out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(ENTRIES), default=[])
     parser.add_argument("--teacher", action="append", default=[], help="DATASET=PATH of a teacher checkpoint")
@@ -131,14 +132,14 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
     parser.add_argument("--plot", action="store_true", help="write benchmarks/results/distill.png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     teachers = dict(t.split("=", 1) for t in args.teacher)
     args.inits = dict(t.split("=", 1) for t in args.init)
     for name in args.only:
         key, entry = run_entry(name, {k: Path(v) for k, v in teachers.items()}, args)
         print(merge_result("distill", "runs", key, entry, {"benchmark": "distillation (SEEDS.md B)"}))
     if args.plot:
-        print(plot(RESULTS / "distill.png"))
+        print(plot(results_dir() / "distill.png"))
 
 
 if __name__ == "__main__":

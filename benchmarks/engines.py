@@ -11,7 +11,7 @@ ncps has no masks, so on padded data its predictions can differ from ours; our e
 must agree with each other. `ltc_vs_cfc` times an LTC and our CfC loop (conservatively
 the unfolded one) of the same hidden size on the same real sequences, per batch size.
 
-    python benchmarks/engines.py --data ../shared/data --ckpt-dir runs/baselines --threads 1 2
+    python -m benchmarks.engines --data ../shared/data --ckpt-dir runs/baselines --threads 1 2
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, merge_result  # noqa: E402
-
-from cfctool.checkpoint import load  # noqa: E402
-from cfctool.ops.bench import _torch_runner, call_in_inference_mode, onnx_session_runner, workload  # noqa: E402
-from cfctool.errors import CfcError  # noqa: E402
-from cfctool.ops.export import export_onnx  # noqa: E402
-from cfctool.models.inference import FoldedCfC, supports  # noqa: E402
+from benchmarks.common import interleaved, merge_result
+from cfctool.checkpoint import load
+from cfctool.engines import choose
+from cfctool.errors import CfcError
+from cfctool.models.inference import FoldedCfC, supports
+from cfctool.ops.bench import call_in_inference_mode, onnx_session_runner, workload
+from cfctool.ops.export import export_onnx
 
 NAMES = ("imdb-cfc", "imdb-cfc-deep", "imdb-cfc-ncp", "person_activity-cfc")
 
@@ -78,12 +77,17 @@ def ncps_model(ckpt, model):
     return run
 
 
+def engine_runner(ckpt, model):
+    """A batch runner for the engine `cfctool eval` names for the checkpoint (the folded one)."""
+    return call_in_inference_mode(choose(ckpt, model).module)
+
+
 def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask) -> dict:
-    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.families.build import model_from_checkpoint
 
     torch.set_num_threads(threads)
     model = model_from_checkpoint(ckpt)
-    runners = {"cfctool-torch": _torch_runner(model), "cfctool-torch-loop": call_in_inference_mode(model),
+    runners = {"cfctool-torch": engine_runner(ckpt, model), "cfctool-torch-loop": call_in_inference_mode(model),
                "ncps": ncps_model(ckpt, model)}
     if supports(model) and mask is not None and not model.per_step:
         runners["cfctool-torch-nopack"] = call_in_inference_mode(FoldedCfC(model, pack=False))
@@ -99,7 +103,7 @@ def time_engines(ckpt, onnx_path, data, threads: int, repeats: int, labels, mask
     timings = interleaved({e: whole(r) for e, r in runners.items()}, repeats, warmup=1)
 
     def accuracy(p):
-        from cfctool.ops.evaluate import valid_targets
+        from cfctool.metrics import valid_targets
 
         pred, y = valid_targets(p, labels, mask, ckpt.task)
         return float((pred == y).float().mean())
@@ -119,7 +123,7 @@ def ltc_vs_cfc(ckpt, batch, threads: int, size: int) -> dict:
     `size` sequences of a real batch. The ratio grows with the batch (the CfC's products get
     more efficient, the LTC's per-synapse work does not), so it is reported per batch size;
     an LTC of hidden 448 takes minutes for a batch of 128."""
-    from cfctool.models.registry import build_core, model_from_checkpoint
+    from cfctool.families.build import build_core, model_from_checkpoint
 
     torch.set_num_threads(threads)
     model = model_from_checkpoint(ckpt)
@@ -148,10 +152,10 @@ def python_overhead(ckpt, batch) -> dict:
     which is mostly fixed cost. A compiled loop could remove at most the difference."""
     from torch.profiler import ProfilerActivity, profile
 
-    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.families.build import model_from_checkpoint
 
     torch.set_num_threads(1)
-    run = _torch_runner(model_from_checkpoint(ckpt))
+    run = engine_runner(ckpt, model_from_checkpoint(ckpt))
     run(batch)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
@@ -169,7 +173,7 @@ def python_overhead(ckpt, batch) -> dict:
             "batch1_us_per_step": round(1e6 * statistics.median(samples) / steps, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--ckpt-dir", default="runs/baselines")
@@ -182,7 +186,7 @@ def main() -> None:
     parser.add_argument("--ltc-batches", type=int, nargs="*", default=[32, 128],
                         help="batch sizes for the LTC vs CfC timing (section 'ltc')")
     parser.add_argument("--ltc-only", action="store_true", help="only the LTC vs CfC timing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name in args.only:
         path = Path(args.ckpt_dir) / f"{name}.st"
         if not path.exists():
@@ -199,7 +203,7 @@ def main() -> None:
             continue
         entry = {"checkpoint": str(path), "items": sum(len(b) for b in data), "batches": len(data),
                  "valid_step_fraction": None if mask is None else round(float(mask.float().mean()), 4),
-                 "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:])}
+                 "command": "python -m benchmarks.engines " + " ".join(sys.argv[1:])}
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = None
             if args.onnx:

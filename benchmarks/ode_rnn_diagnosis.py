@@ -9,7 +9,7 @@
   means more training buys less validation accuracy);
 - shifts: validation accuracy of images moved by one pixel (augmentation headroom).
 
-    python benchmarks/ode_rnn_diagnosis.py benchmarks/checkpoints/pmnist-ode-rnn-ema.st --data ../shared/data
+    python -m benchmarks.ode_rnn_diagnosis benchmarks/checkpoints/pmnist-ode-rnn-ema.st --data ../shared/data
 
 Results go to benchmarks/results/ode-rnn-diagnosis.yaml under the checkpoint's name.
 """
@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, merge_result  # noqa: E402
+from benchmarks.common import machine, merge_result
 
 
 def saturation(model, x: torch.Tensor, steps: list[int]) -> dict:
@@ -67,14 +66,15 @@ def sensitivity(model, x, y, eps: float, draws: int) -> dict:
     return {"eps": eps, "base_loss": round(base, 4), "tensors": out}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
     parser.add_argument("--samples", type=int, default=3000, help="rows of each split for the fit and shift checks")
+    parser.add_argument("--probe", type=int, default=512, help="training rows for saturation and sensitivity")
     parser.add_argument("--eps", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from cfctool import checkpoint
@@ -82,8 +82,8 @@ def main() -> None:
     from cfctool.data.base import Split
     from cfctool.data.mnist import translate
     from cfctool.data.registry import load_dataset
-    from cfctool.models.registry import family_of, model_from_checkpoint
-    from cfctool.ops.evaluate import split_metrics
+    from cfctool.families.build import family_of, model_from_checkpoint
+    from cfctool.metrics import split_metrics
 
     ckpt = checkpoint.load(args.checkpoint)
     if ckpt.arch["name"] != "ode-rnn":
@@ -91,7 +91,7 @@ def main() -> None:
     model = model_from_checkpoint(ckpt).eval()
     data = load_dataset(resolve("pmnist", "ode-rnn", overrides={"data_dir": args.data}).data, seed=0)
     engine = family_of(model).engine(model)[1]
-    probe = data.splits["train"].sample(512, seed=1)
+    probe = data.splits["train"].sample(args.probe, seed=1)
     fit = {name: {k: round(v, 4) for k, v in split_metrics(engine, data.splits[name].sample(args.samples, 0),
                                                              data.task, 500).items() if k != "samples"}
            for name in ("train", "val")}
@@ -101,7 +101,7 @@ def main() -> None:
         moved = translate(val.x, torch.full((len(val),), dy), torch.full((len(val),), dx))
         shifts[f"{dy},{dx}"] = round(split_metrics(engine, Split(moved, val.y), data.task, 500)["accuracy"], 4)
     entry = {
-        "command": "python benchmarks/ode_rnn_diagnosis.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.ode_rnn_diagnosis " + " ".join(sys.argv[1:]),
         "checkpoint_test_accuracy": ckpt.record["metrics"].get("accuracy"),
         "saturation_by_step": saturation(model, probe.x, [50, 100, 200, 300, 500, 784]),
         "spectrum": spectrum(model),

@@ -10,8 +10,8 @@ into benchmarks/results/prune.yaml as soon as it is measured, and cells already 
 skipped, so an interrupted sweep continues where it stopped. `--plot` draws accuracy vs
 ratio per method (needs matplotlib: pip install 'cfctool[plot]').
 
-    python benchmarks/prune.py /work/runs/baselines/person_activity-cfc.st --finetune 10 --data ../shared/data
-    python benchmarks/prune.py /work/runs/baselines/imdb-cfc-reference.st --finetune 1 --lr 1e-3
+    python -m benchmarks.prune /work/runs/baselines/person_activity-cfc.st --finetune 10 --data ../shared/data
+    python -m benchmarks.prune /work/runs/baselines/imdb-cfc-reference.st --finetune 1 --lr 1e-3
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, measure, merge_result, panels, save_figure, speedup  # noqa: E402
+from benchmarks.common import machine, measure, merge_result, panels, results_dir, save_figure, speedup
 
 METHODS = {  # name: PruneConfig settings (the seed: global over everything, local on the backbone)
     "unstructured-global": {"structured": False, "scope": "all", "global_threshold": True},
@@ -40,7 +39,7 @@ SEED = "SEEDS.md B: global unstructured kept the accuracy up to 95% after retrai
 def _done(key: str) -> dict:
     import yaml
 
-    path = RESULTS / "prune.yaml"
+    path = results_dir() / "prune.yaml"
     doc = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
     return ((doc.get("runs") or {}).get(key) or {}).get("cells") or {}
 
@@ -56,7 +55,7 @@ def run(path: Path, args) -> None:
     cells = dict(_done(key))
     base = cells.get("unpruned") or measure(fp32, args.data, args.batch_size)
     cells["unpruned"] = base
-    header = {"checkpoint": str(path), "command": f"python benchmarks/prune.py {' '.join(sys.argv[1:])}",
+    header = {"checkpoint": str(path), "command": f"python -m benchmarks.prune {' '.join(sys.argv[1:])}",
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "threads": args.threads,
               "machine": machine(), "what_else_ran": args.note, "seed_reference": SEED}
 
@@ -98,7 +97,7 @@ def plot(out: Path) -> Path:
     """Accuracy vs ratio per method, without and with fine-tuning, one panel per model."""
     import yaml
 
-    runs = yaml.safe_load((RESULTS / "prune.yaml").read_text())["runs"]
+    runs = yaml.safe_load((results_dir() / "prune.yaml").read_text())["runs"]
     fig, axes = panels(len(runs))
     for ax, (key, run_) in zip(axes, runs.items()):
         cells = run_["cells"]
@@ -115,7 +114,7 @@ def plot(out: Path) -> Path:
     return save_figure(fig, out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", type=Path)
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
@@ -130,11 +129,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
     parser.add_argument("--plot", action="store_true", help="write benchmarks/results/prune.png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for path in args.checkpoints:
         run(path, args)
     if args.plot:
-        print(plot(RESULTS / "prune.png"))
+        print(plot(results_dir() / "prune.png"))
 
 
 if __name__ == "__main__":

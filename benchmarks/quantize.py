@@ -5,9 +5,9 @@ For each fp32 checkpoint it makes the variants with `cfctool.ops.quantize` (save
 subjects interleaved: the fp32 model on our fastest fp32 engine (folded), the fp32 model
 in plain PyTorch eager (the training loop: the seed's baseline) and every variant on the
 engine `cfctool eval` uses for it. Accuracy comes from the same passes. Results merge
-into benchmarks/results/quantize.yaml; `python benchmarks/tables.py` renders the README.
+into benchmarks/results/quantize.yaml; `python -m benchmarks.tables` renders the README.
 
-    python benchmarks/quantize.py /work/runs/baselines/imdb-cfc-reference.st --data ../shared/data
+    python -m benchmarks.quantize /work/runs/baselines/imdb-cfc-reference.st --data ../shared/data
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, merge_result  # noqa: E402
+from benchmarks.common import machine, merge_result
 
 VARIANTS = {  # name: QuantizeConfig settings
     "dynamic": {"scheme": "dynamic"},
@@ -93,7 +92,7 @@ def run(path: Path, args) -> dict:
     profile = per_step_profile(fp32, variants.get("static"), args) if args.profile else None
     return key, {
         **({"per_step_profile": profile} if profile else {}),
-        "command": f"python benchmarks/quantize.py {' '.join(sys.argv[1:])}",
+        "command": f"python -m benchmarks.quantize {' '.join(sys.argv[1:])}",
         "checkpoint": str(path), "workload": report["workload"], "threads": report["threads"],
         "repeats": report["repeats"], "machine": machine(), "what_else_ran": args.note, "rows": rows,
         "seed_reference": SEED.get(model_key),
@@ -105,9 +104,9 @@ def per_step_profile(fp32, static, args) -> dict:
     of `--batch-size` rows and the task's length, for the folded fp32 and int8 engines."""
     import torch
 
-    from cfctool.models.registry import model_from_checkpoint
+    from cfctool.engines import choose
+    from cfctool.families.build import model_from_checkpoint
     from cfctool.ops.bench import workload
-    from cfctool.ops.engines import choose
 
     torch.set_num_threads(args.threads)
     batch = workload(fp32, "test", args.data, args.batch_size, None, 1)[0][0]
@@ -143,7 +142,7 @@ def _row(r: dict, folded: dict, eager: dict) -> dict:
             **({"engine_note": r["engine_note"]} if r.get("engine_note") else {})}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
@@ -159,7 +158,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also record a per-step operator profile")
     parser.add_argument("--onnx", action="store_true",
                         help="also time ONNX Runtime: the fp32 Scan graph and the static int8 one (MatMulInteger)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for path in args.checkpoints:
         key, entry = run(path, args)
         print(merge_result("quantize", "runs", key, entry, {"benchmark": "quantization (SEEDS.md B) on this machine"}))

@@ -13,12 +13,12 @@ merged into benchmarks/results/reduce.yaml as they finish and skipped when alrea
 `--plot` draws accuracy vs speed-up (the seed's Figures 4, 6) and the singular-value decay
 (Figures 3, 5).
 
-    python benchmarks/reduce.py /work/runs/baselines/mnist-conv-ode.st --dims 50 100 250 500 --finetune 3
-    python benchmarks/reduce.py /work/runs/baselines/mnist-conv-ode.st --cells pod-deim/lstsq@50:120 --finetune 3
-    python benchmarks/reduce.py /work/runs/baselines/imdb-cfc-reference.st --dims 96 \\
+    python -m benchmarks.reduce /work/runs/baselines/mnist-conv-ode.st --dims 50 100 250 500 --finetune 3
+    python -m benchmarks.reduce /work/runs/baselines/mnist-conv-ode.st --cells pod-deim/lstsq@50:120 --finetune 3
+    python -m benchmarks.reduce /work/runs/baselines/imdb-cfc-reference.st --dims 96 \\
         --methods pod-deim qdeim pod-deim/lstsq qdeim/lstsq apoz prune --finetune 1 --lr 5e-4 --speed-batches 40
-    python benchmarks/reduce.py /work/runs/baselines/mnist-conv-ode.st --retime --note "nothing else (paused)"
-    python benchmarks/reduce.py --plot
+    python -m benchmarks.reduce /work/runs/baselines/mnist-conv-ode.st --retime --note "nothing else (paused)"
+    python -m benchmarks.reduce --plot
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, measure, merge_result, panels, save_figure, speedup  # noqa: E402
+from benchmarks.common import machine, measure, merge_result, panels, results_dir, save_figure, speedup
 
 ODE_METHODS = ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")
 SEED = {"mnist/conv-ode": "SEEDS.md C, Table II: POD-DEIM 91.9% top-1 at 4x (original 97.9%)",
@@ -41,7 +40,7 @@ CFC_SEED = "no published counterpart; against structured pruning of the hidden u
 def _done(key: str) -> dict:
     import yaml
 
-    path = RESULTS / "reduce.yaml"
+    path = results_dir() / "reduce.yaml"
     doc = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
     return (doc.get("runs") or {}).get(key) or {}
 
@@ -69,7 +68,7 @@ def make(fp32, cell: str, ft: int, args):
     from cfctool.ops.reduce import reduce
 
     method, interpolation, k, m = parse_cell(cell)
-    say = lambda msg: print(f"[{cell}{'+ft' + str(ft) if ft else ''}] {msg}", file=sys.stderr)  # noqa: E731
+    say = lambda msg: print(f"[{cell}{'+ft' + str(ft) if ft else ''}] {msg}", file=sys.stderr)
     if method == "prune":
         ratio = 1 - k / fp32.arch["hidden"]
         cfg = PruneConfig(ratio=ratio, structured=True, scope="heads", global_threshold=False, finetune=ft,
@@ -92,7 +91,7 @@ def run(path: Path, args) -> None:
     spectra = dict(done.get("singular_values") or {})
     if "original" not in cells:
         cells["original"] = measure(fp32, args.data, args.batch_size, args.threads)
-    header = {"checkpoint": str(path), "command": f"python benchmarks/reduce.py {' '.join(sys.argv[1:])}",
+    header = {"checkpoint": str(path), "command": f"python -m benchmarks.reduce {' '.join(sys.argv[1:])}",
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "snapshots": args.snapshots,
               "every": args.every, "threads": args.threads, "repeats": args.repeats,
               "speed_batches": args.speed_batches or "whole test split", "machine": machine(),
@@ -156,7 +155,7 @@ def retime(path: Path, args) -> None:
     here = machine()  # the cells' first measurements may have run on another CPU
     entry = {**done, "cells": cells, "timing_machine": here,
              "timing": f"retimed together in one interleaved run on {here['cpu']}: "
-             f"`python benchmarks/reduce.py {' '.join(sys.argv[1:])}`; also running: {args.note}"}
+             f"`python -m benchmarks.reduce {' '.join(sys.argv[1:])}`; also running: {args.note}"}
     merge_result("reduce", "runs", key, entry, {"benchmark": "model-order reduction (SEEDS.md C)"})
     print(f"[{key}] retimed {len(names)} cells against {base:.2f} s", file=sys.stderr)
 
@@ -165,7 +164,7 @@ def plot(out: Path) -> list[Path]:
     """Accuracy vs speed-up per method (before/after fine-tuning), and the singular values."""
     import yaml
 
-    runs = yaml.safe_load((RESULTS / "reduce.yaml").read_text())["runs"]
+    runs = yaml.safe_load((results_dir() / "reduce.yaml").read_text())["runs"]
     fig, axes = panels(len(runs))
     for ax, (key, run_) in zip(axes, runs.items()):
         cells = run_["cells"]
@@ -193,7 +192,7 @@ def plot(out: Path) -> list[Path]:
     return [first, save_figure(fig, out.with_name(out.stem + "-singular-values.png"))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", type=Path)
     parser.add_argument("--methods", nargs="+", default=[], help=f"ODE: {', '.join(ODE_METHODS)} (each may end "
@@ -214,13 +213,13 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true", help="write benchmarks/results/reduce*.png")
     parser.add_argument("--retime", action="store_true",
                         help="time the cells already measured again, all in one interleaved run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.checkpoints and not (args.methods and args.dims) and not args.cells and not args.retime:
         parser.error("give --methods and --dims, or --cells (or --retime)")
     for path in args.checkpoints:
         (retime if args.retime else run)(path, args)
     if args.plot:
-        print("\n".join(str(p) for p in plot(RESULTS / "reduce.png")))
+        print("\n".join(str(p) for p in plot(results_dir() / "reduce.png")))
 
 
 if __name__ == "__main__":

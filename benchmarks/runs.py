@@ -4,8 +4,8 @@ training state (a run still going, stopped before its end, or kept after it with
 --keep-state) or from its finished checkpoint. Experiments whose runs live in scratch folders keep their
 numbers this way after the folders are gone.
 
-    python benchmarks/runs.py kd-t2=/work/runs/kd-t2.st.train-state \\
-        wd=benchmarks/checkpoints/pmnist-ode-rnn-wd.st.train-state --test --note "1 thread each, two at a time"
+    python -m benchmarks.runs kd-t2=/work/runs/kd-t2.st.train-state \\
+        wd=runs/pmnist-ode-rnn-wd.st.train-state --test --note "1 thread each, two at a time"
 
 An entry is replaced when its name is given again (a run measured further along).
 """
@@ -17,8 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, merge_result  # noqa: E402
+from benchmarks.common import machine, merge_result
 
 
 def entry(path: Path, test: tuple[str, int] | None = None) -> dict:
@@ -26,7 +25,7 @@ def entry(path: Path, test: tuple[str, int] | None = None) -> dict:
     are also tested as they are now."""
     from cfctool import checkpoint
     from cfctool.checkpoint import file_sha256
-    from cfctool.ops.fit import state_summary
+    from cfctool.training.state import state_summary
 
     state = state_summary(path)
     if state is not None:
@@ -51,8 +50,8 @@ def state_test(path: Path, summary: dict, data_dir: str, threads: int) -> dict:
 
     from cfctool.configs import all_keys, owner_of, resolve
     from cfctool.data.registry import load_dataset
-    from cfctool.models.registry import arch_record, build_model, family_of
-    from cfctool.ops.evaluate import split_metrics
+    from cfctool.families.build import arch_record, build_model, family_of
+    from cfctool.metrics import split_metrics
 
     torch.set_num_threads(threads)
     chosen = {k: v for k, v in summary["changed_settings"].items()
@@ -71,14 +70,14 @@ def state_test(path: Path, summary: dict, data_dir: str, threads: int) -> dict:
             "after_epoch": summary["epochs_done"], "threads": threads}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="NAME=PATH", help="a training state or a checkpoint")
     parser.add_argument("--note", default="", help="what ran beside them, threads, why they stopped")
     parser.add_argument("--test", action="store_true", help="also test the weights each training state holds now")
     parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     named = []
     for item in args.runs:
         name, sep, path = item.partition("=")
@@ -88,7 +87,7 @@ def main() -> None:
     for name, path in named:
         found = entry(path, (args.data, args.threads) if args.test else None)
         out = merge_result("runs", "runs", name, {**found, "note": args.note, "machine": machine(),
-                                                  "command": "python benchmarks/runs.py " + " ".join(sys.argv[1:])},
+                                                  "command": "python -m benchmarks.runs " + " ".join(sys.argv[1:])},
                            {"benchmark": "training curves of named runs (validation per epoch)"})
     print(out)
 

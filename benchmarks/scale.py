@@ -8,7 +8,7 @@ all-reduce, so rank 0 sees the global pace). Process counts are interleaved over
 `--repeats` rounds and the medians kept. Nothing else should run meanwhile: with 2 cores,
 a 2-process run needs both.
 
-    python benchmarks/scale.py --data ../shared/data --steps 40 --repeats 3
+    python -m benchmarks.scale --data ../shared/data --steps 40 --repeats 3
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_results  # noqa: E402
+from benchmarks.common import ROOT, machine, write_results
 
 
 def worker(args) -> None:
@@ -32,13 +31,12 @@ def worker(args) -> None:
 
     from cfctool.configs import resolve
     from cfctool.data.registry import load_dataset
-    from cfctool.models.registry import arch_record, build_model
-    from cfctool.ops.distributed import is_main, world_size
-    from cfctool.ops.fit import fit
-    from cfctool.ops.runtime import seed_everything
+    from cfctool.families.build import arch_record, build_model
+    from cfctool.runtime import is_main, seed_everything, world_size
+    from cfctool.training.fit import fit
 
     torch.set_num_threads(1)
-    run = resolve("imdb", "cfc", overrides={"data_dir": args.data, "max_steps": args.steps, "threads": 1,
+    run = resolve(args.dataset, "cfc", overrides={"data_dir": args.data, "max_steps": args.steps, "threads": 1,
                                            "batch_size": args.batch_size, "val_fraction": 0.02})
     dataset = load_dataset(run.data, seed=0)
     seed_everything(0)
@@ -57,14 +55,16 @@ def measure(nproc: int, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-               __file__, "--worker", str(out), "--data", args.data, "--steps", str(args.steps),
+               "-m", "benchmarks.scale", "--worker", str(out), "--dataset", args.dataset, "--data", args.data, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
-        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
         return json.loads(out.read_text())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="imdb", help="imdb (the measurement) or xor (a smoke run)")
     parser.add_argument("--data", default=os.environ.get("CFCTOOL_DATA", "../shared/data"))
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--note", default="nothing else")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
     runs: dict[int, list[dict]] = {n: [] for n in args.processes}
@@ -84,9 +84,10 @@ def main() -> None:
                   file=sys.stderr)
     rates = {n: statistics.median(x["samples_per_s"] for x in v) for n, v in runs.items()}
     base = rates[args.processes[0]]
-    doc = {"benchmark": "IMDB CfC data-parallel training throughput (torchrun, gloo)",
-           "command": f"python benchmarks/scale.py {' '.join(sys.argv[1:])}",
-           "model": "imdb cfc, default preset (hidden 192, backbone 2 x 64, embedding 192, seq_len 200)",
+    doc = {"benchmark": f"{args.dataset} CfC data-parallel training throughput (torchrun, gloo)",
+           "command": f"python -m benchmarks.scale {' '.join(sys.argv[1:])}",
+           "model": f"{args.dataset} cfc, default preset"
+                    + (" (hidden 192, backbone 2 x 64, embedding 192, seq_len 200)" if args.dataset == "imdb" else ""),
            "global_batch": args.batch_size, "threads_per_process": 1, "steps": args.steps, "warmup": args.warmup,
            "repeats": args.repeats, "what_else_ran": args.note, "machine": machine(),
            "samples_per_s": {n: round(v, 2) for n, v in rates.items()},

@@ -1,28 +1,29 @@
 """Render the README's result tables from benchmarks/results/*.yaml (between marker comments).
 
-    python benchmarks/tables.py          # rewrites README.md in place
+    python -m benchmarks.tables          # rewrites README.md in place
+    python -m benchmarks.tables --check  # exit 1 when README.md's tables are not what the results say
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.common import ROOT, results_dir
 
 
 def _load(name: str):
-    path = RESULTS / f"{name}.yaml"
+    path = results_dir() / f"{name}.yaml"
     return yaml.safe_load(path.read_text()) if path.exists() else None
 
 
 def cfc_speed() -> str:
     doc = _load("cfc_speed")
     if not doc:
-        return "_not measured yet: run `python benchmarks/cfc_speed.py`_"
+        return "_not measured yet: run `python -m benchmarks.cfc_speed`_"
     rows = ["| threads | forward (inference) | forward + backward | max abs output diff |", "|---|---|---|---|"]
     for key, r in doc["results"].items():
         rows.append(f"| {key.split('_')[1]} | {r['forward']['speedup']:.2f}× | {r['forward_backward']['speedup']:.2f}× "
@@ -33,7 +34,7 @@ def cfc_speed() -> str:
 def baselines() -> str:
     doc = _load("baselines")
     if not doc:
-        return "_not measured yet: run `python benchmarks/baselines.py`_"
+        return "_not measured yet: run `python -m benchmarks.baselines`_"
     rows = ["| benchmark | network | test accuracy (ours) | seed accuracy | epochs | s/epoch (ours, CPU) | "
             "s/epoch (seed, GPU) | RNN params (ours / seed) | total params | file bytes |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -62,7 +63,7 @@ def baselines() -> str:
 def engines() -> str:
     doc = _load("engines")
     if not doc or not doc.get("results"):
-        return "_not measured yet: run `python benchmarks/engines.py`_"
+        return "_not measured yet: run `python -m benchmarks.engines`_"
     rows = ["| checkpoint | threads | items (valid steps) | cfctool torch | same, padded steps computed "
             "| torch loop (unfolded) | ONNX Runtime (Scan) | ncps | cfctool torch vs ncps | accuracy | our engines agree "
             "| LTC / CfC loop per sequence, same hidden |",
@@ -94,7 +95,7 @@ def engines() -> str:
 def quantize() -> str:
     doc = _load("quantize")
     if not doc:
-        return "_not measured yet: run `python benchmarks/quantize.py CHECKPOINT...`_"
+        return "_not measured yet: run `python -m benchmarks.quantize CHECKPOINT...`_"
     rows = ["| model | variant | engine | accuracy | seed accuracy | file ratio | vs folded fp32 | vs fp32 eager "
             "(seed: int8 vs eager) |", "|---|---|---|---|---|---|---|---|"]
     # the seed's "static" is unfused (a quantization point on every Linear output); ours fuses by default
@@ -122,7 +123,7 @@ def prune() -> str:
     """Per model: one row per ratio, one column per method: accuracy without -> with fine-tuning."""
     doc = _load("prune")
     if not doc:
-        return "_not measured yet: run `python benchmarks/prune.py CHECKPOINT...`_"
+        return "_not measured yet: run `python -m benchmarks.prune CHECKPOINT...`_"
     out = []
     for key, run in doc["runs"].items():
         cells = run["cells"]
@@ -163,7 +164,7 @@ def distill() -> str:
     """One row per student: distilled vs the same student without the teacher."""
     doc = _load("distill")
     if not doc:
-        return "_not measured yet: run `python benchmarks/distill.py --teacher imdb=TEACHER.st --only ...`_"
+        return "_not measured yet: run `python -m benchmarks.distill --teacher imdb=TEACHER.st --only ...`_"
     runs = doc["runs"]
     rows = ["| student | settings | teacher (accuracy) | distilled | without teacher | difference | recurrent params "
             "(teacher / student) | params without / with embedding | epochs |", "|---|---|---|---|---|---|---|---|---|"]
@@ -193,7 +194,7 @@ def reduce() -> str:
     """Per model: one row per cell: top-1 / top-3 without and after fine-tuning, speed-up."""
     doc = _load("reduce")
     if not doc:
-        return "_not measured yet: run `python benchmarks/reduce.py CHECKPOINT --methods ... --dims ...`_"
+        return "_not measured yet: run `python -m benchmarks.reduce CHECKPOINT --methods ... --dims ...`_"
     out = []
     for key, run in doc["runs"].items():
         cells = run["cells"]
@@ -216,7 +217,7 @@ def reduce() -> str:
             if "accuracy" not in c:
                 out.append(f"| {name} | n/a: {c.get('not_applicable', '')} | | |" + (" | |" if ft else ""))
                 continue
-            acc = lambda x: f"{100 * x['accuracy']:.2f}%" + (f" / {100 * x['top3_accuracy']:.2f}%" if top3 else "")  # noqa: E731
+            acc = lambda x: f"{100 * x['accuracy']:.2f}%" + (f" / {100 * x['top3_accuracy']:.2f}%" if top3 else "")
             row = f"| {name} | {acc(c)} | {c['speedup']:.2f}× | {c.get('macs_per_input') or 0:,} |"
             if ft:
                 f = cells.get(f"{name}+ft{ft}")
@@ -255,7 +256,7 @@ def originals() -> str:
             engines = ", ".join(f"{r['engine']} {r['split_seconds']['median']:.2f} s" for r in bench["results"])
             when = f"{engines} (`cfctool bench`, {bench['repeats']} repeats, medians)"
         if r is None:
-            rows.append(f"| {label} | not finished (`python benchmarks/baselines.py --only {name} --resume`) | | | {when} |")
+            rows.append(f"| {label} | not finished (`python -m benchmarks.baselines --only {name} --resume`) | | | {when} |")
             continue
         seed = r["seed_reference"]
         epochs = f"{r['epochs']} epochs"
@@ -272,7 +273,7 @@ def originals() -> str:
 def scale() -> str:
     doc = _load("scale")
     if not doc:
-        return "_not measured yet: run `python benchmarks/scale.py`_"
+        return "_not measured yet: run `python -m benchmarks.scale`_"
     rows = ["| processes (1 thread each) | samples/s (median) | speed-up |", "|---|---|---|"]
     for n, rate in doc["samples_per_s"].items():
         rows.append(f"| {n} | {rate:.1f} | {doc['speedup'][n]:.2f}× |")
@@ -300,30 +301,43 @@ def _report_table(name: str, how: str, digits: int = 2) -> str:
 
 
 def pipeline() -> str:
-    return _report_table("pipeline-imdb", "make -f examples/imdb.mk pipeline")
+    return _report_table("pipeline-imdb", "make -f benchmarks/imdb.mk pipeline-results")
 
 
 def prune_acceptance() -> str:
-    return _report_table("prune-acceptance", "make -f examples/imdb.mk pruning-acceptance")
+    return _report_table("prune-acceptance", "make -f benchmarks/imdb.mk pruning-acceptance-results")
 
 
 def quickstart() -> str:
-    return _report_table("quickstart", "make -f examples/quickstart.mk results", digits=3)
+    return _report_table("quickstart", "make -f benchmarks/quickstart.mk results", digits=3)
 
 
-def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    for name, render in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
-                         ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
-                         ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart),
-                         ("prune_acceptance", prune_acceptance), ("originals", originals)):
+def render(text: str) -> str:
+    """`text` (the README) with every table between its markers rendered from the results."""
+    for name, table in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
+                        ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
+                        ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart),
+                        ("prune_acceptance", prune_acceptance), ("originals", originals)):
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
-        text = pattern.sub(lambda m: m.group(1) + render() + "\n" + m.group(2), text)
-    readme.write_text(text)
-    print(readme)
+            raise SystemExit(f"the README has no <!-- table:{name} --> markers")
+        text = pattern.sub(lambda m, table=table: m.group(1) + table() + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table is out of date")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    rendered = render(text)
+    if args.check:
+        if rendered != text:
+            raise SystemExit(f"{args.readme}: tables out of date; run python -m benchmarks.tables")
+    else:
+        args.readme.write_text(rendered)
+    print(args.readme)
 
 
 if __name__ == "__main__":

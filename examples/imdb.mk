@@ -1,12 +1,14 @@
-# The seed's IMDB study (SEEDS.md B) and the combined pipeline, as make targets.
+# A compression study on IMDB with cfctool alone: the baselines, the pruning acceptance
+# cells and the combined pipeline (prune -> distill -> quantize), each ending in a report.
 #
 #   make -f examples/imdb.mk pipeline -j2 DATA=../shared/data      # prune -> distill -> quantize, then the report
-#   make -f examples/imdb.mk baselines quantization pruning distillation   # the README tables (hours)
+#   make -f examples/imdb.mk baselines                              # the three reference models (hours)
 #
-# The baselines take hours on a CPU (CfC-Deep about 3 h); point TEACHER / NCP at checkpoints
-# you already have to skip them: make -f examples/imdb.mk pipeline TEACHER=deep.st NCP=ncp.st
+# The baselines take hours on a CPU (CfC-Deep about 3 h); an interrupted one continues from
+# its training state. Point TEACHER / NCP at checkpoints you already have to skip them:
+# make -f examples/imdb.mk pipeline TEACHER=deep.st NCP=ncp.st
+# (benchmarks/imdb.mk adds the README's result tables on top of these targets.)
 CFCTOOL ?= cfctool
-PYTHON ?= python
 DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
 OUT ?= runs/imdb
 THREADS ?= 1
@@ -16,37 +18,27 @@ CFC ?= $(OUT)/cfc.st
 EMBED ?= 16
 DISTILL_EPOCHS ?= 10
 BENCH ?= --batches 40 --repeats 5
-RESULTS := benchmarks/results
 
 P := $(OUT)/pipeline
 STEPS := ncp-emb$(EMBED) ncp-emb$(EMBED)-distilled ncp-emb$(EMBED)-distilled-int8
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: pipeline baselines quantization pruning pruning-acceptance distillation
+.PHONY: pipeline baselines pruning-acceptance
 
-# --- baselines (benchmarks/baselines.py records each run in $(RESULTS)/baselines.yaml)
+# --- baselines: the reference recipes (an interrupted training continues from its state)
 $(OUT)/cfc-deep.st:
-	$(PYTHON) benchmarks/baselines.py --only imdb-cfc-deep-reference --epochs 20 --threads $(THREADS) \
-		--data $(DATA) --out-dir $(OUT) --resume
-	cp $(OUT)/imdb-cfc-deep-reference.st $@ && cp $(OUT)/imdb-cfc-deep-reference.yaml $(@:.st=.yaml)
+	mkdir -p $(OUT)
+	$(CFCTOOL) train imdb --arch cfc-deep --preset reference --epochs 20 --threads $(THREADS) --data $(DATA) \
+		$(if $(wildcard $@.train-state),--resume) -q -o $@
 $(OUT)/cfc-ncp.st:
-	$(PYTHON) benchmarks/baselines.py --only imdb-cfc-ncp-reference --epochs 20 --threads $(THREADS) \
-		--data $(DATA) --out-dir $(OUT) --resume
-	cp $(OUT)/imdb-cfc-ncp-reference.st $@ && cp $(OUT)/imdb-cfc-ncp-reference.yaml $(@:.st=.yaml)
+	mkdir -p $(OUT)
+	$(CFCTOOL) train imdb --arch cfc-ncp --preset reference --epochs 20 --threads $(THREADS) --data $(DATA) \
+		$(if $(wildcard $@.train-state),--resume) -q -o $@
 $(OUT)/cfc.st:
-	$(PYTHON) benchmarks/baselines.py --only imdb-cfc-reference --threads $(THREADS) --data $(DATA) \
-		--out-dir $(OUT) --resume
-	cp $(OUT)/imdb-cfc-reference.st $@ && cp $(OUT)/imdb-cfc-reference.yaml $(@:.st=.yaml)
+	mkdir -p $(OUT)
+	$(CFCTOOL) train imdb --arch cfc --preset reference --threads $(THREADS) --data $(DATA) \
+		$(if $(wildcard $@.train-state),--resume) -q -o $@
 baselines: $(OUT)/cfc.st $(OUT)/cfc-ncp.st $(OUT)/cfc-deep.st
-
-# --- the README's tables
-quantization: $(OUT)/cfc.st $(TEACHER)
-	$(PYTHON) benchmarks/quantize.py $^ --data $(DATA) --threads $(THREADS) --out-dir $(OUT)/quantize
-pruning: $(OUT)/cfc.st
-	$(PYTHON) benchmarks/prune.py $< --finetune 1 --lr 5e-4 --data $(DATA) --threads $(THREADS)
-distillation: $(TEACHER)
-	$(PYTHON) benchmarks/distill.py --teacher imdb=$< --only imdb-ncp64 imdb-ncp64-alone --threads $(THREADS) \
-		--data $(DATA) --out-dir $(OUT)/distill
 
 # --- the pruning acceptance cells (issue 11) on the plain CfC, as a report
 A := $(OUT)/prune-acceptance
@@ -69,15 +61,14 @@ $(A)/bench.done: $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
 	done
 	touch $@
 pruning-acceptance: $(A)/bench.done $(A)/cfc.eval.json $(A)/global95.eval.json $(A)/structured50.eval.json
-	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st -o $(RESULTS)/prune-acceptance.yaml
+	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st -o $(A)/report.md
 	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
 
 # --- the combined pipeline from the CfC-Deep teacher: prune -> distill -> quantize
 # 1. prune: the CfC-NCP's embedding to EMBED columns (structured: a physically smaller table)
 $(P)/ncp-emb$(EMBED).st: $(NCP)
 	mkdir -p $(P)
-	$(CFCTOOL) prune $< --structured --scope embedding --local --ratio $(shell $(PYTHON) -c \
-		"print(round(1 - $(EMBED) / 192, 6))") --threads $(THREADS) -q -o $@
+	$(CFCTOOL) prune $< --structured --scope embedding --local --ratio $(shell awk 'BEGIN { printf "%g", 1 - $(EMBED) / 192 }') --threads $(THREADS) -q -o $@
 # 2. distill: the CfC-Deep teacher into that student (started from it)
 $(P)/ncp-emb$(EMBED)-distilled.st: $(P)/ncp-emb$(EMBED).st $(TEACHER)
 	$(CFCTOOL) distill $(TEACHER) --student cfc-ncp --hidden 64 --embedding-dim $(EMBED) --init $< \
@@ -97,6 +88,5 @@ $(P)/bench.done: $(P)/teacher.st $(STEPS:%=$(P)/%.st)
 	done
 	touch $@
 pipeline: $(P)/bench.done $(addprefix $(P)/,$(addsuffix .eval.json,teacher $(STEPS)))
-	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st) -o $(RESULTS)/pipeline-imdb.yaml
 	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st) -o $(P)/report.md
 	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st)

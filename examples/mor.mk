@@ -1,12 +1,11 @@
 # The seed's model-order-reduction study (SEEDS.md C) and the CfC reduction, as make targets.
 #
 #   make -f examples/mor.mk reduced -j2 DATA=../shared/data     # one reduction of each model, eval, bench, report
-#   make -f examples/mor.mk tables DATA=../shared/data          # the README's reduction tables (hours)
+#   make -f benchmarks/mor.mk tables DATA=../shared/data        # the README's reduction tables (hours)
 #
 # The originals take long on a CPU (the ODE-RNN's 784-step loop: about 13 min per epoch on
 # two threads, 8 epochs); point CONV / ODERNN / CFC at checkpoints you already have to skip them.
 CFCTOOL ?= cfctool
-PYTHON ?= python
 DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
 OUT ?= runs/mor
 THREADS ?= 1
@@ -17,11 +16,21 @@ BENCH ?= --repeats 3
 R := $(OUT)/reduced
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: reduced tables
+.PHONY: reduced
 
-$(OUT)/mnist-conv-ode.st $(OUT)/pmnist-ode-rnn.st $(OUT)/imdb-cfc-reference.st:
-	$(PYTHON) benchmarks/baselines.py --only $(notdir $(@:.st=)) --threads $(THREADS) --data $(DATA) \
-		--out-dir $(OUT) --resume
+# --- the originals, trained with their presets (an interrupted training continues from its state)
+$(OUT)/mnist-conv-ode.st:
+	mkdir -p $(OUT)
+	$(CFCTOOL) train mnist --arch conv-ode --threads $(THREADS) --data $(DATA) \
+		$(if $(wildcard $@.train-state),--resume) -q -o $@
+$(OUT)/pmnist-ode-rnn.st:
+	mkdir -p $(OUT)
+	$(CFCTOOL) train pmnist --arch ode-rnn --threads $(THREADS) --data $(DATA) \
+		$(if $(wildcard $@.train-state),--resume) -q -o $@
+$(OUT)/imdb-cfc-reference.st:
+	mkdir -p $(OUT)
+	$(CFCTOOL) train imdb --arch cfc --preset reference --threads $(THREADS) --data $(DATA) \
+		$(if $(wildcard $@.train-state),--resume) -q -o $@
 
 # --- one reduction of each (the acceptance settings), evaluated, timed and reported
 $(R)/conv-ode.st: $(CONV)
@@ -56,12 +65,3 @@ $(R)/bench.done: $(MODELS:%=$(R)/%.st)
 reduced: $(R)/bench.done $(MODELS:%=$(R)/%.eval.json)
 	$(CFCTOOL) report $(MODELS:%=$(R)/%.st) -o $(R)/report.md
 	$(CFCTOOL) report $(MODELS:%=$(R)/%.st)
-
-# --- the README's tables (benchmarks/reduce.py: benchmarks/results/reduce.yaml and the plots)
-tables: $(CONV) $(ODERNN) $(CFC)
-	$(PYTHON) benchmarks/reduce.py $(CONV) --methods pod-deim qdeim odeim pod svd apoz --dims 50 100 250 500 \
-		--cells pod-deim/lstsq@50:120 qdeim/lstsq@64:128 pod-deim/lstsq@100:200 --finetune 3 --data $(DATA)
-	$(PYTHON) benchmarks/reduce.py $(ODERNN) --methods svd pod-deim/lstsq apoz --dims 125 250 --data $(DATA)
-	$(PYTHON) benchmarks/reduce.py $(CFC) --dims 96 --methods pod-deim qdeim pod-deim/lstsq qdeim/lstsq apoz prune \
-		--finetune 1 --lr 5e-4 --speed-batches 40 --data $(DATA)
-	$(PYTHON) benchmarks/reduce.py --plot

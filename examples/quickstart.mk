@@ -20,7 +20,7 @@ MODELS := teacher pruned student student-int8
 CKPTS := $(MODELS:%=$(OUT)/%.st)
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: all clean results FORCE
+.PHONY: all clean FORCE
 .DEFAULT_GOAL := all
 
 # A step's settings live in a stamp file that is rewritten only when they change, and the
@@ -62,10 +62,6 @@ $(OUT)/bench.done: $(CKPTS) $(OUT)/bench.settings
 
 $(OUT)/report.md: $(MODELS:%=$(OUT)/%.eval.json) $(OUT)/bench.done
 	$(CFCTOOL) report $(CKPTS) -o $@
-
-# the README's quickstart table: benchmarks/results/quickstart.yaml (then python benchmarks/tables.py)
-results: $(OUT)/report.md
-	$(CFCTOOL) report $(CKPTS) -o benchmarks/results/quickstart.yaml
 
 clean:
 	rm -rf $(OUT)

@@ -3,7 +3,6 @@
 import torch
 
 
-
 def tiny_run(arch: str, **overrides):
     """A seconds-long XOR training run for any architecture."""
     from cfctool.configs import resolve

@@ -1,0 +1,186 @@
+"""Every benchmark script runs: a seconds-long smoke run of each on tiny XOR checkpoints (or a
+slice of the real data), its results written to a temporary folder and read back. A script
+broken by a change in the library fails here, not months later in a user's shell."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import tiny_run
+
+ROOT = Path(__file__).resolve().parents[1]  # on sys.path (pytest's pythonpath), as for python -m benchmarks.NAME
+
+SCRIPTS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """Where the scripts write their YAML (not the committed benchmarks/results/)."""
+    out = tmp_path / "results"
+    monkeypatch.setenv("CFCTOOL_BENCH_RESULTS", str(out))
+    monkeypatch.chdir(tmp_path)
+    return out
+
+
+def run(script: str, *args) -> None:
+    importlib.import_module(f"benchmarks.{script}").main([str(a) for a in args])
+
+
+def read(results: Path, name: str) -> dict:
+    doc = yaml.safe_load((results / f"{name}.yaml").read_text())
+    stamp = doc["provenance"]
+    assert len(stamp["commit"].removesuffix("-dirty")) == 40 or stamp["commit"] == "unknown"
+    assert stamp["cfctool_version"] == importlib.import_module("cfctool").__version__
+    return doc
+
+
+def test_every_script_has_a_smoke_test():
+    tested = {name.removeprefix("test_").removesuffix("_smoke") for name in globals() if name.endswith("_smoke")}
+    assert set(SCRIPTS) <= tested, f"benchmark scripts without a smoke test: {sorted(set(SCRIPTS) - tested)}"
+
+
+def test_no_script_uses_sys_path_tricks_or_private_library_names():
+    import re
+
+    for script in SCRIPTS + ["common"]:
+        text = (ROOT / "benchmarks" / f"{script}.py").read_text()
+        assert "sys.path" not in text, script
+        private = re.findall(r"from cfctool[\w.]* import [^\n]*\b_[a-z]\w*", text) + re.findall(r"cfctool\.\w+\._", text)
+        assert not private, (script, private)
+
+
+def test_cfc_speed_smoke(results):
+    pytest.importorskip("ncps")
+    run("cfc_speed", "--repeats", 1, "--threads", 1, "--batch", 2, "--steps", 4)
+    doc = read(results, "cfc_speed")
+    assert doc["max_abs_output_diff"] < 1e-5 and doc["results"]["threads_1"]["forward"]["speedup"] > 0
+
+
+def test_engines_smoke(results, trained_xor):
+    pytest.importorskip("ncps")
+    run("engines", "--ckpt-dir", trained_xor["cfc"].parent, "--only", "cfc", "--threads", 1, "--repeats", 1,
+        "--batches", 1, "--ltc-batches", 4)
+    doc = read(results, "engines")
+    entry = doc["results"]["cfc"]
+    assert entry["runs"][0]["our_engines_identical_predictions"] is True
+    assert {"cfctool-torch", "cfctool-torch-loop", "ncps"} <= set(entry["runs"][0]["engines"])
+    assert doc["ltc"]["cfc"][0]["batch"] == 4
+
+
+def test_prune_smoke(results, trained_xor):
+    run("prune", trained_xor["cfc"], "--methods", "unstructured-global", "structured-local", "--ratios", 0.5,
+        "--speed-batches", 1, "--repeats", 1)
+    cells = read(results, "prune")["runs"]["xor/cfc"]["cells"]
+    assert cells["unstructured-global@0.5"]["nonzero_params"] < cells["unpruned"]["nonzero_params"]
+    assert cells["unstructured-global@0.5"]["file_bytes_sparse"] > 0
+    assert cells["structured-local@0.5"]["speedup"] > 0 and cells["structured-local@0.5"]["units"]
+
+
+def test_quantize_smoke(results, trained_xor, tmp_path):
+    run("quantize", trained_xor["cfc"], "--variants", "static", "--calib", 16, "--batches", 1, "--repeats", 1,
+        "--out-dir", tmp_path / "q")
+    doc = read(results, "quantize")
+    assert doc["runs"] and list((tmp_path / "q").glob("*.st"))
+
+
+def test_reduce_smoke(results, trained_xor):
+    run("reduce", trained_xor["cfc"], "--cells", "svd@4", "--snapshots", 32, "--batch-size", 64)
+    doc = read(results, "reduce")
+    assert doc["runs"]
+
+
+def test_distill_smoke(results, trained_xor, tmp_path):
+    run("distill", "--teacher", f"xor={trained_xor['cfc-deep']}", "--only", "xor-ncp8", "--epochs", 1,
+        "--out-dir", tmp_path / "d")
+    doc = read(results, "distill")
+    entry = doc["runs"]["xor-ncp8"]
+    assert entry["with_teacher"] and entry["rnn_compression"] > 0 and 0 <= entry["test_accuracy"] <= 1
+
+
+def test_runs_smoke(results, trained_xor):
+    run("runs", f"tiny={trained_xor['cfc']}")
+    assert "tiny" in read(results, "runs")["runs"]
+
+
+def test_scale_smoke(results):
+    run("scale", "--dataset", "xor", "--steps", 4, "--warmup", 1, "--batch-size", 16, "--repeats", 1,
+        "--processes", 1)
+    doc = read(results, "scale")
+    assert doc["samples_per_s"][1] > 0 and doc["speedup"][1] == 1.0
+
+
+def test_baselines_smoke(results, data_dir, tmp_path):
+    run("baselines", "--only", "person_activity-cfc", "--epochs", 1, "--max-steps", 2, "--threads", 1,
+        "--data", data_dir, "--out-dir", tmp_path / "b")
+    doc = read(results, "baselines")
+    entry = doc["runs"]["person_activity-cfc"]
+    assert entry["epochs"] == 1 and 0 <= entry["test_accuracy"] <= 1 and (tmp_path / "b" / "person_activity-cfc.st").is_file()
+
+
+def test_ode_rnn_diagnosis_smoke(results, data_dir, tmp_path):
+    from cfctool import checkpoint
+    from cfctool.configs import resolve
+    from cfctool.ops.train import train
+
+    path = tmp_path / "tiny-ode-rnn.st"
+    checkpoint.save(train(resolve("pmnist", "ode-rnn", overrides={
+        "data_dir": str(data_dir), "hidden": 8, "epochs": 1, "max_steps": 1, "batch_size": 16,
+        "max_test_samples": 16, "threads": 1})), path)
+    run("ode_rnn_diagnosis", path, "--data", data_dir, "--samples", 16, "--probe", 8)
+    entry = read(results, "ode-rnn-diagnosis")["checkpoints"]["tiny-ode-rnn"]
+    assert 0 <= entry["saturation_by_step"][784]["saturated_share"] <= 1 and entry["spectrum"]["euler_growing_modes"] >= 0
+
+
+def test_tables_smoke(tmp_path):
+    """The README's tables are what the committed results say (rerun python -m benchmarks.tables)."""
+    run("tables", "--check")
+    stale = tmp_path / "README.md"
+    stale.write_text((ROOT / "README.md").read_text().replace("<!-- /table:scale -->", "stale row\n<!-- /table:scale -->"))
+    with pytest.raises(SystemExit, match="out of date"):
+        run("tables", "--check", "--readme", stale)
+
+
+def test_study_report_smoke(results, trained_xor):
+    run("study_report", "tiny", trained_xor["cfc"], trained_xor["cfc-ncp"])
+    rows = read(results, "tiny")["checkpoints"]
+    assert [r["arch"] for r in rows] == ["cfc", "cfc-ncp"] and all(r["params"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("makefile,target", [("benchmarks/imdb.mk", "quantization"), ("benchmarks/imdb.mk", "pipeline-results"),
+                                             ("benchmarks/mor.mk", "tables"), ("benchmarks/quickstart.mk", "results")])
+def test_study_makefiles_resolve(makefile, target, tmp_path):
+    """Each results target parses and plans its commands (a dry run, nothing trained)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    r = subprocess.run(["make", "-n", "-f", makefile, target, f"OUT={tmp_path}", "DATA=/nonexistent"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "-m benchmarks." in r.stdout
+
+
+def test_examples_call_only_cfctool():
+    """The examples are what a user copies: their recipes run cfctool (and the shell), no repository scripts."""
+    for makefile in (ROOT / "examples").glob("*.mk"):
+        recipes = [line for line in makefile.read_text().splitlines() if line.startswith("\t")]
+        assert recipes, makefile
+        assert not [line for line in recipes if "benchmarks" in line or "python" in line.lower()], makefile
+
+
+def test_committed_reference_checkpoints_match_their_manifest():
+    """benchmarks/checkpoints/SHA256SUMS (`sha256sum -c` format) lists every committed
+    checkpoint and sidecar, and each file still has its recorded hash."""
+    import hashlib
+
+    folder = ROOT / "benchmarks" / "checkpoints"
+    listed = {}
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        listed[name.lstrip("*")] = digest
+    present = {p.name for p in folder.iterdir() if p.suffix in (".st", ".yaml")}
+    assert set(listed) == present, "update benchmarks/checkpoints/SHA256SUMS (sha256sum *.st *.yaml > SHA256SUMS)"
+    for name, digest in listed.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
