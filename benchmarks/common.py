@@ -121,7 +121,7 @@ def speedup(base, other, data_dir, batches: int | None, repeats: int, threads: i
     many batches of 128, None for the whole split."""
     from cfctool.ops.bench import bench
 
-    timing = bench(base, engine="torch", also=[(other, "torch")], data_dir=data_dir, batch_size=128,
+    timing = bench(base, engine="auto", also=[(other, "auto")], data_dir=data_dir, batch_size=128,
                    batches=batches, repeats=repeats, warmup=1, threads=threads)
     mine, theirs = timing["also"][0], timing["results"][0]
     return {"speedup": theirs["split_seconds"]["median"] / mine["split_seconds"]["median"],

@@ -70,11 +70,11 @@ def run(path: Path, args) -> dict:
                       "state_mse": q.record["compression"]["quantization"].get("state_mse")}
         print(f"[{name}] {target}", file=sys.stderr)
     names = [n for n in args.variants if n in variants]
-    also = [(fp32, "loop")] + [(variants[n], "torch") for n in names]
+    also = [(fp32, "loop")] + [(variants[n], "auto") for n in names]
     onnx = [n for n in ("static",) if args.onnx and n in variants]  # ONNX Runtime: fp32 Scan and int8 Scan
     if args.onnx:
         also += [(fp32, "onnxruntime")] + [(variants[n], "onnxruntime") for n in onnx]
-    report = bench(fp32, engine="torch", also=also, data_dir=args.data, batch_size=args.batch_size,
+    report = bench(fp32, engine="auto", also=also, data_dir=args.data, batch_size=args.batch_size,
                    batches=args.batches, repeats=args.repeats, warmup=1, threads=args.threads,
                    notify=lambda m: print(f"[bench] {m}", file=sys.stderr))
     folded, eager = report["results"][0], report["also"][0]

@@ -144,7 +144,7 @@ def retime(path: Path, args) -> None:
     cells = dict(done.get("cells") or {})
     names = [n for n, c in cells.items() if n != "original" and "+ft" not in n and "accuracy" in c]
     models = [make(fp32, n, 0, args) for n in names]
-    timing = bench(fp32, engine="torch", also=[(m, "torch") for m in models], data_dir=args.data, batch_size=128,
+    timing = bench(fp32, engine="auto", also=[(m, "auto") for m in models], data_dir=args.data, batch_size=128,
                    batches=args.speed_batches or None, repeats=args.repeats, warmup=1, threads=args.threads)
     base = timing["results"][0]["split_seconds"]["median"]
     for name, mine in zip(names, timing["also"]):

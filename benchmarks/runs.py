@@ -50,7 +50,8 @@ def state_test(path: Path, summary: dict, data_dir: str, threads: int) -> dict:
 
     from cfctool.configs import all_keys, owner_of, resolve
     from cfctool.data.registry import load_dataset
-    from cfctool.families.build import arch_record, build_model, family_of
+    from cfctool.engines import fastest
+    from cfctool.families.build import arch_record, build_model
     from cfctool.metrics import split_metrics
 
     torch.set_num_threads(threads)
@@ -63,7 +64,7 @@ def state_test(path: Path, summary: dict, data_dir: str, threads: int) -> dict:
     which = "ema" if summary["weight_average"] else "model"
     tensors = load_file(str(path))
     model.load_state_dict({k[len(which) + 1:]: v for k, v in tensors.items() if k.startswith(which + ".")})
-    engine_name, engine = family_of(model).engine(model)
+    engine_name, engine = fastest(model)
     metrics = split_metrics(engine, dataset.splits["test"], dataset.task, 500)
     return {**{k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}, "engine": engine_name,
             "weights": "the weight average" if which == "ema" else "the current weights",

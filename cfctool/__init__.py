@@ -1,7 +1,9 @@
 """cfctool: train and compress Closed-form Continuous-time networks.
 
 The public Python API is imported lazily so that `import cfctool` (and `cfctool --help`)
-stays fast and does not pull in torch until a function is actually used.
+stays fast and does not pull in torch until a function is actually used. The compression
+methods (`cfctool.quantize`, `cfctool.prune`, `cfctool.reduce`, ...) come from their
+registry, `cfctool.ops.methods.METHODS`.
 """
 
 __version__ = "0.1.0"
@@ -14,10 +16,7 @@ _API = {
     "fit": ("cfctool.training.fit", "fit"),
     "MaskConstraint": ("cfctool.training.fit", "MaskConstraint"),
     "evaluate": ("cfctool.ops.evaluate", "evaluate"),
-    "quantize": ("cfctool.ops.quantize", "quantize"),
-    "prune": ("cfctool.ops.prune", "prune"),
     "distill": ("cfctool.ops.distill", "distill"),
-    "reduce": ("cfctool.ops.reduce", "reduce"),
     "describe": ("cfctool.ops.info", "describe"),
     "resolve_config": ("cfctool.configs", "resolve"),
     "build_model": ("cfctool.families.build", "build_model"),
@@ -29,13 +28,27 @@ _API = {
     "TrainingError": ("cfctool.errors", "TrainingError"),
 }
 
-__all__ = ["__version__", *_API]
+
+
+def _methods() -> dict:
+    """The compression methods (quantize, prune, reduce, ...): each is `cfctool.NAME`."""
+    import importlib
+
+    return importlib.import_module("cfctool.ops.methods").METHODS
 
 
 def __getattr__(name):
-    if name in _API:
-        import importlib
+    import importlib
 
+    if name in _API:
         module, attr = _API[name]
         return getattr(importlib.import_module(module), attr)
+    if name == "__all__":
+        return ["__version__", *_API, *_methods()]
+    if not name.startswith("_") and name in _methods():
+        return _methods()[name].op
     raise AttributeError(f"module 'cfctool' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_API, *_methods()})

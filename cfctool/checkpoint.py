@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import torch
 
 from cfctool import __version__, encodings
+from cfctool.configs import stored
 from cfctool.encodings import split_stored, stored_tensors
 from cfctool.errors import CheckpointError, ConfigError, OutputError
 from cfctool.families import normalise
@@ -122,7 +123,7 @@ def history_entry(
     return {
         "command": command,
         "argv": list(argv) if argv is not None else None,
-        "config": config,
+        "config": stored(command, config),  # with its kind and version: a --config file for the same command
         "seed": seed,
         "cfctool_version": __version__,
         "torch_version": str(torch.__version__),

@@ -328,7 +328,7 @@ class DistillConfig:
     """Settings of `cfctool distill` beyond the student's arch and training settings (those
     are the train flags, defaulting to the teacher's data set preset for the student arch)."""
 
-    student: str | None = _help("Student architecture (cfc, cfc-deep, cfc-ncp, ltc).")
+    student: str | None = _help(f"Student architecture: one of {', '.join(ARCHS)}.")
     alpha: float = _help("Weight of the hard-label loss: alpha * CE(student, labels) + (1 - alpha) * "
                          "KD(student, teacher); 1 trains without the teacher.", 0.25)
     temperature: float = _help("Softmax temperature of the KL distillation loss (scaled by T^2).", 1.0)
@@ -486,7 +486,15 @@ def resolve(
         raise ConfigError(
             f"no preset '{preset}' for data set '{dataset}'; available: {', '.join(preset_names(dataset))}"
         )
-    user = {**_normalise_keys(file_values or {}), **_normalise_keys(overrides or {})}
+    file_values = _normalise_keys(file_values or {})
+    for key, given in (("arch", arch), ("dataset", dataset), ("preset", preset)):
+        if key in file_values:  # a stored run config names them: they must be the command line's
+            found = file_values.pop(key)
+            if found != given:
+                raise ConfigError(f"the config file is for {key} '{found}', not '{given}'; give --{key} {found}"
+                                  if key != "dataset" else f"the config file is for data set '{found}', not "
+                                  f"'{given}'; give it as the data set: cfctool train {found}")
+    user = {**file_values, **_normalise_keys(overrides or {})}
     layers: list[Mapping[str, Any]] = [
         family.defaults,
         PRESETS.get((dataset, preset), {}),
@@ -517,8 +525,21 @@ def resolve(
     return run
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a flat YAML mapping of settings; unknown keys are reported by resolve()."""
+# the format of a stored config (history entries, --print-config): its `kind` (the command)
+# and this `version` come first, so a file of settings says what it is for
+CONFIG_VERSION = 1
+_SECTIONS = ("arch", "data", "train")
+
+
+def stored(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as it is stored: its kind and version, then its settings."""
+    return {"kind": kind, "version": CONFIG_VERSION, **values}
+
+
+def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
+    """The settings of a YAML file for the command `kind`: a flat mapping of setting: value,
+    or a stored config (a history entry's `config`, `train --print-config`), whose kind must
+    be this command's; unknown keys are reported by resolve() / from_settings()."""
     import yaml
 
     path = Path(path)
@@ -532,7 +553,57 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must be a mapping of setting: value (got {type(values).__name__})")
+    values = dict(values)
+    found = values.pop("kind", kind)
+    if found != kind:
+        raise ConfigError(f"config file {path} holds {found} settings, not {kind} settings; give it to "
+                          f"`cfctool {found}`")
+    version = values.pop("version", CONFIG_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_VERSION:
+        raise ConfigError(f"config file {path} has format version {version!r}; this cfctool reads versions 1 to "
+                          f"{CONFIG_VERSION} (a newer cfctool wrote it: upgrade)")
+    if kind in ("train", "distill") and any(isinstance(values.get(s), dict) for s in _SECTIONS):
+        values = _flatten(values, path)
     return values
+
+
+def _flatten(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A stored run config's sections as one flat mapping. What the command line chooses (the
+    data set, the arch, the preset) is kept under its own name for resolve() to compare."""
+    from cfctool.families import get
+
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "arch" and isinstance(value, dict):
+            # the flat arch section holds every family's keys: its own family's are the run's
+            own = get(value["name"]).setting_names() if "name" in value else set(value)
+            flat.update({k: v for k, v in value.items() if k in own})
+            if "name" in value:
+                flat["arch"] = value["name"]
+        elif key in _SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        elif key == "distill" and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def from_settings(cls, file_values: Mapping[str, Any] | None, flags: Mapping[str, Any]):
+    """A command's config dataclass from its defaults < a config file < the flags given
+    (None: not given); unknown keys in the file are an error naming the valid ones."""
+    names = {f.name for f in fields(cls)}
+    file_values = _normalise_keys(file_values or {})
+    unknown = sorted(set(file_values) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in the config file; valid settings are: "
+                          f"{', '.join(sorted(names))}")
+    values = {**file_values, **{k: v for k, v in flags.items() if k in names and v is not None}}
+    for f in fields(cls):  # a file's 1 where 1.0 is meant
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if kind.startswith("float") and isinstance(values.get(f.name), int) and not isinstance(values[f.name], bool):
+            values[f.name] = float(values[f.name])
+    return cls(**values)
 
 
 def _normalise_keys(values: Mapping[str, Any]) -> dict[str, Any]:

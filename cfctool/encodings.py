@@ -21,13 +21,13 @@ Codecs (parts):
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from cfctool.errors import CheckpointError
 
-CODECS = ("int8", "int4", "sparse")
 SPARSE_LAYOUTS = ("bitmask", "indices")
 _QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -52,11 +52,9 @@ def encode(tensor: torch.Tensor, spec: dict[str, Any]) -> tuple[dict[str, torch.
     """(parts by suffix, the spec as recorded) for a dense tensor."""
     t = tensor.detach().cpu()
     spec = {**spec, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
-    if spec["codec"] in _QRANGE:
-        return _encode_int(t, spec), spec
-    if spec["codec"] == "sparse":
-        return _encode_sparse(t, spec)
-    raise ValueError(f"unknown codec {spec['codec']}")
+    if spec["codec"] not in CODECS:
+        raise ValueError(f"unknown codec {spec['codec']}")
+    return CODECS[spec["codec"]].encode(t, spec)
 
 
 def _rows(t: torch.Tensor, axis: int | None) -> torch.Tensor:
@@ -87,7 +85,7 @@ def quantize(t: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bi
     return q.clamp(lo, hi).to(torch.int8).reshape(t.shape)
 
 
-def _encode_int(t: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
+def _encode_int(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Tensor], dict]:
     bits = int(spec["codec"][3:])
     scale, zero = quant_params(t, bits, spec["axis"], spec["symmetric"])
     scale_dtype = _FLOATS[spec.get("scale_dtype", "float32")]
@@ -96,7 +94,7 @@ def _encode_int(t: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
     parts = {"q": pack_int4(q) if bits == 4 else q, "scale": scale.to(scale_dtype).contiguous()}
     if zero is not None:
         parts["zero_point"] = zero
-    return parts
+    return parts, spec
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
@@ -140,20 +138,24 @@ def _unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- decode + check
 
 
+def _int_parts(spec: dict[str, Any]) -> dict[str, Any]:
+    parts: dict[str, Any] = {"q": torch.int8 if spec["codec"] == "int8" else torch.uint8,
+                             "scale": _FLOATS.get(spec.get("scale_dtype", "float32"), torch.float32)}
+    if not spec.get("symmetric", True):
+        parts["zero_point"] = torch.int8
+    return parts
+
+
+def _sparse_parts(spec: dict[str, Any]) -> dict[str, Any]:
+    where = {"bitmask": torch.uint8, "indices": (torch.int32, torch.int64)}
+    if spec.get("layout") not in where:
+        return {}
+    return {spec["layout"]: where[spec["layout"]], "values": tuple(_FLOATS.values())}
+
+
 def expected_parts(spec: dict[str, Any]) -> dict[str, torch.dtype | tuple[torch.dtype, ...]]:
-    codec = spec.get("codec")
-    if codec in _QRANGE:
-        parts: dict[str, Any] = {"q": torch.int8 if codec == "int8" else torch.uint8,
-                                 "scale": _FLOATS.get(spec.get("scale_dtype", "float32"), torch.float32)}
-        if not spec.get("symmetric", True):
-            parts["zero_point"] = torch.int8
-        return parts
-    if codec == "sparse":
-        where = {"bitmask": torch.uint8, "indices": (torch.int32, torch.int64)}
-        if spec.get("layout") not in where:
-            return {}
-        return {spec["layout"]: where[spec["layout"]], "values": tuple(_FLOATS.values())}
-    return {}
+    codec = CODECS.get(spec.get("codec"))
+    return codec.parts(spec) if codec is not None else {}
 
 
 def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], source: str = "<checkpoint>") -> torch.Tensor:
@@ -162,8 +164,8 @@ def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], sour
         return CheckpointError(f"{source}: tensor '{name}' is recorded as {spec.get('codec')} but {problem}; "
                                "the file was altered or written by a faulty tool")
 
-    codec = spec.get("codec")
-    if codec not in CODECS:
+    codec = CODECS.get(spec.get("codec"))
+    if codec is None:
         raise bad(f"cfctool knows only the codecs {', '.join(CODECS)}")
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
@@ -182,30 +184,36 @@ def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], sour
             raise bad(f"'{name}.{part}' has dtype {str(parts[part].dtype).removeprefix('torch.')}")
         if parts[part].dim() != 1 and part != "q":
             raise bad(f"'{name}.{part}' is not one-dimensional")
-    numel = math.prod(shape)
-    out_dtype = _FLOATS[spec["dtype"]]
-    if codec in _QRANGE:
-        q = parts["q"]
-        if codec == "int8" and list(q.shape) != shape:
-            raise bad(f"'{name}.q' has shape {list(q.shape)}, expected {shape}")
-        if codec == "int4":
-            if list(q.shape) != [math.ceil(numel / 2)]:
-                raise bad(f"'{name}.q' holds {q.numel()} bytes, expected {math.ceil(numel / 2)} for {numel} values")
-            q = unpack_int4(q, numel).reshape(shape)
-        axis = spec.get("axis", 0)
-        groups = 1 if axis is None or not shape else shape[0]
-        if axis not in (0, None):
-            raise bad(f"its axis {axis!r} is not 0 (per row) or null (per tensor)")
-        for part in ("scale", "zero_point"):
-            if part in parts and parts[part].numel() != groups:
-                raise bad(f"'{name}.{part}' has {parts[part].numel()} entries, expected {groups}")
-        scale = parts["scale"].float()
-        if not torch.isfinite(scale).all() or (scale <= 0).any():
-            raise bad(f"'{name}.scale' has non-positive or non-finite entries")
-        g = _rows(q.float(), axis)
-        if "zero_point" in parts:
-            g = g - parts["zero_point"].float().unsqueeze(1)
-        return (g * scale.unsqueeze(1)).reshape(shape).to(out_dtype)
+    return codec.decode(name, spec, parts, bad)
+
+
+def _decode_int(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], bad) -> torch.Tensor:
+    shape, numel, out_dtype, codec = spec["shape"], math.prod(spec["shape"]), _FLOATS[spec["dtype"]], spec["codec"]
+    q = parts["q"]
+    if codec == "int8" and list(q.shape) != shape:
+        raise bad(f"'{name}.q' has shape {list(q.shape)}, expected {shape}")
+    if codec == "int4":
+        if list(q.shape) != [math.ceil(numel / 2)]:
+            raise bad(f"'{name}.q' holds {q.numel()} bytes, expected {math.ceil(numel / 2)} for {numel} values")
+        q = unpack_int4(q, numel).reshape(shape)
+    axis = spec.get("axis", 0)
+    groups = 1 if axis is None or not shape else shape[0]
+    if axis not in (0, None):
+        raise bad(f"its axis {axis!r} is not 0 (per row) or null (per tensor)")
+    for part in ("scale", "zero_point"):
+        if part in parts and parts[part].numel() != groups:
+            raise bad(f"'{name}.{part}' has {parts[part].numel()} entries, expected {groups}")
+    scale = parts["scale"].float()
+    if not torch.isfinite(scale).all() or (scale <= 0).any():
+        raise bad(f"'{name}.scale' has non-positive or non-finite entries")
+    g = _rows(q.float(), axis)
+    if "zero_point" in parts:
+        g = g - parts["zero_point"].float().unsqueeze(1)
+    return (g * scale.unsqueeze(1)).reshape(shape).to(out_dtype)
+
+
+def _decode_sparse(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], bad) -> torch.Tensor:
+    shape, numel, out_dtype = spec["shape"], math.prod(spec["shape"]), _FLOATS[spec["dtype"]]
     values = parts["values"]
     if "bitmask" in parts:
         if parts["bitmask"].numel() != math.ceil(numel / 8):
@@ -224,6 +232,28 @@ def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], sour
     dense = torch.zeros(numel, dtype=out_dtype)
     dense[idx] = values.to(out_dtype)
     return dense.reshape(shape)
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One way of storing a tensor: `encode(t, spec) -> (parts, spec as recorded)`,
+    `parts(spec) -> {part: dtype or dtypes}` ({} when the spec is malformed),
+    `decode(name, spec, parts, bad) -> dense` after the common checks (`bad(problem)` makes
+    the CheckpointError); `exact`: decoding restores the tensor, so an engine running the
+    dense values simulates nothing."""
+
+    name: str
+    encode: Callable[[torch.Tensor, dict], tuple[dict[str, torch.Tensor], dict]]
+    parts: Callable[[dict], dict]
+    decode: Callable[[str, dict, dict, Callable[[str], CheckpointError]], torch.Tensor]
+    exact: bool
+
+
+CODECS: dict[str, Codec] = {c.name: c for c in (
+    Codec("int8", _encode_int, _int_parts, _decode_int, exact=False),
+    Codec("int4", _encode_int, _int_parts, _decode_int, exact=False),
+    Codec("sparse", _encode_sparse, _sparse_parts, _decode_sparse, exact=True),
+)}
 
 
 def split_stored(stored: dict[str, torch.Tensor], specs: dict[str, dict], source: str):

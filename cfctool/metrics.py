@@ -12,10 +12,8 @@ import torch.nn.functional as F
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.errors import DataError
+from cfctool.families import get
 from cfctool.families.build import family_of
-
-# Linear/Conv/Embedding weights; the LTC's synapse weights; the ODE-RNN's W; a reduced ODE's M, M_out, N
-WEIGHT_NAMES = ("weight", "w", "sensory_w", "W", "M", "M_out", "N")
 
 
 def valid_targets(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
@@ -46,10 +44,9 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
     model.eval()
     out = task["output"]
     total_loss, count, correct1, correct3 = 0.0, 0, 0, 0
-    for start in range(0, len(split), batch_size):
+    for done, b in zip(range(0, len(split), batch_size), split.batches(batch_size)):
         if on_batch is not None:
-            on_batch(start, len(split))
-        b = split.take(slice(start, start + batch_size))
+            on_batch(done, len(split))
         x, y = b.x.to(device), b.y.to(device)
         dt = None if b.dt is None else b.dt.to(device)
         mask = None if b.mask is None else b.mask.to(device)
@@ -82,7 +79,7 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
 def size_aware(report: dict[str, Any], ckpt: Checkpoint) -> dict[str, Any]:
     """Weight sparsity (overall and per tensor) and the seed's size-aware score
     `normalised_accuracy = accuracy^2 / ln(non-zero parameters)` (SEEDS.md B)."""
-    s = sparsity(ckpt.tensors)
+    s = sparsity(ckpt)
     out: dict[str, Any] = {"sparsity": s["overall"]}
     if "accuracy" in report and report.get("nonzero_params", 0) > 1:
         out["normalised_accuracy"] = report["accuracy"] ** 2 / math.log(report["nonzero_params"])
@@ -99,12 +96,13 @@ def wiring_mask(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor | N
     return None
 
 
-def sparsity(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Zeros per weight matrix (embedding included) and overall; entries a wiring mask
-    removes count as zeros."""
+def sparsity(ckpt: Checkpoint) -> dict[str, Any]:
+    """Zeros per weight matrix (the family's `weights`, embedding included) and overall;
+    entries a wiring mask removes count as zeros."""
+    tensors, weights = ckpt.tensors, get(ckpt.arch["name"]).weights
     per, zeros, total = {}, 0, 0
     for name, t in sorted(tensors.items()):
-        if name.startswith("task.") or t.dim() < 2 or name.split(".")[-1] not in WEIGHT_NAMES:
+        if name.startswith("task.") or t.dim() < 2 or name.split(".")[-1] not in weights:
             continue
         wiring = wiring_mask(tensors, name)
         effective = t if wiring is None else t * wiring

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]  # on sys.path (pytest's pythonpath), as for python -m benchmarks.NAME
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from cfctool.configs import load_config_file, resolve
 from cfctool.errors import ConfigError
@@ -40,3 +41,59 @@ def test_config_file(tmp_path):
         load_config_file(f)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(tmp_path / "missing.yaml")
+
+
+def test_every_settings_command_takes_a_config_file_and_its_own_stored_config(cli, trained_xor, tmp_path):
+    """--config on quantize/prune/reduce/distill as on train: flags over the file; a history
+    entry's config (stored with its kind and version) reruns the step it records."""
+    import yaml
+
+    from cfctool.checkpoint import load
+
+    src = trained_xor["cfc"]
+    flat = tmp_path / "prune.yaml"
+    flat.write_text("ratio: 0.3\ncriterion: l2\n")
+    r = cli("prune", src, "--config", flat, "--ratio", "0.5", "-q", "-o", tmp_path / "p.st")
+    assert r.code == 0, r.err
+    entry = load(tmp_path / "p.st").record["history"][-1]["config"]
+    assert entry["kind"] == "prune" and entry["version"] == 1
+    assert entry["ratio"] == 0.5 and entry["criterion"] == "l2"  # the flag over the file, the file over defaults
+    stored = tmp_path / "stored.yaml"
+    stored.write_text(yaml.safe_dump(entry))
+    r = cli("prune", src, "--config", stored, "-q", "-o", tmp_path / "again.st")
+    assert r.code == 0, r.err
+    first, again = load(tmp_path / "p.st"), load(tmp_path / "again.st")
+    assert all(torch.equal(first.tensors[k], again.tensors[k]) for k in first.tensors)
+    # the wrong command, a newer format, an unknown key: exit 2, nothing written
+    for text, message in ((yaml.safe_dump(entry), "holds prune settings, not quantize settings"),
+                          ("kind: quantize\nversion: 99\n", "format version 99"),
+                          ("bitz: 4\n", "unknown setting(s) bitz")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        r = cli("quantize", src, "--config", bad, "-o", tmp_path / "q.st")
+        assert r.code == 2 and message in r.err and not (tmp_path / "q.st").exists(), r.err
+
+
+def test_a_stored_run_config_trains_the_same_run(cli, tmp_path, trained_xor):
+    """train --print-config and a distilled checkpoint's history entry are config files too."""
+    import yaml
+
+    from cfctool.checkpoint import load
+
+    r = cli("train", "xor", "--arch", "cfc", "--hidden", "12", "--lr", "0.02", "--print-config")
+    shown = yaml.safe_load(r.out)
+    assert shown["kind"] == "train" and shown["version"] == 1
+    saved = tmp_path / "run.yaml"
+    saved.write_text(r.out)
+    again = cli("train", "xor", "--arch", "cfc", "--config", saved, "--print-config")
+    assert yaml.safe_load(again.out) == shown
+    wrong = cli("train", "xor", "--arch", "ltc", "--config", saved, "--print-config")
+    assert wrong.code == 2 and "the config file is for arch 'cfc', not 'ltc'; give --arch cfc" in wrong.err
+    args = ("--student", "cfc-ncp", "--hidden", "6", "--epochs", "1", "--threads", "1", "-q")
+    assert cli("distill", trained_xor["cfc"], *args, "-o", tmp_path / "d.st").code == 0
+    entry = load(tmp_path / "d.st").record["history"][-1]["config"]
+    (tmp_path / "d.yaml.cfg").write_text(yaml.safe_dump(entry))
+    r = cli("distill", trained_xor["cfc"], "--config", tmp_path / "d.yaml.cfg", "-q", "-o", tmp_path / "d2.st")
+    assert r.code == 0, r.err
+    a, b = load(tmp_path / "d.st"), load(tmp_path / "d2.st")
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)

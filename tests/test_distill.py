@@ -130,3 +130,19 @@ def test_a_teacher_reads_its_own_view_of_the_students_rows(data_dir, tmp_path, c
     r = cli("distill", teacher_path, "--student", "cfc", "--dataset", "imdb", "-o", tmp_path / "s.st")
     assert r.code == 1 and "do not share their rows" in r.err and "an mnist teacher for a pmnist student" in r.err
     assert not (tmp_path / "s.st").exists()
+
+
+def test_distill_trains_on_the_device_it_is_given(trained_xor, tmp_path, cli):
+    """train and distill share one training path: --device is honoured and recorded (a run
+    asking for a GPU that is not there fails instead of training on the CPU)."""
+    src = trained_xor["cfc-deep"]
+    r = cli("distill", src, "--student", "cfc-ncp", "--hidden", "6", "--epochs", "1", "--device", "cpu", "-q",
+            "-o", tmp_path / "cpu.st")
+    assert r.code == 0, r.err
+    assert load(tmp_path / "cpu.st").record["metrics"]["device"] == "cpu"
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: --device cuda would train on it")
+    r = cli("distill", src, "--student", "cfc-ncp", "--hidden", "6", "--epochs", "1", "--device", "cuda", "-q",
+            "-o", tmp_path / "gpu.st")
+    assert r.code == 1 and "--device cuda was asked for but no CUDA GPU is available" in r.err
+    assert not list(tmp_path.glob("gpu*"))

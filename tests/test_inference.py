@@ -4,8 +4,9 @@ import pytest
 import torch
 from helpers import ACT, plain_run
 
+from cfctool.engines import fastest
 from cfctool.families.build import build_model
-from cfctool.models.inference import FoldedCfC, inference_engine
+from cfctool.models.inference import FoldedCfC
 
 TOKENS = {"input": {"kind": "tokens", "vocab_size": 50}, "output": {"kind": "classification", "size": 3}}
 FEATURES = {"input": {"kind": "features", "size": 5},
@@ -113,7 +114,7 @@ def test_constant_dt_other_than_one_folds_the_gate_with_that_value():
                                   {"name": "ltc", "hidden": 6, "ode_unfolds": 2, "embedding_dim": 6}])
 def test_configurations_without_a_folded_form_are_served_by_the_model(arch):
     model = build_model(arch, TOKENS)
-    assert inference_engine(model) is model
+    assert fastest(model)[1] is model
     with pytest.raises(ValueError, match="default"):
         FoldedCfC(model)
 
@@ -122,7 +123,7 @@ def test_engine_is_picked_for_default_mode_and_leaves_the_model_untouched():
     torch.manual_seed(3)
     model = build_model(_arch("cfc"), TOKENS)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    engine = inference_engine(model)
+    engine = fastest(model)[1]
     assert isinstance(engine, FoldedCfC)
     x, mask = _tokens(4)
     first = engine(x, None, mask)

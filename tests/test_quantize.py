@@ -244,7 +244,7 @@ def _unfused_reference(model, scales, x, dt, mask):
     calibrated scale, the four heads rounded apart. One cell with a backbone."""
     import torch.nn.functional as F
 
-    from cfctool.models.cfc import HEADS
+    from cfctool.models import HEADS
 
     def grid(v, s, lo=-127):
         return torch.clamp(torch.round(v / s), lo, 127) * s

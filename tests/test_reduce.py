@@ -9,8 +9,9 @@ from cfctool.checkpoint import Checkpoint, load, new_record, save
 from cfctool.configs import ReduceConfig
 from cfctool.data.base import Dataset, Split
 from cfctool.data.mnist import task_record
+from cfctool.engines import fastest
 from cfctool.errors import CfcError, ConfigError
-from cfctool.families.build import build_model, family_of, model_from_checkpoint
+from cfctool.families.build import build_model, model_from_checkpoint
 from cfctool.ops import reduce as reduce_op
 
 CONV = {"name": "conv-ode", "channels": 2, "side": 28, "solver": "rk4", "ode_dt": 0.25, "t_end": 1.0}
@@ -48,7 +49,7 @@ def test_full_dimension_reproduces_the_original(arch, task, method, monkeypatch,
     with torch.no_grad():
         assert (reduced(x) - model(x)).abs().max() <= 1e-4
         if arch["name"] == "ode-rnn":  # and on the folded engine, the one eval and bench run
-            name, engine = family_of(reduced).engine(reduced)
+            name, engine = fastest(reduced)
             assert name == "folded" and (engine(x) - model(x)).abs().max() <= 1e-4
 
 
@@ -135,7 +136,6 @@ def test_cfc_heads_svd(trained_xor, tmp_path):
     heads' outputs on the snapshots at least as well as the weights' plain SVD."""
     from cfctool.data.xor import generate
     from cfctool.families.cfc import macs_per_step
-    from cfctool.models.inference import inference_engine
 
     ckpt = load(trained_xor["cfc"])
     model = model_from_checkpoint(ckpt)
@@ -152,7 +152,7 @@ def test_cfc_heads_svd(trained_xor, tmp_path):
     with torch.no_grad():
         want = model(batch.x, batch.dt, batch.mask)
         assert (reduced(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
-        assert (inference_engine(reduced)(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
+        assert (fastest(reduced)[1](batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
 
     def heads_error(cfg):
         out = reduce_op.reduce(ckpt, cfg, data_dir=None)
@@ -169,7 +169,7 @@ def test_cfc_heads_svd(trained_xor, tmp_path):
     n_heads = 4 * h
     assert macs_per_step(small.rnn) == macs_per_step(model.rnn) - n_heads * width + 2 * (width + n_heads)
     with torch.no_grad():  # the folded engine runs the factored heads exactly as the loop does
-        assert (inference_engine(small)(batch.x, batch.dt, batch.mask) - small(batch.x, batch.dt, batch.mask)
+        assert (fastest(small)[1](batch.x, batch.dt, batch.mask) - small(batch.x, batch.dt, batch.mask)
                 ).abs().max() <= 1e-5
 
 

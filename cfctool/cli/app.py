@@ -14,36 +14,50 @@ EXIT_USAGE = 2  # the command line or a config file asks for something invalid
 EXIT_FAILURE = 1  # anything else went wrong (files, data, training, writing)
 EXIT_BROKEN_PIPE = 141  # what a Unix tool killed by SIGPIPE reports (128 + 13)
 
-app = typer.Typer(
-    name="cfctool",
-    help="Train and compress Closed-form Continuous-time (CfC) networks. "
-    "Commands read and write NAME.st checkpoints (safetensors) with NAME.yaml sidecars; '-' means stdin/stdout.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
 def _version(value: bool):
     if value:
         typer.echo(f"cfctool {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")):
     pass
 
 
-def _register() -> None:
-    from cfctool.cli import bench, distill, evaluate, export, info, prune, quantize, reduce, report, train
+# the order of `cfctool --help`; a compression method not named here follows `reduce`
+ORDER = ("train", "quantize", "prune", "distill", "reduce", "eval", "info", "bench", "export", "report")
 
-    for module in (train, quantize, prune, distill, reduce, evaluate, info, bench, export, report):
-        module.register(app)
+
+def build_app() -> typer.Typer:
+    """The `cfctool` command with every command registered (the compression methods from
+    their registry)."""
+    from cfctool.cli import bench, compress, distill, evaluate, export, info, report, train
+    from cfctool.ops.methods import METHODS
+
+    app = typer.Typer(
+        name="cfctool",
+        help="Train and compress Closed-form Continuous-time (CfC) networks. Commands read and write NAME.st "
+        "checkpoints (safetensors) with NAME.yaml sidecars; '-' means stdin/stdout.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+
+    others = {"train": train, "distill": distill, "eval": evaluate, "info": info, "bench": bench, "export": export,
+              "report": report}
+    names = list(ORDER)
+    names[names.index("reduce") + 1:names.index("reduce") + 1] = [m for m in METHODS if m not in ORDER]
+    for name in names:
+        if name in METHODS:
+            compress.register(app, METHODS[name])
+        else:
+            others[name].register(app)
     for command in app.registered_commands:
         command.callback = _guarded(command.callback)
+    return app
 
 
 class _PipeClosed(Exception):
@@ -70,7 +84,7 @@ def _guarded(callback):
     return run
 
 
-_register()
+app = build_app()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,6 +25,7 @@ def distill_command(
         help="The student's data set: the teacher's (the default), or another view of the same rows, which the "
              "teacher reads in its own view (e.g. pmnist for a teacher of mnist images).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted distillation from its training state.")] = False,
+    config: options.Config = None,
     quiet: options.Quiet = False,
     **settings,
 ):
@@ -35,15 +36,19 @@ def distill_command(
     from cfctool.cli.progress import status_lines, training_progress
     from cfctool.ops.distill import distill, validate
 
+    from cfctool.configs import from_settings, load_config_file
+
     names = {f.name for f in fields(DistillConfig)}
-    cfg = DistillConfig(**{k: v for k, v in settings.items() if k in names and v is not None})
+    file_values = load_config_file(config, "distill") if config else {}
+    cfg = from_settings(DistillConfig, {k: v for k, v in file_values.items() if k in names}, settings)
     cfg.validate()
     check_output(output)
     teacher = read_checkpoint(checkpoint)
     validate(teacher, cfg, dataset)
     overrides = {k: v for k, v in settings.items() if k not in names and v is not None}
     with training_progress(quiet) as progress:
-        out = distill(teacher, cfg, overrides, data_dir=data, dataset_name=dataset,
+        out = distill(teacher, cfg, overrides, file_values={k: v for k, v in file_values.items() if k not in names},
+                      data_dir=data, dataset_name=dataset,
                       argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress,
                       output=output, resume=resume)
     write_checkpoint(out, output)

@@ -14,31 +14,17 @@ def _flat(mapping: dict, skip=()) -> str:
 
 
 def _compression(c: dict) -> str:
-    """One readable line per compression step; the full record is in --json."""
-    parts = []
-    q = c.get("quantization")
-    if q:
-        mse = (q.get("state_mse") or {}).get("mean")
-        parts.append(f"int{q['bits']} {q['scheme']} ({q['granularity']} weight scales"
-                     + (f", {q['observer']} observer" if q.get("observer") else "")
-                     + f", {len(q.get('activation_scales') or {})} activation scales"
-                     + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "") + ")")
-    if c.get("embedding_folded"):
-        e = c["embedding_folded"]
-        parts.append(f"embedding folded ({e['from_width']} -> {e['to_width']} wide)")
-    p = c.get("pruning")
-    if p:
-        how = (f"{'structured' if p['structured'] else 'unstructured'} {'global' if p['global'] else 'local'} "
-               f"{p['ratio']:.0%} of {p['scope']}" + (" (embedding included)" if p.get("embedding_included") else ""))
-        if p["structured"]:
-            how += ", units " + ", ".join(f"{g} {u['before']}->{u['after']}" for g, u in p["units"].items())
-        ft = p.get("finetune_result")
-        if ft:
-            how += f", fine-tuned {ft['epochs']} epoch(s) (kept {ft['kept_epoch']})"
-        parts.append(f"pruned {how}, weight sparsity {p['sparsity']['overall']:.1%}, {p['storage']} storage")
-    rest = {k: v for k, v in c.items() if k not in ("quantization", "embedding_folded", "pruning")}
-    if rest:
-        parts.append(_flat(rest))
+    """One readable line per compression step (each method says how its record reads); the
+    full record is in --json."""
+    from cfctool.ops.methods import METHODS
+
+    described: dict[str, str] = {}
+    for method in METHODS.values():
+        describe = getattr(method.hooks(), "describe", None) if method.section in c else None
+        if describe is not None:
+            described.update(describe(c))
+    rest = {k: v for k, v in c.items() if k not in described}
+    parts = list(described.values()) + ([_flat(rest)] if rest else [])
     return "; ".join(parts) or "none"
 
 

@@ -53,16 +53,15 @@ def write_checkpoint(ckpt, path: str) -> None:
     print(path)
 
 
-def run_compression(ctx, cfg_class, op, validate, checkpoint: str, output: str, data, quiet: bool,
-                    settings: dict, summary=None) -> None:
-    """The shape every checkpoint -> checkpoint command shares: settings from the flags,
-    output and settings checked before any work, the op with progress, one summary line on
-    stderr (`summary(out)`), the result written (or piped) last."""
-    from dataclasses import fields
-
+def run_compression(ctx, kind: str, cfg_class, op, validate, checkpoint: str, output: str, data, quiet: bool,
+                    settings: dict, summary=None, config: str | None = None) -> None:
+    """The shape every checkpoint -> checkpoint command shares: settings from the flags over
+    a config file, output and settings checked before any work, the op with progress, one
+    summary line on stderr (`summary(out)`), the result written (or piped) last."""
     from cfctool.cli.progress import status_lines, training_progress
+    from cfctool.configs import from_settings, load_config_file
 
-    cfg = cfg_class(**{f.name: settings[f.name] for f in fields(cfg_class) if settings.get(f.name) is not None})
+    cfg = from_settings(cfg_class, load_config_file(config, kind) if config else None, settings)
     cfg.validate()
     check_output(output)
     ckpt = read_checkpoint(checkpoint)

@@ -25,9 +25,10 @@ Checkpoint = Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for st
 Data = Annotated[Optional[str], typer.Option(
     "--data", help="Data directory (default: $CFCTOOL_DATA, else the one recorded when the model was trained).")]
 Threads = Annotated[Optional[int], typer.Option(help=field_help(TrainConfig, "threads"))]
-Seed = Annotated[Optional[int], typer.Option(help=field_help(TrainConfig, "seed"))]
-Device = Annotated[Optional[str], typer.Option(help=field_help(TrainConfig, "device"))]
 Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+Config = Annotated[Optional[str], typer.Option(
+    "--config", help="YAML file of settings (flat keys, e.g. 'lr: 0.01'), or a stored config (a history entry's "
+                     "`config`); flags override it.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 
 
@@ -72,8 +73,11 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
 
 
 def with_parameters(func, extra: list[inspect.Parameter]):
-    """`func` with `extra` keyword parameters added to the signature Typer reads."""
-    sig = inspect.signature(func, eval_str=True)
+    """`func` with `extra` keyword parameters added to the signature Typer reads (to its own
+    signature, so that building the app again gives the same command)."""
+    if not hasattr(func, "__own_signature__"):
+        func.__own_signature__ = inspect.signature(func, eval_str=True)
+    sig = func.__own_signature__
     params = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     func.__signature__ = sig.replace(parameters=params + extra)
     func.__annotations__ = {**{p.name: p.annotation for p in params + extra}}

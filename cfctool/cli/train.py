@@ -20,7 +20,7 @@ def train_command(
     arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHS)}.")] = "cfc",
     output: options.output("Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st") = None,
     preset: Annotated[str, typer.Option(help="Named preset of the data set (e.g. xor: default, paper).")] = "default",
-    config: Annotated[Optional[str], typer.Option(help="YAML file of settings (flat keys, e.g. 'lr: 0.01').")] = None,
+    config: options.Config = None,
     data: options.Data = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the training state "
                                          "written beside the output after every epoch (OUT.st.train-state).")] = False,
@@ -38,7 +38,7 @@ def train_command(
     """
     from cfctool.cli.io import check_output, write_checkpoint
     from cfctool.cli.progress import training_progress
-    from cfctool.configs import load_config_file, resolve
+    from cfctool.configs import load_config_file, resolve, stored
     from cfctool.errors import ConfigError
 
     overrides = {k: v for k, v in settings.items() if v is not None}
@@ -49,7 +49,7 @@ def train_command(
     if print_config:
         import yaml
 
-        print(yaml.safe_dump(run.to_dict(), sort_keys=False), end="")
+        print(yaml.safe_dump(stored("train", run.to_dict()), sort_keys=False), end="")
         return
     out = output or f"{dataset}-{arch}.st"
     if resume and out == "-":

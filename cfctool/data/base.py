@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -32,6 +32,11 @@ class Split:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
         return Split(self.x[index], self.y[index], pick(self.dt), pick(self.mask),
                      {k: v[index] for k, v in self.extra.items()})
+
+    def batches(self, size: int) -> Iterator["Split"]:
+        """Consecutive batches of `size` rows in order (the last may be smaller)."""
+        for start in range(0, len(self), size):
+            yield self.take(slice(start, start + size))
 
     def sample(self, n: int, seed: int = 0) -> "Split":
         """A seeded random subset of n rows in their original order (all rows when n >= len).

@@ -1,25 +1,100 @@
-"""Which engine runs a checkpoint, said out loud: every report names it.
+"""Inference engines: one entry each, one line each in ENGINES; every report names the one
+that ran.
 
-A family offers its fastest exact inference form (e.g. 'folded' for 'default'-mode CfCs)
-or the training 'loop'. Folding is refused when the checkpoint stores tensors encoded
-(quantized or sparse) in a way the folded form would not keep: such a model runs through
-the loop on its decoded weights, and the note says that the numbers are simulated.
+An entry says which models it `supports` (given the checkpoint when there is one) and how
+it `build`s the module that runs them, with the encodings it executes as stored (`keeps`).
+`choose` takes the first entry, in ENGINES' order, that supports the checkpoint and keeps
+its lossy encodings; the training `loop` runs anything, on decoded weights, and says when
+the numbers are therefore simulated. The names are the one vocabulary of engines: `eval`
+and `bench` reports, `bench --engine`, the ONNX export.
+
+The folded engines compute a sequence as a loop over one step function on folded weights;
+`FoldedStep` is that step's protocol, which the ONNX export turns into a Scan body and a
+generated-code engine would translate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from cfctool.checkpoint import Checkpoint
-from cfctool.families.build import family_of
+from cfctool.encodings import CODECS
+from cfctool.errors import ConfigError
+from cfctool.models import inference, ode_inference
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 
-# encodings each engine executes as stored; others are decoded to dense float first
-ENGINE_KEEPS: dict[str, tuple[str, ...]] = {"folded": (), "loop": (), "folded-int8": ("int8", "int4")}
-# encodings whose decoding is exact: any engine runs their dense values, nothing is simulated
-EXACT_CODECS = ("sparse",)
+INT8_NOTE = ("int8 products with int32 accumulation (int4 weights widened to int8; with constant dt the two gate "
+             "heads summed and requantized per row at load); the token table and the once-per-sequence readout in "
+             "float32")
+
+
+@runtime_checkable
+class FoldedStep(Protocol):
+    """One sequence model's weights folded for one choice of dt: time_major(x, dt, mask) ->
+    (u, dts, masks), each (time, batch, ...), dts None when dt is constant; initial(u) -> the
+    per-cell states; step(states, u_t, dt_t, mask_t) -> the new states (masked steps keep
+    the old ones); readout(y) -> logits from the last cell's state (every step's when
+    per_step)."""
+
+    per_step: bool
+
+    def time_major(self, x: torch.Tensor, dt: torch.Tensor | None, mask: torch.Tensor | None): ...
+
+    def initial(self, u: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
+             mask_t: torch.Tensor | None) -> list[torch.Tensor]: ...
+
+    def readout(self, y: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class FoldedEngine(Protocol):
+    """A folded engine module: called like the model, and `folded(dt)` gives its step."""
+
+    def __call__(self, x: torch.Tensor, dt: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def folded(self, dt: float | None) -> FoldedStep: ...
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    name: str
+    supports: Callable[[Checkpoint | None, nn.Module], bool]  # checkpoint None: the model alone
+    build: Callable[[Checkpoint | None, nn.Module], nn.Module]
+    keeps: tuple[str, ...] = ()  # encodings executed as stored; others are decoded to dense float first
+    runs_decoded: bool = False  # runs any encoding on its decoded weights (the numbers are then simulated)
+    note: str | None = None
+
+
+def _quantization(ckpt: Checkpoint | None) -> dict:
+    quant = ((ckpt.record.get("compression") or {}).get("quantization") or {}) if ckpt is not None else {}
+    return quant if quant.get("scheme") in ("static", "dynamic", "qat") else {}
+
+
+def _int8(ckpt: Checkpoint, model: nn.Module) -> nn.Module:
+    quant = _quantization(ckpt)
+    return QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {}, dynamic=quant["scheme"] == "dynamic",
+                          fuse=quant.get("fuse", True))
+
+
+ENGINES: list[EngineEntry] = [
+    EngineEntry("folded-int8", lambda ck, m: bool(_quantization(ck)) and supports_integer(ck, m), _int8,
+                keeps=("int8", "int4"), note=INT8_NOTE),
+    EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m)),
+    EngineEntry("folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m)),
+    EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
+]
+
+
+def names() -> tuple[str, ...]:
+    """The engines by name; `bench` also times an exported graph on ONNX Runtime (cfctool.ops.bench)."""
+    return tuple(dict.fromkeys([e.name for e in ENGINES] + ["onnxruntime"]))
 
 
 @dataclass
@@ -32,25 +107,30 @@ class Engine:
         return {"engine": self.name, **({"engine_note": self.note} if self.note else {})}
 
 
-def choose(ckpt: Checkpoint, model: torch.nn.Module) -> Engine:
-    quant = (ckpt.record.get("compression") or {}).get("quantization")
-    if quant and quant.get("scheme") in ("static", "dynamic", "qat"):
-        if supports_integer(ckpt, model):
-            module = QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {},
-                                    dynamic=quant["scheme"] == "dynamic", fuse=quant.get("fuse", True))
-            return Engine("folded-int8", module, "int8 products with int32 accumulation (int4 weights widened to "
-                                                 "int8; with constant dt the two gate heads summed and requantized "
-                                                 "per row at load); the token table and the once-per-sequence "
-                                                 "readout in float32")
-    name, module = family_of(model).engine(model)
+def fastest(model: nn.Module) -> tuple[str, nn.Module]:
+    """(name, module) of the fastest exact form of a float model as it is now (training's
+    validation, export): the first entry that supports the model without a checkpoint."""
+    entry = next(e for e in ENGINES if e.supports(None, model))
+    return entry.name, entry.build(None, model)
+
+
+def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engine:
+    """The engine that runs `ckpt` (whose decoded weights `model` holds): the first eligible
+    entry, or the first eligible one called `name`."""
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
-    lossy = [c for c in codecs if c not in ENGINE_KEEPS[name] and c not in EXACT_CODECS]
-    if name != "loop" and lossy:
-        name, module = "loop", model.eval()
-    if lossy:
-        return Engine(name, module, f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run through "
-                                    f"the {name} engine: simulated, not integer or sparse kernels")
-    if codecs:
-        return Engine(name, module, f"{', '.join(codecs)}-encoded tensors decoded exactly to dense float32: dense "
-                                    "kernels (zeros are multiplied, not skipped)")
-    return Engine(name, module)
+    lossy = {c for c in codecs if not CODECS[c].exact}  # exact ones run as dense values: nothing simulated
+    eligible = [e for e in ENGINES if (name is None or e.name == name) and e.supports(ckpt, model)
+                and (e.runs_decoded or lossy <= set(e.keeps))]
+    if not eligible:
+        raise ConfigError(f"the {name} engine does not run this {ckpt.arch['name']} checkpoint"
+                          + (f" ({', '.join(codecs)}-encoded tensors)" if codecs else "")
+                          + f"; engines: {', '.join(names())}")
+    entry = eligible[0]
+    module = entry.build(ckpt, model)
+    if lossy - set(entry.keeps):
+        return Engine(entry.name, module, f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run "
+                                          f"through the {entry.name} engine: simulated, not integer or sparse kernels")
+    if codecs and not entry.keeps:
+        return Engine(entry.name, module, f"{', '.join(codecs)}-encoded tensors decoded exactly to dense float32: "
+                                          "dense kernels (zeros are multiplied, not skipped)")
+    return Engine(entry.name, module, entry.note)

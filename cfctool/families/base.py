@@ -2,7 +2,8 @@
 
 A family is one module under `cfctool.families` holding a `Family`: its arch settings
 with defaults, how a config becomes an explicit arch record, how a record becomes a
-module, its MAC count, its parameter counts and which inference engine serves it. The
+module, its MAC count and its parameter counts (which inference engine serves it is the
+engine registry's business, `cfctool.engines`). The
 hooks import torch inside themselves. `cfctool.families.FAMILIES` is one line per family.
 """
 
@@ -67,13 +68,18 @@ class Family:
     - `macs_per_step(core)`: multiply-accumulates of one step of the defining form;
       `macs_per_sequence(core, steps)` where the work is not per step (an image model).
     - `counts(model)`: {'params', 'nonzero_params', 'rnn_params'}.
-    - `engine(model)`: (engine name, module) of the fastest exact inference form.
     - `upgrade(arch)`: a format-1 arch record rewritten in the current form.
     - `fold_embedding(ckpt)`: the same function with the token embedding multiplied into
       the first product (a smaller table); None where the family has no such form.
     - `unit_groups(arch, tensors)`: the `UnitGroup`s structured pruning can shrink, and
       `resize(arch, sizes)` the arch record with {group name: new size}; None where the
       family has no structured form.
+    - `weights`: the last name part of its weight matrices (what pruning selects and
+      sparsity counts; biases and per-unit parameters are never pruned); `heads`: the
+      modules `prune --scope heads` selects.
+    - `reduction`: which model-order reduction serves it ('ode': the Neural ODE block,
+      'cfc': the CfC hidden state; None: `reduce` does not apply), and `state_size(arch)`
+      the size of the state an 'ode' reduction projects.
     """
 
     name: str
@@ -82,7 +88,6 @@ class Family:
     record: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
     build: Callable[[dict[str, Any], int], Any]
     macs_per_step: Callable[[Any], int]
-    engine: Callable[[Any], tuple[str, Any]]
     counts: Callable[[Any], dict[str, int]] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -91,6 +96,10 @@ class Family:
     macs_per_sequence: Callable[[Any, int], int] | None = None
     unit_groups: Callable[[dict[str, Any], dict[str, Any]], list[UnitGroup]] | None = None
     resize: Callable[[dict[str, Any], dict[str, int]], dict[str, Any]] | None = None
+    weights: tuple[str, ...] = ("weight",)
+    heads: tuple[str, ...] = ()
+    reduction: str | None = None
+    state_size: Callable[[dict[str, Any]], int] | None = None
 
     def setting_names(self) -> set[str]:
         return {s.name for s in self.settings}

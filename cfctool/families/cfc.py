@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, UnitGroup, front_end, standard_counts
+from cfctool.models import HEADS
 
 CFC_MODES = ("default", "no_gate", "pure")
 ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
@@ -82,8 +83,6 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
     LSTM reads every unit of every cell."""
     if arch.get("mixed_memory"):
         raise ValueError("structured pruning of a mixed-memory CfC is not supported (its LSTM reads every unit)")
-    from cfctool.models.cfc import HEADS
-
     sizes = cell_sizes(arch)
     pure = arch["mode"] == "pure"
     heads = HEADS[:1] if pure else HEADS
@@ -193,17 +192,12 @@ def counts(model) -> dict[str, int]:
     return standard_counts(model, masks)
 
 
-def engine(model):
-    """The folded engine where it is exact ('default' mode, no mixed memory), else the loop."""
-    from cfctool.models.inference import FoldedCfC, supports
-
-    return ("folded", FoldedCfC(model)) if supports(model) else ("loop", model.eval())
-
-
-FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (ReLU 64x1 by default).", settings=SETTINGS,
-                record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
-                upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize)
+FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (64x1, lecun_tanh by default).", settings=SETTINGS,
+                record=record, build=build, macs_per_step=macs_per_step, counts=counts,
+                upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
+                heads=HEADS, reduction="cfc")
 DEEP = Family(name="cfc-deep", summary="CfC with a deep backbone (256x5, dropout 0.1).", settings=SETTINGS,
-              record=record, build=build, macs_per_step=macs_per_step, counts=counts, engine=engine,
+              record=record, build=build, macs_per_step=macs_per_step, counts=counts,
               upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
+              heads=HEADS, reduction="cfc",
               defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})

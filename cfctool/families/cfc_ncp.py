@@ -79,5 +79,5 @@ def build(arch: dict[str, Any], features: int):
 
 FAMILY = Family(name="cfc-ncp", summary="NCP-wired CfC: inter, command and motor cells, no backbone.",
                 settings=SETTINGS, record=record, build=build, macs_per_step=cfc.macs_per_step,
-                counts=cfc.counts, engine=cfc.engine, upgrade=upgrade, validate=validate,
-                unit_groups=cfc.unit_groups, resize=cfc.resize)
+                counts=cfc.counts, upgrade=upgrade, validate=validate,
+                unit_groups=cfc.unit_groups, resize=cfc.resize, heads=cfc.HEADS)

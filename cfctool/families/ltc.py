@@ -26,10 +26,6 @@ def macs_per_step(core) -> int:
     return core.ode_unfolds * 2 * core.state_size ** 2 + 2 * core.input_size * core.state_size
 
 
-def engine(model):
-    return "loop", model.eval()
-
-
 FAMILY = Family(name="ltc", summary="Liquid time-constant network (ODE solver, the slow baseline).",
                 settings=SETTINGS, record=record, build=build, macs_per_step=macs_per_step,
-                counts=standard_counts, engine=engine)
+                counts=standard_counts, weights=("weight", "w", "sensory_w"))

@@ -73,20 +73,17 @@ def rnn_macs_per_step(core) -> int:
     return evals * core.state_size ** 2 + core.input_size * core.state_size
 
 
-def loop_engine(model):
-    return "loop", model.eval()
-
-
-def folded_engine(model):
-    """The folded Euler sequence engine where it applies (`models.ode_inference`), else the loop."""
-    from cfctool.models.ode_inference import FoldedODE, supports
-
-    return ("folded", FoldedODE(model)) if supports(model) else loop_engine(model)
+def conv_state_size(arch: dict[str, Any]) -> int:
+    """Channels x the grid the stem's 3x3 stride-3 convolution leaves."""
+    grid = (int(arch["side"]) - 2) // 3
+    return int(arch["channels"]) * grid * grid
 
 
 CONV = Family(name="conv-ode", summary="Convolutional Neural ODE (MNIST images; SEEDS.md C).",
               settings=CONV_SETTINGS, record=conv_record, build=conv_build, macs_per_step=lambda core: 0,
-              counts=standard_counts, engine=loop_engine, macs_per_sequence=conv_macs_per_sequence)
+              counts=standard_counts, macs_per_sequence=conv_macs_per_sequence, reduction="ode",
+              state_size=conv_state_size)
 RNN = Family(name="ode-rnn", summary="Shifted antisymmetric ODE-RNN (pixel MNIST; SEEDS.md C).",
              settings=RNN_SETTINGS, record=rnn_record, build=rnn_build, macs_per_step=rnn_macs_per_step,
-             counts=standard_counts, engine=folded_engine, defaults={"hidden": 512, "solver": "euler"})
+             counts=standard_counts, defaults={"hidden": 512, "solver": "euler"}, weights=("weight", "W"),
+             reduction="ode", state_size=lambda arch: int(arch["hidden"]))

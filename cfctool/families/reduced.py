@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from cfctool.families.base import Family, standard_counts
-from cfctool.families.ode import folded_engine
 
 
 def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
@@ -41,4 +40,4 @@ def macs_per_sequence(core, seq_len: int) -> int:
 
 FAMILY = Family(name="ode-reduced", summary="A reduced Neural ODE (made by `cfctool reduce`).", settings=(),
                 record=record, build=build, macs_per_step=lambda core: 0, counts=standard_counts,
-                engine=folded_engine, macs_per_sequence=macs_per_sequence)
+                macs_per_sequence=macs_per_sequence, weights=("weight", "M", "M_out", "N"))

@@ -26,10 +26,6 @@ class LeCunTanh(nn.Module):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "lecun_tanh": LeCunTanh}
-# the heads of a cell, in the order of its fused product (`CfCCell.head_params`): the folded
-# and int8 engines, quantization ranges, pruning scopes and unit groups all read this one list
-HEADS = ("ff1", "ff2", "time_a", "time_b")
-
 # the ff1/ff2 heads' activation as a * tanh(c * x) = a * (2 * sigmoid(2c * x) - 1): (a, c)
 HEAD_ACTIVATIONS = {"tanh": (1.0, 1.0), "lecun_tanh": (1.7159, 0.666)}
 

@@ -19,7 +19,7 @@ per step, by exact algebra applied once to the weights (outputs differ by roundi
 Per step that leaves: one product, the backbone activation, one head product, one sigmoid,
 one lerp; end-padded batches are packed (padded steps skipped), and only masks with holes
 need a per-step select. Other configurations (no_gate, pure,
-mixed memory, LTC) are served by the model itself: `inference_engine` picks.
+mixed memory, LTC) are served by the model itself (the engine registry, `cfctool.engines`, picks).
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ def supports(model: nn.Module) -> bool:
     rnn = getattr(model, "rnn", None)
     return (isinstance(rnn, CfC) and rnn.lstm is None
             and all(c.mode == "default" for c in rnn.cells))
-
-
-def inference_engine(model: nn.Module) -> nn.Module:
-    """The fastest exact inference module for `model` (the model itself when none is faster)."""
-    model.eval()
-    return FoldedCfC(model) if supports(model) else model
 
 
 def _to_y_space(w: torch.Tensor, b: torch.Tensor, cols: slice, a: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

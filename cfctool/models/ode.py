@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SOLVERS = ("euler", "rk4")
-
 
 def step(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, method: str,
          forcing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cfctool import encodings
-from cfctool.models.cfc import HEADS
+from cfctool.models import HEADS
 from cfctool.models.inference import Folded, FoldedCfC, _constant, supports, update
 
 Y_LEVELS = 127.0  # y in [0, 1] -> int8 0..127

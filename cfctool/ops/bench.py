@@ -20,7 +20,7 @@ import torch
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.data.registry import load_split
-from cfctool.engines import Engine, choose
+from cfctool.engines import Engine, choose, names
 from cfctool.errors import ConfigError
 from cfctool.families.build import family_of, model_from_checkpoint
 from cfctool.metrics import parameter_counts, valid_targets
@@ -31,7 +31,11 @@ from cfctool.task_data import resolve_data_dir
 
 # torch: the fastest exact engine for the checkpoint (ops.engines.choose); loop: the training
 # loop under inference mode (plain PyTorch eager, the seed tables' baseline); onnxruntime
-ENGINES = ("torch", "loop", "onnxruntime")
+# `--engine`: auto (what `eval` runs: the first engine of the registry that runs the checkpoint), a
+# registered engine by name, or all (auto, the loop and ONNX Runtime); `torch`, the name before the
+# engines had a registry, still means auto
+AUTO, ALIASES = "auto", {"torch": "auto"}
+ALL = (AUTO, "loop", "onnxruntime")
 
 
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
@@ -71,7 +75,7 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
         if batches is not None:
             data = data.sample(batch_size * batches)
         labels = data.y
-    return [data.take(slice(i, i + batch_size)) for i in range(0, len(data), batch_size)], labels, data.mask
+    return list(data.batches(batch_size)), labels, data.mask
 
 
 def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.Tensor]:
@@ -82,11 +86,12 @@ def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.T
     return run
 
 
-def _torch_runner(ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None):
-    """(runner, Engine): the engine `ops.engines.choose` names for the checkpoint."""
+def _torch_runner(ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None,
+                  name: str | None = None):
+    """(runner, Engine): the engine `engines.choose` names for the checkpoint (or the one called `name`)."""
     if device is not None and device.type != "cpu":
         model = model.to(device)
-    engine = choose(ckpt, model)
+    engine = choose(ckpt, model, name)
     return _runner(engine.module, device), engine
 
 
@@ -145,12 +150,8 @@ class _Subject:
         self.ckpt = ckpt
         self.model = model_from_checkpoint(ckpt)
         self.export: dict | None = None
-        if engine == "torch":
-            self.run, self.engine = _torch_runner(ckpt, self.model, device)
-        elif engine == "loop":
-            note = "decoded weights (simulated)" if ckpt.encodings else None
-            self.engine = Engine("loop", self.model.to(device).eval(), note)
-            self.run = _runner(self.engine.module, device)
+        if engine != "onnxruntime":
+            self.run, self.engine = _torch_runner(ckpt, self.model, device, None if engine == AUTO else engine)
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
             if self.export["graph"] == "scan-int8":
@@ -197,7 +198,7 @@ class _Subject:
         return out
 
 
-def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None = None, split: str = "test",
+def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = None, split: str = "test",
           data_dir=None, batch_size: int = 128, seq_len: int | None = None, batches: int | None = None,
           repeats: int = 5, warmup: int = 1, threads: int | None = None, device: str = "cpu",
           notify=None, also: list[tuple[Checkpoint, str]] | None = None) -> dict[str, Any]:
@@ -206,9 +207,11 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
     (checkpoint, engine) pairs of the same task timed in the same interleaved passes,
     reported under 'also' with their ratios to `against` (or to the checkpoint)."""
     say = notify or (lambda message: None)
-    engines = ENGINES if engine == "all" else (engine,)
-    if any(e not in ENGINES for e in engines):
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or all (got '{engine}')")
+    engine = ALIASES.get(engine, engine)
+    choices = (AUTO, *names())
+    engines = ALL if engine == "all" else (engine,)
+    if any(e not in choices for e in engines):
+        raise ConfigError(f"engine must be one of {', '.join(choices)} or all (got '{engine}')")
     for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("batch_size", batch_size, 1),
                              ("threads", threads, 1), ("seq_len", seq_len, 1), ("batches", batches, 1)):
         if value is not None and value < low:
@@ -219,13 +222,14 @@ def bench(ckpt: Checkpoint, *, engine: str = "torch", against: Checkpoint | None
         raise ConfigError(f"--device must be cpu or cuda (got '{device}')")
     where = resolve_device(device)
     if where.type != "cpu" and "onnxruntime" in engines:
-        raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine torch with --device cuda")
+        raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine auto with --device cuda")
     for other in [against, *(c for c, _ in (also or []))]:
         if other is not None and other.task.get("dataset") != ckpt.task.get("dataset"):
             raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
                               f"not {other.task.get('dataset')}")
-    if any(e not in ENGINES for _, e in (also or [])):
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}")
+    also = [(c, ALIASES.get(e, e)) for c, e in (also or [])]
+    if any(e not in choices for _, e in also):
+        raise ConfigError(f"engine must be one of {', '.join(choices)}")
     with thread_scope(threads):
         data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches, notify=say)
         n_items = sum(len(b) for b in data)

@@ -20,7 +20,6 @@ must match the student settings.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,15 @@ import torch.nn.functional as F
 from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, file_sha256, history_entry, new_record
 from cfctool.configs import DataConfig, resolve
-from cfctool.data.base import Split
+from cfctool.data.base import Dataset, Split
 from cfctool.data.registry import load_dataset, preview_task, view_converter
 from cfctool.engines import choose
 from cfctool.errors import CfcError, ConfigError, DataError
-from cfctool.families.build import arch_record, build_model, family_of, model_from_checkpoint
-from cfctool.metrics import parameter_counts, split_metrics, task_loss, valid_targets
+from cfctool.families.build import model_from_checkpoint
+from cfctool.metrics import parameter_counts, task_loss, valid_targets
 from cfctool.ops.train import run_identity, warm_start_record
-from cfctool.runtime import seed_everything, threads
 from cfctool.task_data import recorded_data_settings, resolve_data_dir
-from cfctool.training.fit import fit, keras_init, warm_start
+from cfctool.training.session import run_training
 from cfctool.training.state import state_path_for
 
 TEACHER = "teacher_logits"
@@ -68,16 +66,18 @@ def teacher_view(teacher: Checkpoint, dataset: str):
     return convert
 
 
-def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any], dataset: str | None = None):
-    """The student's resolved settings: the data set's preset for the student arch, the
-    user's flags over it; on the teacher's own data set its recorded data settings too."""
+def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any], dataset: str | None = None,
+                file_values: dict[str, Any] | None = None):
+    """The student's resolved settings: the data set's preset for the student arch, a config
+    file's settings, the user's flags over them; on the teacher's own data set its recorded
+    data settings too."""
     name = dataset or teacher.task["dataset"]
     data = recorded_data_settings(teacher) if name == teacher.task["dataset"] else {}
     data.pop("dataset", None)
     # the teacher's outputs are cached once per training row: a shifted image would not match them
     data.pop("shift", None)
     user = {k: v for k, v in overrides.items() if v is not None}
-    return resolve(name, cfg.student, preset=cfg.preset, overrides={**data, **user})
+    return resolve(name, cfg.student, preset=cfg.preset, file_values=file_values, overrides={**data, **user})
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
@@ -112,25 +112,28 @@ def teacher_logits(engine: torch.nn.Module, split, view=None) -> torch.Tensor:
 def teacher_outputs(engine: torch.nn.Module, split, batch_size: int = 512) -> torch.Tensor:
     """The teacher's logits for every row of a split (its engine, inference mode)."""
     outs = []
-    for start in range(0, len(split), batch_size):
-        b = split.take(slice(start, start + batch_size))
+    for b in split.batches(batch_size):
         outs.append(engine(b.x, b.dt, b.mask).float())
     return torch.cat(outs)
 
 
 def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *, data_dir=None,
             dataset_name: str | None = None, argv: list[str] | None = None, notify=None, progress=None,
-            output: str | Path | None = None, resume: bool = False) -> Checkpoint:
+            output: str | Path | None = None, resume: bool = False,
+            file_values: dict[str, Any] | None = None) -> Checkpoint:
     """A student checkpoint trained on the teacher's task with the distillation loss."""
     validate(teacher, cfg)
     view = teacher_view(teacher, dataset_name or teacher.task["dataset"])  # the --dataset check, once
     own_data = view is None
     say = notify or (lambda message: None)
-    run = student_run(teacher, cfg, overrides or {}, dataset_name)
+    run = student_run(teacher, cfg, overrides or {}, dataset_name, file_values)
     run.validate()
     train_cfg = run.train
-    started = time.perf_counter()
-    with threads(train_cfg.threads):
+    init = ckpt_io.load(cfg.init_checkpoint) if cfg.init_checkpoint else None
+    t_model = model_from_checkpoint(teacher)
+    t_engine = choose(teacher, t_model)
+
+    def load() -> Dataset:
         directory, _ = resolve_data_dir(teacher, data_dir)
         data_cfg = dataclasses.replace(run.data, data_dir=str(directory) if directory else run.data.data_dir)
         try:
@@ -141,33 +144,26 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
         if (own_data and task["input"] != teacher.task["input"]) or task["output"] != teacher.task["output"]:
             raise CfcError("the data loaded for the student do not match the teacher's task record "
                            f"(inputs {task['input']} vs {teacher.task['input']}); check --data")
-        arch = arch_record(run.arch, task)
-        seed_everything(train_cfg.seed)
-        student = build_model(arch, task)
-        if train_cfg.init == "keras":
-            keras_init(student)
-        init = ckpt_io.load(cfg.init_checkpoint) if cfg.init_checkpoint else None
-        if init is not None:
-            warm_start(student, init, f"--init {cfg.init_checkpoint}")
-        t_model = model_from_checkpoint(teacher)
-        t_engine = choose(teacher, t_model)
+        return dataset
+
+    def teacher_targets(student, dataset: Dataset) -> None:
         if cfg.alpha < 1:
             say(f"teacher logits on {len(dataset.splits['train']):,} training rows ({t_engine.name} engine)")
             train = dataset.splits["train"]
             train.extra[TEACHER] = teacher_logits(t_engine.module, train, view)
-        loss = distillation_loss(task, cfg.alpha, cfg.kd_loss, cfg.temperature)
-        state = state_path_for(output) if output is not None and str(output) != "-" else None
-        identity = {**run_identity(run), **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
-                    "teacher_sha256": _sha(teacher)}
-        result = fit(student, dataset, train_cfg, loss=loss, progress=progress, state_path=state, resume=resume,
-                     identity=identity)
-        engine_name, engine = family_of(student).engine(student)
-        test = split_metrics(engine, dataset.splits["test"], task, train_cfg.eval_batch_size)
-    wall = time.perf_counter() - started
-    tensors = {k: v.detach().cpu() for k, v in student.state_dict().items()}
+
+    state = state_path_for(output) if output is not None and str(output) != "-" else None
+    identity = {**run_identity(run), **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
+                "teacher_sha256": _sha(teacher)}
+    trained = run_training(run, load, identity=identity, init=init, init_label=f"--init {cfg.init_checkpoint}",
+                           before_fit=teacher_targets, progress=progress, state_path=state, resume=resume,
+                           # the loss reads the task's outputs, which load() checked are the teacher's
+                           loss=distillation_loss(teacher.task, cfg.alpha, cfg.kd_loss, cfg.temperature))
+    dataset, task, wall = trained.dataset, trained.dataset.task, trained.wall_s
+    tensors = trained.tensors()
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in
                     (teacher.task_tensors() if own_data else dataset.task_tensors).items()})
-    record = new_record(arch, task)
+    record = new_record(trained.arch, task)
     # the lineage: the init's steps (train -> prune ...) or else the teacher's (of the same
     # data set: its first entry's data settings are the student's), then this one
     lineage = init if init is not None else teacher if own_data else None
@@ -180,9 +176,7 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
         "alpha": cfg.alpha, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss, "init": cfg.init_checkpoint,
         "teacher_logits": "cached once over the training split" if cfg.alpha < 1 else "not used (alpha 1)",
     }}
-    record["metrics"] = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
-                         "epochs_run": result.epochs_run, "steps": result.steps,
-                         "train_seconds": round(wall + result.earlier_seconds, 2), "epochs": result.history}
+    record["metrics"] = trained.metrics
     if init is not None:
         record["metrics"]["init_from"] = warm_start_record(init, cfg.init_checkpoint, _sha(init))
     config = {**run.to_dict(), "distill": cfg.to_dict()}

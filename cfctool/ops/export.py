@@ -25,9 +25,9 @@ import torch
 
 from cfctool.checkpoint import Checkpoint, atomic_write, check_writable
 from cfctool.data.base import Split
-from cfctool.engines import choose
+from cfctool.engines import choose, fastest
 from cfctool.errors import CfcError
-from cfctool.families.build import family_of, model_from_checkpoint
+from cfctool.families.build import model_from_checkpoint
 
 # Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
 # order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
@@ -93,10 +93,10 @@ class _ScanGraph(torch.nn.Module):
 
 
 def folded_engine(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The family's folded engine (its step is what a Scan graph exports), if it has one. Asked
-    of the family, not of the checkpoint's engine choice: encoded weights decode to the same
+    """The model's folded engine (its step is what a Scan graph exports), if it has one. Asked
+    of the model, not of the checkpoint's engine choice: encoded weights decode to the same
     model, so they still export as a Scan."""
-    name, module = family_of(model).engine(model)
+    name, module = fastest(model)
     return module if name == "folded" else None
 
 

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 
 from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.encodings import sparse_spec
 from cfctool.errors import CfcError
 from cfctool.families import get
 from cfctool.families.build import model_from_checkpoint
-from cfctool.metrics import WEIGHT_NAMES, sparsity, wiring_mask
-from cfctool.models.cfc import HEADS
+from cfctool.metrics import sparsity, wiring_mask
 from cfctool.runtime import threads as thread_scope
 from cfctool.task_data import task_dataset
 from cfctool.training.finetune import finetune_checkpoint
@@ -82,7 +82,7 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
         **{k: getattr(cfg, k) for k in ("ratio", "structured", "scope", "criterion", "finetune", "storage")},
         "global": cfg.global_threshold, "embedding_included": detail.pop("embedding_included"),
         **detail, **({"finetune_result": finetuned} if finetuned else {}),
-        "sparsity": sparsity(pruned.tensors),
+        "sparsity": sparsity(pruned),
     }
     out = pruned.derive(compression=compression, metrics={})
     wall = time.perf_counter() - started
@@ -96,19 +96,20 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
 
 def regions(ckpt: Checkpoint, scope: str = "all") -> dict[str, torch.Tensor]:
     """{tensor name: bool tensor of the entries that may be pruned} for a scope."""
+    family = get(ckpt.arch["name"])
     model = model_from_checkpoint(ckpt)
-    weights = [n for n, p in model.named_parameters() if p.dim() >= 2 and n.split(".")[-1] in WEIGHT_NAMES]
+    weights = [n for n, p in model.named_parameters() if p.dim() >= 2 and n.split(".")[-1] in family.weights]
     t = ckpt.tensors
     if scope == "recurrent":
         selected = {}
-        for group in get(ckpt.arch["name"]).unit_groups(ckpt.arch, t):
+        for group in family.unit_groups(ckpt.arch, t):
             for name, dim, offset, role in group.slices:
                 if role == "recurrent" and name.endswith(".weight"):
                     region = selected.setdefault(name, torch.zeros_like(t[name], dtype=torch.bool))
                     region.narrow(dim, offset, group.size).fill_(True)
     else:
         keep = {"all": lambda n: True, "backbone": lambda n: ".backbone." in n,
-                "heads": lambda n: n.split(".")[-2] in HEADS and n.startswith("rnn."),
+                "heads": lambda n: n.split(".")[-2] in family.heads and n.startswith("rnn."),
                 "embedding": lambda n: n == "embedding.weight"}[scope]
         selected = {n: torch.ones_like(t[n], dtype=torch.bool) for n in weights if keep(n)}
     for name, region in selected.items():
@@ -253,7 +254,7 @@ def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, s
 
 def store_sparse(ckpt: Checkpoint, names) -> Checkpoint:
     """The named tensors that have zeros stored through the sparse encoding (exact)."""
-    return ckpt.encode({n: {"codec": "sparse", "layout": "auto"} for n in names
+    return ckpt.encode({n: sparse_spec(ckpt.tensors[n].shape) for n in names
                         if n in ckpt.tensors and bool((ckpt.tensors[n] == 0).any())})
 
 
@@ -262,3 +263,30 @@ def _summary(detail: dict[str, Any]) -> str:
         sizes = ", ".join(f"{n} {u['before']} -> {u['after']}" for n, u in detail["units"].items())
         return f"removed {detail['removed_units']} of {detail['selected_units']} units ({sizes})"
     return f"removed {detail['removed_weights']:,} of {detail['selected_weights']:,} selected weights"
+
+
+# ----------------------------------------------------------------------------- how reports show it
+
+
+def label(c: dict) -> str:
+    kind = "structured" if c.get("structured") else ("global" if c.get("global_threshold") else "local")
+    scope = f" {c['scope']}" if c.get("scope") not in (None, "all") else ""
+    ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
+    return f"prune {c.get('ratio')} {kind}{scope}{ft}"
+
+
+def describe(compression: dict) -> dict[str, str]:
+    p = compression["pruning"]
+    how = (f"{'structured' if p['structured'] else 'unstructured'} {'global' if p['global'] else 'local'} "
+           f"{p['ratio']:.0%} of {p['scope']}" + (" (embedding included)" if p.get("embedding_included") else ""))
+    if p["structured"]:
+        how += ", units " + ", ".join(f"{g} {u['before']}->{u['after']}" for g, u in p["units"].items())
+    ft = p.get("finetune_result")
+    if ft:
+        how += f", fine-tuned {ft['epochs']} epoch(s) (kept {ft['kept_epoch']})"
+    return {"pruning": f"pruned {how}, weight sparsity {p['sparsity']['overall']:.1%}, {p['storage']} storage"}
+
+
+def result_line(out: Checkpoint) -> str:
+    return f"weight sparsity {out.record['compression']['pruning']['sparsity']['overall']:.1%} overall"
+

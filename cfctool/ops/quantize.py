@@ -32,7 +32,7 @@ from cfctool.encodings import quantize as quantize_values
 from cfctool.errors import CfcError, DataError
 from cfctool.families import get
 from cfctool.families.build import model_from_checkpoint
-from cfctool.models.cfc import HEADS
+from cfctool.models import HEADS
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 from cfctool.runtime import threads as thread_scope
 from cfctool.task_data import resolve_data_dir, task_dataset
@@ -137,10 +137,6 @@ def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
     return split.sample(cfg.calib, seed=cfg.seed)
 
 
-def _batches(split, size: int = 256):
-    return [split.take(slice(i, i + size)) for i in range(0, len(split), size)]
-
-
 def _points(name: str, t: torch.Tensor, fuse: bool) -> dict[str, torch.Tensor]:
     """The quantization points in one captured tensor: backbone outputs ('cells.K.backbone.J');
     without fusing also every Linear output: backbone pre-activations ('...J.linear') and
@@ -157,7 +153,7 @@ def _points(name: str, t: torch.Tensor, fuse: bool) -> dict[str, torch.Tensor]:
 def calibrate(ckpt: Checkpoint, qmodel, calib, observer: str, reference, fuse: bool = True) -> dict[str, float]:
     """One scale per quantization point (see `_points`), from the decoded model's activations."""
     acts: dict[str, list[torch.Tensor]] = {}
-    for b in _batches(calib):
+    for b in calib.batches(256):
         for name, t in qmodel.capture(b.x, b.dt, b.mask).items():
             for point, values in _points(name, t, fuse).items():
                 valid = values if b.mask is None else values[b.mask]
@@ -194,7 +190,7 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
     engine = QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, fuse=fuse, simulate=True) \
         if supports_integer(ckpt, qmodel) else None
     total, count, last_total, last_count = 0.0, 0, 0.0, 0
-    for b in _batches(calib):
+    for b in calib.batches(256):
         want = reference.capture(b.x, b.dt, b.mask)
         n_cells = sum(name.endswith(".state") for name in want)
         if engine is not None:
@@ -244,4 +240,31 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
     return ckpt.derive(tensors=tensors)
 
+
+# ----------------------------------------------------------------------------- how reports show it
+
+
+def label(c: dict) -> str:
+    return f"quantize {c.get('scheme')} int{c.get('bits', 8)}"
+
+
+def describe(compression: dict) -> dict[str, str]:
+    q, out = compression["quantization"], {}
+    mse = (q.get("state_mse") or {}).get("mean")
+    out["quantization"] = (f"int{q['bits']} {q['scheme']} ({q['granularity']} weight scales"
+                           + (f", {q['observer']} observer" if q.get("observer") else "")
+                           + f", {len(q.get('activation_scales') or {})} activation scales"
+                           + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "") + ")")
+    if compression.get("embedding_folded"):
+        e = compression["embedding_folded"]
+        out["embedding_folded"] = f"embedding folded ({e['from_width']} -> {e['to_width']} wide)"
+    return out
+
+
+def result_line(out: Checkpoint) -> str | None:
+    q = out.record["compression"]["quantization"]
+    if not q.get("state_mse"):
+        return None
+    return (f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "
+            f"(final state {q['state_mse']['final_state_last_cell']:.3g})")
 

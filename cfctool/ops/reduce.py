@@ -35,7 +35,7 @@ import torch
 from cfctool import mor
 from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError
-from cfctool.families import get
+from cfctool.families import FAMILIES, get
 from cfctool.families.build import model_from_checkpoint
 from cfctool.mor import Gram
 from cfctool.ops.prune import remove_units
@@ -43,21 +43,20 @@ from cfctool.runtime import threads as thread_scope
 from cfctool.task_data import task_dataset
 from cfctool.training.finetune import finetune_checkpoint
 
-ODE_BASES = ("conv-ode", "ode-rnn")
 CFC_METHODS = ("pod-deim", "qdeim", "apoz", "svd")
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
     cfg.validate()
-    name = ckpt.arch["name"]
+    name, family = ckpt.arch["name"], get(ckpt.arch["name"])
     if ckpt.encodings:
         raise CfcError(f"{ckpt.source or 'the checkpoint'} stores encoded tensors; reduce its fp32 original")
-    if name in ODE_BASES:
-        n = _state_size(ckpt)
+    if family.reduction == "ode":
+        n = family.state_size(ckpt.arch)
         if cfg.dim > n or (cfg.points or cfg.dim) > n:
             raise CfcError(f"--dim/--points must be at most the state size {n} of this {name} (got {cfg.dim})")
         return
-    if name in ("cfc", "cfc-deep"):
+    if family.reduction == "cfc":
         if cfg.method not in CFC_METHODS:
             raise CfcError(f"--method {cfg.method} does not apply to '{name}'; for CfC use one of "
                            f"{', '.join(CFC_METHODS)}")
@@ -75,14 +74,8 @@ def validate(ckpt: Checkpoint, cfg) -> None:
         if cfg.dim >= ckpt.arch["hidden"]:
             raise CfcError(f"--dim must be below the hidden size {ckpt.arch['hidden']} (got {cfg.dim})")
         return
-    raise CfcError(f"reduce applies to conv-ode, ode-rnn, cfc and cfc-deep, not '{name}'")
-
-
-def _state_size(ckpt: Checkpoint) -> int:
-    if ckpt.arch["name"] == "ode-rnn":
-        return int(ckpt.arch["hidden"])
-    grid = (int(ckpt.arch["side"]) - 2) // 3
-    return int(ckpt.arch["channels"]) * grid * grid
+    reducible = [f.name for f in FAMILIES.values() if f.reduction]
+    raise CfcError(f"reduce applies to {', '.join(reducible[:-1])} and {reducible[-1]}, not '{name}'")
 
 
 def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
@@ -94,9 +87,10 @@ def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = Non
         dataset = task_dataset(ckpt, data_dir, cfg.seed, "reduction (its snapshots)")
         model = model_from_checkpoint(ckpt)
         sample = dataset.splits["train"].sample(cfg.snapshots, seed=cfg.seed)
-        if cfg.method != "svd" or (ckpt.arch["name"] not in ODE_BASES and cfg.interpolation == "lstsq"):
+        ode = get(ckpt.arch["name"]).reduction == "ode"
+        if cfg.method != "svd" or (not ode and cfg.interpolation == "lstsq"):
             say(f"snapshots from {len(sample):,} training inputs, every {cfg.every} step(s)")
-        if ckpt.arch["name"] in ODE_BASES:
+        if ode:
             out, detail = _reduce_ode(ckpt, model, sample, cfg)
         else:
             out, detail = _reduce_cfc(ckpt, model, sample, cfg)
@@ -114,8 +108,7 @@ def snapshot_grams(model, split, every: int, batch: int = 64):
     """(Gram of the states, Gram of the nonlinearity values, mean |state| at the last step)."""
     grams: dict[str, Gram] = {}
     last_abs, count = None, 0
-    for start in range(0, len(split), batch):
-        b = split.take(slice(start, start + batch))
+    for b in split.batches(batch):
         trace = model.capture(b.x, b.dt, b.mask)
         for key in ("state", "nonlinearity"):
             t = trace.get(f"cells.0.{key}")
@@ -273,8 +266,7 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
     if cfg.interpolation == "lstsq":
         last = f"cells.0.backbone.{len(ckpt.arch['backbone_widths']) - 1}"
         gram = mor.Gram(w.shape[1])
-        for start in range(0, len(sample), 64):
-            b = sample.take(slice(start, start + 64))
+        for b in sample.batches(64):
             z = model.capture(b.x, b.dt, b.mask)[last]
             gram.add(z[:, cfg.every - 1::cfg.every] if z.shape[1] >= cfg.every else z)
         c = gram.matrix / max(gram.count, 1)
@@ -293,3 +285,20 @@ def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
         freeze = tuple({n.split(".")[0] for n in ckpt.model_tensors()} - {"head"})
     say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr} ({cfg.finetune_scope})")
     return finetune_checkpoint(ckpt, dataset, cfg, freeze=freeze, progress=progress)
+
+
+# ----------------------------------------------------------------------------- how reports show it
+
+
+def label(c: dict) -> str:
+    pts = f"/{c['points']}" if c.get("points") else ""
+    ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
+    return f"reduce {c.get('method')} {c.get('dim')}{pts}{ft}"
+
+
+def result_line(out: Checkpoint) -> str:
+    r = out.record["compression"]["reduction"]
+    if "heads_shape" in r:
+        return f"svd: heads {r['heads_shape'][0]}x{r['heads_shape'][1]} -> rank {out.arch['head_rank']}"
+    return f"{r['method']}: state {r.get('state_size')} -> {out.arch.get('dim', out.arch.get('hidden'))}"
+

@@ -22,6 +22,7 @@ from cfctool.errors import CfcError, ConfigError
 from cfctool.families.build import model_from_checkpoint
 from cfctool.metrics import parameter_counts
 from cfctool.ops.info import tensor_bytes
+from cfctool.ops.methods import METHODS
 
 
 @dataclass
@@ -63,20 +64,11 @@ def step_label(entry: dict[str, Any]) -> str:
     """One history entry as a few words: `prune 0.9 global`, `quantize static int8`, ..."""
     c = entry.get("config") or {}
     name = entry.get("command", "?")
-    if name == "prune":
-        kind = "structured" if c.get("structured") else ("global" if c.get("global_threshold") else "local")
-        scope = f" {c['scope']}" if c.get("scope") not in (None, "all") else ""
-        ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
-        return f"prune {c.get('ratio')} {kind}{scope}{ft}"
-    if name == "quantize":
-        return f"quantize {c.get('scheme')} int{c.get('bits', 8)}"
+    if name in METHODS:
+        return METHODS[name].hooks().label(c)
     if name == "distill":
         d = c.get("distill") or {}
         return f"distill -> {d.get('student', '?')} (alpha {d.get('alpha')})"
-    if name == "reduce":
-        pts = f"/{c['points']}" if c.get("points") else ""
-        ft = f" +ft{c['finetune']}" if c.get("finetune") else ""
-        return f"reduce {c.get('method')} {c.get('dim')}{pts}{ft}"
     if name == "train":
         arch = c.get("arch")
         return f"train {arch.get('name', '')}".strip() if isinstance(arch, dict) else "train"

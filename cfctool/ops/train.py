@@ -7,21 +7,18 @@ continues an interrupted run to the same weights.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
+from cfctool.data.base import Dataset
 from cfctool.data.registry import load_dataset, preview_task
 from cfctool.errors import ConfigError
-from cfctool.families.build import arch_record, build_model, family_of
-from cfctool.metrics import split_metrics
-from cfctool.runtime import resolve_device, seed_everything, threads
-from cfctool.training.fit import ProgressFn, fit, keras_init, warm_start
-
-# settings that may differ between an interrupted run and its resumption
+from cfctool.families.build import arch_record
+from cfctool.training.fit import ProgressFn
+from cfctool.training.session import run_training
 from cfctool.training.state import state_path_for
 
 # settings that may differ between an interrupted run and its resumption
@@ -47,41 +44,24 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     if preview is not None:  # an arch that does not fit the task fails before the data are read
         arch_record(run.arch, preview)
     cfg = run.train
-    started = time.perf_counter()
-    with threads(cfg.threads):
-        device = resolve_device(cfg.device)
-        dataset = load_dataset(run.data, seed=cfg.seed)
-        task = dataset.task
-        arch = arch_record(run.arch, task)
-        seed_everything(cfg.seed)
-        model = build_model(arch, task)
-        if cfg.init == "keras":
-            keras_init(model)
-        identity = run_identity(run)
-        if init is not None:
-            if init.task.get("dataset") != task.get("dataset"):
-                raise ConfigError(f"--init-from {init_from} was trained on '{init.task.get('dataset')}', "
-                                  f"not '{task.get('dataset')}'; warm-start from a checkpoint of this data set")
-            warm_start(model, init, f"--init-from {init_from}")
-            identity["init_from_sha256"] = ckpt_io.file_sha256(init_from)
-        state = state_path_for(output) if output is not None and str(output) != "-" else None
-        result = fit(model, dataset, cfg, progress=progress, state_path=state, resume=resume,
-                     identity=identity, device=device, start_is_candidate=init is not None)
-        engine_name, engine = _family_engine(model)
-        test = split_metrics(engine, dataset.splits["test"], task, cfg.eval_batch_size, device)
-    wall = time.perf_counter() - started
+    identity = run_identity(run)
+    if init is not None:
+        identity["init_from_sha256"] = ckpt_io.file_sha256(init_from)
 
-    tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    def load() -> Dataset:
+        dataset = load_dataset(run.data, seed=cfg.seed)
+        if init is not None and init.task.get("dataset") != dataset.task.get("dataset"):
+            raise ConfigError(f"--init-from {init_from} was trained on '{init.task.get('dataset')}', "
+                              f"not '{dataset.task.get('dataset')}'; warm-start from a checkpoint of this data set")
+        return dataset
+
+    state = state_path_for(output) if output is not None and str(output) != "-" else None
+    trained = run_training(run, load, identity=identity, init=init, init_label=f"--init-from {init_from}",
+                           progress=progress, state_path=state, resume=resume, start_is_candidate=init is not None)
+    dataset, metrics, wall = trained.dataset, trained.metrics, trained.wall_s
+    tensors = trained.tensors()
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
-    metrics = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
-               "epochs_run": result.epochs_run, "steps": result.steps, "device": str(device),
-               "train_seconds": round(wall + result.earlier_seconds, 2), "epochs": result.history}
-    if result.resumed_from_epoch:  # train_seconds includes the interrupted runs' time (from the training state)
-        metrics["resumed_after_epoch"] = result.resumed_from_epoch
-        metrics["this_run_seconds"] = round(wall, 2)
-    if dataset.test_subset:
-        metrics["test_subset"] = dataset.test_subset
-    record = new_record(arch, task)
+    record = new_record(trained.arch, dataset.task)
     if init is not None:  # what the warm start had behind it, so totals can be stated
         metrics["init_from"] = warm_start_record(init, init_from, identity["init_from_sha256"])
         record["history"] = list(init.record.get("history") or [])
@@ -114,6 +94,3 @@ def lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
             "train_seconds_in_all": round(seconds + parent.get("train_seconds_in_all",
                                                                parent.get("train_seconds") or 0), 2)}
 
-
-def _family_engine(model):
-    return family_of(model).engine(model)

@@ -65,8 +65,7 @@ def _readout_features(model: nn.Module, split: Split, batch_size: int = 256) -> 
     model.head = nn.Identity()
     model.eval()
     try:
-        feats = [model(b.x, b.dt, b.mask) for b in
-                 (split.take(slice(i, i + batch_size)) for i in range(0, len(split), batch_size))]
+        feats = [model(b.x, b.dt, b.mask) for b in split.batches(batch_size)]
     finally:
         model.head = head
         model.train(was_training)

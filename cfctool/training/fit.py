@@ -31,8 +31,8 @@ from torch.nn.utils import parametrize
 
 from cfctool.configs import parse_lr_scale
 from cfctool.data.base import Dataset, Split
+from cfctool.engines import fastest
 from cfctool.errors import ConfigError, TrainingError
-from cfctool.families.build import family_of
 from cfctool.metrics import split_metrics, task_loss
 from cfctool.training import distributed
 from cfctool.training.averaging import WeightAverage
@@ -190,167 +190,239 @@ def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, 
       removed when training ends. `resume=True` continues from it; `identity` (e.g. the
       run's settings) must then equal the one it was written with.
     """
-    world = distributed.join(device)  # None unless started by torchrun
-    if world is not None and not world.main:
-        progress = None  # rank 0 reports; every rank computes the same validation
-    started = time.perf_counter()
-    earlier = 0.0
-    task = dataset.task
-    loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, task))
-    model.to(device)
-    frozen = frozen_names(model, freeze)
-    for name, p in model.named_parameters():
-        p.requires_grad_(name not in frozen)
-    constraints = list(constraints)
-    _apply_fake_quant(model, fake_quant or {})
-    trainable = [p for n, p in model.named_parameters() if p.requires_grad]
-    if not trainable:
-        raise ConfigError("every parameter is frozen; nothing to train")
-    optimizer = make_optimizer(param_groups(model, cfg), cfg)
-    train_split, val_split = dataset.splits["train"], dataset.splits.get("val")
-    steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+    run = _Run(model, dataset, cfg, loss, progress, device, state_path, identity)
+    run.prepare(freeze, constraints, fake_quant)
+    if resume:
+        run.restore()
+    run.start_averaging()
+    if start_is_candidate and not resume and run.val_split is not None:
+        run.start_as_candidate()
+    run.train_epochs()
+    return run.finish()
+
+
+def _schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
+    """(stepped after every optimiser step?, the scheduler): exponential decay per epoch or
+    spread over its steps (`lr_schedule`), with an optional linear warm-up."""
     per_step = getattr(cfg, "lr_schedule", "epoch") == "step"
     warmup = getattr(cfg, "warmup_steps", 0)
-    if warmup:
-        scheduler = _Warmup(optimizer, cfg.lr_decay, steps_per_epoch, per_step, warmup)
-        per_step = True  # it counts optimiser steps
-    else:
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(
-            optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay)
-    per_tensor_clip = getattr(cfg, "clip_scope", "global") == "tensor"
-    for c in constraints:
-        c.apply(model)
+    if warmup:  # it counts optimiser steps
+        return True, _Warmup(optimizer, cfg.lr_decay, steps_per_epoch, per_step, warmup)
+    return per_step, torch.optim.lr_scheduler.ExponentialLR(
+        optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay)
 
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    best_score, best_state, best_epoch, step, epochs_done = -math.inf, None, 0, 0, 0
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    state_path = Path(state_path) if state_path is not None else None
-    if resume:
-        if state_path is None or not state_path.is_file():
-            raise ConfigError(f"--resume: no training state at {state_path}; run without --resume to start afresh")
-        saved = read_state(state_path, identity)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+
+class _Run:
+    """One call of `fit()`: the model, its optimiser and schedule, the run's counters and
+    the best weights so far. The operations happen in the order a resumed run must repeat
+    bit for bit (the shuffle and dropout generators are drawn from in the same order)."""
+
+    def __init__(self, model, dataset: Dataset, cfg, loss: LossFn | None, progress: ProgressFn | None, device,
+                 state_path, identity):
+        self.world = distributed.join(device)  # None unless started by torchrun
+        # rank 0 reports; every rank computes the same validation
+        self.progress = progress if self.world is None or self.world.main else None
+        self.started, self.earlier = time.perf_counter(), 0.0
+        self.model, self.dataset, self.cfg, self.device, self.task = model, dataset, cfg, device, dataset.task
+        self.loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, self.task))
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.identity, self.saved, self.average = identity, None, None
+
+    def prepare(self, freeze: Iterable[str], constraints: Iterable[Constraint], fake_quant) -> None:
+        model, cfg = self.model, self.cfg
+        model.to(self.device)
+        frozen = frozen_names(model, freeze)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name not in frozen)
+        self.constraints = list(constraints)
+        # with fake quantization the loop itself is evaluated: it is what quantizes activations
+        self.fake_quant = bool(fake_quant)
+        _apply_fake_quant(model, fake_quant or {})
+        self.trainable = [p for n, p in model.named_parameters() if p.requires_grad]
+        if not self.trainable:
+            raise ConfigError("every parameter is frozen; nothing to train")
+        self.optimizer = make_optimizer(param_groups(model, cfg), cfg)
+        self.train_split, self.val_split = self.dataset.splits["train"], self.dataset.splits.get("val")
+        steps_per_epoch = math.ceil(len(self.train_split) / cfg.batch_size)
+        self.per_step, self.scheduler = _schedule(self.optimizer, cfg, steps_per_epoch)
+        self.per_tensor_clip = getattr(cfg, "clip_scope", "global") == "tensor"
+        for c in self.constraints:
+            c.apply(model)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.best_score, self.best_state, self.best_epoch, self.step, self.epochs_done = -math.inf, None, 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 1
+
+    def restore(self) -> None:
+        """Continue from the training state: weights, optimiser, schedule, generators, counters."""
+        if self.state_path is None or not self.state_path.is_file():
+            raise ConfigError(f"--resume: no training state at {self.state_path}; run without --resume to start "
+                              "afresh")
+        saved = self.saved = read_state(self.state_path, self.identity)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["rng_torch"])
-        shuffle.set_state(saved["rng_shuffle"])
-        best_state = saved["best"]
-        best_score, best_epoch = saved["best_score"], saved["best_epoch"]
-        step, epochs_done, history = saved["step"], saved["epoch"], saved["history"]
-        start_epoch = saved["epoch"] + 1
-        earlier = saved["elapsed_s"]
-    average = None
-    if getattr(cfg, "ema_decay", None) is not None:
-        shadow = saved["ema"] if resume else None
-        if resume and shadow is None:
-            raise ConfigError(f"--resume: the training state at {state_path} holds no weight average")
-        average = WeightAverage(model, cfg.ema_decay, saved["ema_updates"] if resume else 0, shadow)
-    averaged = average.applied if average is not None else contextlib.nullcontext
-    # with fake quantization the loop itself is evaluated: it is what quantizes activations
-    evaluated = (lambda: model) if fake_quant else (lambda: _engine(model))  # noqa: E731
-    if start_is_candidate and not resume and val_split is not None:
-        val = split_metrics(evaluated(), val_split, task, cfg.eval_batch_size, device)
-        best_score, best_epoch = val.get("accuracy", -val["loss"]), 0
-        best_state = copy.deepcopy(model.state_dict())
-        history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
-    autocast = _autocast(getattr(cfg, "amp", "none"), device)
-    classification = task["output"]["kind"] == "classification"
-    sequence_labels = classification and not task["output"].get("per_step")
-    forward = model if world is None else _data_parallel(model, device, world)
-    stopped = step >= total_steps
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if stopped:
-            break
-        model.train()
-        order = torch.randperm(len(train_split), generator=shuffle)
-        run_loss, run_correct, run_count = 0.0, 0, 0
-        for start in range(0, len(order), cfg.batch_size):
-            if step >= total_steps:
-                stopped = True
+        self.shuffle.set_state(saved["rng_shuffle"])
+        self.best_state = saved["best"]
+        self.best_score, self.best_epoch = saved["best_score"], saved["best_epoch"]
+        self.step, self.epochs_done, self.history = saved["step"], saved["epoch"], saved["history"]
+        self.start_epoch = saved["epoch"] + 1
+        self.earlier = saved["elapsed_s"]
+
+    def start_averaging(self) -> None:
+        if getattr(self.cfg, "ema_decay", None) is None:
+            return
+        resumed = self.saved is not None
+        shadow = self.saved["ema"] if resumed else None
+        if resumed and shadow is None:
+            raise ConfigError(f"--resume: the training state at {self.state_path} holds no weight average")
+        self.average = WeightAverage(self.model, self.cfg.ema_decay, self.saved["ema_updates"] if resumed else 0,
+                                     shadow)
+
+    def averaged(self):
+        return self.average.applied(self.model) if self.average is not None else contextlib.nullcontext()
+
+    def evaluated(self) -> nn.Module:
+        return self.model if self.fake_quant else _engine(self.model)
+
+    def validate(self) -> dict[str, float] | None:
+        if self.val_split is None:
+            return None
+        return split_metrics(self.evaluated(), self.val_split, self.task, self.cfg.eval_batch_size, self.device)
+
+    def start_as_candidate(self) -> None:
+        """The starting weights compete as epoch 0."""
+        val = self.validate()
+        self.best_score, self.best_epoch = val.get("accuracy", -val["loss"]), 0
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
+
+    def train_epochs(self) -> None:
+        self.autocast = _autocast(getattr(self.cfg, "amp", "none"), self.device)
+        out = self.task["output"]
+        self.sequence_labels = out["kind"] == "classification" and not out.get("per_step")
+        self.forward = self.model if self.world is None else _data_parallel(self.model, self.device, self.world)
+        stopped = self.step >= self.total_steps
+        for epoch in range(self.start_epoch, self.cfg.epochs + 1):
+            if stopped:
                 break
-            picked = order[start : start + cfg.batch_size]
-            if world is not None and len(picked) < world.size:
+            stopped, tally = self.train_epoch(epoch)
+            if tally[2] == 0:
+                break
+            self.end_epoch(epoch, tally)
+
+    def train_epoch(self, epoch: int) -> tuple[bool, list]:
+        """One pass over a fresh shuffle: (the step budget ran out?, [loss sum, correct, samples])."""
+        self.model.train()
+        order = torch.randperm(len(self.train_split), generator=self.shuffle)
+        tally = [0.0, 0, 0]
+        for start in range(0, len(order), self.cfg.batch_size):
+            if self.step >= self.total_steps:
+                return True, tally
+            picked = order[start : start + self.cfg.batch_size]
+            if self.world is not None and len(picked) < self.world.size:
                 break  # a last global batch too small to share: skipped by every rank alike
-            if dataset.augment is None:
-                batch = train_split.take(distributed.share(picked, world))
-            else:  # drawn for the global batch, so every rank's generator stays in step with the others'
-                batch = dataset.augment(train_split.take(picked), shuffle)
-                batch = batch.take(distributed.share(torch.arange(len(picked)), world))
-            batch = _to(batch, device)
-            with autocast():
-                out = forward(batch.x, batch.dt, batch.mask)
-                value = loss_fn(out, batch)
-            local_loss = value.item()
-            if not math.isfinite(local_loss):
-                raise TrainingError(
-                    f"loss became {local_loss} at epoch {epoch}, step {step + 1}"
-                    + (f" on rank {world.rank}" if world is not None else "") + "; training diverged. "
-                    "Lower --lr, set --clipnorm, or check the input data for NaN/inf"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            if world is not None:  # DDP averages gradients over ranks: weight by this rank's share
-                value = value * _share_weight(batch, task, world, len(picked))
-            value.backward()
-            if cfg.clipnorm is not None:
-                if per_tensor_clip:
-                    for p in trainable:
-                        torch.nn.utils.clip_grad_norm_(p, cfg.clipnorm)
-                else:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.clipnorm)
-            optimizer.step()
-            if per_step:
-                scheduler.step()
-            for c in constraints:
-                c.apply(model)
-            if average is not None:
-                average.update(model)
-            step += 1
-            n = batch.y.shape[0]
-            run_loss += local_loss * n
-            run_count += n
-            if sequence_labels:
-                run_correct += (out.argmax(-1) == batch.y).sum().item()
-            if progress:
-                progress(Progress("step", epoch, cfg.epochs, step, total_steps, run_loss / run_count,
-                                  run_correct / run_count if sequence_labels else None))
-        if run_count == 0:
-            break
-        if world is not None:  # the history holds the global epoch loss
-            run_loss, run_count = distributed.all_sum([run_loss, float(run_count)], world)
-        epochs_done = epoch
-        if not per_step:
-            scheduler.step()
-        if any(not torch.isfinite(p).all() for p in model.parameters()):
+            self.train_step(epoch, self.draw(picked), len(picked), tally)
+        return False, tally
+
+    def draw(self, picked: torch.Tensor) -> Split:
+        """This rank's share of the global batch `picked`, augmented when the data set is."""
+        world, split = self.world, self.train_split
+        if self.dataset.augment is None:
+            batch = split.take(distributed.share(picked, world))
+        else:  # drawn for the global batch, so every rank's generator stays in step with the others'
+            batch = self.dataset.augment(split.take(picked), self.shuffle)
+            batch = batch.take(distributed.share(torch.arange(len(picked)), world))
+        return _to(batch, self.device)
+
+    def train_step(self, epoch: int, batch: Split, global_samples: int, tally: list) -> None:
+        cfg, world = self.cfg, self.world
+        with self.autocast():
+            out = self.forward(batch.x, batch.dt, batch.mask)
+            value = self.loss_fn(out, batch)
+        local_loss = value.item()
+        if not math.isfinite(local_loss):
+            raise TrainingError(
+                f"loss became {local_loss} at epoch {epoch}, step {self.step + 1}"
+                + (f" on rank {world.rank}" if world is not None else "") + "; training diverged. "
+                "Lower --lr, set --clipnorm, or check the input data for NaN/inf"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if world is not None:  # DDP averages gradients over ranks: weight by this rank's share
+            value = value * _share_weight(batch, self.task, world, global_samples)
+        value.backward()
+        if cfg.clipnorm is not None:
+            if self.per_tensor_clip:
+                for p in self.trainable:
+                    torch.nn.utils.clip_grad_norm_(p, cfg.clipnorm)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clipnorm)
+        self.optimizer.step()
+        self.after_step()
+        n = batch.y.shape[0]
+        tally[0] += local_loss * n
+        tally[2] += n
+        if self.sequence_labels:
+            tally[1] += (out.argmax(-1) == batch.y).sum().item()
+        if self.progress:
+            self.progress(Progress("step", epoch, cfg.epochs, self.step, self.total_steps, tally[0] / tally[2],
+                                   tally[1] / tally[2] if self.sequence_labels else None))
+
+    def after_step(self) -> None:
+        """The schedule, the constraints and the weight average follow every optimiser step."""
+        if self.per_step:
+            self.scheduler.step()
+        for c in self.constraints:
+            c.apply(self.model)
+        if self.average is not None:
+            self.average.update(self.model)
+        self.step += 1
+
+    def end_epoch(self, epoch: int, tally: list) -> None:
+        """Validation, the best epoch so far, the history, the training state, the report."""
+        run_loss, _, run_count = tally
+        if self.world is not None:  # the history holds the global epoch loss
+            run_loss, run_count = distributed.all_sum([run_loss, float(run_count)], self.world)
+        self.epochs_done = epoch
+        if not self.per_step:
+            self.scheduler.step()
+        if any(not torch.isfinite(p).all() for p in self.model.parameters()):
             raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
-        with averaged(model):
-            val = split_metrics(evaluated(), val_split, task, cfg.eval_batch_size, device) if val_split else None
+        with self.averaged():
+            val = self.validate()
             score = val.get("accuracy", -val["loss"]) if val else epoch
-            if score > best_score:
-                best_score, best_epoch = score, epoch
-                best_state = copy.deepcopy(model.state_dict())
+            if score > self.best_score:
+                self.best_score, self.best_epoch = score, epoch
+                self.best_state = copy.deepcopy(self.model.state_dict())
         entry = {"epoch": epoch, "train_loss": run_loss / run_count}
         if val:
             entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
-        history.append(entry)
-        if state_path is not None and (world is None or world.main):
-            write_state(state_path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch,
-                         step, epoch, history, identity, earlier + time.perf_counter() - started, average)
-        if progress:
-            progress(Progress("epoch", epoch, cfg.epochs, step, total_steps, run_loss / run_count, None, val))
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    _remove_fake_quant(model)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    if state_path is not None and state_path.exists() and (world is None or world.main) \
-            and not getattr(cfg, "keep_state", False):
-        state_path.unlink()
-    return FitResult(model=model, history=history, best_epoch=best_epoch, epochs_run=epochs_done, steps=step,
-                     resumed_from_epoch=start_epoch - 1, earlier_seconds=earlier)
+        self.history.append(entry)
+        if self.state_path is not None and (self.world is None or self.world.main):
+            write_state(self.state_path, self.model, self.optimizer, self.scheduler, self.shuffle, self.best_state,
+                        self.best_score, self.best_epoch, self.step, epoch, self.history, self.identity,
+                        self.earlier + time.perf_counter() - self.started, self.average)
+        if self.progress:
+            self.progress(Progress("epoch", epoch, self.cfg.epochs, self.step, self.total_steps, run_loss / run_count,
+                                   None, val))
+
+    def finish(self) -> FitResult:
+        """The best weights back in the model, fake quantization removed, the state file gone."""
+        model = self.model
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        _remove_fake_quant(model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if self.state_path is not None and self.state_path.exists() and (self.world is None or self.world.main) \
+                and not getattr(self.cfg, "keep_state", False):
+            self.state_path.unlink()
+        return FitResult(model=model, history=self.history, best_epoch=self.best_epoch, epochs_run=self.epochs_done,
+                         steps=self.step, resumed_from_epoch=self.start_epoch - 1, earlier_seconds=self.earlier)
 
 
 class _Warmup(torch.optim.lr_scheduler.LRScheduler):
@@ -402,7 +474,7 @@ def _engine(model: nn.Module) -> nn.Module:
     """The fastest exact inference form of the model as it is now (rebuilt per call)."""
     if not hasattr(model, "family"):  # not a family's model (the readout alone): it runs as it is
         return model.eval()
-    return family_of(model).engine(model)[1]
+    return fastest(model)[1]
 
 
 def _apply_fake_quant(model: nn.Module, fns: dict[str, Callable]) -> None:

@@ -1,0 +1,37 @@
+"""`cfctool METHOD IN.st [settings] -o OUT.st` for every compression method of
+`cfctool.ops.methods.METHODS` (quantize, prune, reduce, ...): the flags are derived from
+the method's config dataclass, the help from its record."""
+
+from __future__ import annotations
+
+import typer
+
+from cfctool.cli import options
+from cfctool.ops.methods import Method
+
+
+def command(method: Method):
+    """The Typer command of one method: settings from the flags, then `run_compression`."""
+
+    def compress_command(
+        ctx: typer.Context,
+        checkpoint: options.Checkpoint,
+        output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
+        data: options.Data = None,
+        config: options.Config = None,
+        quiet: options.Quiet = False,
+        **settings,
+    ):
+        from cfctool.cli.io import run_compression
+
+        hooks = method.hooks()
+        run_compression(ctx, method.name, method.config, method.op, hooks.validate, checkpoint, output, data, quiet,
+                        settings, getattr(hooks, "result_line", None), config)
+
+    compress_command.__name__ = f"{method.name}_command"
+    compress_command.__doc__ = method.help
+    return options.with_parameters(compress_command, options.setting_parameters({method.config: method.panel}))
+
+
+def register(app: typer.Typer, method: Method) -> None:
+    app.command(method.name)(command(method))

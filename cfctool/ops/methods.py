@@ -1,0 +1,58 @@
+"""The compression methods: one record each, one line each in METHODS.
+
+A method is a checkpoint -> checkpoint command (`cfctool NAME IN.st [settings] -o OUT.st`)
+whose settings are one config dataclass. Its module (imported only when the method runs,
+so that `cfctool --help` stays torch-free) provides:
+
+- `NAME(ckpt, cfg, *, data_dir, argv, notify, progress) -> Checkpoint`: the op (the Python
+  API `cfctool.NAME`); it records `compression[section]` and one history entry;
+- `validate(ckpt, cfg)`: every problem the settings have with this checkpoint, raised
+  before any work;
+- `label(config) -> str`: a history entry's config as a few words (`cfctool report`);
+- `describe(section) -> str | None`: the recorded `compression[section]` as one line
+  (`cfctool info`; None: the plain key=value form);
+- `result_line(out) -> str | None`: the line printed on stderr after the command.
+
+The CLI, `report`, `info` and the Python API read METHODS, so a new method is its module
+plus one line here (tests/test_registries.py shows it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from cfctool.configs import PruneConfig, QuantizeConfig, ReduceConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the command, the Python API name and the history entry's command
+    config: type  # its settings (a dataclass with validate() and to_dict()); the flags derive from it
+    module: str  # where its op and hooks live
+    section: str  # its key in the record's `compression`
+    panel: str  # the title of its flags in `cfctool NAME --help`
+    help: str  # the command's one-line help
+
+    def hooks(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    @property
+    def op(self):
+        return getattr(self.hooks(), self.name)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("quantize", QuantizeConfig, "cfctool.ops.quantize", "quantization", "Quantization settings",
+           "Store weights as int8/int4 with calibrated activation scales; eval and bench then run the int8 engine."),
+    Method("prune", PruneConfig, "cfctool.ops.prune", "pruning", "Pruning settings",
+           "Remove weights (unstructured) or whole units (--structured, a physically smaller model), then "
+           "fine-tune."),
+    Method("reduce", ReduceConfig, "cfctool.ops.reduce", "reduction", "Reduction settings",
+           "Model-order reduction of a Neural ODE or a CfC (POD-DEIM, Q-DEIM, ODEIM, POD, SVD, APoZ)."),
+)}
+
+
+def by_section(section: str) -> Method | None:
+    return next((m for m in METHODS.values() if m.section == section), None)

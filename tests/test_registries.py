@@ -1,0 +1,249 @@
+"""The extension points are registries: a new compression method, a new inference engine
+(and, in test_core, a new model family) is its module plus one registry line, and every
+command, report and the Python API pick it up."""
+
+import json
+import textwrap
+
+import pytest
+import torch
+from helpers import tiny_run
+
+import cfctool
+from cfctool import checkpoint
+from cfctool.checkpoint import load, save
+from cfctool.ops.train import train
+
+# A whole compression method in one module: its config, op, validation and report hooks.
+SCALE_METHOD = textwrap.dedent('''
+    """Scale the readout's weights by a factor (a toy method for the registry test)."""
+    from dataclasses import asdict, dataclass, field
+
+    from cfctool.checkpoint import history_entry
+    from cfctool.errors import CfcError, ConfigError
+
+
+    @dataclass
+    class ScaleConfig:
+        factor: float | None = field(default=None, metadata={"help": "What the readout is multiplied by."})
+        threads: int | None = field(default=None, metadata={"help": "Unused."})
+
+        def validate(self):
+            if self.factor is None or self.factor <= 0:
+                raise ConfigError("--factor must be > 0")
+
+        def to_dict(self):
+            return asdict(self)
+
+
+    def validate(ckpt, cfg):
+        cfg.validate()
+        if "head.weight" not in ckpt.tensors:
+            raise CfcError("this model has no readout to scale")
+
+
+    def scale(ckpt, cfg, *, data_dir=None, argv=None, notify=None, progress=None):
+        validate(ckpt, cfg)
+        tensors = {**ckpt.tensors, "head.weight": ckpt.tensors["head.weight"] * cfg.factor}
+        compression = {**(ckpt.record.get("compression") or {}), "scaling": {"factor": cfg.factor}}
+        out = ckpt.derive(tensors=tensors, compression=compression, metrics={})
+        return out.with_history(history_entry("scale", argv, cfg.to_dict()))
+
+
+    def label(c):
+        return f"scale x{c.get('factor')}"
+
+
+    def describe(compression):
+        return {"scaling": f"readout scaled by {compression['scaling']['factor']}"}
+
+
+    def result_line(out):
+        return "readout scaled"
+''')
+
+
+@pytest.fixture
+def scale_method(tmp_path, monkeypatch):
+    """The toy method's module on sys.path, and its one registry line."""
+    from cfctool.cli import app as app_module
+    from cfctool.ops.methods import METHODS, Method
+
+    (tmp_path / "toy_scale.py").write_text(SCALE_METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toy_scale
+
+    monkeypatch.setitem(METHODS, "scale", Method("scale", toy_scale.ScaleConfig, "toy_scale", "scaling",
+                                                 "Scaling settings", "Scale the readout by a factor."))
+    monkeypatch.setattr(app_module, "app", app_module.build_app())  # the CLI as it is built at start-up
+    return toy_scale
+
+
+def test_a_new_compression_method_is_one_module_and_one_registry_line(scale_method, trained_xor, tmp_path, cli):
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    # the Python API
+    out = cfctool.scale(ckpt, scale_method.ScaleConfig(factor=0.5))
+    assert torch.equal(out.tensors["head.weight"], ckpt.tensors["head.weight"] * 0.5)
+    # the CLI: the command, its flags from the config, its validation and its result line
+    assert "Scale the readout by a factor." in cli("--help").out
+    assert "--factor" in cli("scale", "--help").out
+    bad = cli("scale", trained_xor["cfc"], "--factor", "-1", "-o", tmp_path / "bad.st")
+    assert bad.code == 2 and "--factor must be > 0" in bad.err and not (tmp_path / "bad.st").exists()
+    r = cli("scale", trained_xor["cfc"], "--factor", "0.25", "-o", tmp_path / "s.st")
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(tmp_path / "s.st") and "readout scaled" in r.err
+    back = checkpoint.load(tmp_path / "s.st")
+    assert torch.equal(back.tensors["head.weight"], ckpt.tensors["head.weight"] * 0.25)
+    # info and report read its hooks
+    assert "readout scaled by 0.25" in cli("info", tmp_path / "s.st").out
+    rows = json.loads(cli("report", tmp_path / "s.st", "--json").out)
+    assert rows[0]["history"].endswith("-> scale x0.25")
+
+
+def test_the_method_registry_serves_the_existing_commands():
+    from cfctool.ops.methods import METHODS
+
+    assert list(METHODS) == ["quantize", "prune", "reduce"]
+    for method in METHODS.values():
+        hooks = method.hooks()
+        assert callable(hooks.validate) and callable(hooks.label) and method.op is getattr(cfctool, method.name)
+
+
+# A whole inference engine in one module: which models it runs and how it builds its module.
+DOUBLE_ENGINE = textwrap.dedent('''
+    """Run a CfC in float64 (a toy engine for the registry test)."""
+    import torch
+    from torch import nn
+
+    from cfctool.models.cfc import CfC
+
+
+    class Double(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model.double().eval()
+
+        def forward(self, x, dt=None, mask=None):
+            as64 = lambda t: t.double() if t is not None and t.is_floating_point() else t  # noqa: E731
+            return self.model(as64(x), as64(dt), mask).float()
+
+
+    def supports(ckpt, model):
+        return isinstance(getattr(model, "rnn", None), CfC)
+
+
+    def build(ckpt, model):
+        return Double(model)
+''')
+
+
+@pytest.fixture
+def double_engine(tmp_path, monkeypatch):
+    """The toy engine's module on sys.path, and its one registry line (first: preferred)."""
+    from cfctool import engines
+
+    (tmp_path / "toy_double.py").write_text(DOUBLE_ENGINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toy_double
+
+    monkeypatch.setattr(engines, "ENGINES", [engines.EngineEntry("float64", toy_double.supports, toy_double.build),
+                                             *engines.ENGINES])
+    return toy_double
+
+
+def test_a_new_engine_is_one_module_and_one_registry_line(double_engine, trained_xor, cli):
+    from cfctool.ops.bench import bench
+    from cfctool.ops.evaluate import evaluate
+
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    before = ckpt.record["metrics"]["accuracy"]
+    report = evaluate(ckpt)  # eval chooses it (first in the registry) and names it
+    assert report["engine"] == "float64" and report["accuracy"] == pytest.approx(before)
+    assert evaluate(checkpoint.load(trained_xor["ltc"]))["engine"] == "loop"  # what it does not support
+    timing = bench(ckpt, engine="float64", repeats=1, warmup=0)
+    assert timing["results"][0]["engine"] == "float64"
+    r = cli("bench", trained_xor["cfc"], "--engine", "folded", "--repeats", "1", "--json")
+    assert r.code == 0 and json.loads(r.out)["results"][0]["engine"] == "folded"  # any engine by name
+    r = cli("bench", trained_xor["ltc"], "--engine", "float64", "--repeats", "1")
+    assert r.code == 2 and "the float64 engine does not run this ltc checkpoint" in r.err
+    r = cli("bench", trained_xor["cfc"], "--engine", "tensorrt")
+    assert r.code == 2 and "float64" in r.err and "folded-int8" in r.err  # the one vocabulary, the new name in it
+
+
+def test_bench_keeps_torch_as_the_older_name_of_auto(trained_xor):
+    from cfctool.ops.bench import bench
+
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    old, new = (bench(ckpt, engine=e, repeats=1, warmup=0)["results"][0] for e in ("torch", "auto"))
+    assert old["engine"] == new["engine"] == "folded"
+
+
+def test_folded_engines_follow_the_step_protocol(trained_xor, tmp_path):
+    """The protocol the ONNX Scan export (and a generated-code engine) relies on."""
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import FoldedEngine, FoldedStep, choose
+    from cfctool.families.build import build_model, model_from_checkpoint
+    from cfctool.ops.quantize import quantize
+
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    int8 = quantize(ckpt, QuantizeConfig(calib=16))
+    ode = build_model({"name": "ode-rnn", "hidden": 6, "gamma": 0.05, "solver": "euler", "ode_dt": 0.1},
+                      ckpt.task)
+    modules = {"folded": choose(ckpt, model_from_checkpoint(ckpt)).module,
+               "folded-int8": choose(int8, model_from_checkpoint(int8)).module,
+               "folded-ode": __import__("cfctool.engines", fromlist=["fastest"]).fastest(ode)[1]}
+    assert choose(int8, model_from_checkpoint(int8)).name == "folded-int8"
+    for name, module in modules.items():
+        assert isinstance(module, FoldedEngine), name
+        step = module.folded(1.0)
+        assert isinstance(step, FoldedStep), name
+        x = torch.rand(3, 5, ckpt.task["input"]["size"])
+        u, dts, masks = step.time_major(x, None, None)
+        ys = step.initial(u)
+        for t in range(u.shape[0]):
+            ys = step.step(ys, u[t], None, None)
+        with torch.no_grad():
+            assert torch.allclose(step.readout(ys[-1]), module(x), atol=1e-5), name
+
+
+# A whole model family: a core module and its record (the smallest one cfctool can run).
+class ToyCore(torch.nn.Module):
+    """A plain tanh RNN: the smallest core the rest of cfctool can train, save and evaluate."""
+
+    def __init__(self, features, hidden):
+        super().__init__()
+        self.cell = torch.nn.Linear(features + hidden, hidden)
+        self.input_size, self.state_size, self.output_size = features, hidden, hidden
+
+    def forward(self, x, dt=None, mask=None, return_sequences=False, trace=None):
+        h = x.new_zeros(x.shape[0], self.state_size)
+        for t in range(x.shape[1]):
+            new = torch.tanh(self.cell(torch.cat([x[:, t], h], 1)))
+            h = new if mask is None else torch.where(mask[:, t : t + 1], new, h)
+        return None, h
+
+
+def _toy_family():
+    from cfctool.families.base import HIDDEN, Family, standard_counts
+
+    return Family(
+        name="toy-rnn", summary="a plain tanh RNN", settings=(HIDDEN,),
+        record=lambda values, task: {"name": "toy-rnn", "hidden": values["hidden"]},
+        build=lambda arch, features: ToyCore(features, arch["hidden"]),
+        macs_per_step=lambda core: core.cell.weight.numel(), counts=standard_counts)
+
+
+def test_a_new_family_is_one_module_and_one_registry_line(monkeypatch, tmp_path):
+    from cfctool.families import FAMILIES
+    from cfctool.ops.bench import bench
+    from cfctool.ops.evaluate import evaluate
+
+    monkeypatch.setitem(FAMILIES, "toy-rnn", _toy_family())  # the registry line
+    ckpt = train(tiny_run("toy-rnn", epochs=1))
+    save(ckpt, tmp_path / "toy.st")
+    back = load(tmp_path / "toy.st")
+    report = evaluate(back)
+    assert report["engine"] == "loop" and report["accuracy"] == ckpt.record["metrics"]["accuracy"]
+    assert report["params"] == 8 * (1 + 8) + 8 + 8 * 2 + 2
+    timing = bench(back, repeats=1, warmup=0)
+    assert timing["results"][0]["macs_per_sequence"] == 6 * 8 * 9 + 2 * 8
