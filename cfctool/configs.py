@@ -13,15 +13,17 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args, get_type_hints
 
 from cfctool.errors import ConfigError
 from cfctool.families import FAMILIES, arch_settings
 
 ARCHS = tuple(FAMILIES)
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-DEVICES = ("auto", "cpu", "cuda")
-XOR_ENCODINGS = ("dense", "event")
+# the choices of a setting are its Literal type (validate() and the docs read them from there)
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+Device = Literal["auto", "cpu", "cuda"]
+XorEncoding = Literal["dense", "event"]
+OPTIMIZERS, DEVICES, XOR_ENCODINGS = get_args(Optimizer), get_args(Device), get_args(XorEncoding)
 
 
 def _help(text: str, default: Any = None, flags: str | None = None, **kw):
@@ -78,14 +80,15 @@ class DataConfig:
     # bit-stream XOR (generated, needs no files)
     bits: int = _help("xor: longest stream (bits).", 10)
     min_bits: int = _help("xor: shortest stream (bits).", 1)
-    encoding: str = _help("xor: dense (a step per bit) or event (a step per run, dt = run length).", "dense")
+    encoding: XorEncoding = _help("xor: dense (a step per bit) or event (a step per run, dt = run length).", "dense")
     train_size: int = _help("xor: training streams generated.", 20000)
     test_size: int = _help("xor: test streams generated.", 2000)
     # imdb
     vocab_size: int = _help("imdb: vocabulary (most frequent training words).", 20000)
     seq_len: int = _help("imdb: tokens kept per review (the last ones).", 200)
-    padding: str = _help("imdb: end (padding after the review, masked) or pre (before it, unmasked: the pad "
-                         "steps act as a learned initial state, as Keras' pad_sequences).", "end")
+    padding: Literal["end", "pre"] = _help(
+        "imdb: end (padding after the review, masked) or pre (before it, unmasked: the pad "
+        "steps act as a learned initial state, as Keras' pad_sequences).", "end")
     # person_activity: windows of consecutive 10 ms bins, as in the Latent-ODE protocol
     window: int = _help("person_activity: steps per window.", 50)
     window_stride: int = _help("person_activity: stride between windows.", 25)
@@ -105,8 +108,8 @@ class DataConfig:
         if self.shift and self.dataset not in IMAGE_DATASETS:
             raise ConfigError(f"shift moves images: it applies to {', '.join(IMAGE_DATASETS)}, "
                               f"not '{self.dataset}'")
-        _choice("encoding", self.encoding, XOR_ENCODINGS)
-        _choice("padding", self.padding, ("end", "pre"))
+        _choice("encoding", self.encoding, choices_of(type(self), "encoding"))
+        _choice("padding", self.padding, choices_of(type(self), "padding"))
         _positive("bits", self.bits)
         _positive("train_size", self.train_size)
         _positive("test_size", self.test_size)
@@ -134,8 +137,9 @@ class TrainConfig:
     eval_batch_size: int = _help("Batch size of validation and test passes.", 512)
     lr: float = _help("Learning rate.", 0.005)
     lr_decay: float = _help("Learning-rate factor per epoch.", 1.0)
-    lr_schedule: str = _help("epoch: multiply by lr_decay after every epoch; step: decay smoothly every step "
-                             "(lr * lr_decay ** (step / steps per epoch), Keras' ExponentialDecay).", "epoch")
+    lr_schedule: Literal["epoch", "step"] = _help(
+        "epoch: multiply by lr_decay after every epoch; step: decay smoothly every step "
+        "(lr * lr_decay ** (step / steps per epoch), Keras' ExponentialDecay).", "epoch")
     warmup_steps: int = _help("Ramp the learning rate up linearly over the first N optimiser steps (a fresh "
                               "Adam's first steps are lr-sized on every weight: warm starts need this).", 0)
     lr_scale: str | None = _help("Per-parameter learning-rate factors, NAME=FACTOR[,NAME=FACTOR...]; NAME is a "
@@ -145,36 +149,40 @@ class TrainConfig:
                                     "optimiser step (e.g. 0.999: an average over ~1000 steps); validation, the "
                                     "best-epoch choice and the saved model use the average (default: off).")
     clipnorm: float | None = _help("Clip the gradient norm to this value (default: no clipping).")
-    clip_scope: str = _help("global: clip the norm of all gradients together; tensor: each tensor's own "
-                            "(Keras' clipnorm).", "global")
+    clip_scope: Literal["global", "tensor"] = _help(
+        "global: clip the norm of all gradients together; tensor: each tensor's own "
+        "(Keras' clipnorm).", "global")
     weight_decay: float = _help("Weight decay (added to the gradient for adam/sgd/rmsprop, i.e. L2 of "
                                 "weight_decay/2 in the loss; decoupled for adamw).", 0.0)
-    weight_decay_on: str = _help("all: every parameter; kernels: the recurrent core's weight matrices only "
-                                 "(not embedding, biases or readout).", "all")
-    optimizer: str = _help("adam, adamw, sgd or rmsprop (rmsprop with Keras' rho 0.9, eps 1e-7).", "adam")
-    init: str = _help("torch: PyTorch's default biases; keras: zero biases (Keras' default).", "torch")
+    weight_decay_on: Literal["all", "kernels"] = _help(
+        "all: every parameter; kernels: the recurrent core's weight matrices only "
+        "(not embedding, biases or readout).", "all")
+    optimizer: Optimizer = _help("adam, adamw, sgd or rmsprop (rmsprop with Keras' rho 0.9, eps 1e-7).", "adam")
+    init: Literal["torch", "keras"] = _help(
+        "torch: PyTorch's default biases; keras: zero biases (Keras' default).", "torch")
     seed: int = _help("Seed of initialisation, shuffling and dropout.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    device: str = _help("auto, cpu or cuda.", "auto")
+    device: Device = _help("auto, cpu or cuda.", "auto")
     max_steps: int | None = _help("Stop after N optimiser steps (quick runs).")
     keep_state: bool = _help("Keep the training state (OUT.st.train-state) after the last epoch instead of "
                              "removing it, so that --resume with more --epochs extends the finished run "
                              "with its optimiser, schedule and weight average.", False)
-    amp: str = _help("Mixed precision of the training passes: none, or bf16 (autocast: products in bfloat16; "
-                     "weights, optimiser, state sums and validation stay float32). bf16 pays off on CPUs "
-                     "with AMX or AVX512-BF16.", "none")
+    amp: Literal["none", "bf16"] = _help(
+        "Mixed precision of the training passes: none, or bf16 (autocast: products in bfloat16; "
+        "weights, optimiser, state sums and validation stay float32). bf16 pays off on CPUs "
+        "with AMX or AVX512-BF16.", "none")
 
     def validate(self) -> None:
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("eval_batch_size", self.eval_batch_size)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("device", self.device, DEVICES)
-        _choice("lr_schedule", self.lr_schedule, ("epoch", "step"))
-        _choice("clip_scope", self.clip_scope, ("global", "tensor"))
-        _choice("weight_decay_on", self.weight_decay_on, ("all", "kernels"))
-        _choice("init", self.init, ("torch", "keras"))
-        _choice("amp", self.amp, ("none", "bf16"))
+        _choice("optimizer", self.optimizer, choices_of(type(self), "optimizer"))
+        _choice("device", self.device, choices_of(type(self), "device"))
+        _choice("lr_schedule", self.lr_schedule, choices_of(type(self), "lr_schedule"))
+        _choice("clip_scope", self.clip_scope, choices_of(type(self), "clip_scope"))
+        _choice("weight_decay_on", self.weight_decay_on, choices_of(type(self), "weight_decay_on"))
+        _choice("init", self.init, choices_of(type(self), "init"))
+        _choice("amp", self.amp, choices_of(type(self), "amp"))
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0 (got {self.warmup_steps})")
         if not self.lr > 0:
@@ -198,12 +206,15 @@ class TrainConfig:
 class QuantizeConfig:
     """Settings of `cfctool quantize` (the flags are derived from these)."""
 
-    scheme: str = _help("static (calibrated activation scales), dynamic (max|z|/127 per step) or qat "
-                        "(fake-quantized fine-tuning, then static).", "static")
+    scheme: Literal["static", "dynamic", "qat"] = _help(
+        "static (calibrated activation scales), dynamic (max|z|/127 per step) or qat "
+        "(fake-quantized fine-tuning, then static).", "static")
     bits: int = _help("Weight bits: 8 or 4 (int4: two values per byte).", 8)
-    granularity: str = _help("Weight scales per output channel (channel) or one per tensor (tensor).", "channel")
-    observer: str = _help("Activation scales: minmax, percentile (99.99th) or mse (the lowest state error).",
-                          "minmax")
+    granularity: Literal["channel", "tensor"] = _help(
+        "Weight scales per output channel (channel) or one per tensor (tensor).", "channel")
+    observer: Literal["minmax", "percentile", "mse"] = _help(
+        "Activation scales: minmax, percentile (99.99th) or mse (the lowest state error).",
+        "minmax")
     calib: int = _help("Training sequences used for calibration and the state-error report.", 256)
     fuse: bool = _help("Quantize the fused products (Linear + activation; the four heads as one matrix); "
                        "--no-fuse adds a quantization point on every Linear output (static, qat).", True)
@@ -218,11 +229,11 @@ class QuantizeConfig:
     threads: int | None = _help("CPU threads (default: torch's choice).")
 
     def validate(self) -> None:
-        _choice("scheme", self.scheme, ("static", "dynamic", "qat"))
+        _choice("scheme", self.scheme, choices_of(type(self), "scheme"))
         if self.bits not in (4, 8):
             raise ConfigError(f"bits must be 8 or 4 (got {self.bits})")
-        _choice("granularity", self.granularity, ("channel", "tensor"))
-        _choice("observer", self.observer, ("minmax", "percentile", "mse"))
+        _choice("granularity", self.granularity, choices_of(type(self), "granularity"))
+        _choice("observer", self.observer, choices_of(type(self), "observer"))
         for key in ("calib", "epochs", "batch_size"):
             _positive(key, getattr(self, key))
         _check_lr_threads(self)
@@ -234,7 +245,8 @@ class QuantizeConfig:
         return dataclasses.asdict(self)
 
 
-PRUNE_SCOPES = ("all", "backbone", "heads", "embedding", "recurrent")
+PruneScope = Literal["all", "backbone", "heads", "embedding", "recurrent"]
+PRUNE_SCOPES = get_args(PruneScope)
 
 
 @dataclass
@@ -246,16 +258,18 @@ class PruneConfig:
                                    "--local: the same ratio in each.", True, flags="--global/--local")
     structured: bool = _help("Remove whole units (backbone units, hidden units, embedding dimensions): a "
                              "physically smaller model of the same family.", False)
-    scope: str = _help("What is pruned: all (every weight matrix, embedding included; structured: backbone and "
+    scope: PruneScope = _help("What is pruned: all (every weight matrix, embedding included; structured: backbone and "
                        "hidden units), backbone, heads (structured: hidden units), embedding, recurrent "
                        "(the state columns of the first product; unstructured only).", "all")
-    criterion: str = _help("Score: l1 or l2 norm (the same order for single weights) or random (seeded).", "l1")
+    criterion: Literal["l1", "l2", "random"] = _help(
+        "Score: l1 or l2 norm (the same order for single weights) or random (seeded).", "l1")
     finetune: int = _help("Epochs of fine-tuning after pruning (pruned weights held at exactly zero).", 0)
     lr: float = _help("Fine-tuning learning rate (Adam); the pruned starting point is kept unless an epoch "
                       "beats it on validation.", 2e-4)
     batch_size: int = _help("Fine-tuning batch size.", 128)
-    storage: str = _help("dense, or sparse: pruned tensors stored as non-zero values plus a bitmask or "
-                         "indices (whichever is smaller), so the file shrinks with the ratio.", "dense")
+    storage: Literal["dense", "sparse"] = _help(
+        "dense, or sparse: pruned tensors stored as non-zero values plus a bitmask or "
+        "indices (whichever is smaller), so the file shrinks with the ratio.", "dense")
     seed: int = _help("Seed of random scores and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
 
@@ -265,9 +279,9 @@ class PruneConfig:
         if not 0 <= self.ratio < 1:
             raise ConfigError(f"--ratio must be in [0, 1): the fraction removed (got {self.ratio}; 1 would remove "
                               "everything)")
-        _choice("scope", self.scope, PRUNE_SCOPES)
-        _choice("criterion", self.criterion, ("l1", "l2", "random"))
-        _choice("storage", self.storage, ("dense", "sparse"))
+        _choice("scope", self.scope, choices_of(type(self), "scope"))
+        _choice("criterion", self.criterion, choices_of(type(self), "criterion"))
+        _choice("storage", self.storage, choices_of(type(self), "storage"))
         if self.structured and self.scope == "recurrent":
             raise ConfigError("--structured --scope recurrent: a hidden unit goes with its head rows, its recurrent "
                               "column and its readout column; use --scope heads")
@@ -280,31 +294,35 @@ class PruneConfig:
         return dataclasses.asdict(self)
 
 
-REDUCE_METHODS = ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")
+ReduceMethod = Literal["pod-deim", "qdeim", "odeim", "pod", "svd", "apoz"]
+REDUCE_METHODS = get_args(ReduceMethod)
 
 
 @dataclass
 class ReduceConfig:
     """Settings of `cfctool reduce` (the flags are derived from these)."""
 
-    method: str = _help("pod-deim, qdeim, odeim (oversampled), pod (Galerkin, no interpolation), svd (rank-K ODE "
-                        "matrix, or the CfC's stacked heads) or apoz (drop the units least active at the last step).", "pod-deim")
+    method: ReduceMethod = _help(
+        "pod-deim, qdeim, odeim (oversampled), pod (Galerkin, no interpolation), svd (rank-K ODE "
+        "matrix, or the CfC's stacked heads) or apoz (drop the units least active at the last step).", "pod-deim")
     dim: int | None = _help("K: the reduced state size (POD basis), the SVD rank, or the units kept (apoz).")
     points: int | None = _help("DEIM interpolation points m (default: K).")
     oversample: int = _help("odeim: extra interpolation points beyond m.", 1)
-    interpolation: str = _help("How values at the points rebuild the rest: deim (U (P^T U)^+, the seed's) or "
-                               "lstsq (the least-squares fit over the snapshots: G_:P G_PP^+).", "deim")
+    interpolation: Literal["deim", "lstsq"] = _help(
+        "How values at the points rebuild the rest: deim (U (P^T U)^+, the seed's) or "
+        "lstsq (the least-squares fit over the snapshots: G_:P G_PP^+).", "deim")
     snapshots: int = _help("Training inputs whose states (and nonlinearity values) make the snapshots.", 2000)
     every: int = _help("Take every S-th step of each input as a snapshot.", 2)
     finetune: int = _help("Epochs of fine-tuning after the reduction.", 0)
-    finetune_scope: str = _help("after (the layers after the ODE block: the seed's protocol) or all.", "after")
+    finetune_scope: Literal["after", "all"] = _help(
+        "after (the layers after the ODE block: the seed's protocol) or all.", "after")
     lr: float = _help("Fine-tuning learning rate (Adam); the reduced start is kept unless an epoch beats it.", 1e-3)
     batch_size: int = _help("Fine-tuning batch size.", 128)
     seed: int = _help("Seed of the snapshot sample and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
 
     def validate(self) -> None:
-        _choice("method", self.method, REDUCE_METHODS)
+        _choice("method", self.method, choices_of(type(self), "method"))
         if self.dim is None:
             raise ConfigError("--dim is required (the reduced size K)")
         if self.dim < 1:
@@ -315,8 +333,8 @@ class ReduceConfig:
             _positive(key, getattr(self, key))
         if self.oversample < 0 or self.finetune < 0:
             raise ConfigError("--oversample and --finetune must be >= 0")
-        _choice("finetune_scope", self.finetune_scope, ("after", "all"))
-        _choice("interpolation", self.interpolation, ("deim", "lstsq"))
+        _choice("finetune_scope", self.finetune_scope, choices_of(type(self), "finetune_scope"))
+        _choice("interpolation", self.interpolation, choices_of(type(self), "interpolation"))
         _check_lr_threads(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,7 +350,8 @@ class DistillConfig:
     alpha: float = _help("Weight of the hard-label loss: alpha * CE(student, labels) + (1 - alpha) * "
                          "KD(student, teacher); 1 trains without the teacher.", 0.25)
     temperature: float = _help("Softmax temperature of the KL distillation loss (scaled by T^2).", 1.0)
-    kd_loss: str = _help("Distillation loss: kl (softened class distributions) or mse (on the logits).", "kl")
+    kd_loss: Literal["kl", "mse"] = _help(
+        "Distillation loss: kl (softened class distributions) or mse (on the logits).", "kl")
     init_checkpoint: str | None = _help("Start the student from this checkpoint (e.g. a pruned one); its shapes "
                                         "must match the student settings.", flags="--init")
     preset: str = _help("Preset of the student's data set (the teacher's unless --dataset) for its settings.",
@@ -346,7 +365,7 @@ class DistillConfig:
             raise ConfigError(f"--alpha must be in [0, 1] (got {self.alpha})")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0 (got {self.temperature})")
-        _choice("kd_loss", self.kd_loss, ("kl", "mse"))
+        _choice("kd_loss", self.kd_loss, choices_of(type(self), "kd_loss"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -666,6 +685,11 @@ def parse_lr_scale(text: str | None) -> dict[str, float]:
                               "(e.g. --lr-scale rnn.b=0.1)")
         scales[name.strip()] = factor
     return scales
+
+
+def choices_of(cls, name: str) -> tuple[str, ...]:
+    """The allowed values of a setting, from its Literal type."""
+    return get_args(get_type_hints(cls)[name])
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

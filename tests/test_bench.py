@@ -82,6 +82,7 @@ def test_bench_cli_json_and_report_file(cli, trained_xor, tmp_path):
 
 @pytest.mark.parametrize("arch,graph", [("cfc", "scan"), ("cfc-deep", "scan"), ("cfc-ncp", "scan"),
                                         ("ltc", "unrolled")])
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch, graph):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
@@ -109,6 +110,7 @@ def test_onnx_export_matches_pytorch(trained_xor, tmp_path, arch, graph):
         assert (got.argmax(-1) == want.argmax(-1)).all()
 
 
+@pytest.mark.slow
 def test_onnx_scan_export_with_irregular_dt_takes_dt_as_an_input(tmp_path):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
@@ -179,6 +181,7 @@ def test_recorded_data_dir_is_the_last_resort(trained_xor, tmp_path, monkeypatch
     assert resolve_data_dir(recorded, None) == (Path("/env"), None)
 
 
+@pytest.mark.slow
 def test_export_cli_prints_no_exporter_chatter(trained_xor, tmp_path):
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
     import subprocess
@@ -192,6 +195,7 @@ def test_export_cli_prints_no_exporter_chatter(trained_xor, tmp_path):
     assert "torchvision" not in proc.stderr and "Skipping" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_quiet_commands_print_only_their_result(trained_xor, tmp_path, cli):
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
     out = tmp_path / "q.onnx"

@@ -102,6 +102,7 @@ def test_runs_smoke(results, trained_xor):
     assert "tiny" in read(results, "runs")["runs"]
 
 
+@pytest.mark.slow
 def test_scale_smoke(results):
     run("scale", "--dataset", "xor", "--steps", 4, "--warmup", 1, "--batch-size", 16, "--repeats", 1,
         "--processes", 1)
@@ -117,6 +118,7 @@ def test_baselines_smoke(results, data_dir, tmp_path):
     assert entry["epochs"] == 1 and 0 <= entry["test_accuracy"] <= 1 and (tmp_path / "b" / "person_activity-cfc.st").is_file()
 
 
+@pytest.mark.slow
 def test_ode_rnn_diagnosis_smoke(results, data_dir, tmp_path):
     from cfctool import checkpoint
     from cfctool.configs import resolve
@@ -131,6 +133,7 @@ def test_ode_rnn_diagnosis_smoke(results, data_dir, tmp_path):
     assert 0 <= entry["saturation_by_step"][784]["saturated_share"] <= 1 and entry["spectrum"]["euler_growing_modes"] >= 0
 
 
+@pytest.mark.slow
 def test_tables_smoke(tmp_path):
     """The README's tables are what the committed results say (rerun python -m benchmarks.tables)."""
     run("tables", "--check")

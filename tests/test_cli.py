@@ -44,6 +44,7 @@ def test_train_eval_info_round(cli, tmp_path):
     assert r.code == 0 and "<stdin>" in r.out
 
 
+@pytest.mark.slow
 def test_train_to_stdout_pipes_into_info(tmp_path):
     train = subprocess.run([sys.executable, "-m", "cfctool", "train", "xor", "--train-size", "128", "--max-steps", "2",
                             "--hidden", "4", "--backbone-units", "4", "-q", "-o", "-"],
@@ -126,6 +127,7 @@ def test_outputs_get_the_umask_mode_not_0600(cli, tmp_path):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
 
 
+@pytest.mark.slow
 def test_closed_stdout_exits_like_a_unix_tool(trained_xor):
     proc = subprocess.Popen([sys.executable, "-m", "cfctool", "info", str(trained_xor["cfc"])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -88,6 +88,7 @@ def test_distill_errors(trained_xor, tmp_path, cli):
     assert load(out).arch["name"] == "cfc-ncp"
 
 
+@pytest.mark.slow
 def test_a_teacher_reads_its_own_view_of_the_students_rows(data_dir, tmp_path, cli):
     """An MNIST-rows teacher distils into a pixel-MNIST student: the teacher sees each of the
     student's pixel sequences as its image, so the student learns to mimic it on images it

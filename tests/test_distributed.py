@@ -12,8 +12,8 @@ from cfctool import checkpoint
 RUN = ["xor", "--train-size", "512", "--epochs", "2", "--hidden", "8", "--backbone-units", "8", "--threads", "1"]
 TOLERANCE = 1e-5  # max |w_2proc - w_1proc| after 16 Adam steps: the gradients differ only in summation order
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available in this torch build")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available in this torch build")]
 
 
 def torchrun(*args, cwd, **kw):

@@ -141,6 +141,7 @@ def test_ode_errors(cli, tmp_path):
                     task_record("pmnist"))
 
 
+@pytest.mark.slow
 def test_conv_ode_trains_on_real_mnist_slices(data_dir, tmp_path, cli):
     out = tmp_path / "c.st"
     r = cli("train", "mnist", "--arch", "conv-ode", "--data", data_dir, "--max-samples", "3000", "--epochs", "2",
@@ -149,6 +150,7 @@ def test_conv_ode_trains_on_real_mnist_slices(data_dir, tmp_path, cli):
     assert load(out).record["metrics"]["accuracy"] > 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [None, "svd"])
 def test_euler_sequence_odes_export_as_an_onnx_scan(method, tmp_path):
     """The folded ODE step is a Scan body: the graph takes any length and equals the loop."""

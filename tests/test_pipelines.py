@@ -15,6 +15,8 @@ from cfctool import checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 CFCTOOL = f"{sys.executable} -m cfctool"
 
+pytestmark = pytest.mark.slow  # end-to-end runs through make and pipes
+
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 def test_quickstart_makefile_runs_every_step_and_reports_them(tmp_path):

@@ -301,6 +301,7 @@ def _run_folded(f, split):
     return f.readout(ys[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
 def test_export_of_an_int8_checkpoint_runs_integer_products_in_the_scan_body(quantized, arch, tmp_path):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")

@@ -7,6 +7,7 @@ from cfctool.errors import TrainingError
 from cfctool.ops.train import train
 
 
+@pytest.mark.slow
 def test_default_xor_preset_learns_parity():
     """The acceptance run of the quick preset (a few seconds on 2 cores)."""
     ckpt = train(resolve("xor", "cfc", overrides={"threads": 2}))
