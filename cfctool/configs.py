@@ -15,15 +15,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_type_hints
 
+from cfctool.data.names import DATASETS, MODULES
 from cfctool.errors import ConfigError
-from cfctool.families import FAMILIES, arch_settings
+from cfctool.families import FAMILIES, arch_settings, get
+from cfctool.settings import Setting
 
 ARCHS = tuple(FAMILIES)
 # the choices of a setting are its Literal type (validate() and the docs read them from there)
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Device = Literal["auto", "cpu", "cuda"]
-XorEncoding = Literal["dense", "event"]
-OPTIMIZERS, DEVICES, XOR_ENCODINGS = get_args(Optimizer), get_args(Device), get_args(XorEncoding)
+OPTIMIZERS, DEVICES = get_args(Optimizer), get_args(Device)
 
 
 def _help(text: str, default: Any = None, flags: str | None = None, **kw):
@@ -40,8 +41,6 @@ def _arch_config_class():
         fields_.append((s.name, kind, _help(s.help, s.default)))
 
     def validate(self) -> None:
-        from cfctool.families import get
-
         family = get(self.name)
         settings = arch_settings()
         for key in family.setting_names():
@@ -62,70 +61,70 @@ def _arch_config_class():
 ArchConfig = _arch_config_class()
 
 
-IMAGE_DATASETS = ("mnist", "pmnist", "pixel-mnist", "fashion-mnist")
+def data_modules() -> dict[str, Any]:
+    """Each data set module once ({module path: module}), in the registry's order."""
+    import importlib
+
+    return {path: importlib.import_module(path) for path in dict.fromkeys(MODULES.values())}
 
 
-@dataclass
-class DataConfig:
-    """Which data set, where it lives, and how it is generated or preprocessed."""
+def data_settings() -> dict[str, Setting]:
+    """Every data set's settings by name (the data sets declare them, not this file)."""
+    out: dict[str, Setting] = {}
+    for module in data_modules().values():
+        for s in module.SETTINGS:
+            out.setdefault(s.name, s)
+    return out
 
-    dataset: str = "xor"
-    data_dir: str | None = _help("Data directory (default: $CFCTOOL_DATA).")
-    max_samples: int | None = _help("Train on at most N samples (an even, deterministic subset).")
-    max_test_samples: int | None = _help("Test on at most N samples (a seeded random subset; recorded).")
-    val_fraction: float = _help("Fraction of the training data held out for best-epoch selection.", 0.1)
-    shift: int = _help("mnist, pmnist, fashion-mnist: move each training image by a random -N..N pixels "
-                       "down and across (zero fill) every time it is drawn; validation and test images "
-                       "stay as they are (augmentation against overfitting).", 0)
-    # bit-stream XOR (generated, needs no files)
-    bits: int = _help("xor: longest stream (bits).", 10)
-    min_bits: int = _help("xor: shortest stream (bits).", 1)
-    encoding: XorEncoding = _help("xor: dense (a step per bit) or event (a step per run, dt = run length).", "dense")
-    train_size: int = _help("xor: training streams generated.", 20000)
-    test_size: int = _help("xor: test streams generated.", 2000)
-    # imdb
-    vocab_size: int = _help("imdb: vocabulary (most frequent training words).", 20000)
-    seq_len: int = _help("imdb: tokens kept per review (the last ones).", 200)
-    padding: Literal["end", "pre"] = _help(
-        "imdb: end (padding after the review, masked) or pre (before it, unmasked: the pad "
-        "steps act as a learned initial state, as Keras' pad_sequences).", "end")
-    # person_activity: windows of consecutive 10 ms bins, as in the Latent-ODE protocol
-    window: int = _help("person_activity: steps per window.", 50)
-    window_stride: int = _help("person_activity: stride between windows.", 25)
-    test_fraction: float = _help("person_activity: fraction of sessions' windows used for testing.", 0.2)
+
+def _data_config_class():
+    """DataConfig: which data set, where it lives, the settings every data set shares, and
+    each data set's own settings (declared in its module, `cfctool.data.NAME.SETTINGS`)."""
+    fields_ = [
+        ("dataset", str, field(default="xor")),
+        ("data_dir", "str | None", _help("Data directory (default: $CFCTOOL_DATA).")),
+        ("max_samples", "int | None", _help("Train on at most N samples (an even, deterministic subset).")),
+        ("max_test_samples", "int | None", _help("Test on at most N samples (a seeded random subset; recorded).")),
+        ("val_fraction", "float", _help("Fraction of the training data held out for best-epoch selection.", 0.1)),
+    ]
+    for s in data_settings().values():
+        fields_.append((s.name, s.type.__name__, _help(s.help, s.default)))
 
     def validate(self) -> None:
-        from cfctool.data.names import DATASETS
-
         _choice("dataset", self.dataset, DATASETS)
         for key in ("max_samples", "max_test_samples"):
             if getattr(self, key) is not None:
                 _positive(key, getattr(self, key))
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
-        if self.shift < 0:
-            raise ConfigError(f"shift must be >= 0 pixels (got {self.shift})")
-        if self.shift and self.dataset not in IMAGE_DATASETS:
-            raise ConfigError(f"shift moves images: it applies to {', '.join(IMAGE_DATASETS)}, "
-                              f"not '{self.dataset}'")
-        _choice("encoding", self.encoding, choices_of(type(self), "encoding"))
-        _choice("padding", self.padding, choices_of(type(self), "padding"))
-        _positive("bits", self.bits)
-        _positive("train_size", self.train_size)
-        _positive("test_size", self.test_size)
-        if not 1 <= self.min_bits <= self.bits:
-            raise ConfigError(f"min_bits must be in [1, bits={self.bits}] (got {self.min_bits})")
-        _positive("vocab_size", self.vocab_size)
-        _positive("seq_len", self.seq_len)
-        _positive("window", self.window)
-        _positive("window_stride", self.window_stride)
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"test_fraction must be in (0, 1) (got {self.test_fraction})")
+        values = dataclasses.asdict(self)
+        for s in data_settings().values():
+            problem = s.check(values[s.name])
+            if problem:
+                raise ConfigError(problem)
+        for path, module in data_modules().items():
+            served = [name for name, p in MODULES.items() if p == path]
+            for key, why in getattr(module, "OWN_SETTINGS", {}).items():
+                if values[key] != data_settings()[key].default and self.dataset not in served:
+                    raise ConfigError(f"{why}: it applies to {', '.join(served)}, not '{self.dataset}'")
+            if hasattr(module, "validate"):
+                try:
+                    module.validate(values)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
 
     def resolved_data_dir(self) -> Path | None:
         """`--data` wins over CFCTOOL_DATA; None when neither is set."""
         value = self.data_dir or os.environ.get("CFCTOOL_DATA")
         return Path(value).expanduser() if value else None
+
+    return dataclasses.make_dataclass(
+        "DataConfig", fields_, namespace={"validate": validate, "resolved_data_dir": resolved_data_dir,
+                                          "__doc__": "Which data set, where it lives, and how it is generated or "
+                                                     "preprocessed; see cfctool.data."})
+
+
+DataConfig = _data_config_class()
 
 
 @dataclass
@@ -498,8 +497,6 @@ def resolve(
     overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """Merge defaults < arch defaults < preset < config file < command-line options."""
-    from cfctool.families import get
-
     family = get(arch)
     if (dataset, preset) not in PRESETS and preset != "default":
         raise ConfigError(
@@ -589,8 +586,6 @@ def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
 def _flatten(values: dict[str, Any], path: Path) -> dict[str, Any]:
     """A stored run config's sections as one flat mapping. What the command line chooses (the
     data set, the arch, the preset) is kept under its own name for resolve() to compare."""
-    from cfctool.families import get
-
     flat: dict[str, Any] = {}
     for key, value in values.items():
         if key == "arch" and isinstance(value, dict):

@@ -247,3 +247,59 @@ def test_a_new_family_is_one_module_and_one_registry_line(monkeypatch, tmp_path)
     assert report["params"] == 8 * (1 + 8) + 8 + 8 * 2 + 2
     timing = bench(back, repeats=1, warmup=0)
     assert timing["results"][0]["macs_per_sequence"] == 6 * 8 * 9 + 2 * 8
+
+
+# A whole data set: its own setting, its loader, its split reader (torch-free to import).
+TOY_DATA = textwrap.dedent('''
+    """Sign of the sum of a random walk (a toy data set for the registry test)."""
+    from cfctool.data.base import Dataset, Split
+    from cfctool.settings import Setting
+
+    SETTINGS = (Setting("walk_length", int, 7, "toy-walk: steps per walk.", low=2),)
+
+
+    def task_record(length):
+        return {"dataset": "toy-walk", "input": {"kind": "features", "size": 1},
+                "output": {"kind": "classification", "size": 2, "per_step": False},
+                "preprocessing": {"walk_length": length}}
+
+
+    def _split(length, n, seed):
+        import torch
+
+        x = torch.randn(n, length, 1, generator=torch.Generator().manual_seed(seed))
+        return Split(x, (x.sum((1, 2)) > 0).long())
+
+
+    def load(cfg):
+        task = task_record(cfg.walk_length)
+        return Dataset(task=task, splits={"train": _split(cfg.walk_length, 256, 0), "val": _split(cfg.walk_length, 64, 1),
+                                          "test": _split(cfg.walk_length, 64, 2)})
+
+
+    def load_split(task, split, data_dir=None, task_tensors=None):
+        return _split(task["preprocessing"]["walk_length"], 64, {"train": 0, "val": 1, "test": 2}[split])
+''')
+
+
+def test_a_new_data_set_is_one_module_with_its_own_settings_and_one_registry_line(tmp_path, monkeypatch, cli):
+    import sys
+
+    from cfctool import configs
+    from cfctool.data import names
+    from cfctool.errors import ConfigError
+    from cfctool.ops.evaluate import evaluate
+
+    (tmp_path / "toy_walk.py").write_text(TOY_DATA)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(names.MODULES, "toy-walk", "toy_walk")  # the registry line
+    monkeypatch.setattr(names, "DATASETS", tuple(names.MODULES))
+    monkeypatch.setattr(configs, "DataConfig", configs._data_config_class())  # as built at start-up
+    assert "torch" not in sys.modules["toy_walk"].__dict__  # its settings are read without torch
+    run = configs.resolve("toy-walk", "cfc", overrides={"walk_length": 5, "epochs": 2, "hidden": 8, "threads": 1})
+    assert run.data.walk_length == 5
+    ckpt = train(run)
+    assert ckpt.task["preprocessing"] == {"walk_length": 5}
+    assert evaluate(ckpt)["accuracy"] == ckpt.record["metrics"]["accuracy"] > 0.6  # eval re-reads its test split
+    with pytest.raises(ConfigError, match="walk_length must be >= 2"):
+        configs.resolve("toy-walk", "cfc", overrides={"walk_length": 1})

@@ -8,7 +8,9 @@ import sys
 import typer
 
 from cfctool import __version__
+from cfctool.cli import bench, compress, distill, evaluate, export, info, report, train
 from cfctool.errors import CfcError, ConfigError
+from cfctool.ops.methods import METHODS
 
 EXIT_USAGE = 2  # the command line or a config file asks for something invalid
 EXIT_FAILURE = 1  # anything else went wrong (files, data, training, writing)
@@ -32,9 +34,6 @@ ORDER = ("train", "quantize", "prune", "distill", "reduce", "eval", "info", "ben
 def build_app() -> typer.Typer:
     """The `cfctool` command with every command registered (the compression methods from
     their registry)."""
-    from cfctool.cli import bench, compress, distill, evaluate, export, info, report, train
-    from cfctool.ops.methods import METHODS
-
     app = typer.Typer(
         name="cfctool",
         help="Train and compress Closed-form Continuous-time (CfC) networks. Commands read and write NAME.st "

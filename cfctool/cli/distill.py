@@ -34,9 +34,8 @@ def distill_command(
 
     from cfctool.cli.io import check_output, read_checkpoint, write_checkpoint
     from cfctool.cli.progress import status_lines, training_progress
-    from cfctool.ops.distill import distill, validate
-
     from cfctool.configs import from_settings, load_config_file
+    from cfctool.ops.distill import distill, validate
 
     names = {f.name for f in fields(DistillConfig)}
     file_values = load_config_file(config, "distill") if config else {}

@@ -15,6 +15,7 @@ import typer
 from typing_extensions import Annotated
 
 from cfctool.configs import ArchConfig, DataConfig, TrainConfig
+from cfctool.families import arch_settings
 
 
 def field_help(cls, name: str) -> str:
@@ -46,8 +47,6 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
     """One keyword parameter per setting of the config classes in `panels` ({class: panel
     title}; default: the train settings), default None (= the preset's or class default);
     `exclude`: settings a command does not offer."""
-    from cfctool.families import arch_settings
-
     choices = {name: s.choices for name, s in arch_settings().items()}
     params = []
     for cls, panel in (panels or _PANELS).items():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cfctool.errors import DataError
+
+if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
+    import torch
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Split:
 
 def sample_indices(total: int, n: int, seed: int = 0) -> torch.Tensor:
     """Which rows `Split.sample` keeps; data modules use it to read only those."""
+    import torch
+
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
@@ -66,6 +69,8 @@ class Dataset:
 
 def split_off_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
     """A seeded, reproducible hold-out of `fraction` of the training split."""
+    import torch
+
     n_val = int(round(len(train) * fraction))
     if n_val == 0:
         return train, None

@@ -14,18 +14,29 @@ import re
 import tarfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from cfctool.data.base import Dataset, Split, find_input, sample_indices
 from cfctool.data.registry import TEST_SAMPLE_SEED, capped_test_record
 from cfctool.errors import DataError
+from cfctool.settings import Setting
+
+if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
+    import torch
 
 PAD, OOV = 0, 1
 _LAYOUT = "imdb/aclImdb_v1.tar.gz, imdb/aclImdb_v1_text.tar.gz or an extracted aclImdb/ folder (train/pos, train/neg, test/pos, test/neg)"
 _REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+# its settings (flags and config keys)
+SETTINGS = (
+    Setting("vocab_size", int, 20000, "imdb: vocabulary (most frequent training words).", low=1),
+    Setting("seq_len", int, 200, "imdb: tokens kept per review (the last ones).", low=1),
+    Setting("padding", str, "end", "imdb: end (padding after the review, masked) or pre (before it, unmasked: the "
+            "pad steps act as a learned initial state, as Keras' pad_sequences).", ("end", "pre")),
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -76,6 +87,8 @@ def vocab_to_tensor(words: list[str]) -> torch.Tensor:
     weights are int8)."""
     import zlib
 
+    import torch
+
     data = zlib.compress("\n".join(words).encode("utf-8"), 9)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
@@ -95,6 +108,8 @@ def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], se
            padding: str = "end") -> Split:
     """The last `seq_len` tokens of each review; `end` pads after them under a mask, `pre`
     pads before them without a mask (Keras' pad_sequences: the model reads the pads)."""
+    import torch
+
     index = {w: i + 2 for i, w in enumerate(vocab)}
     x = torch.zeros(len(token_lists), seq_len, dtype=torch.int64)
     mask = torch.zeros(len(token_lists), seq_len, dtype=torch.bool)

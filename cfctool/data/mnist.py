@@ -14,13 +14,15 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cfctool.data.base import Dataset, Split, find_input
 from cfctool.errors import DataError
+from cfctool.settings import Setting
+
+if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
+    import numpy as np
+    import torch
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -28,8 +30,19 @@ _FOLDER = {"mnist": "mnist", "pmnist": "mnist", "pixel-mnist": "mnist", "fashion
 _SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
+# its settings (flags and config keys); `shift` means nothing for other data sets' rows
+SETTINGS = (
+    Setting("shift", int, 0, "mnist, pmnist, fashion-mnist: move each training image by a random -N..N pixels "
+            "down and across (zero fill) every time it is drawn; validation and test images stay as they are "
+            "(augmentation against overfitting).", low=0),
+)
+OWN_SETTINGS = {"shift": "shift moves images"}
+
+
 def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     """An IDX array (unsigned bytes), checking magic, dimensions and the data size."""
+    import numpy as np
+
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -82,6 +95,9 @@ def preview_task(cfg) -> dict[str, Any]:
 
 
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors=None, limit: int | None = None) -> Split:
+    import numpy as np
+    import torch
+
     if split not in FILES:
         raise DataError(f"{task['dataset']} has the splits train and test (got '{split}')")
     images_path, labels_path = _locate(data_dir, task["dataset"], split)
@@ -98,6 +114,8 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors=None, li
 def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, side: int = 28) -> torch.Tensor:
     """Images (any view of N side x side images) moved by per-image (dy, dx) pixels, down and
     across for positive offsets, with zero fill; the view is kept."""
+    import torch
+
     n = x.shape[0]
     most = int(max(dy.abs().max(), dx.abs().max())) if n else 0
     img = torch.nn.functional.pad(x.reshape(n, side, side), (most, most, most, most))
@@ -108,6 +126,8 @@ def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, side: int = 2
 
 def random_shift(batch: Split, generator: torch.Generator, most: int, side: int = 28) -> Split:
     """Each image of the batch moved by its own random (dy, dx) in -most..most (`translate`)."""
+    import torch
+
     dy, dx = most - torch.randint(0, 2 * most + 1, (2, len(batch)), generator=generator)
     return Split(translate(batch.x, dy, dx, side), batch.y, batch.dt, batch.mask, batch.extra)
 

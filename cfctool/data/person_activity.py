@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cfctool.data.base import Dataset, Split, find_input
 from cfctool.errors import DataError
+from cfctool.settings import Setting
+
+if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
+    import numpy as np
 
 TAGS = ("010-000-024-033", "010-000-030-096", "020-000-033-111", "020-000-032-221")  # ankle L/R, chest, belt
 CLASSES = ("walking", "falling", "lying", "sitting", "standing up", "on all fours", "sitting on the ground")
@@ -37,6 +38,19 @@ BIN_TICKS = 10**5  # 10 ms
 DT_UNIT_BINS = 10  # dt is reported in units of 100 ms
 _LAYOUT = "person_activity/ConfLongDemo_JSI.txt (or any ConfLongDemo_JSI*.txt): lines 'sequence,tag,ticks,date,x,y,z,activity'"
 DATA_SEED = 1234
+
+
+# its settings (flags and config keys): windows of consecutive 10 ms bins, as in the Latent-ODE protocol
+SETTINGS = (
+    Setting("window", int, 50, "person_activity: steps per window.", low=1),
+    Setting("window_stride", int, 25, "person_activity: stride between windows.", low=1),
+    Setting("test_fraction", float, 0.2, "person_activity: fraction of sessions' windows used for testing."),
+)
+
+
+def validate(values: dict[str, Any]) -> None:
+    if not 0.0 < values["test_fraction"] < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1) (got {values['test_fraction']})")
 
 
 def find_source(data_dir) -> Path:
@@ -75,6 +89,8 @@ def read_sequences(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _bin(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import numpy as np
+
     rows.sort(key=lambda r: r[0])
     first = rows[0][0]
     bins = np.array([round((r[0] - first) / BIN_TICKS) for r in rows])
@@ -97,6 +113,8 @@ def _bin(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _windows(seqs: dict, names: list[str], window: int, stride: int):
+    import numpy as np
+
     xs, dts, ys = [], [], []
     for name in names:
         bins, values, labels = seqs[name]
@@ -111,6 +129,9 @@ def _windows(seqs: dict, names: list[str], window: int, stride: int):
 
 
 def _to_split(xs, dts, ys, window: int, mean: np.ndarray, std: np.ndarray) -> Split:
+    import numpy as np
+    import torch
+
     n = len(xs)
     x = np.zeros((n, window, 12), dtype=np.float32)
     dt = np.ones((n, window), dtype=np.float32)
@@ -123,6 +144,8 @@ def _to_split(xs, dts, ys, window: int, mean: np.ndarray, std: np.ndarray) -> Sp
 
 
 def split_sessions(names: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    import numpy as np
+
     order = np.random.default_rng(DATA_SEED).permutation(len(names))
     n_test = max(1, math.ceil(len(names) * fraction)) if len(names) > 1 else 0
     if n_test == 0:
@@ -132,6 +155,8 @@ def split_sessions(names: list[str], fraction: float) -> tuple[list[str], list[s
 
 
 def load(cfg) -> Dataset:
+    import numpy as np
+
     path = find_source(cfg.resolved_data_dir())
     seqs = read_sequences(path)
     train_names, test_names = split_sessions(list(seqs), cfg.test_fraction)
@@ -155,6 +180,8 @@ def load(cfg) -> Dataset:
 
 
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors, seqs=None) -> Split:
+    import numpy as np
+
     p = task["preprocessing"]
     if split not in ("train", "test"):
         raise DataError(f"person_activity has the splits train and test (got '{split}')")

@@ -9,15 +9,32 @@ the task's data seed, so `eval` regenerates exactly the test set the model was t
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cfctool.data.base import Dataset, Split
+from cfctool.settings import Setting
+
+if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
+    import numpy as np
 
 DATA_SEED = 20220  # fixed: the test set does not change with the training seed
 _SPLIT_OFFSET = {"train": 0, "test": 1, "val": 2}
+
+
+# its settings (flags and config keys); every data set declares its own, as families do
+SETTINGS = (
+    Setting("bits", int, 10, "xor: longest stream (bits).", low=1),
+    Setting("min_bits", int, 1, "xor: shortest stream (bits).", low=1),
+    Setting("encoding", str, "dense", "xor: dense (a step per bit) or event (a step per run, dt = run length).",
+            ("dense", "event")),
+    Setting("train_size", int, 20000, "xor: training streams generated.", low=1),
+    Setting("test_size", int, 2000, "xor: test streams generated.", low=1),
+)
+
+
+def validate(values: dict[str, Any]) -> None:
+    if not 1 <= values["min_bits"] <= values["bits"]:
+        raise ValueError(f"min_bits must be in [1, bits={values['bits']}] (got {values['min_bits']})")
 
 
 def task_record(cfg) -> dict[str, Any]:
@@ -46,6 +63,9 @@ def load_split(task: dict[str, Any], split: str, data_dir=None, task_tensors=Non
 
 
 def generate(task: dict[str, Any], split: str, n: int | None = None) -> Split:
+    import numpy as np
+    import torch
+
     p = task["preprocessing"]
     n = p["sizes"][split] if n is None else n
     rng = np.random.default_rng(p["data_seed"] + _SPLIT_OFFSET[split])
@@ -68,6 +88,8 @@ def generate(task: dict[str, Any], split: str, n: int | None = None) -> Split:
 
 
 def _run_length(streams: np.ndarray, lengths: np.ndarray):
+    import numpy as np
+
     n, bits = streams.shape
     x, dt, mask = np.zeros((n, bits)), np.ones((n, bits)), np.zeros((n, bits), dtype=bool)
     for i in range(n):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from cfctool.errors import ConfigError
 from cfctool.families import cfc, cfc_ncp, ltc, ode, reduced
-from cfctool.families.base import Family, Setting
+from cfctool.families.base import Family
+from cfctool.settings import Setting
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     cfc.FAMILY,
@@ -17,8 +19,6 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 
 
 def get(name: str) -> Family:
-    from cfctool.errors import ConfigError
-
     if name not in FAMILIES:
         raise ConfigError(f"unknown arch '{name}'; choose one of: {', '.join(FAMILIES)}")
     return FAMILIES[name]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, UnitGroup, front_end, standard_counts
+from cfctool.families.base import EMBEDDING, HIDDEN, Family, UnitGroup, front_end, standard_counts
 from cfctool.models import HEADS
+from cfctool.settings import Setting
 
 CFC_MODES = ("default", "no_gate", "pure")
 ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")

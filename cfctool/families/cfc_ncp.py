@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from cfctool.families import cfc
-from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, front_end
+from cfctool.families.base import EMBEDDING, HIDDEN, Family, front_end
+from cfctool.settings import Setting
 
 SETTINGS = (
     HIDDEN,

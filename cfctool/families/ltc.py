@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, front_end, standard_counts
+from cfctool.families.base import EMBEDDING, HIDDEN, Family, front_end, standard_counts
+from cfctool.settings import Setting
 
 SETTINGS = (HIDDEN, Setting("ode_unfolds", int, 6, "ltc: solver sub-steps per input step.", low=1), *EMBEDDING)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfctool.families.base import EMBEDDING, HIDDEN, Family, Setting, front_end, standard_counts
+from cfctool.errors import ConfigError
+from cfctool.families.base import EMBEDDING, HIDDEN, Family, front_end, standard_counts
+from cfctool.settings import Setting
 
 SOLVER = Setting("solver", str, "rk4", "ODE solver (fixed step): euler or rk4 (classic 4th order).", ("euler", "rk4"))
 STEP = Setting("ode_dt", float, 0.1, "ODE solver step size.", low=1e-6)
@@ -24,8 +26,6 @@ RNN_SETTINGS = (HIDDEN, SOLVER, STEP,
 
 
 def _image_side(task: dict[str, Any]) -> int:
-    from cfctool.errors import ConfigError
-
     inp = task["input"]
     view = (task.get("preprocessing") or {}).get("view", "")
     if inp["kind"] != "features" or not view.startswith("rows") or inp["size"] < 3:

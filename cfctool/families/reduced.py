@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cfctool.errors import ConfigError
 from cfctool.families.base import Family, standard_counts
 
 
 def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
-    from cfctool.errors import ConfigError
-
     raise ConfigError("'ode-reduced' models are made by `cfctool reduce` from a conv-ode or ode-rnn checkpoint")
 
 
