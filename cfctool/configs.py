@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_type_hints
 
-from cfctool.data.names import DATASETS, MODULES
+from cfctool.data.names import MODULES
 from cfctool.errors import ConfigError
 from cfctool.families import FAMILIES, arch_settings, get
 from cfctool.settings import Setting
@@ -91,7 +91,7 @@ def _data_config_class():
         fields_.append((s.name, s.type.__name__, _help(s.help, s.default)))
 
     def validate(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
+        _choice("dataset", self.dataset, tuple(MODULES))  # the registry as it is now
         for key in ("max_samples", "max_test_samples"):
             if getattr(self, key) is not None:
                 _positive(key, getattr(self, key))
