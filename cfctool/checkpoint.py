@@ -35,6 +35,7 @@ FORMAT_VERSION = 2
 META_FORMAT = "cfctool.format"
 META_RECORD = "cfctool.record"
 RECORD_SECTIONS = ("arch", "task", "compression", "encodings", "metrics", "history")
+DATA_SHA256 = "data_sha256"  # the record's checksum of the tensor data (after the header)
 TASK_TENSOR_PREFIX = "task."  # data the model needs at inference (e.g. a vocabulary), not weights
 _HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own limit on header size
 
@@ -52,6 +53,9 @@ class Checkpoint:
     record: dict[str, Any]
     source: str | None = field(default=None, compare=False)
     parts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, compare=False)
+    # the sha256 of the tensor data the file carried and that loading verified (None: an
+    # older file without one, or a checkpoint not loaded from bytes)
+    data_sha256: str | None = field(default=None, compare=False)
 
     @property
     def arch(self) -> dict[str, Any]:
@@ -156,7 +160,11 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
     stored = stored_tensors(ckpt.tensors, record["encodings"], ckpt.parts)
     record["format"] = FORMAT_VERSION
     record["tensors"] = _manifest(stored)
-    return safetensors_bytes(stored, {META_FORMAT: str(FORMAT_VERSION), META_RECORD: json.dumps(record, sort_keys=True)})
+    entries, blobs = _layout(stored)
+    # the tensor data's checksum travels in the file itself (pipes carry no sidecar)
+    record[DATA_SHA256] = hashlib.sha256(b"".join(blobs)).hexdigest()
+    return _assemble(entries, blobs, {META_FORMAT: str(FORMAT_VERSION),
+                                      META_RECORD: json.dumps(record, sort_keys=True)})
 
 
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -168,16 +176,26 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     one (little-endian u64 header size, JSON header padded to 8 bytes, tensors sorted
     by alignment then name) and is read back by the safetensors library itself.
     """
-    header: dict[str, Any] = {"__metadata__": metadata}
+    return _assemble(*_layout(tensors), metadata)
+
+
+def _layout(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Any], list[bytes]]:
+    """(header entries, data blobs in file order) of the standard safetensors layout."""
+    entries: dict[str, Any] = {}
     blobs, offset = [], 0
     for name, t in sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])):
         if t.dtype not in _ST_DTYPES:
             raise CheckpointError(f"tensor '{name}' has dtype {t.dtype}, which checkpoints cannot store")
         t = t.detach().cpu().contiguous()
         raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        entries[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
+    return entries, blobs
+
+
+def _assemble(entries: dict[str, Any], blobs: list[bytes], metadata: dict[str, str]) -> bytes:
+    header = {"__metadata__": metadata, **entries}
     head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)
     return b"".join([struct.pack("<Q", len(head)), head, *blobs])
@@ -215,6 +233,14 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
     missing = [s for s in ("arch", "task", "tensors") if s not in record]
     if not isinstance(record, dict) or missing:
         raise CheckpointError(f"{source}: the record lacks required sections: {', '.join(missing)}")
+    recorded_sha = record.pop(DATA_SHA256, None)
+    if recorded_sha is not None:
+        header_end = 8 + struct.unpack("<Q", data[:8])[0]
+        actual = hashlib.sha256(memoryview(data)[header_end:]).hexdigest()
+        if actual != recorded_sha:
+            raise CheckpointError(f"{source}: the tensor data do not match the sha256 recorded in the file "
+                                  f"({recorded_sha[:12]}..., the data hash to {actual[:12]}...); the file was "
+                                  "altered or damaged: use an intact copy")
     try:
         tensors = load(data)
     except Exception as exc:  # safetensors raises its own error types
@@ -226,7 +252,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
 
     record.setdefault("encodings", {})
     dense, parts = split_stored(tensors, record["encodings"], source)
-    return Checkpoint(tensors=dense, record=record, source=source, parts=parts)
+    return Checkpoint(tensors=dense, record=record, source=source, parts=parts, data_sha256=recorded_sha)
 
 
 def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The command line as a user meets it: outputs on stdout, `error:` lines and exit codes."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +195,75 @@ def test_max_test_samples_caps_and_records_the_test_set(cli, tmp_path):
     m = load(tmp_path / "m.st").record["metrics"]
     assert m["samples"] == 300 and m["test_subset"]["of"] == 2000 and m["engine"] == "folded"
     assert "tested on 300 of 2000" in r.err
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "IN", "--repeats", "1", "-o", "x.st"],  # a report over the model
+    ["bench", "IN", "--repeats", "1", "-o", "x.yaml"],  # ... over its sidecar, after which x.st no longer loads
+    ["report", "IN", "-o", "x.yaml"],
+    ["prune", "IN", "--ratio", "0.5", "-o", "x.st"],
+    ["prune", "hard.st", "--ratio", "0.5", "-o", "x.st"],  # the same file under another name
+    ["quantize", "IN", "-o", "x.st"],
+    ["distill", "IN", "--student", "cfc", "--epochs", "1", "-o", "x.st"],
+    ["train", "xor", "--config", "run.yaml", "-o", "run.st"],  # the sidecar would replace the config file
+])
+def test_outputs_never_destroy_inputs(args, cli, trained_xor, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(trained_xor["cfc"], "x.st")
+    shutil.copy(trained_xor["cfc"].with_suffix(".yaml"), "x.yaml")
+    os.link("x.st", "hard.st")
+    (tmp_path / "run.yaml").write_text("epochs: 1\ntrain_size: 64\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    r = cli(*["x.st" if a == "IN" else a for a in args])
+    assert r.code == 2 and "writing it would destroy the input; choose another -o" in r.err, r.err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwrite_replaces_the_input_checkpoint_on_purpose(cli, trained_xor, tmp_path):
+    import shutil
+
+    from cfctool.checkpoint import load
+
+    shutil.copy(trained_xor["cfc"], tmp_path / "x.st")
+    shutil.copy(trained_xor["cfc"].with_suffix(".yaml"), tmp_path / "x.yaml")
+    r = cli("prune", tmp_path / "x.st", "--ratio", "0.5", "--overwrite", "-q", "-o", tmp_path / "x.st")
+    assert r.code == 0, r.err
+    out = load(tmp_path / "x.st")  # the new pair is consistent (the sidecar's hash matches)
+    assert out.record["history"][-1]["command"] == "prune" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "x.st", "x.yaml"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_every_write_to_stdout_is_checked(unbuffered, tmp_path):
+    """`-o -`: a full disk is exit 1 with one error line, a reader closing mid-stream is 141
+    (not 0 with a truncated stream), with or without Python's buffering."""
+    import pty
+
+    from helpers import tiny_run
+
+    from cfctool import checkpoint
+    from cfctool.ops.train import train
+
+    big = tmp_path / "big.st"  # larger than a pipe's buffer, so the reader can leave mid-stream
+    checkpoint.save(train(tiny_run("cfc", hidden=128, backbone_units=128, max_steps=1)), big)
+    assert big.stat().st_size > 4 * 65536
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    prune = [sys.executable, "-m", "cfctool", "prune", str(big), "--ratio", "0.5", "-q", "-o", "-"]
+    if Path("/dev/full").exists():
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run(prune, stdout=full, stderr=subprocess.PIPE, env=env, timeout=120)
+        assert r.returncode == 1 and r.stderr.decode().startswith("error: cannot write the checkpoint to standard "
+                                                                  "output: No space left on device")
+    proc = subprocess.Popen(prune, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()  # the reader leaves mid-stream
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b""
+    leader, follower = pty.openpty()  # a terminal: refused before any work, as gzip does
+    r = subprocess.run(prune, stdout=follower, stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(follower)
+    os.close(leader)
+    assert r.returncode == 2 and b"refusing to write a binary checkpoint to a terminal" in r.stderr

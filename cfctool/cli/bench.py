@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         from cfctool.ops.bench import bench
 
         if output:
-            check_output(output, sidecar=False, suffix=None)
+            check_output(output, sidecar=False, suffix=None, inputs=(checkpoint, against))
         model = read_checkpoint(checkpoint)
         base = read_checkpoint(against) if against else None
         report = bench(model, engine=engine, against=base, split=split, data_dir=data, batch_size=batch_size,

@@ -19,6 +19,7 @@ def command(method: Method):
         output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
         data: options.Data = None,
         config: options.Config = None,
+        overwrite: options.Overwrite = False,
         quiet: options.Quiet = False,
         **settings,
     ):
@@ -26,7 +27,7 @@ def command(method: Method):
 
         hooks = method.hooks()
         run_compression(ctx, method.name, method.config, method.op, hooks.validate, checkpoint, output, data, quiet,
-                        settings, getattr(hooks, "result_line", None), config)
+                        settings, getattr(hooks, "result_line", None), config, overwrite)
 
     compress_command.__name__ = f"{method.name}_command"
     compress_command.__doc__ = method.help

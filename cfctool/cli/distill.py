@@ -41,7 +41,7 @@ def distill_command(
     file_values = load_config_file(config, "distill") if config else {}
     cfg = from_settings(DistillConfig, {k: v for k, v in file_values.items() if k in names}, settings)
     cfg.validate()
-    check_output(output)
+    check_output(output, inputs=(checkpoint, cfg.init_checkpoint, config))
     teacher = read_checkpoint(checkpoint)
     validate(teacher, cfg, dataset)
     overrides = {k: v for k, v in settings.items() if k not in names and v is not None}

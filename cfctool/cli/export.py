@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         from cfctool.ops.bench import workload
         from cfctool.ops.export import export_onnx, require_onnx
 
-        check_output(output, sidecar=False, suffix=".onnx")
+        check_output(output, sidecar=False, suffix=".onnx", inputs=(checkpoint,))
         require_onnx()
         ckpt = read_checkpoint(checkpoint)
         say = status_lines(quiet)

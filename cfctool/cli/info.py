@@ -74,6 +74,8 @@ def register(app: typer.Typer) -> None:
             f"encodings    {_flat(d['encodings']) or 'none (every tensor stored plain)'}",
             f"metrics      {_flat(metrics) or 'none recorded (run cfctool eval)'}",
             f"sizes        {_flat(d['sizes'])}",
+            "integrity    " + (f"tensor data sha256 {d['integrity']['data_sha256'][:16]}..., verified at load"
+                                if d["integrity"]["data_sha256"] else f"no hash in the file ({d['integrity']['note']})"),
             "history",
         ]
         for i, h in enumerate(d["history"], 1):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from cfctool.errors import CheckpointError
+from cfctool.errors import CheckpointError, OutputError
 
 STDIO = "-"
 
@@ -21,19 +22,41 @@ def read_checkpoint(path: str):
     return checkpoint.load(path)
 
 
-def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st") -> None:
+def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st", inputs=(),
+                 overwrite: bool = False) -> None:
     """Fail before any work when the output cannot be written (wrong suffix, missing or
-    read-only directory, a directory in the way); '-' (stdout) always can."""
-    from cfctool.checkpoint import check_writable
+    read-only directory, a directory in the way) or would replace one of the command's
+    `inputs` or their sidecars (the same file by device and inode, whatever its name);
+    `overwrite` allows replacing an input checkpoint (the write is atomic all the same).
+    '-' (stdout) always can be written."""
+    from cfctool.checkpoint import check_writable, sidecar_path
     from cfctool.errors import ConfigError
 
     if path == STDIO:
+        if sys.stdout.isatty():
+            raise ConfigError("-o -: refusing to write a binary checkpoint to a terminal; redirect it (> out.st) or "
+                              "pipe it (| cfctool info -)")
         return
     out = Path(path)
     if suffix == ".st" and sidecar and out.suffix != ".st":
         raise ConfigError(f"output {out} must end in .st (its sidecar {out.stem}.yaml is written beside it)")
     if suffix not in (None, ".st") and out.suffix != suffix:
         raise ConfigError(f"output {out} must end in {suffix}")
+    written = [out, *([sidecar_path(out)] if sidecar else [])]
+    for given in inputs:
+        if given is None or str(given) == STDIO:
+            continue
+        checkpoint_input = Path(given).suffix == ".st"
+        read = [Path(given), *([sidecar_path(given)] if checkpoint_input else [])]
+        for w in written:
+            for r in read:
+                if not (w.exists() and r.exists() and os.path.samefile(w, r)):
+                    continue
+                if overwrite and checkpoint_input:
+                    continue  # replacing the input pair on purpose: still one atomic write each
+                hint = " (or --overwrite to replace the input checkpoint)" if checkpoint_input and sidecar else ""
+                raise ConfigError(f"output {w} is the input {r}: writing it would destroy the input; choose "
+                                  f"another -o{hint}")
     check_writable(out, sidecar=sidecar)
 
 
@@ -46,15 +69,37 @@ def write_checkpoint(ckpt, path: str) -> None:
     if not is_main():
         return
     if path == STDIO:
-        sys.stdout.buffer.write(checkpoint.to_bytes(ckpt))
-        sys.stdout.buffer.flush()
+        write_stdout(checkpoint.to_bytes(ckpt))
         return
     checkpoint.save(ckpt, path)
     print(path)
 
 
+def write_stdout(payload: bytes) -> None:
+    """All of `payload` to standard output, every write checked: a short write is continued,
+    a closed reader raises BrokenPipeError (exit 141), any other failure (a full disk) is an
+    OutputError (exit 1) - whether or not Python buffers stdout (PYTHONUNBUFFERED)."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (an in-process capture)
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+        return
+    view = memoryview(payload)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write the checkpoint to standard output: {exc.strerror or exc}; "
+                              "the output there is incomplete") from None
+        view = view[written:]
+
+
 def run_compression(ctx, kind: str, cfg_class, op, validate, checkpoint: str, output: str, data, quiet: bool,
-                    settings: dict, summary=None, config: str | None = None) -> None:
+                    settings: dict, summary=None, config: str | None = None, overwrite: bool = False) -> None:
     """The shape every checkpoint -> checkpoint command shares: settings from the flags over
     a config file, output and settings checked before any work, the op with progress, one
     summary line on stderr (`summary(out)`), the result written (or piped) last."""
@@ -63,7 +108,7 @@ def run_compression(ctx, kind: str, cfg_class, op, validate, checkpoint: str, ou
 
     cfg = from_settings(cfg_class, load_config_file(config, kind) if config else None, settings)
     cfg.validate()
-    check_output(output)
+    check_output(output, inputs=(checkpoint, config), overwrite=overwrite)
     ckpt = read_checkpoint(checkpoint)
     validate(ckpt, cfg)
     with training_progress(quiet) as progress:

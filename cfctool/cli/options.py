@@ -27,6 +27,8 @@ Data = Annotated[Optional[str], typer.Option(
     "--data", help="Data directory (default: $CFCTOOL_DATA, else the one recorded when the model was trained).")]
 Threads = Annotated[Optional[int], typer.Option(help=field_help(TrainConfig, "threads"))]
 Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Allow -o to be the input checkpoint (replaced atomically once the result is ready).")]
 Config = Annotated[Optional[str], typer.Option(
     "--config", help="YAML file of settings (flat keys, e.g. 'lr: 0.01'), or a stored config (a history entry's "
                      "`config`); flags override it.")]

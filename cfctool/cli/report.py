@@ -27,9 +27,11 @@ def register(app: typer.Typer) -> None:
         from cfctool.ops import report as rep
 
         kind = Path(output).suffix.lower() if output is not None else None
+        found = rep.find_checkpoints(paths)
         if output is not None:
-            check_output(output, sidecar=False, suffix=kind if kind in (".md", ".yaml", ".json") else ".md")
-        rows = rep.report(paths)
+            check_output(output, sidecar=False, suffix=kind if kind in (".md", ".yaml", ".json") else ".md",
+                         inputs=found)
+        rows = rep.report(found)
         base = Path.cwd()
         if plot is not None:
             rep.plot(rows, plot)

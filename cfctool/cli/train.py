@@ -54,7 +54,7 @@ def train_command(
     out = output or f"{dataset}-{arch}.st"
     if resume and out == "-":
         raise ConfigError("--resume needs an output file (its training state is kept beside it), not '-'")
-    check_output(out)
+    check_output(out, inputs=(init_from, config))
 
     from cfctool.ops.train import state_path_for, train
 

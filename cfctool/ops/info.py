@@ -37,5 +37,8 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "compression": ckpt.record.get("compression") or {"state": "none"},
         "metrics": ckpt.record.get("metrics", {}),
         "sizes": sizes,
+        "integrity": ({"data_sha256": ckpt.data_sha256, "verified": "at load"} if ckpt.data_sha256 else
+                      {"data_sha256": None, "note": "written before checkpoints carried the sha256 of their tensor "
+                                                    "data: only a sidecar's file hash can check it"}),
         "history": ckpt.record.get("history", []),
     }
