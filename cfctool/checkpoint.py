@@ -8,6 +8,7 @@ through a pipe. The sidecar repeats the record for people and Makefiles and pins
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import hashlib
@@ -350,13 +351,112 @@ def check_writable(path: str | Path, sidecar: bool = True) -> Path:
 
 
 def save(ckpt: Checkpoint, path: str | Path) -> Path:
-    """Write `path` and its sidecar atomically; on any failure neither is left half-written."""
+    """Write `path` and its sidecar as one transaction: both are written to temp files and
+    fsynced first, then renamed into place; if anything fails on the way the old pair (or
+    none) is left, never a new .st beside an old sidecar. Writers of the same path from
+    several processes take turns (an advisory lock, `PATH.lock`, removed afterwards)."""
     path = check_writable(path)
     payload = to_bytes(ckpt)
-    sidecar = sidecar_text(ckpt, hashlib.sha256(payload).hexdigest())
-    atomic_write(path, payload)
-    atomic_write(sidecar_path(path), sidecar.encode("utf-8"))
+    sidecar = sidecar_text(ckpt, hashlib.sha256(payload).hexdigest()).encode("utf-8")
+    with _exclusive(path):
+        staged = [_stage(path, payload)]
+        try:
+            staged.append(_stage(sidecar_path(path), sidecar))
+            _swap_in_pair(path, staged[0], staged[1])
+        finally:
+            for tmp in staged:
+                _remove(tmp)
     return path
+
+
+def _swap_in_pair(path: Path, new_st: str, new_sidecar: str) -> None:
+    """Rename the staged pair into place; a failed sidecar rename puts the old .st back."""
+    side = sidecar_path(path)
+    backup = None
+    if path.exists():
+        backup = path.with_name(f"{path.name}.old-{os.getpid()}")
+        try:
+            os.link(path, backup)  # the old .st stays reachable until the pair is in
+        except OSError:
+            backup = None  # no hard links here: a failure below then leaves no .st rather than a mismatch
+    try:
+        try:
+            os.replace(new_st, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+        try:
+            os.replace(new_sidecar, side)
+        except BaseException as exc:
+            if backup is not None:
+                os.replace(backup, path)
+                backup = None
+            else:
+                _remove(path)
+            if isinstance(exc, OSError):
+                raise OutputError(f"cannot write {side}: {exc.strerror or exc}; nothing was written (the "
+                                  f"previous {path.name} and its sidecar are as they were)") from None
+            raise
+    finally:
+        if backup is not None:
+            _remove(backup)
+
+
+def _stage(path: Path, payload: bytes) -> str:
+    """A temp file beside `path` holding `payload`, fsynced, with a plain file's mode."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+        raise
+    return tmp
+
+
+def _remove(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an advisory lock on `PATH.lock` (created, then removed by its holder). A waiter
+    that wakes up holding a lock file someone already removed tries again on the new one."""
+    import fcntl
+
+    lock = path.with_name(path.name + ".lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc} (its lock file {lock.name})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        _remove(lock)
+        os.close(fd)
 
 
 def sidecar_text(ckpt: Checkpoint, sha256: str) -> str:
@@ -377,22 +477,11 @@ def atomic_write(path: Path, payload: bytes) -> None:
     file's 0600; an OSError becomes a CheckpointError naming the file.
     """
     path = Path(path)
+    tmp = _stage(path, payload)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove(tmp)
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
         raise
@@ -460,6 +549,8 @@ def verify_architecture(ckpt: Checkpoint) -> None:
     source = ckpt.source or "<checkpoint>"
     try:
         expected = expected_tensors(ckpt.record)
+    except ConfigError as exc:  # e.g. an arch this cfctool does not know: the file's content, not a usage error
+        raise CheckpointError(f"{source}: its record cannot be used: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: the recorded architecture cannot be built ({exc})") from None
     actual = {name: list(t.shape) for name, t in ckpt.model_tensors().items()}

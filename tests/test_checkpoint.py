@@ -193,3 +193,75 @@ def test_the_tensor_data_carry_their_sha256_inside_the_file(trained_xor, tmp_pat
     shutil.copy(old, tmp_path / "old.st")
     assert checkpoint.load(tmp_path / "old.st").data_sha256 is None
     assert "integrity    no hash in the file" in cli("info", tmp_path / "old.st").out
+
+
+@pytest.mark.parametrize("fail_at", ["stage the sidecar", "fsync the sidecar", "rename the sidecar",
+                                     "rename the checkpoint"])
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_checkpoint_and_its_sidecar_are_written_as_one(fail_at, existing, trained_xor, tmp_path, monkeypatch):
+    """A failure at any point of a save leaves the old pair (or no pair), never a new .st
+    beside an old sidecar, and no temp, backup or lock file."""
+    out = tmp_path / "out.st"
+    if existing:
+        save(load(trained_xor["cfc"]), out)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls = {"mkstemp": 0, "fsync": 0, "replace": 0}
+    real = {"mkstemp": checkpoint.tempfile.mkstemp, "fsync": checkpoint.os.fsync, "replace": checkpoint.os.replace}
+    # (the call that fails, which one): the first mkstemp probes the directory before any work
+    step, nth = {"stage the sidecar": ("mkstemp", 3), "fsync the sidecar": ("fsync", 2),
+                 "rename the sidecar": ("replace", 2), "rename the checkpoint": ("replace", 1)}[fail_at]
+
+    def failing(name):
+        def call(*a, **k):
+            calls[name] += 1
+            if name == step and calls[name] == nth:
+                raise OSError(28, "No space left on device")
+            return real[name](*a, **k)
+        return call
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", failing("mkstemp"))
+    monkeypatch.setattr(checkpoint.os, "fsync", failing("fsync"))
+    monkeypatch.setattr(checkpoint.os, "replace", failing("replace"))
+    with pytest.raises(CheckpointError, match="No space left on device; nothing was written"):
+        save(load(trained_xor["ltc"]), out)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    if existing:
+        assert load(out).arch["name"] == "cfc"  # the old pair, still matching
+
+
+def test_concurrent_writers_of_one_output_leave_a_matching_pair(trained_xor, tmp_path):
+    import threading
+
+    out = tmp_path / "out.st"
+    pair = [load(trained_xor[a]) for a in ("cfc", "ltc")]
+    errors = []
+
+    def writer(ckpt):
+        try:
+            for _ in range(15):
+                save(ckpt, out)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(c,)) for c in pair]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert load(out).arch["name"] in ("cfc", "ltc")  # the sidecar's hash matches the .st beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.st", "out.yaml"]
+
+
+def test_a_file_with_an_unknown_arch_is_a_content_error_naming_the_file(trained_xor, tmp_path, cli):
+    data = trained_xor["cfc"].read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    record = json.loads(header["__metadata__"]["cfctool.record"])
+    record["arch"]["name"] = "gru"
+    header["__metadata__"]["cfctool.record"] = json.dumps(record)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    (tmp_path / "gru.st").write_bytes(struct.pack("<Q", len(head)) + head + data[8 + n:])
+    r = cli("info", tmp_path / "gru.st")
+    assert r.code == 1 and f"{tmp_path / 'gru.st'}: its record cannot be used: unknown arch 'gru'" in r.err

@@ -57,8 +57,12 @@ def test_report_errors(cli, tmp_path, trained_xor):
     trained_xor = trained_xor["cfc"]
     r = cli("report", tmp_path)
     assert r.code == 1 and "no .st checkpoints" in r.err
-    r = cli("report", tmp_path / "nope")
-    assert r.code == 2 and "no such file or directory" in r.err
+    r = cli("report", tmp_path / "nope")  # a missing input file: 1, as in every command (2 is for usage)
+    assert r.code == 1 and "no such file or directory" in r.err
+    r = cli("report", trained_xor, "--plot", tmp_path / "new" / "dir" / "p.png")  # validated like -o
+    assert r.code == 1 and "does not exist" in r.err and not (tmp_path / "new").exists()
+    r = cli("report", trained_xor, "--plot", tmp_path / "p.txt")
+    assert r.code == 2 and "give a .png, .pdf or .svg path" in r.err
     r = cli("report", trained_xor, "-o", tmp_path / "r.txt")
     assert r.code == 2 and "must end in .md" in r.err
     r = cli("report", trained_xor, "-o", tmp_path / "r.yaml")

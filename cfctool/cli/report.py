@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         """One table of every checkpoint of a study: history, accuracy, parameters, bytes, speed-up."""
         from cfctool.checkpoint import atomic_write
         from cfctool.cli.io import check_output
+        from cfctool.errors import ConfigError
         from cfctool.ops import report as rep
 
         kind = Path(output).suffix.lower() if output is not None else None
@@ -31,6 +32,10 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             check_output(output, sidecar=False, suffix=kind if kind in (".md", ".yaml", ".json") else ".md",
                          inputs=found)
+        if plot is not None:  # validated like -o, before any work: no directories are created
+            if Path(plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+                raise ConfigError(f"--plot {plot}: give a .png, .pdf or .svg path")
+            check_output(plot, sidecar=False, suffix=Path(plot).suffix, inputs=found)
         rows = rep.report(found)
         base = Path.cwd()
         if plot is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cfctool import checkpoint
-from cfctool.errors import CfcError, ConfigError
+from cfctool.errors import CfcError, CheckpointError, ConfigError
 from cfctool.families.build import model_from_checkpoint
 from cfctool.metrics import parameter_counts
 from cfctool.ops.info import tensor_bytes
@@ -53,7 +53,7 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
         elif p.is_file():
             found.append(p)
         else:
-            raise ConfigError(f"{p}: no such file or directory")
+            raise CheckpointError(f"{p}: no such file or directory")
     if not found:
         raise CfcError(f"no .st checkpoints under {', '.join(map(str, paths))}; run the study first "
                        f"(e.g. make -f examples/quickstart.mk)")
@@ -189,7 +189,6 @@ def plot(rows: list[Row], out: str | Path) -> Path:
         ax.set_xscale("log")
         ax.set(xlabel=label, ylabel="test accuracy")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
