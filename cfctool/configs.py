@@ -163,6 +163,9 @@ class TrainConfig:
     threads: int | None = _help("CPU threads (default: torch's choice).")
     device: Device = _help("auto, cpu or cuda.", "auto")
     max_steps: int | None = _help("Stop after N optimiser steps (quick runs).")
+    state_every: float = _help("Also write the training state every N minutes within an epoch (0: at epoch ends "
+                               "only), so an interrupted run loses at most that much; --resume continues mid-epoch "
+                               "to the same weights.", 5.0)
     keep_state: bool = _help("Keep the training state (OUT.st.train-state) after the last epoch instead of "
                              "removing it, so that --resume with more --epochs extends the finished run "
                              "with its optimiser, schedule and weight average.", False)

@@ -267,3 +267,39 @@ def test_every_write_to_stdout_is_checked(unbuffered, tmp_path):
     os.close(follower)
     os.close(leader)
     assert r.returncode == 2 and b"refusing to write a binary checkpoint to a terminal" in r.stderr
+
+
+@pytest.mark.slow
+def test_an_interrupted_training_says_what_it_kept_and_resumes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "x.st"
+    args = [sys.executable, "-m", "cfctool", "train", "xor", "--hidden", "8", "--train-size", "4000", "--epochs", "40",
+            "--threads", "1", "--state-every", "0.000001", "-q", "-o", str(out)]
+    # a background job's SIGINT is ignored, and children inherit that: give the run Python's default
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    state = tmp_path / "x.st.train-state"
+    deadline = time.monotonic() + 60
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and not out.exists()
+    assert f"but the training state {state} was kept" in err.decode() and "--resume" in err.decode()
+    r = subprocess.run([*args[:-3], "--epochs", "1", "--resume", "-q", "-o", str(out)], capture_output=True,
+                       timeout=120)  # the last --epochs counts: finish the epoch in progress
+    assert r.returncode == 0 and out.exists() and not state.exists(), r.stderr.decode()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["prune"], "error: Missing argument 'checkpoint'. (see `cfctool prune --help`)"),
+    (["prune", "x.st", "--ratio", "abc", "-o", "y.st"], "error: Invalid value for '--ratio'"),
+    (["prune", "--bogus"], "error: No such option: --bogus (see `cfctool prune --help`)"),
+    (["frobnicate"], "error: No such command 'frobnicate'."),
+])
+def test_command_line_usage_errors_are_one_error_line(args, message, cli):
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith(message) and r.err.count("\n") == 1, r.err

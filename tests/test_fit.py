@@ -241,3 +241,39 @@ def test_lr_scale_gives_the_named_parameters_their_own_step_through_the_schedule
         param_groups(model, TrainConfig(lr_scale="rnn.nothing=2"))
     with pytest.raises(ConfigError, match="not NAME=FACTOR"):
         TrainConfig(lr_scale="head.weight=-1").validate()
+
+
+@pytest.mark.parametrize("extras", [{}, {"ema_decay": 0.9, "lr_schedule": "step"}])
+def test_a_run_interrupted_mid_epoch_resumes_to_the_same_weights(extras, tmp_path, cli):
+    """With --state-every, the state is written within an epoch too (the shuffle order, the
+    place in it, the running loss): --resume continues from that batch, bit for bit."""
+    out = tmp_path / "r.st"
+    run = tiny_run("cfc-deep", epochs=2, threads=1, backbone_dropout=0.2, **extras)
+    whole = train(run)
+    steps_per_epoch = -(-int(len(generate_rows(run))) // run.train.batch_size)
+
+    class Stop(Exception):
+        pass
+
+    def stop_mid_second_epoch(p):
+        if p.phase == "step" and p.step == steps_per_epoch + 2:
+            raise Stop
+
+    run.train.state_every = 1e-9  # minutes: after every step
+    with pytest.raises(Stop):
+        train(run, output=out, progress=stop_mid_second_epoch)
+    state = out.with_name(out.name + ".train-state")
+    summary = cli("info", state, "--json")
+    assert '"epoch_in_progress": {' in summary.out and '"epoch": 2' in summary.out
+    resumed = train(run, output=out, resume=True)
+    for name, t in whole.tensors.items():
+        assert torch.equal(t, resumed.tensors[name]), name
+    skip = {"train_seconds", "resumed_after_epoch", "this_run_seconds"}
+    assert {k: v for k, v in whole.record["metrics"].items() if k not in skip} == \
+        {k: v for k, v in resumed.record["metrics"].items() if k not in skip}  # the epochs' losses too
+
+
+def generate_rows(run):
+    from cfctool.data.registry import load_dataset
+
+    return load_dataset(run.data, seed=run.train.seed).splits["train"]

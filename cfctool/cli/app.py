@@ -64,7 +64,8 @@ class _PipeClosed(Exception):
 
 
 class _Interrupted(Exception):
-    """Ctrl-C inside a command (raised past Typer, which would exit 130 silently)."""
+    """Ctrl-C inside a command (raised past Typer, which would exit 130 silently); the
+    message, when there is one, says what was kept (a training state)."""
 
 
 def _guarded(callback):
@@ -78,8 +79,8 @@ def _guarded(callback):
             return result
         except BrokenPipeError:
             raise _PipeClosed() from None
-        except KeyboardInterrupt:
-            raise _Interrupted() from None
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(str(exc)) from None
     return run
 
 
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         # commands record their own invocation in checkpoint history via ctx.obj["argv"]
-        app(args=args, prog_name="cfctool", obj={"argv": ["cfctool", *args]}, standalone_mode=True)
+        code = app(args=args, prog_name="cfctool", obj={"argv": ["cfctool", *args]}, standalone_mode=False)
         sys.stdout.flush()
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CfcError as exc:
         if os.environ.get("CFCTOOL_TRACEBACK"):
             raise
@@ -107,9 +110,32 @@ def main(argv: list[str] | None = None) -> None:
     except (_PipeClosed, BrokenPipeError):
         _quiet_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
-    except (_Interrupted, KeyboardInterrupt):
-        print("error: interrupted; no output was written", file=sys.stderr)
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        print(f"error: {str(exc) or 'interrupted; no output was written'}", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if type(exc).__name__ == "Abort":  # Ctrl-C while the command line was being read
+            print("error: interrupted; no output was written", file=sys.stderr)
+            sys.exit(130)
+        usage = _usage_error(exc)
+        if usage is None:
+            raise
+        if usage:
+            print(f"error: {usage}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _usage_error(exc: Exception) -> str | None:
+    """The one-line message of a command-line usage error (an unknown option, a value of the
+    wrong type, a missing argument: the parser's exceptions, recognised by their interface),
+    '' when the parser already printed the help instead, None for anything else."""
+    if getattr(exc, "exit_code", None) != EXIT_USAGE or not hasattr(exc, "format_message"):
+        return None
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return ""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+    return f"{exc.format_message()}{where}"
 
 
 def _quiet_stdout() -> None:

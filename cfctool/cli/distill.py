@@ -33,7 +33,7 @@ def distill_command(
     from dataclasses import fields
 
     from cfctool.cli.io import check_output, read_checkpoint, write_checkpoint
-    from cfctool.cli.progress import status_lines, training_progress
+    from cfctool.cli.progress import interrupted_run, status_lines, training_progress
     from cfctool.configs import from_settings, load_config_file
     from cfctool.ops.distill import distill, validate
 
@@ -45,11 +45,14 @@ def distill_command(
     teacher = read_checkpoint(checkpoint)
     validate(teacher, cfg, dataset)
     overrides = {k: v for k, v in settings.items() if k not in names and v is not None}
-    with training_progress(quiet) as progress:
-        out = distill(teacher, cfg, overrides, file_values={k: v for k, v in file_values.items() if k not in names},
-                      data_dir=data, dataset_name=dataset,
-                      argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress,
-                      output=output, resume=resume)
+    student_files = {k: v for k, v in file_values.items() if k not in names}
+    try:
+        with training_progress(quiet) as progress:
+            out = distill(teacher, cfg, overrides, file_values=student_files, data_dir=data, dataset_name=dataset,
+                          argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress,
+                          output=output, resume=resume)
+    except KeyboardInterrupt:
+        raise interrupted_run(output, "run the same command with --resume to continue") from None
     write_checkpoint(out, output)
 
 

@@ -34,7 +34,9 @@ def _state_lines(s: dict) -> str:
              f"run            {settings.get('dataset')} / {settings.get('name', '?')}: {s['epochs_done']} epoch(s), "
              f"{s['steps']} steps, {s['train_seconds']} s of training; best epoch {s['best_epoch']}"
              + ("; weights averaged" if s["weight_average"] else "")
-             + f"; lr now {', '.join(f'{lr:.3g}' for lr in s['lr_now'])}",
+             + f"; lr now {', '.join(f'{lr:.3g}' for lr in s['lr_now'])}"
+             + (f"; epoch {s['epoch_in_progress']['epoch']} in progress (written mid-epoch: --resume continues "
+                "from there)" if s.get("epoch_in_progress") else ""),
              f"settings       {_flat(s['changed_settings']) or 'the preset'} (beyond the preset; all in --json)",
              "epochs"]
     for e in s["epochs"]:

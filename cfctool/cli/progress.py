@@ -69,6 +69,20 @@ def training_progress(quiet: bool = False, every_s: float = 30.0):
     yield plain
 
 
+def interrupted_run(output, resume_hint: str) -> KeyboardInterrupt:
+    """Ctrl-C during a training command: what was kept and how to continue."""
+    from cfctool.training.state import state_path_for, state_summary
+
+    state = state_summary(state_path_for(output)) if output not in (None, "-") else None
+    if state is None:
+        return KeyboardInterrupt()
+    where = f"after epoch {state['epochs_done']}, step {state['steps']}"
+    if state.get("epoch_in_progress"):
+        where = f"in epoch {state['epoch_in_progress']['epoch']}, step {state['steps']}"
+    return KeyboardInterrupt(f"interrupted; no checkpoint was written, but the training state "
+                             f"{state_path_for(output)} was kept ({where}): {resume_hint}")
+
+
 def status_lines(quiet: bool = False):
     """A `notify(message)` callback for ops: one plain line on stderr per message, with the
     seconds since the command started (silent when quiet)."""

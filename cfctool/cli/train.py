@@ -37,7 +37,7 @@ def train_command(
     Every setting defaults to the data set's preset, then to the built-in default shown; --print-config shows what a run would use.
     """
     from cfctool.cli.io import check_output, write_checkpoint
-    from cfctool.cli.progress import training_progress
+    from cfctool.cli.progress import interrupted_run, training_progress
     from cfctool.configs import load_config_file, resolve, stored
     from cfctool.errors import ConfigError
 
@@ -60,9 +60,12 @@ def train_command(
 
     if out != "-":
         check_output(str(state_path_for(out)), sidecar=False)
-    with training_progress(quiet) as progress:
-        ckpt = train(run, progress=progress, argv=(ctx.obj or {}).get("argv"),
-                     output=None if out == "-" else out, resume=resume, init_from=init_from)
+    try:
+        with training_progress(quiet) as progress:
+            ckpt = train(run, progress=progress, argv=(ctx.obj or {}).get("argv"),
+                         output=None if out == "-" else out, resume=resume, init_from=init_from)
+    except KeyboardInterrupt:
+        raise interrupted_run(out, "run the same command with --resume to continue") from None
     write_checkpoint(ckpt, out)
     if ckpt.record["metrics"].get("test_subset") and not quiet:
         sub = ckpt.record["metrics"]["test_subset"]

@@ -22,7 +22,8 @@ from cfctool.training.session import run_training
 from cfctool.training.state import state_path_for
 
 # settings that may differ between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size", "keep_state")
+RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size", "keep_state",
+                     "state_every")
 
 
 def run_identity(run: RunConfig) -> dict[str, Any]:

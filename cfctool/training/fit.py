@@ -226,7 +226,8 @@ class _Run:
         self.model, self.dataset, self.cfg, self.device, self.task = model, dataset, cfg, device, dataset.task
         self.loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, self.task))
         self.state_path = Path(state_path) if state_path is not None else None
-        self.identity, self.saved, self.average = identity, None, None
+        self.identity, self.saved, self.average, self.in_progress = identity, None, None, None
+        self.last_write = time.perf_counter()
 
     def prepare(self, freeze: Iterable[str], constraints: Iterable[Constraint], fake_quant) -> None:
         model, cfg = self.model, self.cfg
@@ -272,6 +273,7 @@ class _Run:
         self.step, self.epochs_done, self.history = saved["step"], saved["epoch"], saved["history"]
         self.start_epoch = saved["epoch"] + 1
         self.earlier = saved["elapsed_s"]
+        self.in_progress = saved.get("partial")  # an epoch the state was written in the middle of
 
     def start_averaging(self) -> None:
         if getattr(self.cfg, "ema_decay", None) is None:
@@ -316,18 +318,46 @@ class _Run:
             self.end_epoch(epoch, tally)
 
     def train_epoch(self, epoch: int) -> tuple[bool, list]:
-        """One pass over a fresh shuffle: (the step budget ran out?, [loss sum, correct, samples])."""
+        """One pass over a fresh shuffle (or the rest of one a resumed state was written in):
+        (the step budget ran out?, [loss sum, correct, samples])."""
         self.model.train()
-        order = torch.randperm(len(self.train_split), generator=self.shuffle)
-        tally = [0.0, 0, 0]
-        for start in range(0, len(order), self.cfg.batch_size):
+        at_start, order, first, tally = self.shuffled(epoch)
+        for start in range(first, len(order), self.cfg.batch_size):
             if self.step >= self.total_steps:
                 return True, tally
             picked = order[start : start + self.cfg.batch_size]
             if self.world is not None and len(picked) < self.world.size:
                 break  # a last global batch too small to share: skipped by every rank alike
             self.train_step(epoch, self.draw(picked), len(picked), tally)
+            self.save_in_progress(epoch, start + self.cfg.batch_size, tally, at_start)
         return False, tally
+
+    def shuffled(self, epoch: int):
+        """(the shuffle generator's state before the order was drawn, the order, the first
+        batch's index, the tally so far): the same order again when resuming mid-epoch."""
+        partial, self.in_progress = self.in_progress, None
+        if partial is not None and partial["epoch"] == epoch:
+            now = self.shuffle.get_state()  # the augmentation draws continue from here
+            self.shuffle.set_state(partial["shuffle_at_start"])
+            order = torch.randperm(len(self.train_split), generator=self.shuffle)
+            self.shuffle.set_state(now)
+            return partial["shuffle_at_start"], order, partial["next"], list(partial["tally"])
+        at_start = self.shuffle.get_state()
+        return at_start, torch.randperm(len(self.train_split), generator=self.shuffle), 0, [0.0, 0, 0]
+
+    def save_in_progress(self, epoch: int, next_start: int, tally: list, at_start: torch.Tensor) -> None:
+        """The training state in the middle of an epoch, every `state_every` minutes."""
+        every = 60.0 * (getattr(self.cfg, "state_every", 0) or 0)
+        if (not every or self.state_path is None or (self.world is not None and not self.world.main)
+                or time.perf_counter() - self.last_write < every):
+            return
+        self.write(epoch - 1, {"epoch": epoch, "next": next_start, "tally": list(tally), "shuffle_at_start": at_start})
+
+    def write(self, finished_epoch: int, partial: dict | None = None) -> None:
+        write_state(self.state_path, self.model, self.optimizer, self.scheduler, self.shuffle, self.best_state,
+                    self.best_score, self.best_epoch, self.step, finished_epoch, self.history, self.identity,
+                    self.earlier + time.perf_counter() - self.started, self.average, partial)
+        self.last_write = time.perf_counter()
 
     def draw(self, picked: torch.Tensor) -> Split:
         """This rank's share of the global batch `picked`, augmented when the data set is."""
@@ -403,9 +433,7 @@ class _Run:
             entry.update({f"val_{k}": v for k, v in val.items() if k != "samples"})
         self.history.append(entry)
         if self.state_path is not None and (self.world is None or self.world.main):
-            write_state(self.state_path, self.model, self.optimizer, self.scheduler, self.shuffle, self.best_state,
-                        self.best_score, self.best_epoch, self.step, epoch, self.history, self.identity,
-                        self.earlier + time.perf_counter() - self.started, self.average)
+            self.write(epoch)
         if self.progress:
             self.progress(Progress("epoch", epoch, self.cfg.epochs, self.step, self.total_steps, run_loss / run_count,
                                    None, val))

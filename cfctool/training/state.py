@@ -27,9 +27,13 @@ def state_path_for(output: str | Path) -> Path:
 
 
 def write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
-                 history, identity, elapsed_s: float, average: WeightAverage | None = None) -> None:
+                 history, identity, elapsed_s: float, average: WeightAverage | None = None,
+                 partial: dict[str, Any] | None = None) -> None:
     """Weights, optimiser, scheduler, RNG states and bookkeeping as one safetensors file
-    (tensors + JSON metadata: no pickles), written atomically."""
+    (tensors + JSON metadata: no pickles), written atomically. `epoch` is the last finished
+    epoch; `partial` describes the one in progress, if any ({"epoch", "next" (the index of
+    the next batch in its shuffle), "tally", "shuffle_at_start"}: the shuffle generator's
+    state before the epoch drew its order)."""
     tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v.detach().cpu() for k, v in best_state.items()})
@@ -45,11 +49,14 @@ def write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, be
         tensors.update({f"ema.{k}": v.detach().cpu() for k, v in average.shadow.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.shuffle"] = shuffle.get_state()
+    if partial is not None:
+        tensors["rng.shuffle_at_epoch_start"] = partial["shuffle_at_start"]
+        partial = {k: v for k, v in partial.items() if k != "shuffle_at_start"}
     meta = {"epoch": epoch, "step": step, "best_score": best_score if math.isfinite(best_score) else None,
             "best_epoch": best_epoch, "history": history, "param_groups": opt["param_groups"],
             "opt_scalars": opt_scalars, "opt_indices": sorted(opt["state"]), "scheduler": scheduler.state_dict(),
             "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3),
-            "ema_updates": None if average is None else average.updates}
+            "ema_updates": None if average is None else average.updates, "partial": partial}
     atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
 
 
@@ -72,6 +79,8 @@ def state_summary(path: str | Path) -> dict[str, Any] | None:
             "train_seconds": state.get("elapsed_s"), "best_epoch": state["best_epoch"],
             "weight_average": state.get("ema_updates") is not None,
             "lr_now": [g["lr"] for g in state["param_groups"]], "epochs": state["history"],
+            "epoch_in_progress": ({"epoch": state["partial"]["epoch"], "next_batch_index": state["partial"]["next"]}
+                                  if state.get("partial") else None),
             "changed_settings": _beyond_preset(settings), "settings": settings}
 
 
@@ -113,4 +122,6 @@ def read_state(path: Path, identity) -> dict[str, Any]:
             "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"],
             "elapsed_s": float(meta.get("elapsed_s", 0.0)),
             "ema": pick("ema.") if meta.get("ema_updates") is not None else None,
-            "ema_updates": meta.get("ema_updates") or 0}
+            "ema_updates": meta.get("ema_updates") or 0,
+            "partial": ({**meta["partial"], "shuffle_at_start": tensors["rng.shuffle_at_epoch_start"]}
+                        if meta.get("partial") else None)}
