@@ -26,7 +26,7 @@ from cfctool import __version__, encodings
 from cfctool.configs import stored
 from cfctool.encodings import split_stored, stored_tensors
 from cfctool.errors import CheckpointError, ConfigError, OutputError
-from cfctool.families import normalise
+from cfctool.families import normalise, record_problem
 from cfctool.families.build import expected_tensors
 from cfctool.runtime import world_size
 
@@ -229,11 +229,16 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
         raise CheckpointError(f"{source}: the record ('{META_RECORD}' metadata) is missing; the file cannot be interpreted")
     try:
         record = json.loads(metadata[META_RECORD])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{source}: the record metadata is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, an integer beyond 4,300 digits, deep nesting
+        raise CheckpointError(f"{source}: the record metadata is not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{source}: the record is not a mapping")
     missing = [s for s in ("arch", "task", "tensors") if s not in record]
-    if not isinstance(record, dict) or missing:
+    if missing:
         raise CheckpointError(f"{source}: the record lacks required sections: {', '.join(missing)}")
+    problem = record_problem(record)  # before any tensor is read or any module built from the record
+    if problem:
+        raise CheckpointError(f"{source}: {problem}; the file was altered or written by a faulty tool")
     recorded_sha = record.pop(DATA_SHA256, None)
     if recorded_sha is not None:
         header_end = 8 + struct.unpack("<Q", data[:8])[0]
@@ -277,15 +282,41 @@ def read_header(data: bytes, source: str) -> dict[str, Any]:
         raise CheckpointError(f"{source}: truncated: the header claims {n} bytes but the file has {len(data) - 8}; re-copy or re-create it")
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # not JSON, digits beyond the limit, deep nesting
         raise CheckpointError(f"{not_st} (header is not JSON); is it the wrong file?") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{not_st} (header is not a mapping)")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{source}: the header's metadata is not a mapping of strings; the file is damaged")
     body = len(data) - 8 - n
-    end = max((info.get("data_offsets", [0, 0])[1] for k, info in header.items() if k != "__metadata__"), default=0)
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        problem = _entry_problem(info)
+        if problem:
+            raise CheckpointError(f"{source}: the header entry of tensor '{name[:80]}' {problem}; the file is damaged")
+        end = max(end, info["data_offsets"][1])
     if end > body:
         raise CheckpointError(f"{source}: truncated: tensor data needs {end} bytes but only {body} are present; re-copy or re-create it")
     return header
+
+
+def _entry_problem(info: Any) -> str | None:
+    """What is wrong with one tensor's header entry (dtype, shape, offsets), or None."""
+    if not isinstance(info, dict):
+        return "is not a mapping"
+    if info.get("dtype") not in _ST_DTYPES.values():
+        return f"has dtype {str(info.get('dtype'))[:20]!r}, not one of {', '.join(_ST_DTYPES.values())}"
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape):
+        return "has a shape that is not a list of sizes"
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        return "has data offsets that are not two increasing positions"
+    return None
 
 
 def _manifest(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# the largest size (units, widths, channels, steps) a file may claim: beyond any model here, far
+# below what would exhaust memory before the tensors' own shapes are compared
+MAX_SIZE = 1 << 20
+_KIND = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list of sizes"}
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -19,6 +24,24 @@ class Setting:
     low: float | None = None  # inclusive lower bound
     high: float | None = None  # inclusive upper bound
     below: float | None = None  # exclusive upper bound
+
+    def check_stored(self, value: Any) -> str | None:
+        """Why a value read from a file is not allowed: the wrong type, out of its bounds, or
+        (sizes) above MAX_SIZE; None when it is fine."""
+        if value is None:
+            return None if self.default is None else f"must be {_KIND.get(self.type, self.type.__name__)} (got null)"
+        items = value if self.type is list else [value]
+        if self.type is list and not isinstance(value, list):
+            return f"must be a list of sizes (got {type(value).__name__})"
+        for item in items:
+            kind = int if self.type is list else self.type
+            fits = (isinstance(item, (int, float)) and not isinstance(item, bool)) if kind is float else \
+                (isinstance(item, int) and not isinstance(item, bool)) if kind is int else isinstance(item, kind)
+            if not fits:
+                return f"must be {_KIND.get(kind, kind.__name__)} (got {type(item).__name__} {str(item)[:40]!r})"
+            if kind is int and self.low is not None and self.low >= 1 and item > MAX_SIZE:
+                return f"must be at most {MAX_SIZE:,} (got {item:,})"
+        return self.check(value)
 
     def check(self, value: Any) -> str | None:
         """Why `value` is not allowed, or None."""

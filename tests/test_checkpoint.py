@@ -1,6 +1,7 @@
 """Checkpoint round trips, and a specific error for each kind of damaged or foreign file."""
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -264,4 +265,56 @@ def test_a_file_with_an_unknown_arch_is_a_content_error_naming_the_file(trained_
     head += b" " * (-len(head) % 8)
     (tmp_path / "gru.st").write_bytes(struct.pack("<Q", len(head)) + head + data[8 + n:])
     r = cli("info", tmp_path / "gru.st")
-    assert r.code == 1 and f"{tmp_path / 'gru.st'}: its record cannot be used: unknown arch 'gru'" in r.err
+    assert r.code == 1 and f"{tmp_path / 'gru.st'}: arch.name 'gru' is not a known arch" in r.err
+
+
+def _with_record(data: bytes, change) -> bytes:
+    """The same file with its record changed by `change(record)` (the tensor data as they are)."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    record = json.loads(header["__metadata__"]["cfctool.record"])
+    change(record)
+    header["__metadata__"]["cfctool.record"] = json.dumps(record)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + data[8 + n:]
+
+
+@pytest.mark.parametrize("arch,change,message", [
+    ("cfc", lambda r: r["arch"].update(surprise=1), "arch.surprise is not a key of the 'cfc' family (its keys:"),
+    ("ltc", lambda r: r["arch"].update(hidden=10**7), "arch.hidden must be at most 1,048,576 (got 10,000,000)"),
+    ("cfc-ncp", lambda r: r["arch"].update(ncp_layers=[5, 3, 10**8]), "arch.ncp_layers must be at most 1,048,576"),
+    ("cfc", lambda r: r["arch"].update(hidden=-3), "arch.hidden must be >= 1 (got -3)"),
+    ("cfc", lambda r: r["arch"].update(hidden="12"), "arch.hidden must be an integer (got str '12')"),
+    ("cfc", lambda r: r["arch"].update(mode="fast"), "arch.mode must be one of default, no_gate, pure"),
+    ("cfc", lambda r: r.update(history="trained"), "history must be a list (got str)"),
+    ("cfc", lambda r: r.update(compression=[1]), "compression must be a mapping (got list)"),
+    ("cfc", lambda r: r["task"]["output"].update(size=0), "task.output.size must be a size from 1 to"),
+    ("cfc", lambda r: r["task"].update(dataset="cifar"), "task.dataset 'cifar' is not a known data set"),
+])
+def test_the_record_is_checked_before_anything_is_built(arch, change, message, trained_xor, tmp_path):
+    """Every arch key is one of its family's, with its type and bounds; sizes a file cannot
+    hold are refused at once (an LTC of 10^7 units used to take minutes and gigabytes)."""
+    import time
+
+    bad = _with_record(trained_xor[arch].read_bytes(), change)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        checkpoint.load_bytes(bad, source="bad.st")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_vocabulary_that_inflates_beyond_its_words_is_refused():
+    import zlib
+
+    from cfctool.data import imdb
+
+    words = [f"w{i}" for i in range(100)]
+    assert imdb.vocab_from_tensor(imdb.vocab_to_tensor(words), 100) == words
+    bomb = torch.frombuffer(bytearray(zlib.compress(b"a" * 10**8, 9)), dtype=torch.uint8)  # 100 MB of one word
+    with pytest.raises(CheckpointError, match="inflates beyond 25,700 bytes"):
+        imdb.vocab_from_tensor(bomb, 100)
+    with pytest.raises(CheckpointError, match="has 100 words, more than the model's 99"):
+        imdb.vocab_from_tensor(imdb.vocab_to_tensor(words), 99)
+    with pytest.raises(CheckpointError, match="not UTF-8"):
+        imdb.vocab_from_tensor(torch.frombuffer(bytearray(zlib.compress(b"\xff\xfe", 9)), dtype=torch.uint8), 100)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from cfctool.data.base import Dataset, Split, find_input, sample_indices
 from cfctool.data.registry import TEST_SAMPLE_SEED, capped_test_record
-from cfctool.errors import DataError
+from cfctool.errors import CheckpointError, DataError
 from cfctool.settings import Setting
 
 if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
@@ -93,15 +93,35 @@ def vocab_to_tensor(words: list[str]) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
 
-def vocab_from_tensor(t: torch.Tensor) -> list[str]:
+# the longest word a vocabulary may hold, in bytes: bounds what a stored vocabulary may inflate to
+MAX_WORD_BYTES = 256
+
+
+def vocab_from_tensor(t: torch.Tensor, max_words: int | None = None) -> list[str]:
+    """The stored vocabulary; with `max_words` (the embedding's rows less the two special
+    ids) it is inflated no further than such a vocabulary can be and must hold no more words,
+    so a crafted file cannot make it allocate gigabytes."""
     import zlib
 
     data = t.numpy().tobytes()
+    limit = 0 if max_words is None else max_words * (MAX_WORD_BYTES + 1)
     try:
-        data = zlib.decompress(data)
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(data, limit)
+        if inflate.unconsumed_tail:
+            raise CheckpointError(f"the stored vocabulary inflates beyond {limit:,} bytes, more than {max_words:,} "
+                                  "words can take; the file was altered or written by a faulty tool")
     except zlib.error:  # checkpoints before compression stored the plain text
-        pass
-    return data.decode("utf-8").split("\n")
+        text = data
+    try:
+        words = text.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise CheckpointError("the stored vocabulary is not UTF-8 text; the file was altered or written by a faulty "
+                              "tool") from None
+    if max_words is not None and len(words) > max_words:
+        raise CheckpointError(f"the stored vocabulary has {len(words):,} words, more than the model's "
+                              f"{max_words:,}; the file was altered or written by a faulty tool")
+    return words
 
 
 def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int,
@@ -171,7 +191,7 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
         raise DataError(f"IMDB has the splits train and test (got '{split}')")
     if "vocab" not in task_tensors:
         raise DataError("this IMDB checkpoint carries no vocabulary (task.vocab); re-train it with this cfctool")
-    vocab = vocab_from_tensor(task_tensors["vocab"])
+    vocab = vocab_from_tensor(task_tensors["vocab"], task["input"]["vocab_size"] - 2)
     reviews = read_reviews(find_source(data_dir), (split,))[split]
     padding = "pre" if task["preprocessing"].get("padding", "end").startswith("pre") else "end"
     return encode([tokenize(t) for _, _, t in reviews], [r[0] for r in reviews], vocab,

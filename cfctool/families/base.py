@@ -69,6 +69,9 @@ class Family:
     macs_per_sequence: Callable[[Any, int], int] | None = None
     unit_groups: Callable[[dict[str, Any], dict[str, Any]], list[UnitGroup]] | None = None
     resize: Callable[[dict[str, Any], dict[str, int]], dict[str, Any]] | None = None
+    # keys its records carry beyond its settings (sizes a compression or a derived structure
+    # writes), each with its type and bounds: a file's arch record is checked against both
+    record_keys: tuple[Setting, ...] = ()
     weights: tuple[str, ...] = ("weight",)
     heads: tuple[str, ...] = ()
     reduction: str | None = None
@@ -76,6 +79,20 @@ class Family:
 
     def setting_names(self) -> set[str]:
         return {s.name for s in self.settings}
+
+    def arch_problem(self, arch: dict[str, Any]) -> str | None:
+        """What is wrong with a stored arch record (in its current form), as `arch.KEY: why`."""
+        declared = {s.name: s for s in (*self.settings, *self.record_keys)}
+        for key, value in arch.items():
+            if key == "name":
+                continue
+            if key not in declared:
+                return (f"arch.{key} is not a key of the '{self.name}' family (its keys: "
+                        f"{', '.join(sorted(declared))})")
+            problem = declared[key].check_stored(value)
+            if problem:
+                return f"arch.{key} {problem.removeprefix(key + ' ')}"
+        return None
 
 
 # settings every family shares: the state size, and the token front end of SequenceModel

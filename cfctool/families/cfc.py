@@ -20,6 +20,13 @@ MODE = Setting("mode", str, "default", "CfC mode: default, no_gate or pure (the 
 HEAD_ACTIVATION = Setting("head_activation", str, "tanh", "Activation of the ff1/ff2 heads: tanh (as ncps) or "
                           "lecun_tanh, 1.7159 tanh(0.666 x) (as the reference TF code).", ("tanh", "lecun_tanh"))
 MIXED_MEMORY = Setting("mixed_memory", bool, False, "Run an LSTM memory beside the CfC state (mixed memory).")
+# what compressions write into a CfC record beyond its settings
+RECORD_KEYS = (
+    Setting("input_projected", bool, False,
+            "The embedding is folded into the first product (quantize --fold-embedding)."),
+    Setting("embedding_folded_from", int, None, "The embedding width before folding.", low=1),
+    Setting("head_rank", int, None, "The heads factored to this rank (reduce --method svd).", low=1),
+)
 SETTINGS = (
     HIDDEN,
     MODE,
@@ -196,9 +203,9 @@ def counts(model) -> dict[str, int]:
 FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (64x1, lecun_tanh by default).", settings=SETTINGS,
                 record=record, build=build, macs_per_step=macs_per_step, counts=counts,
                 upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
-                heads=HEADS, reduction="cfc")
+                heads=HEADS, reduction="cfc", record_keys=RECORD_KEYS)
 DEEP = Family(name="cfc-deep", summary="CfC with a deep backbone (256x5, dropout 0.1).", settings=SETTINGS,
               record=record, build=build, macs_per_step=macs_per_step, counts=counts,
               upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
-              heads=HEADS, reduction="cfc",
+              heads=HEADS, reduction="cfc", record_keys=RECORD_KEYS,
               defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})

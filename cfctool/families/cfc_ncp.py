@@ -81,4 +81,6 @@ def build(arch: dict[str, Any], features: int):
 FAMILY = Family(name="cfc-ncp", summary="NCP-wired CfC: inter, command and motor cells, no backbone.",
                 settings=SETTINGS, record=record, build=build, macs_per_step=cfc.macs_per_step,
                 counts=cfc.counts, upgrade=upgrade, validate=validate,
-                unit_groups=cfc.unit_groups, resize=cfc.resize, heads=cfc.HEADS)
+                unit_groups=cfc.unit_groups, resize=cfc.resize, heads=cfc.HEADS,
+                record_keys=(Setting("motor", int, None, "Motor neurons (the task's outputs).", low=1),
+                             Setting("ncp_layers", list, None, "Inter, command and motor neurons.", low=1)))

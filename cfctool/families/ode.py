@@ -12,6 +12,7 @@ from cfctool.settings import Setting
 
 SOLVER = Setting("solver", str, "rk4", "ODE solver (fixed step): euler or rk4 (classic 4th order).", ("euler", "rk4"))
 STEP = Setting("ode_dt", float, 0.1, "ODE solver step size.", low=1e-6)
+SIDE = Setting("side", int, None, "conv-ode: the images' side (from the task).", low=1)
 CONV_SETTINGS = (
     Setting("channels", int, 16, "conv-ode: channels of the front conv and of the ODE block.", low=1),
     SOLVER, STEP,
@@ -82,7 +83,7 @@ def conv_state_size(arch: dict[str, Any]) -> int:
 CONV = Family(name="conv-ode", summary="Convolutional Neural ODE (MNIST images; SEEDS.md C).",
               settings=CONV_SETTINGS, record=conv_record, build=conv_build, macs_per_step=lambda core: 0,
               counts=standard_counts, macs_per_sequence=conv_macs_per_sequence, reduction="ode",
-              state_size=conv_state_size)
+              state_size=conv_state_size, record_keys=(SIDE,))
 RNN = Family(name="ode-rnn", summary="Shifted antisymmetric ODE-RNN (pixel MNIST; SEEDS.md C).",
              settings=RNN_SETTINGS, record=rnn_record, build=rnn_build, macs_per_step=rnn_macs_per_step,
              counts=standard_counts, defaults={"hidden": 512, "solver": "euler"}, weights=("weight", "W"),

@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from cfctool.errors import ConfigError
-from cfctool.families.base import Family, standard_counts
+from cfctool.families.base import EMBEDDING, Family, standard_counts
+from cfctool.families.ode import CONV_SETTINGS, SIDE, SOLVER, STEP
+from cfctool.settings import Setting
 
 
 def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
@@ -39,4 +41,15 @@ def macs_per_sequence(core, seq_len: int) -> int:
 
 FAMILY = Family(name="ode-reduced", summary="A reduced Neural ODE (made by `cfctool reduce`).", settings=(),
                 record=record, build=build, macs_per_step=lambda core: 0, counts=standard_counts,
-                macs_per_sequence=macs_per_sequence, weights=("weight", "M", "M_out", "N"))
+                macs_per_sequence=macs_per_sequence, weights=("weight", "M", "M_out", "N"),
+                record_keys=(
+                    Setting("base", str, None, "The family it was reduced from.", ("conv-ode", "ode-rnn")),
+                    Setting("method", str, None, "The reduction method.", ("pod-deim", "qdeim", "odeim", "pod", "svd",
+                                                                          "apoz")),
+                    Setting("dim", int, None, "The reduced state size.", low=1),
+                    Setting("points", int, None, "Interpolation points.", low=1),
+                    Setting("rank", int, None, "The rank of an SVD-truncated block.", low=1),
+                    Setting("interpolated", bool, None, "Whether the nonlinearity is interpolated."),
+                    Setting("projected", bool, None, "Whether the image front is projected."),
+                    SOLVER, STEP, SIDE, *[s for s in CONV_SETTINGS if s.name in ("channels", "t_end")],
+                    *EMBEDDING))
