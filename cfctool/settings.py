@@ -26,8 +26,8 @@ class Setting:
     below: float | None = None  # exclusive upper bound
 
     def check_stored(self, value: Any) -> str | None:
-        """Why a value read from a file is not allowed: the wrong type, out of its bounds, or
-        (sizes) above MAX_SIZE; None when it is fine."""
+        """Why a value read from a file is not allowed: the wrong type, or what `check` says;
+        None when it is fine."""
         if value is None:
             return None if self.default is None else f"must be {_KIND.get(self.type, self.type.__name__)} (got null)"
         items = value if self.type is list else [value]
@@ -39,12 +39,11 @@ class Setting:
                 (isinstance(item, int) and not isinstance(item, bool)) if kind is int else isinstance(item, kind)
             if not fits:
                 return f"must be {_KIND.get(kind, kind.__name__)} (got {type(item).__name__} {str(item)[:40]!r})"
-            if kind is int and self.low is not None and self.low >= 1 and item > MAX_SIZE:
-                return f"must be at most {MAX_SIZE:,} (got {item:,})"
         return self.check(value)
 
     def check(self, value: Any) -> str | None:
-        """Why `value` is not allowed, or None."""
+        """Why `value` is not allowed (a choice not among the choices, out of bounds, a size
+        above MAX_SIZE), or None."""
         if value is None:
             return None
         if self.choices is not None and value not in self.choices:
@@ -52,6 +51,8 @@ class Setting:
         for v in (value if isinstance(value, list) else [value]):
             if self.low is not None and v < self.low:
                 return f"{self.name} must be >= {self.low:g} (got {value})"
+            if self.type in (int, list) and self.low is not None and self.low >= 1 and v > MAX_SIZE:
+                return f"{self.name} must be at most {MAX_SIZE:,} (got {v:,})"
             if self.high is not None and v > self.high:
                 return f"{self.name} must be <= {self.high:g} (got {value})"
             if self.below is not None and v >= self.below:

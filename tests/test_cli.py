@@ -70,6 +70,7 @@ def test_train_to_stdout_pipes_into_info(tmp_path):
     (["train", "xor", "--arch", "cfc-ncp", "--backbone-units", "8"], "does not apply to arch 'cfc-ncp'", 2),
     (["train", "xor", "-o", "/proc/x.st"], "cannot write /proc/x.st", 1),
     (["train", "xor", "--resume", "-o", "x.st"], "no training state", 2),
+    (["train", "xor", "--hidden", "1000000000"], "hidden must be at most 1,048,576", 2),  # refused, not allocated
     (["info", "-"], "no data on standard input", 1),
 ])
 def test_errors_are_one_line_with_the_documented_exit_code(cli, tmp_path, monkeypatch, args, message, code):

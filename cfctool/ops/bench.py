@@ -55,6 +55,10 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
 
     `batches` takes a seeded random subset of the split (not its first rows: several test
     sets are sorted by label), so partial runs report a representative accuracy."""
+    if split not in ("test", "train"):
+        raise ConfigError(f"--split must be test or train (got '{split}')")
+    if seq_len is not None and seq_len < 1:
+        raise ConfigError(f"--seq-len must be >= 1 (got {seq_len})")
     task = ckpt.task
     if seq_len is not None:  # synthetic inputs of the task's kind, for timing only
         g = torch.Generator().manual_seed(0)
