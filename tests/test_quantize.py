@@ -129,7 +129,9 @@ def test_quantize_errors(trained_xor, quantized, tmp_path, cli):
     r = cli("quantize", trained_xor["cfc"], "--scheme", "dynamic", "--no-fuse", "-o", tmp_path / "q.st")
     assert r.code == 2 and "--no-fuse" in r.err and "not dynamic" in r.err and not (tmp_path / "q.st").exists()
     r = cli("quantize", trained_xor["ltc"], "-o", tmp_path / "ltc.st")  # no integer path: runs simulated, says so
-    assert r.code == 0, r.err
+    assert r.code == 0 and "no integer engine runs 'ltc' models: 1 weight tensor(s) stored as int8 (head.weight)" \
+        in r.err and "state MSE" not in r.err, r.err
+    assert load(tmp_path / "ltc.st").record["compression"]["quantization"]["integer_engine"] is False
     report = evaluate(load(tmp_path / "ltc.st"))
     assert report["engine"] == "loop" and "simulated" in report["engine_note"]
 

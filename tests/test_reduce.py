@@ -177,13 +177,14 @@ def test_reduce_errors(trained_xor, cli, tmp_path, monkeypatch):
     src = trained_xor["cfc"]
     r = cli("reduce", src, "--dim", "0", "-o", tmp_path / "r.st")
     assert r.code == 2 and "--dim must be >= 1" in r.err
+    # settings that do not fit the model are usage errors, as --dim 0 is (exit 2)
     r = cli("reduce", src, "--dim", "99", "-o", tmp_path / "r.st")
-    assert r.code == 1 and "below the hidden size" in r.err
+    assert r.code == 2 and "below the hidden size" in r.err
     r = cli("reduce", src, "--method", "odeim", "--dim", "4", "-o", tmp_path / "r.st")
-    assert r.code == 1 and "does not apply to 'cfc'" in r.err
+    assert r.code == 2 and "does not apply to 'cfc'" in r.err
     width = load(src).arch["backbone_widths"][-1]
     r = cli("reduce", src, "--method", "svd", "--dim", str(width + 1), "-o", tmp_path / "r.st")
-    assert r.code == 1 and f"at most the backbone's output width {width}" in r.err
+    assert r.code == 2 and f"at most the backbone's output width {width}" in r.err
     r = cli("reduce", trained_xor["cfc-ncp"], "--method", "svd", "--dim", "2", "-o", tmp_path / "r.st")
     assert r.code == 1 and "not 'cfc-ncp'" in r.err
     r = cli("reduce", trained_xor["ltc"], "--dim", "4", "-o", tmp_path / "r.st")

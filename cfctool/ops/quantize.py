@@ -96,6 +96,10 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
             say(f"calibrating activation scales on {len(calib)} sequences ({cfg.observer} observer)")
             scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original, fuse=cfg.fuse)
         report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic", cfg.fuse)
+        integer = supports_integer(quantized, qmodel)
+        if not integer:
+            say(f"no integer engine runs '{ckpt.arch['name']}' models: the weights are stored as integers and run "
+                "decoded to float32 (simulated)")
     wall = time.perf_counter() - started
     compression = dict(input_ckpt.record.get("compression") or {})
     if cfg.fold_embedding:
@@ -108,6 +112,7 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         "activations": "dynamic: max|z|/127 per step" if cfg.scheme == "dynamic" else "static",
         "activation_scales": scales, "state_scale": "1/127 (y in [0, 1])",
         "state_mse": report, "state_mse_against": "the fp32 input model",
+        "integer_engine": integer,
     }
     out = quantized.derive(compression=compression, metrics={})
     return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
@@ -263,6 +268,10 @@ def describe(compression: dict) -> dict[str, str]:
 
 def result_line(out: Checkpoint) -> str | None:
     q = out.record["compression"]["quantization"]
+    if q.get("integer_engine") is False:  # say what was done instead of a state error that means nothing
+        return (f"no integer engine runs '{out.arch['name']}' models: {q['weights']} weight tensor(s) stored as "
+                f"int{q['bits']} ({', '.join(sorted(out.encodings))}), decoded to float32 at load; eval and bench run "
+                "them on the loop engine (simulated)")
     if not q.get("state_mse"):
         return None
     return (f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "

@@ -34,7 +34,7 @@ import torch
 
 from cfctool import mor
 from cfctool.checkpoint import Checkpoint, history_entry
-from cfctool.errors import CfcError
+from cfctool.errors import CfcError, ConfigError
 from cfctool.families import FAMILIES, get
 from cfctool.families.build import model_from_checkpoint
 from cfctool.mor import Gram
@@ -47,6 +47,8 @@ CFC_METHODS = ("pod-deim", "qdeim", "apoz", "svd")
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
+    """Every problem before any work: settings that do not fit this model are usage errors
+    (ConfigError, exit 2), a model reduce cannot take is a CfcError (exit 1)."""
     cfg.validate()
     name, family = ckpt.arch["name"], get(ckpt.arch["name"])
     if ckpt.encodings:
@@ -54,11 +56,11 @@ def validate(ckpt: Checkpoint, cfg) -> None:
     if family.reduction == "ode":
         n = family.state_size(ckpt.arch)
         if cfg.dim > n or (cfg.points or cfg.dim) > n:
-            raise CfcError(f"--dim/--points must be at most the state size {n} of this {name} (got {cfg.dim})")
+            raise ConfigError(f"--dim/--points must be at most the state size {n} of this {name} (got {cfg.dim})")
         return
     if family.reduction == "cfc":
         if cfg.method not in CFC_METHODS:
-            raise CfcError(f"--method {cfg.method} does not apply to '{name}'; for CfC use one of "
+            raise ConfigError(f"--method {cfg.method} does not apply to '{name}'; for CfC use one of "
                            f"{', '.join(CFC_METHODS)}")
         if ckpt.arch.get("mixed_memory") or ckpt.arch["mode"] != "default":
             raise CfcError("CfC reduction needs a 'default'-mode CfC without mixed memory")
@@ -68,11 +70,11 @@ def validate(ckpt: Checkpoint, cfg) -> None:
                 raise CfcError("SVD truncation of the heads needs a CfC with a backbone whose heads are not "
                                "factored already")
             if cfg.dim > widths[-1]:
-                raise CfcError(f"--dim (the heads' rank) must be at most the backbone's output width "
+                raise ConfigError(f"--dim (the heads' rank) must be at most the backbone's output width "
                                f"{widths[-1]} (got {cfg.dim})")
             return
         if cfg.dim >= ckpt.arch["hidden"]:
-            raise CfcError(f"--dim must be below the hidden size {ckpt.arch['hidden']} (got {cfg.dim})")
+            raise ConfigError(f"--dim must be below the hidden size {ckpt.arch['hidden']} (got {cfg.dim})")
         return
     reducible = [f.name for f in FAMILIES.values() if f.reduction]
     raise CfcError(f"reduce applies to {', '.join(reducible[:-1])} and {reducible[-1]}, not '{name}'")
