@@ -26,7 +26,7 @@ from cfctool import __version__, encodings
 from cfctool.configs import stored
 from cfctool.encodings import split_stored, stored_tensors
 from cfctool.errors import CheckpointError, ConfigError, OutputError
-from cfctool.families import normalise, record_problem
+from cfctool.families import FAMILIES, normalise, record_problem
 from cfctool.families.build import expected_tensors
 from cfctool.runtime import world_size
 
@@ -578,6 +578,7 @@ def _check_sidecar(sidecar: Path, actual: str, path: Path) -> None:
 def verify_architecture(ckpt: Checkpoint) -> None:
     """The tensors must be exactly those that the recorded architecture builds."""
     source = ckpt.source or "<checkpoint>"
+    _check_proof(ckpt, source)
     try:
         expected = expected_tensors(ckpt.record)
     except ConfigError as exc:  # e.g. an arch this cfctool does not know: the file's content, not a usage error
@@ -588,6 +589,21 @@ def verify_architecture(ckpt: Checkpoint) -> None:
     if expected != actual:
         raise CheckpointError(f"{source}: tensors do not fit architecture '{ckpt.arch.get('name')}': "
                               f"{_difference(expected, actual, 'shape')}")
+
+
+def _check_proof(ckpt: Checkpoint, source: str) -> None:
+    """Sizes the record claims, proved by tensors the file really holds before any module is
+    built from them (a wiring of a million units would take minutes and gigabytes to make)."""
+    family = FAMILIES[ckpt.arch["name"]]
+    if family.proof is None:
+        return
+    for name, shape in family.proof(normalise(ckpt.arch)).items():
+        t = ckpt.tensors.get(name)
+        actual = None if t is None else list(t.shape)
+        if actual is None or len(actual) != len(shape) or any(e is not None and e != a for e, a in zip(shape, actual)):
+            want = "x".join("*" if e is None else str(e) for e in shape)
+            raise CheckpointError(f"{source}: the arch record needs tensor '{name}' of shape {want}, the file holds "
+                                  f"{actual or 'none'}; the file was altered or written by a faulty tool")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -29,6 +29,8 @@ import torch
 from cfctool.errors import CheckpointError
 
 SPARSE_LAYOUTS = ("bitmask", "indices")
+# the most values one decoded tensor may have (1 GiB of float32): a crafted file cannot claim more
+MAX_DECODED = 1 << 28
 _QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -168,8 +170,11 @@ def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], sour
     if codec is None:
         raise bad(f"cfctool knows only the codecs {', '.join(CODECS)}")
     shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise bad(f"its recorded shape {shape!r} is not a list of sizes")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
+        raise bad(f"its recorded shape {str(shape)[:60]} is not a list of sizes")
+    if math.prod(shape) > MAX_DECODED:  # a sparse tensor's shape is not proved by its bytes
+        raise bad(f"its recorded shape {shape} holds more than {MAX_DECODED:,} values, beyond any model here")
     if spec.get("dtype") not in _FLOATS:
         raise bad(f"its recorded dtype {spec.get('dtype')!r} is not one of {', '.join(_FLOATS)}")
     expected = expected_parts(spec)

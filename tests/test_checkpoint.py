@@ -291,6 +291,11 @@ def _with_record(data: bytes, change) -> bytes:
     ("cfc", lambda r: r.update(compression=[1]), "compression must be a mapping (got list)"),
     ("cfc", lambda r: r["task"]["output"].update(size=0), "task.output.size must be a size from 1 to"),
     ("cfc", lambda r: r["task"].update(dataset="cifar"), "task.dataset 'cifar' is not a known data set"),
+    # sizes under the bound but beyond what the file holds: refused before a wiring is generated
+    ("ltc", lambda r: r["arch"].update(hidden=10**6), "needs tensor 'rnn.sparsity_mask' of shape 1000000x1000000"),
+    ("cfc-ncp", lambda r: r["arch"].update(hidden=10**6, ncp_layers=[600000, 300000, 100000]),
+     "needs tensor 'rnn.cells.0.sparsity_mask' of shape 600000x*"),
+    ("cfc", lambda r: r["arch"].update(hidden=10**6, backbone_widths=[10**6] * 3), "tensors do not fit"),
 ])
 def test_the_record_is_checked_before_anything_is_built(arch, change, message, trained_xor, tmp_path):
     """Every arch key is one of its family's, with its type and bounds; sizes a file cannot

@@ -157,3 +157,15 @@ def test_info_counts_the_stored_bytes_and_codecs(trained_xor, tmp_path):
     saved = original.tensors[name].numel() * 3 - original.tensors[name].shape[0] * 4  # 4 -> 1 byte, + scales
     assert plain["sizes"]["tensor_bytes"] - d["sizes"]["tensor_bytes"] >= saved
     assert d["encodings"]["int8 tensors"] == 1 and d["encodings"]["int4 tensors"] == 1
+
+
+def test_a_sparse_tensor_claiming_more_values_than_any_model_is_refused_before_decoding():
+    import torch
+
+    from cfctool.errors import CheckpointError
+
+    parts = {"values": torch.ones(3), "indices": torch.tensor([0, 5, 9], dtype=torch.int32)}
+    spec = {"codec": "sparse", "shape": [10**6, 10**6], "dtype": "float32", "layout": "indices"}
+    with pytest.raises(CheckpointError, match="holds more than 268,435,456 values"):
+        encodings.decode("w", spec, parts)
+    assert encodings.decode("w", {**spec, "shape": [2, 5]}, parts).flatten().nonzero().flatten().tolist() == [0, 5, 9]

@@ -72,6 +72,10 @@ class Family:
     # keys its records carry beyond its settings (sizes a compression or a derived structure
     # writes), each with its type and bounds: a file's arch record is checked against both
     record_keys: tuple[Setting, ...] = ()
+    # {tensor name: shape (None: any size)} of tensors always stored plain whose bytes prove the
+    # sizes a record claims, for families whose build does work that grows with those sizes
+    # before any shape is compared (the LTC's and NCP's wirings): checked first at load
+    proof: Callable[[dict[str, Any]], dict[str, list[int | None]]] | None = None
     weights: tuple[str, ...] = ("weight",)
     heads: tuple[str, ...] = ()
     reduction: str | None = None

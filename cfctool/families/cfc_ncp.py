@@ -82,5 +82,6 @@ FAMILY = Family(name="cfc-ncp", summary="NCP-wired CfC: inter, command and motor
                 settings=SETTINGS, record=record, build=build, macs_per_step=cfc.macs_per_step,
                 counts=cfc.counts, upgrade=upgrade, validate=validate,
                 unit_groups=cfc.unit_groups, resize=cfc.resize, heads=cfc.HEADS,
+                proof=lambda arch: {f"rnn.cells.{k}.sparsity_mask": [n, None] for k, n in enumerate(arch["ncp_layers"])},
                 record_keys=(Setting("motor", int, None, "Motor neurons (the task's outputs).", low=1),
                              Setting("ncp_layers", list, None, "Inter, command and motor neurons.", low=1)))

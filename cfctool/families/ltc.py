@@ -29,4 +29,5 @@ def macs_per_step(core) -> int:
 
 FAMILY = Family(name="ltc", summary="Liquid time-constant network (ODE solver, the slow baseline).",
                 settings=SETTINGS, record=record, build=build, macs_per_step=macs_per_step,
-                counts=standard_counts, weights=("weight", "w", "sensory_w"))
+                counts=standard_counts, weights=("weight", "w", "sensory_w"),
+                proof=lambda arch: {"rnn.sparsity_mask": [arch["hidden"], arch["hidden"]]})
