@@ -254,3 +254,26 @@ def test_training_with_shift_augments_only_training_batches_and_resumes_exactly(
     resumed = train(run, output=out, resume=True)
     for name, t in whole.tensors.items():
         assert torch.equal(t, resumed.tensors[name]), name
+
+
+def test_an_imdb_checkpoint_with_a_vocabulary_bomb_is_refused_by_eval(imdb_slice, tmp_path, cli):
+    """The stored vocabulary is inflated no further than the embedding's words can take (a
+    crafted one that inflates to 2 GiB made eval run 36 s at 4.5 GB and report 0.5)."""
+    import time
+    import zlib
+
+    import torch
+
+    from cfctool.checkpoint import load, save
+
+    out = tmp_path / "m.st"
+    r = cli("train", "imdb", "--data", imdb_slice, "--vocab-size", "300", "--seq-len", "40", "--hidden", "8",
+            "--backbone-units", "8", "--embedding-dim", "8", "--epochs", "1", "--val-fraction", "0", "-q", "-o", out)
+    assert r.code == 0, r.err
+    ckpt = load(out)
+    bomb = torch.frombuffer(bytearray(zlib.compress(b"word\n" * (4 * 2**20), 9)), dtype=torch.uint8)  # 20 MiB
+    save(ckpt.derive(tensors={**ckpt.tensors, "task.vocab": bomb.clone()}), tmp_path / "bomb.st")
+    start = time.perf_counter()
+    r = cli("eval", tmp_path / "bomb.st", "--data", imdb_slice)
+    assert r.code == 1 and "the stored vocabulary inflates beyond" in r.err
+    assert time.perf_counter() - start < 5
