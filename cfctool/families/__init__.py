@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from cfctool.data.names import MODULES
 from cfctool.errors import ConfigError
 from cfctool.families import cfc, cfc_ncp, ltc, ode, reduced
 from cfctool.families.base import Family
-from cfctool.settings import Setting
+from cfctool.settings import MAX_SIZE, Setting
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     cfc.FAMILY,
@@ -37,9 +38,6 @@ def record_problem(record: dict) -> str | None:
     """What is wrong with a stored record's structure, before anything is built from it: each
     section's type, the arch against its family's keys, types and bounds, the task's kinds
     and sizes (`field.path what was expected`); None when it is sound."""
-    from cfctool.data.names import MODULES
-    from cfctool.settings import MAX_SIZE
-
     for section, kind in (("arch", dict), ("task", dict), ("compression", dict), ("encodings", dict),
                           ("metrics", dict), ("history", list)):
         if section in record and not isinstance(record[section], kind):
