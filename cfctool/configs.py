@@ -97,15 +97,15 @@ def _data_config_class():
                 _positive(key, getattr(self, key))
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
-        values = dataclasses.asdict(self)
-        for s in data_settings().values():
+        values, settings = dataclasses.asdict(self), data_settings()
+        for s in settings.values():
             problem = s.check(values[s.name])
             if problem:
                 raise ConfigError(problem)
         for path, module in data_modules().items():
             served = [name for name, p in MODULES.items() if p == path]
             for key, why in getattr(module, "OWN_SETTINGS", {}).items():
-                if values[key] != data_settings()[key].default and self.dataset not in served:
+                if values[key] != settings[key].default and self.dataset not in served:
                     raise ConfigError(f"{why}: it applies to {', '.join(served)}, not '{self.dataset}'")
             if hasattr(module, "validate"):
                 try:

@@ -1,5 +1,8 @@
 """Helpers shared by tests (importable because pytest puts tests/ on sys.path)."""
 
+import json
+import struct
+
 import torch
 
 
@@ -65,3 +68,15 @@ def plain_run(core, x, dt, mask, act):
             inp = states[k]
         outs.append(states[-1])
     return torch.stack(outs, 1), states[-1]
+
+
+def with_record(data: bytes, change) -> bytes:
+    """The same file with its record changed by `change(record)` (the tensor data as they are)."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    record = json.loads(header["__metadata__"]["cfctool.record"])
+    change(record)
+    header["__metadata__"]["cfctool.record"] = json.dumps(record)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + data[8 + n:]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import with_record
 
 from cfctool import checkpoint
 from cfctool.checkpoint import Checkpoint, load, save, sidecar_path
@@ -255,29 +256,10 @@ def test_concurrent_writers_of_one_output_leave_a_matching_pair(trained_xor, tmp
 
 
 def test_a_file_with_an_unknown_arch_is_a_content_error_naming_the_file(trained_xor, tmp_path, cli):
-    data = trained_xor["cfc"].read_bytes()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    record = json.loads(header["__metadata__"]["cfctool.record"])
-    record["arch"]["name"] = "gru"
-    header["__metadata__"]["cfctool.record"] = json.dumps(record)
-    head = json.dumps(header).encode()
-    head += b" " * (-len(head) % 8)
-    (tmp_path / "gru.st").write_bytes(struct.pack("<Q", len(head)) + head + data[8 + n:])
+    (tmp_path / "gru.st").write_bytes(with_record(trained_xor["cfc"].read_bytes(),
+                                                  lambda r: r["arch"].update(name="gru")))
     r = cli("info", tmp_path / "gru.st")
     assert r.code == 1 and f"{tmp_path / 'gru.st'}: arch.name 'gru' is not a known arch" in r.err
-
-
-def _with_record(data: bytes, change) -> bytes:
-    """The same file with its record changed by `change(record)` (the tensor data as they are)."""
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    record = json.loads(header["__metadata__"]["cfctool.record"])
-    change(record)
-    header["__metadata__"]["cfctool.record"] = json.dumps(record)
-    head = json.dumps(header).encode()
-    head += b" " * (-len(head) % 8)
-    return struct.pack("<Q", len(head)) + head + data[8 + n:]
 
 
 @pytest.mark.parametrize("arch,change,message", [
@@ -302,7 +284,7 @@ def test_the_record_is_checked_before_anything_is_built(arch, change, message, t
     hold are refused at once (an LTC of 10^7 units used to take minutes and gigabytes)."""
     import time
 
-    bad = _with_record(trained_xor[arch].read_bytes(), change)
+    bad = with_record(trained_xor[arch].read_bytes(), change)
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match=re.escape(message)):
         checkpoint.load_bytes(bad, source="bad.st")

@@ -13,6 +13,7 @@ import struct
 import time
 
 import pytest
+from helpers import with_record
 
 from cfctool import checkpoint
 from cfctool.errors import CfcError
@@ -52,14 +53,14 @@ def _mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     kind = rng.choice(["field", "field", "field", "flip-header", "flip-data", "truncate", "entry", "huge-int",
                        "deep", "drop-section"])
     if kind == "field":
-        path = rng.choice([p for p in _paths(record) if p])
-        target = record
-        for key in path[:-1]:
-            target = target[key]
-        value = rng.choice(BAD_VALUES)
-        target[path[-1]] = value
-        header["__metadata__"]["cfctool.record"] = json.dumps(record)
-        return f"{'.'.join(map(str, path))} = {value!r}", _join(header, body)
+        path, value = rng.choice([p for p in _paths(record) if p]), rng.choice(BAD_VALUES)
+
+        def replace(r):
+            target = r
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        return f"{'.'.join(map(str, path))} = {value!r}", with_record(data, replace)
     if kind == "flip-header":
         n = struct.unpack("<Q", data[:8])[0]
         at = rng.randrange(8, 8 + n)
@@ -84,9 +85,7 @@ def _mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         raw = json.dumps({**record, "metrics": "@DEEP@"}).replace('"@DEEP@"', "[" * 100000 + "]" * 100000)
         return "metrics nested 100,000 deep", _join(header, body, json.dumps(raw)[1:-1])
     section = rng.choice(["arch", "task", "tensors", "encodings", "history", "metrics"])
-    record.pop(section, None)
-    header["__metadata__"]["cfctool.record"] = json.dumps(record)
-    return f"record without {section}", _join(header, body)
+    return f"record without {section}", with_record(data, lambda r: r.pop(section, None))
 
 
 @pytest.mark.slow
