@@ -77,8 +77,9 @@ def test_report_errors(cli, tmp_path, trained_xor):
 def test_report_without_matplotlib_says_how_to_get_it(cli, trained_xor, tmp_path, monkeypatch):
     trained_xor = trained_xor["cfc"]
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    r = cli("report", trained_xor, "--plot", tmp_path / "p.png")
-    assert r.code == 1 and "pip install 'cfctool[plot]'" in r.err and not (tmp_path / "p.png").exists()
+    r = cli("report", trained_xor, "--plot", tmp_path / "p.png", "-o", tmp_path / "report.md")
+    assert r.code == 1 and "pip install 'cfctool[plot]'" in r.err and "nothing was written" in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # failed before any work: neither the table nor the plot
 
 
 def test_pareto_front():

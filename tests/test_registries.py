@@ -74,7 +74,9 @@ def scale_method(tmp_path, monkeypatch):
     import toy_scale
 
     monkeypatch.setitem(METHODS, "scale", Method("scale", toy_scale.ScaleConfig, "toy_scale", "scaling",
-                                                 "Scaling settings", "Scale the readout by a factor."))
+                                                 "Scaling settings", "Scale the readout by a factor.",
+                                                 "Multiplies the readout's weights by --factor.",
+                                                 "cfctool scale model.st --factor 2 -o scaled.st"))
     monkeypatch.setattr(app_module, "app", app_module.build_app())  # the CLI as it is built at start-up
     return toy_scale
 

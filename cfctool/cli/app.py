@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from cfctool import __version__
 from cfctool.cli import bench, compress, distill, evaluate, export, info, report, train
@@ -27,6 +28,24 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
+def _without_flag_types(params):
+    """A plain flag (--quiet, --global/--local) takes no value: its help shows no `<bool>`."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx):
+        return _without_flag_types(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx):
+        return _without_flag_types(super().get_params(ctx))
+
+
 # the order of `cfctool --help`; a compression method not named here follows `reduce`
 ORDER = ("train", "quantize", "prune", "distill", "reduce", "eval", "info", "bench", "export", "report")
 
@@ -36,6 +55,7 @@ def build_app() -> typer.Typer:
     their registry)."""
     app = typer.Typer(
         name="cfctool",
+        cls=_Group,
         help="Train and compress Closed-form Continuous-time (CfC) networks. Commands read and write NAME.st "
         "checkpoints (safetensors) with NAME.yaml sidecars; '-' means stdin/stdout.",
         no_args_is_help=True,
@@ -56,6 +76,7 @@ def build_app() -> typer.Typer:
             others[name].register(app)
     for command in app.registered_commands:
         command.callback = _guarded(command.callback)
+        command.cls = _Command
     return app
 
 

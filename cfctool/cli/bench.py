@@ -35,7 +35,7 @@ def _print_human(report: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("bench")
+    @app.command("bench", epilog=options.example("cfctool bench small.st --against model.st --threads 1 -o small.bench.yaml"))
     def bench_command(
         checkpoint: options.Checkpoint,
         cpu: Annotated[bool, typer.Option("--cpu", help="Pin the CPU even where a GPU exists (the default).")] = False,
@@ -54,7 +54,14 @@ def register(app: typer.Typer) -> None:
         as_json: options.Json = False,
         quiet: options.Quiet = False,
     ):
-        """CPU inference time, throughput, memory and sizes; names the engine that ran; never modifies the checkpoint."""
+        """CPU inference time, throughput, memory and sizes; names the engine that ran; never modifies the checkpoint.
+
+        Times whole-split inference (or --batches of a seeded subset) in --repeats interleaved passes
+        and reports medians, batch latency, items/s, peak RSS, MACs per sequence and bytes. With
+        --against BASE.st both models run interleaved in one process and the report gives ratios:
+        on a shared machine, the only figures worth quoting. --engine all times every engine that
+        runs the checkpoint.
+        """
         from cfctool.cli.io import check_output, read_checkpoint
         from cfctool.cli.progress import status_lines
         from cfctool.ops.bench import bench

@@ -30,9 +30,9 @@ def command(method: Method):
                         settings, getattr(hooks, "result_line", None), config, overwrite)
 
     compress_command.__name__ = f"{method.name}_command"
-    compress_command.__doc__ = method.help
+    compress_command.__doc__ = f"{method.help}\n\n{method.description}"
     return options.with_parameters(compress_command, options.setting_parameters({method.config: method.panel}))
 
 
 def register(app: typer.Typer, method: Method) -> None:
-    app.command(method.name)(command(method))
+    app.command(method.name, epilog=options.example(method.example))(command(method))

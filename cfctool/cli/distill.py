@@ -29,7 +29,13 @@ def distill_command(
     quiet: options.Quiet = False,
     **settings,
 ):
-    """Train a smaller student on a teacher's task: alpha * CE(labels) + (1 - alpha) * KD(teacher)."""
+    """Train a smaller student on a teacher's task: alpha * CE(labels) + (1 - alpha) * KD(teacher).
+
+    The student is any family (--student) with the usual training flags over the teacher's data
+    set preset; the teacher runs frozen once over the training split and its logits travel with
+    the rows. --init starts the student from a checkpoint (prune, then distill); --resume continues
+    an interrupted run. The student's history names the teacher by path and sha256.
+    """
     from dataclasses import fields
 
     from cfctool.cli.io import check_output, read_checkpoint, write_checkpoint
@@ -60,4 +66,5 @@ def register(app: typer.Typer) -> None:
     options.with_parameters(distill_command, options.setting_parameters(
         {DistillConfig: "Distillation settings", ArchConfig: "Student settings", TrainConfig: "Training settings"},
         exclude=_EXCLUDED))
-    app.command("distill")(distill_command)
+    app.command("distill", epilog=options.example("cfctool distill teacher.st --student cfc-ncp --hidden 64 --epochs 10 -o "
+                                                  "student.st"))(distill_command)

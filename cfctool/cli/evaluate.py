@@ -12,7 +12,7 @@ from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval")
+    @app.command("eval", epilog=options.example("cfctool eval model.st --json > model.eval.json"))
     def eval_command(
         checkpoint: options.Checkpoint,
         split: Annotated[str, typer.Option(help="Split to evaluate: test, val or train.")] = "test",
@@ -23,7 +23,14 @@ def register(app: typer.Typer) -> None:
         as_json: options.Json = False,
         quiet: options.Quiet = False,
     ):
-        """Accuracy, loss and sizes of a checkpoint on a split of its task; names the engine that ran."""
+        """Accuracy, loss and sizes of a checkpoint on a split of its task; names the engine that ran.
+
+        Runs the whole split (or a seeded subset, --max-samples) on the fastest exact engine for the
+        checkpoint (folded, folded-int8 for a quantized CfC, else the training loop) and prints
+        accuracy (top-3 where it applies), loss, parameters, non-zeros, file bytes, sparsity and the
+        size-aware normalised accuracy; --json for scripts. Data comes from --data, $CFCTOOL_DATA or
+        the directory recorded at training.
+        """
         from cfctool.cli.io import read_checkpoint
         from cfctool.cli.progress import status_lines
         from cfctool.ops.evaluate import evaluate

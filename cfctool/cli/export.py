@@ -12,7 +12,7 @@ from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export")
+    @app.command("export", epilog=options.example("cfctool export small.st -o small.onnx"))
     def export_command(
         checkpoint: options.Checkpoint,
         output: options.output("ONNX file to write.", required=True),
@@ -20,7 +20,13 @@ def register(app: typer.Typer) -> None:
         data: options.Data = None,
         quiet: options.Quiet = False,
     ):
-        """Export to ONNX (a Scan graph for any length, or a loop unrolled at one length), verified against PyTorch."""
+        """Export to ONNX (a Scan graph for any length, or a loop unrolled at one length), verified against PyTorch.
+
+        CfC models and the Euler ODE-RNN export their folded step as the body of a Scan (batch
+        and length dynamic; int8 checkpoints as MatMulInteger); other models are unrolled at
+        --seq-len. The graph is run with ONNX Runtime on real inputs and refused when it does
+        not reproduce PyTorch (the onnx extra).
+        """
         from cfctool.cli.io import check_output, read_checkpoint
         from cfctool.cli.progress import status_lines
         from cfctool.ops.bench import workload

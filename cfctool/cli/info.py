@@ -46,13 +46,19 @@ def _state_lines(s: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("info")
+    @app.command("info", epilog=options.example("cfctool info model.st --json"))
     def info_command(
         checkpoint: options.Checkpoint,
         as_json: options.Json = False,
     ):
         """Architecture, task, compression state, metrics, sizes and history of a checkpoint;
-        for a training state (OUT.st.train-state), the run's progress so far."""
+        for a training state (OUT.st.train-state), the run's progress so far.
+
+        Reads only the file's header and record (fast, no data needed): one line per compression
+        step, the recorded test metrics and every command that made the checkpoint, with its
+        settings. Of a training state: epochs and steps done, seconds, validation per epoch and the
+        learning rate now. '-' reads stdin; --json prints the whole record.
+        """
         from cfctool.cli.io import STDIO, read_checkpoint
         from cfctool.ops.info import describe
         from cfctool.training.state import state_summary

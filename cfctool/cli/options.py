@@ -35,6 +35,11 @@ Config = Annotated[Optional[str], typer.Option(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 
 
+def example(command: str) -> str:
+    """The last line of a command's --help (and of its CLI reference entry)."""
+    return f"Example: {command}"
+
+
 def output(help_text: str, required: bool = False):
     kind = str if required else Optional[str]
     return Annotated[kind, typer.Option("--output", "-o", help=help_text)]
@@ -61,12 +66,13 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
             text = f.metadata.get("help", "")
             if choices.get(f.name):
                 text += f" One of: {', '.join(choices[f.name])}."
-            if default is not None:
-                text += f" [default: {default}{' unless the preset sets it' if panels is None else ''}]"
             flag = "--" + f.name.replace("_", "-")
             decl = (f"{flag}/--no-{f.name.replace('_', '-')}",) if base is bool else (flag,)
             if f.metadata.get("flags"):
                 decl = (f.metadata["flags"],)
+            if default is not None:
+                shown = decl[0].split("/")[0 if default else 1] if base is bool else default  # a flag: its spelling
+                text += f" [default: {shown}{' unless the preset sets it' if panels is None else ''}]"
             option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                             annotation=Annotated[Optional[base], option], default=None))

@@ -12,7 +12,7 @@ from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report")
+    @app.command("report", epilog=options.example("cfctool report teacher.st pruned.st student.st -o report.md --plot pareto.png"))
     def report_command(
         paths: Annotated[List[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
         output: Annotated[Optional[str], typer.Option("--output", "-o",
@@ -21,7 +21,13 @@ def register(app: typer.Typer) -> None:
                                                          "(.png/.pdf/.svg; needs matplotlib).")] = None,
         as_json: options.Json = False,
     ):
-        """One table of every checkpoint of a study: history, accuracy, parameters, bytes, speed-up."""
+        """One table of every checkpoint of a study: history, accuracy, parameters, bytes, speed-up.
+
+        Reads each checkpoint's record and the NAME.eval.json / NAME.bench.yaml written beside it
+        (by `cfctool eval --json` and `cfctool bench -o`); sizes and speed-ups are against the first
+        checkpoint. Prints the table (rich in a terminal, Markdown otherwise); -o writes it as
+        Markdown, YAML or JSON; --plot draws accuracy against size and time (the plot extra).
+        """
         from cfctool.checkpoint import atomic_write
         from cfctool.cli.io import check_output
         from cfctool.errors import ConfigError
@@ -36,6 +42,7 @@ def register(app: typer.Typer) -> None:
             if Path(plot).suffix.lower() not in (".png", ".pdf", ".svg"):
                 raise ConfigError(f"--plot {plot}: give a .png, .pdf or .svg path")
             check_output(plot, sidecar=False, suffix=Path(plot).suffix, inputs=found)
+            rep.require_plotting()
         rows = rep.report(found)
         base = Path.cwd()
         if plot is not None:

@@ -34,10 +34,13 @@ def train_command(
 ):
     """Train a model and write its checkpoint; prints the output path.
 
-    Every setting defaults to the data set's preset, then to the built-in default shown; --print-config shows what a run would use.
+    Settings come from the preset of the (data set, architecture) pair, then --config FILE, then
+    the flags; --print-config shows what a run would use. The weights kept are those of the best
+    validation epoch. The training state is written beside the output every epoch (and every
+    --state-every minutes), so --resume continues an interrupted run to the same weights.
     """
     from cfctool.cli.io import check_output, write_checkpoint
-    from cfctool.cli.progress import interrupted_run, training_progress
+    from cfctool.cli.progress import interrupted_run, status_lines, training_progress
     from cfctool.configs import load_config_file, resolve, stored
     from cfctool.errors import ConfigError
 
@@ -63,7 +66,8 @@ def train_command(
     try:
         with training_progress(quiet) as progress:
             ckpt = train(run, progress=progress, argv=(ctx.obj or {}).get("argv"),
-                         output=None if out == "-" else out, resume=resume, init_from=init_from)
+                         output=None if out == "-" else out, resume=resume, init_from=init_from,
+                         notify=status_lines(quiet))
     except KeyboardInterrupt:
         raise interrupted_run(out, "run the same command with --resume to continue") from None
     write_checkpoint(ckpt, out)
@@ -74,4 +78,4 @@ def train_command(
 
 def register(app: typer.Typer) -> None:
     options.with_parameters(train_command, options.setting_parameters())
-    app.command("train")(train_command)
+    app.command("train", epilog=options.example("cfctool train imdb --arch cfc-deep --threads 1 -o deep.st"))(train_command)

@@ -156,7 +156,7 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
     identity = {**run_identity(run), **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
                 "teacher_sha256": _sha(teacher)}
     trained = run_training(run, load, identity=identity, init=init, init_label=f"--init {cfg.init_checkpoint}",
-                           before_fit=teacher_targets, progress=progress, state_path=state, resume=resume,
+                           before_fit=teacher_targets, progress=progress, state_path=state, resume=resume, notify=say,
                            # the loss reads the task's outputs, which load() checked are the teacher's
                            loss=distillation_loss(teacher.task, cfg.alpha, cfg.kd_loss, cfg.temperature))
     dataset, task, wall = trained.dataset, trained.dataset.task, trained.wall_s

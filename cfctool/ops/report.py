@@ -164,14 +164,21 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def require_plotting() -> None:
+    """--plot's dependency (the `plot` extra), checked before any work is done."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CfcError("--plot needs matplotlib: pip install 'cfctool[plot]' (or drop --plot); nothing was "
+                       "written") from None
+
+
 def plot(rows: list[Row], out: str | Path) -> Path:
     """Accuracy vs file size and vs CPU time, every checkpoint a point, the Pareto front a line."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CfcError("--plot needs matplotlib: pip install 'cfctool[plot]' (or drop --plot)") from None
+    require_plotting()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     out = Path(out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ConfigError(f"--plot {out}: give a .png, .pdf or .svg path")

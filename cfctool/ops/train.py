@@ -8,7 +8,7 @@ continues an interrupted run to the same weights.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
@@ -33,12 +33,14 @@ def run_identity(run: RunConfig) -> dict[str, Any]:
 
 
 def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str] | None = None,
-          output: str | Path | None = None, resume: bool = False, init_from: str | None = None) -> Checkpoint:
+          output: str | Path | None = None, resume: bool = False, init_from: str | None = None,
+          notify: Callable[[str], None] | None = None) -> Checkpoint:
     """Train per `run`. `output` (the checkpoint path the caller will write) places the
     per-epoch training state beside it; `resume` continues from that state. `init_from`
     (a checkpoint path) warm-starts: its weights, a fresh optimiser and schedule, and its
     weights compete as epoch 0, so more training never returns a worse model on validation;
-    the result's history starts with that checkpoint's."""
+    the result's history starts with that checkpoint's. `notify(message)` hears the steps
+    outside the epochs (loading the data, testing)."""
     run.validate()
     init = ckpt_io.load(init_from) if init_from else None  # a bad path fails before the data are read
     preview = preview_task(run.data)
@@ -58,7 +60,8 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
 
     state = state_path_for(output) if output is not None and str(output) != "-" else None
     trained = run_training(run, load, identity=identity, init=init, init_label=f"--init-from {init_from}",
-                           progress=progress, state_path=state, resume=resume, start_is_candidate=init is not None)
+                           progress=progress, state_path=state, resume=resume, start_is_candidate=init is not None,
+                           notify=notify)
     dataset, metrics, wall = trained.dataset, trained.metrics, trained.wall_s
     tensors = trained.tensors()
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})

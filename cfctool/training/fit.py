@@ -36,7 +36,7 @@ from cfctool.errors import ConfigError, TrainingError
 from cfctool.metrics import split_metrics, task_loss
 from cfctool.training import distributed
 from cfctool.training.averaging import WeightAverage
-from cfctool.training.state import read_state, write_state
+from cfctool.training.state import read_state, require_state, write_state
 
 
 @dataclass
@@ -259,9 +259,7 @@ class _Run:
 
     def restore(self) -> None:
         """Continue from the training state: weights, optimiser, schedule, generators, counters."""
-        if self.state_path is None or not self.state_path.is_file():
-            raise ConfigError(f"--resume: no training state at {self.state_path}; run without --resume to start "
-                              "afresh")
+        require_state(self.state_path)
         saved = self.saved = read_state(self.state_path, self.identity)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])

@@ -19,6 +19,7 @@ from cfctool.families.build import arch_record, build_model
 from cfctool.metrics import split_metrics
 from cfctool.runtime import resolve_device, seed_everything, threads
 from cfctool.training.fit import FitResult, LossFn, ProgressFn, fit, keras_init, warm_start
+from cfctool.training.state import require_state
 
 
 @dataclass
@@ -38,15 +39,21 @@ def run_training(run: RunConfig, load: Callable[[], Dataset], *, identity: dict[
                  init=None, init_label: str = "", before_fit: Callable[[nn.Module, Dataset], None] | None = None,
                  loss: LossFn | None = None, progress: ProgressFn | None = None,
                  state_path: str | Path | None = None, resume: bool = False,
-                 start_is_candidate: bool = False) -> Trained:
+                 start_is_candidate: bool = False, notify: Callable[[str], None] | None = None) -> Trained:
     """Train the model of `run` on the data `load()` returns (checked there by the caller).
     `init` (a checkpoint) warm-starts it; `before_fit(model, dataset)` runs once the model
-    is built and warm-started (distillation caches the teacher's outputs there)."""
+    is built and warm-started (distillation caches the teacher's outputs there). `notify`
+    hears what happens outside the epochs (loading the data, the test pass)."""
     cfg = run.train
+    say = notify or (lambda message: None)
     started = time.perf_counter()
     with threads(cfg.threads):
         device = resolve_device(cfg.device)
+        if resume:
+            require_state(state_path)
+        say(f"loading {run.data.dataset}")
         dataset = load()
+        say(f"{run.data.dataset}: " + ", ".join(f"{len(split):,} {name}" for name, split in dataset.splits.items()))
         task = dataset.task
         arch = arch_record(run.arch, task)
         seed_everything(cfg.seed)
@@ -60,6 +67,7 @@ def run_training(run: RunConfig, load: Callable[[], Dataset], *, identity: dict[
         result = fit(model, dataset, cfg, loss=loss, progress=progress, state_path=state_path, resume=resume,
                      identity=identity, device=device, start_is_candidate=start_is_candidate)
         engine_name, engine = fastest(model)
+        say(f"testing the kept weights on {len(dataset.splits['test']):,} rows ({engine_name} engine)")
         test = split_metrics(engine, dataset.splits["test"], task, cfg.eval_batch_size, device)
     wall = time.perf_counter() - started
     metrics = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,

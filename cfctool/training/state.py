@@ -26,6 +26,13 @@ def state_path_for(output: str | Path) -> Path:
     return output.with_name(output.name + ".train-state")
 
 
+def require_state(path: str | Path | None) -> Path:
+    """--resume needs the training state; checked before any data is loaded."""
+    if path is None or not Path(path).is_file():
+        raise ConfigError(f"--resume: no training state at {path}; run without --resume to start afresh")
+    return Path(path)
+
+
 def write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
                  history, identity, elapsed_s: float, average: WeightAverage | None = None,
                  partial: dict[str, Any] | None = None) -> None:
