@@ -1,4 +1,4 @@
-"""The seed's distillation study (SEEDS.md B) on this machine: students of several sizes
+"""The seed's distillation study (the compression study) on this machine: students of several sizes
 distilled from a teacher, each also trained without the teacher (alpha 1, same epochs, same
 seed), accuracy against compression.
 
@@ -39,7 +39,7 @@ STUDENTS = {
     "xor-ncp8": ("xor", "cfc-ncp", {"hidden": 8}),
 }
 ENTRIES = {**{k: (*v, 0.25) for k, v in STUDENTS.items()}, **{f"{k}-alone": (*v, 1.0) for k, v in STUDENTS.items()}}
-SEED = ("SEEDS.md B: CfC-Deep (IMDB) into NCP-style f, g, h students without backbone, loss 0.25 CE + 0.75 KD: "
+SEED = ("the compression study: CfC-Deep (IMDB) into NCP-style f, g, h students without backbone, loss 0.25 CE + 0.75 KD: "
         "8-15x compression without accuracy loss, beyond 15x accuracy fell; students without the teacher were "
         "5-10 points worse or failed to train")
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     args.inits = dict(t.split("=", 1) for t in args.init)
     for name in args.only:
         key, entry = run_entry(name, {k: Path(v) for k, v in teachers.items()}, args)
-        print(merge_result("distill", "runs", key, entry, {"benchmark": "distillation (SEEDS.md B)"}))
+        print(merge_result("distill", "runs", key, entry, {"benchmark": "distillation (the compression study)"}))
     if args.plot:
         print(plot(results_dir() / "distill.png"))
 

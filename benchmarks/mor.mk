@@ -1,4 +1,4 @@
-# The README's model-order-reduction tables (SEEDS.md C, Tables II and III, and the CfC
+# The README's model-order-reduction tables (the MOR paper, Tables II and III, and the CfC
 # reduction), on top of examples/mor.mk's originals: benchmarks/results/reduce.yaml and
 # the plots (hours on a CPU).
 #

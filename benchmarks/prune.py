@@ -1,4 +1,4 @@
-"""The seed's pruning sweep (SEEDS.md B) on this machine: accuracy, size-aware score, bytes, speed.
+"""The seed's pruning sweep (the compression study) on this machine: accuracy, size-aware score, bytes, speed.
 
 For each fp32 checkpoint, method and ratio it prunes with `cfctool.ops.prune` (without and,
 with --finetune N, after N epochs of fine-tuning), evaluates the test split on the engine
@@ -32,7 +32,7 @@ METHODS = {  # name: PruneConfig settings (the seed: global over everything, loc
     "structured-backbone": {"structured": True, "scope": "backbone", "global_threshold": False},
 }
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-SEED = "SEEDS.md B: global unstructured kept the accuracy up to 95% after retraining (Person Activity); " \
+SEED = "the compression study: global unstructured kept the accuracy up to 95% after retraining (Person Activity); " \
        "backbone-only to 98%; structured global poor on IMDB; 10 retraining epochs"
 
 
@@ -61,7 +61,7 @@ def run(path: Path, args) -> None:
 
     def save_cell(name: str, cell: dict) -> None:
         cells[name] = cell
-        merge_result("prune", "runs", key, {**header, "cells": cells}, {"benchmark": "pruning (SEEDS.md B)"})
+        merge_result("prune", "runs", key, {**header, "cells": cells}, {"benchmark": "pruning (the compression study)"})
 
     for method in args.methods:
         for ratio in args.ratios:

@@ -1,4 +1,4 @@
-"""The seed's quantization table (SEEDS.md B) on this machine: accuracy, file ratio, CPU speed.
+"""The seed's quantization table (the compression study) on this machine: accuracy, file ratio, CPU speed.
 
 For each fp32 checkpoint it makes the variants with `cfctool.ops.quantize` (saved under
 --out-dir), then times the whole test split in one process, 1 thread by default, all
@@ -29,7 +29,7 @@ VARIANTS = {  # name: QuantizeConfig settings
     "int4-qat": {"scheme": "qat", "bits": 4, "epochs": 1},
     "static-fold": {"scheme": "static", "observer": "minmax", "fold_embedding": True},
 }
-SEED = {  # SEEDS.md B: fp32 / static (unfused) / +fusing / QAT accuracy, compression, int8 speed-up (fused) vs fp32 eager
+SEED = {  # the compression study: fp32 / static (unfused) / +fusing / QAT accuracy, compression, int8 speed-up (fused) vs fp32 eager
     "imdb/cfc": {"fp32": 0.861, "static": 0.860, "fused": 0.861, "qat": 0.868, "compression": 3.8, "speedup": 2.0},
     "imdb/cfc-deep": {"fp32": 0.881, "static": 0.872, "fused": 0.871, "qat": 0.876, "compression": 3.8, "speedup": 3.2},
     "imdb/cfc-ncp": {"fp32": 0.842, "static": 0.838, "fused": None, "qat": 0.839, "compression": 3.8, "speedup": 1.9},
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for path in args.checkpoints:
         key, entry = run(path, args)
-        print(merge_result("quantize", "runs", key, entry, {"benchmark": "quantization (SEEDS.md B) on this machine"}))
+        print(merge_result("quantize", "runs", key, entry, {"benchmark": "quantization (the compression study) on this machine"}))
 
 
 if __name__ == "__main__":

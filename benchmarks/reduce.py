@@ -1,4 +1,4 @@
-"""The seed's model-order-reduction tables (SEEDS.md C, Tables II and III) on this machine,
+"""The seed's model-order-reduction tables (the MOR paper, Tables II and III) on this machine,
 plus the CfC reduction (no published counterpart) against structured pruning at equal size.
 
 For each fp32 checkpoint, method and reduced size it runs `cfctool.ops.reduce` (without and,
@@ -32,8 +32,8 @@ from pathlib import Path
 from benchmarks.common import machine, measure, merge_result, panels, results_dir, save_figure, speedup
 
 ODE_METHODS = ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")
-SEED = {"mnist/conv-ode": "SEEDS.md C, Table II: POD-DEIM 91.9% top-1 at 4x (original 97.9%)",
-        "pmnist/ode-rnn": "SEEDS.md C, Table III: SVD 125 94.5% at 1.8x (original 96.2%)"}
+SEED = {"mnist/conv-ode": "the MOR paper, Table II: POD-DEIM 91.9% top-1 at 4x (original 97.9%)",
+        "pmnist/ode-rnn": "the MOR paper, Table III: SVD 125 94.5% at 1.8x (original 96.2%)"}
 CFC_SEED = "no published counterpart; against structured pruning of the hidden units to the same size (prune@K)"
 
 
@@ -99,7 +99,7 @@ def run(path: Path, args) -> None:
 
     def save() -> None:
         merge_result("reduce", "runs", key, {**header, "singular_values": spectra, "cells": cells},
-                     {"benchmark": "model-order reduction (SEEDS.md C)"}, combine=_cells_kept)
+                     {"benchmark": "model-order reduction (the MOR paper)"}, combine=_cells_kept)
 
     todo = list(args.cells) + [f"{m}@{k}" for m in args.methods for k in args.dims]
     for cell in todo:
@@ -156,7 +156,7 @@ def retime(path: Path, args) -> None:
     entry = {**done, "cells": cells, "timing_machine": here,
              "timing": f"retimed together in one interleaved run on {here['cpu']}: "
              f"`python -m benchmarks.reduce {' '.join(sys.argv[1:])}`; also running: {args.note}"}
-    merge_result("reduce", "runs", key, entry, {"benchmark": "model-order reduction (SEEDS.md C)"})
+    merge_result("reduce", "runs", key, entry, {"benchmark": "model-order reduction (the MOR paper)"})
     print(f"[{key}] retimed {len(names)} cells against {base:.2f} s", file=sys.stderr)
 
 

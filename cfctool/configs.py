@@ -412,13 +412,13 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "epochs": 200, "batch_size": 256, "lr": 0.005, "lr_decay": 0.99, "clipnorm": 10.0,
     },
 }
-# IMDB and Person Activity follow SEEDS.md section B (Agrawal) and section A (CfC reference code).
-# 'seed': SEEDS.md B's protocol (Adam 10 epochs, ReLU backbone, end-padded reviews under a mask)
+# IMDB and Person Activity follow the compression study (Agrawal) and the CfC paper's reference code.
+# 'seed': the compression study's protocol (Adam 10 epochs, ReLU backbone, end-padded reviews under a mask)
 _IMDB_SEED = {"vocab_size": 20000, "seq_len": 200, "embedding_dim": 192, "hidden": 192, "batch_size": 128,
               "epochs": 10, "optimizer": "adam", "weight_decay": 3.6e-5, "backbone_activation": "relu",
               "val_fraction": 0.04}
 PRESETS[("imdb", "seed")] = _IMDB_SEED
-# The CfC reference repository's IMDB script (SEEDS.md A; its notes: 85.9% +- 1.0 plain CfC,
+# The CfC reference repository's IMDB script (the CfC paper; its notes: 85.9% +- 1.0 plain CfC,
 # 87.5% no-gate): RMSprop with a smooth per-step decay, SiLU backbone, LeCun-tanh heads, L2 on
 # the cell's kernels only (Keras' L2(3.6e-5) in the loss = 7.2e-5 added to the gradient),
 # per-tensor clipnorm, zero biases, reviews pre-padded without a mask.
@@ -464,7 +464,7 @@ ARCH_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("imdb", "default", "cfc-deep"): {"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1},
     ("imdb", "default", "cfc-ncp"): {"hidden": 64},
     ("imdb", "default", "ltc"): {"hidden": 64},
-    # SEEDS.md C's Neural ODEs (their training settings are not given there: Adam, our choice)
+    # the MOR paper's Neural ODEs (their training settings are not given there: Adam, our choice)
     ("mnist", "default", "conv-ode"): {"lr": 0.005, "lr_decay": 0.9, "epochs": 15},
     ("fashion-mnist", "default", "conv-ode"): {"lr": 0.005, "lr_decay": 0.9, "epochs": 15},
     # 8 epochs with the lr annealed per step to ~1e-4 at the end: the budget of one 2-core sitting

@@ -78,7 +78,7 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
 
 def size_aware(report: dict[str, Any], ckpt: Checkpoint) -> dict[str, Any]:
     """Weight sparsity (overall and per tensor) and the seed's size-aware score
-    `normalised_accuracy = accuracy^2 / ln(non-zero parameters)` (SEEDS.md B)."""
+    `normalised_accuracy = accuracy^2 / ln(non-zero parameters)` (the compression study)."""
     s = sparsity(ckpt)
     out: dict[str, Any] = {"sparsity": s["overall"]}
     if "accuracy" in report and report.get("nonzero_params", 0) > 1:

@@ -1,4 +1,4 @@
-"""Model-order reduction, the numerical part (SEEDS.md C; LEADS.md, MOR section).
+"""Model-order reduction, the numerical part (the MOR paper; LEADS.md, MOR section).
 
 - `Gram`: the n x n Gram matrix X X^T of state (or nonlinearity) snapshots, accumulated in
   float64 while streaming batches, so 60,000 inputs x many steps fit in memory; its

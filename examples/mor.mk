@@ -1,4 +1,4 @@
-# The seed's model-order-reduction study (SEEDS.md C) and the CfC reduction, as make targets.
+# The seed's model-order-reduction study (the MOR paper) and the CfC reduction, as make targets.
 #
 #   make -f examples/mor.mk reduced -j2 DATA=../shared/data     # one reduction of each model, eval, bench, report
 #   make -f benchmarks/mor.mk tables DATA=../shared/data        # the README's reduction tables (hours)

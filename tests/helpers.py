@@ -19,13 +19,13 @@ def tiny_run(arch: str, **overrides):
     return resolve("xor", arch, overrides=settings)
 
 
-# A CfC written from SEEDS.md section A without any of the library's tricks: the
+# A CfC written from the CfC paper without any of the library's tricks: the
 # independent reference the fused training loop and the folded inference engine are held to.
 ACT = {"relu": torch.relu, "silu": torch.nn.functional.silu, "tanh": torch.tanh, "lecun_tanh": lambda v: 1.7159 * torch.tanh(0.666 * v)}
 
 
 def plain_cell_step(cell, inp, h, dt, act):
-    """One step of SEEDS.md section A, written without any of the library's tricks."""
+    """One step of the CfC paper, written without any of the library's tricks."""
     z = torch.cat([inp, h], 1)
     for i, layer in enumerate(cell.backbone):
         z = act(z @ layer.weight.T + layer.bias)

@@ -2,7 +2,7 @@
 
 Views, by data set name:
 - `mnist`, `fashion-mnist`: 28 steps of 28 pixels (image rows), for the recurrent models;
-- `pmnist` / `pixel-mnist`: 784 steps of 1 pixel, the ODE-RNN benchmark of SEEDS.md C.
+- `pmnist` / `pixel-mnist`: 784 steps of 1 pixel, the ODE-RNN benchmark of the MOR paper.
 Pixels are scaled to [0, 1]. `shift` N augments training batches with random translations
 of up to N pixels (`random_shift`), whatever the view. Fashion-MNIST is looked up under
 DATA_DIR/fashion-mnist and in Debian's `dataset-fashion-mnist` location

@@ -1,4 +1,4 @@
-"""The Neural ODEs of the model-order-reduction study (SEEDS.md C): `conv-ode` (MNIST images)
+"""The Neural ODEs of the model-order-reduction study (the MOR paper): `conv-ode` (MNIST images)
 and `ode-rnn` (the shifted antisymmetric ODE-RNN, pixel MNIST). Solver method and step are
 recorded in the arch, so a reduced model is an ordinary record with other numbers."""
 
@@ -80,11 +80,11 @@ def conv_state_size(arch: dict[str, Any]) -> int:
     return int(arch["channels"]) * grid * grid
 
 
-CONV = Family(name="conv-ode", summary="Convolutional Neural ODE (MNIST images; SEEDS.md C).",
+CONV = Family(name="conv-ode", summary="Convolutional Neural ODE (MNIST images; the MOR paper).",
               settings=CONV_SETTINGS, record=conv_record, build=conv_build, macs_per_step=lambda core: 0,
               counts=standard_counts, macs_per_sequence=conv_macs_per_sequence, reduction="ode",
               state_size=conv_state_size, record_keys=(SIDE,))
-RNN = Family(name="ode-rnn", summary="Shifted antisymmetric ODE-RNN (pixel MNIST; SEEDS.md C).",
+RNN = Family(name="ode-rnn", summary="Shifted antisymmetric ODE-RNN (pixel MNIST; the MOR paper).",
              settings=RNN_SETTINGS, record=rnn_record, build=rnn_build, macs_per_step=rnn_macs_per_step,
              counts=standard_counts, defaults={"hidden": 512, "solver": "euler"}, weights=("weight", "W"),
              reduction="ode", state_size=lambda arch: int(arch["hidden"]))

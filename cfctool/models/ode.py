@@ -1,4 +1,4 @@
-"""The Neural ODEs of the model-order-reduction study (SEEDS.md C) and their fixed-step solvers.
+"""The Neural ODEs of the model-order-reduction study (the MOR paper) and their fixed-step solvers.
 
 - `ConvODE` (MNIST): 3x3 conv + ReLU to 16 channels, 3x3 max-pool (28 -> 26 -> 8), an ODE
   block `x' = tanh(conv(x) + b)` of 16 3x3 kernels (padding 1) on t in [0, 1], then 3x3
@@ -142,7 +142,7 @@ class ODERNN(nn.Module):
 
 
 class ReducedODE(nn.Module):
-    """A reduced ODE block `z' = N f(M z + b) (+ Z u)` on a k-dimensional state z (SEEDS.md C).
+    """A reduced ODE block `z' = N f(M z + b) (+ Z u)` on a k-dimensional state z (the MOR paper).
 
     - POD-DEIM family: M = P^T A V (m x k), b = P^T b, N = V^T U (P^T U)^+ (k x m);
     - SVD truncation: z is the full state, M = R (rank r) then `M_out` = L (n x r): f reads

@@ -14,7 +14,7 @@
   fake-quantized (straight-through), then converts and calibrates as `static`.
 
 Every run reports the mean squared error of the cells' states against the fp32 model on
-the calibration sequences, so observers can be compared (SEEDS.md B, "Analysis": the
+the calibration sequences, so observers can be compared (the compression study, "Analysis": the
 error that matters is the state's, and it grows super-linearly with the weight error).
 """
 

@@ -1,4 +1,4 @@
-"""`cfctool reduce`: model-order reduction of Neural ODEs and of CfC (SEEDS.md C; `cfctool.mor`).
+"""`cfctool reduce`: model-order reduction of Neural ODEs and of CfC (the MOR paper; `cfctool.mor`).
 
 Neural ODEs (`conv-ode`, `ode-rnn`; the block x' = tanh(A x + b) [+ Z u]):
 - snapshots of the state and of the nonlinearity from `snapshots` training inputs, every
