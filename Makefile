@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh machine:
+#
+#   make demo    # the quickstart study (XOR, no data needed): train, prune, distill, quantize, report
+#   make test    # the test suite
+#
+# Both create .venv when it is absent: the CPU build of torch from PyTorch's CPU wheel index
+# (a plain `pip install torch` on Linux pulls a multi-GB CUDA build), then cfctool with its
+# extras. `make docs` builds the documentation site (site/), `make clean-venv` removes .venv.
+# Another torch build: make test TORCH_INDEX=https://download.pytorch.org/whl/cu124
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+EXTRAS ?= test,onnx,plot,docs
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cfctool-installed
+
+.PHONY: demo test test-quick docs cli-reference tables clean-venv
+.DEFAULT_GOAL := demo
+
+# torch alone from the CPU index (--no-deps: its dependencies come from the usual index
+# with the project's), then the project; redone when pyproject.toml changes
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --no-deps "$(TORCH)" --index-url $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: $(STAMP)
+	$(MAKE) -f examples/quickstart.mk -j2 CFCTOOL=$(abspath $(BIN))/cfctool
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# the generated pages: the CLI reference from the Typer app, the tables from benchmarks/results
+cli-reference: $(STAMP)
+	$(BIN)/python -m cfctool.cli.reference docs/reference/cli.md
+
+tables: $(STAMP)
+	$(BIN)/python -m benchmarks.tables
+
+clean-venv:
+	rm -rf $(VENV)
