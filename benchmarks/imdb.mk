@@ -6,6 +6,7 @@
 #   make -f benchmarks/imdb.mk pipeline-results pruning-acceptance-results
 include examples/imdb.mk
 PYTHON ?= python
+NOTE ?= nothing else
 .PHONY: quantization pruning distillation pipeline-results pruning-acceptance-results
 
 quantization: $(OUT)/cfc.st $(TEACHER)
@@ -16,6 +17,8 @@ distillation: $(TEACHER)
 	$(PYTHON) -m benchmarks.distill --teacher imdb=$< --only imdb-ncp64 imdb-ncp64-alone --threads $(THREADS) \
 		--data $(DATA) --out-dir $(OUT)/distill
 pipeline-results: pipeline
-	$(PYTHON) -m benchmarks.study_report pipeline-imdb $(P)/teacher.st $(STEPS:%=$(P)/%.st)
+	$(PYTHON) -m benchmarks.study_report pipeline-imdb $(P)/teacher.st $(STEPS:%=$(P)/%.st) --threads $(THREADS) \
+		--timing "bench $(BENCH) against the teacher" --note "$(NOTE)"
 pruning-acceptance-results: pruning-acceptance
-	$(PYTHON) -m benchmarks.study_report prune-acceptance $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
+	$(PYTHON) -m benchmarks.study_report prune-acceptance $(A)/cfc.st $(A)/global95.st $(A)/structured50.st \
+		--threads $(THREADS) --timing "bench --repeats 5 against the original, the whole test set" --note "$(NOTE)"

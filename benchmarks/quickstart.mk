@@ -5,7 +5,9 @@
 #   make -f benchmarks/quickstart.mk results -j2
 include examples/quickstart.mk
 PYTHON ?= python
+NOTE ?= nothing else
 .PHONY: results
 
 results: $(OUT)/report.md
-	$(PYTHON) -m benchmarks.study_report quickstart $(CKPTS)
+	$(PYTHON) -m benchmarks.study_report quickstart $(CKPTS) --threads $(THREADS) \
+		--timing "bench $(BENCH) against the teacher" --note "$(NOTE)"

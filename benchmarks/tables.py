@@ -1,7 +1,13 @@
-"""Render the README's result tables from benchmarks/results/*.yaml (between marker comments).
+"""Render every result table of the README and the docs from benchmarks/results/*.yaml.
 
-    python -m benchmarks.tables          # rewrites README.md in place
-    python -m benchmarks.tables --check  # exit 1 when README.md's tables are not what the results say
+A page asks for a table with a marker pair, `<!-- table:NAME -->` ... `<!-- /table:NAME -->`;
+what lies between is replaced by TABLES[NAME]() (no number in a page is typed by hand).
+Every table ends with where it comes from: machine, threads, what else ran, the command
+and the commit.
+
+    python -m benchmarks.tables            # rewrites README.md and docs/**/*.md in place
+    python -m benchmarks.tables --check    # exit 1 when a page's tables are not what the results say
+    python -m benchmarks.tables PAGE.md    # just that page
 """
 
 from __future__ import annotations
@@ -28,15 +34,15 @@ def cfc_speed() -> str:
     for key, r in doc["results"].items():
         rows.append(f"| {key.split('_')[1]} | {r['forward']['speedup']:.2f}× | {r['forward_backward']['speedup']:.2f}× "
                     f"| {doc['max_abs_output_diff']:.1e} |")
-    return "\n".join(rows) + f"\n\nMeasured {doc['machine']['utc']} on {doc['machine']['cpu']}, torch {doc['machine']['torch']}."
+    return "\n".join(rows) + f"\n\nMeasured {doc['machine']['utc']}.\n\n" + _source(doc, threads="per row")
 
 
 def baselines() -> str:
     doc = _load("baselines")
     if not doc:
         return "_not measured yet: run `python -m benchmarks.baselines`_"
-    rows = ["| benchmark | network | test accuracy (ours) | seed accuracy | epochs | s/epoch (ours, CPU) | "
-            "s/epoch (seed, GPU) | RNN params (ours / seed) | total params | file bytes |",
+    rows = ["| benchmark | network | test accuracy (ours) | paper's accuracy | epochs | s/epoch (ours, CPU) | "
+            "s/epoch (paper, GPU) | RNN params (ours / paper) | total params | file bytes |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in doc["runs"].items():
         if name == "ltc-vs-cfc":
@@ -57,6 +63,9 @@ def baselines() -> str:
         rows.append(f"LTC vs CfC training speed ({ltc['dataset']}, hidden {ltc['hidden']}, batch {ltc['batch']}, "
                     f"{ltc['threads']} thread): {ltc['sec_per_step']['ltc']} s vs {ltc['sec_per_step']['cfc']} s per step, "
                     f"LTC **{ltc['ltc_over_cfc']}× slower**.")
+    rows += ["", "Seconds per epoch are an upper bound: runs went two at a time, one thread each, beside other "
+             "work.", "", _source(doc, threads="per row", also="another training or benchmark (1 thread) beside most runs",
+                                  command="python -m benchmarks.baselines --only NAME --threads 1")]
     return "\n".join(rows)
 
 
@@ -89,23 +98,27 @@ def engines() -> str:
                         f"| {'yes' if agree else 'NO'} | {ltc} |")
     return "\n".join(rows) + (f"\n\nWhole test split (†: its first batches only, for time; the accuracy is that "
                               f"slice's), medians of interleaved repeats (count and min/max per entry in engines.yaml); "
-                              f"{doc['machine']['cpu']}, torch {doc['machine']['torch']}.")
+                              f"{doc['machine']['cpu']}, torch {doc['machine']['torch']}.\n\n"
+                              + _source(doc, threads="per row", command="python -m benchmarks.engines"))
 
 
-def quantize() -> str:
+def quantize(only: str | None = None, variants: tuple[str, ...] | None = None) -> str:
+    """Every model's variants; `only`: one model's rows, `variants`: those variants only."""
     doc = _load("quantize")
     if not doc:
         return "_not measured yet: run `python -m benchmarks.quantize CHECKPOINT...`_"
-    rows = ["| model | variant | engine | accuracy | seed accuracy | file ratio | vs folded fp32 | vs fp32 eager "
-            "(seed: int8 vs eager) |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | variant | engine | accuracy | paper's accuracy | file ratio | vs folded fp32 | vs fp32 eager "
+            "(paper: int8 vs eager) |", "|---|---|---|---|---|---|---|---|"]
     # the seed's "static" is unfused (a quantization point on every Linear output); ours fuses by default
     seed_col = {"fp32 folded": "fp32", "fp32 eager": "fp32", "static-nofuse": "static", "static": "fused",
                 "static-mse": "fused", "qat": "qat", "static-fold": "fused"}
     notes = []
     for key, run in doc["runs"].items():
+        if only is not None and key != only:
+            continue
         seed = run.get("seed_reference") or {}
         for name, r in run["rows"].items():
-            if "not_applicable" in r:
+            if "not_applicable" in r or (variants is not None and name not in variants):
                 continue
             s_acc = seed.get(seed_col.get(name, ""))
             s_speed = f" ({seed['speedup']}×)" if seed and name not in ("fp32 folded", "fp32 eager") else ""
@@ -116,7 +129,9 @@ def quantize() -> str:
         notes.append(f"{key}: {w['items']:,} test items{' (a seeded subset)' if w.get('subset') else ''}, batch "
                      f"{w['batch_size']}, {run['threads']} thread(s), medians of {run['repeats']} interleaved passes; "
                      f"{run['machine']['cpu']}, torch {run['machine']['torch']}; also running: {run['what_else_ran']}.")
-    return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n" + \
+        _source(doc, threads="per model above", also="per model above",
+                command="python -m benchmarks.quantize CHECKPOINT... --threads 1")
 
 
 def prune() -> str:
@@ -157,6 +172,7 @@ def prune() -> str:
         out.append(f"- {run['command']}; {run['threads']} thread(s); {run['machine']['cpu']}; also running: "
                    f"{run['what_else_ran']}.")
         out.append("")
+    out.append(_source(doc, threads="per model above", also="per model above"))
     return "\n".join(out).rstrip()
 
 
@@ -187,16 +203,21 @@ def distill() -> str:
     rows.append(f"One run each, seed {any_run['seed']}, CPU, {any_run['threads']} thread per run; "
                 f"{any_run['machine']['cpu']}; also running: {any_run['what_else_ran']}. "
                 f"Command: `{command}`.")
+    rows += ["", _source({**doc, "machine": any_run["machine"]}, threads=any_run["threads"], also=any_run["what_else_ran"],
+                         command="")]
     return "\n".join(rows)
 
 
-def reduce() -> str:
-    """Per model: one row per cell: top-1 / top-3 without and after fine-tuning, speed-up."""
+def reduce(only: str | None = None) -> str:
+    """Per model (`only`: that one): one row per cell: top-1 / top-3 without and after
+    fine-tuning, speed-up."""
     doc = _load("reduce")
     if not doc:
         return "_not measured yet: run `python -m benchmarks.reduce CHECKPOINT --methods ... --dims ...`_"
     out = []
     for key, run in doc["runs"].items():
+        if only is not None and key != only:
+            continue
         cells = run["cells"]
         base = cells["original"]
         ft = run.get("finetune_epochs") or 0
@@ -232,6 +253,7 @@ def reduce() -> str:
                    f"{run['threads']} thread, vs the original on its own fastest engine ({base.get('engine')}); "
                    f"{run['machine']['cpu']}; also running: {run['what_else_ran']}.")
         out.append("")
+    out.append(_source(doc, threads="per model above", also="per model above"))
     return "\n".join(out).rstrip()
 
 
@@ -239,7 +261,7 @@ def originals() -> str:
     """The Neural ODE originals: training (baselines.yaml) and whole-test-set CPU time (the
     interleaved base times of reduce.yaml's --retime, else its cells)."""
     base, red = _load("baselines") or {"runs": {}}, _load("reduce") or {"runs": {}}
-    rows = ["| model | test top-1 | seed | training | whole test set, CPU, 1 thread |", "|---|---|---|---|---|"]
+    rows = ["| model | test top-1 | paper | training | whole test set, CPU, 1 thread |", "|---|---|---|---|---|"]
     for name, key, label in (("mnist-conv-ode", "mnist/conv-ode", "conv-ode (MNIST)"),
                              ("pmnist-ode-rnn", "pmnist/ode-rnn", "ode-rnn (pixel MNIST)"),
                              ("pmnist-ode-rnn-continued", None, "ode-rnn (pixel MNIST), continued"),
@@ -267,6 +289,8 @@ def originals() -> str:
         rows.append(f"| {label} | **{100 * r['test_accuracy']:.2f}%** | {100 * seed['accuracy']:.1f}% ({seed['note']}) "
                     f"| {epochs}, {r['sec_per_epoch']} s/epoch{f', {amp} autocast' if amp else ''}, {r['threads']} "
                     f"thread{'s' if r['threads'] != 1 else ''} | {when} |")
+    rows += ["", _source(base, threads="per row", also="see the baselines and the reduction tables",
+                         command="python -m benchmarks.baselines --only NAME; cfctool bench CKPT --repeats 3")]
     return "\n".join(rows)
 
 
@@ -280,7 +304,8 @@ def scale() -> str:
     rows.append("")
     rows.append(f"{doc['model']}; global batch {doc['global_batch']}; {doc['steps']} steps ({doc['warmup']} left out), "
                 f"{doc['repeats']} interleaved rounds; {doc['machine']['cpu']}, {doc['machine']['cores']} cores; "
-                f"also running: {doc['what_else_ran']}. `{doc['command']}`.")
+                f"also running: {doc['what_else_ran']}.")
+    rows += ["", _source(doc, threads="1 per process")]
     return "\n".join(rows)
 
 
@@ -297,6 +322,9 @@ def _report_table(name: str, how: str, digits: int = 2) -> str:
                     f"{r['nonzero_params']:,} | {r['file_bytes']:,} | {r['tensor_bytes']:,} | "
                     f"{first['tensor_bytes'] / r['tensor_bytes']:.1f}× | {r['cpu_seconds'] or 0:.{digits}f} | "
                     f"{r['speedup'] or 0:.2f}× | {r['engine']} |")
+    if doc.get("timing"):
+        rows += ["", f"Times: {doc['timing']}; sizes and speed-ups against the first row."]
+    rows += ["", _source(doc)]
     return "\n".join(rows)
 
 
@@ -312,32 +340,208 @@ def quickstart() -> str:
     return _report_table("quickstart", "make -f benchmarks/quickstart.mk results", digits=3)
 
 
-def render(text: str) -> str:
-    """`text` (the README) with every table between its markers rendered from the results."""
-    for name, table in (("cfc_speed", cfc_speed), ("baselines", baselines), ("engines", engines),
-                        ("quantize", quantize), ("prune", prune), ("distill", distill), ("reduce", reduce),
-                        ("scale", scale), ("pipeline", pipeline), ("quickstart", quickstart),
-                        ("prune_acceptance", prune_acceptance), ("originals", originals)):
-        pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"the README has no <!-- table:{name} --> markers")
-        text = pattern.sub(lambda m, table=table: m.group(1) + table() + "\n" + m.group(2), text)
+# the papers' figures are cited by name (docs/references.md lists them)
+_CITES = (("SEEDS.md A", "CfC paper"), ("SEEDS.md B", "compression study"), ("SEEDS.md C", "MOR paper"),
+          ("SEEDS.md", "the papers"),
+          # the measuring machine's own paths, as a reader of the repository would write them
+          ("/work/runs/", "runs/"), ("/work/shared/data", "$CFCTOOL_DATA"), ("../shared/data", "$CFCTOOL_DATA"))
+
+
+def _cite(text: str) -> str:
+    for old, new in _CITES:
+        text = text.replace(old, new)
     return text
+
+
+def _source(doc: dict | None, *, threads=None, also=None, command=None) -> str:
+    """The table's last line: where its numbers come from (fields the table text already
+    names are passed in; anything a results file did not record says so)."""
+    doc = doc or {}
+    m = doc.get("machine") or {}
+    cpu = m.get("cpu", "not recorded") + (f", {m['cores']} cores" if m.get("cores") else "") + \
+        (f", torch {m['torch']}" if m.get("torch") else "")
+    prov = doc.get("provenance") or {}
+    commit = prov.get("commit", "not recorded")
+    if prov.get("backfilled"):
+        commit += " (the commit that recorded the results file)"
+    parts = [f"machine: {cpu}"]
+    threads = threads if threads is not None else doc.get("threads")
+    parts.append(f"threads: {threads if threads is not None else 'not recorded'}")
+    also = also if also is not None else doc.get("what_else_ran")
+    parts.append(f"also running: {also or 'not recorded'}")
+    command = command if command is not None else doc.get("command")
+    if command:
+        parts.append(f"command: `{command}`")
+    parts.append(f"commit: {commit}")
+    return "<small>Source: " + "; ".join(parts) + ".</small>"
+
+
+def imdb_recipes() -> str:
+    """IMDB per architecture: the compression study's protocol against the reference recipe."""
+    doc = _load("baselines") or {"runs": {}}
+    runs = doc["runs"]
+    rows = ["| IMDB, one run each (seed 0) | `--preset seed` | reference recipe (`--preset reference`) | paper |",
+            "|---|---|---|---|"]
+    for label, seed_run, ref_run, figure in (("CfC", "imdb-cfc", "imdb-cfc-reference", "imdb-cfc"),
+                                             ("CfC, no gate", None, "imdb-cfc-reference-nogate", None),
+                                             ("CfC-Deep", "imdb-cfc-deep", "imdb-cfc-deep-reference", "imdb-cfc-deep"),
+                                             ("CfC-NCP", "imdb-cfc-ncp", "imdb-cfc-ncp-reference", "imdb-cfc-ncp")):
+        cell = lambda name: (f"{100 * runs[name]['test_accuracy']:.1f}% ({runs[name]['epochs']} epochs)"
+                             if name in runs else "")
+        rows.append(f"| {label} | {cell(seed_run) if seed_run else ''} | {cell(ref_run)} | "
+                    f"{paper(figure) if figure else ''} |")
+    return "\n".join(rows) + "\n\n" + _source(doc, threads=1, also="another training (1 thread) beside most runs",
+                                              command="python -m benchmarks.baselines --only NAME --threads 1")
+
+
+def imdb_single_changes() -> str:
+    """The `seed` preset with one ingredient of the reference recipe each (10 epochs)."""
+    doc = _load("baselines") or {"runs": {}}
+    runs = doc["runs"]
+    base = runs.get("imdb-cfc")
+    if not base:
+        return "_not measured yet: run `python -m benchmarks.baselines --only imdb-cfc`_"
+    rows = [f"| change to the `seed` preset ({100 * base['test_accuracy']:.1f}%) | test accuracy | difference |",
+            "|---|---|---|"]
+    for name in ("imdb-cfc-rmsprop", "imdb-cfc-prepad", "imdb-cfc-kernel-decay", "imdb-cfc-lecun-heads",
+                 "imdb-cfc-silu64x2"):
+        r = runs.get(name)
+        if r:
+            change = ", ".join(f"{k}={v}" for k, v in (r["changed_from_preset"] or {}).items())
+            diff = f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.1f}"
+            rows.append(f"| {change} | {100 * r['test_accuracy']:.1f}% | {'±0.0' if diff == '-0.0' else diff} |")
+    return "\n".join(rows) + "\n\n" + _source(doc, threads=1, also="another training (1 thread) beside most runs",
+                                              command="python -m benchmarks.baselines --only NAME --threads 1")
+
+
+def _papers() -> dict:
+    return yaml.safe_load((ROOT / "benchmarks" / "papers.yaml").read_text())
+
+
+def paper(figure: str) -> str:
+    """A paper's figure by id (benchmarks/papers.yaml), for the tables' "paper" columns."""
+    return next(f["value"] for f in _papers()["figures"] if f["id"] == figure)
+
+
+def papers() -> str:
+    """docs/references.md: each paper, then the figures of it that our tables quote."""
+    doc = _papers()
+    out = []
+    for key, p in doc["papers"].items():
+        link = f" [{p['link']}]({p['link']})" if p.get("link") else ""
+        out.append(f"### {p['title']}\n\n{p['authors']}. {p['venue']}.{link} Cited in the tables as "
+                   f"*{p['short']}*.\n")
+        out.append("| figure | value |\n|---|---|")
+        out.extend(f"| {f['what']} | {f['value']} |" for f in doc["figures"] if f["paper"] == key)
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def headline() -> str:
+    """The README's few headline results, each from its results file, with a link to its page."""
+    base, quant, prune_acc, pipe = (_load(n) or {} for n in ("baselines", "quantize", "prune-acceptance",
+                                                              "pipeline-imdb"))
+    red = _load("bench-pmnist-ode-rnn-scratch-svd125") or {}
+    runs = base.get("runs", {})
+    rows = ["| result | ours | paper | details |", "|---|---|---|---|"]
+    ref = runs.get("imdb-cfc-reference")
+    if ref:
+        rows.append(f"| IMDB CfC, test accuracy | {100 * ref['test_accuracy']:.1f}% | {paper('imdb-cfc')} | "
+                    "[baselines](docs/results/baselines.md) |")
+    q = (quant.get("runs") or {}).get("imdb/cfc", {}).get("rows", {}).get("static")
+    if q:
+        rows.append(f"| IMDB CfC, static int8: accuracy; speed-up over fp32 eager | {100 * q['accuracy']:.2f}%; "
+                    f"{q['speedup_vs_eager_fp32']:.2f}× | {paper('imdb-cfc-int8')} | "
+                    "[quantization](docs/results/quantization.md) |")
+    if prune_acc.get("checkpoints"):
+        first, g = prune_acc["checkpoints"][0], prune_acc["checkpoints"][1]
+        rows.append(f"| IMDB CfC, 95% global pruning + 3 epochs: accuracy; weights × smaller | "
+                    f"{100 * g['accuracy']:.2f}% (from {100 * first['accuracy']:.2f}%); "
+                    f"{first['tensor_bytes'] / g['tensor_bytes']:.1f}× | {paper('pruning')} | "
+                    "[pruning](docs/results/pruning.md) |")
+    if pipe.get("checkpoints"):
+        t, last = pipe["checkpoints"][0], pipe["checkpoints"][-1]
+        rows.append(f"| IMDB CfC-Deep → pruned, distilled, int8 CfC-NCP: weights × smaller; × faster; accuracy | "
+                    f"{t['tensor_bytes'] / last['tensor_bytes']:.1f}×; {last['speedup']:.1f}×; "
+                    f"{100 * last['accuracy']:.2f}% (teacher {100 * t['accuracy']:.2f}%) | {paper('distillation')} | "
+                    "[pipelines](docs/results/pipelines.md) |")
+    scratch = runs.get("pmnist-ode-rnn-scratch")
+    if scratch and red.get("ratios"):
+        rows.append(f"| pixel-MNIST ODE-RNN: accuracy; rank-125 SVD speed-up | {100 * scratch['test_accuracy']:.2f}%; "
+                    f"{red['ratios'][0]['speedup']:.2f}× | {paper('pmnist-ode-rnn')} | "
+                    "[model-order reduction](docs/results/reduction.md) |")
+    ltc = runs.get("ltc-vs-cfc")
+    if ltc:
+        rows.append(f"| LTC vs CfC, training step (Person Activity, hidden {ltc['hidden']}) | CfC "
+                    f"{ltc['ltc_over_cfc']}× faster | {paper('cfc-speed')} | [baselines](docs/results/baselines.md) |")
+    return "\n".join(rows) + "\n\nOne CPU run each (2-core AMD EPYC, 1 thread) against the papers' figures (GPU " \
+        "means of 5 runs where they give them); each page says what ran beside each measurement. The papers: " \
+        "[references](docs/references.md)."
+
+
+TABLES = {"cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
+          "distill": distill, "reduce": reduce, "scale": scale, "pipeline": pipeline, "quickstart": quickstart,
+          "prune_acceptance": prune_acceptance, "originals": originals, "headline": headline, "papers": papers,
+          "imdb_recipes": imdb_recipes, "imdb_single_changes": imdb_single_changes,
+          "quantize_imdb": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 eager", "static", "dynamic", "qat",
+                                                         "int4-qat", "static-fold")),
+          "quantize_onnx": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 onnxruntime", "static onnxruntime")),
+          "reduce_ode_rnn": lambda: reduce("pmnist/ode-rnn")}
+MARKER = re.compile(r"(<!-- table:([a-z_]+) -->\n)(?:.*?\n)?(<!-- /table:\2 -->)", re.S)
+
+
+def pages() -> list[Path]:
+    """Every page that may hold tables: the README and the docs."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def render(text: str, where: str = "page") -> str:
+    """`text` with every table between its markers rendered from the results."""
+    def one(m: re.Match) -> str:
+        if m.group(2) not in TABLES:
+            raise SystemExit(f"{where}: unknown table '{m.group(2)}' (known: {', '.join(TABLES)})")
+        return m.group(1) + _cite(TABLES[m.group(2)]()) + "\n" + m.group(3)
+    return MARKER.sub(one, text)
+
+
+PLOTS = ROOT / "docs" / "results" / "plots"  # the benchmark plots, copied where the docs site finds them
+
+
+def stale_plots() -> list[Path]:
+    """benchmarks/results/*.png whose copy under docs/results/plots/ is missing or differs."""
+    return [png for png in sorted(results_dir().glob("*.png"))
+            if not (PLOTS / png.name).is_file() or (PLOTS / png.name).read_bytes() != png.read_bytes()]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("pages", nargs="*", type=Path, help="pages to render (default: README.md and docs/**/*.md)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table is out of date")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    rendered = render(text)
-    if args.check:
-        if rendered != text:
-            raise SystemExit(f"{args.readme}: tables out of date; run python -m benchmarks.tables")
-    else:
-        args.readme.write_text(rendered)
-    print(args.readme)
+    stale, used = [], set()
+    for page in args.pages or pages():
+        text = page.read_text()
+        used.update(m.group(2) for m in MARKER.finditer(text))
+        rendered = render(text, str(page))
+        if rendered == text:
+            continue
+        if args.check:
+            stale.append(str(page))
+        else:
+            page.write_text(rendered)
+            print(page)
+    if not args.pages and set(TABLES) - used:
+        raise SystemExit(f"tables no page shows: {', '.join(sorted(set(TABLES) - used))}")
+    if not args.pages:
+        for png in stale_plots():
+            if args.check:
+                stale.append(str(PLOTS / png.name))
+            else:
+                PLOTS.mkdir(parents=True, exist_ok=True)
+                (PLOTS / png.name).write_bytes(png.read_bytes())
+                print(PLOTS / png.name)
+    if stale:
+        raise SystemExit(f"tables out of date in {', '.join(stale)}; run python -m benchmarks.tables")
 
 
 if __name__ == "__main__":

@@ -135,12 +135,18 @@ def test_ode_rnn_diagnosis_smoke(results, data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_tables_smoke(tmp_path):
-    """The README's tables are what the committed results say (rerun python -m benchmarks.tables)."""
+    """Every table of the README and the docs is what the committed results say (rerun
+    python -m benchmarks.tables), and every table is on some page."""
     run("tables", "--check")
-    stale = tmp_path / "README.md"
-    stale.write_text((ROOT / "README.md").read_text().replace("<!-- /table:scale -->", "stale row\n<!-- /table:scale -->"))
+    stale = tmp_path / "scaling.md"
+    stale.write_text((ROOT / "docs/results/scaling.md").read_text().replace("<!-- /table:scale -->",
+                                                                          "stale row\n<!-- /table:scale -->"))
     with pytest.raises(SystemExit, match="out of date"):
-        run("tables", "--check", "--readme", stale)
+        run("tables", "--check", stale)
+    unknown = tmp_path / "unknown.md"
+    unknown.write_text("<!-- table:no_such_table -->\n<!-- /table:no_such_table -->\n")
+    with pytest.raises(SystemExit, match="unknown table 'no_such_table'"):
+        run("tables", "--check", unknown)
 
 
 def test_study_report_smoke(results, trained_xor):
