@@ -1,0 +1,149 @@
+"""The C engine: generated C (`c_source`) compiled by the system compiler into a shared
+library, loaded with ctypes, run one sequence at a time with the steps timed in C.
+
+Compiled libraries are cached by the hash of their sources, flags and compiler
+(`$CFCTOOL_CACHE`, else `$XDG_CACHE_HOME/cfctool`, else `~/.cache/cfctool`), never beside
+the checkpoint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cfctool.engines.c_source import CSource
+from cfctool.errors import CfcError
+
+FLAGS = ("-O3", "-march=native", "-std=c99", "-fPIC", "-shared")
+WARNINGS = ("-Wall", "-Wextra", "-pedantic")
+
+
+def compiler() -> str:
+    """The C compiler: $CC, else cc; a clear error when there is none."""
+    cc = os.environ.get("CC") or "cc"
+    path = shutil.which(shlex.split(cc)[0])
+    if path is None:
+        raise CfcError(f"no C compiler found ('{cc}'): install one (e.g. apt-get install gcc) or point $CC at it")
+    return cc
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("CFCTOOL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "cfctool")
+    return Path(base) / "c"
+
+
+def harness(src: CSource) -> str:
+    """Host-only code around the model: a batch of sequences through NAME_run-like loops, the
+    whole loop timed with the monotonic clock (so Python's call costs are not counted)."""
+    n, up = src.name, src.name.upper()
+    in_t = "int32_t" if src.token_input else "float"
+    step_in = "x[t]" if src.token_input else f"x + (int32_t)t * {up}_N_INPUTS"
+    return f"""#define _POSIX_C_SOURCE 199309L
+#include <stdint.h>
+#include <time.h>
+#include "{n}.h"
+
+/* items sequences of steps_per_item steps: inputs (items x steps x inputs), dts and mask
+   (items x steps, each may be NULL); a masked step keeps the state. Writes the logits
+   (items x outputs, or items x steps x outputs per step); returns the seconds taken. */
+double {n}_batch(const {in_t} *inputs, const float *dts, const uint8_t *mask, int32_t items,
+                 int32_t steps_per_item, float *logits)
+{{
+    struct timespec t0, t1;
+    int32_t i, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (i = 0; i < items; ++i) {{
+        {n}_state s;
+        const {in_t} *x = inputs + (int64_t)i * steps_per_item * {up}_N_INPUTS;
+        {n}_reset(&s);
+        for (t = 0; t < steps_per_item; ++t) {{
+            int64_t at = (int64_t)i * steps_per_item + t;
+            if (!mask || mask[at])
+                {n}_step(&s, {step_in}, dts ? dts[at] : 1.0f);
+            if ({up}_PER_STEP)
+                {n}_output(&s, logits + at * {up}_N_OUTPUTS);
+        }}
+        if (!{up}_PER_STEP)
+            {n}_output(&s, logits + (int64_t)i * {up}_N_OUTPUTS);
+    }}
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+}}
+"""
+
+
+def _version(cc: str) -> str:
+    try:
+        return subprocess.run([*shlex.split(cc), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
+    """The shared library of `src` (compiled once per content: cached by hash)."""
+    cc = compiler()
+    extra = tuple(shlex.split(os.environ.get("CFLAGS", "")))
+    command = [*shlex.split(cc), *flags, *extra]
+    key = hashlib.sha256("\0".join([src.header, src.source, harness(src), " ".join(command),
+                                    _version(cc)]).encode()).hexdigest()[:24]
+    lib = cache_dir() / f"{src.name}-{key}.so"
+    if lib.is_file():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cfctool-c-") as tmp:
+        tmp = Path(tmp)
+        (tmp / f"{src.name}.h").write_text(src.header)
+        (tmp / f"{src.name}.c").write_text(src.source)
+        (tmp / "harness.c").write_text(harness(src))
+        out = tmp / "lib.so"
+        run = subprocess.run([*command, "-o", str(out), str(tmp / f"{src.name}.c"), str(tmp / "harness.c"), "-lm"],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise CfcError(f"the C compiler failed on the generated code ({' '.join(command)}):\n"
+                           f"{run.stderr.strip()[-2000:]}")
+        os.replace(out, lib)  # atomic: a parallel build of the same source writes the same bytes
+    return lib
+
+
+class CEngine(nn.Module):
+    """Runs a batch through the compiled model, one sequence at a time (batch 1 semantics),
+    with the SequenceModel's signature; `last_seconds` and `last_steps` are the C-timed
+    seconds and the steps of the latest call."""
+
+    def __init__(self, src: CSource, flags: tuple[str, ...] = FLAGS):
+        super().__init__()
+        self.src = src
+        self.flags = (compiler(), *flags, *shlex.split(os.environ.get("CFLAGS", "")))
+        self.lib_path = build(src, flags)
+        self.lib = ctypes.CDLL(str(self.lib_path))
+        fn = getattr(self.lib, f"{src.name}_batch")
+        fn.restype = ctypes.c_double
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                       ctypes.c_void_p]
+        self._batch = fn
+        self.last_seconds = 0.0
+        self.last_steps = 0
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        src = self.src
+        items, steps = x.shape[0], x.shape[1]
+        x = (x.to(torch.int32) if src.token_input else x.to(torch.float32)).contiguous()
+        dts = None if (dt is None or not src.dt_input) else dt.to(torch.float32).contiguous()
+        m = None if mask is None else mask.to(torch.uint8).contiguous()
+        shape = (items, steps, src.n_outputs) if src.per_step else (items, src.n_outputs)
+        logits = torch.empty(shape, dtype=torch.float32)
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        self.last_seconds = self._batch(ptr(x), ptr(dts), ptr(m), items, steps, logits.data_ptr())
+        self.last_steps = int(m.sum()) if m is not None else items * steps
+        return logits

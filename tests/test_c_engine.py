@@ -1,0 +1,105 @@
+"""The generated C (the edge engine): it computes what the folded engine computes, compiles
+without warnings under C99 -pedantic, and the same checkpoint gives the same bytes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from cfctool import checkpoint
+from cfctool.engines.c_source import c_name, generate
+from cfctool.families.build import model_from_checkpoint
+from cfctool.models.inference import FoldedCfC
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on this machine")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CFCTOOL_CACHE", str(tmp_path / "cache"))
+
+
+def _inputs(ckpt, n=24, steps=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    task = ckpt.task
+    if task["input"]["kind"] == "tokens":
+        return torch.randint(0, task["input"]["vocab_size"], (n, steps), generator=g)
+    return torch.randn(n, steps, task["input"]["size"], generator=g)
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-deep", "cfc-ncp"])
+@pytest.mark.parametrize("dt_input", [False, True])
+def test_c_equals_the_folded_engine(trained_xor, arch, dt_input):
+    from cfctool.engines.native import CEngine
+
+    ckpt = checkpoint.load(trained_xor[arch])
+    model = model_from_checkpoint(ckpt)
+    engine = CEngine(generate(ckpt, model, arch, dt_input=dt_input))
+    x = _inputs(ckpt)
+    g = torch.Generator().manual_seed(1)
+    dt = torch.rand(x.shape[:2], generator=g) * 2 + 0.1 if dt_input else None
+    # end padding (a prefix mask, which the folded engine packs) and one mask with holes
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    mask[: 8, 9:] = False
+    mask[8, 3] = False
+    want = FoldedCfC(model)(x, dt, mask)
+    got = engine(x, dt, mask)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    assert engine.last_steps == int(mask.sum()) and engine.last_seconds > 0
+
+
+def test_per_step_outputs(tmp_path):
+    """A per-step task (every step's logits), irregular dt."""
+    from cfctool.configs import resolve
+    from cfctool.engines.native import CEngine
+    from cfctool.ops.train import train
+
+    ckpt = train(resolve("xor", "cfc", overrides={"encoding": "event", "train_size": 64, "test_size": 16,
+                                                  "epochs": 1, "hidden": 8, "backbone_units": 8, "threads": 1}))
+    model = model_from_checkpoint(ckpt)
+    model.per_step = True  # the same cell read at every step
+    engine = CEngine(generate(ckpt, model, "per_step", dt_input=True))
+    x = _inputs(ckpt, n=5, steps=7)
+    dt = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(2)) + 0.5
+    want = FoldedCfC(model)(x, dt, None)
+    got = engine(x, dt, None)
+    assert got.shape == want.shape == (5, 7, 2)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_generated_code_is_clean_c99_and_reproducible(trained_xor, tmp_path):
+    ckpt = checkpoint.load(trained_xor["cfc-deep"])
+    model = model_from_checkpoint(ckpt)
+    src = generate(ckpt, model, "deep", dt_input=True, provenance="sha256 abc")
+    again = generate(checkpoint.load(trained_xor["cfc-deep"]), model_from_checkpoint(ckpt), "deep", dt_input=True,
+                     provenance="sha256 abc")
+    assert (src.header, src.source) == (again.header, again.source)
+    (tmp_path / "deep.h").write_text(src.header)
+    (tmp_path / "deep.c").write_text(src.source)
+    run = subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O2", "-c", "deep.c"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    text = src.header + src.source
+    assert "#include <stdlib.h>" not in text and "malloc" not in text
+    assert sorted(set(re.findall(r"#include <(\w+)\.h>", text))) == ["math", "stdint"]
+    # file-scope data is constant: no variable declared at column 0 without `static const`
+    assert not re.findall(r"^(?!static const)(?:static )?(?:float|int|int32_t|double)\s+\w+\s*(?:\[[^]]*\])?\s*[=;]",
+                          src.source, re.M)
+    arrays = [int(n) for n in re.findall(r"^static const float \w+\[(\d+)\]", src.source, re.M)]
+    assert f"#define DEEP_FLASH_BYTES {src.flash_bytes} " in src.header and src.flash_bytes == 4 * sum(arrays)
+
+
+def test_a_model_without_a_c_form_is_one_clear_error(trained_xor):
+    from cfctool.errors import ConfigError
+
+    ckpt = checkpoint.load(trained_xor["ltc"])
+    with pytest.raises(ConfigError, match="no C form for a ltc checkpoint"):
+        generate(ckpt, model_from_checkpoint(ckpt), "ltc", dt_input=False)
+
+
+def test_c_names():
+    assert c_name("imdb-cfc.v2") == "imdb_cfc_v2" and c_name("2x") == "m_2x" and c_name("--") == "model"
