@@ -103,3 +103,28 @@ def test_a_model_without_a_c_form_is_one_clear_error(trained_xor):
 
 def test_c_names():
     assert c_name("imdb-cfc.v2") == "imdb_cfc_v2" and c_name("2x") == "m_2x" and c_name("--") == "model"
+
+
+def test_eval_and_bench_run_the_c_engine_by_name(trained_xor, cli):
+    r = cli("eval", trained_xor["cfc-ncp"], "--engine", "c", "--json", "-q")
+    assert r.code == 0, r.err
+    import json
+
+    c = json.loads(r.out)
+    folded = json.loads(cli("eval", trained_xor["cfc-ncp"], "--json", "-q").out)
+    assert c["engine"] == "c" and folded["engine"] == "folded"
+    assert c["accuracy"] == folded["accuracy"] and abs(c["loss"] - folded["loss"]) < 1e-5
+    r = cli("eval", trained_xor["cfc"], "--engine", "nope")
+    assert r.code == 2 and "unknown engine 'nope'" in r.err and "c," in r.err
+    r = cli("eval", trained_xor["ltc"], "--engine", "c")
+    assert r.code == 2 and "the c engine does not run this ltc checkpoint" in r.err
+
+
+def test_no_compiler_is_a_clear_error(trained_xor, monkeypatch):
+    from cfctool.engines.native import CEngine
+    from cfctool.errors import CfcError
+
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    with pytest.raises(CfcError, match="no C compiler found"):
+        CEngine(generate(ckpt, model_from_checkpoint(ckpt), "cfc", dt_input=False))

@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 512,
         max_samples: Annotated[Optional[int], typer.Option(help="Evaluate a seeded random subset of N samples.")] = None,
         threads: options.Threads = None,
+        engine: Annotated[str, typer.Option(help="auto (the fastest exact engine for the checkpoint) or an engine by "
+                                                 "name: folded-int8, folded, loop, c (generated C, compiled with "
+                                                 "the system compiler).")] = "auto",
         as_json: options.Json = False,
         quiet: options.Quiet = False,
     ):
@@ -37,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         ckpt = read_checkpoint(checkpoint)
         report = evaluate(ckpt, split=split, data_dir=data, batch_size=batch_size, threads=threads,
-                          max_samples=max_samples, notify=status_lines(quiet))
+                          max_samples=max_samples, notify=status_lines(quiet), engine=engine)
         report = {"checkpoint": checkpoint, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"], **report}
         if as_json:
             print(json.dumps(report, indent=2))

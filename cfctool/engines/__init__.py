@@ -70,6 +70,7 @@ class EngineEntry:
     keeps: tuple[str, ...] = ()  # encodings executed as stored; others are decoded to dense float first
     runs_decoded: bool = False  # runs any encoding on its decoded weights (the numbers are then simulated)
     note: str | None = None
+    auto: bool = True  # a candidate for the automatic choice (else only when asked for by name)
 
 
 def _quantization(ckpt: Checkpoint | None) -> dict:
@@ -89,7 +90,23 @@ ENGINES: list[EngineEntry] = [
     EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m)),
     EngineEntry("folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m)),
     EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
+    # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native)
+    EngineEntry("c", lambda ck, m: inference.supports(m), lambda ck, m: _c_engine(ck, m), runs_decoded=True,
+                note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
+                     "time, float32", auto=False),
 ]
+
+
+def _c_engine(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    from cfctool.engines.native import CModel
+
+    if ckpt is None:
+        raise ConfigError("the c engine needs a checkpoint")
+    return CModel(ckpt, model)
+
+
+AUTO = "auto"  # the first automatic entry that runs the checkpoint (what `eval` runs by default)
+ALIASES = {"torch": AUTO}  # `torch` named the automatic choice before the engines had a registry
 
 
 def names() -> tuple[str, ...]:
@@ -110,16 +127,18 @@ class Engine:
 def fastest(model: nn.Module) -> tuple[str, nn.Module]:
     """(name, module) of the fastest exact form of a float model as it is now (training's
     validation, export): the first entry that supports the model without a checkpoint."""
-    entry = next(e for e in ENGINES if e.supports(None, model))
+    entry = next(e for e in ENGINES if e.auto and e.supports(None, model))
     return entry.name, entry.build(None, model)
 
 
 def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engine:
     """The engine that runs `ckpt` (whose decoded weights `model` holds): the first eligible
     entry, or the first eligible one called `name`."""
+    if name is not None and name not in names():
+        raise ConfigError(f"unknown engine '{name}'; engines: {', '.join(names())}")
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
     lossy = {c for c in codecs if not CODECS[c].exact}  # exact ones run as dense values: nothing simulated
-    eligible = [e for e in ENGINES if (name is None or e.name == name) and e.supports(ckpt, model)
+    eligible = [e for e in ENGINES if (e.auto if name is None else e.name == name) and e.supports(ckpt, model)
                 and (e.runs_decoded or lossy <= set(e.keeps))]
     if not eligible:
         raise ConfigError(f"the {name} engine does not run this {ckpt.arch['name']} checkpoint"

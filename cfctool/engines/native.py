@@ -115,6 +115,36 @@ def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
     return lib
 
 
+class CModel(nn.Module):
+    """The engine registry's `c` entry: a checkpoint's generated C, compiled for the dt its
+    inputs have (the gate folded for dt = 1 when dt is absent or constant 1, read per step
+    otherwise), each variant built once."""
+
+    def __init__(self, ckpt, model: nn.Module, flags: tuple[str, ...] = FLAGS):
+        super().__init__()
+        from cfctool.engines.c_source import generate
+
+        self.model = model.eval()
+        name = Path(ckpt.source).stem if getattr(ckpt, "source", None) else ckpt.arch["name"]
+        self._generate = lambda dt_input: generate(ckpt, self.model, name, dt_input=dt_input)
+        self.flags = flags
+        self._variants: dict[bool, CEngine] = {}
+        self.variant(False)  # compile now: a missing compiler or a model without a C form fails here
+
+    def variant(self, dt_input: bool) -> "CEngine":
+        if dt_input not in self._variants:
+            self._variants[dt_input] = CEngine(self._generate(dt_input), self.flags)
+        return self._variants[dt_input]
+
+    @property
+    def last_seconds(self) -> float:
+        return sum(v.last_seconds for v in self._variants.values())
+
+    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        regular = dt is None or bool((dt == 1).all())
+        return self.variant(not regular)(x, None if regular else dt, mask)
+
+
 class CEngine(nn.Module):
     """Runs a batch through the compiled model, one sequence at a time (batch 1 semantics),
     with the SequenceModel's signature; `last_seconds` and `last_steps` are the C-timed

@@ -20,7 +20,7 @@ import torch
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.data.registry import load_split
-from cfctool.engines import Engine, choose, names
+from cfctool.engines import ALIASES, AUTO, Engine, choose, names
 from cfctool.errors import ConfigError
 from cfctool.families.build import family_of, model_from_checkpoint
 from cfctool.metrics import parameter_counts, valid_targets
@@ -34,7 +34,6 @@ from cfctool.task_data import resolve_data_dir
 # `--engine`: auto (what `eval` runs: the first engine of the registry that runs the checkpoint), a
 # registered engine by name, or all (auto, the loop and ONNX Runtime); `torch`, the name before the
 # engines had a registry, still means auto
-AUTO, ALIASES = "auto", {"torch": "auto"}
 ALL = (AUTO, "loop", "onnxruntime")
 
 

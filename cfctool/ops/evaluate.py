@@ -7,7 +7,7 @@ from typing import Any
 
 from cfctool.checkpoint import Checkpoint
 from cfctool.data.registry import load_split
-from cfctool.engines import choose
+from cfctool.engines import ALIASES, AUTO, choose
 from cfctool.errors import ConfigError
 from cfctool.families.build import model_from_checkpoint
 from cfctool.metrics import parameter_counts, size_aware, split_metrics
@@ -20,8 +20,9 @@ SPLITS = ("test", "val", "train")
 
 def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None = None,
              batch_size: int = 512, threads: int | None = None, max_samples: int | None = None,
-             notify=None) -> dict[str, Any]:
-    """Metrics of `ckpt` on a split, computed by the engine the report names.
+             notify=None, engine: str = AUTO) -> dict[str, Any]:
+    """Metrics of `ckpt` on a split, computed by the engine the report names (`engine`: auto,
+    the fastest exact one, or one by name, e.g. `c`).
 
     `max_samples` evaluates a seeded random subset (reported); `notify(message)` receives
     progress lines (the library prints nothing itself).
@@ -48,7 +49,8 @@ def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None 
         total = len(data)
         if max_samples is not None:
             data = data.sample(max_samples)
-        engine = choose(ckpt, model)
+        name = ALIASES.get(engine, engine)
+        engine = choose(ckpt, model, None if name == AUTO else name)
         last = [time.monotonic()]
 
         def on_batch(done: int, n: int) -> None:
