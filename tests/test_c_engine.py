@@ -128,3 +128,29 @@ def test_no_compiler_is_a_clear_error(trained_xor, monkeypatch):
     ckpt = checkpoint.load(trained_xor["cfc"])
     with pytest.raises(CfcError, match="no C compiler found"):
         CEngine(generate(ckpt, model_from_checkpoint(ckpt), "cfc", dt_input=False))
+
+
+def test_export_format_c_writes_a_verified_reproducible_pair(trained_xor, cli, tmp_path):
+    out = tmp_path / "edge"
+    r = cli("export", trained_xor["cfc"], "--format", "c", "-o", out, "--name", "xor_cfc")
+    assert r.code == 0, r.err
+    assert r.out.split() == [str(out / "xor_cfc.h"), str(out / "xor_cfc.c")]
+    assert "flash" in r.err and "max relative difference from the folded engine" in r.err
+    header = (out / "xor_cfc.h").read_text()
+    first = (out / "xor_cfc.c").read_bytes()
+    assert "sha256 " + checkpoint.file_sha256(trained_xor["cfc"]) in header
+    assert "#define XOR_CFC_FLASH_BYTES" in header and "void xor_cfc_run(" in header
+    assert cli("export", trained_xor["cfc"], "--format", "c", "-o", out, "--name", "xor_cfc").code == 0
+    assert (out / "xor_cfc.c").read_bytes() == first  # the same checkpoint, the same bytes
+
+
+def test_export_format_c_refuses_bad_outputs(trained_xor, cli, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = cli("export", trained_xor["cfc"], "--format", "c", "-o", tmp_path / "file")
+    assert r.code == 2 and "writes into a directory" in r.err
+    r = cli("export", trained_xor["cfc"], "--format", "c", "-o", tmp_path / "no" / "such")
+    assert r.code == 2 and "does not exist" in r.err
+    r = cli("export", trained_xor["cfc"], "--format", "zip", "-o", tmp_path / "x")
+    assert r.code == 2 and "--format must be one of onnx, c" in r.err
+    r = cli("export", trained_xor["ltc"], "--format", "c", "-o", tmp_path / "ltc")
+    assert r.code == 2 and "no C form" in r.err and not (tmp_path / "ltc").exists()

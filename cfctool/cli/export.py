@@ -1,4 +1,4 @@
-"""`cfctool export IN.st -o model.onnx`."""
+"""`cfctool export IN.st -o model.onnx` and `cfctool export IN.st --format c -o DIR`."""
 
 from __future__ import annotations
 
@@ -12,33 +12,64 @@ from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export", epilog=options.example("cfctool export small.st -o small.onnx"))
+    @app.command("export", epilog=options.example("cfctool export small.st -o small.onnx; cfctool export small.st "
+                                                   "--format c -o edge/"))
     def export_command(
         checkpoint: options.Checkpoint,
-        output: options.output("ONNX file to write.", required=True),
+        output: options.output("The ONNX file to write (--format onnx), or the directory that receives NAME.h and "
+                               "NAME.c (--format c).", required=True),
+        format: Annotated[str, typer.Option("--format", help="onnx (an ONNX graph) or c (C99 source for any CPU or "
+                                                             "microcontroller).")] = "onnx",
+        name: Annotated[Optional[str], typer.Option(help="--format c: the C name of the model (default: the "
+                                                         "checkpoint's file name).")] = None,
         seq_len: Annotated[Optional[int], typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's).")] = None,
         data: options.Data = None,
         quiet: options.Quiet = False,
     ):
-        """Export to ONNX (a Scan graph for any length, or a loop unrolled at one length), verified against PyTorch.
+        """Export to ONNX (a Scan graph for any length, or a loop unrolled at one length) or to C99, verified against PyTorch.
 
-        CfC models and the Euler ODE-RNN export their folded step as the body of a Scan (batch
-        and length dynamic; int8 checkpoints as MatMulInteger); other models are unrolled at
-        --seq-len. The graph is run with ONNX Runtime on real inputs and refused when it does
-        not reproduce PyTorch (the onnx extra).
+        ONNX: CfC models and the Euler ODE-RNN export their folded step as the body of a Scan
+        (batch and length dynamic; int8 checkpoints as MatMulInteger); other models are unrolled
+        at --seq-len; the graph is run with ONNX Runtime on real inputs and refused when it does
+        not reproduce PyTorch (the onnx extra). C: a 'default'-mode CfC as NAME.h and NAME.c
+        (no heap, only <math.h> and <stdint.h>), compiled with the system compiler and checked
+        against the folded engine when one is present; the sizes are printed.
         """
+        from pathlib import Path
+
         from cfctool.cli.io import check_output, read_checkpoint
         from cfctool.cli.progress import status_lines
+        from cfctool.errors import ConfigError
         from cfctool.ops.bench import workload
-        from cfctool.ops.export import export_onnx, require_onnx
+        from cfctool.ops.export import FORMATS
 
-        check_output(output, sidecar=False, suffix=".onnx", inputs=(checkpoint,))
-        require_onnx()
+        if format not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)} (got '{format}')")
+        fmt = FORMATS[format]
+        if fmt.suffix is not None:
+            check_output(output, sidecar=False, suffix=fmt.suffix, inputs=(checkpoint,))
+        elif Path(output).exists() and not Path(output).is_dir():
+            raise ConfigError(f"--format {format} writes into a directory; {output} is a file")
+        elif not Path(output).resolve().parent.is_dir():
+            raise ConfigError(f"the directory {Path(output).resolve().parent} does not exist; create it first")
+        fmt.require()
         ckpt = read_checkpoint(checkpoint)
         say = status_lines(quiet)
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
+        if fmt.suffix is None:
+            say("generating C and checking it against the folded engine")
+            info = fmt.write(ckpt, output, batches[0], name=name)
+            check = (f"max relative difference from the folded engine {info['max_rel_diff']:.2g} on "
+                     f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
+                     f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
+            print(f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} bytes, "
+                  f"scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}; "
+                  f"{check}", file=sys.stderr)
+            print(info["header"])
+            print(info["source"])
+            return
         say("exporting and verifying against PyTorch")
-        info = export_onnx(ckpt, output, batches[0])
+        info = fmt.write(ckpt, output, batches[0])
         print(f"max abs diff vs PyTorch ({info['verified_against']}) {info['max_abs_diff']:.3g} (allowed "
               f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
               f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "

@@ -18,8 +18,9 @@ import contextlib
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -228,3 +229,77 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
             "seq_len": None if scan else int(inputs["x"].shape[1]),
             "verified_seq_lens": [int(c["x"].shape[1]) for c in checks],
             "bytes": len(payload), "verified_on": int(inputs["x"].shape[0])}
+
+
+# C: relative difference allowed between the compiled code and the folded engine (float32
+# sums in another order; the folded engine is the reference)
+C_TOLERANCE = 1e-5
+
+
+def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, name: str | None = None) -> dict[str, Any]:
+    """Write DIRECTORY/NAME.h and DIRECTORY/NAME.c (each atomically): the model as C99. When a C
+    compiler is present the code is compiled and checked against the folded engine on
+    `example` (logits within C_TOLERANCE relative); it is not written when it differs."""
+    from cfctool.checkpoint import file_sha256
+    from cfctool.engines.c_source import c_name, generate
+    from cfctool.errors import ConfigError
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--format c writes NAME.h and NAME.c into a directory; {directory} is a file")
+    if not directory.parent.is_dir():
+        raise ConfigError(f"the directory {directory.parent} does not exist; create it first")
+    model = model_from_checkpoint(ckpt)
+    stem = name or (Path(ckpt.source).stem if ckpt.source and ckpt.source != "-" else ckpt.arch["name"])
+    dt_input = example is not None and example.dt is not None and not bool((example.dt == example.dt.flatten()[0]).all())
+    provenance = (f"{Path(ckpt.source).name}, sha256 {file_sha256(ckpt.source)}"
+                  if ckpt.source and Path(ckpt.source).is_file() else "read from stdin (no file sha256)")
+    src = generate(ckpt, model, c_name(stem), dt_input=dt_input, provenance=provenance)
+    verified: dict[str, Any] = {"verified": False}
+    if example is not None:
+        from cfctool.engines.native import CEngine, compiler
+
+        try:
+            compiler()
+        except CfcError:
+            verified = {"verified": False, "why": "no C compiler found to verify it"}
+        else:
+            engine = CEngine(src)
+            dt = example.dt if dt_input else None
+            with torch.no_grad():
+                want = fastest(model)[1](example.x, dt, example.mask)
+            got = engine(example.x, dt, example.mask)
+            diff = float((got - want).abs().max()) / (float(want.abs().max()) or 1.0)
+            if not diff <= C_TOLERANCE:
+                raise CfcError(f"the generated C differs from the folded engine by {diff:.3g} relative "
+                               f"(> {C_TOLERANCE}); not written. Please report this with the checkpoint")
+            verified = {"verified": True, "max_rel_diff": diff, "verified_on": int(example.x.shape[0]),
+                        "argmax_mismatches": int((got.argmax(-1) != want.argmax(-1)).sum()),
+                        "compiler": " ".join(engine.flags)}
+    directory.mkdir(exist_ok=True)
+    header, source = directory / f"{src.name}.h", directory / f"{src.name}.c"
+    atomic_write(header, src.header.encode())
+    atomic_write(source, src.source.encode())
+    return {"header": str(header), "source": str(source), "name": src.name, "dt_input": dt_input, **src.sizes(),
+            **verified}
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One output format of `cfctool export`: how it writes, what -o is, what it needs."""
+
+    name: str
+    write: Callable[..., dict[str, Any]]  # (ckpt, output, example) -> what was written and verified
+    suffix: str | None  # the output file's suffix; None: -o is a directory
+    require: Callable[[], None] = lambda: None  # raises with the install line when a dependency is missing
+    help: str = ""
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("onnx", export_onnx, ".onnx", require_onnx,
+                 "an ONNX graph (a Scan over the folded step; int8 as MatMulInteger), verified with ONNX Runtime"),
+    ExportFormat("c", export_c, None, help="C99 for a microcontroller or any CPU: DIR/NAME.h and DIR/NAME.c, no heap, "
+                                           "only <math.h> and <stdint.h>; compiled and verified when a C compiler "
+                                           "is present"),
+)}
+
