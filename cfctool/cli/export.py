@@ -62,9 +62,10 @@ def register(app: typer.Typer) -> None:
             check = (f"max relative difference from the folded engine {info['max_rel_diff']:.2g} on "
                      f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
                      f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
-            print(f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} bytes, "
-                  f"scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}; "
-                  f"{check}", file=sys.stderr)
+            if not quiet:
+                print(f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
+                      f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt "
+                      f"{'per step' if info['dt_input'] else 'folded (1)'}; {check}", file=sys.stderr)
             print(info["header"])
             print(info["source"])
             return
