@@ -154,3 +154,46 @@ def test_export_format_c_refuses_bad_outputs(trained_xor, cli, tmp_path):
     assert r.code == 2 and "--format must be one of onnx, c" in r.err
     r = cli("export", trained_xor["ltc"], "--format", "c", "-o", tmp_path / "ltc")
     assert r.code == 2 and "no C form" in r.err and not (tmp_path / "ltc").exists()
+
+
+@pytest.fixture(scope="module")
+def silu_xor(tmp_path_factory):
+    """A CfC with a SiLU backbone (the IMDB recipe's): the int8 engine's general static path."""
+    from cfctool.configs import resolve
+    from cfctool.ops.train import train
+
+    path = tmp_path_factory.mktemp("silu") / "silu.st"
+    checkpoint.save(train(resolve("xor", "cfc", overrides={"backbone_activation": "silu", "backbone_layers": 2,
+                                                             "train_size": 256, "test_size": 64, "epochs": 1,
+                                                             "hidden": 16, "backbone_units": 16, "threads": 1})),
+                    path)
+    return path
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-deep", "cfc-ncp", "silu"])
+@pytest.mark.parametrize("scheme,fuse,bits", [("static", True, 8), ("dynamic", True, 8), ("static", False, 8),
+                                               ("static", True, 4)])
+def test_int8_c_equals_the_folded_int8_engine(trained_xor, silu_xor, arch, scheme, fuse, bits):
+    """The same integers, sums and rescales: predictions identical, logits within float rounding
+    (a dynamic scale is one sequence's, so the engine runs one sequence at a time there too)."""
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import choose, integer_settings
+    from cfctool.engines.native import CEngine
+    from cfctool.ops.quantize import quantize
+
+    base = checkpoint.load(silu_xor if arch == "silu" else trained_xor[arch])
+    ckpt = quantize(base, QuantizeConfig(scheme=scheme, fuse=fuse, bits=bits, calib=32))
+    model = model_from_checkpoint(ckpt)
+    engine = choose(ckpt, model)
+    assert engine.name == "folded-int8"
+    for dt_input in (False, True):
+        c = CEngine(generate(ckpt, model, "q", dt_input=dt_input, integer=integer_settings(ckpt, model)))
+        x = _inputs(ckpt, n=40, steps=10, seed=3)
+        dt = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(4)) + 0.5 if dt_input else None
+        if scheme == "dynamic":
+            want = torch.cat([engine.module(x[i:i + 1], None if dt is None else dt[i:i + 1]) for i in range(len(x))])
+        else:
+            want = engine.module(x, dt)
+        got = c(x, dt)
+        assert torch.equal(got.argmax(-1), want.argmax(-1))
+        assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())

@@ -57,9 +57,9 @@ def register(app: typer.Typer) -> None:
         say = status_lines(quiet)
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
         if fmt.suffix is None:
-            say("generating C and checking it against the folded engine")
+            say("generating C and checking it against the engine it mirrors")
             info = fmt.write(ckpt, output, batches[0], name=name)
-            check = (f"max relative difference from the folded engine {info['max_rel_diff']:.2g} on "
+            check = (f"max relative difference from the {info['verified_against']} engine {info['max_rel_diff']:.2g} on "
                      f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
                      f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
             if not quiet:

@@ -79,9 +79,8 @@ def _quantization(ckpt: Checkpoint | None) -> dict:
 
 
 def _int8(ckpt: Checkpoint, model: nn.Module) -> nn.Module:
-    quant = _quantization(ckpt)
-    return QuantFoldedCfC(model, ckpt, quant.get("activation_scales") or {}, dynamic=quant["scheme"] == "dynamic",
-                          fuse=quant.get("fuse", True))
+    settings = integer_settings(ckpt, model)
+    return QuantFoldedCfC(model, ckpt, settings["act_scales"], dynamic=settings["dynamic"], fuse=settings["fuse"])
 
 
 ENGINES: list[EngineEntry] = [
@@ -90,19 +89,34 @@ ENGINES: list[EngineEntry] = [
     EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m)),
     EngineEntry("folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m)),
     EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
-    # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native)
-    EngineEntry("c", lambda ck, m: inference.supports(m), lambda ck, m: _c_engine(ck, m), runs_decoded=True,
+    # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native):
+    # the folded-int8 step on the stored integers, else float32
+    EngineEntry("c", lambda ck, m: integer_settings(ck, m) is not None,
+                lambda ck, m: _c_engine(ck, m, integer_settings(ck, m)), keeps=("int8", "int4"),
+                note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
+                     "compiler; one sequence at a time", auto=False),
+    EngineEntry("c", lambda ck, m: inference.supports(m), lambda ck, m: _c_engine(ck, m, None), runs_decoded=True,
                 note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
                      "time, float32", auto=False),
 ]
 
 
-def _c_engine(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+def integer_settings(ckpt: Checkpoint | None, model: nn.Module) -> dict | None:
+    """What the integer step of a quantized checkpoint needs (its activation scales, dynamic or
+    static, fused or not), or None when no integer engine runs it."""
+    quant = _quantization(ckpt)
+    if not quant or not supports_integer(ckpt, model):
+        return None
+    return {"act_scales": quant.get("activation_scales") or {}, "dynamic": quant["scheme"] == "dynamic",
+            "fuse": quant.get("fuse", True)}
+
+
+def _c_engine(ckpt: Checkpoint | None, model: nn.Module, integer: dict | None) -> nn.Module:
     from cfctool.engines.native import CModel
 
     if ckpt is None:
         raise ConfigError("the c engine needs a checkpoint")
-    return CModel(ckpt, model)
+    return CModel(ckpt, model, integer)
 
 
 AUTO = "auto"  # the first automatic entry that runs the checkpoint (what `eval` runs by default)

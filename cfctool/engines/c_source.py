@@ -90,21 +90,41 @@ class _Writer:
         self.flash += 4 * values.numel()
         return ident
 
+    def int8(self, label: str, values: torch.Tensor, comment: str) -> str:
+        ident = f"{self.name}_{label}"
+        shape = " x ".join(str(s) for s in values.shape)
+        flat = values.detach().to(torch.int64).reshape(-1).tolist()
+        rows = "\n".join("    " + ", ".join(str(v) for v in flat[i:i + 16]) + "," for i in range(0, len(flat), 16))
+        self.arrays.append(f"/* {comment} ({shape}) */\nstatic const int8_t {ident}[{values.numel()}] = {{\n{rows}\n}};\n")
+        self.flash += values.numel()
+        return ident
+
 
 def supports(model) -> bool:
     return inference.supports(model)
 
 
-def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: str = "") -> CSource:
+def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: str = "",
+             integer: dict | None = None) -> CSource:
     """C99 for the model `ckpt` decodes to: `dt_input` False folds the gate for dt = 1 (regular
-    sequences), True reads dt at every step. `provenance` goes into the header comment."""
+    sequences), True reads dt at every step. `provenance` goes into the header comment.
+    `integer` ({"act_scales", "dynamic", "fuse"}, from the checkpoint's quantization record)
+    emits the folded-int8 engine's step: the stored integers, int32 sums, its rescales."""
     if not inference.supports(model):
         raise ConfigError(f"no C form for a {ckpt.arch.get('name')} checkpoint of mode "
                           f"'{ckpt.arch.get('mode', 'default')}'"
                           + (" with mixed memory" if ckpt.arch.get("mixed_memory") else "")
                           + "; the C engine runs 'default'-mode cfc, cfc-deep and cfc-ncp models")
     name = c_name(name)
-    folded = inference.Folded(model.eval(), None if dt_input else 1.0)
+    model = model.eval()
+    dt = None if dt_input else 1.0
+    if integer is not None:
+        from cfctool.models.quantized import QuantFolded
+
+        folded = QuantFolded(model, dt, ckpt, integer.get("act_scales") or {}, bool(integer.get("dynamic")),
+                             simulate=True, fuse=integer.get("fuse", True))
+    else:
+        folded = inference.Folded(model, dt)
     task = ckpt.task
     token_input = task["input"]["kind"] == "tokens"
     n_inputs = 1 if token_input else int(task["input"]["size"])
@@ -112,106 +132,19 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
     per_step = folded.per_step
     w = _Writer(name)
     up = name.upper()
-
-    body: list[str] = []
-    state_fields, widths = [], []
-    for k, cell in enumerate(folded.cells):
-        state_fields.append(f"    float y{k}[{cell.h}]; /* cell {k}: y = (x / a + 1) / 2, x its state */")
-        widths.append(cell.h)
-    scratch = 0
-    # --- weights and one function per stage
-    cell_code = []
-    for k, cell in enumerate(folded.cells):
-        first_width = cell.b1.numel()
-        if k == 0 and folded.table is not None:
-            table = w.array("c0_table", folded.table, "token -> first product's input half plus bias "
-                            "(the embedding folded in)")
-            first = (f"static void {name}_c0_input(int32_t token, float *pre)\n{{\n"
-                     f"    const float *row = {table} + (int32_t)token * {first_width};\n"
-                     f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = row[j];\n}}\n")
-        else:
-            w_in = w.array(f"c{k}_w_in", cell.w_in_t, f"cell {k}: input half of the first product, "
-                           "transposed (in x out)")
-            b1 = w.array(f"c{k}_b1", cell.b1, f"cell {k}: bias of the first product")
-            arg = "const float *input" if k == 0 else f"const float *below /* cell {k - 1}'s new y */"
-            src = "input" if k == 0 else "below"
-            first = (f"static void {name}_c{k}_input({arg}, float *pre)\n{{\n"
-                     f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = {b1}[j];\n"
-                     f"    {name}_matvec({src}, {cell.w_in_t.shape[0]}, {w_in}, {first_width}, pre);\n}}\n")
-        w_state = w.array(f"c{k}_w_state", cell.w_state_t, f"cell {k}: state half of the first product, in "
-                          "y-space, transposed (state x out)")
-        stages = [first]
-        widest = first_width
-        head_rows = 3 * cell.h if cell.gate_folded else 4 * cell.h
-        if cell.heads is not None:
-            act = _ACTIVATIONS[type(cell.act).__name__]
-            stages.append(f"static float {name}_c{k}_act(float v)\n{{\n    return {act};\n}}\n")
-            layers = [f"    for (j = 0; j < {first_width}; ++j) a[j] = {name}_c{k}_act(pre[j]);"]
-            width = first_width
-            buffers = "a", "b"
-            cur = 0
-            for i, (w_t, b) in enumerate(cell.rest):
-                wl = w.array(f"c{k}_layer{i + 1}_w", w_t, f"cell {k}: backbone layer {i + 1}, transposed")
-                bl = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias")
-                src, dst = buffers[cur], buffers[1 - cur]
-                out = b.numel()
-                layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = {bl}[j];\n"
-                              f"    {name}_matvec({src}, {width}, {wl}, {out}, {dst});\n"
-                              f"    for (j = 0; j < {out}; ++j) {dst}[j] = {name}_c{k}_act({dst}[j]);")
-                width, cur = out, 1 - cur
-                widest = max(widest, out)
-            if cell.basis is not None:
-                basis = w.array(f"c{k}_basis", cell.basis, f"cell {k}: the heads' shared rank-"
-                                f"{cell.basis.shape[1]} map (SVD reduction), transposed")
-                src, dst = buffers[cur], buffers[1 - cur]
-                out = cell.basis.shape[1]
-                layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = 0.0f;\n"
-                              f"    {name}_matvec({src}, {width}, {basis}, {out}, {dst});")
-                width, cur = out, 1 - cur
-            hw = w.array(f"c{k}_heads_w", cell.heads[0], f"cell {k}: heads [2c ff1; 2c ff2; "
-                         + ("gate (dt = 1 folded in)" if cell.gate_folded else "time_a; time_b") + "], transposed")
-            hb = w.array(f"c{k}_heads_b", cell.heads[1], f"cell {k}: heads bias")
-            src = buffers[cur]
-            layers.append(f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j];\n"
-                          f"    {name}_matvec({src}, {width}, {hw}, {head_rows}, heads);")
-            if cell.basis is not None:
-                widest = max(widest, cell.basis.shape[1])
-            second = f", b[{widest}]" if cell.rest or cell.basis is not None else ""
-            stages.append(f"/* cell {k}: backbone activations, then the heads' pre-activations */\n"
-                          f"static void {name}_c{k}_backbone(float *pre, float *heads)\n{{\n"
-                          f"    float a[{widest}]{second};\n    int j;\n" + "\n".join(layers) + "\n}\n")
-            scratch_cell = 4 * (2 * widest + head_rows + first_width)
-        else:
-            scratch_cell = 4 * first_width
-        gate = ("s[2 * H + j]" if cell.gate_folded else "s[2 * H + j] * dt + s[3 * H + j]")
-        stages.append(f"/* cell {k}: y' = lerp(sigmoid(2c ff1), sigmoid(2c ff2), gate) */\n"
-                      f"static void {name}_c{k}_update(const float *s, float dt, float *y)\n{{\n"
-                      f"    enum {{ H = {cell.h} }};\n    int j;\n"
-                      + ("    (void)dt; /* the gate is folded for dt = 1 */\n" if cell.gate_folded else "")
-                      + f"    for (j = 0; j < H; ++j) {{\n"
-                      f"        float s1 = {name}_sigmoid(s[j]), s2 = {name}_sigmoid(s[H + j]);\n"
-                      f"        float g = {name}_sigmoid({gate});\n"
-                      f"        y[j] = s1 + g * (s2 - s1);\n    }}\n}}\n")
-        cell_code.append((k, cell, stages, w_state, first_width, head_rows))
-        scratch = max(scratch, scratch_cell)
+    state_fields = [f"    float y{k}[{c.h}]; /* cell {k}: y = (x / a + 1) / 2, x its state */"
+                    for k, c in enumerate(folded.cells)]
+    widths = [c.h for c in folded.cells]
+    emit = _int8_cell if integer is not None else _float_cell
+    cells = [emit(w, name, k, folded, token_input) for k in range(len(folded.cells))]
     head_w = w.array("readout_w", folded.head_w, "readout, in y-space (outputs x state)")
     head_b = w.array("readout_b", folded.head_b, "readout bias")
 
-    last = len(folded.cells) - 1
+    body: list[str] = []
     step_arg = "int32_t token" if token_input else "const float *input"
-    step_lines = []
-    for k, cell, _, w_state, first_width, head_rows in cell_code:
-        src = ("token" if token_input else "input") if k == 0 else f"state->y{k - 1}"
-        step_lines.append(f"    {{ /* cell {k} */\n        float pre[{first_width}];\n"
-                          + (f"        float heads[{head_rows}];\n" if cell.heads is not None else "")
-                          + f"        {name}_c{k}_input({src}, pre);\n"
-                          f"        {name}_matvec(state->y{k}, {cell.h}, {w_state}, {first_width}, pre);\n"
-                          + (f"        {name}_c{k}_backbone(pre, heads);\n"
-                             f"        {name}_c{k}_update(heads, dt, state->y{k});\n" if cell.heads is not None
-                             else f"        {name}_c{k}_update(pre, dt, state->y{k});\n")
-                          + "    }")
     body.append(f"void {name}_step({name}_state *state, {step_arg}, float dt)\n{{\n"
-                + "\n".join(step_lines) + "\n}\n")
+                + "\n".join(c.step for c in cells) + "\n}\n")
+    last = len(folded.cells) - 1
     out_dim = folded.cells[-1].h
     body.append(f"void {name}_output(const {name}_state *state, float *logits)\n{{\n"
                 f"    int i, j;\n    for (i = 0; i < {up}_N_OUTPUTS; ++i) {{\n"
@@ -231,29 +164,285 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
                 + ("" if per_step else f"    {name}_output(state, logits);\n") + "}\n")
 
     state_bytes = 4 * sum(widths)
+    scratch = max(c.scratch for c in cells)
     header = _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
-                     w.flash, state_bytes, scratch, folded)
+                     w.flash, state_bytes, scratch, folded, integer)
     helpers = (f"static float {name}_sigmoid(float v)\n{{\n    return 1.0f / (1.0f + expf(-v));\n}}\n\n"
                f"/* out[j] += sum_i x[i] * w[i * m + j]: w is (n x m), row-major */\n"
                f"static void {name}_matvec(const float *x, int n, const float *w, int m, float *out)\n{{\n"
                f"    int i, j;\n    for (i = 0; i < n; ++i) {{\n        const float xi = x[i];\n"
                f"        const float *row = w + (int32_t)i * m;\n"
                f"        for (j = 0; j < m; ++j) out[j] += xi * row[j];\n    }}\n}}\n")
-    stages_text = "\n".join("\n".join(st) for _, _, st, *_ in cell_code)
+    if integer is not None:
+        helpers += (f"\n/* acc[j] = sum_i x[i] * q[i * m + j]: int8 x int8 -> int32, q is (n x m), row-major */\n"
+                    f"static void {name}_matvec_q(const int8_t *x, int n, const int8_t *q, int m, int32_t *acc)\n{{\n"
+                    f"    int i, j;\n    for (j = 0; j < m; ++j) acc[j] = 0;\n"
+                    f"    for (i = 0; i < n; ++i) {{\n        const int32_t xi = x[i];\n"
+                    f"        const int8_t *row = q + (int32_t)i * m;\n"
+                    f"        for (j = 0; j < m; ++j) acc[j] += xi * (int32_t)row[j];\n    }}\n}}\n\n"
+                    f"/* y in [0, 1] -> round(127 y), half up */\n"
+                    f"static void {name}_quantize_y(const float *y, int n, int8_t *q)\n{{\n"
+                    f"    int i;\n    for (i = 0; i < n; ++i) q[i] = (int8_t)(0.5f + 127.0f * y[i]);\n}}\n\n"
+                    f"static float {name}_clamp(float v, float lo, float hi)\n{{\n"
+                    f"    return v < lo ? lo : (v > hi ? hi : v);\n}}\n")
     source = (f"/* {name}.c: generated by cfctool from the checkpoint described in {name}.h. */\n"
               f"#include <math.h>\n#include <stdint.h>\n#include \"{name}.h\"\n\n"
-              + "\n".join(w.arrays) + "\n" + helpers + "\n" + stages_text + "\n" + "\n".join(body))
+              + "\n".join(w.arrays) + "\n" + helpers + "\n" + "\n".join("\n".join(c.stages) for c in cells) + "\n"
+              + "\n".join(body))
     return CSource(name, header, source, w.flash, state_bytes, scratch, token_input, n_inputs, n_outputs, per_step,
                    dt_input)
 
 
+@dataclass
+class _Cell:
+    stages: list[str]  # the cell's functions
+    step: str  # its block in NAME_step
+    scratch: int  # bytes of its stack arrays
+
+
+def _activation(name: str, k: int, act) -> str:
+    return f"static float {name}_c{k}_act(float v)\n{{\n    return {_ACTIVATIONS[type(act).__name__]};\n}}\n"
+
+
+def _update(name: str, k: int, h: int, gate_folded: bool) -> str:
+    gate = "s[2 * H + j]" if gate_folded else "s[2 * H + j] * dt + s[3 * H + j]"
+    return (f"/* cell {k}: y' = lerp(sigmoid(2c ff1), sigmoid(2c ff2), gate) */\n"
+            f"static void {name}_c{k}_update(const float *s, float dt, float *y)\n{{\n"
+            f"    enum {{ H = {h} }};\n    int j;\n"
+            + ("    (void)dt; /* the gate is folded for dt = 1 */\n" if gate_folded else "")
+            + f"    for (j = 0; j < H; ++j) {{\n"
+            f"        float s1 = {name}_sigmoid(s[j]), s2 = {name}_sigmoid(s[H + j]);\n"
+            f"        float g = {name}_sigmoid({gate});\n"
+            f"        y[j] = s1 + g * (s2 - s1);\n    }}\n}}\n")
+
+
+def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _Cell:
+    cell = folded.cells[k]
+    first_width = cell.b1.numel()
+    if k == 0 and folded.table is not None:
+        table = w.array("c0_table", folded.table, "token -> first product's input half plus bias "
+                        "(the embedding folded in)")
+        first = (f"static void {name}_c0_input(int32_t token, float *pre)\n{{\n"
+                 f"    const float *row = {table} + (int32_t)token * {first_width};\n"
+                 f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = row[j];\n}}\n")
+    else:
+        w_in = w.array(f"c{k}_w_in", cell.w_in_t, f"cell {k}: input half of the first product, transposed (in x out)")
+        b1 = w.array(f"c{k}_b1", cell.b1, f"cell {k}: bias of the first product")
+        arg = "const float *input" if k == 0 else f"const float *below /* cell {k - 1}'s new y */"
+        src = "input" if k == 0 else "below"
+        first = (f"static void {name}_c{k}_input({arg}, float *pre)\n{{\n"
+                 f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = {b1}[j];\n"
+                 f"    {name}_matvec({src}, {cell.w_in_t.shape[0]}, {w_in}, {first_width}, pre);\n}}\n")
+    w_state = w.array(f"c{k}_w_state", cell.w_state_t, f"cell {k}: state half of the first product, in y-space, "
+                      "transposed (state x out)")
+    stages = [first]
+    head_rows = 3 * cell.h if cell.gate_folded else 4 * cell.h
+    scratch = 4 * first_width
+    if cell.heads is not None:
+        stages.append(_activation(name, k, cell.act))
+        layers = [f"    for (j = 0; j < {first_width}; ++j) a[j] = {name}_c{k}_act(pre[j]);"]
+        width, widest, cur, buffers = first_width, first_width, 0, ("a", "b")
+        for i, (w_t, b) in enumerate(cell.rest):
+            wl = w.array(f"c{k}_layer{i + 1}_w", w_t, f"cell {k}: backbone layer {i + 1}, transposed")
+            bl = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias")
+            src, dst, out = buffers[cur], buffers[1 - cur], b.numel()
+            layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = {bl}[j];\n"
+                          f"    {name}_matvec({src}, {width}, {wl}, {out}, {dst});\n"
+                          f"    for (j = 0; j < {out}; ++j) {dst}[j] = {name}_c{k}_act({dst}[j]);")
+            width, cur, widest = out, 1 - cur, max(widest, out)
+        if cell.basis is not None:
+            basis = w.array(f"c{k}_basis", cell.basis, f"cell {k}: the heads' shared rank-{cell.basis.shape[1]} map "
+                            "(SVD reduction), transposed")
+            src, dst, out = buffers[cur], buffers[1 - cur], cell.basis.shape[1]
+            layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = 0.0f;\n"
+                          f"    {name}_matvec({src}, {width}, {basis}, {out}, {dst});")
+            width, cur, widest = out, 1 - cur, max(widest, out)
+        hw = w.array(f"c{k}_heads_w", cell.heads[0], f"cell {k}: heads [2c ff1; 2c ff2; "
+                     + ("gate (dt = 1 folded in)" if cell.gate_folded else "time_a; time_b") + "], transposed")
+        hb = w.array(f"c{k}_heads_b", cell.heads[1], f"cell {k}: heads bias")
+        layers.append(f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j];\n"
+                      f"    {name}_matvec({buffers[cur]}, {width}, {hw}, {head_rows}, heads);")
+        second = f", b[{widest}]" if cell.rest or cell.basis is not None else ""
+        stages.append(f"/* cell {k}: backbone activations, then the heads' pre-activations */\n"
+                      f"static void {name}_c{k}_backbone(float *pre, float *heads)\n{{\n"
+                      f"    float a[{widest}]{second};\n    int j;\n" + "\n".join(layers) + "\n}\n")
+        scratch = 4 * (2 * widest + head_rows + first_width)
+    stages.append(_update(name, k, cell.h, cell.gate_folded))
+    src = ("token" if token_input else "input") if k == 0 else f"state->y{k - 1}"
+    step = (f"    {{ /* cell {k} */\n        float pre[{first_width}];\n"
+            + (f"        float heads[{head_rows}];\n" if cell.heads is not None else "")
+            + f"        {name}_c{k}_input({src}, pre);\n"
+            f"        {name}_matvec(state->y{k}, {cell.h}, {w_state}, {first_width}, pre);\n"
+            + (f"        {name}_c{k}_backbone(pre, heads);\n        {name}_c{k}_update(heads, dt, state->y{k});\n"
+               if cell.heads is not None else f"        {name}_c{k}_update(pre, dt, state->y{k});\n")
+            + "    }")
+    return _Cell(stages, step, scratch)
+
+
+def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _Cell:
+    """The folded-int8 engine's step of one cell (`models.quantized._QCell.step`), the same
+    operations in the same order: int32 sums of the stored integers, `bias + acc * scale`,
+    clamps and truncations to int8, round half to even (rintf) where it rounds."""
+    qc, cell = folded.qcells[k], folded.cells[k]
+    h, first_width = qc.h, qc.state_q.shape[1]
+    stages: list[str] = []
+    base_text = ""
+    if k == 0 and folded.table is not None:
+        table = w.array("c0_table", folded.table, "token -> the first product's input part and bias (the embedding "
+                        "folded in" + (", divided by the first activation scale, + 0.5" if qc.fast else "") + ")")
+        stages.append(f"static void {name}_c0_input(int32_t token, float *pre)\n{{\n"
+                      f"    const float *row = {table} + (int32_t)token * {first_width};\n"
+                      f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = row[j];\n}}\n")
+    elif k == 0:  # float inputs: u = x W_in + b1 (4 heads), the gate folded, then / s_z + 0.5 (fast)
+        wc = cell.w_in_t.shape[1]
+        w_in = w.array("c0_w_in", cell.w_in_t, "cell 0: input half of the first product, transposed (in x out)")
+        b1 = w.array("c0_b1", cell.b1, "cell 0: bias of the first product")
+        lines = [f"    float u[{wc}];\n    int j;",
+                 f"    for (j = 0; j < {wc}; ++j) u[j] = 0.0f;",
+                 f"    {name}_matvec(input, {cell.w_in_t.shape[0]}, {w_in}, {wc}, u);",
+                 f"    for (j = 0; j < {wc}; ++j) u[j] = u[j] + {b1}[j];"]
+        if qc.folds_input:
+            lines.append(f"    for (j = 0; j < {2 * h}; ++j) pre[j] = u[j];\n"
+                         f"    for (j = 0; j < {h}; ++j) pre[{2 * h} + j] = {_literal(folded.dt_value)} * u[{2 * h} + j] "
+                         f"+ u[{3 * h} + j];")
+        else:
+            lines.append(f"    for (j = 0; j < {first_width}; ++j) pre[j] = u[j];")
+        if qc.fast:
+            lines.append(f"    for (j = 0; j < {first_width}; ++j) pre[j] = pre[j] / {_literal(qc.in_scale)} + 0.5f;")
+        stages.append(f"static void {name}_c0_input(const float *input, float *pre)\n{{\n" + "\n".join(lines) + "\n}\n")
+    else:
+        base_text = w.array(f"c{k}_b1", qc.b1, f"cell {k}: bias of the first product")
+    state_q = w.int8("c%d_state_q" % k, qc.state_q, f"cell {k}: state half of the first product (stored integers), "
+                     "transposed (state x out)")
+    state_s = w.array(f"c{k}_state_s", qc.state_s, f"cell {k}: its column scales (y on the 1/127 grid)")
+    if k > 0:
+        in_q = w.int8(f"c{k}_in_q", qc.in_q, f"cell {k}: input half (the cell below's y), transposed")
+        in_s = w.array(f"c{k}_in_s", qc.in_s, f"cell {k}: its column scales")
+    # the first product: pre = base + acc * s (+ acc2 * s2)
+    first = [f"    int32_t acc[{first_width}];\n    int j;"]
+    if k == 0:
+        first.append(f"    {name}_matvec_q(yq, {h}, {state_q}, {first_width}, acc);\n"
+                     f"    for (j = 0; j < {first_width}; ++j) pre[j] = pre[j] + (float)acc[j] * {state_s}[j];")
+    else:
+        first.append(f"    {name}_matvec_q(yq, {h}, {state_q}, {first_width}, acc);\n"
+                     f"    for (j = 0; j < {first_width}; ++j) pre[j] = {base_text}[j] + (float)acc[j] * {state_s}[j];\n"
+                     f"    {name}_matvec_q(below, {qc.in_q.shape[0]}, {in_q}, {first_width}, acc);\n"
+                     f"    for (j = 0; j < {first_width}; ++j) pre[j] = pre[j] + (float)acc[j] * {in_s}[j];")
+    args = "const int8_t *yq" + (", const int8_t *below" if k else "")
+    stages.append(f"/* cell {k}: the first product on the integer state{' and the cell below' if k else ''} */\n"
+                  f"static void {name}_c{k}_first({args}, float *pre)\n{{\n" + "\n".join(first) + "\n}\n")
+    head_rows = 3 * h if qc.gate_folded else 4 * h
+    scratch = 4 * first_width * 2 + head_rows * 4
+    points = qc.linear_points
+    if qc.heads is not None:
+        lo = "0.0f" if qc.relu else "-127.0f"
+        if not qc.fast:
+            stages.append(_activation(name, k, cell.act))
+        widths = [first_width] + [b.numel() for _, _, b, _ in qc.layers]
+        widest = max(widths)
+        lines = [f"    int8_t zq[{widest}];\n    int32_t acc[{max(widest, head_rows)}];"
+                 + ("" if qc.fast or not qc.layers else f"\n    float z[{widest}];")
+                 + ("" if qc.static else f"\n    float z[{widest}];\n    float sz;" if not qc.layers else "\n    float sz;")
+                 + "\n    int j;"]
+
+        def round_trip(var: str, n: int, point) -> str:
+            inv, sc = point
+            return (f"    for (j = 0; j < {n}; ++j) {var}[j] = {name}_clamp(rintf({var}[j] * {_literal(inv)}), -127.0f, "
+                    f"127.0f) * {_literal(sc)};")
+
+        def quantize(var: str, n: int, inv: float) -> str:
+            return (f"    for (j = 0; j < {n}; ++j) zq[j] = (int8_t){name}_clamp(rintf({name}_c{k}_act({var}[j]) * "
+                    f"{_literal(inv)}), {lo}, 127.0f);")
+
+        def dynamic(var: str, n: int) -> str:  # quantize_dynamic: one scale for the step, from max |z|
+            return (f"    sz = 0.0f;\n    for (j = 0; j < {n}; ++j) {{ z[j] = {name}_c{k}_act({var}[j]); "
+                    + ("if (z[j] > sz) sz = z[j]; }" if qc.relu else "if (fabsf(z[j]) > sz) sz = fabsf(z[j]); }")
+                    + f"\n    sz = (sz < 1e-12f ? 1e-12f : sz) / 127.0f;\n"
+                    + (f"    for (j = 0; j < {n}; ++j) zq[j] = (int8_t){name}_clamp(z[j] / sz + 0.5f, 0.0f, 127.0f);"
+                       if qc.relu else
+                       f"    for (j = 0; j < {n}; ++j) zq[j] = (int8_t){name}_clamp(rintf(z[j] / sz), -127.0f, 127.0f);"))
+
+        if qc.fast:
+            lines.append(f"    for (j = 0; j < {first_width}; ++j) zq[j] = (int8_t){name}_clamp(pre[j], 0.0f, 127.0f);")
+        elif qc.static:
+            if points:
+                lines.append(round_trip("pre", first_width, points[0][0]))
+            lines.append(quantize("pre", first_width, qc.inv_scales[0]))
+        else:
+            lines.append(dynamic("pre", first_width))
+        width = first_width
+        for i, (q_t, s, b, _) in enumerate(qc.layers):
+            out = b.numel()
+            lq = w.int8(f"c{k}_layer{i + 1}_q", q_t, f"cell {k}: backbone layer {i + 1} (stored integers), transposed")
+            ls = w.array(f"c{k}_layer{i + 1}_s", s, f"cell {k}: backbone layer {i + 1} column scales"
+                         + (" x s_in / s_out" if qc.fast else " x s_in" if qc.static else ""))
+            lb = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias"
+                         + (" / s_out + 0.5" if qc.fast else ""))
+            lines.append(f"    {name}_matvec_q(zq, {width}, {lq}, {out}, acc);")
+            if qc.fast:
+                lines.append(f"    for (j = 0; j < {out}; ++j) zq[j] = (int8_t){name}_clamp({lb}[j] + (float)acc[j] * "
+                             f"{ls}[j], 0.0f, 127.0f);")
+            elif qc.static:
+                lines.append(f"    for (j = 0; j < {out}; ++j) z[j] = {lb}[j] + (float)acc[j] * {ls}[j];")
+                if points:
+                    lines.append(round_trip("z", out, points[0][i + 1]))
+                lines.append(quantize("z", out, qc.inv_scales[i + 1]))
+            else:
+                lines.append(f"    for (j = 0; j < {out}; ++j) z[j] = {lb}[j] + (float)acc[j] * ({ls}[j] * sz);")
+                lines.append(dynamic("z", out))
+            width = out
+        q_t, s_h, b_h = qc.heads
+        hq = w.int8(f"c{k}_heads_q", q_t, f"cell {k}: heads (stored integers; 2c on ff1/ff2 in the scales"
+                    + ("; the gate requantized per row for dt = 1" if qc.gate_folded else "") + "), transposed")
+        hs = w.array(f"c{k}_heads_s", s_h, f"cell {k}: heads column scales" + (" x the last activation scale"
+                                                                             if qc.static else ""))
+        hb = w.array(f"c{k}_heads_b", b_h, f"cell {k}: heads bias")
+        scale = f"({hs}[j] * sz)" if not qc.static else f"{hs}[j]"
+        lines.append(f"    {name}_matvec_q(zq, {width}, {hq}, {head_rows}, acc);\n"
+                     f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j] + (float)acc[j] * {scale};")
+        stages.append(f"/* cell {k}: the integer backbone, then the heads' pre-activations */\n"
+                      f"static void {name}_c{k}_backbone(float *pre, float *heads)\n{{\n"
+                      + "\n".join(lines) + "\n}\n")
+        scratch += widest * 9 + 4 * max(widest, head_rows)
+    if points:
+        inv = w.array(f"c{k}_heads_inv", points[1][0], f"cell {k}: 1 / the heads' output scales (unfused)")
+        sc = w.array(f"c{k}_heads_scale", points[1][1], f"cell {k}: the heads' output scales (unfused)")
+        target = "heads" if qc.heads is not None else "pre"
+        stages.append(f"/* cell {k}: each head output rounded to int8 at its scale (no operator fusing) */\n"
+                      f"static void {name}_c{k}_round_heads(float *s)\n{{\n    int j;\n"
+                      f"    for (j = 0; j < {head_rows}; ++j) s[j] = {name}_clamp(rintf(s[j] * {inv}[j]), -127.0f, "
+                      f"127.0f) * {sc}[j];\n}}\n")
+    stages.append(_update(name, k, h, qc.gate_folded))
+    src = ("token" if token_input else "input") if k == 0 else None
+    target = "heads" if qc.heads is not None else "pre"
+    step = (f"    {{ /* cell {k} */\n        float pre[{first_width}];\n"
+            + (f"        float heads[{head_rows}];\n" if qc.heads is not None else "")
+            + f"        int8_t yq[{h}];\n"
+            + (f"        int8_t below[{folded.cells[k - 1].h}];\n" if k else "")
+            + f"        {name}_quantize_y(state->y{k}, {h}, yq);\n"
+            + (f"        {name}_c0_input({src}, pre);\n" if k == 0 else
+               f"        {name}_quantize_y(state->y{k - 1}, {folded.cells[k - 1].h}, below);\n")
+            + f"        {name}_c{k}_first(yq{', below' if k else ''}, pre);\n"
+            + (f"        {name}_c{k}_backbone(pre, heads);\n" if qc.heads is not None else "")
+            + (f"        {name}_c{k}_round_heads({target});\n" if points else "")
+            + f"        {name}_c{k}_update({target}, dt, state->y{k});\n    }}")
+    return _Cell(stages, step, scratch)
+
+
 def _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
-            flash, state_bytes, scratch, folded) -> str:
+            flash, state_bytes, scratch, folded, integer) -> str:
     arch = ckpt.arch
     history = " -> ".join(h.get("command", "?") for h in ckpt.record.get("history") or []) or "not recorded"
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
-    encoded = (f"{', '.join(codecs)}-encoded tensors in the checkpoint, emitted here as dense float32 "
-               "(decoded exactly where the codec is exact)" if codecs else "none (float32)")
+    if integer is not None:
+        scheme = "dynamic" if integer.get("dynamic") else "static"
+        encoded = (f"{', '.join(codecs)} in the checkpoint; the {scheme} int8 engine's step: the stored integers "
+                   "(int4 widened to int8), int32 sums, one rescale per product"
+                   + ("" if integer.get("fuse", True) else ", every Linear output rounded to int8 (unfused)")
+                   + "; the token table and the readout in float32")
+    else:
+        encoded = (f"{', '.join(codecs)}-encoded tensors in the checkpoint, emitted here as dense float32 "
+                   "(decoded exactly where the codec is exact)" if codecs else "none (float32)")
     size_line = f"{arch.get('hidden')} hidden" + (f", backbone {arch.get('backbone_widths')}"
                                                    if arch.get("backbone_widths") else "")
     step_input = ("a token id in [0, " + f"{up}_VOCAB)" if token_input else f"{up}_N_INPUTS floats")

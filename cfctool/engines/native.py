@@ -120,13 +120,13 @@ class CModel(nn.Module):
     inputs have (the gate folded for dt = 1 when dt is absent or constant 1, read per step
     otherwise), each variant built once."""
 
-    def __init__(self, ckpt, model: nn.Module, flags: tuple[str, ...] = FLAGS):
+    def __init__(self, ckpt, model: nn.Module, integer: dict | None = None, flags: tuple[str, ...] = FLAGS):
         super().__init__()
         from cfctool.engines.c_source import generate
 
         self.model = model.eval()
         name = Path(ckpt.source).stem if getattr(ckpt, "source", None) else ckpt.arch["name"]
-        self._generate = lambda dt_input: generate(ckpt, self.model, name, dt_input=dt_input)
+        self._generate = lambda dt_input: generate(ckpt, self.model, name, dt_input=dt_input, integer=integer)
         self.flags = flags
         self._variants: dict[bool, CEngine] = {}
         self.variant(False)  # compile now: a missing compiler or a model without a C form fails here
