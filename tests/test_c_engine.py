@@ -197,3 +197,39 @@ def test_int8_c_equals_the_folded_int8_engine(trained_xor, silu_xor, arch, schem
         got = c(x, dt)
         assert torch.equal(got.argmax(-1), want.argmax(-1))
         assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+@pytest.fixture(scope="module")
+def ode_rnns(tmp_path_factory):
+    """A small Euler ODE-RNN on XOR and its reductions: SVD (latent coordinates), Q-DEIM."""
+    from cfctool.configs import ReduceConfig, resolve
+    from cfctool.ops.reduce import reduce
+    from cfctool.ops.train import train
+
+    folder = tmp_path_factory.mktemp("ode")
+    base = train(resolve("xor", "ode-rnn", overrides={"hidden": 24, "train_size": 256, "test_size": 64, "epochs": 1,
+                                                       "threads": 1}))
+    paths = {"ode-rnn": folder / "ode.st"}
+    checkpoint.save(base, paths["ode-rnn"])
+    for method, dim in (("svd", 6), ("qdeim", 12)):
+        paths[method] = folder / f"{method}.st"
+        checkpoint.save(reduce(base, ReduceConfig(method=method, dim=dim, snapshots=64)), paths[method])
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["ode-rnn", "svd", "qdeim"])
+def test_c_equals_the_folded_ode_engine(ode_rnns, kind, cli, tmp_path):
+    from cfctool.engines import choose
+    from cfctool.engines.native import CEngine
+
+    ckpt = checkpoint.load(ode_rnns[kind])
+    model = model_from_checkpoint(ckpt)
+    folded = choose(ckpt, model)
+    assert folded.name == "folded"
+    c = CEngine(generate(ckpt, model, kind, dt_input=False))
+    x = _inputs(ckpt, n=16, steps=20, seed=5)
+    want, got = folded.module(x), c(x)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    r = cli("export", ode_rnns[kind], "--format", "c", "-o", tmp_path / "out", "--name", "ode")
+    assert r.code == 0, r.err
+    assert "ode.h" in r.out and "Euler with dt" in (tmp_path / "out" / "ode.h").read_text()

@@ -95,7 +95,8 @@ ENGINES: list[EngineEntry] = [
                 lambda ck, m: _c_engine(ck, m, integer_settings(ck, m)), keeps=("int8", "int4"),
                 note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
                      "compiler; one sequence at a time", auto=False),
-    EngineEntry("c", lambda ck, m: inference.supports(m), lambda ck, m: _c_engine(ck, m, None), runs_decoded=True,
+    EngineEntry("c", lambda ck, m: inference.supports(m) or ode_inference.supports(m),
+                lambda ck, m: _c_engine(ck, m, None), runs_decoded=True,
                 note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
                      "time, float32", auto=False),
 ]

@@ -21,7 +21,7 @@ import torch
 
 from cfctool.checkpoint import Checkpoint
 from cfctool.errors import ConfigError
-from cfctool.models import inference
+from cfctool.models import inference, ode_inference
 
 # the backbone activations as C expressions of `v`; torch's definitions (nn.SiLU, nn.GELU's exact erf form)
 _ACTIVATIONS = {
@@ -101,8 +101,104 @@ class _Writer:
 
 
 def supports(model) -> bool:
-    return inference.supports(model)
+    return inference.supports(model) or ode_inference.supports(model)
 
+
+def _ode(ckpt: Checkpoint, model, name: str, provenance: str) -> CSource:
+    """An Euler sequence ODE block (`ode-rnn`, its `svd`/`qdeim`/`pod-deim` reductions) as the
+    folded step of `models.ode_inference`: p = M z + b (or through a rank-K factor, or in the
+    latent coordinates of an SVD block), then z + dt (Z u - N 1) + 2 dt N sigmoid(2p)."""
+    f = ode_inference.FoldedODE(model)
+    if model.embedding is not None:
+        raise ConfigError("no C form for an ODE block over token inputs")
+    w = _Writer(name)
+    up = name.upper()
+    n_state = int(f.state_size)
+    n_inputs = int(ckpt.task["input"]["size"])
+    per_step = f.per_step
+    width = f.bias.numel()  # the nonlinearity's width (m points, or every unit)
+    rank = f.first.shape[1] if f.second is not None and not f.latent else 0
+    lines = [f"    float r[{rank}];" if rank else "", "    int j;"]
+    if f.latent:
+        second = w.array("p_w", f.second, "the latent state's rank part to the units (2 folded in), transposed")
+        lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n"
+                     f"    {name}_matvec(z, {n_state}, {second}, {width}, p);")
+    elif not rank:
+        first = w.array("p_w", f.first, "M^T (2 folded in)")
+        lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n"
+                     f"    {name}_matvec(z, {n_state}, {first}, {width}, p);")
+    else:
+        first = w.array("r_w", f.first, f"the rank-{rank} factor R^T (zero-padded to a multiple of 8)")
+        second = w.array("p_w", f.second, "L^T (2 folded in)")
+        lines.append(f"    for (j = 0; j < {rank}; ++j) r[j] = 0.0f;\n"
+                     f"    {name}_matvec(z, {n_state}, {first}, {rank}, r);\n"
+                     f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n"
+                     f"    {name}_matvec(r, {rank}, {second}, {width}, p);")
+    bias = w.array("b", f.bias, "2 b")
+    lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = {bias}[j] + p[j];\n"
+                 f"    for (j = 0; j < {width}; ++j) p[j] = {name}_sigmoid(p[j]);")
+    input_w = w.array("input_w", f.input_w, "[u, 1] -> dt (Z u - N 1)" + (" in latent coordinates" if f.latent else ""))
+    upd = [f"    float c[{n_state}];\n    int j;",
+           f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;",
+           f"    {name}_matvec(u, {n_inputs + 1}, {input_w}, {n_state}, c);",
+           f"    for (j = 0; j < {n_state}; ++j) z[j] = z[j] + c[j];"]
+    if f.n_t is None:
+        upd.append(f"    for (j = 0; j < {n_state}; ++j) z[j] = z[j] + {_literal(2.0 * f.dt)} * s[j];")
+    else:
+        n_t = w.array("n_w", f.n_t, "2 dt N^T" + (" P^T (latent)" if f.latent else ""))
+        upd.append(f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;\n"
+                   f"    {name}_matvec(s, {width}, {n_t}, {n_state}, c);\n"
+                   f"    for (j = 0; j < {n_state}; ++j) z[j] = z[j] + c[j];")
+    if f.latent:
+        hb = w.array("readout_b", f.head_bias, "the head's bias (its product is in the latent state)")
+        out = (f"    int i;\n    for (i = 0; i < {up}_N_OUTPUTS; ++i) logits[i] = state->z[{f.head_columns.start} + i] "
+               f"+ {hb}[i];")
+    else:
+        hw = w.array("readout_w", model.head.weight, "readout (outputs x state)")
+        hb = w.array("readout_b", model.head.bias, "readout bias")
+        out = (f"    int i, j;\n    for (i = 0; i < {up}_N_OUTPUTS; ++i) {{\n        float acc = 0.0f;\n"
+               f"        for (j = 0; j < {n_state}; ++j) acc += {hw}[i * {n_state} + j] * state->z[j];\n"
+               f"        logits[i] = acc + {hb}[i];\n    }}")
+    n_outputs = int(model.head.weight.shape[0])
+    stages = (f"/* s = sigmoid(2p), p = M z + b: tanh(p) = 2 s - 1 */\n"
+              f"static void {name}_nonlinearity(const float *z, float *p)\n{{\n"
+              + "\n".join(line for line in lines if line) + "\n}\n\n"
+              f"/* z' = z + dt (Z u - N 1) + 2 dt N s: one Euler step */\n"
+              f"static void {name}_update(float *z, const float *u, const float *s)\n{{\n" + "\n".join(upd) + "\n}\n")
+    body = (f"void {name}_step({name}_state *state, const float *input, float dt)\n{{\n"
+            f"    float u[{n_inputs + 1}], s[{width}];\n    int j;\n    (void)dt; /* the solver's step is the model's own */\n"
+            f"    for (j = 0; j < {n_inputs}; ++j) u[j] = input[j];\n    u[{n_inputs}] = 1.0f;\n"
+            f"    {name}_nonlinearity(state->z, s);\n    {name}_update(state->z, u, s);\n}}\n\n"
+            f"void {name}_output(const {name}_state *state, float *logits)\n{{\n{out}\n}}\n\n"
+            f"void {name}_reset({name}_state *state)\n{{\n    int j;\n"
+            f"    for (j = 0; j < {n_state}; ++j) state->z[j] = 0.0f; /* x(0) = 0 */\n}}\n\n"
+            f"void {name}_run({name}_state *state, const float *inputs, const float *dts, int32_t length, float *logits)\n"
+            f"{{\n    int32_t t;\n    for (t = 0; t < length; ++t) {{\n"
+            f"        {name}_step(state, inputs + (int32_t)t * {up}_N_INPUTS, dts ? dts[t] : 1.0f);\n"
+            + (f"        {name}_output(state, logits + (int32_t)t * {up}_N_OUTPUTS);\n" if per_step else "")
+            + "    }\n" + ("" if per_step else f"    {name}_output(state, logits);\n") + "}\n")
+    source = (f"/* {name}.c: generated by cfctool from the checkpoint described in {name}.h. */\n"
+              f"#include <math.h>\n#include <stdint.h>\n#include \"{name}.h\"\n\n" + "\n".join(w.arrays) + "\n"
+              + _helpers(name) + "\n" + stages + "\n" + body)
+    state_bytes = 4 * n_state
+    scratch = 4 * (n_inputs + 1 + 2 * width + n_state + rank)
+    arch = ckpt.arch
+    kind = arch.get("name") + (f", {arch.get('method')} to {arch.get('dim')}" if arch.get("method") else "")
+    state_fields = [f"    float z[{n_state}]; /* the ODE state" + (" in latent coordinates [R z, H z]" if f.latent
+                                                                     else "") + " */"]
+    header = _header(name, up, ckpt, provenance, False, n_inputs, n_outputs, per_step, False, state_fields,
+                     w.flash, state_bytes, scratch, None, None, ode=f"{kind}, {n_state} states, Euler with dt {f.dt:g}")
+    return CSource(name, header, source, w.flash, state_bytes, scratch, False, n_inputs, n_outputs, per_step, False)
+
+
+def _helpers(name: str) -> str:
+    """sigmoid and the float matrix-vector product every generated model uses."""
+    return (f"static float {name}_sigmoid(float v)\n{{\n    return 1.0f / (1.0f + expf(-v));\n}}\n\n"
+            f"/* out[j] += sum_i x[i] * w[i * m + j]: w is (n x m), row-major */\n"
+            f"static void {name}_matvec(const float *x, int n, const float *w, int m, float *out)\n{{\n"
+            f"    int i, j;\n    for (i = 0; i < n; ++i) {{\n        const float xi = x[i];\n"
+            f"        const float *row = w + (int32_t)i * m;\n"
+            f"        for (j = 0; j < m; ++j) out[j] += xi * row[j];\n    }}\n}}\n")
 
 def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: str = "",
              integer: dict | None = None) -> CSource:
@@ -110,11 +206,15 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
     sequences), True reads dt at every step. `provenance` goes into the header comment.
     `integer` ({"act_scales", "dynamic", "fuse"}, from the checkpoint's quantization record)
     emits the folded-int8 engine's step: the stored integers, int32 sums, its rescales."""
+    if ode_inference.supports(model):
+        return _ode(ckpt, model, c_name(name), provenance)
     if not inference.supports(model):
-        raise ConfigError(f"no C form for a {ckpt.arch.get('name')} checkpoint of mode "
-                          f"'{ckpt.arch.get('mode', 'default')}'"
+        raise ConfigError(f"no C form for a {ckpt.arch.get('name')} checkpoint"
+                          + (f" of mode '{ckpt.arch.get('mode')}'" if ckpt.arch.get("mode") not in (None, "default")
+                             else "")
                           + (" with mixed memory" if ckpt.arch.get("mixed_memory") else "")
-                          + "; the C engine runs 'default'-mode cfc, cfc-deep and cfc-ncp models")
+                          + "; the C engine runs 'default'-mode cfc, cfc-deep and cfc-ncp models and Euler ODE-RNNs "
+                            "with their reductions")
     name = c_name(name)
     model = model.eval()
     dt = None if dt_input else 1.0
@@ -167,12 +267,7 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
     scratch = max(c.scratch for c in cells)
     header = _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
                      w.flash, state_bytes, scratch, folded, integer)
-    helpers = (f"static float {name}_sigmoid(float v)\n{{\n    return 1.0f / (1.0f + expf(-v));\n}}\n\n"
-               f"/* out[j] += sum_i x[i] * w[i * m + j]: w is (n x m), row-major */\n"
-               f"static void {name}_matvec(const float *x, int n, const float *w, int m, float *out)\n{{\n"
-               f"    int i, j;\n    for (i = 0; i < n; ++i) {{\n        const float xi = x[i];\n"
-               f"        const float *row = w + (int32_t)i * m;\n"
-               f"        for (j = 0; j < m; ++j) out[j] += xi * row[j];\n    }}\n}}\n")
+    helpers = _helpers(name)
     if integer is not None:
         helpers += (f"\n/* acc[j] = sum_i x[i] * q[i * m + j]: int8 x int8 -> int32, q is (n x m), row-major */\n"
                     f"static void {name}_matvec_q(const int8_t *x, int n, const int8_t *q, int m, int32_t *acc)\n{{\n"
@@ -430,7 +525,7 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
 
 
 def _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
-            flash, state_bytes, scratch, folded, integer) -> str:
+            flash, state_bytes, scratch, folded, integer, ode: str | None = None) -> str:
     arch = ckpt.arch
     history = " -> ".join(h.get("command", "?") for h in ckpt.record.get("history") or []) or "not recorded"
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
@@ -443,8 +538,8 @@ def _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_st
     else:
         encoded = (f"{', '.join(codecs)}-encoded tensors in the checkpoint, emitted here as dense float32 "
                    "(decoded exactly where the codec is exact)" if codecs else "none (float32)")
-    size_line = f"{arch.get('hidden')} hidden" + (f", backbone {arch.get('backbone_widths')}"
-                                                   if arch.get("backbone_widths") else "")
+    size_line = ode or (f"{arch.get('hidden')} hidden" + (f", backbone {arch.get('backbone_widths')}"
+                                                           if arch.get("backbone_widths") else ""))
     step_input = ("a token id in [0, " + f"{up}_VOCAB)" if token_input else f"{up}_N_INPUTS floats")
     lines = [
         f"/* {name}.h: a {arch.get('name')} ({size_line}) as dependency-free C99, generated by cfctool.",
@@ -456,6 +551,7 @@ def _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_st
         " *",
         f" * Usage: {name}_state s; {name}_reset(&s); then {name}_step(&s, input, dt) per step, where input is",
         f" * {step_input}" + (" and dt the step's elapsed time;" if dt_input else
+                              " and dt is ignored (the solver's step is the model's own);" if ode else
                               " and dt is ignored (the gate is folded for the regular dt = 1);"),
         f" * {name}_output(&s, logits) reads the {up}_N_OUTPUTS logits"
         + (" after every step." if per_step else " after the last step."),

@@ -29,6 +29,7 @@ from cfctool.data.base import Split
 from cfctool.engines import choose, fastest, integer_settings
 from cfctool.errors import CfcError
 from cfctool.families.build import model_from_checkpoint
+from cfctool.models import ode_inference
 
 # Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
 # order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
@@ -274,15 +275,21 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
             got = engine(example.x, dt, example.mask)
             diff = float((got - want).abs().max()) / (float(want.abs().max()) or 1.0)
             changed = int((got.argmax(-1) != want.argmax(-1)).sum())
+            allowed = C_TOLERANCE
+            if not integer and ode_inference.supports(model):  # 784 Euler steps: as close as the folded
+                with torch.no_grad():                           # engine itself is to the training loop, or closer
+                    loop = model.eval()(example.x, dt, example.mask)
+                allowed = max(C_TOLERANCE, 2 * float((want - loop).abs().max()) / (float(want.abs().max()) or 1.0))
             # integer steps: a rounding tie decided the other way moves a state by a quantum, so
             # what must hold is the predictions (as for the ONNX integer graph)
             fails = (changed > max(1, QUANTIZED_CHANGED_PREDICTIONS * got.shape[0]) if integer
-                     else not diff <= C_TOLERANCE)
+                     else not diff <= allowed)
             if fails:
                 raise CfcError(f"the generated C differs from the {'folded-int8' if integer else 'folded'} engine "
                                f"({diff:.3g} relative, {changed} changed predictions); not written. Please report "
                                "this with the checkpoint")
-            verified = {"verified": True, "max_rel_diff": diff, "verified_on": int(example.x.shape[0]),
+            verified = {"verified": True, "max_rel_diff": diff, "allowed_rel_diff": allowed,
+                        "verified_on": int(example.x.shape[0]),
                         "argmax_mismatches": changed, "compiler": " ".join(engine.flags),
                         "verified_against": "folded-int8" if integer else "folded"}
     directory.mkdir(exist_ok=True)
