@@ -136,7 +136,7 @@ def _ode(ckpt: Checkpoint, model, name: str, provenance: str) -> CSource:
                      f"    {name}_matvec(r, {rank}, {second}, {width}, p);")
     bias = w.array("b", f.bias, "2 b")
     lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = {bias}[j] + p[j];\n"
-                 f"    for (j = 0; j < {width}; ++j) p[j] = {name}_sigmoid(p[j]);")
+                 f"    {name}_sigmoids(p, {width});")
     input_w = w.array("input_w", f.input_w, "[u, 1] -> dt (Z u - N 1)" + (" in latent coordinates" if f.latent else ""))
     upd = [f"    float c[{n_state}];\n    int j;",
            f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;",
@@ -193,12 +193,15 @@ def _ode(ckpt: Checkpoint, model, name: str, provenance: str) -> CSource:
 
 def _helpers(name: str) -> str:
     """sigmoid and the float matrix-vector product every generated model uses."""
-    return (f"static float {name}_sigmoid(float v)\n{{\n    return 1.0f / (1.0f + expf(-v));\n}}\n\n"
+    return (f"/* v[i] = 1 / (1 + exp(-v[i])) */\n"
+            f"static void {name}_sigmoids(float *v, int n)\n{{\n"
+            f"    int i;\n    for (i = 0; i < n; ++i) v[i] = 1.0f / (1.0f + expf(-v[i]));\n}}\n\n"
             f"/* out[j] += sum_i x[i] * w[i * m + j]: w is (n x m), row-major */\n"
             f"static void {name}_matvec(const float *x, int n, const float *w, int m, float *out)\n{{\n"
             f"    int i, j;\n    for (i = 0; i < n; ++i) {{\n        const float xi = x[i];\n"
             f"        const float *row = w + (int32_t)i * m;\n"
             f"        for (j = 0; j < m; ++j) out[j] += xi * row[j];\n    }}\n}}\n")
+
 
 def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: str = "",
              integer: dict | None = None) -> CSource:
@@ -302,13 +305,14 @@ def _activation(name: str, k: int, act) -> str:
 def _update(name: str, k: int, h: int, gate_folded: bool) -> str:
     gate = "s[2 * H + j]" if gate_folded else "s[2 * H + j] * dt + s[3 * H + j]"
     return (f"/* cell {k}: y' = lerp(sigmoid(2c ff1), sigmoid(2c ff2), gate) */\n"
-            f"static void {name}_c{k}_update(const float *s, float dt, float *y)\n{{\n"
+            f"static void {name}_c{k}_update(float *s, float dt, float *y)\n{{\n"
             f"    enum {{ H = {h} }};\n    int j;\n"
-            + ("    (void)dt; /* the gate is folded for dt = 1 */\n" if gate_folded else "")
-            + f"    for (j = 0; j < H; ++j) {{\n"
-            f"        float s1 = {name}_sigmoid(s[j]), s2 = {name}_sigmoid(s[H + j]);\n"
-            f"        float g = {name}_sigmoid({gate});\n"
-            f"        y[j] = s1 + g * (s2 - s1);\n    }}\n}}\n")
+            + ("    (void)dt; /* the gate is folded for dt = 1 */\n" if gate_folded else
+               f"    for (j = 0; j < H; ++j) s[2 * H + j] = {gate};\n")
+            + f"    {name}_sigmoids(s, 3 * H);\n"
+            f"    for (j = 0; j < H; ++j) {{ /* torch.lerp's two forms, each exact at its end */\n"
+            f"        const float a = s[j], b = s[H + j], g = s[2 * H + j];\n"
+            f"        y[j] = g < 0.5f ? a + g * (b - a) : b - (b - a) * (1.0f - g);\n    }}\n}}\n")
 
 
 def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _Cell:
