@@ -456,7 +456,7 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
         def dynamic(var: str, n: int) -> str:  # quantize_dynamic: one scale for the step, from max |z|
             return (f"    sz = 0.0f;\n    for (j = 0; j < {n}; ++j) {{ z[j] = {name}_c{k}_act({var}[j]); "
                     + ("if (z[j] > sz) sz = z[j]; }" if qc.relu else "if (fabsf(z[j]) > sz) sz = fabsf(z[j]); }")
-                    + f"\n    sz = (sz < 1e-12f ? 1e-12f : sz) / 127.0f;\n"
+                    + "\n    sz = (sz < 1e-12f ? 1e-12f : sz) / 127.0f;\n"
                     + (f"    for (j = 0; j < {n}; ++j) zq[j] = (int8_t){name}_clamp(z[j] / sz + 0.5f, 0.0f, 127.0f);"
                        if qc.relu else
                        f"    for (j = 0; j < {n}; ++j) zq[j] = (int8_t){name}_clamp(rintf(z[j] / sz), -127.0f, 127.0f);"))
@@ -575,7 +575,7 @@ def _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_st
     step_arg = "int32_t token" if token_input else "const float *input"
     inputs_t = "const int32_t *inputs" if token_input else "const float *inputs"
     return ("\n".join(lines) + f"\n#ifndef {up}_H\n#define {up}_H\n\n#include <stdint.h>\n\n" + "\n".join(macros)
-            + f"\n\ntypedef struct {{\n" + "\n".join(state_fields) + f"\n}} {name}_state;\n\n"
+            + "\n\ntypedef struct {\n" + "\n".join(state_fields) + f"\n}} {name}_state;\n\n"
             f"void {name}_reset({name}_state *state);\n"
             f"void {name}_step({name}_state *state, {step_arg}, float dt);\n"
             f"void {name}_output(const {name}_state *state, float *logits);\n"
