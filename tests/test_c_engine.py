@@ -233,3 +233,14 @@ def test_c_equals_the_folded_ode_engine(ode_rnns, kind, cli, tmp_path):
     r = cli("export", ode_rnns[kind], "--format", "c", "-o", tmp_path / "out", "--name", "ode")
     assert r.code == 0, r.err
     assert "ode.h" in r.out and "Euler with dt" in (tmp_path / "out" / "ode.h").read_text()
+
+
+def test_bench_reports_the_c_timed_step(trained_xor):
+    from cfctool.ops.bench import bench
+
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    report = bench(ckpt, engine="c", batches=2, batch_size=16, repeats=2, warmup=0, threads=1)
+    c = report["results"][0]["c"]
+    assert report["results"][0]["engine"] == "c" and c["batch"] == 1
+    assert 0 < c["us_per_step"]["min"] <= c["us_per_step"]["median"] <= c["us_per_step"]["max"]
+    assert c["steps_per_pass"] > 0 and c["flash_bytes"] > 0 and c["compiler"].split()[0] in ("cc", "gcc", "clang")

@@ -27,6 +27,12 @@ def _print_human(report: dict) -> None:
                   f"batch {r['batch_latency_ms']['median']:.2f} ms  {r['items_per_s']:.0f} items/s{acc}")
             print(f"{'':<8}  params {r['params']}  nonzero {r['nonzero_params']}  "
                   f"MACs/seq {r['macs_per_sequence']}  bytes {r.get('file_bytes', '-')}{note}")
+            if r.get("c"):
+                c = r["c"]
+                print(f"{'':<8}  C: {c['us_per_step']['median']:.2f} us per step (timed in C, one sequence at a time, "
+                      f"{c['steps_per_pass']} steps a pass; min {c['us_per_step']['min']:.2f}, max "
+                      f"{c['us_per_step']['max']:.2f})  flash {c['flash_bytes']} B  state {c['state_bytes']} B  "
+                      f"scratch {c['scratch_bytes']} B\n{'':<8}  compiled: {c['compiler']}")
     for q in report.get("ratios", []):
         extra = "" if "accuracy_delta" not in q else f"  accuracy delta {q['accuracy_delta']:+.4f}"
         print(f"ratio     {q['engine']:<11} speed-up {q['speedup']:.2f}x  size {q.get('size_ratio', float('nan')):.3f}x"

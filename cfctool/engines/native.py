@@ -128,21 +128,22 @@ class CModel(nn.Module):
         name = Path(ckpt.source).stem if getattr(ckpt, "source", None) else ckpt.arch["name"]
         self._generate = lambda dt_input: generate(ckpt, self.model, name, dt_input=dt_input, integer=integer)
         self.flags = flags
+        self.flags_used = (compiler(), *flags, *shlex.split(os.environ.get("CFLAGS", "")))
         self._variants: dict[bool, CEngine] = {}
         self.variant(False)  # compile now: a missing compiler or a model without a C form fails here
+        self.last_seconds, self.last_steps, self.source = 0.0, 0, self._variants[False].src
 
     def variant(self, dt_input: bool) -> "CEngine":
         if dt_input not in self._variants:
             self._variants[dt_input] = CEngine(self._generate(dt_input), self.flags)
         return self._variants[dt_input]
 
-    @property
-    def last_seconds(self) -> float:
-        return sum(v.last_seconds for v in self._variants.values())
-
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         regular = dt is None or bool((dt == 1).all())
-        return self.variant(not regular)(x, None if regular else dt, mask)
+        engine = self.variant(not regular)
+        out = engine(x, None if regular else dt, mask)
+        self.last_seconds, self.last_steps, self.source = engine.last_seconds, engine.last_steps, engine.src
+        return out
 
 
 class CEngine(nn.Module):

@@ -167,9 +167,12 @@ class _Subject:
         self.totals: list[float] = []
         self.latencies: list[float] = []
         self.outputs: list[torch.Tensor] = []
+        # generated C times its own steps (one sequence at a time): seconds and steps per pass
+        self.native = hasattr(self.engine.module, "last_steps")
+        self.step_times: list[float] = []
 
     def timed_pass(self, batches: list[Split], keep: bool) -> None:
-        total, outputs = 0.0, []
+        total, outputs, native_s, steps = 0.0, [], 0.0, 0
         for b in batches:
             start = time.perf_counter()
             out = self.run(b)
@@ -177,7 +180,12 @@ class _Subject:
             total += elapsed
             self.latencies.append(elapsed)
             outputs.append(out)
+            if self.native:
+                native_s, steps = native_s + self.engine.module.last_seconds, steps + self.engine.module.last_steps
         self.totals.append(total)
+        if self.native and steps:
+            self.step_times.append(native_s / steps)
+            self.steps_per_pass = steps
         if keep:
             self.outputs = outputs
 
@@ -198,6 +206,12 @@ class _Subject:
             out["file_bytes"] = Path(self.ckpt.source).stat().st_size
         if self.export:
             out["onnx"] = self.export
+        if self.step_times:
+            module = self.engine.module
+            out["c"] = {"us_per_step": {"median": 1e6 * statistics.median(self.step_times),
+                                        "min": 1e6 * min(self.step_times), "max": 1e6 * max(self.step_times)},
+                        "steps_per_pass": self.steps_per_pass, "batch": 1, "compiler": " ".join(module.flags_used),
+                        **module.source.sizes()}
         return out
 
 
