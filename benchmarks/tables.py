@@ -414,6 +414,49 @@ def imdb_single_changes() -> str:
                                               command="python -m benchmarks.baselines --only NAME --threads 1")
 
 
+def edge() -> str:
+    """Batch-1 latency per step: generated C against the folded engines and ncps."""
+    doc = _load("edge")
+    runs = (doc or {}).get("latency") or {}
+    if not runs:
+        return "_not measured yet: run `python -m benchmarks.edge --model NAME=CKPT`_"
+    rows = ["| model | µs per step (median of interleaved passes) | C against each | accuracy, C / eval's engine |",
+            "|---|---|---|---|"]
+    for name, r in runs.items():
+        times = "; ".join(f"{k} {v['median']:.2f}" for k, v in r["us_per_step"].items())
+        ratios = ", ".join(f"{v:.1f}× {k}" for k, v in r["c_speedup"].items())
+        acc = r.get("accuracy") or {}
+        acc_cell = " / ".join(f"{100 * v:.2f}%" for v in acc.values()) + \
+            (f" ({r['test_samples']:,} items)" if r.get("test_samples") else "")
+        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {times} | {ratios} | {acc_cell} |")
+    any_run = next(iter(runs.values()))
+    rows += ["", f"One stream at a time (batch 1), {any_run['sequences']} test sequences a pass, "
+             f"{any_run['repeats']} interleaved passes; C timed in C around its compiled loop "
+             f"(`{any_run['compiler']}`), the others by the wall clock.", "",
+             _source({**doc, "machine": any_run["machine"]}, threads=any_run["threads"], also=any_run["what_else_ran"],
+                     command=any_run["command"])]
+    return "\n".join(rows)
+
+
+def edge_m4() -> str:
+    """The generated C on a Cortex-M4: flash and RAM, and which parts it fits."""
+    doc = _load("edge")
+    runs = (doc or {}).get("m4") or {}
+    if not runs:
+        return "_not measured yet: run `python -m benchmarks.edge --m4 NAME=CKPT`_"
+    parts = list(next(iter(runs.values()))["fits"])
+    rows = ["| model | weights | flash (text + data) | RAM (state + stack arrays) | " + " | ".join(parts) + " |",
+            "|---|---|---|---|" + "---|" * len(parts)]
+    for name, r in runs.items():
+        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']} | {r['flash_bytes']:,} B | "
+                    f"{r['ram_bytes']:,} B | " + " | ".join("fits" if r["fits"][p] else "no" for p in parts) + " |")
+    any_run = next(iter(runs.values()))
+    rows += ["", f"`{any_run['compiler']}`, sized by `arm-none-eabi-size` (the model's object alone).", "",
+             _source({**doc, "machine": any_run["machine"]}, threads="n/a", also="n/a (sizes)",
+                     command=any_run["command"])]
+    return "\n".join(rows)
+
+
 def _papers() -> dict:
     return yaml.safe_load((ROOT / "benchmarks" / "papers.yaml").read_text())
 
@@ -481,7 +524,7 @@ def headline() -> str:
 
 TABLES = {"cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
           "distill": distill, "reduce": reduce, "scale": scale, "pipeline": pipeline, "quickstart": quickstart,
-          "prune_acceptance": prune_acceptance, "originals": originals, "headline": headline, "papers": papers,
+          "prune_acceptance": prune_acceptance, "originals": originals, "headline": headline, "papers": papers, "edge": edge, "edge_m4": edge_m4,
           "imdb_recipes": imdb_recipes, "imdb_single_changes": imdb_single_changes,
           "quantize_imdb": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 eager", "static", "dynamic", "qat",
                                                          "int4-qat", "static-fold")),

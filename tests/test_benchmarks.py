@@ -192,3 +192,29 @@ def test_committed_reference_checkpoints_match_their_manifest():
     assert set(listed) == present, "update benchmarks/checkpoints/SHA256SUMS (sha256sum *.st *.yaml > SHA256SUMS)"
     for name, digest in listed.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_edge_smoke(results, trained_xor):
+    import shutil
+
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc)")
+    pytest.importorskip("ncps")
+    from cfctool import checkpoint
+    from cfctool.configs import QuantizeConfig
+    from cfctool.ops.quantize import quantize
+
+    int8 = trained_xor["cfc"].parent / "cfc-int8-edge.st"
+    checkpoint.save(quantize(checkpoint.load(trained_xor["cfc"]), QuantizeConfig(calib=16)), int8)
+    run("edge", "--model", f"xor-cfc={trained_xor['cfc']}", "--model", f"xor-int8={int8}", "--sequences", 4,
+        "--repeats", 1)
+    doc = read(results, "edge")
+    fp32, q = doc["latency"]["xor-cfc"], doc["latency"]["xor-int8"]
+    assert set(fp32["us_per_step"]) == {"c (fp32)", "folded", "ncps"} and fp32["us_per_step"]["c (fp32)"]["median"] > 0
+    assert set(q["us_per_step"]) == {"c (int8)", "folded-int8", "c (fp32, decoded)", "ncps"}
+    assert fp32["accuracy"]["c (fp32)"] == fp32["accuracy"]["folded"]
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("arm-none-eabi-size"):
+        run("edge", "--m4", f"xor-int8={int8}")
+        m4 = read(results, "edge")["m4"]["xor-int8"]
+        assert m4["encoding"] == "int8" and m4["flash_bytes"] >= m4["weights_bytes"] and m4["bss"] == 0
+        assert m4["fits"]["256 KB flash / 64 KB RAM"]
