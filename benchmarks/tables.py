@@ -530,7 +530,7 @@ TABLES = {"cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "q
                                                          "int4-qat", "static-fold")),
           "quantize_onnx": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 onnxruntime", "static onnxruntime")),
           "reduce_ode_rnn": lambda: reduce("pmnist/ode-rnn")}
-MARKER = re.compile(r"(<!-- table:([a-z_]+) -->\n)(?:.*?\n)?(<!-- /table:\2 -->)", re.S)
+MARKER = re.compile(r"(<!-- table:([a-z0-9_]+) -->\n)(?:.*?\n)?(<!-- /table:\2 -->)", re.S)
 
 
 def pages() -> list[Path]:
