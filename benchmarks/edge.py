@@ -144,7 +144,8 @@ def footprint(name: str, path: str, args) -> dict:
                                                           text=True).stdout.splitlines()[1].split()[:3])
     flash, ram = text + data, data + bss + src.state_bytes + src.scratch_bytes
     return {"checkpoint": path, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"],
-            "encoding": "int8" if integer_settings(ckpt, model) else "fp32", "text": text, "data": data, "bss": bss,
+            "encoding": "int8" if integer_settings(ckpt, model) else "fp32",
+            "dt": "read per step" if args.dt_input else "folded (dt = 1)", "text": text, "data": data, "bss": bss,
             "flash_bytes": flash, "ram_bytes": ram, "weights_bytes": src.flash_bytes, "state_bytes": src.state_bytes,
             "scratch_bytes": src.scratch_bytes, "fits": {part: flash <= f and ram <= r for part, (f, r) in PARTS.items()},
             "compiler": f"{cc} {' '.join(M4_FLAGS)}", "machine": machine(),

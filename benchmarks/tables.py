@@ -445,10 +445,10 @@ def edge_m4() -> str:
     if not runs:
         return "_not measured yet: run `python -m benchmarks.edge --m4 NAME=CKPT`_"
     parts = list(next(iter(runs.values()))["fits"])
-    rows = ["| model | weights | flash (text + data) | RAM (state + stack arrays) | " + " | ".join(parts) + " |",
-            "|---|---|---|---|" + "---|" * len(parts)]
+    rows = ["| model | weights | dt | flash (text + data) | RAM (state + stack arrays) | " + " | ".join(parts) + " |",
+            "|---|---|---|---|---|" + "---|" * len(parts)]
     for name, r in runs.items():
-        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']} | {r['flash_bytes']:,} B | "
+        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']} | {r.get('dt', '')} | {r['flash_bytes']:,} B | "
                     f"{r['ram_bytes']:,} B | " + " | ".join("fits" if r["fits"][p] else "no" for p in parts) + " |")
     any_run = next(iter(runs.values()))
     rows += ["", f"`{any_run['compiler']}`, sized by `arm-none-eabi-size` (the model's object alone).", "",
