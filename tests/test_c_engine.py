@@ -71,12 +71,24 @@ def test_per_step_outputs(tmp_path):
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_generated_code_is_clean_c99_and_reproducible(trained_xor, tmp_path):
-    ckpt = checkpoint.load(trained_xor["cfc-deep"])
-    model = model_from_checkpoint(ckpt)
-    src = generate(ckpt, model, "deep", dt_input=True, provenance="sha256 abc")
-    again = generate(checkpoint.load(trained_xor["cfc-deep"]), model_from_checkpoint(ckpt), "deep", dt_input=True,
-                     provenance="sha256 abc")
+@pytest.mark.parametrize("kind", ["float", "int8", "ode"])
+def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, tmp_path, kind):
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import integer_settings
+    from cfctool.ops.quantize import quantize
+
+    def make():
+        if kind == "ode":
+            ckpt = checkpoint.load(ode_rnns["svd"])
+        else:
+            ckpt = checkpoint.load(trained_xor["cfc-deep"])
+            if kind == "int8":
+                ckpt = quantize(ckpt, QuantizeConfig(scheme="dynamic"))
+        model = model_from_checkpoint(ckpt)
+        return generate(ckpt, model, "deep", dt_input=kind != "ode", provenance="sha256 abc",
+                        integer=integer_settings(ckpt, model))
+
+    src, again = make(), make()
     assert (src.header, src.source) == (again.header, again.source)
     (tmp_path / "deep.h").write_text(src.header)
     (tmp_path / "deep.c").write_text(src.source)
@@ -89,8 +101,11 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, tmp_path):
     # file-scope data is constant: no variable declared at column 0 without `static const`
     assert not re.findall(r"^(?!static const)(?:static )?(?:float|int|int32_t|double)\s+\w+\s*(?:\[[^]]*\])?\s*[=;]",
                           src.source, re.M)
-    arrays = [int(n) for n in re.findall(r"^static const float \w+\[(\d+)\]", src.source, re.M)]
-    assert f"#define DEEP_FLASH_BYTES {src.flash_bytes} " in src.header and src.flash_bytes == 4 * sum(arrays)
+    floats = [int(n) for n in re.findall(r"^static const float \w+\[(\d+)\]", src.source, re.M)]
+    int8s = [int(n) for n in re.findall(r"^static const int8_t \w+\[(\d+)\]", src.source, re.M)]
+    assert (kind == "int8") == bool(int8s)
+    assert f"#define DEEP_FLASH_BYTES {src.flash_bytes} " in src.header
+    assert src.flash_bytes == 4 * sum(floats) + sum(int8s)
 
 
 def test_a_model_without_a_c_form_is_one_clear_error(trained_xor):
