@@ -513,6 +513,14 @@ def headline() -> str:
         rows.append(f"| pixel-MNIST ODE-RNN: accuracy; rank-125 SVD speed-up | {100 * scratch['test_accuracy']:.2f}%; "
                     f"{red['ratios'][0]['speedup']:.2f}× | {paper('pmnist-ode-rnn')} | "
                     "[model-order reduction](docs/results/reduction.md) |")
+    edge_runs = ((_load("edge") or {}).get("latency") or {})
+    for key in ("imdb-cfc", "pmnist-ode-rnn"):
+        e = edge_runs.get(key)
+        if e:
+            c = next(iter(e["us_per_step"]))
+            others = ", ".join(f"{v:.1f}× {k}" for k, v in e["c_speedup"].items())
+            rows.append(f"| {key} at batch 1 (one stream) as generated C: µs per step; against | "
+                        f"{e['us_per_step'][c]['median']:.1f} µs; {others} | — | [edge engine](docs/results/edge.md) |")
     ltc = runs.get("ltc-vs-cfc")
     if ltc:
         rows.append(f"| LTC vs CfC, training step (Person Activity, hidden {ltc['hidden']}) | CfC "
