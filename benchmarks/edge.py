@@ -68,7 +68,7 @@ def latency(name: str, path: str, args) -> dict:
 
     from benchmarks.engines import ncps_model
     from cfctool import checkpoint
-    from cfctool.engines import _c_engine, choose, integer_settings
+    from cfctool.engines import c_engine, choose, integer_settings
     from cfctool.families.build import model_from_checkpoint
     from cfctool.metrics import split_metrics
     from cfctool.runtime import machine
@@ -81,7 +81,7 @@ def latency(name: str, path: str, args) -> dict:
     integer = integer_settings(ckpt, model) is not None
     engines = {f"c ({'int8' if integer else 'fp32'})": c.module, auto.name: auto.module}
     if integer:  # the same model in float C: int8 against fp32 where both are compiled
-        engines["c (fp32, decoded)"] = _c_engine(ckpt, model, None)
+        engines["c (fp32, decoded)"] = c_engine(ckpt, model, None)
     split, sample = _sequences(ckpt, args.data, args.sequences)
     runners = {k: _one_at_a_time(m) for k, m in engines.items()}
     if ckpt.arch["name"] in ("cfc", "cfc-deep", "cfc-ncp") and not args.no_ncps:

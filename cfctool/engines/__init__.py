@@ -92,11 +92,11 @@ ENGINES: list[EngineEntry] = [
     # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native):
     # the folded-int8 step on the stored integers, else float32
     EngineEntry("c", lambda ck, m: integer_settings(ck, m) is not None,
-                lambda ck, m: _c_engine(ck, m, integer_settings(ck, m)), keeps=("int8", "int4"),
+                lambda ck, m: c_engine(ck, m, integer_settings(ck, m)), keeps=("int8", "int4"),
                 note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
                      "compiler; one sequence at a time", auto=False),
     EngineEntry("c", lambda ck, m: inference.supports(m) or ode_inference.supports(m),
-                lambda ck, m: _c_engine(ck, m, None), runs_decoded=True,
+                lambda ck, m: c_engine(ck, m, None), runs_decoded=True,
                 note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
                      "time, float32", auto=False),
 ]
@@ -112,7 +112,9 @@ def integer_settings(ckpt: Checkpoint | None, model: nn.Module) -> dict | None:
             "fuse": quant.get("fuse", True)}
 
 
-def _c_engine(ckpt: Checkpoint | None, model: nn.Module, integer: dict | None) -> nn.Module:
+def c_engine(ckpt: Checkpoint | None, model: nn.Module, integer: dict | None = None) -> nn.Module:
+    """The checkpoint's generated C, compiled: the integer step with `integer` (see
+    integer_settings), float32 without (also for a quantized checkpoint's decoded weights)."""
     from cfctool.engines.native import CModel
 
     if ckpt is None:
