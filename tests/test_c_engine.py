@@ -71,8 +71,8 @@ def test_per_step_outputs(tmp_path):
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["float", "int8", "ode"])
-def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, tmp_path, kind):
+@pytest.mark.parametrize("kind", ["float", "int8", "int8-silu", "ode"])
+def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, silu_xor, tmp_path, kind):
     from cfctool.configs import QuantizeConfig
     from cfctool.engines import integer_settings
     from cfctool.ops.quantize import quantize
@@ -81,9 +81,9 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, tmp
         if kind == "ode":
             ckpt = checkpoint.load(ode_rnns["svd"])
         else:
-            ckpt = checkpoint.load(trained_xor["cfc-deep"])
-            if kind == "int8":
-                ckpt = quantize(ckpt, QuantizeConfig(scheme="dynamic"))
+            ckpt = checkpoint.load(silu_xor if kind == "int8-silu" else trained_xor["cfc-deep"])
+            if kind.startswith("int8"):
+                ckpt = quantize(ckpt, QuantizeConfig(scheme="dynamic" if kind == "int8" else "static"))
         model = model_from_checkpoint(ckpt)
         return generate(ckpt, model, "deep", dt_input=kind != "ode", provenance="sha256 abc",
                         integer=integer_settings(ckpt, model))
@@ -103,9 +103,10 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, tmp
                           src.source, re.M)
     floats = [int(n) for n in re.findall(r"^static const float \w+\[(\d+)\]", src.source, re.M)]
     int8s = [int(n) for n in re.findall(r"^static const int8_t \w+\[(\d+)\]", src.source, re.M)]
-    assert (kind == "int8") == bool(int8s)
+    int32s = [int(n) for n in re.findall(r"^static const int32_t \w+\[(\d+)\]", src.source, re.M)]
+    assert kind.startswith("int8") == bool(int8s) and (kind == "int8-silu") == bool(int32s)
     assert f"#define DEEP_FLASH_BYTES {src.flash_bytes} " in src.header
-    assert src.flash_bytes == 4 * sum(floats) + sum(int8s)
+    assert src.flash_bytes == 4 * sum(floats) + sum(int8s) + 4 * sum(int32s)
 
 
 def test_a_model_without_a_c_form_is_one_clear_error(trained_xor):

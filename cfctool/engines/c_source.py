@@ -81,13 +81,21 @@ class _Writer:
         self.name = name
         self.arrays: list[str] = []
         self.flash = 0
-        self.uses: set[str] = set()  # which integer helpers the code calls
 
     def array(self, label: str, values: torch.Tensor, comment: str) -> str:
         ident = f"{self.name}_{label}"
         shape = " x ".join(str(s) for s in values.shape)
         self.arrays.append(f"/* {comment} ({shape}) */\nstatic const float {ident}[{values.numel()}] = {{\n"
                            f"{_floats(values)}\n}};\n")
+        self.flash += 4 * values.numel()
+        return ident
+
+    def int32(self, label: str, values: torch.Tensor, comment: str) -> str:
+        ident = f"{self.name}_{label}"
+        flat = values.detach().to(torch.int64).reshape(-1).tolist()
+        rows = "\n".join("    " + ", ".join(str(v) for v in flat[i:i + 12]) + "," for i in range(0, len(flat), 12))
+        self.arrays.append(f"/* {comment} ({values.numel()}) */\nstatic const int32_t {ident}[{values.numel()}] = {{\n"
+                           f"{rows}\n}};\n")
         self.flash += 4 * values.numel()
         return ident
 
@@ -275,14 +283,12 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
     if integer is not None:
         # one dot product per output over a row of the stored (out x in) integers: compilers turn
         # it into multiply-add instructions on bytes (e.g. AVX-512 VNNI for unsigned x signed)
-        for sign, t in (("u8", "uint8_t"), ("s8", "int8_t")):
-            if sign in w.uses:
-                helpers += (f"\n/* acc[j] = sum_i x[i] * q[j * n + i]: {t} x int8 -> int32, q is (m x n), row-major */\n"
-                            f"static void {name}_dot_{sign}(const {t} *x, int n, const int8_t *q, int m, int32_t *acc)\n"
-                            f"{{\n    int i, j;\n    for (j = 0; j < m; ++j) {{\n        const int8_t *row = q + "
-                            f"(int32_t)j * n;\n        int32_t s = 0;\n"
-                            f"        for (i = 0; i < n; ++i) s += (int32_t)x[i] * (int32_t)row[i];\n"
-                            f"        acc[j] = s;\n    }}\n}}\n")
+        helpers += (f"\n/* acc[j] = sum_i x[i] * q[j * n + i]: uint8 x int8 -> int32, q is (m x n), row-major */\n"
+                    f"static void {name}_dot_u8(const uint8_t *x, int n, const int8_t *q, int m, int32_t *acc)\n"
+                    f"{{\n    int i, j;\n    for (j = 0; j < m; ++j) {{\n        const int8_t *row = q + "
+                    f"(int32_t)j * n;\n        int32_t s = 0;\n"
+                    f"        for (i = 0; i < n; ++i) s += (int32_t)x[i] * (int32_t)row[i];\n"
+                    f"        acc[j] = s;\n    }}\n}}\n")
         helpers += (f"\n/* y in [0, 1] -> round(127 y), half up */\n"
                     f"static void {name}_quantize_y(const float *y, int n, uint8_t *q)\n{{\n"
                     f"    int i;\n    for (i = 0; i < n; ++i) q[i] = (uint8_t)(0.5f + 127.0f * y[i]);\n}}\n\n"
@@ -424,7 +430,6 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
         in_s = w.array(f"c{k}_in_s", qc.in_s, f"cell {k}: its column scales")
     # the first product: pre = base + acc * s (+ acc2 * s2)
     first = [f"    int32_t acc[{first_width}];\n    int j;"]
-    w.uses.add("u8")
     if k == 0:
         first.append(f"    {name}_dot_u8(yq, {h}, {state_q}, {first_width}, acc);\n"
                      f"    for (j = 0; j < {first_width}; ++j) pre[j] = pre[j] + (float)acc[j] * {state_s}[j];")
@@ -445,8 +450,21 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
             stages.append(_activation(name, k, cell.act))
         widths = [first_width] + [b.numel() for _, _, b, _ in qc.layers]
         widest = max(widths)
-        zt, dot = ("uint8_t", "u8") if qc.relu else ("int8_t", "s8")  # after a ReLU the codes are 0..127
-        w.uses.add(dot)
+        # codes as unsigned bytes for the byte dot products: after a ReLU they are 0..127; signed
+        # codes (-127..127) are stored + 128, and 128 x each row's sum taken off the sums
+        zt = "uint8_t"
+        signed = not qc.relu
+
+        def dot_call(matrix: str, q, n_in: int, n_out: int) -> str:
+            call = f"    {name}_dot_u8(zq, {n_in}, {matrix}, {n_out}, acc);"
+            if not signed:
+                return call
+            sums = w.int32(matrix.removeprefix(f"{name}_") + "_rowsum", q.to(torch.int32).sum(1),
+                           "each row's sum of integers (the + 128 offset of the signed codes)")
+            return call + f"\n    for (j = 0; j < {n_out}; ++j) acc[j] -= 128 * {sums}[j];"
+
+        def code(expr: str) -> str:  # a clamped integer value as the stored byte
+            return f"(uint8_t)(128.0f + {expr})" if signed else f"({zt}){expr}"
         lines = [f"    {zt} zq[{widest}];\n    int32_t acc[{max(widest, head_rows)}];"
                  + ("" if qc.fast or not qc.layers else f"\n    float z[{widest}];")
                  + ("" if qc.static else f"\n    float z[{widest}];\n    float sz;" if not qc.layers else "\n    float sz;")
@@ -458,8 +476,8 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
                     f"127.0f) * {_literal(sc)};")
 
         def quantize(var: str, n: int, inv: float) -> str:
-            return (f"    for (j = 0; j < {n}; ++j) zq[j] = ({zt}){name}_clamp(rintf({name}_c{k}_act({var}[j]) * "
-                    f"{_literal(inv)}), {lo}, 127.0f);")
+            return (f"    for (j = 0; j < {n}; ++j) zq[j] = "
+                    + code(f"{name}_clamp(rintf({name}_c{k}_act({var}[j]) * {_literal(inv)}), {lo}, 127.0f)") + ";")
 
         def dynamic(var: str, n: int) -> str:  # quantize_dynamic: one scale for the step, from max |z|
             return (f"    sz = 0.0f;\n    for (j = 0; j < {n}; ++j) {{ z[j] = {name}_c{k}_act({var}[j]); "
@@ -467,7 +485,8 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
                     + "\n    sz = (sz < 1e-12f ? 1e-12f : sz) / 127.0f;\n"
                     + (f"    for (j = 0; j < {n}; ++j) zq[j] = ({zt}){name}_clamp(z[j] / sz + 0.5f, 0.0f, 127.0f);"
                        if qc.relu else
-                       f"    for (j = 0; j < {n}; ++j) zq[j] = ({zt}){name}_clamp(rintf(z[j] / sz), -127.0f, 127.0f);"))
+                       f"    for (j = 0; j < {n}; ++j) zq[j] = "
+                       + code(f"{name}_clamp(rintf(z[j] / sz), -127.0f, 127.0f)") + ";"))
 
         if qc.fast:
             lines.append(f"    for (j = 0; j < {first_width}; ++j) zq[j] = ({zt}){name}_clamp(pre[j], 0.0f, 127.0f);")
@@ -485,7 +504,7 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
                          + (" x s_in / s_out" if qc.fast else " x s_in" if qc.static else ""))
             lb = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias"
                          + (" / s_out + 0.5" if qc.fast else ""))
-            lines.append(f"    {name}_dot_{dot}(zq, {width}, {lq}, {out}, acc);")
+            lines.append(dot_call(lq, q_t.t(), width, out))
             if qc.fast:
                 lines.append(f"    for (j = 0; j < {out}; ++j) zq[j] = ({zt}){name}_clamp({lb}[j] + (float)acc[j] * "
                              f"{ls}[j], 0.0f, 127.0f);")
@@ -505,7 +524,7 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool) -> _C
                                                                              if qc.static else ""))
         hb = w.array(f"c{k}_heads_b", b_h, f"cell {k}: heads bias")
         scale = f"({hs}[j] * sz)" if not qc.static else f"{hs}[j]"
-        lines.append(f"    {name}_dot_{dot}(zq, {width}, {hq}, {head_rows}, acc);\n"
+        lines.append(dot_call(hq, q_t.t(), width, head_rows) + "\n"
                      f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j] + (float)acc[j] * {scale};")
         stages.append(f"/* cell {k}: the integer backbone, then the heads' pre-activations */\n"
                       f"static void {name}_c{k}_backbone(float *pre, float *heads)\n{{\n"
