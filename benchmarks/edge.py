@@ -108,7 +108,7 @@ def latency(name: str, path: str, args) -> dict:
              "us_per_step": {k: {"median": round(v, 3), "min": round(min(per_step[k]), 3),
                                  "max": round(max(per_step[k]), 3)} for k, v in medians.items()},
              "c_speedup": {k: round(v / medians[first], 2) for k, v in medians.items() if k != first},
-             "sizes": c.module.source.sizes(), "compiler": " ".join(c.module.flags_used),
+             "sizes": c.module.source.sizes(), "compiler": " ".join(c.module.command),
              "machine": machine(), "what_else_ran": args.note,
              "command": f"python -m benchmarks.edge {' '.join(sys.argv[1:])}"}
     if not args.no_accuracy:  # the whole split through C against the engine eval runs

@@ -92,11 +92,15 @@ def _version(cc: str) -> str:
         return ""
 
 
+def compile_command(flags: tuple[str, ...] = FLAGS) -> list[str]:
+    """The compiler and its flags as run: $CC (else cc), `flags`, then $CFLAGS."""
+    return [*shlex.split(compiler()), *flags, *shlex.split(os.environ.get("CFLAGS", ""))]
+
+
 def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
     """The shared library of `src` (compiled once per content: cached by hash)."""
     cc = compiler()
-    extra = tuple(shlex.split(os.environ.get("CFLAGS", "")))
-    command = [*shlex.split(cc), *flags, *extra]
+    command = compile_command(flags)
     key = hashlib.sha256("\0".join([src.header, src.source, harness(src), " ".join(command),
                                     _version(cc)]).encode()).hexdigest()[:24]
     lib = cache_dir() / f"{src.name}-{key}.so"
@@ -131,7 +135,7 @@ class CModel(nn.Module):
         name = Path(ckpt.source).stem if getattr(ckpt, "source", None) else ckpt.arch["name"]
         self._generate = lambda dt_input: generate(ckpt, self.model, name, dt_input=dt_input, integer=integer)
         self.flags = flags
-        self.flags_used = (compiler(), *flags, *shlex.split(os.environ.get("CFLAGS", "")))
+        self.command = compile_command(flags)  # what compiled it, for the reports
         self._variants: dict[bool, CEngine] = {}
         self.variant(False)  # compile now: a missing compiler or a model without a C form fails here
         self.last_seconds, self.last_steps, self.source = 0.0, 0, self._variants[False].src
@@ -157,7 +161,7 @@ class CEngine(nn.Module):
     def __init__(self, src: CSource, flags: tuple[str, ...] = FLAGS):
         super().__init__()
         self.src = src
-        self.flags = (compiler(), *flags, *shlex.split(os.environ.get("CFLAGS", "")))
+        self.command = compile_command(flags)
         self.lib_path = build(src, flags)
         self.lib = ctypes.CDLL(str(self.lib_path))
         fn = getattr(self.lib, f"{src.name}_batch")

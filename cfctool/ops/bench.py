@@ -210,7 +210,7 @@ class _Subject:
             module = self.engine.module
             out["c"] = {"us_per_step": {"median": 1e6 * statistics.median(self.step_times),
                                         "min": 1e6 * min(self.step_times), "max": 1e6 * max(self.step_times)},
-                        "steps_per_pass": self.steps_per_pass, "batch": 1, "compiler": " ".join(module.flags_used),
+                        "steps_per_pass": self.steps_per_pass, "batch": 1, "compiler": " ".join(module.command),
                         **module.source.sizes()}
         return out
 

@@ -27,7 +27,7 @@ import torch
 from cfctool.checkpoint import Checkpoint, atomic_write, check_writable
 from cfctool.data.base import Split
 from cfctool.engines import choose, fastest, integer_settings
-from cfctool.errors import CfcError
+from cfctool.errors import CfcError, ConfigError
 from cfctool.families.build import model_from_checkpoint
 from cfctool.models import ode_inference
 
@@ -239,11 +239,12 @@ C_TOLERANCE = 1e-5
 
 def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, name: str | None = None) -> dict[str, Any]:
     """Write DIRECTORY/NAME.h and DIRECTORY/NAME.c (each atomically): the model as C99. When a C
-    compiler is present the code is compiled and checked against the folded engine on
-    `example` (logits within C_TOLERANCE relative); it is not written when it differs."""
+    compiler is present the code is compiled and checked on `example` against the engine it
+    mirrors: float logits within C_TOLERANCE relative of the folded engine (for an ODE block,
+    or as close as that engine is to the training loop), integer steps with the predictions of
+    the folded-int8 engine; nothing is written when it differs."""
     from cfctool.checkpoint import file_sha256
     from cfctool.engines.c_source import c_name, generate
-    from cfctool.errors import ConfigError
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
@@ -273,13 +274,12 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
                 want = (torch.cat([reference(*_row(example, dt, i)) for i in range(len(example.x))])
                         if integer and integer["dynamic"] else reference(example.x, dt, example.mask))
             got = engine(example.x, dt, example.mask)
-            diff = float((got - want).abs().max()) / (float(want.abs().max()) or 1.0)
+            diff = _relative(got, want)
             changed = int((got.argmax(-1) != want.argmax(-1)).sum())
             allowed = C_TOLERANCE
             if not integer and ode_inference.supports(model):  # 784 Euler steps: as close as the folded
                 with torch.no_grad():                           # engine itself is to the training loop, or closer
-                    loop = model.eval()(example.x, dt, example.mask)
-                allowed = max(C_TOLERANCE, 2 * float((want - loop).abs().max()) / (float(want.abs().max()) or 1.0))
+                    allowed = max(C_TOLERANCE, 2 * _relative(model.eval()(example.x, dt, example.mask), want))
             # integer steps: a rounding tie decided the other way moves a state by a quantum, so
             # what must hold is the predictions (as for the ONNX integer graph)
             fails = (changed > max(1, QUANTIZED_CHANGED_PREDICTIONS * got.shape[0]) if integer
@@ -290,7 +290,7 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
                                "this with the checkpoint")
             verified = {"verified": True, "max_rel_diff": diff, "allowed_rel_diff": allowed,
                         "verified_on": int(example.x.shape[0]),
-                        "argmax_mismatches": changed, "compiler": " ".join(engine.flags),
+                        "argmax_mismatches": changed, "compiler": " ".join(engine.command),
                         "verified_against": "folded-int8" if integer else "folded"}
     directory.mkdir(exist_ok=True)
     header, source = directory / f"{src.name}.h", directory / f"{src.name}.c"
@@ -298,6 +298,11 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     atomic_write(source, src.source.encode())
     return {"header": str(header), "source": str(source), "name": src.name, "dt_input": dt_input, **src.sizes(),
             "integer": integer is not None, **verified}
+
+
+def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    """The largest difference relative to the largest |want|."""
+    return float((got - want).abs().max()) / (float(want.abs().max()) or 1.0)
 
 
 def _row(split: Split, dt, i: int):
