@@ -67,6 +67,12 @@ def _floats(values: torch.Tensor) -> str:
     return "\n".join(lines)
 
 
+def _integers(values: torch.Tensor, per_line: int) -> str:
+    flat = values.detach().to(torch.int64).reshape(-1).tolist()
+    return "\n".join("    " + ", ".join(str(v) for v in flat[i:i + per_line]) + ","
+                     for i in range(0, len(flat), per_line))
+
+
 def _literal(v: float) -> str:
     text = f"{v:.9g}"
     if "e" not in text and "." not in text and "n" not in text:
@@ -82,31 +88,23 @@ class _Writer:
         self.arrays: list[str] = []
         self.flash = 0
 
-    def array(self, label: str, values: torch.Tensor, comment: str) -> str:
+    def _emit(self, label: str, values: torch.Tensor, comment: str, ctype: str, body: str, size: int) -> str:
+        """One named `static const` array: its declaration, and its bytes counted as flash."""
         ident = f"{self.name}_{label}"
         shape = " x ".join(str(s) for s in values.shape)
-        self.arrays.append(f"/* {comment} ({shape}) */\nstatic const float {ident}[{values.numel()}] = {{\n"
-                           f"{_floats(values)}\n}};\n")
-        self.flash += 4 * values.numel()
+        self.arrays.append(f"/* {comment} ({shape}) */\nstatic const {ctype} {ident}[{values.numel()}] = {{\n"
+                           f"{body}\n}};\n")
+        self.flash += size * values.numel()
         return ident
+
+    def array(self, label: str, values: torch.Tensor, comment: str) -> str:
+        return self._emit(label, values, comment, "float", _floats(values), 4)
 
     def int32(self, label: str, values: torch.Tensor, comment: str) -> str:
-        ident = f"{self.name}_{label}"
-        flat = values.detach().to(torch.int64).reshape(-1).tolist()
-        rows = "\n".join("    " + ", ".join(str(v) for v in flat[i:i + 12]) + "," for i in range(0, len(flat), 12))
-        self.arrays.append(f"/* {comment} ({values.numel()}) */\nstatic const int32_t {ident}[{values.numel()}] = {{\n"
-                           f"{rows}\n}};\n")
-        self.flash += 4 * values.numel()
-        return ident
+        return self._emit(label, values, comment, "int32_t", _integers(values, 12), 4)
 
     def int8(self, label: str, values: torch.Tensor, comment: str) -> str:
-        ident = f"{self.name}_{label}"
-        shape = " x ".join(str(s) for s in values.shape)
-        flat = values.detach().to(torch.int64).reshape(-1).tolist()
-        rows = "\n".join("    " + ", ".join(str(v) for v in flat[i:i + 16]) + "," for i in range(0, len(flat), 16))
-        self.arrays.append(f"/* {comment} ({shape}) */\nstatic const int8_t {ident}[{values.numel()}] = {{\n{rows}\n}};\n")
-        self.flash += values.numel()
-        return ident
+        return self._emit(label, values, comment, "int8_t", _integers(values, 16), 1)
 
 
 def supports(model) -> bool:
