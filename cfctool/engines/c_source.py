@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -57,6 +58,12 @@ def c_name(text: str) -> str:
     """A C identifier from a file name: letters, digits and underscores, not starting with a digit."""
     name = re.sub(r"[^0-9A-Za-z_]", "_", text).strip("_") or "model"
     return f"m_{name}" if name[0].isdigit() else name
+
+
+def model_name(ckpt: Checkpoint) -> str:
+    """The C name of a checkpoint's model: its file name, else its architecture (read from stdin)."""
+    source = getattr(ckpt, "source", None)
+    return c_name(Path(source).stem if source and source != "-" else ckpt.arch["name"])
 
 
 def _floats(values: torch.Tensor) -> str:

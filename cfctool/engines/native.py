@@ -27,7 +27,6 @@ from cfctool.errors import CfcError
 # half of a small model's step; the generated code sums in its own order either way (the
 # products are axpy loops, vectorised across outputs), and the parity tests run under these flags
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-std=c99", "-fPIC", "-shared")
-WARNINGS = ("-Wall", "-Wextra", "-pedantic")
 
 
 def compiler() -> str:
@@ -129,10 +128,10 @@ class CModel(nn.Module):
 
     def __init__(self, ckpt, model: nn.Module, integer: dict | None = None, flags: tuple[str, ...] = FLAGS):
         super().__init__()
-        from cfctool.engines.c_source import generate
+        from cfctool.engines.c_source import generate, model_name
 
         self.model = model.eval()
-        name = Path(ckpt.source).stem if getattr(ckpt, "source", None) else ckpt.arch["name"]
+        name = model_name(ckpt)
         self._generate = lambda dt_input: generate(ckpt, self.model, name, dt_input=dt_input, integer=integer)
         self.flags = flags
         self.command = compile_command(flags)  # what compiled it, for the reports

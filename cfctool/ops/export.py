@@ -244,7 +244,7 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     or as close as that engine is to the training loop), integer steps with the predictions of
     the folded-int8 engine; nothing is written when it differs."""
     from cfctool.checkpoint import file_sha256
-    from cfctool.engines.c_source import c_name, generate
+    from cfctool.engines.c_source import c_name, generate, model_name
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
@@ -252,12 +252,12 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     if not directory.parent.is_dir():
         raise ConfigError(f"the directory {directory.parent} does not exist; create it first")
     model = model_from_checkpoint(ckpt)
-    stem = name or (Path(ckpt.source).stem if ckpt.source and ckpt.source != "-" else ckpt.arch["name"])
     dt_input = example is not None and example.dt is not None and not bool((example.dt == example.dt.flatten()[0]).all())
     provenance = (f"{Path(ckpt.source).name}, sha256 {file_sha256(ckpt.source)}"
                   if ckpt.source and Path(ckpt.source).is_file() else "read from stdin (no file sha256)")
     integer = integer_settings(ckpt, model)
-    src = generate(ckpt, model, c_name(stem), dt_input=dt_input, provenance=provenance, integer=integer)
+    src = generate(ckpt, model, c_name(name) if name else model_name(ckpt), dt_input=dt_input, provenance=provenance,
+                   integer=integer)
     verified: dict[str, Any] = {"verified": False}
     if example is not None:
         from cfctool.engines.native import CEngine, compiler
