@@ -9,7 +9,8 @@ C engine over the whole test split against the engine `eval` uses.
 Footprint (`--m4 NAME=CKPT`): the exported C compiled for a Cortex-M4 (`arm-none-eabi-gcc
 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os`), sized by
 `arm-none-eabi-size`: flash = text + data, RAM = data + bss + the state + the model's stack
-arrays; which parts it fits.
+arrays; which parts it fits. A token model's table is the folded one (a float row per token) or,
+with `--token-table embedding`, its embedding rows (int8 where quantized) projected per step.
 
     python -m benchmarks.edge --model imdb-cfc=runs/imdb/cfc.st --threads 1 --data ../shared/data
     python -m benchmarks.edge --m4 pa-cfc=runs/baselines/person_activity-cfc.st
@@ -133,7 +134,8 @@ def footprint(name: str, path: str, args) -> dict:
                          "libnewlib-arm-none-eabi)")
     ckpt = checkpoint.load(path)
     model = model_from_checkpoint(ckpt)
-    src = generate(ckpt, model, name, dt_input=args.dt_input, integer=integer_settings(ckpt, model))
+    src = generate(ckpt, model, name, dt_input=args.dt_input, integer=integer_settings(ckpt, model),
+                   token_table=args.token_table)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / f"{src.name}.h").write_text(src.header)
@@ -145,7 +147,8 @@ def footprint(name: str, path: str, args) -> dict:
     flash, ram = text + data, data + bss + src.state_bytes + src.scratch_bytes
     return {"checkpoint": path, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"],
             "encoding": "int8" if integer_settings(ckpt, model) else "fp32",
-            "dt": "read per step" if args.dt_input else "folded (dt = 1)", "text": text, "data": data, "bss": bss,
+            "dt": "read per step" if args.dt_input else "folded (dt = 1)",
+            "token_table": args.token_table if src.token_input else None, "text": text, "data": data, "bss": bss,
             "flash_bytes": flash, "ram_bytes": ram, "weights_bytes": src.flash_bytes, "state_bytes": src.state_bytes,
             "scratch_bytes": src.scratch_bytes, "fits": {part: flash <= f and ram <= r for part, (f, r) in PARTS.items()},
             "compiler": f"{cc} {' '.join(M4_FLAGS)}", "machine": machine(),
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sequences", type=int, default=64, help="test sequences per pass (a seeded sample)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dt-input", action="store_true", help="--m4: generate the step that reads dt")
+    parser.add_argument("--token-table", default="folded", choices=("folded", "embedding"),
+                        help="--m4, token models: the folded table (a lookup) or the embedding rows (small)")
     parser.add_argument("--no-ncps", action="store_true")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the whole-split accuracy")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")

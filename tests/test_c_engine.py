@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cfctool import checkpoint
-from cfctool.engines.c_source import c_name, generate
+from cfctool.engines.c_source import ROW_ALIGN, c_name, generate
 from cfctool.families.build import model_from_checkpoint
 from cfctool.models.inference import FoldedCfC
 
@@ -71,7 +71,7 @@ def test_per_step_outputs(tmp_path):
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["float", "int8", "int8-silu", "ode"])
+@pytest.mark.parametrize("kind", ["float", "int8", "int8-silu", "ode", "ncp", "int8-ncp"])
 def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, silu_xor, tmp_path, kind):
     from cfctool.configs import QuantizeConfig
     from cfctool.engines import integer_settings
@@ -81,7 +81,8 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, sil
         if kind == "ode":
             ckpt = checkpoint.load(ode_rnns["svd"])
         else:
-            ckpt = checkpoint.load(silu_xor if kind == "int8-silu" else trained_xor["cfc-deep"])
+            ckpt = checkpoint.load(silu_xor if kind == "int8-silu" else
+                                   trained_xor["cfc-ncp" if kind.endswith("ncp") else "cfc-deep"])
             if kind.startswith("int8"):
                 ckpt = quantize(ckpt, QuantizeConfig(scheme="dynamic" if kind == "int8" else "static"))
         model = model_from_checkpoint(ckpt)
@@ -107,6 +108,9 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, sil
     assert kind.startswith("int8") == bool(int8s) and (kind == "int8-silu") == bool(int32s)
     assert f"#define DEEP_FLASH_BYTES {src.flash_bytes} " in src.header
     assert src.flash_bytes == 4 * sum(floats) + sum(int8s) + 4 * sum(int32s)
+    # the byte dot products run over whole padded rows (no scalar tail)
+    lengths = [int(n) for n in re.findall(r"deep_dot_u8\(\w+, (\d+),", src.source)]
+    assert bool(lengths) == kind.startswith("int8") and all(n % ROW_ALIGN == 0 for n in lengths)
 
 
 def test_a_model_without_a_c_form_is_one_clear_error(trained_xor):
@@ -170,6 +174,11 @@ def test_export_format_c_refuses_bad_outputs(trained_xor, cli, tmp_path):
     assert r.code == 2 and "--format must be one of onnx, c" in r.err
     r = cli("export", trained_xor["ltc"], "--format", "c", "-o", tmp_path / "ltc")
     assert r.code == 2 and "no C form" in r.err and not (tmp_path / "ltc").exists()
+    r = cli("export", trained_xor["cfc"], "--format", "c", "--token-table", "tiny", "-o", tmp_path / "t")
+    assert r.code == 2 and "--token-table must be one of folded, embedding (got 'tiny')" in r.err
+    r = cli("export", trained_xor["cfc"], "--token-table", "embedding", "-o", tmp_path / "t.onnx")
+    assert r.code == 2 and "--token-table applies to --format c" in r.err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.onnx").exists()
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +269,66 @@ def test_bench_reports_the_c_timed_step(trained_xor):
     assert report["results"][0]["engine"] == "c" and c["batch"] == 1
     assert 0 < c["us_per_step"]["min"] <= c["us_per_step"]["median"] <= c["us_per_step"]["max"]
     assert c["steps_per_pass"] > 0 and c["flash_bytes"] > 0 and c["compiler"].split()[0] in ("cc", "gcc", "clang")
+
+
+def _token_model(arch_name: str):
+    """A small random token model (an IMDB-shaped task with a 50-word vocabulary)."""
+    from cfctool.checkpoint import Checkpoint, new_record
+    from cfctool.families.build import build_model
+
+    task = {"dataset": "imdb", "input": {"kind": "tokens", "vocab_size": 50, "pad_id": 0, "oov_id": 1},
+            "output": {"kind": "classification", "size": 2, "per_step": False},
+            "preprocessing": {"seq_len": 12, "vocab_words": 48}}
+    common = dict(mode="default", mixed_memory=False, embedding_dim=12, head_activation="lecun_tanh")
+    arch = (dict(name="cfc", hidden=10, backbone_widths=[32], backbone_activation="relu", backbone_dropout=0.0,
+                 **common) if arch_name == "cfc" else
+            dict(name="cfc-ncp", hidden=12, ncp_layers=[6, 4, 2], motor=2, sparsity=0.5, wiring_seed=3, **common))
+    torch.manual_seed(0)
+    model = build_model(arch, task)
+    return Checkpoint(tensors=dict(model.state_dict()), record=new_record(arch, task))
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
+@pytest.mark.parametrize("integer", [False, True])
+def test_token_table_embedding_equals_the_folded_table(arch, integer, monkeypatch):
+    """--token-table embedding (the embedding rows, int8 where stored so, projected per step)
+    computes what the folded table computes, in a fraction of the flash."""
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import choose, integer_settings
+    from cfctool.engines.native import CEngine
+    from cfctool.ops.quantize import quantize
+
+    from cfctool.data.base import Split
+    from cfctool.ops import quantize as quantize_op
+
+    ckpt = _token_model(arch)
+    if integer:  # calibrated on random token sequences (the task has no data here)
+        calib = Split(_inputs(ckpt, n=32, steps=12, seed=9), torch.zeros(32, dtype=torch.long))
+        monkeypatch.setattr(quantize_op, "_calibration_data", lambda *a: calib)
+        ckpt = quantize(ckpt, QuantizeConfig(scheme="static", calib=32))
+    model = model_from_checkpoint(ckpt)
+    settings = integer_settings(ckpt, model)
+    assert (settings is not None) == integer
+    tables = {t: generate(ckpt, model, "tok", dt_input=False, integer=settings, token_table=t)
+              for t in ("folded", "embedding")}
+    assert "tok_c0_table" in tables["folded"].source and "tok_c0_table" not in tables["embedding"].source
+    assert ("tok_embedding_q" in tables["embedding"].source) == integer  # the stored codes, not decoded floats
+    assert tables["embedding"].flash_bytes < tables["folded"].flash_bytes
+    assert "--token-table embedding" in tables["embedding"].header
+    x = _inputs(ckpt, n=16, steps=12, seed=5)
+    reference = choose(ckpt, model)
+    assert reference.name == ("folded-int8" if integer else "folded")
+    reference = reference.module
+    want = (torch.cat([reference(x[i:i + 1]) for i in range(len(x))]) if integer else reference(x))
+    for table, src in tables.items():
+        got = CEngine(src)(x)
+        assert torch.equal(got.argmax(-1), want.argmax(-1)), table
+        assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item()), table
+
+
+def test_unknown_token_table_is_a_clear_error():
+    from cfctool.errors import ConfigError
+
+    ckpt = _token_model("cfc")
+    with pytest.raises(ConfigError, match="unknown token table 'tiny': choose one of folded, embedding"):
+        generate(ckpt, model_from_checkpoint(ckpt), "tok", dt_input=False, token_table="tiny")

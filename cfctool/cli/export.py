@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
                                                              "microcontroller).")] = "onnx",
         name: Annotated[Optional[str], typer.Option(help="--format c: the C name of the model (default: the "
                                                          "checkpoint's file name).")] = None,
+        token_table: Annotated[Optional[str], typer.Option(
+            help="--format c, token models: how token ids enter. folded: one float row per token (a lookup, the "
+                 "fastest; vocabulary x first width floats); embedding: the embedding rows (int8 where quantized), "
+                 "projected at every step (the smallest flash).")] = None,
         seq_len: Annotated[Optional[int], typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's).")] = None,
         data: options.Data = None,
         quiet: options.Quiet = False,
@@ -46,6 +50,13 @@ def register(app: typer.Typer) -> None:
         if format not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)} (got '{format}')")
         fmt = FORMATS[format]
+        if token_table is not None:
+            from cfctool.engines.c_source import TOKEN_TABLES
+
+            if format != "c":
+                raise ConfigError("--token-table applies to --format c")
+            if token_table not in TOKEN_TABLES:
+                raise ConfigError(f"--token-table must be one of {', '.join(TOKEN_TABLES)} (got '{token_table}')")
         if fmt.suffix is not None:
             check_output(output, sidecar=False, suffix=fmt.suffix, inputs=(checkpoint,))
         elif Path(output).exists() and not Path(output).is_dir():
@@ -58,14 +69,16 @@ def register(app: typer.Typer) -> None:
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
         if fmt.suffix is None:
             say("generating C and checking it against the engine it mirrors")
-            info = fmt.write(ckpt, output, batches[0], name=name)
+            info = fmt.write(ckpt, output, batches[0], name=name, token_table=token_table or "folded")
             check = (f"max relative difference from the {info['verified_against']} engine {info['max_rel_diff']:.2g} on "
                      f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
                      f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
             if not quiet:
                 print(f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
                       f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt "
-                      f"{'per step' if info['dt_input'] else 'folded (1)'}; {check}", file=sys.stderr)
+                      f"{'per step' if info['dt_input'] else 'folded (1)'}"
+                      + (f"; token table {info['token_table']}" if info["token_table"] else "")
+                      + f"; {check}", file=sys.stderr)
             print(info["header"])
             print(info["source"])
             return
