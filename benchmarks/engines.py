@@ -37,35 +37,12 @@ NAMES = ("imdb-cfc", "imdb-cfc-deep", "imdb-cfc-ncp", "person_activity-cfc")
 
 
 def ncps_model(ckpt, model):
-    """ncps.torch.CfC with our checkpoint's recurrent weights."""
-    from ncps.torch import CfC
-    from ncps.wirings import AutoNCP
+    """ncps.torch.CfC (or LTC) with our checkpoint's recurrent weights (`cfctool.models.ncps_layout`)."""
+    from cfctool.models import ncps_layout
 
-    arch, rnn = ckpt.arch, model.rnn
-    features = rnn.input_size
-    state = {}
-    if arch["name"] == "cfc-ncp":
-        wiring = AutoNCP(arch["hidden"], arch["motor"], sparsity_level=arch["sparsity"], seed=arch["wiring_seed"])
-        ref = CfC(features, wiring, mode=arch["mode"], return_sequences=True, mixed_memory=arch["mixed_memory"])
-        for k, v in rnn.state_dict().items():
-            state[k.replace("cells.", "rnn_cell.layer_")] = v
-    else:
-        widths = arch["backbone_widths"]
-        if len(set(widths)) > 1:
-            raise ValueError(f"ncps's CfC has one backbone width for all layers; this model has {widths}")
-        ref = CfC(features, arch["hidden"], mode=arch["mode"], activation=arch["backbone_activation"],
-                  backbone_units=widths[0] if widths else 64, backbone_layers=len(widths),
-                  backbone_dropout=arch["backbone_dropout"], return_sequences=True, mixed_memory=arch["mixed_memory"])
-        stride = 3 if arch["backbone_dropout"] > 0 else 2
-        for k, v in rnn.state_dict().items():
-            parts = k.split(".")
-            if parts[:3] == ["cells", "0", "backbone"]:
-                i = int(parts[3])
-                parts = ["rnn_cell", "backbone", str(0 if i == 0 else 2 + stride * (i - 1)), parts[4]]
-            elif parts[:2] == ["cells", "0"]:
-                parts = ["rnn_cell", *parts[2:]]
-            state[".".join(parts)] = v
-    ref.load_state_dict(state, strict=True)
+    ncps_layout.representable(ckpt.arch)
+    ref = ncps_layout.build(ckpt.arch, model.rnn.input_size)
+    ref.load_state_dict(ncps_layout.core_to_ncps(ckpt.arch, model.rnn.state_dict()), strict=True)
     ref.eval()
     per_step = model.per_step
 

@@ -58,8 +58,11 @@ def test_cli_reference_lists_every_command_and_option():
 
 def test_every_command_help_has_a_description_and_an_example(cli):
     _, commands = _commands()
-    for name in commands:
-        out = cli(name, "--help").out
+    names = [f"{name} {sub}" if sub else name for name, command in commands.items()
+             for sub in (list(getattr(command, "commands", {})) or [None])]  # a group's subcommands
+    assert "import ncps" in names
+    for name in names:
+        out = cli(*name.split(), "--help").out
         assert f"Example: cfctool {name}" in out, name
         # a paragraph after the one-line summary (rich wraps lines; paragraphs are blank-line separated)
         paragraphs = [p for p in re.split(r"\n\s*\n", out.split("╭")[0]) if p.strip() and "Usage:" not in p]

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from cfctool import __version__
-from cfctool.cli import bench, compress, distill, evaluate, export, info, report, train
+from cfctool.cli import bench, compress, distill, evaluate, export, importer, info, report, train
 from cfctool.errors import CfcError, ConfigError
 from cfctool.ops.methods import METHODS
 
@@ -47,7 +47,7 @@ class _Group(TyperGroup):
 
 
 # the order of `cfctool --help`; a compression method not named here follows `reduce`
-ORDER = ("train", "quantize", "prune", "distill", "reduce", "eval", "info", "bench", "export", "report")
+ORDER = ("train", "quantize", "prune", "distill", "reduce", "eval", "info", "bench", "export", "import", "report")
 
 
 def build_app() -> typer.Typer:
@@ -66,7 +66,7 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
 
     others = {"train": train, "distill": distill, "eval": evaluate, "info": info, "bench": bench, "export": export,
-              "report": report}
+              "import": importer, "report": report}
     names = list(ORDER)
     names[names.index("reduce") + 1:names.index("reduce") + 1] = [m for m in METHODS if m not in ORDER]
     for name in names:
@@ -74,7 +74,8 @@ def build_app() -> typer.Typer:
             compress.register(app, METHODS[name])
         else:
             others[name].register(app)
-    for command in app.registered_commands:
+    groups = [g.typer_instance for g in app.registered_groups]
+    for command in [c for t in (app, *groups) for c in t.registered_commands]:
         command.callback = _guarded(command.callback)
         command.cls = _Command
     return app

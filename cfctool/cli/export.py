@@ -16,10 +16,11 @@ def register(app: typer.Typer) -> None:
                                                    "--format c -o edge/"))
     def export_command(
         checkpoint: options.Checkpoint,
-        output: options.output("The ONNX file to write (--format onnx), or the directory that receives NAME.h and "
-                               "NAME.c (--format c).", required=True),
-        format: Annotated[str, typer.Option("--format", help="onnx (an ONNX graph) or c (C99 source for any CPU or "
-                                                             "microcontroller).")] = "onnx",
+        output: options.output("The ONNX file to write (--format onnx), the directory that receives NAME.h and "
+                               "NAME.c (--format c), or the .safetensors file (--format ncps).", required=True),
+        format: Annotated[str, typer.Option("--format", help="onnx (an ONNX graph), c (C99 source for any CPU or "
+                                                             "microcontroller) or ncps (the weights in ncps's "
+                                                             "layout).")] = "onnx",
         name: Annotated[Optional[str], typer.Option(help="--format c: the C name of the model (default: the "
                                                          "checkpoint's file name).")] = None,
         token_table: Annotated[Optional[str], typer.Option(
@@ -65,28 +66,14 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"the directory {Path(output).resolve().parent} does not exist; create it first")
         fmt.require()
         ckpt = read_checkpoint(checkpoint)
+        fmt.check(ckpt)
         say = status_lines(quiet)
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
-        if fmt.suffix is None:
-            say("generating C and checking it against the engine it mirrors")
-            info = fmt.write(ckpt, output, batches[0], name=name, token_table=token_table or "folded")
-            check = (f"max relative difference from the {info['verified_against']} engine {info['max_rel_diff']:.2g} on "
-                     f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
-                     f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
-            if not quiet:
-                print(f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
-                      f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt "
-                      f"{'per step' if info['dt_input'] else 'folded (1)'}"
-                      + (f"; token table {info['token_table']}" if info["token_table"] else "")
-                      + f"; {check}", file=sys.stderr)
-            print(info["header"])
-            print(info["source"])
-            return
-        say("exporting and verifying against PyTorch")
-        info = fmt.write(ckpt, output, batches[0])
-        print(f"max abs diff vs PyTorch ({info['verified_against']}) {info['max_abs_diff']:.3g} (allowed "
-              f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
-              f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
-              f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
-              f"{', '.join(info['inputs'])})", file=sys.stderr)
-        print(output)
+        say("generating C and checking it against the engine it mirrors" if format == "c" else
+            f"exporting ({format}) and verifying it")
+        extra = {"name": name, "token_table": token_table or "folded"} if format == "c" else {}
+        info = fmt.write(ckpt, output, batches[0], **extra)
+        if not quiet or format == "onnx":  # the ONNX check is its result line
+            print(fmt.summary(info), file=sys.stderr)
+        for path in info["outputs"]:
+            print(path)

@@ -65,7 +65,8 @@ def build(arch: dict[str, Any], features: int):
         shape = NcpShape.auto(sum(sizes), arch["motor"], arch["sparsity"])
     except ValueError:
         shape = None
-    if shape is not None and [shape.inter, shape.command, shape.motor] == sizes:
+    # a seed of -1: the masks were imported (cfctool import ncps) and come with the tensors
+    if shape is not None and [shape.inter, shape.command, shape.motor] == sizes and arch["wiring_seed"] >= 0:
         sensory, internal = ncp_adjacency(shape, features, arch["wiring_seed"])
         masks = [torch.from_numpy(m) for m in cfc_layer_masks(shape, sensory, internal)]
     cells, width = [], features

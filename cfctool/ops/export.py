@@ -15,6 +15,7 @@ rescales around them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 import warnings
@@ -29,7 +30,7 @@ from cfctool.data.base import Split
 from cfctool.engines import choose, fastest, integer_settings
 from cfctool.errors import CfcError, ConfigError
 from cfctool.families.build import model_from_checkpoint
-from cfctool.models import ode_inference
+from cfctool.models import ncps_layout, ode_inference
 
 # Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
 # order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
@@ -222,7 +223,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     out = Path(path)
     check_writable(out, sidecar=False)
     atomic_write(out, payload)
-    return {"path": str(out), "graph": ("scan-int8" if integer else "scan") if scan else "unrolled",
+    return {"path": str(out), "outputs": [str(out)], "graph": ("scan-int8" if integer else "scan") if scan else "unrolled",
             "inputs": list(inputs),
             "verified_against": ("folded-int8" + (", dt per step" if "dt" in inputs else "")) if integer else "loop",
             "max_abs_diff": diff, "allowed_diff": allowed, "rows_within_allowed": exact_rows, "rows": rows,
@@ -298,9 +299,83 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     header, source = directory / f"{src.name}.h", directory / f"{src.name}.c"
     atomic_write(header, src.header.encode())
     atomic_write(source, src.source.encode())
-    return {"header": str(header), "source": str(source), "name": src.name, "dt_input": dt_input, **src.sizes(),
+    return {"header": str(header), "source": str(source), "outputs": [str(header), str(source)], "name": src.name, "dt_input": dt_input, **src.sizes(),
             "token_table": token_table if src.token_input else None,
             "integer": integer is not None, **verified}
+
+
+def export_ncps(ckpt: Checkpoint, path: str | Path, example: Split | None) -> dict[str, Any]:
+    """Write `path` (safetensors, atomically): the model in ncps's layout, keys `rnn.*` (an
+    ncps CfC or LTC), `readout.*` (an nn.Linear) and, for token models, `embedding.*`; with the
+    constructor lines that rebuild it. Encoded weights are written decoded (ncps is float32).
+    Verified on `example` against our training loop when ncps is installed."""
+    from safetensors.torch import save
+
+    ncps_layout.representable(ckpt.arch)
+    path = Path(path)
+    check_writable(path, sidecar=False)
+    model = model_from_checkpoint(ckpt)
+    arch, features = ckpt.arch, model.rnn.input_size
+    core = {k.removeprefix("rnn."): v for k, v in model.state_dict().items() if k.startswith("rnn.")}
+    tensors = {"rnn." + k: v for k, v in ncps_layout.core_to_ncps(arch, core).items()}
+    tensors["readout.weight"], tensors["readout.bias"] = model.head.weight, model.head.bias
+    if model.embedding is not None:
+        tensors["embedding.weight"] = model.embedding.weight
+    tensors = {k: v.detach().float().contiguous() for k, v in sorted(tensors.items())}
+    modules = ([f'"embedding": torch.nn.Embedding({model.embedding.num_embeddings}, {model.embedding.embedding_dim})']
+               if model.embedding is not None else [])
+    modules += [f'"rnn": {ncps_layout.constructor(arch, features)}',
+                f'"readout": torch.nn.Linear({model.head.in_features}, {model.head.out_features})']
+    imports = "from ncps.torch import " + ("LTC" if arch["name"] == "ltc" else "CfC") + (
+        "\nfrom ncps.wirings import AutoNCP, NCP" if arch["name"] == "cfc-ncp" else "")
+    code = (f"import torch, safetensors.torch\n{imports}\n"
+            f"model = torch.nn.ModuleDict({{{', '.join(modules)}}})\n"
+            f"model.load_state_dict(safetensors.torch.load_file({str(path.name)!r}))\n"
+            "# outputs: model['rnn'](x)[0] per step (pass dt per step as (batch, 1) to model['rnn'].rnn_cell: ncps's "
+            "batched timespans are mis-broadcast), logits = model['readout'](...)")
+    verified: dict[str, Any] = {"verified": False, "why": "ncps is not installed (pip install ncps)"}
+    try:
+        import ncps  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        verified = _verify_ncps(model, arch, tensors, example) if example is not None else {
+            "verified": False, "why": "no example inputs"}
+    atomic_write(path, save(tensors))
+    return {"path": str(path), "outputs": [str(path)], "code": code, "decoded": sorted(ckpt.encodings), **verified}
+
+
+def _verify_ncps(model, arch, tensors, example: Split) -> dict[str, Any]:
+    """ncps itself on the written tensors against our training loop (valid steps only: ncps has no mask)."""
+    rnn = ncps_layout.build(arch, model.rnn.input_size).eval()
+    rnn.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("rnn.")}, strict=True)
+    x, dt = example.x[:16], example.dt[:16] if example.dt is not None else None
+    if example.mask is not None:  # a prefix of steps every row has
+        x, dt = x[:, : int(example.mask[:16].sum(1).min())], None if dt is None else dt[:, : x.shape[1]]
+    dt = torch.ones(x.shape[:2]) if dt is None else dt
+    with torch.no_grad():
+        inputs = model.embedding(x) if model.embedding is not None else x
+        h = torch.zeros(x.shape[0], rnn.state_size)
+        c = torch.zeros_like(h)
+        outs = []
+        for t in range(x.shape[1]):
+            if getattr(rnn, "use_mixed", False):
+                h, c = rnn.lstm(inputs[:, t], (h, c))
+            out, h = rnn.rnn_cell(inputs[:, t], h, dt[:, t:t + 1])
+            outs.append(out)
+        out = torch.stack(outs, 1)
+        got = torch.nn.functional.linear(out if model.per_step else out[:, -1], tensors["readout.weight"],
+                                         tensors["readout.bias"])
+        want = model(x, dt)
+        # float32 rounding grows over the steps of a model with gain > 1 (e.g. pruned, not fine-tuned): the
+        # two float32 computations may differ by as much as ours differs from itself in float64
+        exact = copy.deepcopy(model).double()(x if model.embedding is not None else x.double(), dt.double())
+    diff = _relative(got, want)
+    allowed = max(C_TOLERANCE, 2 * _relative(want.double(), exact))
+    if not diff <= allowed:
+        raise CfcError(f"ncps computes other outputs from the exported weights ({diff:.3g} relative, allowed "
+                       f"{allowed:.3g}); not written. Please report this with the checkpoint")
+    return {"verified": True, "max_rel_diff": diff, "allowed_rel_diff": allowed, "verified_on": int(x.shape[0])}
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -321,13 +396,44 @@ class ExportFormat:
     suffix: str | None  # the output file's suffix; None: -o is a directory
     require: Callable[[], None] = lambda: None  # raises with the install line when a dependency is missing
     help: str = ""
+    summary: Callable[[dict[str, Any]], str] = lambda info: ""  # what was written and checked, for stderr
+    check: Callable[[Checkpoint], None] = lambda ckpt: None  # raises, before any data is read, for what it cannot hold
+
+
+def _onnx_summary(info: dict[str, Any]) -> str:
+    return (f"max abs diff vs PyTorch ({info['verified_against']}) {info['max_abs_diff']:.3g} (allowed "
+            f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
+            f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
+            f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
+            f"{', '.join(info['inputs'])})")
+
+
+def _c_summary(info: dict[str, Any]) -> str:
+    check = (f"max relative difference from the {info['verified_against']} engine {info['max_rel_diff']:.2g} on "
+             f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
+             f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
+    return (f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
+            f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}"
+            + (f"; token table {info['token_table']}" if info["token_table"] else "") + f"; {check}")
+
+
+def _ncps_summary(info: dict[str, Any]) -> str:
+    check = (f"ncps's outputs on the written weights within {info['max_rel_diff']:.2g} relative of ours (allowed "
+             f"{info['allowed_rel_diff']:.2g}: 1e-5, or twice our float32's own rounding over the steps) on "
+             f"{info['verified_on']} sequences" if info["verified"] else f"not verified: {info['why']}")
+    decoded = f"; written decoded to float32: {', '.join(info['decoded'])}" if info["decoded"] else ""
+    return f"{check}{decoded}\nload it in ncps with:\n{info['code']}"
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("onnx", export_onnx, ".onnx", require_onnx,
-                 "an ONNX graph (a Scan over the folded step; int8 as MatMulInteger), verified with ONNX Runtime"),
+                 "an ONNX graph (a Scan over the folded step; int8 as MatMulInteger), verified with ONNX Runtime",
+                 _onnx_summary),
     ExportFormat("c", export_c, None, help="C99 for a microcontroller or any CPU: DIR/NAME.h and DIR/NAME.c, no heap, "
                                            "only <math.h> and <stdint.h>; compiled and verified when a C compiler "
-                                           "is present"),
+                                           "is present", summary=_c_summary),
+    ExportFormat("ncps", export_ncps, ".safetensors", help="the weights in ncps's layout (its CfC, wired CfC or LTC, "
+                                                          "a readout Linear) with the lines that load them",
+                 summary=_ncps_summary, check=lambda ckpt: ncps_layout.representable(ckpt.arch)),
 )}
 

@@ -1,0 +1,222 @@
+"""`cfctool import ncps WEIGHTS`: a model trained with ncps as an ordinary cfctool checkpoint.
+
+Reads the state dict of a module holding one ncps `CfC` (any mode, mixed memory, any
+backbone, `proj_size`), NCP-wired `CfC`, or `LTC` (fully connected or wired), plus an
+optional embedding and linear readout, from a safetensors file: `safetensors.torch.save_file(
+model.state_dict(), "weights.safetensors")` in the ncps code. Pickles (.pt, .pth) are refused:
+loading one runs whatever code it carries. Sizes come from the tensor shapes; what they cannot
+say (the mode beyond `pure`, the backbone activation, the data set) comes from the settings,
+and settings that contradict the shapes are an error naming both. Wiring masks are ncps's own
+(its state dicts carry them). The result equals ncps's forward for the same inputs (Δt given
+per step as (batch, 1); see the guide on ncps's batched-timespans bug).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
+from cfctool.errors import CfcError, ConfigError, DataError
+from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
+from cfctool.models import ncps_layout
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+SAVE_LINE = "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+
+
+@dataclass(frozen=True)
+class ImportNcpsConfig:
+    dataset: str
+    mode: str | None = None  # None: 'pure' when the weights have w_tau, else 'default'
+    activation: str = "lecun_tanh"  # ncps's default backbone activation
+    readout: str | None = None  # key prefix of the Linear after the ncps module
+    embedding: str | None = None  # key prefix of the nn.Embedding before it (token data sets)
+    backbone_dropout: float | None = None
+    ode_unfolds: int = 6  # ncps LTC's default
+    ltc_constraints: str = "implicit"  # ncps LTC's implicit_param_constraints (True in its LTC wrapper)
+    wiring_seed: int | None = None  # checked against the stored masks when given
+    sparsity: float | None = None
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        if self.mode is not None and self.mode not in CFC_MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(CFC_MODES)} (got '{self.mode}')")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"--activation must be one of {', '.join(ACTIVATIONS)} (got '{self.activation}')")
+        if self.ltc_constraints not in ("implicit", "explicit"):
+            raise ConfigError(f"--ltc-constraints must be implicit or explicit (got '{self.ltc_constraints}')")
+        if self.backbone_dropout is not None and not 0 <= self.backbone_dropout < 1:
+            raise ConfigError(f"--backbone-dropout must be in [0, 1) (got {self.backbone_dropout})")
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a pickle is refused, saying how to write the file."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ConfigError(f"{path.name} looks like a pickle ({path.suffix}); cfctool never unpickles (loading one runs "
+                          f"the code it carries). In your ncps code, write the weights with: {SAVE_LINE}")
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a safetensors file ({exc}); write it with: {SAVE_LINE}") from None
+
+
+def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, argv: list[str] | None = None,
+                notify=None) -> Checkpoint:
+    """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`."""
+    from cfctool.configs import DataConfig
+    from cfctool.data.registry import load_dataset
+    from cfctool.families.build import build_model
+
+    cfg.validate()
+    started = time.perf_counter()
+    state = read_weights(weights)
+    m = ncps_layout.read(state)
+    say = notify or (lambda _: None)
+    say(f"found an ncps {m.kind}: {m.features} inputs, {m.hidden} neurons"
+        + (f", layers {m.layers}" if m.layers else f", backbone {m.backbone_widths}" if m.kind == "cfc" else ""))
+    try:
+        dataset = load_dataset(DataConfig(dataset=cfg.dataset, data_dir=cfg.data_dir))
+    except DataError as exc:
+        raise DataError(f"importing onto '{cfg.dataset}' needs its data (the task and its sizes): {exc}") from None
+    task = dataset.task
+    arch = _arch(m, cfg, task)
+    tensors = {"rnn." + k: v for k, v in ncps_layout.core_from_ncps(m, arch.get("backbone_dropout", 0.0)).items()}
+    tensors.update(_front_and_head(m, cfg, state, task))
+    if m.kind == "ltc" and cfg.ltc_constraints == "explicit":  # ncps used these raw (clipped >= 0): softplus^-1
+        for name in ("gleak", "cm", "w", "sensory_w"):
+            x = tensors["rnn." + name].clamp_min(1e-12)
+            tensors["rnn." + name] = x + torch.log(-torch.expm1(-x))
+    model = build_model(arch, task)
+    missing = set(model.state_dict()) - set(tensors)
+    extra = set(tensors) - set(model.state_dict())
+    if missing or extra:  # pragma: no cover - read() and _arch() agree on every layout ncps writes
+        raise CfcError(f"the ncps weights do not fill a cfctool {arch['name']}: missing {sorted(missing)}, "
+                       f"left over {sorted(extra)}")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(f"the ncps weights do not fit the model the settings describe: {exc}") from None
+    if m.kind == "cfc-ncp" and cfg.wiring_seed is not None:
+        _check_wiring(m, arch, tensors)
+    out = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    out.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "data_dir")}
+    used = DataConfig(dataset=cfg.dataset, data_dir=cfg.data_dir).resolved_data_dir()
+    config["data"] = {"dataset": cfg.dataset, "data_dir": str(used.resolve()) if used is not None and used.is_dir()
+                      else None}
+    ckpt = Checkpoint(tensors=out, record=new_record(arch, task))
+    return ckpt.with_history(history_entry("import ncps", argv, config, inputs=[weights],
+                                           wall_time_s=time.perf_counter() - started))
+
+
+def _arch(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, task: dict[str, Any]) -> dict[str, Any]:
+    """Our arch record for the ncps model, the settings checked against the shapes."""
+    tokens = task["input"]["kind"] == "tokens"
+    front = {"embedding_dim": m.features} if tokens else {}
+    if not tokens and m.features != task["input"]["size"]:
+        raise ConfigError(f"the ncps model reads {m.features} inputs per step, but data set '{task['dataset']}' has "
+                          f"{task['input']['size']}: check --dataset")
+    if m.kind == "ltc":
+        if m.mixed_memory:
+            raise ConfigError("this ncps LTC has mixed memory (lstm.*); cfctool's LTC has none: import a CfC, or "
+                              "retrain the LTC without mixed_memory")
+        if cfg.mode is not None:
+            raise ConfigError(f"--mode {cfg.mode} is for CfC models; these weights are an ncps LTC (rnn_cell.gleak)")
+        return {"name": "ltc", "hidden": m.hidden, "ode_unfolds": cfg.ode_unfolds, **front}
+    mode = cfg.mode or ("pure" if m.pure else "default")
+    if (mode == "pure") != m.pure:
+        raise ConfigError(f"--mode {mode} does not fit these weights: they " + ("have" if m.pure else "lack")
+                          + " w_tau and A, which only mode 'pure' has" + ("" if m.pure else
+                                                                            " (give --mode default or no_gate)"))
+    common = {"mode": mode, "head_activation": "tanh", "mixed_memory": m.mixed_memory, **front}
+    if m.kind == "cfc-ncp":
+        if len(m.layers) != 3:
+            raise ConfigError(f"this wired ncps CfC has {len(m.layers)} layers; cfctool's cfc-ncp is an NCP "
+                              "(inter, command, motor)")
+        masks = [m.tensors[f"rnn_cell.layer_{k}.sparsity_mask"] for k in range(3)]
+        measured = 1.0 - float(sum(x.sum() for x in masks) / sum(x.numel() for x in masks))
+        return {"name": "cfc-ncp", "hidden": m.hidden, "motor": m.layers[-1],
+                "sparsity": cfg.sparsity if cfg.sparsity is not None else round(min(max(measured, 0.1), 0.9), 2),
+                "wiring_seed": cfg.wiring_seed if cfg.wiring_seed is not None else -1, "ncp_layers": m.layers,
+                **common}
+    if m.backbone_dropout_layers and not cfg.backbone_dropout:
+        raise ConfigError("this ncps backbone has Dropout layers (its Linear layers sit at 0, 2, 5, ...): give their "
+                          "rate with --backbone-dropout (ncps's backbone_dropout)")
+    if m.backbone_dropout_layers is False and cfg.backbone_dropout:
+        raise ConfigError(f"--backbone-dropout {cfg.backbone_dropout} does not fit these weights: their backbone "
+                          "has no Dropout layers (Linear layers at 0, 2, 4, ...)")
+    return {"name": "cfc", "hidden": m.hidden, "backbone_widths": m.backbone_widths,
+            "backbone_activation": cfg.activation, "backbone_dropout": cfg.backbone_dropout or 0.0, **common}
+
+
+def _front_and_head(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict[str, torch.Tensor],
+                    task: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The embedding and our readout (the ncps projection and the user's readout composed)."""
+    out: dict[str, torch.Tensor] = {}
+    tokens = task["input"]["kind"] == "tokens"
+    if tokens != (cfg.embedding is not None):
+        raise ConfigError(f"data set '{task['dataset']}' reads token ids: give --embedding PREFIX (the nn.Embedding "
+                          "before the ncps module)" if tokens else
+                          f"--embedding is for token data sets; '{task['dataset']}' reads features")
+    if tokens:
+        e = _linear(state, cfg.embedding, "--embedding", bias=False)[0]
+        vocab = task["input"]["vocab_size"]
+        if e.shape != (vocab, m.features):
+            raise ConfigError(f"'{cfg.embedding}.weight' is {tuple(e.shape)}, but the ncps model reads {m.features} "
+                              f"values per token and '{task['dataset']}' has a vocabulary of {vocab} (its ids are "
+                              "cfctool's, built from the training split: the embedding's rows must follow them)")
+        out["embedding.weight"] = e
+    n_out = task["output"]["size"]
+    width = m.layers[-1] if m.kind == "cfc-ncp" else m.hidden  # what our head reads
+    w, b = torch.eye(m.outputs), torch.zeros(m.outputs)  # the ncps module's output
+    if m.projection:
+        w, b = m.tensors["fc.weight"], m.tensors["fc.bias"]
+    elif m.kind == "ltc" and m.outputs < m.hidden:  # the first `motor` neurons (their output_w is in the core)
+        w = torch.cat([torch.eye(m.outputs), torch.zeros(m.outputs, m.hidden - m.outputs)], 1)
+    if cfg.readout is not None:
+        rw, rb = _linear(state, cfg.readout, "--readout")
+        if rw.shape[1] != m.outputs or rw.shape[0] != n_out:
+            raise ConfigError(f"the readout '{cfg.readout}' maps {rw.shape[1]} -> {rw.shape[0]}, but the ncps module "
+                              f"gives {m.outputs} values and '{task['dataset']}' has {n_out} outputs")
+        w, b = rw @ w, rw @ b + rb
+    elif m.outputs != n_out:
+        raise ConfigError(f"the ncps module gives {m.outputs} values per step but '{task['dataset']}' has {n_out} "
+                          "outputs: give --readout PREFIX (the nn.Linear after it)")
+    out["head.weight"], out["head.bias"] = w.reshape(n_out, width).contiguous(), b.contiguous()
+    return out
+
+
+def _linear(state, prefix: str, flag: str, bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    keys = [f"{prefix}.weight"] + ([f"{prefix}.bias"] if bias else [])
+    if any(k not in state for k in keys):
+        near = sorted(k.rsplit(".", 1)[0] for k in state if k.endswith(".weight") and "rnn_cell." not in k)
+        raise ConfigError(f"{flag} {prefix}: the file has no {' / '.join(keys)}; candidates: {', '.join(near) or 'none'}")
+    return state[keys[0]].float(), state[keys[1]].float() if bias else None
+
+
+def _check_wiring(m: ncps_layout.NcpsModel, arch: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """--wiring-seed: the masks our generator draws for it (ncps's AutoNCP) must be the stored ones."""
+    from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency
+
+    try:
+        shape = NcpShape.auto(m.hidden, m.layers[-1], arch["sparsity"])
+    except ValueError as exc:
+        raise ConfigError(f"--wiring-seed: no AutoNCP of {m.hidden} units and sparsity {arch['sparsity']}: {exc}") from None
+    sensory, internal = ncp_adjacency(shape, m.features, arch["wiring_seed"])
+    for k, mask in enumerate(cfc_layer_masks(shape, sensory, internal)):
+        stored = tensors[f"rnn.cells.{k}.sparsity_mask"]
+        if tuple(stored.shape) != mask.shape or not torch.equal(stored, torch.from_numpy(mask).to(stored.dtype)):
+            raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={arch['sparsity']}, "
+                              f"seed={arch['wiring_seed']}) draws other masks than the file's (layer {k}): check "
+                              "--wiring-seed and --sparsity, or leave them out (the stored masks are used either way)")
