@@ -204,6 +204,11 @@ class TrainConfig:
             _positive("max_steps", self.max_steps)
 
 
+def _check_max_drop(cfg) -> None:
+    if cfg.max_drop is not None and not 0 <= cfg.max_drop < 100:
+        raise ConfigError(f"--max-drop is in points of accuracy, in [0, 100) (got {cfg.max_drop})")
+
+
 @dataclass
 class QuantizeConfig:
     """Settings of `cfctool quantize` (the flags are derived from these)."""
@@ -229,8 +234,12 @@ class QuantizeConfig:
     batch_size: int = _help("qat: batch size.", 128)
     seed: int = _help("Seed of the calibration sample and of qat.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
+    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; tries int4 and int8 with "
+                                   "every observer and granularity and keeps the most compact within it (--bits, "
+                                   "--observer and --granularity are then searched, not taken).")
 
     def validate(self) -> None:
+        _check_max_drop(self)
         _choice("scheme", self.scheme, choices_of(type(self), "scheme"))
         if self.bits not in (4, 8):
             raise ConfigError(f"bits must be 8 or 4 (got {self.bits})")
@@ -274,8 +283,11 @@ class PruneConfig:
         "indices (whichever is smaller), so the file shrinks with the ratio.", "dense")
     seed: int = _help("Seed of random scores and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
+    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; bisects the ratio "
+                                   "(to 0.01) for the largest within it, --ratio its upper bound.")
 
     def validate(self) -> None:
+        _check_max_drop(self)
         if self.ratio is None:
             raise ConfigError("--ratio is required (the fraction to remove, e.g. --ratio 0.9)")
         if not 0 <= self.ratio < 1:
@@ -322,8 +334,11 @@ class ReduceConfig:
     batch_size: int = _help("Fine-tuning batch size.", 128)
     seed: int = _help("Seed of the snapshot sample and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
+    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; bisects the dims for "
+                                   "the smallest within it, --dim its upper bound.")
 
     def validate(self) -> None:
+        _check_max_drop(self)
         _choice("method", self.method, choices_of(type(self), "method"))
         if self.dim is None:
             raise ConfigError("--dim is required (the reduced size K)")

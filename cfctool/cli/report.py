@@ -61,7 +61,11 @@ def register(app: typer.Typer) -> None:
             table = Table(*rep.COLUMNS, title="cfctool report", show_lines=False)
             for row in rows:
                 table.add_row(*rep.cells(row, base))
-            Console(width=max(Console().width, 160)).print(table)
+            console = Console(width=max(Console().width, 160))
+            console.print(table)
+            for row in rows:  # each --max-drop search, every candidate
+                for search in row.searches:
+                    console.print(rep.search_table(row, search, base), markup=False)
         if plot is not None and not as_json:
             import sys
 

@@ -64,6 +64,11 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
           progress=None) -> Checkpoint:
     """A new checkpoint with `cfg.ratio` of the selected weights (or units) removed."""
     validate(ckpt, cfg)
+    if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
+        from cfctool.ops.budget import search_ratio
+
+        return search_ratio(ckpt, cfg, prune, "pruning", data_dir=data_dir, argv=argv, notify=notify,
+                            progress=progress)
     say = notify or (lambda message: None)
     started = time.perf_counter()
     with thread_scope(cfg.threads):

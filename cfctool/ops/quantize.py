@@ -68,6 +68,11 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
              progress=None) -> Checkpoint:
     """A new checkpoint: integer weights, calibrated activation scales, the state error."""
     validate(ckpt, cfg)
+    if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
+        from cfctool.ops.budget import search_quantization
+
+        return search_quantization(ckpt, cfg, quantize, "quantization", data_dir=data_dir, argv=argv, notify=notify,
+                                   progress=progress)
     say = notify or (lambda message: None)
     started = time.perf_counter()
     input_ckpt = ckpt

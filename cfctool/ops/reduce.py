@@ -83,6 +83,11 @@ def validate(ckpt: Checkpoint, cfg) -> None:
 def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
            progress=None) -> Checkpoint:
     validate(ckpt, cfg)
+    if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
+        from cfctool.ops.budget import search_dim
+
+        return search_dim(ckpt, cfg, reduce, "reduction", data_dir=data_dir, argv=argv, notify=notify,
+                          progress=progress)
     say = notify or (lambda message: None)
     started = time.perf_counter()
     with thread_scope(cfg.threads):

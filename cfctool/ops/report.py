@@ -13,7 +13,7 @@ Nothing is measured here: the report only reads, so it is instant and repeatable
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Row:
     engine: str | None = None
     speedup: float | None = None
     against: str | None = None
+    searches: list[dict[str, Any]] = field(default_factory=list)  # --max-drop searches (ops.budget)
 
 
 def find_checkpoints(paths: list[str | Path]) -> list[Path]:
@@ -104,7 +105,9 @@ def row_for(path: Path) -> Row:
     row = Row(path=str(path), arch=ckpt.arch["name"], dataset=ckpt.task.get("dataset", "?"), history=history,
               accuracy=accuracy, accuracy_from=source, params=counts["params"],
               nonzero_params=counts["nonzero_params"], file_bytes=path.stat().st_size,
-              tensor_bytes=tensor_bytes(ckpt))
+              tensor_bytes=tensor_bytes(ckpt),
+              searches=[{"step": section, **c["budget"]} for section, c in (ckpt.record.get("compression") or {}).items()
+                        if isinstance(c, dict) and "budget" in c])
     bench, _ = _sidecar_report(path, "bench")
     if bench and bench.get("results"):
         mine = bench["results"][0]
@@ -140,8 +143,23 @@ def markdown(rows: list[Row], base: Path | None = None) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells(r, base)) + " |" for r in rows]
     notes = sorted({f"accuracy of {Path(r.path).name}: {r.accuracy_from}" for r in rows if r.accuracy_from})
-    return "\n".join(lines) + "\n\nAccuracy on the test split; speed-up over each bench report's --against " \
+    text = "\n".join(lines) + "\n\nAccuracy on the test split; speed-up over each bench report's --against " \
         "model on the engine named.\n" + ("".join(f"\n- {n}" for n in notes) + "\n" if notes else "")
+    return text + "".join(search_table(r, s, base) for r in rows for s in r.searches)
+
+
+def search_table(row: Row, search: dict[str, Any], base: Path | None = None) -> str:
+    """One --max-drop search: every candidate, on the validation hold-out."""
+    name = cells(row, base)[0]
+    chosen = ", ".join(f"{k} {v}" for k, v in search["chosen"].items())
+    lines = [f"\n{search['step']} of {name} within {search['max_drop_points']:g} points of validation accuracy "
+             f"{100 * search['baseline_val_accuracy']:.2f}% ({search['val_samples']:,} held-out training sequences; "
+             f"{search['search']}; {search['seconds']:.0f} s): chose {chosen}\n",
+             "| candidate | val accuracy | file bytes | seconds | within |", "|---|---|---|---|---|"]
+    lines += [f"| {', '.join(f'{k} {v}' for k, v in t['setting'].items())} | {100 * t['val_accuracy']:.2f}% | "
+              f"{t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
+              for t in search["candidates"]]
+    return "\n".join(lines) + "\n"
 
 
 def as_json(rows: list[Row]) -> str:

@@ -1,0 +1,169 @@
+"""`--max-drop P`: compress as far as the validation accuracy allows.
+
+The budget is P points of accuracy on the validation hold-out of the training split (never
+the test split) against the input checkpoint, measured with the engine `eval` would run.
+Each method searches its own knob and keeps the most compressed candidate within P:
+
+- prune: the largest ratio, by bisection between 0 and --ratio (the upper bound, tried
+  first) down to a 0.01 interval, every candidate fine-tuned as asked (--finetune);
+- reduce: the smallest --dim, by bisection over the integers up to --dim (tried first);
+- quantize: every observer x granularity candidate of int4, then (when none of those is
+  within P) of int8; the smallest file within P (ties: the higher accuracy).
+
+Bisection assumes accuracy falls as compression grows, which holds in our sweeps but not
+strictly; every candidate is recorded (setting, validation accuracy, file bytes, seconds)
+under `compression[section]["budget"]`, so a reader can see the curve it walked. A budget
+nothing meets is an error naming what came closest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+from cfctool.checkpoint import Checkpoint, to_bytes
+from cfctool.errors import CfcError
+
+RATIO_TOLERANCE = 0.01
+
+
+class Budget:
+    """The baseline and every candidate of one search."""
+
+    def __init__(self, ckpt: Checkpoint, max_drop: float, data_dir, seed: int, say: Callable[[str], None]):
+        from cfctool.task_data import task_dataset
+
+        if ckpt.task["output"]["kind"] != "classification":
+            raise CfcError("--max-drop is in points of accuracy: it needs a classification task, and "
+                           f"'{ckpt.task['dataset']}' is a regression")
+        dataset = task_dataset(ckpt, data_dir, seed, "--max-drop (the validation accuracy)")
+        if "val" not in dataset.splits:
+            raise CfcError(f"--max-drop needs a validation hold-out of '{ckpt.task['dataset']}', and its data "
+                           "settings keep none (val_fraction 0)")
+        self.val, self.max_drop, self.say = dataset.splits["val"], max_drop, say
+        self.started = time.perf_counter()
+        self.baseline = self.accuracy(ckpt)
+        self.trials: list[dict[str, Any]] = []
+        say(f"budget: validation accuracy {100 * self.baseline:.2f}% on {len(self.val):,} held-out training "
+            f"sequences; at most {max_drop:g} points lower")
+
+    def accuracy(self, ckpt: Checkpoint) -> float:
+        from cfctool.engines import choose
+        from cfctool.families.build import model_from_checkpoint
+        from cfctool.metrics import split_metrics
+
+        model = model_from_checkpoint(ckpt)
+        return float(split_metrics(choose(ckpt, model).module, self.val, ckpt.task, 256)["accuracy"])
+
+    def trial(self, setting: dict[str, Any], make: Callable[[], Checkpoint]) -> tuple[Checkpoint, bool]:
+        """Make one candidate, measure it, record it; (candidate, within the budget)."""
+        started = time.perf_counter()
+        out = make()
+        acc = self.accuracy(out)
+        within = 100 * (self.baseline - acc) <= self.max_drop + 1e-9
+        self.trials.append({"setting": setting, "val_accuracy": round(acc, 6), "file_bytes": len(to_bytes(out)),
+                            "seconds": round(time.perf_counter() - started, 2), "within": within})
+        self.say(f"budget: {_words(setting)} -> validation {100 * acc:.2f}% "
+                 f"({100 * (acc - self.baseline):+.2f} points){'' if within else ', over budget'}")
+        return out, within
+
+    def closest(self) -> CfcError:
+        best = max(self.trials, key=lambda t: t["val_accuracy"])
+        return CfcError(f"no candidate stays within {self.max_drop:g} points of the validation accuracy "
+                        f"{100 * self.baseline:.2f}%: the closest, {_words(best['setting'])}, reached "
+                        f"{100 * best['val_accuracy']:.2f}% ({100 * (best['val_accuracy'] - self.baseline):+.2f}). "
+                        "Allow a larger --max-drop, or fine-tune more (--finetune)")
+
+    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], cfg, search: str) -> Checkpoint:
+        """`out` with the search in its record and the outer command line in its history."""
+        compression = dict(out.record.get("compression") or {})
+        compression[section] = {**compression[section], "budget": {
+            "max_drop_points": self.max_drop, "search": search, "baseline_val_accuracy": round(self.baseline, 6),
+            "val_samples": len(self.val), "chosen": chosen, "candidates": self.trials,
+            "seconds": round(time.perf_counter() - self.started, 2)}}
+        history = [dict(h) for h in out.record.get("history") or []]
+        history[-1]["config"] = {**history[-1]["config"], **chosen, "max_drop": self.max_drop}
+        return out.derive(compression=compression, history=history)
+
+
+def _words(setting: dict[str, Any]) -> str:
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in setting.items())
+
+
+def search_ratio(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify, progress) -> Checkpoint:
+    """prune --max-drop: the largest ratio in [0, cfg.ratio] within the budget."""
+    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
+
+    def make(ratio: float):
+        return lambda: op(ckpt, dataclasses.replace(cfg, ratio=ratio, max_drop=None), data_dir=data_dir, argv=argv,
+                          notify=None, progress=progress)
+
+    best, best_ratio = None, None
+    hi = cfg.ratio
+    out, within = budget.trial({"ratio": hi}, make(hi))
+    if within:
+        best, best_ratio = out, hi
+    else:
+        lo = 0.0
+        while hi - lo > RATIO_TOLERANCE:
+            mid = round((lo + hi) / 2, 4)
+            out, within = budget.trial({"ratio": mid}, make(mid))
+            if within:
+                lo, best, best_ratio = mid, out, mid
+            else:
+                hi = mid
+    if best is None:
+        raise budget.closest()
+    return budget.result(best, section, {"ratio": best_ratio}, cfg,
+                         f"bisection of the ratio over [0, {cfg.ratio}] to {RATIO_TOLERANCE}")
+
+
+def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify, progress) -> Checkpoint:
+    """reduce --max-drop: the smallest dim in [1, cfg.dim] within the budget."""
+    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
+
+    def make(dim: int):
+        return lambda: op(ckpt, dataclasses.replace(cfg, dim=dim, max_drop=None), data_dir=data_dir, argv=argv,
+                          notify=None, progress=progress)
+
+    hi = cfg.dim
+    best, within = budget.trial({"dim": hi}, make(hi))
+    if not within:
+        raise budget.closest()
+    lo = 0  # below every dim tried: not known to be within
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        out, within = budget.trial({"dim": mid}, make(mid))
+        if within:
+            hi, best = mid, out
+        else:
+            lo = mid
+    return budget.result(best, section, {"dim": hi}, cfg, f"bisection of the dims over [1, {cfg.dim}]")
+
+
+def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify,
+                        progress) -> Checkpoint:
+    """quantize --max-drop: the smallest file among bits x observer x granularity within the budget."""
+    from cfctool.configs import QuantizeConfig, choices_of
+
+    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
+    found: list[tuple[int, float, dict, Checkpoint]] = []
+    for bits in (4, 8):
+        for granularity in choices_of(QuantizeConfig, "granularity"):
+            observers = choices_of(QuantizeConfig, "observer") if cfg.scheme != "dynamic" else (cfg.observer,)
+            for observer in observers:
+                setting = {"bits": bits, "granularity": granularity, "observer": observer}
+                inner = dataclasses.replace(cfg, **setting, max_drop=None)
+                out, within = budget.trial(setting, lambda inner=inner: op(
+                    ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress))
+                if within:
+                    trial = budget.trials[-1]
+                    found.append((trial["file_bytes"], -trial["val_accuracy"], setting, out))
+        if found:  # int4 within the budget: no int8 file is smaller
+            break
+    if not found:
+        raise budget.closest()
+    _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
+    return budget.result(best, section, setting, cfg,
+                         f"int4, then int8, x granularity x observer ({len(budget.trials)} candidates), the smallest file")
