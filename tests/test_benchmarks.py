@@ -218,3 +218,14 @@ def test_edge_smoke(results, trained_xor):
         m4 = read(results, "edge")["m4"]["xor-int8"]
         assert m4["encoding"] == "int8" and m4["flash_bytes"] >= m4["weights_bytes"] and m4["bss"] == 0
         assert m4["fits"]["256 KB flash / 64 KB RAM"]
+
+
+def test_budget_smoke(results, learned_xor, tmp_path):
+    run("budget", learned_xor, "--methods", "reduce", "quantize", "--max-drop", 1, "--batches", 1, "--repeats", 1,
+        "--out-dir", tmp_path)
+    runs = read(results, "budget")["runs"]
+    reduce, quantize = runs["xor-reduce"], runs["xor-quantize"]
+    assert reduce["found"]["dim"] < 63 and quantize["found"]["bits"] in (4, 8)
+    for entry in (reduce, quantize):
+        assert entry["val_accuracy"]["original"] - entry["val_accuracy"]["compressed"] <= 0.01 + 1e-9
+        assert entry["file_bytes"]["compressed"] < entry["file_bytes"]["original"] and entry["speedup"] > 0
