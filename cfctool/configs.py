@@ -234,6 +234,9 @@ class QuantizeConfig:
     batch_size: int = _help("qat: batch size.", 128)
     seed: int = _help("Seed of the calibration sample and of qat.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
+    keep_float: str | None = _help("Products kept in float32, comma-separated (e.g. cells.0.heads,cells.0.backbone.1): "
+                                   "the int8 engine runs them as float products; --max-drop's per-layer fallback "
+                                   "sets it.")
     max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; tries int4 and int8 with "
                                    "every observer and granularity and keeps the most compact within it (--bits, "
                                    "--observer and --granularity are then searched, not taken).")

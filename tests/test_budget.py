@@ -98,3 +98,55 @@ def test_budget_on_the_command_line_and_in_the_report(learned_xor, cli, tmp_path
     assert r.code == 0 and "quantization of" in r.out and "| candidate | val accuracy |" in r.out
     r = cli("prune", learned_xor, "--ratio", "0.5", "--max-drop", "-1", "-o", tmp_path / "p.st")
     assert r.code == 2 and "--max-drop is in points of accuracy, in [0, 100) (got -1.0)" in r.err
+
+
+def test_quantize_falls_back_to_float_products_most_sensitive_first(learned_xor, monkeypatch):
+    from cfctool.engines import choose
+    from cfctool.families.build import model_from_checkpoint
+    from cfctool.ops.quantize import quantize
+
+    base = checkpoint.load(learned_xor)
+    calls = []
+
+    def fake_accuracy(self, ckpt):  # integer candidates all lose 5 points; keeping a product float recovers
+        calls.append(ckpt)
+        q = (ckpt.record.get("compression") or {}).get("quantization")
+        return 1.0 if q is None else (0.999 if q.get("float_units") else 0.95)
+
+    monkeypatch.setattr(budget_module.Budget, "accuracy", fake_accuracy)
+    out = quantize(base, QuantizeConfig(max_drop=0.5, calib=64))
+    search, trials = _search(out, "quantization")
+    sensitivity = search["sensitivity"]
+    assert search["chosen"]["keep_float"] == max(sensitivity, key=sensitivity.get)  # one product, the most sensitive
+    assert search["chosen"]["bits"] == 8 and [t["within"] for t in trials].count(True) == 1
+    q = out.record["compression"]["quantization"]
+    assert q["float_units"] == [search["chosen"]["keep_float"]]
+    model = model_from_checkpoint(out)
+    assert choose(out, model).name == "folded-int8"  # the int8 engine runs the mixed model
+
+
+def test_the_int8_engine_runs_products_kept_in_float(learned_xor, tmp_path, cli):
+    """--keep-float: those products run in float, the rest on integers; the real engine equals
+    its float simulation, and keeping the most sensitive product float lowers the state error."""
+    import torch
+
+    from cfctool.families.build import model_from_checkpoint
+    from cfctool.models.quantized import QuantFoldedCfC
+    from cfctool.ops.quantize import quantize
+
+    base = checkpoint.load(learned_xor)
+    full = quantize(base, QuantizeConfig(calib=64))
+    mixed = quantize(base, QuantizeConfig(calib=64, keep_float="cells.0.heads"))
+    assert "rnn.cells.0.ff1.weight" not in mixed.encodings and "rnn.cells.0.backbone.0.weight" in mixed.encodings
+    q = mixed.record["compression"]["quantization"]
+    model = model_from_checkpoint(mixed)
+    x = torch.randint(0, 2, (40, 10, 1)).float()
+    real = QuantFoldedCfC(model, mixed, q["activation_scales"])(x)
+    simulated = QuantFoldedCfC(model, mixed, q["activation_scales"], simulate=True)(x)
+    assert torch.allclose(real, simulated, atol=1e-4)
+    assert q["state_mse"]["mean"] < full.record["compression"]["quantization"]["state_mse"]["mean"]
+    checkpoint.save(mixed, tmp_path / "m.st")
+    r = cli("export", tmp_path / "m.st", "--format", "c", "-o", tmp_path / "c")
+    assert r.code == 2 and "kept in float32" in r.err and not (tmp_path / "c").exists()
+    r = cli("quantize", learned_xor, "--keep-float", "cells.0.nope", "-o", tmp_path / "x.st")
+    assert r.code == 2 and "no product 'cells.0.nope' in this model; its products: cells.0.backbone.0" in r.err

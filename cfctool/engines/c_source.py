@@ -286,7 +286,12 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
     model = model.eval()
     dt = None if dt_input else 1.0
     if integer is not None:
-        from cfctool.models.quantized import QuantFolded
+        from cfctool.models.quantized import QuantFolded, float_layers
+
+        if float_layers(ckpt):
+            raise ConfigError(f"no C form for a quantized model with products kept in float32 ("
+                              f"{', '.join(float_layers(ckpt))}): the C engine's integer step is all-integer; "
+                              "export the fp32 original, or quantize without --keep-float")
 
         folded = QuantFolded(model, dt, ckpt, integer.get("act_scales") or {}, bool(integer.get("dynamic")),
                              simulate=True, fuse=integer.get("fuse", True))

@@ -53,15 +53,39 @@ def int_weight(ckpt, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
     return q, (scale.expand(rows).clone() if scale.numel() == 1 else scale)
 
 
-def supports_integer(ckpt, model) -> bool:
-    """A 'default'-mode folded model whose products' weights are all integer-encoded."""
-    if not supports(model) or any(c.head_basis is not None for c in model.rnn.cells):
-        return False  # rank-factored heads: no integer path for the factor yet (the float engine runs them)
+def product_weights(model) -> list[str]:
+    """The weights of a folded model's products (backbone layers and heads, per cell)."""
     names = []
     for k, cell in enumerate(model.rnn.cells):
         names += [f"rnn.cells.{k}.backbone.{j}.weight" for j in range(len(cell.backbone))]
         names += [f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
-    return all(int_weight(ckpt, n) is not None for n in names)
+    return names
+
+
+def float_layers(ckpt) -> list[str]:
+    """Weights a quantized checkpoint keeps in float32 (the per-layer fallback of quantize)."""
+    return list(((ckpt.record.get("compression") or {}).get("quantization") or {}).get("float_layers") or [])
+
+
+def supports_integer(ckpt, model) -> bool:
+    """A 'default'-mode folded model whose products' weights are integer-encoded, except those
+    the quantization record keeps in float32 (then those products run in float)."""
+    if not supports(model) or any(c.head_basis is not None for c in model.rnn.cells):
+        return False  # rank-factored heads: no integer path for the factor yet (the float engine runs them)
+    kept = set(float_layers(ckpt))
+    names = product_weights(model)
+    encoded = [n for n in names if int_weight(ckpt, n) is not None]
+    return bool(encoded) and all(n in encoded or n in kept for n in names)
+
+
+def _weight(ckpt, module: nn.Linear, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stored integers, row scales) of an encoded product, or (float32 weight, ones) of one
+    kept in float: the same formulas serve both, the float one with a float product."""
+    stored = int_weight(ckpt, name)
+    if stored is not None:
+        return stored
+    w = module.weight.detach().float()
+    return w, torch.ones(w.shape[0])
 
 
 class _Matmul:
@@ -71,7 +95,7 @@ class _Matmul:
         self.simulate = simulate
 
     def __call__(self, a_q: torch.Tensor, w_q_t: torch.Tensor) -> torch.Tensor:
-        if self.simulate:
+        if self.simulate or w_q_t.is_floating_point():  # a product kept in float32: float sums
             return a_q.float() @ w_q_t.float()
         return torch._int_mm(a_q, w_q_t)  # int32: addcmul promotes it, no float copy
 
@@ -116,16 +140,21 @@ class _QCell:
         mask = cell.sparsity_mask
         heads = []
         for head in ("ff1", "ff2", "time_a", "time_b"):
-            q, s = int_weight(ckpt, f"{prefix}.{head}.weight")
+            q, s = _weight(ckpt, getattr(cell, head), f"{prefix}.{head}.weight")
             if mask is not None and head in ("ff1", "ff2"):
                 q = q * mask.to(q.dtype)
             heads.append((q, s * (2 * c if head.startswith("ff") else 1.0)))
+        if any(q.is_floating_point() for q, _ in heads):  # the fused heads in float: one float product
+            heads = [(q.float() * s.unsqueeze(1), torch.ones_like(s)) for q, s in heads]
         biases = [2 * c * cell.ff1.bias, 2 * c * cell.ff2.bias, cell.time_a.bias, cell.time_b.bias]
         if dt is not None:  # constant dt: one gate head time_a * dt + time_b, requantized per row
             (qa, sa), (qb, sb) = heads[2], heads[3]
             gate = dt * qa.float() * sa.unsqueeze(1) + qb.float() * sb.unsqueeze(1)
-            sg = gate.abs().amax(1).clamp_min(1e-12) / 127.0
-            heads[2:] = [(torch.round(gate / sg.unsqueeze(1)).clamp_(-127, 127).to(torch.int8), sg)]
+            if qa.is_floating_point():  # float heads: the folded gate stays float
+                heads[2:] = [(gate, torch.ones_like(sa))]
+            else:
+                sg = gate.abs().amax(1).clamp_min(1e-12) / 127.0
+                heads[2:] = [(torch.round(gate / sg.unsqueeze(1)).clamp_(-127, 127).to(torch.int8), sg)]
             biases[2:] = [dt * cell.time_a.bias + cell.time_b.bias]
         self.gate_folded = dt is not None
         heads_q = torch.cat([q for q, _ in heads])
@@ -142,8 +171,8 @@ class _QCell:
                                   (1.0 / head_s, head_s))
         self.in_scale = scales[0] if self.fast else None  # cell 0's table is divided by it (QuantFolded)
         if widths:
-            q1, s1 = int_weight(ckpt, f"{prefix}.backbone.0.weight")
-            layers = [int_weight(ckpt, f"{prefix}.backbone.{j}.weight") for j in range(1, len(widths))]
+            q1, s1 = _weight(ckpt, cell.backbone[0], f"{prefix}.backbone.0.weight")
+            layers = [_weight(ckpt, cell.backbone[j], f"{prefix}.backbone.{j}.weight") for j in range(1, len(widths))]
             biases = [layer.bias.detach() for layer in cell.backbone[1:]]
             self.layers = []
             for (q, s), b, s_in, s_out in zip(layers, biases, scales[:-1], scales[1:]):

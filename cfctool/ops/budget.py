@@ -8,7 +8,9 @@ Each method searches its own knob and keeps the most compressed candidate within
   first) down to a 0.01 interval, every candidate fine-tuned as asked (--finetune);
 - reduce: the smallest --dim, by bisection over the integers up to --dim (tried first);
 - quantize: every observer x granularity candidate of int4, then (when none of those is
-  within P) of int8; the smallest file within P (ties: the higher accuracy).
+  within P) of int8; the smallest file within P (ties: the higher accuracy). When none is,
+  the best int8 candidate keeps products in float32 (`--keep-float`), the most sensitive
+  first (the state error with that product alone quantized), one more at a time.
 
 Bisection assumes accuracy falls as compression grows, which holds in our sweeps but not
 strictly; every candidate is recorded (setting, validation accuracy, file bytes, seconds)
@@ -75,13 +77,14 @@ class Budget:
                         f"{100 * best['val_accuracy']:.2f}% ({100 * (best['val_accuracy'] - self.baseline):+.2f}). "
                         "Allow a larger --max-drop, or fine-tune more (--finetune)")
 
-    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], cfg, search: str) -> Checkpoint:
+    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], cfg, search: str,
+               **extra: Any) -> Checkpoint:
         """`out` with the search in its record and the outer command line in its history."""
         compression = dict(out.record.get("compression") or {})
         compression[section] = {**compression[section], "budget": {
             "max_drop_points": self.max_drop, "search": search, "baseline_val_accuracy": round(self.baseline, 6),
             "val_samples": len(self.val), "chosen": chosen, "candidates": self.trials,
-            "seconds": round(time.perf_counter() - self.started, 2)}}
+            "seconds": round(time.perf_counter() - self.started, 2), **extra}}
         history = [dict(h) for h in out.record.get("history") or []]
         history[-1]["config"] = {**history[-1]["config"], **chosen, "max_drop": self.max_drop}
         return out.derive(compression=compression, history=history)
@@ -162,8 +165,39 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, ar
                     found.append((trial["file_bytes"], -trial["val_accuracy"], setting, out))
         if found:  # int4 within the budget: no int8 file is smaller
             break
-    if not found:
+    if found:
+        _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
+        return budget.result(best, section, setting, cfg, f"int4, then int8, x granularity x observer "
+                             f"({len(budget.trials)} candidates), the smallest file")
+    return _float_fallback(ckpt, cfg, op, section, budget, data_dir=data_dir, argv=argv, progress=progress)
+
+
+def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, *, data_dir, argv,
+                    progress) -> Checkpoint:
+    """No integer candidate within the budget: the best int8 one with products kept in float32,
+    most sensitive first (the state error of that product alone quantized), one more at a time."""
+    from cfctool.families.build import model_from_checkpoint
+    from cfctool.ops.quantize import product_units
+
+    best = max((t for t in budget.trials if t["setting"]["bits"] == 8), key=lambda t: t["val_accuracy"])["setting"]
+    units = list(product_units(model_from_checkpoint(ckpt)))
+    if len(units) < 2:
         raise budget.closest()
-    _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
-    return budget.result(best, section, setting, cfg,
-                         f"int4, then int8, x granularity x observer ({len(budget.trials)} candidates), the smallest file")
+    sensitivity = {}
+    for unit in units:  # that product alone quantized: its share of the state error
+        alone = op(ckpt, dataclasses.replace(cfg, **best, keep_float=",".join(u for u in units if u != unit),
+                                             max_drop=None), data_dir=data_dir, argv=argv, notify=None,
+                   progress=progress)
+        sensitivity[unit] = alone.record["compression"]["quantization"]["state_mse"]["mean"]
+    order = sorted(units, key=sensitivity.get, reverse=True)
+    budget.say("budget: no integer candidate within; keeping products in float32, most sensitive first: "
+               + ", ".join(f"{u} ({sensitivity[u]:.3g})" for u in order))
+    for n in range(1, len(order)):
+        setting = {**best, "keep_float": ",".join(order[:n])}
+        inner = dataclasses.replace(cfg, **setting, max_drop=None)
+        out, within = budget.trial(setting, lambda: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None,
+                                                      progress=progress))
+        if within:
+            return budget.result(out, section, setting, cfg, "no integer candidate within: the best int8 one with "
+                                 "products kept in float32, most sensitive first", sensitivity=sensitivity)
+    raise budget.closest()

@@ -31,6 +31,7 @@ from cfctool.engines import choose, fastest, integer_settings
 from cfctool.errors import CfcError, ConfigError
 from cfctool.families.build import model_from_checkpoint
 from cfctool.models import ncps_layout, ode_inference
+from cfctool.models.quantized import float_layers
 
 # Allowed difference from PyTorch, per unit of output scale: 1e-4 absolute for outputs of
 # order 1, growing with the largest |output| (float32 rounding grows with magnitude: a
@@ -179,6 +180,9 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     model = model_from_checkpoint(ckpt)
     engine = choose(ckpt, model)
     integer = engine.name == "folded-int8"
+    if integer and float_layers(ckpt):
+        raise ConfigError(f"the ONNX integer graph is all-integer; this checkpoint keeps {', '.join(float_layers(ckpt))} "
+                          "in float32 (quantize --keep-float): export the fp32 original, or quantize without it")
     reference = model
     folded = None if integer else folded_engine(model)
     scan = integer or folded is not None

@@ -29,7 +29,7 @@ from cfctool.configs import TrainConfig
 from cfctool.data.registry import load_split
 from cfctool.encodings import quant_params, quantize_spec
 from cfctool.encodings import quantize as quantize_values
-from cfctool.errors import CfcError, DataError
+from cfctool.errors import CfcError, ConfigError, DataError
 from cfctool.families import get
 from cfctool.families.build import model_from_checkpoint
 from cfctool.models import HEADS
@@ -51,6 +51,31 @@ def weight_names(model: torch.nn.Module, embedding: bool) -> list[str]:
     return sorted(names)
 
 
+def product_units(model: torch.nn.Module) -> dict[str, list[str]]:
+    """The products `--keep-float` names (each backbone layer, each cell's four fused heads)
+    and their weights."""
+    units: dict[str, list[str]] = {}
+    for k, cell in enumerate(getattr(model.rnn, "cells", [])):
+        for j in range(len(getattr(cell, "backbone", []))):
+            units[f"cells.{k}.backbone.{j}"] = [f"rnn.cells.{k}.backbone.{j}.weight"]
+        units[f"cells.{k}.heads"] = [f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")
+                                     if hasattr(cell, h)]
+    return units
+
+
+def kept_units(model: torch.nn.Module, keep_float: str | None) -> list[str]:
+    """The units of --keep-float, checked against the model."""
+    names = [u.strip() for u in (keep_float or "").split(",") if u.strip()]
+    units = product_units(model)
+    unknown = [u for u in names if u not in units]
+    if unknown:
+        raise ConfigError(f"--keep-float: no product {', '.join(map(repr, unknown))} in this model; its products: "
+                          f"{', '.join(units) or 'none'}")
+    if names and len(names) == len(units):
+        raise ConfigError("--keep-float names every product: nothing would be quantized (keep the fp32 model)")
+    return names
+
+
 def _is_quantized(ckpt: Checkpoint) -> bool:
     return bool((ckpt.record.get("compression") or {}).get("quantization")) or any(
         spec["codec"] in ("int8", "int4") for spec in ckpt.encodings.values())
@@ -62,6 +87,8 @@ def validate(ckpt: Checkpoint, cfg) -> None:
         raise CfcError(f"{ckpt.source or 'the checkpoint'} is already quantized "
                        f"({(ckpt.record.get('compression') or {}).get('quantization', {}).get('scheme', 'int')}); "
                        "quantize its fp32 original instead")
+    if cfg.keep_float:
+        kept_units(model_from_checkpoint(ckpt), cfg.keep_float)
 
 
 def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
@@ -81,7 +108,9 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
     with thread_scope(cfg.threads):
         model = model_from_checkpoint(ckpt)
         original = model  # the fp32 model every state error is measured against
-        names = weight_names(model, cfg.embedding)
+        units = kept_units(model, cfg.keep_float)
+        kept = sorted(w for u in units for w in product_units(model)[u])
+        names = [n for n in weight_names(model, cfg.embedding) if n not in kept]
         if not [n for n in names if n != "embedding.weight"]:
             raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
         calib = _calibration_data(ckpt, cfg, data_dir, say)  # every scheme reports the state error on it
@@ -95,6 +124,9 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
             specs[name] = quantize_spec(cfg.bits, list(ckpt.tensors[name].shape), axis=0 if table else axis,
                                         scale_dtype="float16" if table else "float32")
         quantized = ckpt.encode(specs)
+        if kept:  # the engine reads which products stay float from the record
+            quantized = quantized.derive(compression={**(quantized.record.get("compression") or {}),
+                                                      "quantization": {"float_layers": kept}})
         qmodel = model_from_checkpoint(quantized)
         scales: dict[str, float] = {}
         if cfg.scheme in ("static", "qat"):
@@ -118,6 +150,7 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         "activation_scales": scales, "state_scale": "1/127 (y in [0, 1])",
         "state_mse": report, "state_mse_against": "the fp32 input model",
         "integer_engine": integer,
+        **({"float_units": units, "float_layers": kept} if kept else {}),
     }
     out = quantized.derive(compression=compression, metrics={})
     return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
@@ -255,7 +288,7 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib
 
 
 def label(c: dict) -> str:
-    return f"quantize {c.get('scheme')} int{c.get('bits', 8)}"
+    return f"quantize {c.get('scheme')} int{c.get('bits', 8)}" + (" mixed" if c.get("keep_float") else "")
 
 
 def describe(compression: dict) -> dict[str, str]:
@@ -264,7 +297,8 @@ def describe(compression: dict) -> dict[str, str]:
     out["quantization"] = (f"int{q['bits']} {q['scheme']} ({q['granularity']} weight scales"
                            + (f", {q['observer']} observer" if q.get("observer") else "")
                            + f", {len(q.get('activation_scales') or {})} activation scales"
-                           + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "") + ")")
+                           + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "") + ")"
+                           + (f"; float32 kept: {', '.join(q['float_units'])}" if q.get("float_units") else ""))
     if compression.get("embedding_folded"):
         e = compression["embedding_folded"]
         out["embedding_folded"] = f"embedding folded ({e['from_width']} -> {e['to_width']} wide)"
