@@ -116,7 +116,21 @@ def latency(name: str, path: str, args) -> dict:
         for label, module in ((first, c.module), (auto.name, auto.module)):
             entry.setdefault("accuracy", {})[label] = split_metrics(module, split, ckpt.task, 256)["accuracy"]
         entry["test_samples"] = len(split)
+        entry["predictions_differing"] = _differing(c.module, auto.module, split)
     return entry
+
+
+def _differing(module, reference, split, batch: int = 256) -> int:
+    """Test predictions (valid steps of per-step tasks) where `module` and `reference` disagree."""
+    import torch
+
+    differ = 0
+    with torch.inference_mode():
+        for b in split.batches(batch):
+            got, want = module(b.x, b.dt, b.mask).argmax(-1), reference(b.x, b.dt, b.mask).argmax(-1)
+            ne = got != want
+            differ += int(ne[b.mask].sum() if ne.dim() == 2 and b.mask is not None else ne.sum())
+    return differ
 
 
 def footprint(name: str, path: str, args) -> dict:

@@ -427,7 +427,9 @@ def edge() -> str:
         ratios = ", ".join(f"{v:.1f}× {k}" for k, v in r["c_speedup"].items())
         acc = r.get("accuracy") or {}
         acc_cell = " / ".join(f"{100 * v:.2f}%" for v in acc.values()) + \
-            (f" ({r['test_samples']:,} items)" if r.get("test_samples") else "")
+            (f" ({r['test_samples']:,} items" + (f", {r['predictions_differing']} predictions differ"
+                                                 if "predictions_differing" in r else "") + ")"
+             if r.get("test_samples") else "")
         rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {times} | {ratios} | {acc_cell} |")
     any_run = next(iter(runs.values()))
     rows += ["", f"One stream at a time (batch 1), {any_run['sequences']} test sequences a pass, "
@@ -448,7 +450,8 @@ def edge_m4() -> str:
     rows = ["| model | weights | dt | flash (text + data) | RAM (state + stack arrays) | " + " | ".join(parts) + " |",
             "|---|---|---|---|---|" + "---|" * len(parts)]
     for name, r in runs.items():
-        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']} | {r.get('dt', '')} | {r['flash_bytes']:,} B | "
+        table = f", token table {r['token_table']}" if r.get("token_table") else ""
+        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']}{table} | {r.get('dt', '')} | {r['flash_bytes']:,} B | "
                     f"{r['ram_bytes']:,} B | " + " | ".join("fits" if r["fits"][p] else "no" for p in parts) + " |")
     any_run = next(iter(runs.values()))
     rows += ["", f"`{any_run['compiler']}`, sized by `arm-none-eabi-size` (the model's object alone).", "",
