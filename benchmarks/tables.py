@@ -432,11 +432,13 @@ def edge() -> str:
              if r.get("test_samples") else "")
         rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {times} | {ratios} | {acc_cell} |")
     any_run = next(iter(runs.values()))
-    rows += ["", f"One stream at a time (batch 1), {any_run['sequences']} test sequences a pass, "
+    seqs = sorted({r["sequences"] for r in runs.values()})
+    rows += ["", f"One stream at a time (batch 1), {' or '.join(map(str, seqs))} test sequences a pass, "
              f"{any_run['repeats']} interleaved passes; C timed in C around its compiled loop "
              f"(`{any_run['compiler']}`), the others by the wall clock.", "",
-             _source({**doc, "machine": any_run["machine"]}, threads=any_run["threads"], also=any_run["what_else_ran"],
-                     command=any_run["command"])]
+             _source({**doc, "machine": any_run["machine"]}, threads=any_run["threads"],
+                     also="; ".join(dict.fromkeys(r["what_else_ran"] for r in runs.values())),
+                     command="`; `".join(dict.fromkeys(r["command"] for r in runs.values())))]
     return "\n".join(rows)
 
 
@@ -456,7 +458,7 @@ def edge_m4() -> str:
     any_run = next(iter(runs.values()))
     rows += ["", f"`{any_run['compiler']}`, sized by `arm-none-eabi-size` (the model's object alone).", "",
              _source({**doc, "machine": any_run["machine"]}, threads="n/a", also="n/a (sizes)",
-                     command=any_run["command"])]
+                     command="`; `".join(dict.fromkeys(r["command"] for r in runs.values())))]
     return "\n".join(rows)
 
 
