@@ -67,7 +67,7 @@ def test_reduce_finds_the_smallest_dim_and_quantize_the_smallest_file(learned_xo
     out = quantize(base, QuantizeConfig(max_drop=0.5, calib=64))
     search, trials = _search(out, "quantization")
     within = [t for t in trials if t["within"]]
-    assert search["chosen"] == min(within, key=lambda t: (t["file_bytes"], -t["val_accuracy"]))["setting"]
+    assert search["chosen"] == min(within, key=lambda t: (t["weight_bytes"], -t["val_accuracy"]))["setting"]
     assert out.record["compression"]["quantization"]["bits"] == search["chosen"]["bits"]
 
 

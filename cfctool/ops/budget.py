@@ -8,12 +8,12 @@ Each method searches its own knob and keeps the most compressed candidate within
   first) down to a 0.01 interval, every candidate fine-tuned as asked (--finetune);
 - reduce: the smallest --dim, by bisection over the integers up to --dim (tried first);
 - quantize: every observer x granularity candidate of int4, then (when none of those is
-  within P) of int8; the smallest file within P (ties: the higher accuracy). When none is,
+  within P) of int8; the fewest weight bytes within P (ties: the higher accuracy). When none is,
   the best int8 candidate keeps products in float32 (`--keep-float`), the most sensitive
   first (the state error with that product alone quantized), one more at a time.
 
 Bisection assumes accuracy falls as compression grows, which holds in our sweeps but not
-strictly; every candidate is recorded (setting, validation accuracy, file bytes, seconds)
+strictly; every candidate is recorded (setting, validation accuracy, file and weight bytes, seconds)
 under `compression[section]["budget"]`, so a reader can see the curve it walked. A budget
 nothing meets is an error naming what came closest.
 """
@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from cfctool.checkpoint import Checkpoint, to_bytes
 from cfctool.errors import CfcError
+from cfctool.ops.info import tensor_bytes
 
 RATIO_TOLERANCE = 0.01
 
@@ -65,6 +66,7 @@ class Budget:
         acc = self.accuracy(out)
         within = 100 * (self.baseline - acc) <= self.max_drop + 1e-9
         self.trials.append({"setting": setting, "val_accuracy": round(acc, 6), "file_bytes": len(to_bytes(out)),
+                            "weight_bytes": tensor_bytes(out),
                             "seconds": round(time.perf_counter() - started, 2), "within": within})
         self.say(f"budget: {_words(setting)} -> validation {100 * acc:.2f}% "
                  f"({100 * (acc - self.baseline):+.2f} points){'' if within else ', over budget'}")
@@ -162,13 +164,13 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, ar
                     ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress))
                 if within:
                     trial = budget.trials[-1]
-                    found.append((trial["file_bytes"], -trial["val_accuracy"], setting, out))
+                    found.append((trial["weight_bytes"], -trial["val_accuracy"], setting, out))
         if found:  # int4 within the budget: no int8 file is smaller
             break
     if found:
         _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
         return budget.result(best, section, setting, cfg, f"int4, then int8, x granularity x observer "
-                             f"({len(budget.trials)} candidates), the smallest file")
+                             f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)")
     return _float_fallback(ckpt, cfg, op, section, budget, data_dir=data_dir, argv=argv, progress=progress)
 
 

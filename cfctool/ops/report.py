@@ -155,9 +155,9 @@ def search_table(row: Row, search: dict[str, Any], base: Path | None = None) -> 
     lines = [f"\n{search['step']} of {name} within {search['max_drop_points']:g} points of validation accuracy "
              f"{100 * search['baseline_val_accuracy']:.2f}% ({search['val_samples']:,} held-out training sequences; "
              f"{search['search']}; {search['seconds']:.0f} s): chose {chosen}\n",
-             "| candidate | val accuracy | file bytes | seconds | within |", "|---|---|---|---|---|"]
+             "| candidate | val accuracy | weight bytes | file bytes | seconds | within |", "|---|---|---|---|---|---|"]
     lines += [f"| {', '.join(f'{k} {v}' for k, v in t['setting'].items())} | {100 * t['val_accuracy']:.2f}% | "
-              f"{t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
+              f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
               for t in search["candidates"]]
     return "\n".join(lines) + "\n"
 
