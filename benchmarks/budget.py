@@ -4,7 +4,7 @@ finds, its test accuracy, size and speed-up against the original, and the search
     python -m benchmarks.budget runs/imdb/cfc.st --max-drop 0.5 --threads 1 --data ../shared/data
 
 Three searches (each its own command's `--max-drop`): prune (global unstructured, upper bound
---prune-ratio, --finetune 1), reduce (qdeim with the lstsq rebuild, upper bound the hidden size
+--prune-ratio, --finetune 1, sparse storage), reduce (qdeim with the lstsq rebuild, upper bound the hidden size
 - 1) and quantize (static; int4, then int8, x observer x granularity). The budget is on the
 validation hold-out of the training split; the test split is read once per result, here.
 Speed: the test batches through the engine `eval` runs for each model, interleaved repeats,
@@ -29,7 +29,7 @@ def configs(ckpt, args):
 
     common = {"threads": args.threads, "max_drop": args.max_drop}
     return {
-        "prune": PruneConfig(ratio=args.prune_ratio, finetune=1, **common),
+        "prune": PruneConfig(ratio=args.prune_ratio, finetune=1, storage="sparse", **common),
         "reduce": ReduceConfig(method="qdeim", interpolation="lstsq", dim=int(ckpt.arch["hidden"]) - 1, **common),
         "quantize": QuantizeConfig(scheme="static", **common),
     }
