@@ -286,8 +286,8 @@ class PruneConfig:
         "indices (whichever is smaller), so the file shrinks with the ratio.", "dense")
     seed: int = _help("Seed of random scores and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; bisects the ratio "
-                                   "(to 0.01) for the largest within it, --ratio its upper bound.")
+    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; the largest ratio "
+                                   "within it: --ratio (the upper bound), a grid of 0.1 down, bisection to 0.01.")
 
     def validate(self) -> None:
         _check_max_drop(self)
