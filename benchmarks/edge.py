@@ -149,7 +149,7 @@ def footprint(name: str, path: str, args) -> dict:
     ckpt = checkpoint.load(path)
     model = model_from_checkpoint(ckpt)
     src = generate(ckpt, model, name, dt_input=args.dt_input, integer=integer_settings(ckpt, model),
-                   token_table=args.token_table)
+                   token_table=args.token_table, row_align=args.row_align)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / f"{src.name}.h").write_text(src.header)
@@ -162,7 +162,8 @@ def footprint(name: str, path: str, args) -> dict:
     return {"checkpoint": path, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"],
             "encoding": "int8" if integer_settings(ckpt, model) else "fp32",
             "dt": "read per step" if args.dt_input else "folded (dt = 1)",
-            "token_table": args.token_table if src.token_input else None, "text": text, "data": data, "bss": bss,
+            "token_table": args.token_table if src.token_input else None,
+            "row_align": args.row_align if integer_settings(ckpt, model) else None, "text": text, "data": data, "bss": bss,
             "flash_bytes": flash, "ram_bytes": ram, "weights_bytes": src.flash_bytes, "state_bytes": src.state_bytes,
             "scratch_bytes": src.scratch_bytes, "fits": {part: flash <= f and ram <= r for part, (f, r) in PARTS.items()},
             "compiler": f"{cc} {' '.join(M4_FLAGS)}", "machine": machine(),
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dt-input", action="store_true", help="--m4: generate the step that reads dt")
     parser.add_argument("--token-table", default="folded", choices=("folded", "embedding"),
                         help="--m4, token models: the folded table (a lookup) or the embedding rows (small)")
+    parser.add_argument("--row-align", type=int, default=4,
+                        help="--m4: the integer rows' padding in bytes (4: the M4's 32-bit words)")
     parser.add_argument("--no-ncps", action="store_true")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the whole-split accuracy")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")

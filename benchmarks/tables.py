@@ -452,7 +452,8 @@ def edge_m4() -> str:
     rows = ["| model | weights | dt | flash (text + data) | RAM (state + stack arrays) | " + " | ".join(parts) + " |",
             "|---|---|---|---|---|" + "---|" * len(parts)]
     for name, r in runs.items():
-        table = f", token table {r['token_table']}" if r.get("token_table") else ""
+        table = (f", token table {r['token_table']}" if r.get("token_table") else "") + \
+            (f", rows padded to {r['row_align']} B" if r.get("row_align") else "")
         rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']}{table} | {r.get('dt', '')} | {r['flash_bytes']:,} B | "
                     f"{r['ram_bytes']:,} B | " + " | ".join("fits" if r["fits"][p] else "no" for p in parts) + " |")
     any_run = next(iter(runs.values()))

@@ -178,6 +178,8 @@ def test_export_format_c_refuses_bad_outputs(trained_xor, cli, tmp_path):
     assert r.code == 2 and "--token-table must be one of folded, embedding (got 'tiny')" in r.err
     r = cli("export", trained_xor["cfc"], "--token-table", "embedding", "-o", tmp_path / "t.onnx")
     assert r.code == 2 and "--token-table applies to --format c" in r.err
+    r = cli("export", trained_xor["cfc"], "--row-align", "4", "-o", tmp_path / "t.onnx")
+    assert r.code == 2 and "--row-align applies to --format c" in r.err
     assert not (tmp_path / "t").exists() and not (tmp_path / "t.onnx").exists()
 
 
@@ -332,3 +334,22 @@ def test_unknown_token_table_is_a_clear_error():
     ckpt = _token_model("cfc")
     with pytest.raises(ConfigError, match="unknown token table 'tiny': choose one of folded, embedding"):
         generate(ckpt, model_from_checkpoint(ckpt), "tok", dt_input=False, token_table="tiny")
+
+
+def test_row_align_pads_integer_rows_to_what_the_target_wants(trained_xor):
+    """16 bytes (whole vector registers) by default; 4 for a Cortex-M4: less flash, same results."""
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import integer_settings
+    from cfctool.engines.native import CEngine
+    from cfctool.ops.quantize import quantize
+
+    ckpt = quantize(checkpoint.load(trained_xor["cfc-ncp"]), QuantizeConfig(calib=32))
+    model = model_from_checkpoint(ckpt)
+    wide, narrow = (generate(ckpt, model, "q", dt_input=False, integer=integer_settings(ckpt, model), row_align=a)
+                    for a in (16, 4))
+    for src, align in ((wide, 16), (narrow, 4)):
+        lengths = [int(n) for n in re.findall(r"q_dot_u8\(\w+, (\d+),", src.source)]
+        assert lengths and all(n % align == 0 for n in lengths) and f"multiples of {align} bytes" in src.header
+    assert narrow.flash_bytes < wide.flash_bytes
+    x = _inputs(ckpt, n=12, steps=8, seed=4)
+    assert torch.equal(CEngine(wide)(x), CEngine(narrow)(x))

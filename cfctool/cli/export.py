@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
             help="--format c, token models: how token ids enter. folded: one float row per token (a lookup, the "
                  "fastest; vocabulary x first width floats); embedding: the embedding rows (int8 where quantized), "
                  "projected at every step (the smallest flash).")] = None,
+        row_align: Annotated[Optional[int], typer.Option(
+            help="--format c, quantized models: pad each integer row to a multiple of this many bytes (default "
+                 "16: whole vector registers on a desktop CPU; 4 suits a Cortex-M4's 32-bit multiply-adds).",
+            min=1)] = None,
         seq_len: Annotated[Optional[int], typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's).")] = None,
         data: options.Data = None,
         quiet: options.Quiet = False,
@@ -51,6 +55,8 @@ def register(app: typer.Typer) -> None:
         if format not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)} (got '{format}')")
         fmt = FORMATS[format]
+        if row_align is not None and format != "c":
+            raise ConfigError("--row-align applies to --format c")
         if token_table is not None:
             from cfctool.engines.c_source import TOKEN_TABLES
 
@@ -71,7 +77,7 @@ def register(app: typer.Typer) -> None:
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
         say("generating C and checking it against the engine it mirrors" if format == "c" else
             f"exporting ({format}) and verifying it")
-        extra = {"name": name, "token_table": token_table or "folded"} if format == "c" else {}
+        extra = {"name": name, "token_table": token_table or "folded", "row_align": row_align} if format == "c" else {}
         info = fmt.write(ckpt, output, batches[0], **extra)
         if not quiet or format == "onnx":  # the ONNX check is its result line
             print(fmt.summary(info), file=sys.stderr)

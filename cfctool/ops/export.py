@@ -243,13 +243,14 @@ C_TOLERANCE = 1e-5
 
 
 def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, name: str | None = None,
-             token_table: str = "folded") -> dict[str, Any]:
+             token_table: str = "folded", row_align: int | None = None) -> dict[str, Any]:
     """Write DIRECTORY/NAME.h and DIRECTORY/NAME.c (each atomically): the model as C99. When a C
     compiler is present the code is compiled and checked on `example` against the engine it
     mirrors: float logits within C_TOLERANCE relative of the folded engine (for an ODE block,
     or as close as that engine is to the training loop), integer steps with the predictions of
     the folded-int8 engine; nothing is written when it differs. `token_table` (token models):
-    "folded" or "embedding" (see `c_source.TOKEN_TABLES`)."""
+    "folded" or "embedding" (see `c_source.TOKEN_TABLES`); `row_align`: the integer rows' padding
+    (default `c_source.ROW_ALIGN`, 16 bytes for vector units; 4 suits a Cortex-M4)."""
     from cfctool.checkpoint import file_sha256
     from cfctool.engines.c_source import c_name, generate, model_name
 
@@ -264,7 +265,8 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
                   if ckpt.source and Path(ckpt.source).is_file() else "read from stdin (no file sha256)")
     integer = integer_settings(ckpt, model)
     src = generate(ckpt, model, c_name(name) if name else model_name(ckpt), dt_input=dt_input, provenance=provenance,
-                   integer=integer, token_table=token_table)
+                   integer=integer, token_table=token_table,
+                   **({"row_align": row_align} if row_align is not None else {}))
     verified: dict[str, Any] = {"verified": False}
     if example is not None:
         from cfctool.engines.native import CEngine, compiler
