@@ -153,7 +153,7 @@ def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notif
     return budget.result(best, section, {"dim": hi}, cfg, f"bisection of the dims over [1, {cfg.dim}]")
 
 
-def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify,
+def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[str], data_dir, argv, notify,
                         progress) -> Checkpoint:
     """quantize --max-drop: the smallest file among bits x observer x granularity within the budget."""
     from cfctool.configs import QuantizeConfig, choices_of
@@ -177,18 +177,14 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, ar
         _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
         return budget.result(best, section, setting, cfg, f"int4, then int8, x granularity x observer "
                              f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)")
-    return _float_fallback(ckpt, cfg, op, section, budget, data_dir=data_dir, argv=argv, progress=progress)
+    return _float_fallback(ckpt, cfg, op, section, budget, units, data_dir=data_dir, argv=argv, progress=progress)
 
 
-def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, *, data_dir, argv,
+def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, units: list[str], *, data_dir, argv,
                     progress) -> Checkpoint:
     """No integer candidate within the budget: the best int8 one with products kept in float32,
     most sensitive first (the state error of that product alone quantized), one more at a time."""
-    from cfctool.families.build import model_from_checkpoint
-    from cfctool.ops.quantize import product_units
-
     best = max((t for t in budget.trials if t["setting"]["bits"] == 8), key=lambda t: t["val_accuracy"])["setting"]
-    units = list(product_units(model_from_checkpoint(ckpt)))
     if len(units) < 2:
         raise budget.closest()
     sensitivity = {}

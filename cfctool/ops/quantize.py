@@ -98,7 +98,8 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
     if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
         from cfctool.ops.budget import search_quantization
 
-        return search_quantization(ckpt, cfg, quantize, "quantization", data_dir=data_dir, argv=argv, notify=notify,
+        return search_quantization(ckpt, cfg, quantize, "quantization", units=list(product_units(
+                                       model_from_checkpoint(ckpt))), data_dir=data_dir, argv=argv, notify=notify,
                                    progress=progress)
     say = notify or (lambda message: None)
     started = time.perf_counter()
