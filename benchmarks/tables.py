@@ -659,7 +659,11 @@ def budget() -> str:
                     f"{_pct(e['test_accuracy']['compressed'])} ({-e['test_drop_points']:+.2f}) | "
                     f"{e['file_bytes']['original']:,} → {e['file_bytes']['compressed']:,} | {e['speedup']:.2f}× | "
                     f"{e['engine']['compressed']} |")
-    return "\n".join(rows) + "\n\n" + _source({**next(iter(runs.values())), "provenance": doc.get("provenance")})
+    first = next(iter(runs.values()))
+    return "\n".join(rows) + "\n\n" + _source(
+        {**first, "provenance": doc.get("provenance")},
+        also="; ".join(dict.fromkeys(f"{k}: {e['what_else_ran']}" for k, e in runs.items())),
+        command="`; `".join(dict.fromkeys(e["command"] for e in runs.values())))
 
 
 TABLES = {"replication": replication, "budget": budget, "cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
