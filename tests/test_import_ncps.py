@@ -203,3 +203,22 @@ def test_export_ncps_refuses_what_ncps_cannot_hold():
                           ({"name": "ode-rnn"}, "ncps has no ode-rnn model")):
         with pytest.raises(ConfigError, match=message):
             representable(arch)
+
+
+def test_a_wired_cfc_saved_without_its_masks_is_rebuilt_from_its_seed(tmp_path, cli):
+    torch.manual_seed(0)
+    rnn = ncps_torch.CfC(1, AutoNCP(16, 2, sparsity_level=0.5, seed=9))
+    module = torch.nn.ModuleDict({"rnn": rnn, "fc": torch.nn.Linear(2, 2)})
+    state = {k: v.contiguous() for k, v in module.state_dict().items() if not k.endswith("sparsity_mask")}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    r = cli("import", "ncps", tmp_path / "w.safetensors", "--dataset", "xor", "--readout", "fc", "-o", tmp_path / "o.st")
+    assert r.code == 2 and "no wiring masks" in r.err and "--wiring-seed and --sparsity" in r.err
+    r = cli("import", "ncps", tmp_path / "w.safetensors", "--dataset", "xor", "--readout", "fc", "--wiring-seed", "9",
+            "--sparsity", "0.5", "-o", tmp_path / "o.st")
+    assert r.code == 0, r.err
+    model = model_from_checkpoint(checkpoint.load(tmp_path / "o.st"))
+    x = torch.randn(B, T, 1, generator=torch.Generator().manual_seed(1))
+    dt = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) + 0.5
+    with torch.no_grad():
+        want = module["fc"](_ncps_steps(rnn.eval(), x, dt)[:, -1])
+        assert (model(x, dt) - want).abs().max() <= 1e-5

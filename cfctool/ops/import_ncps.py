@@ -90,6 +90,8 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, argv: list[str] |
     except DataError as exc:
         raise DataError(f"importing onto '{cfg.dataset}' needs its data (the task and its sizes): {exc}") from None
     task = dataset.task
+    if m.kind == "cfc-ncp" and "rnn_cell.layer_0.sparsity_mask" not in m.tensors:
+        _rebuild_masks(m, cfg)
     arch = _arch(m, cfg, task)
     tensors = {"rnn." + k: v for k, v in ncps_layout.core_from_ncps(m, arch.get("backbone_dropout", 0.0)).items()}
     tensors.update(_front_and_head(m, cfg, state, task))
@@ -203,6 +205,29 @@ def _linear(state, prefix: str, flag: str, bias: bool = True) -> tuple[torch.Ten
         near = sorted(k.rsplit(".", 1)[0] for k in state if k.endswith(".weight") and "rnn_cell." not in k)
         raise ConfigError(f"{flag} {prefix}: the file has no {' / '.join(keys)}; candidates: {', '.join(near) or 'none'}")
     return state[keys[0]].float(), state[keys[1]].float() if bias else None
+
+
+def _rebuild_masks(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig) -> None:
+    """A wired CfC saved without its masks: ncps's AutoNCP masks from --wiring-seed and --sparsity
+    (our generator draws the same circuit), their sizes checked against the weights."""
+    from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency
+
+    if cfg.wiring_seed is None or cfg.sparsity is None:
+        raise ConfigError("this wired ncps CfC's state dict has no wiring masks (rnn_cell.layer_K.sparsity_mask): give "
+                          "--wiring-seed and --sparsity of its AutoNCP to rebuild them")
+    try:
+        shape = NcpShape.auto(m.hidden, m.layers[-1], cfg.sparsity)
+    except ValueError as exc:
+        raise ConfigError(f"no AutoNCP of {m.hidden} units, {m.layers[-1]} motor and sparsity {cfg.sparsity}: {exc}") from None
+    if [shape.inter, shape.command, shape.motor] != m.layers:
+        raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={cfg.sparsity}) has layers "
+                          f"{[shape.inter, shape.command, shape.motor]}, the weights {m.layers}: check --sparsity")
+    sensory, internal = ncp_adjacency(shape, m.features, cfg.wiring_seed)
+    for k, mask in enumerate(cfc_layer_masks(shape, sensory, internal)):
+        weight = m.tensors[f"rnn_cell.layer_{k}.ff1.weight"]
+        if tuple(weight.shape) != mask.shape:  # pragma: no cover - the sizes above fix the shapes
+            raise ConfigError(f"the rebuilt mask of layer {k} is {mask.shape}, its weights {tuple(weight.shape)}")
+        m.tensors[f"rnn_cell.layer_{k}.sparsity_mask"] = torch.from_numpy(mask).to(weight.dtype)
 
 
 def _check_wiring(m: ncps_layout.NcpsModel, arch: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
