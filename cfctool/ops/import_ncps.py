@@ -207,41 +207,35 @@ def _linear(state, prefix: str, flag: str, bias: bool = True) -> tuple[torch.Ten
     return state[keys[0]].float(), state[keys[1]].float() if bias else None
 
 
-def _rebuild_masks(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig) -> None:
-    """A wired CfC saved without its masks: ncps's AutoNCP masks from --wiring-seed and --sparsity
-    (our generator draws the same circuit), their sizes checked against the weights."""
+def _autoncp_masks(m: ncps_layout.NcpsModel, sparsity: float, seed: int) -> list[torch.Tensor]:
+    """The three layer masks ncps's AutoNCP(hidden, motor, sparsity, seed) draws (our generator
+    draws the same circuit), for a wired model whose layer sizes are that AutoNCP's."""
     from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency
 
+    try:
+        shape = NcpShape.auto(m.hidden, m.layers[-1], sparsity)
+    except ValueError as exc:
+        raise ConfigError(f"no AutoNCP of {m.hidden} units, {m.layers[-1]} motor and sparsity {sparsity}: {exc}") from None
+    if [shape.inter, shape.command, shape.motor] != m.layers:
+        raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={sparsity}) has layers "
+                          f"{[shape.inter, shape.command, shape.motor]}, the weights {m.layers}: check --sparsity")
+    sensory, internal = ncp_adjacency(shape, m.features, seed)
+    return [torch.from_numpy(mask).float() for mask in cfc_layer_masks(shape, sensory, internal)]
+
+
+def _rebuild_masks(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig) -> None:
+    """A wired CfC saved without its masks: AutoNCP's from --wiring-seed and --sparsity."""
     if cfg.wiring_seed is None or cfg.sparsity is None:
         raise ConfigError("this wired ncps CfC's state dict has no wiring masks (rnn_cell.layer_K.sparsity_mask): give "
                           "--wiring-seed and --sparsity of its AutoNCP to rebuild them")
-    try:
-        shape = NcpShape.auto(m.hidden, m.layers[-1], cfg.sparsity)
-    except ValueError as exc:
-        raise ConfigError(f"no AutoNCP of {m.hidden} units, {m.layers[-1]} motor and sparsity {cfg.sparsity}: {exc}") from None
-    if [shape.inter, shape.command, shape.motor] != m.layers:
-        raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={cfg.sparsity}) has layers "
-                          f"{[shape.inter, shape.command, shape.motor]}, the weights {m.layers}: check --sparsity")
-    sensory, internal = ncp_adjacency(shape, m.features, cfg.wiring_seed)
-    for k, mask in enumerate(cfc_layer_masks(shape, sensory, internal)):
-        weight = m.tensors[f"rnn_cell.layer_{k}.ff1.weight"]
-        if tuple(weight.shape) != mask.shape:  # pragma: no cover - the sizes above fix the shapes
-            raise ConfigError(f"the rebuilt mask of layer {k} is {mask.shape}, its weights {tuple(weight.shape)}")
-        m.tensors[f"rnn_cell.layer_{k}.sparsity_mask"] = torch.from_numpy(mask).to(weight.dtype)
+    for k, mask in enumerate(_autoncp_masks(m, cfg.sparsity, cfg.wiring_seed)):
+        m.tensors[f"rnn_cell.layer_{k}.sparsity_mask"] = mask
 
 
 def _check_wiring(m: ncps_layout.NcpsModel, arch: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """--wiring-seed: the masks our generator draws for it (ncps's AutoNCP) must be the stored ones."""
-    from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency
-
-    try:
-        shape = NcpShape.auto(m.hidden, m.layers[-1], arch["sparsity"])
-    except ValueError as exc:
-        raise ConfigError(f"--wiring-seed: no AutoNCP of {m.hidden} units and sparsity {arch['sparsity']}: {exc}") from None
-    sensory, internal = ncp_adjacency(shape, m.features, arch["wiring_seed"])
-    for k, mask in enumerate(cfc_layer_masks(shape, sensory, internal)):
-        stored = tensors[f"rnn.cells.{k}.sparsity_mask"]
-        if tuple(stored.shape) != mask.shape or not torch.equal(stored, torch.from_numpy(mask).to(stored.dtype)):
+    """--wiring-seed: the masks AutoNCP draws for it must be the stored ones."""
+    for k, mask in enumerate(_autoncp_masks(m, arch["sparsity"], arch["wiring_seed"])):
+        if not torch.equal(tensors[f"rnn.cells.{k}.sparsity_mask"].float(), mask):
             raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={arch['sparsity']}, "
                               f"seed={arch['wiring_seed']}) draws other masks than the file's (layer {k}): check "
                               "--wiring-seed and --sparsity, or leave them out (the stored masks are used either way)")
