@@ -161,7 +161,12 @@ def test_export_ncps_round_trip(trained_xor, tmp_path, cli):
 def test_import_errors_say_what_to_do(tmp_path, cli):
     (tmp_path / "w.pt").write_bytes(b"not read")
     r = cli("import", "ncps", tmp_path / "w.pt", "--dataset", "xor", "-o", tmp_path / "o.st")
-    assert r.code == 2 and "never unpickles" in r.err and "safetensors.torch.save_file(model.state_dict()" in r.err
+    assert r.code == 1 and "never unpickles" in r.err and "safetensors.torch.save_file(model.state_dict()" in r.err
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    r = cli("import", "ncps", tmp_path / "bad.safetensors", "--dataset", "xor", "-o", tmp_path / "o.st")
+    assert r.code == 1 and "is not a safetensors file" in r.err and not (tmp_path / "o.st").exists()
+    r = cli("import", "ncps", tmp_path / "none.safetensors", "--dataset", "xor", "-o", tmp_path / "o.st")
+    assert r.code == 1 and "does not exist" in r.err
     torch.manual_seed(0)
 
     def run(module, *flags):
@@ -169,7 +174,7 @@ def test_import_errors_say_what_to_do(tmp_path, cli):
         return cli("import", "ncps", tmp_path / "w.safetensors", "--dataset", "xor", *flags, "-o", tmp_path / "o.st")
 
     r = run(torch.nn.ModuleDict({"fc": torch.nn.Linear(3, 2)}))
-    assert r.code == 2 and "no ncps CfC or LTC in this file" in r.err
+    assert r.code == 1 and "no ncps CfC or LTC in this file" in r.err
     r = run(torch.nn.ModuleDict({"rnn": ncps_torch.CfC(3, 8)}), "--readout", "fc")
     assert r.code == 2 and "reads 3 inputs per step, but data set 'xor' has 1" in r.err
     r = run(torch.nn.ModuleDict({"rnn": ncps_torch.CfC(1, 8)}))

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from cfctool.errors import ConfigError
+from cfctool.errors import CheckpointError, ConfigError
 
 
 def backbone_index(layer: int, dropout: float) -> int:
@@ -52,10 +52,10 @@ def find_module(state: dict[str, torch.Tensor]) -> str:
     """The key prefix of the one ncps module (`CfC`/`LTC`) in a state dict."""
     prefixes = sorted({k[:k.index("rnn_cell.")] for k in state if "rnn_cell." in k})
     if not prefixes:
-        raise ConfigError("no ncps CfC or LTC in this file: its keys have no 'rnn_cell.' (ncps modules store their "
+        raise CheckpointError("no ncps CfC or LTC in this file: its keys have no 'rnn_cell.' (ncps modules store their "
                           f"cell there); keys seen: {', '.join(sorted(state)[:6])}{' ...' if len(state) > 6 else ''}")
     if len(prefixes) > 1:
-        raise ConfigError(f"more than one ncps module in this file (at {', '.join(map(repr, prefixes))}); "
+        raise CheckpointError(f"more than one ncps module in this file (at {', '.join(map(repr, prefixes))}); "
                           "cfctool imports one: save the state dict of the one to import")
     return prefixes[0]
 
@@ -77,7 +77,7 @@ def read(state: dict[str, torch.Tensor]) -> NcpsModel:
         return NcpsModel("cfc-ncp", features, sum(layers), layers[-1], own, layers=layers,
                          pure="rnn_cell.layer_0.w_tau" in own, mixed_memory=mixed)
     if "rnn_cell.ff1.weight" not in own:
-        raise ConfigError(f"the ncps module at '{prefix}' is neither a CfC (rnn_cell.ff1) nor an LTC (rnn_cell.gleak)")
+        raise CheckpointError(f"the ncps module at '{prefix}' is neither a CfC (rnn_cell.ff1) nor an LTC (rnn_cell.gleak)")
     hidden = own["rnn_cell.ff1.weight"].shape[0]
     indices = sorted(int(m.group(1)) for k in own if (m := re.fullmatch(r"rnn_cell\.backbone\.(\d+)\.weight", k)))
     widths = [own[f"rnn_cell.backbone.{i}.weight"].shape[0] for i in indices]
@@ -87,7 +87,7 @@ def read(state: dict[str, torch.Tensor]) -> NcpsModel:
             if indices == [backbone_index(i, rate) for i in range(len(indices))]:
                 dropout = flag
         if dropout is None:
-            raise ConfigError(f"the ncps backbone's layers sit at Sequential indices {indices}, which no ncps CfC has")
+            raise CheckpointError(f"the ncps backbone's layers sit at Sequential indices {indices}, which no ncps CfC has")
     first = own[f"rnn_cell.backbone.{indices[0]}.weight"] if indices else own["rnn_cell.ff1.weight"]
     outputs = own["fc.weight"].shape[0] if "fc.weight" in own else hidden
     return NcpsModel("cfc", first.shape[1] - hidden, hidden, outputs, own, backbone_widths=widths,

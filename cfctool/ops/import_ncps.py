@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
-from cfctool.errors import CfcError, ConfigError, DataError
+from cfctool.errors import CfcError, CheckpointError, ConfigError, DataError
 from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
 from cfctool.models import ncps_layout
 
@@ -58,17 +58,17 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; a pickle is refused, saying how to write the file."""
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise ConfigError(f"{path.name} looks like a pickle ({path.suffix}); cfctool never unpickles (loading one runs "
+        raise CheckpointError(f"{path.name} looks like a pickle ({path.suffix}); cfctool never unpickles (loading one runs "
                           f"the code it carries). In your ncps code, write the weights with: {SAVE_LINE}")
     if not path.is_file():
-        raise ConfigError(f"{path} does not exist")
+        raise CheckpointError(f"{path} does not exist")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is not a safetensors file ({exc}); write it with: {SAVE_LINE}") from None
+        raise CheckpointError(f"{path} is not a safetensors file ({exc}); write it with: {SAVE_LINE}") from None
 
 
 def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, argv: list[str] | None = None,
