@@ -62,9 +62,9 @@ def register(app: typer.Typer) -> None:
                                ltc_constraints=ltc_constraints, wiring_seed=wiring_seed, sparsity=sparsity,
                                data_dir=data)
         cfg.validate()
-        read_weights(weights)  # a pickle or a missing file fails before the output is checked or data read
+        state = read_weights(weights)  # a pickle or a missing file fails before the output is checked or data read
         check_output(output, inputs=(weights,))
-        ckpt = import_ncps(weights, cfg, argv=sys.argv[1:], notify=status_lines(quiet))
+        ckpt = import_ncps(weights, cfg, state=state, argv=sys.argv[1:], notify=status_lines(quiet))
         write_checkpoint(ckpt, output)
 
     app.add_typer(group, name="import")

@@ -71,16 +71,17 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a safetensors file ({exc}); write it with: {SAVE_LINE}") from None
 
 
-def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, argv: list[str] | None = None,
-                notify=None) -> Checkpoint:
-    """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`."""
+def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, torch.Tensor] | None = None,
+                argv: list[str] | None = None, notify=None) -> Checkpoint:
+    """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`
+    (`state`: the file's tensors when the caller has read them already)."""
     from cfctool.configs import DataConfig
     from cfctool.data.registry import load_dataset
     from cfctool.families.build import build_model
 
     cfg.validate()
     started = time.perf_counter()
-    state = read_weights(weights)
+    state = read_weights(weights) if state is None else state
     m = ncps_layout.read(state)
     say = notify or (lambda _: None)
     say(f"found an ncps {m.kind}: {m.features} inputs, {m.hidden} neurons"
