@@ -80,7 +80,7 @@ class Budget:
                         f"{100 * best['val_accuracy']:.2f}% ({100 * (best['val_accuracy'] - self.baseline):+.2f}). "
                         "Allow a larger --max-drop, or fine-tune more (--finetune)")
 
-    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], cfg, search: str,
+    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], search: str,
                **extra: Any) -> Checkpoint:
         """`out` with the search in its record and the outer command line in its history."""
         compression = dict(out.record.get("compression") or {})
@@ -126,7 +126,7 @@ def search_ratio(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, not
                 hi = mid
     if best is None:
         raise budget.closest()
-    return budget.result(best, section, {"ratio": best_ratio}, cfg,
+    return budget.result(best, section, {"ratio": best_ratio},
                          f"--ratio {cfg.ratio}, then a grid of 0.1 downwards, then bisection to {RATIO_TOLERANCE}")
 
 
@@ -150,7 +150,7 @@ def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notif
             hi, best = mid, out
         else:
             lo = mid
-    return budget.result(best, section, {"dim": hi}, cfg, f"bisection of the dims over [1, {cfg.dim}]")
+    return budget.result(best, section, {"dim": hi}, f"bisection of the dims over [1, {cfg.dim}]")
 
 
 def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[str], data_dir, argv, notify,
@@ -175,7 +175,7 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[
             break
     if found:
         _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
-        return budget.result(best, section, setting, cfg, f"int4, then int8, x granularity x observer "
+        return budget.result(best, section, setting, f"int4, then int8, x granularity x observer "
                              f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)")
     return _float_fallback(ckpt, cfg, op, section, budget, units, data_dir=data_dir, argv=argv, progress=progress)
 
@@ -202,6 +202,6 @@ def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, uni
         out, within = budget.trial(setting, lambda: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None,
                                                       progress=progress))
         if within:
-            return budget.result(out, section, setting, cfg, "no integer candidate within: the best int8 one with "
+            return budget.result(out, section, setting, "no integer candidate within: the best int8 one with "
                                  "products kept in float32, most sensitive first", sensitivity=sensitivity)
     raise budget.closest()
