@@ -23,6 +23,19 @@ from pathlib import Path
 
 from benchmarks.common import machine, merge_result, panels, progress_lines, results_dir, save_figure
 
+# the study's student sizes against the CfC-Deep teacher (559,104 recurrent parameters): about 8x, 15x
+# and 30x fewer, each under the study's recipe (--preset seed, 10 epochs) and ours (the reference
+# recipe at 20 epochs, IMDB's default preset): the study table and plot
+STUDY_SIZES = (("8x", "cfc", {"hidden": 64, "backbone_layers": 0}),
+               ("15x", "cfc-ncp", {"hidden": 64}),
+               ("30x", "cfc", {"hidden": 20, "backbone_layers": 0}))
+STUDY_RECIPES = {"seed": "seed", "reference": "default"}  # label: preset
+
+
+def study_entry(ratio: str, recipe: str, with_teacher: bool = True) -> str:
+    return f"imdb-{ratio}-{recipe}" + ("" if with_teacher else "-alone")
+
+
 # name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
 STUDENTS = {
     "imdb-ncp64": ("imdb", "cfc-ncp", {"hidden": 64}),
@@ -35,14 +48,8 @@ STUDENTS = {
     "imdb-ncp64-emb16": ("imdb", "cfc-ncp", {"hidden": 64, "embedding_dim": 16, "epochs": 10, "init": True}),
     "person_activity-cfc64": ("person_activity", "cfc", {"hidden": 64}),
     "person_activity-ncp32": ("person_activity", "cfc-ncp", {"hidden": 32}),
-    # the study's student sizes against the CfC-Deep teacher (559,104 recurrent parameters): about 8x, 15x
-    # and 30x fewer, each under the study's recipe (--preset seed, 10 epochs) and ours (the reference
-    # recipe at 20 epochs, IMDB's default preset)
-    **{f"imdb-{ratio}-{label}": ("imdb", arch, {**size, "preset": preset})
-       for ratio, arch, size in (("8x", "cfc", {"hidden": 64, "backbone_layers": 0}),
-                                 ("15x", "cfc-ncp", {"hidden": 64}),
-                                 ("30x", "cfc", {"hidden": 20, "backbone_layers": 0}))
-       for label, preset in (("seed", "seed"), ("reference", "default"))},
+    **{study_entry(ratio, label): ("imdb", arch, {**size, "preset": preset})
+       for ratio, arch, size in STUDY_SIZES for label, preset in STUDY_RECIPES.items()},
     # the bit-stream XOR: a run of seconds that needs no data (the smoke test's)
     "xor-ncp8": ("xor", "cfc-ncp", {"hidden": 8}),
 }
@@ -131,6 +138,31 @@ def plot(out: Path) -> Path:
     return save_figure(fig, out)
 
 
+def plot_study(out: Path) -> Path | None:
+    """The study's sizes: accuracy against compression, one curve per recipe and condition."""
+    import yaml
+
+    runs = yaml.safe_load((results_dir() / "distill.yaml").read_text())["runs"]
+    curves = {(recipe, with_teacher): [runs[e] for ratio, *_ in STUDY_SIZES
+                                       if (e := study_entry(ratio, recipe, with_teacher)) in runs]
+              for recipe in STUDY_RECIPES for with_teacher in (True, False)}
+    if not any(curves.values()):
+        return None
+    fig, (ax,) = panels(1)
+    for (recipe, with_teacher), rows in curves.items():
+        if rows:
+            ax.plot([r["rnn_compression"] for r in rows], [r["test_accuracy"] for r in rows],
+                    marker="o" if with_teacher else "x", ls="-" if with_teacher else "--",
+                    label=f"{'with' if with_teacher else 'without'} the teacher, "
+                          f"{'--preset seed' if recipe == 'seed' else 'reference recipe'}")
+    teacher = next(rows[0] for rows in curves.values() if rows)
+    ax.axhline(teacher["teacher_accuracy"], color="grey", lw=0.8, label="teacher (CfC-Deep)")
+    ax.set(xscale="log", xlabel="recurrent parameters: teacher / student", ylabel="test accuracy",
+           title="IMDB: CfC-Deep into smaller students")
+    ax.legend(fontsize=7)
+    return save_figure(fig, out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(ENTRIES), default=[])
@@ -144,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", default="runs/distill")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
-    parser.add_argument("--plot", action="store_true", help="write benchmarks/results/distill.png")
+    parser.add_argument("--plot", action="store_true", help="write benchmarks/results/distill.png and "
+                        "distill-study.png")
     args = parser.parse_args(argv)
     teachers = dict(t.split("=", 1) for t in args.teacher)
     args.inits = dict(t.split("=", 1) for t in args.init)
@@ -153,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         print(merge_result("distill", "runs", key, entry, {"benchmark": "distillation (the compression study)"}))
     if args.plot:
         print(plot(results_dir() / "distill.png"))
+        print(plot_study(results_dir() / "distill-study.png"))
 
 
 if __name__ == "__main__":

@@ -89,6 +89,11 @@ def run(path: Path, args) -> dict:
                                                 "fuse")}}
     for name, r in zip(["fp32"] + onnx if args.onnx else [], report["also"][1 + len(names):]):
         rows[f"{name} onnxruntime"] = {**_row(r, folded, eager), "export": r.get("onnx")}
+    if args.whole_accuracy and args.batches:  # timed on a subset, accuracy from one pass over the whole split
+        whole = whole_split_accuracy([("fp32 folded", fp32, "auto"), ("fp32 eager", fp32, "loop")]
+                                     + [(n, variants[n], "auto") for n in names], args)
+        for name, acc in whole.items():
+            rows[name] = {**rows[name], "accuracy_timed_subset": rows[name]["accuracy"], **acc}
     profile = per_step_profile(fp32, variants.get("static"), args) if args.profile else None
     return key, {
         **({"per_step_profile": profile} if profile else {}),
@@ -97,6 +102,23 @@ def run(path: Path, args) -> dict:
         "repeats": report["repeats"], "machine": machine(), "what_else_ran": args.note, "rows": rows,
         "seed_reference": SEED.get(model_key),
     }
+
+
+def whole_split_accuracy(subjects, args) -> dict[str, dict]:
+    """name -> the accuracy over the whole test split and its sample count, each subject on its
+    engine (the fp32 loop and folded engines agree to float rounding: one pass serves both)."""
+    from cfctool.ops.evaluate import evaluate
+
+    out, fp32_metrics = {}, None
+    for name, ckpt, engine in subjects:
+        if name == "fp32 eager" and fp32_metrics is not None:
+            metrics = fp32_metrics
+        else:
+            metrics = evaluate(ckpt, "test", args.data, threads=args.threads, engine=engine,
+                               notify=lambda m, name=name: print(f"[accuracy {name}] {m}", file=sys.stderr))
+            fp32_metrics = fp32_metrics or metrics
+        out[name] = {"accuracy": metrics["accuracy"], "accuracy_samples": metrics["samples"]}
+    return out
 
 
 def per_step_profile(fp32, static, args) -> dict:
@@ -152,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=None, help="time a seeded subset of N batches (stated)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--whole-accuracy", action="store_true",
+                        help="with --batches: accuracy from one more pass over the whole test split")
     parser.add_argument("--out-dir", default="runs/quantize")
     parser.add_argument("--reuse", action="store_true", help="reuse variants already in --out-dir")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")

@@ -126,7 +126,10 @@ def quantize(only: str | None = None, variants: tuple[str, ...] | None = None) -
                         f"{'' if s_acc is None else f'{100 * s_acc:.1f}%'} | {r['file_ratio']:.2f}× | "
                         f"{r['speedup_vs_folded_fp32']:.2f}× | {r['speedup_vs_eager_fp32']:.2f}×{s_speed} |")
         w = run["workload"]
-        notes.append(f"{key}: {w['items']:,} test items{' (a seeded subset)' if w.get('subset') else ''}, batch "
+        whole = next((r["accuracy_samples"] for r in run["rows"].values() if "accuracy_samples" in r), None)
+        timed = f"{w['items']:,} test items{' (a seeded subset)' if w.get('subset') else ''}"
+        timed = f"accuracy on all {whole:,} test items, time on {timed}" if whole else timed
+        notes.append(f"{key}: {timed}, batch "
                      f"{w['batch_size']}, {run['threads']} thread(s), medians of {run['repeats']} interleaved passes; "
                      f"{run['machine']['cpu']}, torch {run['machine']['torch']}; also running: {run['what_else_ran']}.")
     return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n" + \
@@ -185,7 +188,7 @@ def distill() -> str:
     rows = ["| student | settings | teacher (accuracy) | distilled | without teacher | difference | recurrent params "
             "(teacher / student) | params without / with embedding | epochs |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
-        if not r["with_teacher"]:
+        if not r["with_teacher"] or name in _study_entries():  # those have their own table (distill_study)
             continue
         alone = runs.get(f"{name}-alone")
         settings = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) + \
@@ -205,6 +208,51 @@ def distill() -> str:
                 f"Command: `{command}`.")
     rows += ["", _source({**doc, "machine": any_run["machine"]}, threads=any_run["threads"], also=any_run["what_else_ran"],
                          command="")]
+    return "\n".join(rows)
+
+
+def _study_entries() -> set[str]:
+    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_entry
+
+    return {study_entry(ratio, recipe, w) for ratio, *_ in STUDY_SIZES for recipe in STUDY_RECIPES for w in (True, False)}
+
+
+def distill_study() -> str:
+    """The study's student sizes: with and without the teacher, under both recipes."""
+    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_entry
+
+    runs = (_load("distill") or {}).get("runs", {})
+    done = [runs[e] for e in sorted(_study_entries()) if e in runs]
+    if not done:
+        return "_not measured yet: `python -m benchmarks.distill --teacher imdb=runs/imdb/cfc-deep.st --only imdb-8x-seed ...`_"
+    head = "| student | recurrent params (teacher / student) |"
+    for recipe in STUDY_RECIPES:
+        name = "--preset seed (10 epochs)" if recipe == "seed" else "reference recipe (20 epochs)"
+        head += f" {name}: with teacher | without | difference |"
+    rows = [head, "|" + "---|" * (2 + 3 * len(STUDY_RECIPES))]
+    for ratio, arch, size in STUDY_SIZES:
+        any_run = next((runs[e] for recipe in STUDY_RECIPES for w in (True, False)
+                        if (e := study_entry(ratio, recipe, w)) in runs), None)
+        if any_run is None:
+            continue
+        settings = ", ".join(f"{k} {v}" for k, v in size.items())
+        row = (f"| {ratio}: {arch} ({settings}) | {any_run['teacher_rnn_params']:,} / {any_run['rnn_params']:,} "
+               f"({any_run['rnn_compression']:.1f}×) |")
+        for recipe in STUDY_RECIPES:
+            w, a = runs.get(study_entry(ratio, recipe)), runs.get(study_entry(ratio, recipe, False))
+            diff = f"{100 * (w['test_accuracy'] - a['test_accuracy']):+.2f}" if w and a else "—"
+            row += (f" {_pct(w['test_accuracy']) if w else '—'} | {_pct(a['test_accuracy']) if a else '—'} | "
+                    f"{diff} |")
+        rows.append(row)
+    teachers = sorted({(r["teacher"], r["teacher_accuracy"]) for r in done})
+    rows += ["", "Teacher: " + "; ".join(f"`{t}` ({_pct(acc)} test)" for t, acc in teachers) + ". One run each, "
+             f"seed {done[0]['seed']}, loss 0.25 CE + 0.75 KD with the teacher, CE alone without it; same epochs and "
+             "seed per pair. —: not run yet.", "",
+             _source({"machine": done[0]["machine"], "provenance": (_load("distill") or {}).get("provenance")},
+                     threads=done[0]["threads"],
+                     also="; ".join(dict.fromkeys(r["what_else_ran"] for r in done)),
+                     command="`; `".join(dict.fromkeys(re.sub(r"--only \S+", "--only ENTRY", r["command"])
+                                                        for r in done)))]
     return "\n".join(rows)
 
 
@@ -644,6 +692,28 @@ def replication() -> str:
             "above it; *short*: below it, with the reason.")
 
 
+def deep_search() -> str:
+    """The IMDB CfC-Deep recipe search: one row per probe, finished or stopped."""
+    doc = _load("deep_search")
+    if not doc:
+        return "_not collected yet: `python -m benchmarks.deep_search --states runs/baselines --plot`_"
+    rows = ["| probe | preset + changes | epochs | best validation (epoch) | last training loss | test | what it said |",
+            "|---|---|---|---|---|---|---|"]
+    for name, p in doc["probes"].items():
+        changes = ", ".join(f"{k} {v}" for k, v in (p["changed_from_preset"] or {}).items())
+        last = p["epochs"][-1] if p["epochs"] else {}
+        best = f"{_pct(p['best_val_accuracy'])} ({p['best_epoch']})" if p["best_val_accuracy"] is not None else "—"
+        test = f"**{_pct(p['test_accuracy'])}**" if p["test_accuracy"] is not None else "— (stopped)"
+        rows.append(f"| {name} | {p['preset']}{': ' + changes if changes else ''} | {len(p['epochs'])}"
+                    f"{'' if p['status'] == 'finished' else ' (stopped)'} | {best} | "
+                    f"{last.get('train_loss', float('nan')):.3f} | {test} | {p['verdict']} |")
+    threads = sorted({str(p["threads"]) for p in doc["probes"].values()})
+    return "\n".join(rows) + "\n\n" + ("Validation: 1,000 training reviews held out (4%); test: the 25,000 test "
+                                       "reviews, once per finished run, at its best validation epoch.\n\n") + \
+        _source(doc, threads="/".join(threads), also="at most one other 1-thread training beside each probe",
+                command="python -m benchmarks.deep_search --states runs/baselines --plot")
+
+
 def budget() -> str:
     """docs/results/budget.md: each --max-drop search on a trained model."""
     doc = _load("budget") or {}
@@ -666,8 +736,8 @@ def budget() -> str:
         command="`; `".join(dict.fromkeys(e["command"] for e in runs.values())))
 
 
-TABLES = {"replication": replication, "budget": budget, "cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
-          "distill": distill, "reduce": reduce, "scale": scale, "pipeline": pipeline, "quickstart": quickstart,
+TABLES = {"replication": replication, "budget": budget, "deep_search": deep_search, "cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
+          "distill": distill, "distill_study": distill_study, "reduce": reduce, "scale": scale, "pipeline": pipeline, "quickstart": quickstart,
           "prune_acceptance": prune_acceptance, "originals": originals, "headline": headline, "papers": papers, "edge": edge, "edge_m4": edge_m4,
           "imdb_recipes": imdb_recipes, "imdb_single_changes": imdb_single_changes,
           "quantize_imdb": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 eager", "static", "dynamic", "qat",

@@ -229,3 +229,54 @@ def test_budget_smoke(results, learned_xor, tmp_path):
     for entry in (reduce, quantize):
         assert entry["val_accuracy"]["original"] - entry["val_accuracy"]["compressed"] <= 0.01 + 1e-9
         assert entry["file_bytes"]["compressed"] < entry["file_bytes"]["original"] and entry["speedup"] > 0
+
+
+def test_deep_search_smoke(results, tmp_path):
+    """A finished probe (its baselines entry) and a stopped one (only its training state) both
+    come back with their curves; only the finished one has a test accuracy, and the table says so."""
+    from cfctool.ops.train import train
+    from tests.helpers import tiny_run
+
+    results.mkdir()
+    (results / "baselines.yaml").write_text(yaml.safe_dump({"runs": {"imdb-cfc-deep-lr25": {
+        "epoch_log": [{"epoch": 1, "train_loss": 0.7, "val_accuracy": 0.6}, {"epoch": 2, "train_loss": 0.5,
+                                                                             "val_accuracy": 0.8}],
+        "test_accuracy": 0.79, "best_epoch": 2, "sec_per_epoch": 1.0, "threads": 1, "device": "cpu",
+        "command": "python -m benchmarks.baselines --only imdb-cfc-deep-lr25"}}}))
+    states = tmp_path / "states"
+    states.mkdir()
+    train(tiny_run("cfc", keep_state=True), output=states / "imdb-cfc-deep-lr1e3.st")  # stands in for a stopped probe
+    run("deep_search", "--states", states, "--plot")
+    probes = read(results, "deep_search")["probes"]
+    assert list(probes) == ["imdb-cfc-deep-lr1e3", "imdb-cfc-deep-lr25"]
+    stopped, finished = probes["imdb-cfc-deep-lr1e3"], probes["imdb-cfc-deep-lr25"]
+    assert stopped["status"] == "stopped after epoch 1" and stopped["test_accuracy"] is None
+    assert len(stopped["epochs"]) == 1 and 0 <= stopped["best_val_accuracy"] <= 1
+    assert finished["status"] == "finished" and finished["best_val_accuracy"] == 0.8 and finished["test_accuracy"] == 0.79
+    assert finished["changed_from_preset"] == {"lr": 2.5e-4, "lr_decay": 0.85}
+    assert (results / "deep-search.png").stat().st_size > 0
+    from benchmarks.tables import deep_search
+    table = deep_search()
+    assert "| imdb-cfc-deep-lr1e3 | reference: lr 0.001, lr_decay 0.8 | 1 (stopped) |" in table
+    assert "**79.00%**" in table and "— (stopped)" in table
+
+
+def test_distill_study_table_and_plot(results):
+    """The study's sizes: a pair with and without the teacher gives the difference; a size
+    whose runs are missing says so; the plot draws what there is."""
+    from benchmarks.distill import plot_study
+    from benchmarks.tables import distill_study
+
+    base = {"teacher": "t.st", "teacher_accuracy": 0.86, "teacher_rnn_params": 559104, "rnn_params": 65792,
+            "rnn_compression": 8.5, "seed": 0, "threads": 1, "what_else_ran": "nothing",
+            "machine": {"cpu": "x", "cores": 2}, "command": "python -m benchmarks.distill --only imdb-8x-seed"}
+    results.mkdir()
+    (results / "distill.yaml").write_text(yaml.safe_dump({"runs": {
+        "imdb-8x-seed": {**base, "test_accuracy": 0.85, "with_teacher": True},
+        "imdb-8x-seed-alone": {**base, "test_accuracy": 0.80, "with_teacher": False},
+        "imdb-8x-reference-alone": {**base, "test_accuracy": 0.87, "with_teacher": False}}}))
+    table = distill_study()
+    row = next(line for line in table.splitlines() if line.startswith("| 8x"))
+    assert "| 85.00% | 80.00% | +5.00 | — | 87.00% | — |" in row
+    assert not any(line.startswith("| 15x") for line in table.splitlines())  # never run: no row
+    assert plot_study(results / "study.png").stat().st_size > 0
