@@ -33,7 +33,8 @@ PROBES = {
     "imdb-cfc-deep-ema": "a weight average over the slower decay: smoother, not higher",
     "imdb-cfc-deep-lr25": "half the lr, decaying slower: the best so far; training loss still 0.17",
     "imdb-cfc-deep-lr25-3x312": "three layers of 312 at the same recurrent parameter count",
-    "imdb-cfc-deep-lr25-nodrop": "lr25 without dropout",
+    "imdb-cfc-deep-lr25-nodrop": "lr25 without dropout: validation 75.7% after 4 epochs against lr25's 81.2%, its "
+                                 "training loss lower (0.42 against 0.44): it overfits sooner; stopped",
     "imdb-cfc-deep-lr25-decay90": "lr25 with a slower decay (0.9)",
 }
 

@@ -36,6 +36,10 @@ def study_entry(ratio: str, recipe: str, with_teacher: bool = True) -> str:
     return f"imdb-{ratio}-{recipe}" + ("" if with_teacher else "-alone")
 
 
+def study_entries() -> set[str]:
+    return {study_entry(ratio, recipe, w) for ratio, *_ in STUDY_SIZES for recipe in STUDY_RECIPES for w in (True, False)}
+
+
 # name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
 STUDENTS = {
     "imdb-ncp64": ("imdb", "cfc-ncp", {"hidden": 64}),
@@ -117,6 +121,7 @@ def plot(out: Path) -> Path:
     import yaml
 
     runs = yaml.safe_load((results_dir() / "distill.yaml").read_text())["runs"]
+    runs = {k: r for k, r in runs.items() if k not in study_entries()}  # plot_study draws those
     datasets = sorted({r["teacher"] for r in runs.values()})
     fig, axes = panels(len(datasets))
     for ax, teacher in zip(axes, datasets):

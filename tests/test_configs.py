@@ -97,3 +97,19 @@ def test_a_stored_run_config_trains_the_same_run(cli, tmp_path, trained_xor):
     assert r.code == 0, r.err
     a, b = load(tmp_path / "d.st"), load(tmp_path / "d2.st")
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+
+
+def test_imdb_deep_preset_is_the_recorded_searched_recipe():
+    """`--preset deep` (and CfC-Deep's default) must train exactly the search's chosen run, so
+    the accuracy the results pages give for it is what the preset reproduces."""
+    from benchmarks.baselines import DEEP_PRESET_RUN, VARIANTS
+    from cfctool.configs import resolve
+
+    dataset, arch, changed, preset = VARIANTS[DEEP_PRESET_RUN]
+    chosen = {k: v for k, v in resolve(dataset, arch, preset=preset, overrides={**changed, "epochs": 20}).to_dict().items()
+              if k != "preset"}
+    for name in ("deep", "default"):
+        settings = resolve("imdb", "cfc-deep", preset=name).to_dict()
+        assert settings.pop("preset") == name and settings == chosen, name
+    # the other architectures keep the reference schedule by default
+    assert resolve("imdb", "cfc").train.lr == resolve("imdb", "cfc", preset="reference").train.lr
