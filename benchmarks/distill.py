@@ -107,7 +107,11 @@ def run_entry(name: str, teachers: dict[str, Path], args) -> tuple[str, dict]:
         "params_without_embedding": s_counts["params"] - _embedding(student),
         "teacher_rnn_params": t_counts["rnn_params"], "teacher_params": t_counts["params"],
         "rnn_compression": t_counts["rnn_params"] / s_counts["rnn_params"],
-        "seconds": round(time.perf_counter() - start, 1), "checkpoint": str(out), "threads": args.threads,
+        # a resumed run: the training time of all its sittings, and this one's wall time
+        "seconds": metrics.get("train_seconds", round(time.perf_counter() - start, 1)),
+        "this_run_seconds": round(time.perf_counter() - start, 1),
+        **({"resumed_after_epoch": metrics["resumed_after_epoch"]} if metrics.get("resumed_after_epoch") else {}),
+        "checkpoint": str(out), "threads": args.threads,
         "device": "cpu", "machine": machine(), "what_else_ran": args.note, "seed_reference": SEED,
     }
 
