@@ -89,7 +89,7 @@ VARIANTS = {
                                                      "ema_decay": 0.999, "amp": "bf16", "epochs": 40}),
 }
 # the probe whose settings `--preset deep` (and CfC-Deep's default on IMDB) are: chosen by validation
-DEEP_PRESET_RUN = "imdb-cfc-deep-lr25"
+DEEP_PRESET_RUN = "imdb-cfc-deep-lr25-3x312"
 # entries that warm-start (train --init-from) from a committed checkpoint
 INIT_FROM = {"pmnist-ode-rnn-continued": "benchmarks/checkpoints/pmnist-ode-rnn.st",
              "pmnist-ode-rnn-ema": "benchmarks/checkpoints/pmnist-ode-rnn-continued.st"}

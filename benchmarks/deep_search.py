@@ -31,11 +31,17 @@ PROBES = {
                                     "at a similar training loss: stopped",
     "imdb-cfc-deep-warmup": "a ramp-up to 5e-4: at chance through the ramp, then the loss jumped: stopped",
     "imdb-cfc-deep-ema": "a weight average over the slower decay: smoother, not higher",
-    "imdb-cfc-deep-lr25": "half the lr, decaying slower: the best so far; training loss still 0.17",
-    "imdb-cfc-deep-lr25-3x312": "three layers of 312 at the same recurrent parameter count",
+    "imdb-cfc-deep-lr25": "half the lr, decaying slower: better; training loss still 0.17",
+    "imdb-cfc-deep-lr25-3x312": "three layers of 312 at the same recurrent parameter count: fits faster, and "
+                                "the best validation: chosen (`--preset deep`)",
     "imdb-cfc-deep-lr25-nodrop": "lr25 without dropout: validation 75.7% after 4 epochs against lr25's 81.2%, its "
                                  "training loss lower (0.42 against 0.44): it overfits sooner; stopped",
     "imdb-cfc-deep-lr25-decay90": "lr25 with a slower decay (0.9)",
+}
+
+# how a run was spread over threads and sittings, where its record alone does not say
+HOW_IT_RAN = {
+    "imdb-cfc-deep-lr25-3x312": "epochs 1-5 on 1 thread beside another probe, 6-20 resumed on 2 threads alone",
 }
 
 
@@ -66,6 +72,8 @@ def collect(states: Path | None) -> dict[str, dict]:
                          sec_per_epoch=round(summary["train_seconds"] / max(summary["epochs_done"], 1), 1))
         else:
             continue
+        if name in HOW_IT_RAN:
+            entry["how_it_ran"] = HOW_IT_RAN[name]
         entry["epochs"] = [{k: round(e[k], 4) if isinstance(e[k], float) else e[k]
                             for k in ("epoch", "train_loss", "val_accuracy") if k in e} for e in curve]
         vals = [e["val_accuracy"] for e in curve if e.get("val_accuracy") is not None]

@@ -89,12 +89,13 @@ def run(path: Path, args) -> dict:
                                                 "fuse")}}
     for name, r in zip(["fp32"] + onnx if args.onnx else [], report["also"][1 + len(names):]):
         rows[f"{name} onnxruntime"] = {**_row(r, folded, eager), "export": r.get("onnx")}
+    # the profile times too: before the accuracy passes, which need no quiet machine
+    profile = per_step_profile(fp32, variants.get("static"), args) if args.profile else None
     if args.whole_accuracy and args.batches:  # timed on a subset, accuracy from one pass over the whole split
         whole = whole_split_accuracy([("fp32 folded", fp32, "auto"), ("fp32 eager", fp32, "loop")]
                                      + [(n, variants[n], "auto") for n in names], args)
         for name, acc in whole.items():
             rows[name] = {**rows[name], "accuracy_timed_subset": rows[name]["accuracy"], **acc}
-    profile = per_step_profile(fp32, variants.get("static"), args) if args.profile else None
     return key, {
         **({"per_step_profile": profile} if profile else {}),
         "command": f"python -m benchmarks.quantize {' '.join(sys.argv[1:])}",

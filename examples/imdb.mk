@@ -4,7 +4,7 @@
 #   make -f examples/imdb.mk pipeline -j2 DATA=../shared/data      # prune -> distill -> quantize, then the report
 #   make -f examples/imdb.mk baselines                              # the three reference models (hours)
 #
-# The baselines take hours on a CPU (CfC-Deep about 3 h); an interrupted one continues from
+# The baselines take hours on a CPU (CfC-Deep about 2 h); an interrupted one continues from
 # its training state. Point TEACHER / NCP at checkpoints you already have to skip them:
 # make -f examples/imdb.mk pipeline TEACHER=deep.st NCP=ncp.st
 # (benchmarks/imdb.mk adds the README's result tables on top of these targets.)

@@ -78,9 +78,15 @@ def test_prune_smoke(results, trained_xor):
 
 def test_quantize_smoke(results, trained_xor, tmp_path):
     run("quantize", trained_xor["cfc"], "--variants", "static", "--calib", 16, "--batches", 1, "--repeats", 1,
-        "--out-dir", tmp_path / "q")
+        "--batch-size", 32, "--whole-accuracy", "--out-dir", tmp_path / "q")
     doc = read(results, "quantize")
     assert doc["runs"] and list((tmp_path / "q").glob("*.st"))
+    run_ = next(iter(doc["runs"].values()))
+    rows = run_["rows"]
+    # timed on one batch, accuracy over the whole test split (the tiny fixture's 128 rows)
+    assert run_["workload"]["items"] == 32
+    assert rows["static"]["accuracy_samples"] == rows["fp32 folded"]["accuracy_samples"] == 128
+    assert rows["fp32 eager"]["accuracy"] == rows["fp32 folded"]["accuracy"]
 
 
 def test_reduce_smoke(results, trained_xor):
