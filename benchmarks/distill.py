@@ -164,7 +164,8 @@ def plot_study(out: Path) -> Path | None:
                     marker="o" if with_teacher else "x", ls="-" if with_teacher else "--",
                     label=f"{'with' if with_teacher else 'without'} the teacher, "
                           f"{'--preset seed' if recipe == 'seed' else 'reference recipe'}")
-    teacher = next(rows[0] for rows in curves.values() if rows)
+    teacher = next(rows[0] for (_, with_teacher), rows in sorted(curves.items(), key=lambda kv: not kv[0][1])
+                   if rows)  # a run with the teacher names it; one without records whichever was given
     ax.axhline(teacher["teacher_accuracy"], color="grey", lw=0.8, label="teacher (CfC-Deep)")
     ax.set(xscale="log", xlabel="recurrent parameters: teacher / student", ylabel="test accuracy",
            title="IMDB: CfC-Deep into smaller students")

@@ -86,7 +86,7 @@ def run(path: Path, args) -> dict:
         rows[name] = {**_row(r, folded, eager), **made[name],
                       "quantization": {k: v for k, v in variants[name].record["compression"]["quantization"].items()
                                        if k in ("scheme", "bits", "observer", "granularity", "activation_scales",
-                                                "fuse")}}
+                                                "fuse", "qat_kept_epoch")}}
     for name, r in zip(["fp32"] + onnx if args.onnx else [], report["also"][1 + len(names):]):
         rows[f"{name} onnxruntime"] = {**_row(r, folded, eager), "export": r.get("onnx")}
     # the profile times too: before the accuracy passes, which need no quiet machine

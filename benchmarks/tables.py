@@ -122,6 +122,9 @@ def quantize(only: str | None = None, variants: tuple[str, ...] | None = None) -
                 continue
             s_acc = seed.get(seed_col.get(name, ""))
             s_speed = f" ({seed['speedup']}×)" if seed and name not in ("fp32 folded", "fp32 eager") else ""
+            if (r.get("quantization") or {}).get("qat_kept_epoch") == 0:
+                notes.append(f"{key} {name}: the fine-tuned epoch was worse on validation than the starting weights, "
+                             "which QAT kept: the static int8 model")
             rows.append(f"| {key} | {name} | {r['engine']} | {100 * r['accuracy']:.2f}% | "
                         f"{'' if s_acc is None else f'{100 * s_acc:.1f}%'} | {r['file_ratio']:.2f}× | "
                         f"{r['speedup_vs_folded_fp32']:.2f}× | {r['speedup_vs_eager_fp32']:.2f}×{s_speed} |")
@@ -236,7 +239,8 @@ def distill_study() -> str:
         head += f" {name}: with teacher | without | difference |"
     rows = [head, "|" + "---|" * (2 + 3 * len(STUDY_RECIPES))]
     for ratio, arch, size in STUDY_SIZES:
-        any_run = next((runs[e] for recipe in STUDY_RECIPES for w in (True, False)
+        # a run with the teacher first: a run without it records whichever teacher was given, unused
+        any_run = next((runs[e] for w in (True, False) for recipe in STUDY_RECIPES
                         if (e := study_entry(ratio, recipe, w)) in runs), None)
         if any_run is None:
             continue
@@ -249,10 +253,11 @@ def distill_study() -> str:
             row += (f" {_pct(w['test_accuracy']) if w else '—'} | {_pct(a['test_accuracy']) if a else '—'} | "
                     f"{diff} |")
         rows.append(row)
-    teachers = sorted({(r["teacher"], r["teacher_accuracy"]) for r in done})
+    teachers = sorted({(r["teacher"], r["teacher_accuracy"]) for r in done if r["with_teacher"]}) or \
+        sorted({(r["teacher"], r["teacher_accuracy"]) for r in done})
     rows += ["", "Teacher: " + "; ".join(f"`{t}` ({_pct(acc)} test)" for t, acc in teachers) + ". One run each, "
-             f"seed {done[0]['seed']}, loss 0.25 CE + 0.75 KD with the teacher, CE alone without it; same epochs and "
-             "seed per pair. —: not run yet.", "",
+             f"seed {done[0]['seed']}, loss 0.25 CE + 0.75 KD with the teacher, CE alone without it (which no "
+             "teacher changes); same epochs and seed per pair. —: not run yet.", "",
              _source({"machine": done[0]["machine"], "provenance": (_load("distill") or {}).get("provenance")},
                      threads=done[0]["threads"],
                      also="; ".join(dict.fromkeys(r["what_else_ran"] for r in done)),
@@ -702,7 +707,7 @@ def replication() -> str:
             return [100 * (study[r, recipe, True]["test_accuracy"] - study[r, recipe, False]["test_accuracy"])
                     for r, *_ in STUDY_SIZES[:2] if (r, recipe, True) in study and (r, recipe, False) in study]
 
-        teacher = next(iter(study.values()))["teacher_accuracy"]
+        teacher = next((r for (_, _, w), r in study.items() if w), next(iter(study.values())))["teacher_accuracy"]
         seed_gain, ref_gain = gains("seed"), gains("reference")
         kept = [study[r, rec, True]["test_accuracy"] >= teacher - 0.005 for r, *_ in STUDY_SIZES[:2]
                 for rec in STUDY_RECIPES if (r, rec, True) in study]

@@ -82,7 +82,10 @@ def test_int4_weights_with_qat_and_file_sizes(trained_xor, learned_xor, tmp_path
     base = good.record["metrics"]["accuracy"]
     assert base >= 0.95
     static4 = evaluate(quantize(good, QuantizeConfig(bits=4, calib=128)))
-    qat4 = evaluate(quantize(good, QuantizeConfig(scheme="qat", bits=4, epochs=1, calib=128)))
+    qat4_ckpt = quantize(good, QuantizeConfig(scheme="qat", bits=4, epochs=1, calib=128))
+    assert qat4_ckpt.record["compression"]["quantization"]["qat_kept_epoch"] in (0, 1)  # 0: the start kept
+    assert "qat_kept_epoch" not in q8.record["compression"]["quantization"]
+    qat4 = evaluate(qat4_ckpt)
     assert qat4["engine"] == "folded-int8" and qat4["accuracy"] >= base - 0.03
     assert qat4["accuracy"] >= static4["accuracy"] - 0.01  # fine-tuning through the rounding does not hurt
 

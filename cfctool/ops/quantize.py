@@ -115,8 +115,9 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         if not [n for n in names if n != "embedding.weight"]:
             raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
         calib = _calibration_data(ckpt, cfg, data_dir, say)  # every scheme reports the state error on it
+        qat_kept = None
         if cfg.scheme == "qat":
-            ckpt = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
+            ckpt, qat_kept = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
         axis = 0 if cfg.granularity == "channel" else None
         specs = {}
 
@@ -152,6 +153,8 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         "state_mse": report, "state_mse_against": "the fp32 input model",
         "integer_engine": integer,
         **({"float_units": units, "float_layers": kept} if kept else {}),
+        # 0: the fine-tuned epochs were worse on validation, the starting weights were kept (= static)
+        **({"qat_kept_epoch": qat_kept} if qat_kept is not None else {}),
     }
     out = quantized.derive(compression=compression, metrics={})
     return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
@@ -251,8 +254,9 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
     return {"mean": total / max(count, 1), "final_state_last_cell": last_total / max(last_count, 1)}
 
 
-def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib) -> Checkpoint:
-    """Fine-tune with fake-quantized weights (straight-through), return the float result."""
+def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib) -> tuple[Checkpoint, int]:
+    """Fine-tune with fake-quantized weights (straight-through): the float result and the epoch
+    kept by validation (0: the starting weights)."""
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "quantization-aware training")
     say(f"quantization-aware training: {cfg.epochs} epoch(s) at lr {cfg.lr}")
     model = model_from_checkpoint(ckpt)
@@ -282,7 +286,7 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib
     say(f"quantization-aware training kept epoch {result.best_epoch} (0: the starting weights) by validation "
         "accuracy of the fake-quantized model")
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return ckpt.derive(tensors=tensors)
+    return ckpt.derive(tensors=tensors), result.best_epoch
 
 
 # ----------------------------------------------------------------------------- how reports show it
