@@ -55,7 +55,7 @@ def collect(states: Path | None) -> dict[str, dict]:
     finished = (yaml.safe_load((results_dir() / "baselines.yaml").read_text()) or {}).get("runs", {})
     out = {}
     for name, verdict in PROBES.items():
-        dataset, arch, changed, *preset = VARIANTS.get(name) or RUNS[name]
+        _, _, changed, *preset = VARIANTS.get(name) or RUNS[name]
         entry = {"preset": preset[0] if preset else "default", "changed_from_preset": changed or None,
                  "verdict": verdict}
         run = finished.get(name)

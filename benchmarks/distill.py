@@ -162,6 +162,7 @@ def plot_study(out: Path) -> Path | None:
         if rows:
             ax.plot([r["rnn_compression"] for r in rows], [r["test_accuracy"] for r in rows],
                     marker="o" if with_teacher else "x", ls="-" if with_teacher else "--",
+                    color="C0" if recipe == "seed" else "C1",  # a colour per recipe, a line style per condition
                     label=f"{'with' if with_teacher else 'without'} the teacher, "
                           f"{'--preset seed' if recipe == 'seed' else 'reference recipe'}")
     teacher = next(rows[0] for (_, with_teacher), rows in sorted(curves.items(), key=lambda kv: not kv[0][1])
