@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.common import machine, merge_result, panels, progress_lines, results_dir, save_figure
 
-# the study's student sizes against the CfC-Deep teacher (559,104 recurrent parameters): about 8x, 15x
+# the study's student sizes against the CfC-Deep teacher (~556k recurrent parameters): about 8x, 15x
 # and 30x fewer, each under the study's recipe (--preset seed, 10 epochs) and ours (the reference
 # recipe at 20 epochs, IMDB's default preset): the study table and plot
 STUDY_SIZES = (("8x", "cfc", {"hidden": 64, "backbone_layers": 0}),
