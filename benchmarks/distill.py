@@ -40,6 +40,12 @@ def study_entries() -> set[str]:
     return {study_entry(ratio, recipe, w) for ratio, *_ in STUDY_SIZES for recipe in STUDY_RECIPES for w in (True, False)}
 
 
+def study_runs(runs: dict) -> dict[tuple[str, str, bool], dict]:
+    """(ratio, recipe, with teacher) -> the result, for the study's runs among `runs`, sizes in order."""
+    return {(ratio, recipe, w): runs[e] for ratio, *_ in STUDY_SIZES for recipe in STUDY_RECIPES for w in (True, False)
+            if (e := study_entry(ratio, recipe, w)) in runs}
+
+
 # name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
 STUDENTS = {
     "imdb-ncp64": ("imdb", "cfc-ncp", {"hidden": 64}),
@@ -151,9 +157,8 @@ def plot_study(out: Path) -> Path | None:
     """The study's sizes: accuracy against compression, one curve per recipe and condition."""
     import yaml
 
-    runs = yaml.safe_load((results_dir() / "distill.yaml").read_text())["runs"]
-    curves = {(recipe, with_teacher): [runs[e] for ratio, *_ in STUDY_SIZES
-                                       if (e := study_entry(ratio, recipe, with_teacher)) in runs]
+    study = study_runs(yaml.safe_load((results_dir() / "distill.yaml").read_text())["runs"])
+    curves = {(recipe, with_teacher): [r for (_, rec, w), r in study.items() if (rec, w) == (recipe, with_teacher)]
               for recipe in STUDY_RECIPES for with_teacher in (True, False)}
     if not any(curves.values()):
         return None

@@ -217,20 +217,12 @@ def distill() -> str:
     return "\n".join(rows)
 
 
-def _distill_study_runs(runs: dict) -> dict[tuple[str, str, bool], dict]:
-    """(ratio, recipe, with teacher) -> the run, for the study's sizes that ran."""
-    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_entry
-
-    return {(ratio, recipe, w): runs[e] for ratio, *_ in STUDY_SIZES for recipe in STUDY_RECIPES for w in (True, False)
-            if (e := study_entry(ratio, recipe, w)) in runs}
-
-
 def distill_study() -> str:
     """The study's student sizes: with and without the teacher, under both recipes."""
-    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_entries, study_entry
+    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_runs
 
-    runs = (_load("distill") or {}).get("runs", {})
-    done = [runs[e] for e in sorted(study_entries()) if e in runs]
+    study = study_runs((_load("distill") or {}).get("runs", {}))
+    done = list(study.values())
     if not done:
         return "_not measured yet: `python -m benchmarks.distill --teacher imdb=runs/imdb/cfc-deep.st --only imdb-8x-seed ...`_"
     head = "| student | recurrent params (teacher / student) |"
@@ -240,15 +232,15 @@ def distill_study() -> str:
     rows = [head, "|" + "---|" * (2 + 3 * len(STUDY_RECIPES))]
     for ratio, arch, size in STUDY_SIZES:
         # a run with the teacher first: a run without it records whichever teacher was given, unused
-        any_run = next((runs[e] for w in (True, False) for recipe in STUDY_RECIPES
-                        if (e := study_entry(ratio, recipe, w)) in runs), None)
+        any_run = next((study[ratio, recipe, w] for w in (True, False) for recipe in STUDY_RECIPES
+                        if (ratio, recipe, w) in study), None)
         if any_run is None:
             continue
         settings = ", ".join(f"{k} {v}" for k, v in size.items())
         row = (f"| {ratio}: {arch} ({settings}) | {any_run['teacher_rnn_params']:,} / {any_run['rnn_params']:,} "
                f"({any_run['rnn_compression']:.1f}×) |")
         for recipe in STUDY_RECIPES:
-            w, a = runs.get(study_entry(ratio, recipe)), runs.get(study_entry(ratio, recipe, False))
+            w, a = study.get((ratio, recipe, True)), study.get((ratio, recipe, False))
             diff = f"{100 * (w['test_accuracy'] - a['test_accuracy']):+.2f}" if w and a else "—"
             row += (f" {_pct(w['test_accuracy']) if w else '—'} | {_pct(a['test_accuracy']) if a else '—'} | "
                     f"{diff} |")
@@ -693,9 +685,10 @@ def replication() -> str:
             f"Person Activity: {_pct(g95['accuracy'])} at 95% + 10 epochs (from {_pct(prune_pa['unpruned']['accuracy'])})",
             ("reproduced" if kept else "short") + " on IMDB, short on Person Activity",
             "the Person Activity subset leaves little to fine-tune on", "make -f examples/imdb.mk pruning-acceptance")
-    study = _distill_study_runs(dist)
+    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_runs
+
+    study = study_runs(dist)
     if study:
-        from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES
 
         def recipe_text(recipe: str) -> str:
             cells = [f"{ratio} {_pct(study[ratio, recipe, True]['test_accuracy'])} vs "
