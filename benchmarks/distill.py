@@ -46,6 +46,12 @@ def study_runs(runs: dict) -> dict[tuple[str, str, bool], dict]:
             if (e := study_entry(ratio, recipe, w)) in runs}
 
 
+def study_teacher(study: dict[tuple[str, str, bool], dict]) -> dict:
+    """A run that names the teacher: one trained with it (a run without it records whichever
+    teacher was given, unused), else any."""
+    return next((r for (_, _, with_teacher), r in study.items() if with_teacher), next(iter(study.values())))
+
+
 # name: (data set, student arch, student settings); every student also runs alone ('-alone', alpha 1)
 STUDENTS = {
     "imdb-ncp64": ("imdb", "cfc-ncp", {"hidden": 64}),
@@ -160,7 +166,7 @@ def plot_study(out: Path) -> Path | None:
     study = study_runs(yaml.safe_load((results_dir() / "distill.yaml").read_text())["runs"])
     curves = {(recipe, with_teacher): [r for (_, rec, w), r in study.items() if (rec, w) == (recipe, with_teacher)]
               for recipe in STUDY_RECIPES for with_teacher in (True, False)}
-    if not any(curves.values()):
+    if not study:
         return None
     fig, (ax,) = panels(1)
     for (recipe, with_teacher), rows in curves.items():
@@ -170,9 +176,7 @@ def plot_study(out: Path) -> Path | None:
                     color="C0" if recipe == "seed" else "C1",  # a colour per recipe, a line style per condition
                     label=f"{'with' if with_teacher else 'without'} the teacher, "
                           f"{'--preset seed' if recipe == 'seed' else 'reference recipe'}")
-    teacher = next(rows[0] for (_, with_teacher), rows in sorted(curves.items(), key=lambda kv: not kv[0][1])
-                   if rows)  # a run with the teacher names it; one without records whichever was given
-    ax.axhline(teacher["teacher_accuracy"], color="grey", lw=0.8, label="teacher (CfC-Deep)")
+    ax.axhline(study_teacher(study)["teacher_accuracy"], color="grey", lw=0.8, label="teacher (CfC-Deep)")
     ax.set(xscale="log", xlabel="recurrent parameters: teacher / student", ylabel="test accuracy",
            title="IMDB: CfC-Deep into smaller students")
     ax.legend(fontsize=7)

@@ -685,7 +685,7 @@ def replication() -> str:
             f"Person Activity: {_pct(g95['accuracy'])} at 95% + 10 epochs (from {_pct(prune_pa['unpruned']['accuracy'])})",
             ("reproduced" if kept else "short") + " on IMDB, short on Person Activity",
             "the Person Activity subset leaves little to fine-tune on", "make -f examples/imdb.mk pruning-acceptance")
-    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_runs
+    from benchmarks.distill import STUDY_RECIPES, STUDY_SIZES, study_runs, study_teacher
 
     study = study_runs(dist)
     if study:
@@ -700,7 +700,7 @@ def replication() -> str:
             return [100 * (study[r, recipe, True]["test_accuracy"] - study[r, recipe, False]["test_accuracy"])
                     for r, *_ in STUDY_SIZES[:2] if (r, recipe, True) in study and (r, recipe, False) in study]
 
-        teacher = next((r for (_, _, w), r in study.items() if w), next(iter(study.values())))["teacher_accuracy"]
+        teacher = study_teacher(study)["teacher_accuracy"]
         label = {"seed": "`--preset seed`", "reference": "the reference recipe"}
         # the study's two findings, per recipe: no loss at 8-15x (with the teacher, within half a point of
         # it), and students alone 5-10 points worse (the teacher's gain at 8x and 15x)
