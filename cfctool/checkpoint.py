@@ -22,10 +22,11 @@ from typing import Any, Iterable
 
 import torch
 
-from cfctool import __version__, encodings
+from cfctool import __version__, encodings, escape
 from cfctool.configs import stored
 from cfctool.encodings import split_stored, stored_tensors
 from cfctool.errors import CheckpointError, ConfigError, OutputError
+from cfctool.files import CHECKPOINT_LIMIT, TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.families import FAMILIES, normalise, record_problem
 from cfctool.families.build import expected_tensors
 from cfctool.runtime import world_size
@@ -35,6 +36,9 @@ from cfctool.runtime import world_size
 FORMAT_VERSION = 2
 META_FORMAT = "cfctool.format"
 META_RECORD = "cfctool.record"
+# the sha256 of the whole header (record and tensor table, less this entry) and the tensor
+# data: an edited record is detected like a flipped data bit (older files lack it, and load)
+META_SHA256 = "cfctool.sha256"
 RECORD_SECTIONS = ("arch", "task", "compression", "encodings", "metrics", "history")
 DATA_SHA256 = "data_sha256"  # the record's checksum of the tensor data (after the header)
 TASK_TENSOR_PREFIX = "task."  # data the model needs at inference (e.g. a vocabulary), not weights
@@ -57,6 +61,10 @@ class Checkpoint:
     # the sha256 of the tensor data the file carried and that loading verified (None: an
     # older file without one, or a checkpoint not loaded from bytes)
     data_sha256: str | None = field(default=None, compare=False)
+    # the sha256 of the file's bytes as read (the checkpoint's name in generated code), and
+    # the verified hash of its header and data (None: an older file, tensor data only)
+    sha256: str | None = field(default=None, compare=False)
+    header_sha256: str | None = field(default=None, compare=False)
 
     @property
     def arch(self) -> dict[str, Any]:
@@ -162,10 +170,24 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
     record["format"] = FORMAT_VERSION
     record["tensors"] = _manifest(stored)
     entries, blobs = _layout(stored)
-    # the tensor data's checksum travels in the file itself (pipes carry no sidecar)
+    # the checksums travel in the file itself (pipes carry no sidecar): of the tensor data
+    # (all that older cfctool versions check), and of the whole header with the data
     record[DATA_SHA256] = hashlib.sha256(b"".join(blobs)).hexdigest()
-    return _assemble(entries, blobs, {META_FORMAT: str(FORMAT_VERSION),
-                                      META_RECORD: json.dumps(record, sort_keys=True)})
+    metadata = {META_FORMAT: str(FORMAT_VERSION), META_RECORD: json.dumps(record, sort_keys=True)}
+    metadata[META_SHA256] = _content_sha256({"__metadata__": metadata, **entries}, blobs)
+    return _assemble(entries, blobs, metadata)
+
+
+def _content_sha256(header: dict[str, Any], data: Iterable[bytes]) -> str:
+    """sha256 of the header in canonical JSON (sorted keys, no spaces, without its own
+    META_SHA256 entry) followed by the tensor data: what a reader parses is what was hashed,
+    whatever the padding or key order of the file."""
+    metadata = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != META_SHA256}
+    canonical = json.dumps({**header, "__metadata__": metadata}, sort_keys=True, separators=(",", ":"))
+    h = hashlib.sha256(canonical.encode("utf-8"))
+    for chunk in data:
+        h.update(chunk)
+    return h.hexdigest()
 
 
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -236,12 +258,21 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
     missing = [s for s in ("arch", "task", "tensors") if s not in record]
     if missing:
         raise CheckpointError(f"{source}: the record lacks required sections: {', '.join(missing)}")
+    header_end = 8 + struct.unpack("<Q", data[:8])[0]
+    header_sha = metadata.get(META_SHA256)
+    if header_sha is not None:
+        actual = _content_sha256(header, [memoryview(data)[header_end:]])
+        if actual != header_sha:
+            raise CheckpointError(f"{source}: the header (its record or tensor table) or the tensor data do not "
+                                  f"match the sha256 recorded in the file ({escape.terminal(header_sha, 15)}, the "
+                                  f"file hashes to {actual[:12]}...); the file was altered or damaged: use an "
+                                  "intact copy")
     problem = record_problem(record)  # before any tensor is read or any module built from the record
     if problem:
-        raise CheckpointError(f"{source}: {problem}; the file was altered or written by a faulty tool")
+        raise CheckpointError(f"{source}: {escape.terminal(problem, 300)}; the file was altered or written by a "
+                              "faulty tool")
     recorded_sha = record.pop(DATA_SHA256, None)
-    if recorded_sha is not None:
-        header_end = 8 + struct.unpack("<Q", data[:8])[0]
+    if recorded_sha is not None and header_sha is None:  # an older file: only its data is hashed
         actual = hashlib.sha256(memoryview(data)[header_end:]).hexdigest()
         if actual != recorded_sha:
             raise CheckpointError(f"{source}: the tensor data do not match the sha256 recorded in the file "
@@ -258,7 +289,8 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
 
     record.setdefault("encodings", {})
     dense, parts = split_stored(tensors, record["encodings"], source)
-    return Checkpoint(tensors=dense, record=record, source=source, parts=parts, data_sha256=recorded_sha)
+    return Checkpoint(tensors=dense, record=record, source=source, parts=parts, data_sha256=recorded_sha,
+                      sha256=hashlib.sha256(data).hexdigest(), header_sha256=header_sha)
 
 
 def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
@@ -371,8 +403,8 @@ def check_writable(path: str | Path, sidecar: bool = True) -> Path:
         raise CheckpointError(f"cannot write {path}: directory {parent} does not exist")
     if not parent.is_dir():
         raise CheckpointError(f"cannot write {path}: {parent} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=parent)
+    try:  # (not named like a writer's temp file: a writer holding the lock removes those)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -381,55 +413,138 @@ def check_writable(path: str | Path, sidecar: bool = True) -> Path:
     return path
 
 
-def save(ckpt: Checkpoint, path: str | Path) -> Path:
-    """Write `path` and its sidecar as one transaction: both are written to temp files and
-    fsynced first, then renamed into place; if anything fails on the way the old pair (or
-    none) is left, never a new .st beside an old sidecar. Writers of the same path from
-    several processes take turns (an advisory lock, `PATH.lock`, removed afterwards)."""
+def save(ckpt: Checkpoint, path: str | Path, on_wait=None) -> Path:
+    """Write `path` and its sidecar as one transaction (see `write_pair`). `on_wait(message)`
+    is called when another writer holds the output's lock, saying whose it is."""
     path = check_writable(path)
     payload = to_bytes(ckpt)
     sidecar = sidecar_text(ckpt, hashlib.sha256(payload).hexdigest()).encode("utf-8")
-    with _exclusive(path):
-        staged = [_stage(path, payload)]
-        try:
-            staged.append(_stage(sidecar_path(path), sidecar))
-            _swap_in_pair(path, staged[0], staged[1])
-        finally:
-            for tmp in staged:
-                _remove(tmp)
+    write_pair(path, payload, sidecar, on_wait)
     return path
 
 
-def _swap_in_pair(path: Path, new_st: str, new_sidecar: str) -> None:
-    """Rename the staged pair into place; a failed sidecar rename puts the old .st back."""
-    side = sidecar_path(path)
-    backup = None
-    if path.exists():
-        backup = path.with_name(f"{path.name}.old-{os.getpid()}")
+# A crash at any instant leaves the old pair or the new one. The swap, under the lock:
+#   1. stage both files (fsynced temp files), 2. rename the new .st to PATH.pending,
+#   3. rename the new sidecar into place, 4. rename PATH.pending to PATH.
+# Killed before 3, the old pair stands (leftovers are removed when the lock is next taken);
+# killed between 3 and 4, the sidecar vouches for PATH.pending, and whoever next reads or
+# writes the pair completes the swap (`_complete_swap`). Each step's directory entry is
+# fsynced before the next. Tests hook `_fault` to fail or die at every step.
+_fault = None
+
+
+def _step(name: str) -> None:
+    if _fault is not None:
+        _fault(name)
+
+
+def pending_path(path: Path) -> Path:
+    return path.with_name(path.name + ".pending")
+
+
+def write_pair(path: Path, payload: bytes, sidecar: bytes, on_wait=None) -> None:
+    """The crash-safe swap of a checkpoint pair (see above). A failure (an OSError becomes an
+    OutputError) or an interrupt puts the old pair (or none) back."""
+    side, pending = sidecar_path(path), pending_path(path)
+    with _exclusive(path, on_wait):
+        _tidy(path)
+        staged = [_stage(path, payload)]
+        backup, sidecar_in = None, False
         try:
-            os.link(path, backup)  # the old .st stays reachable until the pair is in
-        except OSError:
-            backup = None  # no hard links here: a failure below then leaves no .st rather than a mismatch
+            staged.append(_stage(side, sidecar))
+            _step("staged")
+            _rename(staged[0], pending, path)
+            _step("pending")
+            if side.exists():
+                backup = side.with_name(f"{side.name}.old-{os.getpid()}")
+                try:
+                    os.link(side, backup)  # the old sidecar, to put back if step 4 fails
+                except OSError:
+                    backup = None
+            sidecar_in = True  # (set first: an interrupt right after the rename still rolls back)
+            _rename(staged[1], side, side)
+            _step("sidecar")
+            _rename(pending, path, path)
+            sidecar_in = False
+            _step("done")
+        finally:
+            # failed or interrupted after the new sidecar went in, before the .st did: put the
+            # old sidecar back (none there before: the old .st stands alone)
+            if sidecar_in and pending.exists() and not os.path.exists(staged[1]):
+                if backup is not None:
+                    os.replace(backup, side)
+                    backup = None
+                else:
+                    _remove(side)
+            for tmp in (*staged, pending, *([backup] if backup else [])):
+                _remove(tmp)
+
+
+def _rename(src, dst: Path, named: Path) -> None:
     try:
-        try:
-            os.replace(new_st, path)
-        except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
-        try:
-            os.replace(new_sidecar, side)
-        except BaseException as exc:
-            if backup is not None:
-                os.replace(backup, path)
-                backup = None
-            else:
-                _remove(path)
-            if isinstance(exc, OSError):
-                raise OutputError(f"cannot write {side}: {exc.strerror or exc}; nothing was written (the "
-                                  f"previous {path.name} and its sidecar are as they were)") from None
-            raise
+        os.replace(src, dst)
+        _fsync_dir(dst.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {named}: {exc.strerror or exc}; nothing was written (the previous "
+                          f"{named.name} and its sidecar, if any, are as they were)") from None
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable before the next one (power loss keeps the order of the steps)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # a directory that cannot be opened (some network file systems): best effort
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        if backup is not None:
-            _remove(backup)
+        os.close(fd)
+
+
+def _tidy(path: Path) -> None:
+    """Under the lock: finish a swap a killed writer left between steps 3 and 4, and remove
+    what killed writers left (temp files, a stale PATH.pending, old-sidecar links)."""
+    _complete_swap(path)
+    side = sidecar_path(path)
+    prefixes = (f"{path.name}.tmp-", f"{side.name}.tmp-", f"{side.name}.old-")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefixes) or name == pending_path(path).name:
+            try:
+                _remove(path.parent / name)
+            except OSError:
+                pass  # (not a file of ours: left alone)
+
+
+def _complete_swap(path: Path) -> bool:
+    """Whether an interrupted swap was completed: the sidecar vouches for PATH.pending, not
+    for PATH (a writer was killed between steps 3 and 4)."""
+    pending, side = pending_path(path), sidecar_path(path)
+    if not pending.is_file() or not side.is_file():
+        return False
+    try:
+        wanted = _sidecar_sha256(side, path)
+    except CheckpointError:
+        return False
+    try:
+        if wanted != file_sha256(pending):
+            return False
+    except OSError:
+        return False
+    try:
+        if path.is_file() and file_sha256(path) == wanted:
+            _remove(pending)
+            return True
+        os.replace(pending, path)
+    except OSError:
+        return False  # (a reader without write access: the pair is reported as it is)
+    _fsync_dir(path.parent)
+    return True
 
 
 def _stage(path: Path, payload: bytes) -> str:
@@ -460,19 +575,30 @@ def _remove(path) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path):
-    """Hold an advisory lock on `PATH.lock` (created, then removed by its holder). A waiter
-    that wakes up holding a lock file someone already removed tries again on the new one."""
+def _exclusive(path: Path, on_wait=None):
+    """Hold an advisory lock on `PATH.lock` (created, then removed by its holder; never
+    followed through a symlink). A waiter is told whose lock it is (`on_wait`), and one that
+    wakes up holding a lock file someone already removed tries again on the new one."""
     import fcntl
+    import socket
 
     lock = path.with_name(path.name + ".lock")
+    told = False
     while True:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                         0o666 & ~_umask())
         except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc} (its lock file {lock.name})") from None
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc} (its lock file {lock.name}; a "
+                              "symlink there is refused)") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None and not told:
+                    on_wait(f"waiting for {lock}, held by {_lock_owner(fd)}")
+                    told = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 same = os.fstat(fd).st_ino == os.stat(lock).st_ino
             except FileNotFoundError:
@@ -484,10 +610,24 @@ def _exclusive(path: Path):
             raise
         os.close(fd)
     try:
+        owner = f"pid {os.getpid()} on {socket.gethostname()}".encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner, 0)
+    except OSError:
+        pass  # the name of the owner is a courtesy
+    try:
         yield
     finally:
         _remove(lock)
         os.close(fd)
+
+
+def _lock_owner(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return escape.terminal(text, 120) if text else "another process"
 
 
 def sidecar_text(ckpt: Checkpoint, sha256: str) -> str:
@@ -525,22 +665,59 @@ def _umask() -> int:
 
 
 def load(path: str | Path, *, verify_arch: bool = True) -> Checkpoint:
-    """Read and verify a checkpoint file (and its sidecar's sha256, when a sidecar exists)."""
+    """Read and verify a checkpoint file (and its sidecar's sha256, when a sidecar exists).
+    A pair a killed writer left half-swapped is completed first (see `write_pair`)."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file; check the path (train one with `cfctool train`)")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if path.suffix == ".yaml":
         raise CheckpointError(f"{path}: that is a sidecar; pass the .st file beside it")
-    data = path.read_bytes()
+    data, _ = _read_pair(path)
     ckpt = from_bytes(data, source=str(path))
-    sidecar = sidecar_path(path)
-    if sidecar.exists():
-        _check_sidecar(sidecar, hashlib.sha256(data).hexdigest(), path)
     if verify_arch:
         verify_architecture(ckpt)
     return ckpt
+
+
+def _read_pair(path: Path) -> tuple[bytes, str]:
+    """The .st's bytes and sha256, checked against its sidecar. On a mismatch (or a sidecar
+    without its .st) the pair is read again under the writers' lock, after completing a swap
+    a killed writer left: a reader never mistakes a write in progress for damage."""
+    for attempt in (0, 1):
+        if attempt:
+            try:
+                with _exclusive(path):
+                    _complete_swap(path)
+                    return _read_pair_once(path, final=True)
+            except OutputError:  # no lock here (a read-only directory): read the pair again as it is
+                pass
+        try:
+            return _read_pair_once(path, final=bool(attempt))
+        except _Mismatch:
+            continue
+    raise AssertionError("unreachable")
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _read_pair_once(path: Path, final: bool) -> tuple[bytes, str]:
+    side = sidecar_path(path)
+    if not path.exists() and not os.path.lexists(path):
+        if side.is_file() and pending_path(path).is_file() and not final:
+            raise _Mismatch()
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path (train one with `cfctool train`)")
+    data = read_bounded(path, CHECKPOINT_LIMIT, "checkpoint", CheckpointError)
+    actual = hashlib.sha256(data).hexdigest()
+    if os.path.lexists(side):
+        expected = _sidecar_sha256(side, path)
+        if expected != actual:
+            if not final:
+                raise _Mismatch()
+            raise CheckpointError(
+                f"{path}: sha256 {actual[:12]}... does not match its sidecar {side} "
+                f"({escape.terminal(expected, 12)}...); the .st was replaced or altered after it was written. "
+                "Restore the matching pair, or delete the sidecar to trust the .st alone")
+    return data, actual
 
 
 def load_bytes(data: bytes, source: str = "<stdin>", *, verify_arch: bool = True) -> Checkpoint:
@@ -550,29 +727,35 @@ def load_bytes(data: bytes, source: str = "<stdin>", *, verify_arch: bool = True
     return ckpt
 
 
-def _check_sidecar(sidecar: Path, actual: str, path: Path) -> None:
+def _sidecar_sha256(sidecar: Path, path: Path | None = None) -> str:
+    """The sha256 a sidecar vouches for; a sidecar that cannot say is a CheckpointError."""
     import yaml
 
+    path = path or sidecar.with_suffix(".st")
     if sidecar.is_dir():
         raise CheckpointError(f"{sidecar}: the sidecar path of {path} is a directory; move it away")
     try:
-        doc = yaml.safe_load(sidecar.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        doc = strict_yaml(read_bounded(sidecar, TEXT_LIMIT, "sidecar", CheckpointError).decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise CheckpointError(f"{sidecar}: sidecar is not valid YAML ({problem}{where}); "
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise CheckpointError(f"{sidecar}: sidecar is not valid YAML ({escape.terminal(problem, 200)}{where}); "
                               f"fix or delete it to load {path} alone") from None
-    if not isinstance(doc, dict) or "sha256" not in doc:
+    if not isinstance(doc, dict) or not isinstance(doc.get("sha256"), str):
         raise CheckpointError(f"{sidecar}: sidecar has no 'sha256' field, so it cannot vouch for {path}; "
                               "delete it to load the .st alone, or re-save the checkpoint")
-    expected = doc["sha256"]
-    if expected != actual:
-        raise CheckpointError(
-            f"{path}: sha256 {actual[:12]}... does not match its sidecar {sidecar} ({str(expected)[:12]}...); "
-            "the .st was replaced or altered after it was written. Restore the matching pair, "
-            "or delete the sidecar to trust the .st alone"
-        )
+    return doc["sha256"]
+
+
+def check_finite(ckpt: Checkpoint) -> None:
+    """Weights that are NaN or infinite mean a damaged checkpoint: refused, naming the tensor
+    (a model that computes NaN gives 'accuracies' that mean nothing, and C cannot spell them)."""
+    for name, t in sorted(ckpt.tensors.items()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{ckpt.source or '<checkpoint>'}: tensor '{escape.terminal(name, 80)}' holds NaN "
+                                  "or infinite values: the checkpoint is damaged (or its training diverged); use "
+                                  "an intact copy or retrain")
 
 
 def verify_architecture(ckpt: Checkpoint) -> None:

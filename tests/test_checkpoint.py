@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import with_record
+from helpers import resign, with_record
 
 from cfctool import checkpoint
 from cfctool.checkpoint import Checkpoint, load, save, sidecar_path
@@ -56,12 +56,12 @@ def test_bytes_round_trip_and_sidecar_content(trained_xor):
 
 
 def _rewrite_header(data: bytes, edit) -> bytes:
+    """The file with its header edited and its header hash made to match again (the checks
+    beyond the hash are what these tests are about)."""
     n = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8 : 8 + n])
     edit(header)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+    return resign(header, data[8 + n :])
 
 
 def _write(tmp_path, payload: bytes):

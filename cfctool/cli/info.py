@@ -60,12 +60,13 @@ def register(app: typer.Typer) -> None:
         learning rate now. '-' reads stdin; --json prints the whole record.
         """
         from cfctool.cli.io import STDIO, read_checkpoint
+        from cfctool.escape import terminal
         from cfctool.ops.info import describe
         from cfctool.training.state import state_summary
 
         state = state_summary(checkpoint) if checkpoint != STDIO else None
         if state is not None:
-            print(json.dumps(state, indent=2) if as_json else _state_lines(state))
+            print(json.dumps(state, indent=2) if as_json else terminal(_state_lines(state), lines=True))
             return
         d = describe(read_checkpoint(checkpoint))
         if as_json:
@@ -82,12 +83,17 @@ def register(app: typer.Typer) -> None:
             f"encodings    {_flat(d['encodings']) or 'none (every tensor stored plain)'}",
             f"metrics      {_flat(metrics) or 'none recorded (run cfctool eval)'}",
             f"sizes        {_flat(d['sizes'])}",
-            "integrity    " + (f"tensor data sha256 {d['integrity']['data_sha256'][:16]}..., verified at load"
-                                if d["integrity"]["data_sha256"] else f"no hash in the file ({d['integrity']['note']})"),
+            "integrity    " + (f"header and data sha256 {d['integrity']['sha256'][:16]}..., verified at load"
+                                if d["integrity"].get("sha256") else
+                                f"tensor data sha256 {d['integrity']['data_sha256'][:16]}..., verified at load; "
+                                f"{d['integrity']['note']}" if d["integrity"]["data_sha256"] else
+                                f"no hash in the file ({d['integrity']['note']})"),
             "history",
         ]
         for i, h in enumerate(d["history"], 1):
-            argv = " ".join(h.get("argv") or [h["command"]])
-            lines.append(f"  {i}. {h['utc']}  {argv}  (seed {h.get('seed')}, {h.get('wall_time_s')} s, "
+            argv = " ".join(h.get("argv") or [str(h.get("command", "?"))])
+            if h.get("argv") and h.get("command") not in h["argv"]:  # the record disagrees with itself: show both
+                argv += f"  [recorded command: {h.get('command')}]"
+            lines.append(f"  {i}. {h.get('utc')}  {argv}  (seed {h.get('seed')}, {h.get('wall_time_s')} s, "
                          f"cfctool {h.get('cfctool_version')}, torch {h.get('torch_version')})")
-        print("\n".join(lines))
+        print("\n".join(terminal(line) for line in lines))  # record text: no escape sequences reach the terminal

@@ -15,7 +15,9 @@ def read_checkpoint(path: str):
     from cfctool import checkpoint
 
     if path == STDIO:
-        data = sys.stdin.buffer.read()
+        from cfctool.files import CHECKPOINT_LIMIT, read_stdin
+
+        data = read_stdin(CHECKPOINT_LIMIT, "checkpoint", CheckpointError)
         if not data:
             raise CheckpointError("<stdin>: no data on standard input; pipe a .st file in, e.g. `cfctool info - < model.st`")
         return checkpoint.load_bytes(data, source="<stdin>")
@@ -47,12 +49,14 @@ def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st", in
         if given is None or str(given) == STDIO:
             continue
         checkpoint_input = Path(given).suffix == ".st"
-        read = [Path(given), *([sidecar_path(given)] if checkpoint_input else [])]
+        # an input's sidecar whatever its name ends in: `model` and `model.st` share model.yaml
+        read = [Path(given), sidecar_path(given)]
+        same_pair = out.exists() and Path(given).exists() and os.path.samefile(out, given)
         for w in written:
             for r in read:
                 if not (w.exists() and r.exists() and os.path.samefile(w, r)):
                     continue
-                if overwrite and checkpoint_input:
+                if overwrite and same_pair:
                     continue  # replacing the input pair on purpose: still one atomic write each
                 hint = " (or --overwrite to replace the input checkpoint)" if checkpoint_input and sidecar else ""
                 raise ConfigError(f"output {w} is the input {r}: writing it would destroy the input; choose "
@@ -71,7 +75,8 @@ def write_checkpoint(ckpt, path: str) -> None:
     if path == STDIO:
         write_stdout(checkpoint.to_bytes(ckpt))
         return
-    checkpoint.save(ckpt, path)
+    checkpoint.save(ckpt, path, on_wait=lambda message: print(f"{message}; the output is written when it is "
+                                                              "released", file=sys.stderr))
     print(path)
 
 

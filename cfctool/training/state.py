@@ -15,6 +15,7 @@ from safetensors.torch import load
 from cfctool.checkpoint import atomic_write, read_header, safetensors_bytes
 from cfctool.configs import resolve
 from cfctool.errors import CfcError, CheckpointError, ConfigError
+from cfctool.files import CHECKPOINT_LIMIT, read_bounded
 from cfctool.training.averaging import WeightAverage
 
 _STATE_FORMAT = "cfctool.train-state"
@@ -75,7 +76,8 @@ def state_summary(path: str | Path) -> dict[str, Any] | None:
     if not Path(path).is_file():
         return None
     try:
-        meta = read_header(Path(path).read_bytes(), str(path)).get("__metadata__") or {}
+        meta = read_header(read_bounded(path, CHECKPOINT_LIMIT, "training state", CheckpointError),
+                           str(path)).get("__metadata__") or {}
     except CheckpointError:  # not safetensors, or truncated: the checkpoint reader says which
         return None
     if _STATE_FORMAT not in meta:
@@ -103,7 +105,7 @@ def _beyond_preset(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_state(path: Path, identity) -> dict[str, Any]:
-    data = path.read_bytes()
+    data = read_bounded(path, CHECKPOINT_LIMIT, "training state", CheckpointError)
     meta_raw = (read_header(data, str(path)).get("__metadata__") or {})
     if _STATE_FORMAT not in meta_raw:
         raise CheckpointError(f"{path}: not a cfctool training state; delete it or run without --resume")
