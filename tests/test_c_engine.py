@@ -86,8 +86,7 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, sil
             if kind.startswith("int8"):
                 ckpt = quantize(ckpt, QuantizeConfig(scheme="dynamic" if kind == "int8" else "static"))
         model = model_from_checkpoint(ckpt)
-        return generate(ckpt, model, "deep", dt_input=kind != "ode", provenance="sha256 abc",
-                        integer=integer_settings(ckpt, model))
+        return generate(ckpt, model, "deep", dt_input=kind != "ode", integer=integer_settings(ckpt, model))
 
     src, again = make(), make()
     assert (src.header, src.source) == (again.header, again.source)

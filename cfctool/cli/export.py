@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         row_align: Annotated[Optional[int], typer.Option(
             help="--format c, quantized models: pad each integer row to a multiple of this many bytes (default "
                  "16: whole vector registers on a desktop CPU; 4 suits a Cortex-M4's 32-bit multiply-adds).",
-            min=1)] = None,
+            min=1, max=4096)] = None,
         seq_len: Annotated[Optional[int], typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's).")] = None,
         data: options.Data = None,
         quiet: options.Quiet = False,
@@ -57,6 +57,12 @@ def register(app: typer.Typer) -> None:
         fmt = FORMATS[format]
         if row_align is not None and format != "c":
             raise ConfigError("--row-align applies to --format c")
+        if name is not None:
+            from cfctool.engines.c_source import checked_name
+
+            if format != "c":
+                raise ConfigError("--name applies to --format c")
+            checked_name(name)
         if token_table is not None:
             from cfctool.engines.c_source import TOKEN_TABLES
 

@@ -14,14 +14,16 @@ digits, which float32 reads back exactly).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from cfctool.checkpoint import Checkpoint
-from cfctool.errors import ConfigError
+from cfctool.checkpoint import Checkpoint, check_finite
+from cfctool.errors import CheckpointError, ConfigError
+from cfctool.escape import C_NAME_LIMIT, c_comment, c_identifier, is_c_identifier, terminal
 from cfctool.models import inference, ode_inference
 
 # the backbone activations as C expressions of `v`; torch's definitions (nn.SiLU, nn.GELU's exact erf form)
@@ -62,9 +64,18 @@ class CSource:
 
 
 def c_name(text: str) -> str:
-    """A C identifier from a file name: letters, digits and underscores, not starting with a digit."""
-    name = re.sub(r"[^0-9A-Za-z_]", "_", text).strip("_") or "model"
-    return f"m_{name}" if name[0].isdigit() else name
+    """A C identifier from a file name (see `escape.c_identifier`: the pattern, the length bound)."""
+    return c_identifier(text)
+
+
+def checked_name(text: str) -> str:
+    """A name the user gave (`export --name`): used as it is when it is a C identifier cfctool
+    emits, refused otherwise with what would be accepted."""
+    if not is_c_identifier(text):
+        raise ConfigError(f"--name {terminal(text, 60)!r} is not a C identifier of at most {C_NAME_LIMIT} "
+                          f"characters (letters, digits, underscores; not starting with a digit or an "
+                          f"underscore); for example --name {c_identifier(text)}")
+    return text
 
 
 def model_name(ckpt: Checkpoint) -> str:
@@ -88,6 +99,10 @@ def _integers(values: torch.Tensor, per_line: int) -> str:
 
 
 def _literal(v: float) -> str:
+    v = float(v)
+    if not math.isfinite(v):  # weights are checked before generation; a scale from the record may not be
+        raise CheckpointError(f"a value to emit in C is not finite ({v}): the checkpoint is damaged; "
+                              "use an intact copy")
     text = f"{v:.9g}"
     if "e" not in text and "." not in text and "n" not in text:
         text += ".0"
@@ -135,7 +150,7 @@ def supports(model) -> bool:
     return inference.supports(model) or ode_inference.supports(model)
 
 
-def _ode(ckpt: Checkpoint, model, name: str, provenance: str) -> CSource:
+def _ode(ckpt: Checkpoint, model, name: str) -> CSource:
     """An Euler sequence ODE block (`ode-rnn`, its `svd`/`qdeim`/`pod-deim` reductions) as the
     folded step of `models.ode_inference`: p = M z + b (or through a rank-K factor, or in the
     latent coordinates of an SVD block), then z + dt (Z u - N 1) + 2 dt N sigmoid(2p)."""
@@ -213,7 +228,7 @@ def _ode(ckpt: Checkpoint, model, name: str, provenance: str) -> CSource:
     kind = arch.get("name") + (f", {arch.get('method')} to {arch.get('dim')}" if arch.get("method") else "")
     state_fields = [f"    float z[{n_state}]; /* the ODE state" + (" in latent coordinates [R z, H z]" if f.latent
                                                                      else "") + " */"]
-    header = _header(name, up, ckpt, provenance, False, n_inputs, n_outputs, per_step, False, state_fields,
+    header = _header(name, up, ckpt, False, n_inputs, n_outputs, per_step, False, state_fields,
                      w.flash, state_bytes, scratch, None, ode=f"{kind}, {n_state} states, Euler with dt {f.dt:g}")
     return CSource(name, header, source, w.flash, state_bytes, scratch, False, n_inputs, n_outputs, per_step, False)
 
@@ -267,14 +282,15 @@ def _helpers(name: str, code: str) -> str:
     return "\n".join(text for key, text in helpers.items() if f"{name}_{key}(" in code)
 
 
-def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: str = "",
+def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
              integer: dict | None = None, row_align: int = ROW_ALIGN, token_table: str = "folded") -> CSource:
     """C99 for the model `ckpt` decodes to: `dt_input` False folds the gate for dt = 1 (regular
-    sequences), True reads dt at every step. `provenance` goes into the header comment.
+    sequences), True reads dt at every step. The header comment names the checkpoint by its sha256.
     `integer` ({"act_scales", "dynamic", "fuse"}, from the checkpoint's quantization record)
     emits the folded-int8 engine's step: the stored integers, int32 sums, its rescales."""
+    check_finite(ckpt)  # (C has no spelling for NaN or infinity in a constant)
     if ode_inference.supports(model):
-        return _ode(ckpt, model, c_name(name), provenance)
+        return _ode(ckpt, model, c_name(name))
     if not inference.supports(model):
         raise ConfigError(f"no C form for a {ckpt.arch.get('name')} checkpoint"
                           + (f" of mode '{ckpt.arch.get('mode')}'" if ckpt.arch.get("mode") not in (None, "default")
@@ -339,7 +355,7 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool, provenance: 
 
     state_bytes = 4 * sum(widths)
     scratch = max(c.scratch for c in cells)
-    header = _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
+    header = _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
                      w.flash, state_bytes, scratch, integer, vocab=model.embedding.num_embeddings
                      if token_input else None, unfolded=unfold, row_align=w.align)
     code = "\n".join("\n".join(c.stages) for c in cells) + "\n" + "\n".join(body)
@@ -630,29 +646,37 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
     return _Cell(stages, step, scratch)
 
 
-def _header(name, up, ckpt, provenance, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
+def _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
             flash, state_bytes, scratch, integer, ode: str | None = None, vocab: int | None = None,
             unfolded: bool = False, row_align: int = 1) -> str:
+    # Nothing of the record reaches this comment but through c_comment (and the record's
+    # structure was checked at load): provenance is the checkpoint's sha256 and fixed words.
     arch = ckpt.arch
-    history = " -> ".join(h.get("command", "?") for h in ckpt.record.get("history") or []) or "not recorded"
-    codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
+    steps = [c_comment(h.get("command", "?"), 20) for h in ckpt.record.get("history") or []]
+    history = (" -> ".join(steps[:12]) + (f" -> ... ({len(steps)} steps)" if len(steps) > 12 else "")
+               if steps else "not recorded")
+    codecs = sorted({c_comment(spec["codec"], 20) for spec in ckpt.encodings.values()})
     if integer is not None:
         scheme = "dynamic" if integer.get("dynamic") else "static"
         encoded = (f"{', '.join(codecs)} in the checkpoint; the {scheme} int8 engine's step: the stored integers "
                    "(int4 widened to int8), int32 sums, one rescale per product"
                    + ("" if integer.get("fuse", True) else ", every Linear output rounded to int8 (unfused)")
-                   + f"; integer rows zero-padded to multiples of {row_align} bytes"
+                   + f"; integer rows zero-padded to multiples of {int(row_align)} bytes"
                    + "; the readout in float32")
     else:
         encoded = (f"{', '.join(codecs)}-encoded tensors in the checkpoint, emitted here as dense float32 "
                    "(decoded exactly where the codec is exact)" if codecs else "none (float32)")
-    size_line = ode or (f"{arch.get('hidden')} hidden" + (f", backbone {arch.get('backbone_widths')}"
-                                                           if arch.get("backbone_widths") else ""))
+    size_line = c_comment(ode, 160) if ode else (
+        f"{c_comment(arch.get('hidden'), 12)} hidden" + (f", backbone {c_comment(arch.get('backbone_widths'), 60)}"
+                                                          if arch.get("backbone_widths") else ""))
     step_input = ("a token id in [0, " + f"{up}_VOCAB)" if token_input else f"{up}_N_INPUTS floats")
+    sha = getattr(ckpt, "sha256", None)
+    checkpoint = (f"sha256 {sha}" if isinstance(sha, str) and re.fullmatch("[0-9a-f]{64}", sha)
+                  else "built in memory, not read from a file")
     lines = [
-        f"/* {name}.h: a {arch.get('name')} ({size_line}) as dependency-free C99, generated by cfctool.",
-        f" * checkpoint: {provenance or 'not recorded'}",
-        f" * task: {ckpt.task.get('dataset')}, {ckpt.task['output']['kind']}"
+        f"/* {name}.h: a {c_comment(arch.get('name'), 20)} ({size_line}) as dependency-free C99, generated by cfctool.",
+        f" * checkpoint: {checkpoint}",
+        f" * task: {c_comment(ckpt.task.get('dataset'), 30)}, {c_comment(ckpt.task['output']['kind'], 20)}"
         + (", an output per step" if per_step else ", one output per sequence"),
         f" * made by: {history}",
         f" * encodings: {encoded}",

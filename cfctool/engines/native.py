@@ -3,7 +3,10 @@ library, loaded with ctypes, run one sequence at a time with the steps timed in 
 
 Compiled libraries are cached by the hash of their sources, flags and compiler
 (`$CFCTOOL_CACHE`, else `$XDG_CACHE_HOME/cfctool`, else `~/.cache/cfctool`), never beside
-the checkpoint.
+the checkpoint. Loading a library runs its code, so the cache is private: its directory is
+made 0700 and refused when another user owns it or others may write to it; each library is
+written atomically with its sha256 beside it, checked before it is loaded; anything else
+found at a library's name (truncated, empty, foreign, a directory) is rebuilt.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,10 +29,12 @@ from cfctool.errors import CfcError
 
 # -ffast-math lets gcc call glibc's vectorised expf (libmvec) for the step's sigmoids, about
 # half of a small model's step; the generated code sums in its own order either way (the
-# products are axpy loops, vectorised across outputs), and the parity tests run under these flags
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-std=c99", "-fPIC", "-shared")
-
-
+# products are axpy loops, vectorised across outputs), and the parity tests run under these
+# flags. Sources are compiled (`-c`) with FLAGS and linked with LINK_FLAGS, without
+# -ffast-math: linked with it, gcc adds crtfastmath, whose constructor turns on
+# flush-to-zero for the whole Python process as soon as the library is loaded.
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-std=c99", "-fPIC")
+LINK_FLAGS = ("-shared",)
 def compiler() -> str:
     """The C compiler: $CC, else cc; a clear error when there is none."""
     cc = os.environ.get("CC") or "cc"
@@ -42,6 +48,34 @@ def cache_dir() -> Path:
     base = os.environ.get("CFCTOOL_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "cfctool")
     return Path(base) / "c"
+
+
+def private_cache() -> Path:
+    """The cache directory, created 0700; refused (CfcError naming it) when it is not a
+    directory, belongs to another user, or others may write to it or to its parent."""
+    directory = cache_dir()
+    hint = "set CFCTOOL_CACHE to a directory of your own"
+    try:
+        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:
+        raise CfcError(f"the C engine's cache {directory} is not a directory; {hint}") from None
+    except OSError as exc:
+        raise CfcError(f"cannot create the C engine's cache {directory}: {exc.strerror or exc}; {hint}") from None
+    for path in (directory, directory.parent):
+        try:
+            info = os.lstat(path)
+        except OSError as exc:
+            raise CfcError(f"cannot use the C engine's cache {path}: {exc.strerror or exc}; {hint}") from None
+        if path == directory and not stat.S_ISDIR(info.st_mode):
+            raise CfcError(f"the C engine's cache {directory} is not a directory (a link or a file); {hint}")
+        if info.st_uid != os.getuid() and not (path != directory and info.st_mode & stat.S_ISVTX):
+            raise CfcError(f"the C engine's cache {path} belongs to another user (uid {info.st_uid}); its "
+                           f"libraries could run their code as you; {hint}")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (path != directory and info.st_mode & stat.S_ISVTX):
+            raise CfcError(f"the C engine's cache {path} can be written by other users (mode "
+                           f"{stat.S_IMODE(info.st_mode):o}); make it private (chmod 700) or {hint}")
+    return directory
 
 
 def harness(src: CSource) -> str:
@@ -92,33 +126,118 @@ def _version(cc: str) -> str:
 
 
 def compile_command(flags: tuple[str, ...] = FLAGS) -> list[str]:
-    """The compiler and its flags as run: $CC (else cc), `flags`, then $CFLAGS."""
+    """The compiler and its flags as run on each source: $CC (else cc), `flags`, then $CFLAGS."""
     return [*shlex.split(compiler()), *flags, *shlex.split(os.environ.get("CFLAGS", ""))]
 
 
+def _sha256(path: Path) -> str | None:
+    """The sha256 of a regular file of our own (None for anything else at that name)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return None
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _cached(lib: Path) -> bool:
+    """Whether `lib` is a library this user built: a file of ours whose sha256 is the one
+    recorded beside it when it was built."""
+    record = lib.with_suffix(".sha256")
+    try:
+        fd = os.open(record, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            info = os.fstat(fd)
+            expected = os.read(fd, 64).decode("ascii", "replace") if stat.S_ISREG(info.st_mode) and \
+                info.st_uid == os.getuid() and not info.st_mode & 0o022 else ""
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return len(expected) == 64 and _sha256(lib) == expected
+
+
+def _discard(path: Path) -> None:
+    """Remove whatever sits at a cache name (a damaged file, a directory), so it can be rebuilt."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CfcError(f"cannot replace the damaged cache entry {path}: {exc.strerror or exc}; remove it, or set "
+                       "CFCTOOL_CACHE to another directory") from None
+
+
 def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
-    """The shared library of `src` (compiled once per content: cached by hash)."""
+    """The shared library of `src` (compiled once per content: cached by hash, checked
+    before every load). Compiled in a temp directory inside the cache, so the final rename
+    never crosses file systems."""
     cc = compiler()
     command = compile_command(flags)
-    key = hashlib.sha256("\0".join([src.header, src.source, harness(src), " ".join(command),
+    link = [*shlex.split(cc), *LINK_FLAGS]
+    key = hashlib.sha256("\0".join([src.header, src.source, harness(src), " ".join(command), " ".join(link),
                                     _version(cc)]).encode()).hexdigest()[:24]
-    lib = cache_dir() / f"{src.name}-{key}.so"
-    if lib.is_file():
+    directory = private_cache()
+    lib = directory / f"{src.name}-{key}.so"
+    if _cached(lib):
         return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cfctool-c-") as tmp:
-        tmp = Path(tmp)
+    try:
+        tmp_dir = tempfile.mkdtemp(prefix=".build-", dir=directory)
+    except OSError as exc:
+        raise CfcError(f"cannot build in the C engine's cache {directory}: {exc.strerror or exc}; set "
+                       "CFCTOOL_CACHE to another directory") from None
+    try:
+        tmp = Path(tmp_dir)
         (tmp / f"{src.name}.h").write_text(src.header)
         (tmp / f"{src.name}.c").write_text(src.source)
         (tmp / "harness.c").write_text(harness(src))
+        objects = []
+        for unit in (f"{src.name}.c", "harness.c"):
+            obj = tmp / (Path(unit).stem + ".o")
+            _run([*command, "-c", "-o", str(obj), str(tmp / unit)], command)
+            objects.append(str(obj))
         out = tmp / "lib.so"
-        run = subprocess.run([*command, "-o", str(out), str(tmp / f"{src.name}.c"), str(tmp / "harness.c"), "-lm"],
-                             capture_output=True, text=True)
-        if run.returncode != 0:
-            raise CfcError(f"the C compiler failed on the generated code ({' '.join(command)}):\n"
-                           f"{run.stderr.strip()[-2000:]}")
-        os.replace(out, lib)  # atomic: a parallel build of the same source writes the same bytes
+        _run([*link, "-o", str(out), *objects, "-lm"], link)
+        digest = _sha256(out)
+        if digest is None:
+            raise CfcError(f"the C compiler wrote no library ({' '.join(command)}); check $CC")
+        (tmp / "lib.sha256").write_text(digest)
+        os.chmod(out, 0o700)
+        for name in (lib, lib.with_suffix(".sha256")):
+            if os.path.lexists(name) and (name.is_dir() or name.is_symlink()):
+                _discard(name)
+        # the library first, then its hash: a reader sees no hash, or one that matches
+        os.replace(out, lib)
+        os.replace(tmp / "lib.sha256", lib.with_suffix(".sha256"))
+    except OSError as exc:
+        raise CfcError(f"cannot write the compiled library into the C engine's cache {directory}: "
+                       f"{exc.strerror or exc}; set CFCTOOL_CACHE to another directory") from None
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    if not _cached(lib):  # another process replaced it between the rename and here
+        raise CfcError(f"the compiled library {lib} changed while it was being cached; run again")
     return lib
+
+
+def _run(args: list[str], shown: list[str]) -> None:
+    try:
+        run = subprocess.run(args, capture_output=True, text=True, errors="replace")
+    except OSError as exc:
+        raise CfcError(f"cannot run the C compiler ({' '.join(shown)}): {exc.strerror or exc}") from None
+    if run.returncode != 0:
+        raise CfcError(f"the C compiler failed on the generated code ({' '.join(shown)}):\n"
+                       f"{run.stderr.strip()[-2000:]}")
 
 
 class CModel(nn.Module):

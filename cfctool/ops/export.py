@@ -251,8 +251,7 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     the folded-int8 engine; nothing is written when it differs. `token_table` (token models):
     "folded" or "embedding" (see `c_source.TOKEN_TABLES`); `row_align`: the integer rows' padding
     (default `c_source.ROW_ALIGN`, 16 bytes for vector units; 4 suits a Cortex-M4)."""
-    from cfctool.checkpoint import file_sha256
-    from cfctool.engines.c_source import c_name, generate, model_name
+    from cfctool.engines.c_source import checked_name, generate, model_name
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
@@ -261,10 +260,8 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
         raise ConfigError(f"the directory {directory.parent} does not exist; create it first")
     model = model_from_checkpoint(ckpt)
     dt_input = example is not None and example.dt is not None and not bool((example.dt == example.dt.flatten()[0]).all())
-    provenance = (f"{Path(ckpt.source).name}, sha256 {file_sha256(ckpt.source)}"
-                  if ckpt.source and Path(ckpt.source).is_file() else "read from stdin (no file sha256)")
     integer = integer_settings(ckpt, model)
-    src = generate(ckpt, model, c_name(name) if name else model_name(ckpt), dt_input=dt_input, provenance=provenance,
+    src = generate(ckpt, model, checked_name(name) if name else model_name(ckpt), dt_input=dt_input,
                    integer=integer, token_table=token_table,
                    **({"row_align": row_align} if row_align is not None else {}))
     verified: dict[str, Any] = {"verified": False}
