@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, get_args, get_type_hints
+from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
 from cfctool.data.names import MODULES
 from cfctool.errors import ConfigError
 from cfctool.families import FAMILIES, arch_settings, get
-from cfctool.settings import Setting
+from cfctool.settings import MAX_THREADS, Setting
 
 ARCHS = tuple(FAMILIES)
 # the choices of a setting are its Literal type (validate() and the docs read them from there)
@@ -198,8 +199,7 @@ class TrainConfig:
             raise ConfigError(f"clipnorm must be > 0 (got {self.clipnorm})")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0 (got {self.weight_decay})")
-        if self.threads is not None:
-            _positive("threads", self.threads)
+        _check_threads(self.threads)
         if self.max_steps is not None:
             _positive("max_steps", self.max_steps)
 
@@ -507,7 +507,7 @@ def owner_of(key: str) -> str:
     for section, cls in (("arch", ArchConfig), ("data", DataConfig), ("train", TrainConfig)):
         if key in {f.name for f in fields(cls)}:
             return section
-    raise ConfigError(f"unknown setting '{key}'; valid settings are: {', '.join(all_keys())}")
+    raise ConfigError(f"unknown setting {_shown(key)}; valid settings are: {', '.join(all_keys())}")
 
 
 def all_keys() -> list[str]:
@@ -588,13 +588,17 @@ def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
     be this command's; unknown keys are reported by resolve() / from_settings()."""
     import yaml
 
+    from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        values = strict_yaml(read_bounded(path, TEXT_LIMIT, "config file", ConfigError).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:  # (the message is bounded: it quotes a line, never a value)
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc)[:600]}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests too deeply to be a settings file") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -602,11 +606,12 @@ def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
     values = dict(values)
     found = values.pop("kind", kind)
     if found != kind:
-        raise ConfigError(f"config file {path} holds {found} settings, not {kind} settings; give it to "
-                          f"`cfctool {found}`")
+        found = str(found)[:40]
+        raise ConfigError(f"config file {path} holds {found} settings, not {kind} settings"
+                          + (f"; give it to `cfctool {found}`" if found.isidentifier() else ""))
     version = values.pop("version", CONFIG_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_VERSION:
-        raise ConfigError(f"config file {path} has format version {version!r}; this cfctool reads versions 1 to "
+        raise ConfigError(f"config file {path} has format version {_shown(version)}; this cfctool reads versions 1 to "
                           f"{CONFIG_VERSION} (a newer cfctool wrote it: upgrade)")
     if kind in ("train", "distill") and any(isinstance(values.get(s), dict) for s in _SECTIONS):
         values = _flatten(values, path)
@@ -640,21 +645,57 @@ def from_settings(cls, file_values: Mapping[str, Any] | None, flags: Mapping[str
     file_values = _normalise_keys(file_values or {})
     unknown = sorted(set(file_values) - names)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in the config file; valid settings are: "
+        shown = ", ".join(_shown(k)[1:-1] if isinstance(k, str) else _shown(k) for k in unknown[:8])
+        raise ConfigError(f"unknown setting(s) {shown}{' ...' if len(unknown) > 8 else ''} in the config file; "
+                          "valid settings are: "
                           f"{', '.join(sorted(names))}")
     values = {**file_values, **{k: v for k, v in flags.items() if k in names and v is not None}}
-    for f in fields(cls):  # a file's 1 where 1.0 is meant
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        if kind.startswith("float") and isinstance(values.get(f.name), int) and not isinstance(values[f.name], bool):
-            values[f.name] = float(values[f.name])
-    return cls(**values)
+    hints = get_type_hints(cls)
+    return cls(**{name: _typed(name, hints.get(name), value) for name, value in values.items()})
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, bounded (a config value may be enormous)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _typed(name: str, hint: Any, value: Any) -> Any:
+    """`value` as the setting's declared type (a file's 1 where 1.0 is meant), or a usage
+    error saying what the setting takes; floats must be finite."""
+    if value is None:
+        return None
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"setting '{name}' must be one of {', '.join(map(str, get_args(hint)))} "
+                              f"(got {_shown(value)})")
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return _typed(name, args[0], value) if len(args) == 1 else value
+    kind = hint
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float:
+        if not number or not math.isfinite(value):
+            raise ConfigError(f"setting '{name}' must be a finite number (got {_shown(value)})")
+        return float(value)
+    if kind is int:
+        if not number or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"setting '{name}' must be an integer (got {_shown(value)})")
+        return int(value)
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"setting '{name}' must be true or false (got {_shown(value)})")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"setting '{name}' must be text (got {_shown(value)})")
+    return value
 
 
 def _normalise_keys(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in values.items():
         if not isinstance(key, str):
-            raise ConfigError(f"setting names must be strings (got {key!r})")
+            raise ConfigError(f"setting names must be strings (got {_shown(key)})")
         out[key.replace("-", "_")] = value
     return out
 
@@ -672,6 +713,8 @@ def _coerce_types(run: RunConfig) -> None:
                     items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
                     setattr(section, f.name, [_as_int(v) for v in items])
                 elif kind.startswith("float"):
+                    if isinstance(value, bool) or not math.isfinite(float(value)):
+                        raise ValueError
                     setattr(section, f.name, float(value))
                 elif kind.startswith("int") and not isinstance(value, bool):
                     if isinstance(value, float) and not value.is_integer():
@@ -680,7 +723,8 @@ def _coerce_types(run: RunConfig) -> None:
                 elif kind.startswith("bool") and not isinstance(value, bool):
                     raise ValueError
             except (TypeError, ValueError):
-                raise ConfigError(f"setting '{f.name}' must be of type {kind} (got {value!r})") from None
+                raise ConfigError(f"setting '{f.name}' must be of type {kind}"
+                                  + (", finite" if kind.startswith("float") else "") + f" (got {_shown(value)})") from None
 
 
 def _as_int(value: Any) -> int:
@@ -726,8 +770,12 @@ def _check_lr_threads(cfg) -> None:
     """The fine-tuning settings every compression command shares."""
     if not cfg.lr > 0:
         raise ConfigError(f"lr must be > 0 (got {cfg.lr})")
-    if cfg.threads is not None:
-        _positive("threads", cfg.threads)
+    _check_threads(cfg.threads)
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"threads must be from 1 to {MAX_THREADS} (got {threads:,})")
 
 
 def _positive(name: str, value: int) -> None:

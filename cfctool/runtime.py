@@ -15,11 +15,15 @@ import numpy as np
 import torch
 
 from cfctool.errors import CfcError, ConfigError
+from cfctool.settings import MAX_THREADS
 
 
 def check_threads(n: int | None) -> None:
     if n is not None and n < 1:
         raise ConfigError(f"--threads must be >= 1 (got {n})")
+    if n is not None and n > MAX_THREADS:
+        raise ConfigError(f"--threads must be from 1 to {MAX_THREADS} (got {n:,}); this machine has "
+                          f"{os.cpu_count()} CPUs")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,6 +9,7 @@ from typing import Any
 # the largest size (units, widths, channels, steps) a file may claim: beyond any model here, far
 # below what would exhaust memory before the tensors' own shapes are compared
 MAX_SIZE = 1 << 20
+MAX_THREADS = 1024  # beyond any machine's cores; more fails inside the OpenMP runtime
 _KIND = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list of sizes"}
 
 

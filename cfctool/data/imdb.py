@@ -31,6 +31,7 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 # its settings (flags and config keys)
+INPUT_KIND = "tokens"  # known before the data are read (import ncps checks --embedding against it)
 SETTINGS = (
     Setting("vocab_size", int, 20000, "imdb: vocabulary (most frequent training words).", low=1),
     Setting("seq_len", int, 200, "imdb: tokens kept per review (the last ones).", low=1),

@@ -3,7 +3,7 @@ torch-free to import (the CLI builds its flags from it) and has `SETTINGS` (its 
 settings, as families declare theirs), `load(DataConfig) -> Dataset` and
 `load_split(task_record, split, data_dir, task_tensors) -> Split`; it may have
 `validate(settings)` (checks across its settings), `OWN_SETTINGS` ({setting: why}: settings
-that other data sets must not be given), `preview_task(DataConfig)` and
+that other data sets must not be given), `preview_task(DataConfig)`, `INPUT_KIND` and
 `view_converter(source_task, target_task)` (the data sets it loads that are views of the
 same rows)."""
 

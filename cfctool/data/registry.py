@@ -30,6 +30,14 @@ def preview_task(cfg) -> dict[str, Any] | None:
     return preview(cfg) if preview else None
 
 
+def input_kind(cfg) -> str | None:
+    """'tokens' or 'features': what a data set's task reads, when its module can tell without
+    reading the data (its preview, else its INPUT_KIND); None when it cannot."""
+    module = _module(cfg.dataset)
+    preview = preview_task(cfg)
+    return preview["input"]["kind"] if preview is not None else getattr(module, "INPUT_KIND", None)
+
+
 def view_converter(source: dict[str, Any], target: dict[str, Any]):
     """A function turning inputs of the `source` task into the ones a `target` task's model
     reads, when both data sets are views of the same rows in the same order (MNIST's image

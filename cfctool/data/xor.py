@@ -48,6 +48,10 @@ def task_record(cfg) -> dict[str, Any]:
     }
 
 
+def preview_task(cfg) -> dict[str, Any]:
+    return task_record(cfg)  # generated data: the settings alone say what the task is
+
+
 def load(cfg) -> Dataset:
     task = task_record(cfg)
     train_size = cfg.train_size if cfg.max_samples is None else min(cfg.train_size, cfg.max_samples)

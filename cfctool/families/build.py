@@ -40,6 +40,41 @@ def build_model(arch: dict[str, Any], task: dict[str, Any]) -> torch.nn.Module:
     return model
 
 
+# the most parameters a model built from settings may have (1 GiB of float32 weights, 4 with
+# Adam's moments): far beyond the models of this field, refused before minutes of work
+MAX_PARAMS = 1 << 28
+
+
+def check_size(arch: dict[str, Any], task: dict[str, Any]) -> None:
+    """Refuse settings whose model would not fit in memory, counted on the meta device (no
+    memory spent), before any data are read or weights made."""
+    from cfctool.errors import ConfigError
+
+    units = arch.get("hidden")
+    if family_of_name(arch["name"]).proof is not None and isinstance(units, int) and units * units > MAX_PARAMS:
+        # a wiring (units x units) is made in memory even for the meta device
+        raise ConfigError(f"a wired {arch['name']} of {units:,} units needs a {units:,} x {units:,} wiring, more than "
+                          f"the {MAX_PARAMS:,} entries cfctool builds; choose fewer units")
+    with torch.device("meta"):
+        model = build_model(arch, task)
+    n = sum(t.numel() for t in model.state_dict().values())
+    if n > MAX_PARAMS:
+        raise ConfigError(f"these settings make a model of {n:,} parameters ({4 * n / 2**30:.0f} GiB in float32), "
+                          f"more than the {MAX_PARAMS:,} cfctool builds; choose smaller sizes")
+
+
+def check_run(run) -> dict[str, Any] | None:
+    """A training run's settings against its data set's task, before the data are read: the
+    arch must fit the task and be of a size that can be built. The task preview, or None
+    when the data set cannot tell its task without reading its data."""
+    from cfctool.data.registry import preview_task
+
+    preview = preview_task(run.data)
+    if preview is not None:
+        check_size(arch_record(run.arch, preview), preview)
+    return preview
+
+
 def build_core(arch: dict[str, Any], features: int) -> torch.nn.Module:
     arch = normalise(arch)
     return family_of_name(arch["name"]).build(arch, features)

@@ -37,6 +37,9 @@ from cfctool.task_data import resolve_data_dir
 ALL = (AUTO, "loop", "onnxruntime")
 
 
+MAX_SEQ_LEN = 100_000  # synthetic or verification inputs: far beyond any task here
+
+
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
     """Multiply-accumulates of one sequence in the model's defining form (the training loop;
     dense: wiring masks do not skip work). A model-size measure comparable across
@@ -58,6 +61,8 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
         raise ConfigError(f"--split must be test or train (got '{split}')")
     if seq_len is not None and seq_len < 1:
         raise ConfigError(f"--seq-len must be >= 1 (got {seq_len})")
+    if seq_len is not None and seq_len > MAX_SEQ_LEN:
+        raise ConfigError(f"--seq-len must be from 1 to {MAX_SEQ_LEN:,} (got {seq_len:,})")
     task = ckpt.task
     if seq_len is not None:  # synthetic inputs of the task's kind, for timing only
         g = torch.Generator().manual_seed(0)
@@ -229,10 +234,14 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
     engines = ALL if engine == "all" else (engine,)
     if any(e not in choices for e in engines):
         raise ConfigError(f"engine must be one of {', '.join(choices)} or all (got '{engine}')")
-    for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("batch_size", batch_size, 1),
-                             ("threads", threads, 1), ("seq_len", seq_len, 1), ("batches", batches, 1)):
+    # bounds far beyond any sensible run: a typo (1e9) is a usage error, not hours of timing
+    for name, value, low, high in (("repeats", repeats, 1, 1000), ("warmup", warmup, 0, 1000),
+                                   ("batch_size", batch_size, 1, 1 << 20), ("seq_len", seq_len, 1, MAX_SEQ_LEN),
+                                   ("batches", batches, 1, 100_000)):
         if value is not None and value < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {low} (got {value})")
+        if value is not None and value > high:
+            raise ConfigError(f"--{name.replace('_', '-')} must be from {low} to {high:,} (got {value:,})")
 
     check_threads(threads)
     if device not in ("cpu", "cuda"):

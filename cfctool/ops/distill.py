@@ -33,7 +33,7 @@ from cfctool.data.base import Dataset, Split
 from cfctool.data.registry import load_dataset, preview_task, view_converter
 from cfctool.engines import choose
 from cfctool.errors import CfcError, ConfigError, DataError
-from cfctool.families.build import model_from_checkpoint
+from cfctool.families.build import check_run, model_from_checkpoint
 from cfctool.metrics import parameter_counts, task_loss, valid_targets
 from cfctool.ops.train import run_identity, warm_start_record
 from cfctool.task_data import recorded_data_settings, resolve_data_dir
@@ -128,6 +128,7 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
     say = notify or (lambda message: None)
     run = student_run(teacher, cfg, overrides or {}, dataset_name, file_values)
     run.validate()
+    check_run(run)
     train_cfg = run.train
     init = ckpt_io.load(cfg.init_checkpoint) if cfg.init_checkpoint else None
     t_model = model_from_checkpoint(teacher)

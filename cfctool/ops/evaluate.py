@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cfctool.checkpoint import Checkpoint
+from cfctool.checkpoint import Checkpoint, check_finite
 from cfctool.data.registry import load_split
 from cfctool.engines import ALIASES, AUTO, choose
 from cfctool.errors import ConfigError
@@ -36,6 +36,7 @@ def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None 
     if max_samples is not None and max_samples < 1:
         raise ConfigError(f"--max-samples must be >= 1 (got {max_samples})")
     check_threads(threads)
+    check_finite(ckpt)
     say = notify or (lambda message: None)
     with thread_scope(threads):
         model = model_from_checkpoint(ckpt)

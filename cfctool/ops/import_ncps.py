@@ -20,8 +20,13 @@ from typing import Any
 
 import torch
 
-from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
+from cfctool.checkpoint import (TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record, read_header,
+                                verify_architecture)
 from cfctool.errors import CfcError, CheckpointError, ConfigError, DataError
+from cfctool.escape import terminal
+from cfctool.families import record_problem
+from cfctool.families.build import MAX_PARAMS
+from cfctool.files import CHECKPOINT_LIMIT, read_bounded
 from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
 from cfctool.models import ncps_layout
 
@@ -52,6 +57,10 @@ class ImportNcpsConfig:
             raise ConfigError(f"--ltc-constraints must be implicit or explicit (got '{self.ltc_constraints}')")
         if self.backbone_dropout is not None and not 0 <= self.backbone_dropout < 1:
             raise ConfigError(f"--backbone-dropout must be in [0, 1) (got {self.backbone_dropout})")
+        if not 1 <= self.ode_unfolds <= 1000:
+            raise ConfigError(f"--ode-unfolds must be from 1 to 1000 (got {self.ode_unfolds})")
+        if self.sparsity is not None and not 0 < self.sparsity < 1:
+            raise ConfigError(f"--sparsity must be in (0, 1) (got {self.sparsity})")
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -60,15 +69,18 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(f"{path.name} looks like a pickle ({path.suffix}); cfctool never unpickles (loading one runs "
                           f"the code it carries). In your ncps code, write the weights with: {SAVE_LINE}")
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
+    if str(path) == "-":
+        raise ConfigError("import ncps reads a file, not standard input: give the weights file's path")
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
+    data = read_bounded(path, CHECKPOINT_LIMIT, "weights file", CheckpointError)
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a safetensors file ({exc}); write it with: {SAVE_LINE}") from None
+        read_header(data, str(path))  # sizes and offsets proved against the bytes before any tensor is made
+        return load(data)
+    except (SafetensorError, CheckpointError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a safetensors file ({str(exc)[:200]}); write it with: "
+                              f"{SAVE_LINE}") from None
 
 
 def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, torch.Tensor] | None = None,
@@ -76,13 +88,17 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`
     (`state`: the file's tensors when the caller has read them already)."""
     from cfctool.configs import DataConfig
-    from cfctool.data.registry import load_dataset
+    from cfctool.data.registry import input_kind, load_dataset
     from cfctool.families.build import build_model
 
     cfg.validate()
     started = time.perf_counter()
     state = read_weights(weights) if state is None else state
-    m = ncps_layout.read(state)
+    source = str(weights)
+    m = _malformed_is_file_error(source, lambda: ncps_layout.read(state))
+    kind = input_kind(DataConfig(dataset=cfg.dataset))
+    if kind is not None:  # the flags against the file before the data are read (IMDB takes most of a minute)
+        _check_embedding_flag(cfg, kind == "tokens")
     say = notify or (lambda _: None)
     say(f"found an ncps {m.kind}: {m.features} inputs, {m.hidden} neurons"
         + (f", layers {m.layers}" if m.layers else f", backbone {m.backbone_widths}" if m.kind == "cfc" else ""))
@@ -93,9 +109,22 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     task = dataset.task
     if m.kind == "cfc-ncp" and "rnn_cell.layer_0.sparsity_mask" not in m.tensors:
         _rebuild_masks(m, cfg)
-    arch = _arch(m, cfg, task)
-    tensors = {"rnn." + k: v for k, v in ncps_layout.core_from_ncps(m, arch.get("backbone_dropout", 0.0)).items()}
-    tensors.update(_front_and_head(m, cfg, state, task))
+    arch = _malformed_is_file_error(source, lambda: _arch(m, cfg, task))
+
+    def convert() -> dict[str, torch.Tensor]:
+        out = {"rnn." + k: v for k, v in ncps_layout.core_from_ncps(m, arch.get("backbone_dropout", 0.0)).items()}
+        out.update(_front_and_head(m, cfg, state, task))
+        return out
+    tensors = _malformed_is_file_error(source, convert)
+    # every size the record will claim, proved by the file's tensors before anything is built
+    # (a few bytes may claim a million neurons), then every shape on the meta device: what
+    # `load` checks of a checkpoint, so that no import writes a file `info` refuses
+    draft = Checkpoint(tensors=tensors, record=new_record(arch, task), source=source)
+    problem = record_problem({**draft.record, "tensors": {}})
+    if problem:
+        raise CheckpointError(f"{source}: the weights and settings make an arch cfctool would refuse to load: "
+                              f"{problem}")
+    verify_architecture(draft)
     if m.kind == "ltc" and cfg.ltc_constraints == "explicit":  # ncps used these raw (clipped >= 0): softplus^-1
         for name in ("gleak", "cm", "w", "sensory_w"):
             x = tensors["rnn." + name].clamp_min(1e-12)
@@ -168,10 +197,7 @@ def _front_and_head(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict
     """The embedding and our readout (the ncps projection and the user's readout composed)."""
     out: dict[str, torch.Tensor] = {}
     tokens = task["input"]["kind"] == "tokens"
-    if tokens != (cfg.embedding is not None):
-        raise ConfigError(f"data set '{task['dataset']}' reads token ids: give --embedding PREFIX (the nn.Embedding "
-                          "before the ncps module)" if tokens else
-                          f"--embedding is for token data sets; '{task['dataset']}' reads features")
+    _check_embedding_flag(cfg, tokens)
     if tokens:
         e = _linear(state, cfg.embedding, "--embedding", bias=False)[0]
         vocab = task["input"]["vocab_size"]
@@ -200,11 +226,32 @@ def _front_and_head(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict
     return out
 
 
+def _check_embedding_flag(cfg: ImportNcpsConfig, tokens: bool) -> None:
+    if tokens != (cfg.embedding is not None):
+        raise ConfigError(f"data set '{cfg.dataset}' reads token ids: give --embedding PREFIX (the nn.Embedding "
+                          "before the ncps module)" if tokens else
+                          f"--embedding is for token data sets; '{cfg.dataset}' reads features")
+
+
+def _malformed_is_file_error(source: str, read):
+    """`read()`, where a shape that no ncps module has (a scalar where a vector belongs, a
+    1-D matrix) is a file error naming the file, not a traceback."""
+    try:
+        return read()
+    except (IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: the ncps weights are malformed ({type(exc).__name__}: "
+                              f"{terminal(exc, 200)}); write them from the ncps model with: {SAVE_LINE}") from None
+
+
 def _linear(state, prefix: str, flag: str, bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     keys = [f"{prefix}.weight"] + ([f"{prefix}.bias"] if bias else [])
     if any(k not in state for k in keys):
         near = sorted(k.rsplit(".", 1)[0] for k in state if k.endswith(".weight") and "rnn_cell." not in k)
-        raise ConfigError(f"{flag} {prefix}: the file has no {' / '.join(keys)}; candidates: {', '.join(near) or 'none'}")
+        raise ConfigError(f"{flag} {terminal(prefix, 80)}: the file has no {terminal(' / '.join(keys), 200)}; "
+                          f"candidates: {terminal(', '.join(near[:20]), 400) or 'none'}")
+    if state[keys[0]].dim() != 2 or (bias and state[keys[1]].dim() != 1):
+        raise CheckpointError(f"{flag} {terminal(prefix, 80)}: '{terminal(keys[0], 120)}' is not a matrix"
+                              + (" with a bias vector" if bias else "") + "; is it the right prefix?")
     return state[keys[0]].float(), state[keys[1]].float() if bias else None
 
 
@@ -229,6 +276,8 @@ def _rebuild_masks(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig) -> None:
     if cfg.wiring_seed is None or cfg.sparsity is None:
         raise ConfigError("this wired ncps CfC's state dict has no wiring masks (rnn_cell.layer_K.sparsity_mask): give "
                           "--wiring-seed and --sparsity of its AutoNCP to rebuild them")
+    if m.hidden * m.hidden > MAX_PARAMS:  # AutoNCP draws a units x units wiring: bounded before it is made
+        raise CheckpointError(f"the file claims a wired CfC of {m.hidden:,} units, more than cfctool builds")
     for k, mask in enumerate(_autoncp_masks(m, cfg.sparsity, cfg.wiring_seed)):
         m.tensors[f"rnn_cell.layer_{k}.sparsity_mask"] = mask
 

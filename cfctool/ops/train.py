@@ -14,9 +14,9 @@ from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
 from cfctool.configs import RunConfig
 from cfctool.data.base import Dataset
-from cfctool.data.registry import load_dataset, preview_task
+from cfctool.data.registry import load_dataset
 from cfctool.errors import ConfigError
-from cfctool.families.build import arch_record
+from cfctool.families.build import check_run
 from cfctool.training.fit import ProgressFn
 from cfctool.training.session import run_training
 from cfctool.training.state import state_path_for
@@ -43,9 +43,7 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     outside the epochs (loading the data, testing)."""
     run.validate()
     init = ckpt_io.load(init_from) if init_from else None  # a bad path fails before the data are read
-    preview = preview_task(run.data)
-    if preview is not None:  # an arch that does not fit the task fails before the data are read
-        arch_record(run.arch, preview)
+    check_run(run)  # an arch that does not fit the task, or cannot be built, fails before the data are read
     cfg = run.train
     identity = run_identity(run)
     if init is not None:
