@@ -11,10 +11,12 @@ from typer.core import TyperCommand, TyperGroup
 from cfctool import __version__
 from cfctool.cli import bench, compress, distill, evaluate, export, importer, info, report, train
 from cfctool.errors import CfcError, ConfigError
+from cfctool.escape import terminal
 from cfctool.ops.methods import METHODS
 
 EXIT_USAGE = 2  # the command line or a config file asks for something invalid
 EXIT_FAILURE = 1  # anything else went wrong (files, data, training, writing)
+EXIT_INTERNAL = 3  # a failure cfctool did not foresee: a bug to report
 EXIT_BROKEN_PIPE = 141  # what a Unix tool killed by SIGPIPE reports (128 + 13)
 
 def _version(value: bool):
@@ -114,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
 
     Exit codes: 0 success; 2 usage errors (unknown command or option, a value of the wrong
     type or out of range, from the command line or a --config file: ConfigError); 1 any
-    other error; 141 when stdout was closed early (e.g. `cfctool info x.st | head -1`);
-    130 when interrupted.
+    other error; 3 an internal error (a bug: one `error: internal error ...` line); 141 when
+    stdout was closed early (e.g. `cfctool info x.st | head -1`); 130 when interrupted.
     """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     except CfcError as exc:
         if os.environ.get("CFCTOOL_TRACEBACK"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal(exc, lines=True)}", file=sys.stderr)
         sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE)
     except (_PipeClosed, BrokenPipeError):
         _quiet_stdout()
@@ -141,9 +143,14 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         usage = _usage_error(exc)
         if usage is None:
-            raise
+            if os.environ.get("CFCTOOL_TRACEBACK"):
+                raise
+            # the last resort: a bug of cfctool's (or a failure nobody foresaw), one line, not a traceback
+            print(f"error: internal error ({type(exc).__name__}: {terminal(exc, 300)}); please report it with the "
+                  "command line, and run it again with CFCTOOL_TRACEBACK=1 for the details", file=sys.stderr)
+            sys.exit(EXIT_INTERNAL)
         if usage:
-            print(f"error: {usage}", file=sys.stderr)
+            print(f"error: {terminal(usage, lines=True)}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 

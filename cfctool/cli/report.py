@@ -58,9 +58,11 @@ def register(app: typer.Typer) -> None:
             from rich.console import Console
             from rich.table import Table
 
+            from rich.text import Text
+
             table = Table(*rep.COLUMNS, title="cfctool report", show_lines=False)
-            for row in rows:
-                table.add_row(*rep.cells(row, base))
+            for row in rows:  # plain Text: a record's "[red]" is shown, never taken for markup
+                table.add_row(*(Text(cell) for cell in rep.cells(row, base)))
             console = Console(width=max(Console().width, 160))
             console.print(table)
             for row in rows:  # each --max-drop search, every candidate

@@ -13,12 +13,15 @@ Nothing is measured here: the report only reads, so it is instant and repeatable
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cfctool import checkpoint
 from cfctool.errors import CfcError, CheckpointError, ConfigError
+from cfctool.escape import markdown_cell, terminal
+from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.families.build import model_from_checkpoint
 from cfctool.metrics import parameter_counts
 from cfctool.ops.info import tensor_bytes
@@ -65,6 +68,13 @@ def step_label(entry: dict[str, Any]) -> str:
     """One history entry as a few words: `prune 0.9 global`, `quantize static int8`, ..."""
     c = entry.get("config") or {}
     name = entry.get("command", "?")
+    try:
+        return _label(name, c)
+    except (AttributeError, KeyError, TypeError, ValueError):  # a record written by another tool
+        return str(name)
+
+
+def _label(name: str, c: dict[str, Any]) -> str:
     if name in METHODS:
         return METHODS[name].hooks().label(c)
     if name == "distill":
@@ -82,11 +92,12 @@ def _sidecar_report(path: Path, kind: str) -> tuple[dict | None, str | None]:
     for suffix in (".json", ".yaml"):
         candidate = path.with_name(f"{path.stem}.{kind}{suffix}")
         if candidate.is_file():
-            text = candidate.read_text()
             try:
-                doc = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-            except (ValueError, yaml.YAMLError) as exc:
-                raise CfcError(f"{candidate}: not a readable {kind} report ({exc}); rerun cfctool {kind}") from None
+                text = read_bounded(candidate, TEXT_LIMIT, f"{kind} report").decode("utf-8")
+                doc = json.loads(text) if suffix == ".json" else strict_yaml(text)
+            except (ValueError, yaml.YAMLError, RecursionError) as exc:
+                raise CfcError(f"{candidate}: not a readable {kind} report ({str(exc)[:200]}); rerun cfctool "
+                               f"{kind}") from None
             if isinstance(doc, dict):
                 return doc, candidate.name
     return None, None
@@ -98,10 +109,10 @@ def row_for(path: Path) -> Row:
     history = " -> ".join(step_label(e) for e in ckpt.record.get("history") or []) or "(no history)"
     ev, ev_name = _sidecar_report(path, "eval")
     accuracy, source = None, None
-    if ev is not None and ev.get("accuracy") is not None:
-        accuracy, source = float(ev["accuracy"]), ev_name
-    elif (ckpt.record.get("metrics") or {}).get("accuracy") is not None:
-        accuracy, source = float(ckpt.record["metrics"]["accuracy"]), "record (test)"
+    if ev is not None and _number(ev.get("accuracy")) is not None:
+        accuracy, source = _number(ev["accuracy"]), ev_name
+    elif _number((ckpt.record.get("metrics") or {}).get("accuracy")) is not None:
+        accuracy, source = _number(ckpt.record["metrics"]["accuracy"]), "record (test)"
     row = Row(path=str(path), arch=ckpt.arch["name"], dataset=ckpt.task.get("dataset", "?"), history=history,
               accuracy=accuracy, accuracy_from=source, params=counts["params"],
               nonzero_params=counts["nonzero_params"], file_bytes=path.stat().st_size,
@@ -109,14 +120,25 @@ def row_for(path: Path) -> Row:
               searches=[{"step": section, **c["budget"]} for section, c in (ckpt.record.get("compression") or {}).items()
                         if isinstance(c, dict) and "budget" in c])
     bench, _ = _sidecar_report(path, "bench")
-    if bench and bench.get("results"):
-        mine = bench["results"][0]
-        row.cpu_seconds = (mine.get("split_seconds") or {}).get("median")
-        row.engine = mine.get("engine")
-        if bench.get("ratios"):
-            row.speedup = bench["ratios"][0].get("speedup")
-            row.against = (bench.get("against") or [{}])[0].get("source")
+    try:
+        if bench and bench.get("results"):
+            mine = bench["results"][0]
+            row.cpu_seconds = _number((mine.get("split_seconds") or {}).get("median"))
+            row.engine = None if mine.get("engine") is None else str(mine["engine"])
+            if bench.get("ratios"):
+                row.speedup = _number(bench["ratios"][0].get("speedup"))
+                row.against = (bench.get("against") or [{}])[0].get("source")
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise CfcError(f"{path.with_name(path.stem + '.bench')}.*: not a bench report of cfctool's; rerun cfctool "
+                       "bench") from None
     return row
+
+
+def _number(value: Any) -> float | None:
+    """A metric read from a file: a finite real number, or None (a string, null, NaN: not shown)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def report(paths: list[str | Path]) -> list[Row]:
@@ -131,32 +153,42 @@ def cells(row: Row, base: Path | None = None) -> list[str]:
     """The table's text for one row (paths shown relative to `base`)."""
     path = Path(row.path)
     shown = str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
-    return [shown, row.arch, row.history,
+    return [terminal(shown, 200), terminal(row.arch, 40), terminal(row.history, 400),
             "" if row.accuracy is None else f"{100 * row.accuracy:.2f}%",
             f"{row.params:,}", f"{row.nonzero_params:,}", f"{row.file_bytes:,}", f"{row.tensor_bytes:,}",
             "" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}",
             "" if row.speedup is None else f"{row.speedup:.2f}x",
-            row.engine or ""]
+            terminal(row.engine or "", 40)]
 
 
 def markdown(rows: list[Row], base: Path | None = None) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells(r, base)) + " |" for r in rows]
-    notes = sorted({f"accuracy of {Path(r.path).name}: {r.accuracy_from}" for r in rows if r.accuracy_from})
+    lines += ["| " + " | ".join(markdown_cell(c) for c in cells(r, base)) + " |" for r in rows]
+    notes = sorted({markdown_cell(f"accuracy of {Path(r.path).name}: {r.accuracy_from}") for r in rows
+                    if r.accuracy_from})
     text = "\n".join(lines) + "\n\nAccuracy on the test split; speed-up over each bench report's --against " \
         "model on the engine named.\n" + ("".join(f"\n- {n}" for n in notes) + "\n" if notes else "")
-    return text + "".join(search_table(r, s, base) for r in rows for s in r.searches)
+    return text + "".join(search_table(r, s, base, markdown_cell) for r in rows for s in r.searches)
 
 
-def search_table(row: Row, search: dict[str, Any], base: Path | None = None) -> str:
-    """One --max-drop search: every candidate, on the validation hold-out."""
-    name = cells(row, base)[0]
-    chosen = ", ".join(f"{k} {v}" for k, v in search["chosen"].items())
-    lines = [f"\n{search['step']} of {name} within {search['max_drop_points']:g} points of validation accuracy "
+def search_table(row: Row, search: dict[str, Any], base: Path | None = None, text=terminal) -> str:
+    """One --max-drop search: every candidate, on the validation hold-out (its words through
+    `text`: `escape.terminal` for a terminal, `escape.markdown_cell` for Markdown)."""
+    try:
+        return _search_table(row, search, base, text)
+    except (AttributeError, KeyError, TypeError, ValueError):  # a record written by another tool
+        return f"\n{text(search.get('step', '?'))} of {text(cells(row, base)[0])}: the record's search summary " \
+               "cannot be read\n"
+
+
+def _search_table(row: Row, search: dict[str, Any], base: Path | None, text) -> str:
+    name = text(cells(row, base)[0])
+    chosen = text(", ".join(f"{k} {v}" for k, v in search["chosen"].items()))
+    lines = [f"\n{text(search['step'])} of {name} within {search['max_drop_points']:g} points of validation accuracy "
              f"{100 * search['baseline_val_accuracy']:.2f}% ({search['val_samples']:,} held-out training sequences; "
-             f"{search['search']}; {search['seconds']:.0f} s): chose {chosen}\n",
+             f"{text(search['search'])}; {search['seconds']:.0f} s): chose {chosen}\n",
              "| candidate | val accuracy | weight bytes | file bytes | seconds | within |", "|---|---|---|---|---|---|"]
-    lines += [f"| {', '.join(f'{k} {v}' for k, v in t['setting'].items())} | {100 * t['val_accuracy']:.2f}% | "
+    lines += [f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {100 * t['val_accuracy']:.2f}% | "
               f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
               for t in search["candidates"]]
     return "\n".join(lines) + "\n"
