@@ -243,13 +243,19 @@ def test_the_cache_is_private_and_refuses_other_users_and_writers(trained_xor, t
     with pytest.raises(CfcError, match="can be written by other users"):
         native.private_cache()
     os.chmod(cache, 0o700)
+    if os.getuid() == 0:  # a real second user: the cache handed to nobody (65534)
+        os.chown(cache, 65534, 65534)
+        with pytest.raises(CfcError, match=r"belongs to another user \(uid 65534\)"):
+            native.private_cache()
+        os.chown(cache, 0, 0)
     monkeypatch.setattr(native.os, "getuid", lambda: os.stat(cache).st_uid + 1)  # as another user sees it
     with pytest.raises(CfcError, match="belongs to another user"):
         native.private_cache()
 
 
 @needs_cc
-@pytest.mark.parametrize("damage", ["planted", "truncated", "empty", "garbage", "directory", "no-hash"])
+@pytest.mark.parametrize("damage", ["planted", "truncated", "empty", "garbage", "directory", "no-hash",
+                                    "foreign-owner"])
 def test_a_damaged_or_planted_library_is_rebuilt_never_loaded(damage, trained_xor, tmp_path, monkeypatch):
     """Whatever sits at a library's name without the hash recorded when it was built (another
     library that runs code on load, a truncated one that would SIGBUS) is rebuilt."""
@@ -270,14 +276,20 @@ def test_a_damaged_or_planted_library_is_rebuilt_never_loaded(damage, trained_xo
         lib.write_bytes(os.urandom(4096))
     elif damage == "directory":
         lib.mkdir()
-    else:
+    elif damage == "no-hash":
         lib.write_bytes(good)
         lib.with_suffix(".sha256").unlink()
+    else:  # the right bytes, but another user's file (they could change it after the check)
+        if os.getuid() != 0:
+            pytest.skip("needs root to hand a file to another user")
+        lib.write_bytes(good)
+        os.chown(lib, 65534, 65534)
     again = _engine(trained_xor["cfc"])._variants[False]
     assert not (tmp_path / "PWNED").exists()
     # rebuilt (dlopen of a name already loaded would hide a planted constructor: compare the file)
     from cfctool.engines.native import _cached
     assert Path(again.lib_path) == lib and _cached(lib) and lib.read_bytes() == good
+    assert os.stat(lib).st_uid == os.getuid()
     x = torch.randn(3, 5, 1)
     assert torch.equal(again(x), first(x))
 
