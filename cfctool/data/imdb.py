@@ -32,6 +32,15 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 # its settings (flags and config keys)
 INPUT_KIND = "tokens"  # known before the data are read (import ncps checks --embedding against it)
+# the tensors of a split (see xor.TENSORS); no dt: every step is one token
+TENSORS = (
+    ("x", ("N", "T"), "int64", "token ids: 0 padding, 1 out of vocabulary, 2 ... the vocabulary's words, most "
+                               "frequent first (the vocabulary travels in the checkpoint)"),
+    ("mask", ("N", "T"), "bool", "the review's tokens, padding after them (none with --padding pre: the pads "
+                                 "come first and are read)"),
+    ("y", ("N",), "int64", "0 negative, 1 positive"),
+)
+STEPS = "T = --seq-len (the last tokens of each review)"
 SETTINGS = (
     Setting("vocab_size", int, 20000, "imdb: vocabulary (most frequent training words).", low=1),
     Setting("seq_len", int, 200, "imdb: tokens kept per review (the last ones).", low=1),

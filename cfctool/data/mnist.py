@@ -80,6 +80,15 @@ def _locate(data_dir, name: str, split: str) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
+# the tensors of a split per data set (see xor.TENSORS); no dt (1 per step), no mask
+_LABELS = ("y", ("N",), "int64", "the digit (MNIST) or the garment class (Fashion-MNIST), 0 ... 9")
+_ROWS = (("x", ("N", 28, 28), "float32", "the image's 28 rows of 28 pixels, each in [0, 1]"), _LABELS)
+_PIXELS = (("x", ("N", 784, 1), "float32", "the image's pixels in reading order, one a step, each in [0, 1]"),
+           _LABELS)
+TENSORS = {"mnist": _ROWS, "fashion-mnist": _ROWS, "pmnist": _PIXELS, "pixel-mnist": _PIXELS}
+STEPS = "T = 28 rows (784 pixels for pmnist)"
+
+
 def task_record(name: str) -> dict[str, Any]:
     pixel = name in ("pmnist", "pixel-mnist")
     return {

@@ -36,6 +36,15 @@ LABELS = {
 }
 BIN_TICKS = 10**5  # 10 ms
 DT_UNIT_BINS = 10  # dt is reported in units of 100 ms
+# the tensors of a split (see xor.TENSORS)
+TENSORS = (
+    ("x", ("N", "T", 12), "float32", "4 tags x (x, y, z) positions, standardised with the training split's mean and "
+                                     "std; 0 after the window's end"),
+    ("dt", ("N", "T"), "float32", "time since the previous step in units of 100 ms (0 at a session's start)"),
+    ("mask", ("N", "T"), "bool", "the window's steps (the last window of a session may be shorter)"),
+    ("y", ("N", "T"), "int64", "the activity at each step, 0 ... 6 (an output per step)"),
+)
+STEPS = "T = --window (50 steps of 10 ms bins)"
 _LAYOUT = "person_activity/ConfLongDemo_JSI.txt (or any ConfLongDemo_JSI*.txt): lines 'sequence,tag,ticks,date,x,y,z,activity'"
 DATA_SEED = 1234
 

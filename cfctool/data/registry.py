@@ -38,6 +38,31 @@ def input_kind(cfg) -> str | None:
     return preview["input"]["kind"] if preview is not None else getattr(module, "INPUT_KIND", None)
 
 
+def tensor_spec(name: str) -> tuple[tuple[str, tuple, str, str], ...]:
+    """What a built-in data set's splits hold, as its module declares it: (tensor, shape,
+    dtype, meaning) with N rows and T steps; a tensor not listed is absent (dt: 1 per step;
+    mask: every step valid)."""
+    spec = _module(name).TENSORS
+    return spec[name] if isinstance(spec, dict) else spec
+
+
+def tensor_tables() -> str:
+    """Markdown: every built-in data set's tensors (the data guide's generated section)."""
+    from cfctool.data.names import MODULES
+
+    parts = []
+    for name in MODULES:
+        rows = "\n".join(f"| `{t}` | ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}) | {dtype} | "
+                         f"{meaning} |"
+                         for t, shape, dtype, meaning in tensor_spec(name))
+        absent = [t for t in ("dt", "mask") if t not in {row[0] for row in tensor_spec(name)}]
+        note = "".join({"dt": " No `dt`: every step is 1.", "mask": " No `mask`: every step is valid."}[t]
+                       for t in absent)
+        parts.append(f"### `{name}`\n\n{_module(name).STEPS}.{note}\n\n| tensor | shape | dtype | meaning |\n"
+                     f"|---|---|---|---|\n{rows}\n")
+    return "\n".join(parts)
+
+
 def view_converter(source: dict[str, Any], target: dict[str, Any]):
     """A function turning inputs of the `source` task into the ones a `target` task's model
     reads, when both data sets are views of the same rows in the same order (MNIST's image

@@ -32,6 +32,17 @@ SETTINGS = (
 )
 
 
+# the tensors of a split, as models read them (docs/guide/data.md is generated from these and
+# a test holds them to what load_split returns): (name, shape, dtype, meaning); T = --bits
+TENSORS = (
+    ("x", ("N", "T", 1), "float32", "each bit as -1/+1 (dense), or each run's bit (event encoding); 0 after the end"),
+    ("dt", ("N", "T"), "float32", "1 per step (dense), or each run's length in bits (event encoding)"),
+    ("mask", ("N", "T"), "bool", "the stream's steps (lengths from --min-bits to --bits; runs in event encoding)"),
+    ("y", ("N",), "int64", "the parity of the stream's ones: 0 or 1"),
+)
+STEPS = "T = --bits (steps per stream)"
+
+
 def validate(values: dict[str, Any]) -> None:
     if not 1 <= values["min_bits"] <= values["bits"]:
         raise ValueError(f"min_bits must be in [1, bits={values['bits']}] (got {values['min_bits']})")
