@@ -326,3 +326,19 @@ def test_the_data_guide_tables_are_current():
     text = (REPO / "docs/guide/data.md").read_text()
     assert text == with_tensor_tables(text), "docs/guide/data.md is out of date: run `make cli-reference`"
     assert "| `dt` | (N, T) | float32 |" in text and "### `pmnist`" in text
+
+
+def test_an_idx_file_is_read_with_a_bound(tmp_path, monkeypatch):
+    """A gzip that inflates beyond the bound (a bomb) and a FIFO in an IDX file's place are
+    one DataError each, not all of memory or a hang."""
+    monkeypatch.setattr(mnist, "IDX_LIMIT", 1000)
+    bomb = tmp_path / "bomb-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + bytes(5000)))
+    with pytest.raises(DataError, match="inflates to more than 1,000 bytes"):
+        mnist.read_idx(bomb, 3)
+    import os
+
+    fifo = tmp_path / "fifo-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="is not a regular file"):
+        mnist.read_idx(fifo, 3)

@@ -12,12 +12,14 @@ DATA_DIR/fashion-mnist and in Debian's `dataset-fashion-mnist` location
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfctool.data.base import Dataset, Split, find_input
 from cfctool.errors import DataError
+from cfctool.files import read_bounded
 from cfctool.settings import Setting
 
 if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
@@ -26,6 +28,7 @@ if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help`
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_LIMIT = 1 << 30  # bytes an IDX file may hold (MNIST's largest is 47 MB)
 _FOLDER = {"mnist": "mnist", "pmnist": "mnist", "pixel-mnist": "mnist", "fashion-mnist": "fashion-mnist"}
 _SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -43,12 +46,14 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     """An IDX array (unsigned bytes), checking magic, dimensions and the data size."""
     import numpy as np
 
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            data = fh.read()
+    raw = read_bounded(path, IDX_LIMIT, "IDX file", DataError)
+    try:  # a gzip bomb stops at the bound: never more than IDX_LIMIT bytes are inflated
+        data = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(IDX_LIMIT + 1) if path.suffix == ".gz" else raw
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read ({exc}); the file is damaged or truncated") from None
+    if len(data) > IDX_LIMIT:
+        raise DataError(f"{path}: inflates to more than {IDX_LIMIT:,} bytes, far beyond MNIST's 47 MB; is it the "
+                        "wrong file?")
     if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
     dims = data[3]
