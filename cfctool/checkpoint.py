@@ -370,11 +370,13 @@ def _difference(expected: dict, actual: dict, noun: str) -> str:
         parts.append(f"unexpected tensors {extra[:5]}")
     if changed:
         k = changed[0]
-        parts.append(f"'{k}' has {noun} {actual[k]}, expected {expected[k]}")
-    return "; ".join(parts)
+        parts.append(f"'{k}' has {noun} {str(actual[k])[:80]}, expected {str(expected[k])[:80]}")
+    return escape.terminal("; ".join(parts), 600)
 
 
 def _check_manifest(manifest: dict, tensors: dict[str, torch.Tensor], source: str) -> None:
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{source}: the record's tensor list is not a mapping; the file was altered or damaged")
     actual = _manifest(tensors)
     if manifest != actual:
         raise CheckpointError(f"{source}: tensors do not match the record: "
