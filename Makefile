@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-EXTRAS ?= test,onnx,plot,docs
+EXTRAS ?= test,onnx,plot,docs,tables
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cfctool-installed

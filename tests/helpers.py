@@ -91,3 +91,25 @@ def resign(header: dict, body: bytes) -> bytes:
     head = json.dumps(header).encode()
     head += b" " * (-len(head) % 8)
     return struct.pack("<Q", len(head)) + head + body
+
+
+def matches_its_declaration(name: str, split) -> None:
+    """Every declared tensor is there with its dtype, rank and fixed sizes; the undeclared
+    ones (dt, mask) are absent; N and T agree across tensors."""
+    from cfctool.data.registry import tensor_spec
+
+    spec = {t: (shape, dtype) for t, shape, dtype, _ in tensor_spec(name)}
+    sizes: dict[str, int] = {}
+    for t in ("x", "y", "dt", "mask"):
+        value = getattr(split, t)
+        if t not in spec:
+            assert value is None or (t == "dt" and bool((value == 1).all())), f"{name}: {t} is not declared"
+            continue
+        shape, dtype = spec[t]
+        assert value is not None and str(value.dtype) == f"torch.{dtype}", (name, t, value.dtype)
+        assert value.dim() == len(shape), (name, t, tuple(value.shape), shape)
+        for want, got in zip(shape, value.shape):
+            if isinstance(want, int):
+                assert got == want, (name, t, tuple(value.shape), shape)
+            else:
+                assert sizes.setdefault(want, got) == got, (name, t, want)

@@ -8,6 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from helpers import matches_its_declaration
 
 from cfctool.configs import resolve
 from cfctool.data import imdb, mnist, person_activity
@@ -279,43 +280,21 @@ def test_an_imdb_checkpoint_with_a_vocabulary_bomb_is_refused_by_eval(imdb_slice
     assert time.perf_counter() - start < 5
 
 
-def _matches_its_declaration(name: str, split) -> None:
-    """Every declared tensor is there with its dtype, rank and fixed sizes; the undeclared
-    ones (dt, mask) are absent; N and T agree across tensors."""
-    from cfctool.data.registry import tensor_spec
-
-    spec = {t: (shape, dtype) for t, shape, dtype, _ in tensor_spec(name)}
-    sizes: dict[str, int] = {}
-    for t in ("x", "y", "dt", "mask"):
-        value = getattr(split, t)
-        if t not in spec:
-            assert value is None or (t == "dt" and bool((value == 1).all())), f"{name}: {t} is not declared"
-            continue
-        shape, dtype = spec[t]
-        assert value is not None and str(value.dtype) == f"torch.{dtype}", (name, t, value.dtype)
-        assert value.dim() == len(shape), (name, t, tuple(value.shape), shape)
-        for want, got in zip(shape, value.shape):
-            if isinstance(want, int):
-                assert got == want, (name, t, tuple(value.shape), shape)
-            else:
-                assert sizes.setdefault(want, got) == got, (name, t, want)
-
-
 @pytest.mark.parametrize("encoding", ["dense", "event"])
 def test_xor_tensors_are_the_declared_ones(encoding):
     from cfctool.data import xor
 
     run = resolve("xor", "cfc", overrides={"encoding": encoding, "train_size": 64, "test_size": 32})
-    _matches_its_declaration("xor", xor.load_split(xor.task_record(run.data), "test"))
+    matches_its_declaration("xor", xor.load_split(xor.task_record(run.data), "test"))
 
 
 def test_real_data_tensors_are_the_declared_ones(data_dir, imdb_slice):
     pa = load_dataset(resolve("person_activity", "cfc", overrides={"data_dir": str(data_dir)}).data)
-    _matches_its_declaration("person_activity", pa.splits["test"])
+    matches_its_declaration("person_activity", pa.splits["test"])
     for name in ("mnist", "pmnist"):
-        _matches_its_declaration(name, mnist.load_split(mnist.task_record(name), "test", data_dir, limit=16))
+        matches_its_declaration(name, mnist.load_split(mnist.task_record(name), "test", data_dir, limit=16))
     run = resolve("imdb", "cfc", preset="seed", overrides={"data_dir": str(imdb_slice), "vocab_size": 500})
-    _matches_its_declaration("imdb", load_dataset(run.data).splits["test"])
+    matches_its_declaration("imdb", load_dataset(run.data).splits["test"])
 
 
 def test_the_data_guide_tables_are_current():

@@ -15,5 +15,6 @@ MODULES = {
     "pmnist": "cfctool.data.mnist",
     "pixel-mnist": "cfctool.data.mnist",
     "fashion-mnist": "cfctool.data.mnist",
+    "own": "cfctool.data.own",  # your own data: arrays (.npz, .safetensors) or long tables (.csv, .parquet)
 }
 DATASETS = tuple(MODULES)

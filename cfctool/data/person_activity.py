@@ -53,7 +53,8 @@ DATA_SEED = 1234
 SETTINGS = (
     Setting("window", int, 50, "person_activity: steps per window.", low=1),
     Setting("window_stride", int, 25, "person_activity: stride between windows.", low=1),
-    Setting("test_fraction", float, 0.2, "person_activity: fraction of sessions' windows used for testing."),
+    Setting("test_fraction", float, 0.2, "Fraction held out for testing (person_activity: of the sessions' windows; "
+                                         "own data without --test-file: of the sequences)."),
 )
 
 

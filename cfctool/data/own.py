@@ -1,0 +1,391 @@
+"""Your own time series (`cfctool train own --data-file F`): arrays, or a long table.
+
+Arrays: one `.npz` (NumPy, never pickled) or `.safetensors` file. Long tables: CSV or
+Parquet with one row per observation (`cfctool.data.tables` turns them into the same arrays).
+Keys: `x` (N, T, F) float features; `y` the targets, (N,) one per sequence or (N, T) one per
+step (integers or strings for classification, floats for regression); optionally `t` (N, T)
+the time of each step (made into per-step Δt, the thing CfC exists for) or `dt` (N, T)
+directly, and `mask` (N, T) the valid steps of sequences shorter than T.
+
+The test sequences come from `--test-file` (the same keys) or a seeded split of the file by
+sequence (`--test-fraction`, `--split-seed`): no sequence is in two splits. Preprocessing is
+fitted on the training split only and travels in the checkpoint, so `eval` and every other
+command see exactly the inputs training saw: features standardised with the training steps'
+mean and std (`task.x_mean`, `task.x_std`), class labels mapped to 0 ... C-1 in sorted order
+(names recorded), regression targets standardised (their mean and std recorded: losses and
+MSE are in standardised units), and missing values (NaN in a valid step: the narrow table
+form, or `--missing indicator`) standardised over the observed values, set to 0 and marked by
+one more input per feature (1 where observed): a mask, not a silent zero. The files' sha256
+are recorded: `eval` on a changed file says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfctool.data import tables
+from cfctool.data.base import Dataset, Split
+from cfctool.errors import DataError
+from cfctool.files import CHECKPOINT_LIMIT, read_bounded
+from cfctool.settings import Setting
+
+if TYPE_CHECKING:
+    import numpy as np
+
+TARGETS = ("classification", "regression")
+MISSING = ("auto", "error", "indicator")  # auto: indicator for the narrow table form, else error
+# the table settings, recorded so that eval reads the file as training did
+TABLE_KEYS = ("id_column", "time_column", "target_column", "feature_columns", "variable_column", "value_column",
+              "labels_file", "per_step", "max_length")
+KEYS = ("x", "y", "t", "dt", "mask")
+SETTINGS = (
+    Setting("data_file", str, None, "own: the .npz or .safetensors file of x (N, T, F), y (N,) or (N, T), "
+                                    "optionally t or dt (N, T) and mask (N, T)."),
+    Setting("test_file", str, None, "own: a file of the same keys holding the test sequences (default: a "
+                                    "seeded --test-fraction of --data-file's sequences)."),
+    Setting("target", str, "classification", "own: what y is: classification (integer or string labels) or "
+                                             "regression (floats, standardised).", choices=TARGETS),
+    Setting("test_fraction", float, 0.2, "Fraction held out for testing (person_activity: of the sessions' windows; "
+                                         "own data without --test-file: of the sequences)."),
+    Setting("split_seed", int, 0, "own: seed of the split into training and test sequences.", low=0),
+    Setting("missing", str, "auto", "own: NaN features in valid steps: error, or indicator (standardised over the "
+                                    "observed values, 0 where missing, plus a 0/1 observed input per feature); "
+                                    "auto: indicator for the narrow table form, else error.", choices=MISSING),
+    Setting("id_column", str, "id", "own, tables: the column of sequence ids."),
+    Setting("time_column", str, None, "own, tables: the column of times (made into per-step dt)."),
+    Setting("target_column", str, "y", "own, tables: the column of targets (in the table or in --labels-file)."),
+    Setting("feature_columns", str, None, "own, tables: the feature columns, comma-separated (default: every "
+                                          "other column)."),
+    Setting("variable_column", str, None, "own, tables: the narrow form's column of variable names (with "
+                                          "--value-column: each variable observed at its own times)."),
+    Setting("value_column", str, "value", "own, tables: the narrow form's column of values."),
+    Setting("labels_file", str, None, "own, tables: a second table of targets, keyed by --id-column."),
+    Setting("per_step", bool, False, "own, tables: the target column holds a target at every step (else one "
+                                     "value per sequence)."),
+    Setting("max_length", int, 100_000, "own, tables: the most steps a sequence may have.", low=1),
+)
+OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--test-file is your own data's",
+                "split_seed": "--split-seed splits your own data", "missing": "--missing is for your own data",
+                **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS}}
+TENSORS = (
+    ("x", ("N", "T", "F"), "float32", "your features, standardised with the training steps' mean and std; 0 where "
+                                      "masked"),
+    ("dt", ("N", "T"), "float32", "the time since the previous valid step (from t; 0 at the first), or your dt, "
+                                  "or 1"),
+    ("mask", ("N", "T"), "bool", "your mask (all steps when the file has none)"),
+    ("y", ("N",), "int64", "the class index (labels in sorted order); (N, T) when y is per step; a regression's "
+                           "standardised floats are (N, 1) or (N, T, 1)"),
+)
+STEPS = "T and F are your file's"
+
+
+def validate(values: dict[str, Any]) -> None:
+    if values.get("dataset") == "own" and not values.get("data_file"):
+        raise ValueError("data set 'own' needs --data-file FILE (.npz or .safetensors with x and y)")
+    if not 0.0 < values["test_fraction"] < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1) (got {values['test_fraction']})")
+
+
+def read_source(path: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The arrays of a data file: read as they are (.npz, .safetensors), or made from a long
+    table (.csv, .parquet) by `tables.arrays_from_table` with the table settings."""
+    path = Path(path)
+    if path.suffix in tables.SUFFIXES:
+        return tables.arrays_from_table(path, settings)
+    return read_arrays(path)
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a file, proved to be what the keys say before anything is built."""
+    import numpy as np
+
+    path = Path(path)
+    if path.suffix not in (".npz", ".safetensors"):
+        raise DataError(f"{path}: give a .npz or .safetensors file of arrays (x, y, ...), or a .csv or .parquet "
+                        "table")
+    data = read_bounded(path, CHECKPOINT_LIMIT, "data file", DataError)
+    try:
+        if path.suffix == ".npz":
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        elif path.suffix == ".safetensors":
+            from safetensors.numpy import load
+
+            arrays = load(data)
+        else:
+            raise DataError(f"{path}: give a .npz or .safetensors file of arrays (x, y, ...)")
+    except DataError:
+        raise
+    except Exception as exc:  # numpy and safetensors raise their own types for a damaged file
+        raise DataError(f"{path}: not a readable {path.suffix} file of arrays ({str(exc)[:200]})") from None
+    unknown = sorted(set(arrays) - set(KEYS))
+    if unknown:
+        raise DataError(f"{path}: unknown arrays {unknown[:5]}; the keys are x, y and optionally t or dt, and mask")
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DataError(f"{path}: no '{key}' array (x: (N, T, F) features, y: the targets)")
+    if "t" in arrays and "dt" in arrays:
+        raise DataError(f"{path}: give t (the time of each step) or dt (the time since the previous one), not both")
+    return arrays
+
+
+def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str = "error"):
+    """(x, dt, mask, y) of one file, checked: shapes, kinds, finite valid steps (NaN allowed
+    as missing with the indicator policy), time that increases, no empty sequence. Errors
+    name the file, the sequence and the feature."""
+    import numpy as np
+
+    x = a["x"]
+    if x.ndim != 3 or x.dtype.kind != "f":
+        raise DataError(f"{path}: x must be (N, T, F) floats (got {x.dtype} of shape {x.shape}); token ids are not "
+                        "supported yet")
+    n, steps, _ = x.shape
+    if n == 0 or steps == 0:
+        raise DataError(f"{path}: x holds no sequences (shape {x.shape})")
+    mask = a.get("mask")
+    if mask is None:
+        mask = np.ones((n, steps), dtype=bool)
+    elif mask.shape != (n, steps) or mask.dtype.kind not in "bui":
+        raise DataError(f"{path}: mask must be (N, T) = {(n, steps)} of booleans (got {mask.dtype} {mask.shape})")
+    mask = mask.astype(bool)
+    empty = np.flatnonzero(~mask.any(1))
+    if len(empty):
+        raise DataError(f"{path}: sequence {_name(a, int(empty[0]))} has no valid step (mask all false)")
+    bad = (np.isinf(x) if missing == "indicator" else ~np.isfinite(x)) & mask[..., None]
+    if bad.any():
+        i, j, f = (int(v[0]) for v in np.nonzero(bad))
+        raise DataError(f"{path}: x is {'infinite' if missing == 'indicator' else 'NaN or infinite'} at sequence "
+                        f"{_name(a, i)}, step {j}, feature {_feature(a, f)}; clean it, mask the step"
+                        + ("" if missing == "indicator" else ", or give --missing indicator"))
+    x = np.where(mask[..., None], x, 0.0).astype(np.float32)
+    dt = np.ones((n, steps), dtype=np.float32)
+    for key in ("t", "dt"):
+        if a.get(key) is not None:
+            v = a[key]
+            if v.shape != (n, steps) or v.dtype.kind not in "fiu":
+                raise DataError(f"{path}: {key} must be (N, T) = {(n, steps)} numbers (got {v.dtype} {v.shape})")
+            bad = ~np.isfinite(v.astype(np.float64)) & mask
+            if bad.any():
+                i, j = (int(u[0]) for u in np.nonzero(bad))
+                raise DataError(f"{path}: {key} is NaN or infinite at sequence {_name(a, i)}, step {j}")
+            dt = _dt_from_time(path, v.astype(np.float64), mask, a) if key == "t" else np.where(mask, v, 0.0)
+            if key == "dt" and (dt < 0).any():
+                i, j = (int(u[0]) for u in np.nonzero(dt < 0))
+                raise DataError(f"{path}: dt is negative at sequence {_name(a, i)}, step {j}")
+    y = a["y"]
+    if y.shape not in ((n,), (n, steps)):
+        raise DataError(f"{path}: y must be (N,) = ({n},) one target per sequence or (N, T) = {(n, steps)} one per "
+                        f"step (got {y.shape})")
+    if target == "regression":
+        if y.dtype.kind not in "fiu":
+            raise DataError(f"{path}: --target regression needs numbers in y (got {y.dtype})")
+        valid = mask if y.ndim == 2 else np.ones(n, dtype=bool)
+        bad = ~np.isfinite(y.astype(np.float64)) & valid
+        if bad.any():
+            raise DataError(f"{path}: y is NaN or infinite at sequence {_name(a, int(np.nonzero(bad)[0][0]))}")
+    elif y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{path}: --target classification needs integer or string labels in y (got fractions "
+                            "or NaN); is it a regression (--target regression)?")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iuUSb":
+        raise DataError(f"{path}: y must hold labels (integers or strings) or numbers (got {y.dtype})")
+    return x, dt.astype(np.float32), mask, y
+
+
+def _dt_from_time(path: Path, t: np.ndarray, mask: np.ndarray, a: dict[str, Any]) -> np.ndarray:
+    """Per-step elapsed time from each step's time: the gap to the previous valid step (0 at
+    a sequence's first); time must increase within a sequence."""
+    import numpy as np
+
+    dt = np.zeros_like(t)
+    for i in range(t.shape[0]):
+        steps = np.flatnonzero(mask[i])
+        gaps = np.diff(t[i, steps])
+        if (gaps <= 0).any():
+            j = int(steps[1:][gaps <= 0][0])
+            raise DataError(f"{path}: time does not increase at sequence {_name(a, i)}, step {j} (t = {t[i, j]:g} after "
+                            f"{t[i, steps[np.searchsorted(steps, j) - 1]]:g})")
+        dt[i, steps[1:]] = gaps
+    return dt
+
+
+def _name(a: dict[str, Any], i: int) -> str:
+    """Sequence i as the user knows it: its id in a table, else its index."""
+    ids = a.get("ids")
+    return repr(ids[i]) if ids is not None else str(i)
+
+
+def _feature(a: dict[str, Any], f: int) -> str:
+    names = a.get("features")
+    return f"{f} ({names[f]!r})" if names is not None else str(f)
+
+
+def _file_record(path: str | Path) -> dict[str, str]:
+    data = read_bounded(path, CHECKPOINT_LIMIT, "data file", DataError)
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _policy(missing: str, path: Path, settings: dict[str, Any]) -> str:
+    if missing != "auto":
+        return missing
+    return "indicator" if path.suffix in tables.SUFFIXES and settings.get("variable_column") else "error"
+
+
+def _read(path: Path, settings: dict[str, Any], target: str, missing: str):
+    """(x, dt, mask, y, how dt was made, feature names) of one data file."""
+    a = read_source(path, settings)
+    x, dt, mask, y = _sequences(path, a, target, missing)
+    how = "from t" if a.get("t") is not None else "given" if a.get("dt") is not None else "1 per step"
+    return x, dt, mask, y, how, a.get("features")
+
+
+def load(cfg) -> Dataset:
+    import numpy as np
+    import torch
+
+    path = Path(cfg.data_file)
+    settings = {key: getattr(cfg, key) for key in TABLE_KEYS}
+    missing = _policy(cfg.missing, path, settings)
+    x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing)
+    if cfg.test_file:
+        tpath = Path(cfg.test_file)
+        test = _read(tpath, settings, cfg.target, missing)[:4]
+        if test[0].shape[2] != x.shape[2]:
+            raise DataError(f"{tpath}: x has {test[0].shape[2]} features, {path} has {x.shape[2]}")
+        train_idx = np.arange(len(x))
+    else:
+        train_idx, test_idx = _split_rows(path, len(x), cfg.test_fraction, cfg.split_seed)
+        test = (x[test_idx], dt[test_idx], mask[test_idx], y[test_idx])
+    if cfg.max_samples is not None:
+        train_idx = train_idx[: cfg.max_samples]
+    train = (x[train_idx], dt[train_idx], mask[train_idx], y[train_idx])
+    steps = train[0][train[2]]
+    with np.errstate(all="ignore"):  # a feature never observed in training: mean 0, std 1
+        mean, std = np.nan_to_num(np.nanmean(steps, 0)), np.nan_to_num(np.nanstd(steps, 0))
+    std = np.where(std > 0, std, 1.0)
+    per_step = y.ndim == 2
+    prep: dict[str, Any] = {
+        "file": _file_record(path), "test_file": _file_record(cfg.test_file) if cfg.test_file else None,
+        "test_fraction": None if cfg.test_file else cfg.test_fraction,
+        "split_seed": None if cfg.test_file else cfg.split_seed,
+        "features": "standardised with the training steps' mean and std (task.x_mean, task.x_std)",
+        "missing": missing, "dt": how, "sequences": {"train": int(len(train_idx)), "test": int(len(test[0]))}}
+    if features is not None:
+        prep["feature_names"] = list(features)
+    if path.suffix in tables.SUFFIXES:
+        prep["table"] = settings
+        if settings.get("labels_file"):
+            prep["labels_file"] = _file_record(settings["labels_file"])
+    if cfg.target == "classification":
+        train_labels = train[3][train[2]] if per_step else train[3]
+        classes = sorted({str(v) for v in train_labels.reshape(-1).tolist()}, key=_label_order)
+        if len(classes) < 2:
+            raise DataError(f"{path}: the training sequences have one class ({classes}); classification needs two")
+        prep["classes"] = classes
+        output = {"kind": "classification", "size": len(classes), "per_step": per_step, "classes": classes}
+    else:
+        targets = (train[3][train[2]] if per_step else train[3]).astype(np.float64)
+        y_mean, y_std = float(np.mean(targets)), float(np.std(targets)) or 1.0
+        prep["y_mean"], prep["y_std"] = y_mean, y_std
+        output = {"kind": "regression", "size": 1, "per_step": per_step}
+    width = int(x.shape[2]) * (2 if missing == "indicator" else 1)
+    task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
+    tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}
+    splits = {"train": _split(task, tensors, *train, where=str(path)), "test": _split(task, tensors, *test,
+                                                                                     where=str(cfg.test_file or path))}
+    return Dataset(task=task, splits=splits, task_tensors=tensors,
+                   files=[str(path), *([str(cfg.test_file)] if cfg.test_file else []),
+                          *([str(settings["labels_file"])] if settings.get("labels_file") else [])])
+
+
+def _split_rows(path: Path, n: int, fraction: float, seed: int):
+    """(training rows, test rows): a seeded draw of whole sequences."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * fraction))
+    if n_test < 1 or n_test >= n:
+        raise DataError(f"{path}: {n} sequences cannot be split {1 - fraction:.0%} / {fraction:.0%}; give more "
+                        "sequences or --test-file")
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _label_order(label: str):
+    """Integer labels in numeric order (2 before 10), others as text."""
+    try:
+        return (0, int(float(label)), "") if float(label).is_integer() else (0, float(label), "")
+    except ValueError:
+        return (1, 0, label)
+
+
+def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
+    """The tensors a model reads, preprocessed with the recorded training statistics."""
+    import numpy as np
+    import torch
+
+    p = task["preprocessing"]
+    mean, std = tensors["x_mean"].numpy(), tensors["x_std"].numpy()
+    observed = ~np.isnan(x)
+    x = np.where(mask[..., None] & observed, (np.nan_to_num(x) - mean) / std, 0.0).astype(np.float32)
+    if p.get("missing") == "indicator":  # one 0/1 input per feature: observed at this step
+        x = np.concatenate([x, (observed & mask[..., None]).astype(np.float32)], -1)
+    if task["output"]["kind"] == "classification":
+        index = {c: i for i, c in enumerate(p["classes"])}
+        labels = [_label_text(v) for v in y.reshape(-1).tolist()]
+        valid = mask.reshape(-1).tolist() if y.ndim == 2 else [True] * len(labels)
+        unseen = next((v for v, ok in zip(labels, valid) if ok and v not in index), None)
+        if unseen is not None:
+            raise DataError(f"{where}: label {unseen!r} was not among the training labels "
+                            f"({', '.join(p['classes'][:10])})")
+        target = torch.tensor([index.get(v, 0) for v in labels], dtype=torch.int64).reshape(y.shape)
+    else:
+        # one output: (N, 1) per sequence, (N, T, 1) per step, as the model's outputs are shaped
+        target = torch.from_numpy(((y.astype(np.float64) - p["y_mean"]) / p["y_std"]).astype(np.float32))
+        target = target.unsqueeze(-1)
+    return Split(torch.from_numpy(x), target, torch.from_numpy(dt), torch.from_numpy(mask))
+
+
+def _label_text(value) -> str:
+    """A label as recorded: integral numbers without '.0' (a table's 1.0 is the class 1)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split:
+    """A split again, from the recorded files (refused when they changed since training)."""
+    p = task["preprocessing"]
+    if split not in ("train", "test"):
+        raise DataError(f"own has the splits train and test (got '{split}')")
+    source = p["test_file"] if split == "test" and p.get("test_file") else p["file"]
+    path = _recorded(source, data_dir)
+    settings = dict(p.get("table") or {})
+    if p.get("labels_file"):
+        settings["labels_file"] = str(_recorded(p["labels_file"], data_dir))
+    x, dt, mask, y, _, _ = _read(path, settings, task["output"]["kind"], p.get("missing", "error"))
+    if not p.get("test_file"):
+        train_rows, test_rows = _split_rows(path, len(x), p["test_fraction"], p["split_seed"])
+        rows = test_rows if split == "test" else train_rows
+        x, dt, mask, y = x[rows], dt[rows], mask[rows], y[rows]
+    width = x.shape[2] * (2 if p.get("missing") == "indicator" else 1)
+    if width != task["input"]["size"]:
+        raise DataError(f"{path}: x has {x.shape[2]} features, the model reads {task['input']['size']}")
+    return _split(task, task_tensors, x, dt, mask, y, where=str(path))
+
+
+def _recorded(source: dict[str, str], data_dir) -> Path:
+    """A recorded data file, where it is now (--data DIR finds a moved one by name), unchanged."""
+    path = Path(source["path"])
+    if data_dir is not None and not path.is_file() and (Path(data_dir) / path.name).is_file():
+        path = Path(data_dir) / path.name
+    if not path.is_file():
+        raise DataError(f"{path}: the data file this model was trained on is not there; pass --data DIR (the folder "
+                        "that holds it now)")
+    if _file_record(path)["sha256"] != source["sha256"]:
+        raise DataError(f"{path}: the file changed since the checkpoint was made (sha256 differs from the recorded "
+                        f"{source['sha256'][:12]}...); evaluate on the data it was trained on")
+    return path

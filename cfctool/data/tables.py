@@ -1,0 +1,213 @@
+"""Long tables (CSV, Parquet) as the arrays of `cfctool.data.own`: one row per observation.
+
+Two shapes, read with pyarrow (the `tables` extra):
+- **wide-long**: a sequence-id column, an optional time column, feature columns and a target
+  column; each row is one step of its sequence (rows of a sequence sorted by time, else kept
+  in file order);
+- **narrow** (entity-attribute-value): id, time, variable name, value; each variable is
+  observed at its own times, so a step is one (id, time) and a variable not observed there is
+  missing (NaN here; `own` turns it into a mask channel, never a silent zero).
+
+Targets sit in the table (constant within a sequence, or per step with `per_step`) or in a
+second table keyed by the sequence id (`labels_file`). Every defect is a DataError naming
+the file, the column and the row or sequence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfctool.errors import DataError
+from cfctool.files import CHECKPOINT_LIMIT, read_bounded
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SUFFIXES = (".csv", ".parquet")
+
+
+def read_table(path: Path, what: str = "table"):
+    """A pyarrow Table from a CSV or Parquet file (bounded, regular files only)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading CSV and Parquet tables needs pyarrow: pip install 'cfctool[tables]'") \
+            from None
+    data = read_bounded(path, CHECKPOINT_LIMIT, f"{what} file", DataError)
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_table(pa.BufferReader(data))
+        return pcsv.read_csv(pa.BufferReader(data))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:  # broken quoting, wrong column count, ...
+        raise DataError(f"{path}: not a readable {path.suffix[1:].upper()} table ({str(exc).strip()[:300]})") from None
+
+
+def _column(path: Path, table, name: str, role: str):
+    if name not in table.column_names:
+        raise DataError(f"{path}: no column '{name}' ({role}); the columns are: "
+                        f"{', '.join(table.column_names[:30])}")
+    return table.column(name)
+
+
+def _numbers(path: Path, table, name: str, role: str, row_of=None) -> np.ndarray:
+    """A column as float64 (nulls NaN); text that is not a number is an error naming its row."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = _column(path, table, name, role)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type) \
+            or pa.types.is_null(col.type):
+        return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    values = col.to_pylist()
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            row = i + 2 if path.suffix == ".csv" else i + 1  # a CSV's header is line 1
+            raise DataError(f"{path}: column '{name}' ({role}) holds {str(v)[:40]!r} at "
+                            f"{'line' if path.suffix == '.csv' else 'row'} {row}, not a number") from None
+    del pc
+    return out
+
+
+def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays `own` reads (x, y, t, mask; `ids` and `features` for the record) from a long
+    table, per the settings `s` (id_column, time_column, feature_columns, target_column,
+    variable_column, value_column, labels_file, per_step, max_length)."""
+    import numpy as np
+
+    table = read_table(path)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: the table has no rows")
+    ids = [str(v) for v in _column(path, table, s["id_column"], "the sequence id").to_pylist()]
+    if any(v == "None" for v in ids):
+        raise DataError(f"{path}: column '{s['id_column']}' (the sequence id) is empty at row "
+                        f"{ids.index('None') + (2 if path.suffix == '.csv' else 1)}")
+    times = _numbers(path, table, s["time_column"], "the time") if s.get("time_column") else None
+    narrow = bool(s.get("variable_column"))
+    if narrow:
+        if times is None:
+            raise DataError(f"{path}: the narrow form (--variable-column) needs --time-column: a step is one "
+                            "(id, time)")
+        variables = [str(v) for v in _column(path, table, s["variable_column"], "the variable name").to_pylist()]
+        values = _numbers(path, table, s["value_column"], "the value")
+        features = sorted(set(variables) - {"None"})
+    else:
+        skip = {s["id_column"], s.get("time_column"), s.get("target_column")}
+        names = ([c.strip() for c in s["feature_columns"].split(",") if c.strip()] if s.get("feature_columns")
+                 else [c for c in table.column_names if c not in skip])
+        if not names:
+            raise DataError(f"{path}: no feature columns (every column is the id, the time or the target)")
+        columns = [_numbers(path, table, c, "a feature") for c in names]
+        features = names
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(ids):
+        order.setdefault(key, []).append(row)
+    sequences = sorted(order, key=_natural)
+    bad_time = times is not None and np.isnan(times)
+    if bad_time is not False and bad_time.any():
+        row = int(np.flatnonzero(bad_time)[0])
+        raise DataError(f"{path}: column '{s['time_column']}' (the time) is empty at row "
+                        f"{row + (2 if path.suffix == '.csv' else 1)}")
+    steps_of: list[Any] = []
+    for key in sequences:
+        rows = order[key]
+        if narrow:
+            stamps = sorted({times[r] for r in rows})
+        else:
+            rows = sorted(rows, key=lambda r: times[r]) if times is not None else rows
+            stamps = rows
+        if len(stamps) > s["max_length"]:
+            raise DataError(f"{path}: sequence '{key}' has {len(stamps):,} steps, more than --max-length "
+                            f"{s['max_length']:,}; raise the bound or cut the sequences")
+        steps_of.append((rows, stamps))
+    n, longest, f = len(sequences), max(len(st) for _, st in steps_of), len(features)
+    x = np.full((n, longest, f), np.nan)
+    t = np.zeros((n, longest))
+    mask = np.zeros((n, longest), dtype=bool)
+    index = {name: j for j, name in enumerate(features)}
+    for i, (rows, stamps) in enumerate(steps_of):
+        mask[i, : len(stamps)] = True
+        if narrow:
+            at = {stamp: k for k, stamp in enumerate(stamps)}
+            t[i, : len(stamps)] = stamps
+            for r in rows:
+                if variables[r] in index:
+                    x[i, at[times[r]], index[variables[r]]] = values[r]
+        else:
+            for k, r in enumerate(rows):
+                x[i, k] = [col[r] for col in columns]
+                if times is not None:
+                    t[i, k] = times[r]
+            if times is not None:
+                stamps_here = t[i, : len(rows)]
+                repeated = np.flatnonzero(np.diff(stamps_here) <= 0)
+                if len(repeated):
+                    raise DataError(f"{path}: sequence '{sequences[i]}' has two rows at time "
+                                    f"{stamps_here[repeated[0] + 1]:g}; one row per step")
+    out: dict[str, Any] = {"x": x, "mask": mask, "ids": sequences, "features": features}
+    if times is not None:
+        out["t"] = t
+    out["y"] = _targets(path, table, s, sequences, order, steps_of, longest, narrow)
+    return out
+
+
+def _targets(path: Path, table, s, sequences, order, steps_of, longest, narrow) -> np.ndarray:
+    """y per sequence (from a labels table, or constant within each sequence) or per step."""
+    import numpy as np
+
+    name = s["target_column"]
+    if s.get("labels_file"):
+        lpath = Path(s["labels_file"])
+        labels = read_table(lpath, "labels")
+        keys = [str(v) for v in _column(lpath, labels, s["id_column"], "the sequence id").to_pylist()]
+        found = dict(zip(keys, _column(lpath, labels, name, "the target").to_pylist()))
+        missing = [k for k in sequences if k not in found or found[k] is None]
+        if missing:
+            raise DataError(f"{lpath}: no '{name}' for sequence '{missing[0]}' ({len(missing)} sequences have none)")
+        return np.array([found[k] for k in sequences])
+    if narrow:
+        raise DataError(f"{path}: in the narrow form the targets come from a second table: give --labels-file")
+    column = _column(path, table, name, "the target").to_pylist()
+    if s.get("per_step"):
+        y = np.empty((len(sequences), longest), dtype=object)
+        y[:] = column[0]
+        for i, (rows, _) in enumerate(steps_of):
+            for k, r in enumerate(rows):
+                y[i, k] = column[r]
+        return _plain(y)
+    y = []
+    for key in sequences:
+        values = {column[r] for r in order[key]}
+        if len(values) != 1:
+            raise DataError(f"{path}: column '{name}' (the target) varies within sequence '{key}'; give --per-step "
+                            "for a target at every step, or one value per sequence")
+        y.append(values.pop())
+    return _plain(np.array(y, dtype=object))
+
+
+def _plain(y: np.ndarray) -> np.ndarray:
+    """Object arrays of labels as numbers where they all are, else text (never pickled)."""
+    import numpy as np
+
+    flat = y.reshape(-1).tolist()
+    if any(v is None for v in flat):
+        raise DataError("the target column has empty cells; every target needs a value")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        return np.array(flat, dtype=np.float64).reshape(y.shape)
+    return np.array([str(v) for v in flat]).reshape(y.shape)
+
+
+def _natural(key: str):
+    """Sequence ids in numeric order where they are numbers (2 before 10)."""
+    try:
+        return (0, float(key), "")
+    except ValueError:
+        return (1, 0.0, key)

@@ -1,0 +1,261 @@
+"""Your own data as arrays (`cfctool train own --data-file F.npz`): the same tensors as a
+built-in task when its data are written out, preprocessing fitted on the training split and
+recorded, every command on the result, and one error line naming the file, the sequence
+and the feature for each defect."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from helpers import matches_its_declaration
+
+from cfctool import checkpoint
+from cfctool.configs import resolve
+from cfctool.data import xor
+from cfctool.data.registry import load_dataset, load_split
+from cfctool.errors import ConfigError, DataError
+
+
+def _xor_split(split: str, encoding: str = "event"):
+    run = resolve("xor", "cfc", overrides={"encoding": encoding, "train_size": 300, "test_size": 100})
+    return xor.load_split(xor.task_record(run.data), split)
+
+
+def _save(path, split) -> None:
+    np.savez(path, x=split.x.numpy(), dt=split.dt.numpy(), mask=split.mask.numpy(), y=split.y.numpy())
+
+
+def _load(**settings):
+    run = resolve("own", "cfc", overrides={"hidden": 8, "epochs": 1, "batch_size": 64, **settings})
+    return run, load_dataset(run.data, seed=0)
+
+
+def test_xor_written_as_arrays_loads_as_the_same_tensors(tmp_path):
+    """XOR re-expressed through the generic loader: the same steps, time and labels; the
+    features are the same up to the recorded standardisation."""
+    train, test = _xor_split("train"), _xor_split("test")
+    _save(tmp_path / "train.npz", train)
+    _save(tmp_path / "test.npz", test)
+    _, data = _load(data_file=str(tmp_path / "train.npz"), test_file=str(tmp_path / "test.npz"), val_fraction=0.0)
+    got = data.splits["test"]
+    matches_its_declaration("own", got)
+    assert torch.equal(got.mask, test.mask) and torch.equal(got.y, test.y)
+    assert torch.equal(got.dt[got.mask], test.dt[test.mask])
+    mean, std = data.task_tensors["x_mean"], data.task_tensors["x_std"]
+    assert torch.allclose((got.x * std + mean)[got.mask], test.x[test.mask], atol=1e-5)
+    steps = train.x[train.mask]  # the statistics are the training steps' own, computed independently
+    assert torch.allclose(mean, steps.mean(0), atol=1e-5) and torch.allclose(std, steps.std(0, unbiased=False), atol=1e-5)
+    assert data.task["output"] == {"kind": "classification", "size": 2, "per_step": False, "classes": ["0", "1"]}
+
+
+def test_time_becomes_dt_and_labels_map_in_sorted_order(tmp_path):
+    x = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    t = np.array([[0.0, 0.5, 2.0], [1.0, 1.1, 1.3], [0.0, 3.0, 9.0], [5.0, 6.0, 0.0]])
+    mask = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=bool)
+    np.savez(tmp_path / "d.npz", x=x, t=t, mask=mask, y=np.array(["b", "a", "c", "a"]))
+    np.savez(tmp_path / "t.npz", x=x[:2], t=t[:2], y=np.array(["c", "b"]))
+    _, data = _load(data_file=str(tmp_path / "d.npz"), test_file=str(tmp_path / "t.npz"), val_fraction=0.0)
+    train = data.splits["train"]
+    assert data.task["output"]["classes"] == ["a", "b", "c"] and train.y.tolist() == [1, 0, 2, 0]
+    assert torch.allclose(train.dt, torch.tensor([[0, 0.5, 1.5], [0, 0.1, 0.2], [0, 0, 9.0], [0, 1.0, 0]]))
+    assert data.task["preprocessing"]["dt"] == "from t"
+
+
+def test_regression_targets_are_standardised_and_recorded(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.normal(50.0, 10.0, size=40)
+    np.savez(tmp_path / "r.npz", x=rng.normal(size=(40, 5, 2)), y=y)
+    _, data = _load(data_file=str(tmp_path / "r.npz"), target="regression", val_fraction=0.0)
+    p = data.task["preprocessing"]
+    kept = data.splits["train"].y.squeeze(-1).double() * p["y_std"] + p["y_mean"]
+    assert data.splits["train"].y.shape == (32, 1)
+    assert 40 < p["y_mean"] < 60 and 5 < p["y_std"] < 15
+    assert set(np.round(kept.numpy(), 4)) <= set(np.round(y, 4))
+    assert data.task["output"] == {"kind": "regression", "size": 1, "per_step": False}
+
+
+def test_the_split_is_by_sequence_seeded_and_recorded(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.arange(100 * 2, dtype=np.float32).reshape(100, 2, 1),
+             y=np.arange(100) % 2)
+    _, a = _load(data_file=str(tmp_path / "d.npz"), val_fraction=0.0)
+    _, b = _load(data_file=str(tmp_path / "d.npz"), val_fraction=0.0, split_seed=1)
+    first = lambda s: set((s.x[:, 0, 0] * 1000).round().tolist())  # noqa: E731 (each sequence's first value)
+    assert len(a.splits["test"]) == 20 and first(a.splits["test"]).isdisjoint(first(a.splits["train"]))
+    assert first(a.splits["test"]) != first(b.splits["test"])
+    again = load_split(a.task, "test", None, a.task_tensors)  # eval's path: the recorded file, split and statistics
+    assert torch.equal(again.x, a.splits["test"].x) and torch.equal(again.y, a.splits["test"].y)
+
+
+@pytest.mark.parametrize("arrays_,message", [
+    ({"x": np.zeros((3, 4, 2))}, "no 'y' array"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.zeros(3), "z": np.zeros(3)}, "unknown arrays ['z']"),
+    ({"x": np.zeros((3, 4)), "y": np.zeros(3)}, "x must be (N, T, F) floats"),
+    ({"x": np.where(np.arange(24).reshape(3, 4, 2) == 13, np.nan, 0.0), "y": np.zeros(3)},
+     "x is NaN or infinite at sequence 1, step 2, feature 1"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.zeros(3), "mask": np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])},
+     "sequence 1 has no valid step"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.zeros(3), "t": np.array([[0, 1, 2, 3], [0, 1, 1, 2], [0, 1, 2, 3.0]])},
+     "time does not increase at sequence 1, step 2"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.zeros(3), "t": np.zeros((3, 4)), "dt": np.ones((3, 4))}, "not both"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.zeros(3), "mask": np.ones((3, 5), dtype=bool)}, "mask must be (N, T)"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.array([0.5, 1.0, 0.0])}, "needs integer or string labels"),
+    ({"x": np.zeros((3, 4, 2)), "y": np.zeros((3, 2))}, "y must be (N,) = (3,)"),
+])
+def test_bad_data_is_one_error_naming_the_place(arrays_, message, tmp_path):
+    np.savez(tmp_path / "bad.npz", **arrays_)
+    with pytest.raises(DataError, match=re.escape(message)):
+        _load(data_file=str(tmp_path / "bad.npz"))
+
+
+def test_other_defects_of_files_and_settings(tmp_path, cli):
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(DataError, match="give a .npz or .safetensors file"):
+        _load(data_file=str(tmp_path / "x.npy"))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        _load(data_file=str(tmp_path / "broken.npz"))
+    np.savez(tmp_path / "d.npz", x=np.zeros((10, 3, 1)), y=np.arange(10) % 2)
+    np.savez(tmp_path / "t.npz", x=np.zeros((2, 3, 1)), y=np.array([0, 7]))
+    with pytest.raises(DataError, match="label '7' was not among the training labels"):
+        _load(data_file=str(tmp_path / "d.npz"), test_file=str(tmp_path / "t.npz"))
+    with pytest.raises(ConfigError, match="needs --data-file"):
+        resolve("own", "cfc").validate()
+    r = cli("train", "xor", "--data-file", tmp_path / "d.npz", "-o", tmp_path / "o.st")
+    assert r.code == 2 and "--data-file names your own data" in r.err
+
+
+@pytest.mark.slow
+def test_every_command_on_your_own_arrays_and_a_changed_file_is_refused(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("CFCTOOL_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 12, 2)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, t=np.cumsum(rng.uniform(0.1, 1.0, size=(300, 12)), 1),
+             y=np.where(x[:, :, 0].mean(1) > 0, "up", "down"))
+    out = tmp_path / "m.st"
+    r = cli("train", "own", "--data-file", tmp_path / "d.npz", "--hidden", "16", "--epochs", "4", "-o", out)
+    assert r.code == 0, r.err
+    ckpt = checkpoint.load(out)
+    assert ckpt.task["output"]["classes"] == ["down", "up"] and "x_mean" in ckpt.task_tensors()
+    ev = cli("eval", out, "--json")
+    assert ev.code == 0 and '"accuracy"' in ev.out, ev.err
+    for args in (("quantize", out, "--scheme", "static", "-o", tmp_path / "q.st"),
+                 ("prune", out, "--ratio", "0.5", "--finetune", "1", "-o", tmp_path / "p.st"),
+                 ("bench", out, "--repeats", "1")):
+        r = cli(*args)
+        assert r.code == 0, (args, r.err)
+    np.savez(tmp_path / "d.npz", x=x + 1, y=np.where(x[:, :, 0].mean(1) > 0, "up", "down"))
+    r = cli("eval", out)
+    assert r.code == 1 and "the file changed since the checkpoint was made" in r.err
+
+
+# ----------------------------------------------------------------------------- long tables
+
+pa = pytest.importorskip("pyarrow", reason="long tables need pyarrow (the tables extra)")
+
+
+def _csv(path, text: str):
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+def test_a_long_table_is_the_same_as_its_arrays(tmp_path):
+    """Rows of (id, time, features, target) in any order give the arrays written directly."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 6, size=30)
+    x = np.zeros((30, 5, 2))
+    t = np.zeros((30, 5))
+    mask = np.zeros((30, 5), dtype=bool)
+    rows = []
+    for i, n in enumerate(lengths):
+        times = np.cumsum(rng.uniform(0.5, 2.0, size=n))
+        for k in range(n):
+            x[i, k] = rng.normal(size=2).round(3)
+            t[i, k], mask[i, k] = times[k].round(3), True
+            rows.append(f"s{i},{t[i, k]},{x[i, k, 0]},{x[i, k, 1]},{'yes' if i % 3 else 'no'}")
+    rng.shuffle(rows)
+    _csv(tmp_path / "d.csv", "seq,time,a,b,label\n" + "\n".join(rows))
+    np.savez(tmp_path / "d.npz", x=x, t=t, mask=mask, y=np.array(["yes" if i % 3 else "no" for i in range(30)]))
+    settings = {"val_fraction": 0.0, "test_fraction": 0.25}
+    _, table = _load(data_file=str(tmp_path / "d.csv"), id_column="seq", time_column="time", target_column="label",
+                     **settings)
+    _, direct = _load(data_file=str(tmp_path / "d.npz"), **settings)
+    for split in ("train", "test"):
+        a, b = table.splits[split], direct.splits[split]
+        assert a.x.shape[0] == b.x.shape[0]
+    assert table.task["preprocessing"]["feature_names"] == ["a", "b"]
+    assert table.task["output"]["classes"] == ["no", "yes"]
+    whole_a = torch.cat([table.splits["train"].dt[table.splits["train"].mask], table.splits["test"].dt[table.splits["test"].mask]])
+    whole_b = torch.cat([direct.splits["train"].dt[direct.splits["train"].mask], direct.splits["test"].dt[direct.splits["test"].mask]])
+    assert torch.allclose(whole_a.sort().values, whole_b.sort().values, atol=1e-5)  # the same gaps, in id order
+    matches_its_declaration("own", table.splits["test"])
+
+
+def test_the_narrow_form_with_a_labels_table(tmp_path):
+    """(id, time, variable, value) rows, each variable at its own times, labels in a second
+    table (PhysioNet 2012's shape): missing values are a mask input, not zeros."""
+    _csv(tmp_path / "obs.csv", """
+RecordID,Time,Parameter,Value
+1,0,HR,80
+1,0,Temp,37.1
+1,30,HR,85
+2,0,HR,60
+2,60,Temp,38.5
+2,90,HR,70
+3,10,HR,90
+3,20,HR,95
+4,5,Temp,36.0
+4,6,HR,100
+""")
+    _csv(tmp_path / "outcomes.csv", "RecordID,death\n1,0\n2,1\n3,0\n4,1\n")
+    _, data = _load(data_file=str(tmp_path / "obs.csv"), id_column="RecordID", time_column="Time",
+                    variable_column="Parameter", value_column="Value", labels_file=str(tmp_path / "outcomes.csv"),
+                    target_column="death", test_fraction=0.25, val_fraction=0.0)
+    p = data.task["preprocessing"]
+    assert p["feature_names"] == ["HR", "Temp"] and p["missing"] == "indicator"
+    assert data.task["input"]["size"] == 4  # HR, Temp, and whether each was observed
+    assert sum(len(split) for split in data.splits.values()) == 4
+    from cfctool.data.own import _split_rows
+
+    train_rows, test_rows = _split_rows(tmp_path, 4, 0.25, 0)  # the recorded split of the ids 1 ... 4, in order
+    name, rows = ("train", train_rows) if 1 in train_rows else ("test", test_rows)
+    split, row = data.splits[name], list(rows).index(1)  # RecordID 2
+    assert split.mask[row].tolist()[:3] == [True, True, True] and split.dt[row, :3].tolist() == [0.0, 60.0, 30.0]
+    assert split.x[row, :3, 2:].tolist() == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]  # HR, Temp observed at 0, 60, 90
+    assert split.x[row, 0, 1].item() == 0.0  # the missing Temp is 0 (its mean), marked unobserved
+
+
+def test_per_step_targets_and_parquet(tmp_path):
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": [1, 1, 1, 2, 2, 3, 3, 3, 4, 4], "v": [0.1, 0.2, 0.3, 1.0, 1.1, -1.0, -1.2, -1.1, 2.0, 2.1],
+                      "y": [0, 0, 1, 1, 1, 0, 0, 0, 1, 0]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    _, data = _load(data_file=str(tmp_path / "d.parquet"), per_step=True, test_fraction=0.25, val_fraction=0.0)
+    assert data.task["output"]["per_step"] and data.splits["train"].y.shape[1] == 3
+
+
+@pytest.mark.parametrize("text,settings,message", [
+    ('id,a,y\n1,"0.5,1\n2,0.3,1\n', {}, "not a readable CSV table"),
+    ("id,a,y\n1,0.5,1\n2,0.3,0\n", {"feature_columns": "a,b"}, "no column 'b' (a feature)"),
+    ("seq,a,y\n1,0.5,1\n2,0.3,0\n", {}, "no column 'id' (the sequence id)"),
+    ("id,a,y\n1,0.5,1\n1,high,1\n2,0.3,0\n", {}, "column 'a' (a feature) holds 'high' at line 3"),
+    ("id,t,a,y\n1,0,0.5,1\n1,0,0.6,1\n2,1,0.3,0\n", {"time_column": "t"}, "has two rows at time 0"),
+    ("id,a,y\n1,0.5,1\n1,0.6,0\n2,0.3,0\n", {}, "varies within sequence '1'"),
+    ("id,a,y\n1,0.5,1\n1,0.6,1\n1,0.7,1\n2,0.3,0\n", {"max_length": 2}, "has 3 steps, more than --max-length 2"),
+    ("id,a,y\n1,0.5,1\n2,,0\n3,0.1,1\n", {}, "x is NaN or infinite at sequence '2', step 0, feature 0 ('a')"),
+])
+def test_bad_tables_are_one_error_naming_the_place(text, settings, message, tmp_path):
+    _csv(tmp_path / "bad.csv", text)
+    with pytest.raises(DataError, match=re.escape(message)):
+        _load(data_file=str(tmp_path / "bad.csv"), **settings)
+
+
+def test_a_label_missing_from_the_labels_table(tmp_path):
+    _csv(tmp_path / "obs.csv", "id,t,var,value\n1,0,a,1\n2,0,a,2\n3,0,a,3\n")
+    _csv(tmp_path / "labels.csv", "id,y\n1,0\n3,1\n")
+    with pytest.raises(DataError, match="no 'y' for sequence '2'"):
+        _load(data_file=str(tmp_path / "obs.csv"), time_column="t", variable_column="var",
+              labels_file=str(tmp_path / "labels.csv"))
