@@ -44,6 +44,8 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
     model.eval()
     out = task["output"]
     total_loss, count, correct1, correct3 = 0.0, 0, 0, 0
+    ranked = "auc" in out.get("metrics", ())  # binary tasks that ask for it: the positive class's scores
+    scores, truths = [], []
     for done, b in zip(range(0, len(split), batch_size), split.batches(batch_size)):
         if on_batch is not None:
             on_batch(done, len(split))
@@ -57,6 +59,9 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
             correct1 += (logits.argmax(-1) == y).sum().item()
             if out["size"] >= 3:
                 correct3 += (logits.topk(3, -1).indices == y.unsqueeze(-1)).any(-1).sum().item()
+            if ranked:
+                scores.append((logits[:, 1] - logits[:, 0]).float().cpu())
+                truths.append(y.cpu())
         else:
             total_loss += F.mse_loss(logits, y.to(logits.dtype), reduction="sum").item() / max(logits[0].numel(), 1)
         count += n
@@ -68,7 +73,40 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
         metrics["accuracy"] = correct1 / count
         if out["size"] >= 3:
             metrics["top3_accuracy"] = correct3 / count
+        if ranked:
+            metrics["auc"] = auc(torch.cat(scores), torch.cat(truths))
     return metrics
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """What picks the best epoch: AUC where the task reports it (a rare outcome makes accuracy
+    blind: 86% by always saying 'no'), else accuracy, else the negated loss."""
+    if metrics.get("auc") is not None:
+        return metrics["auc"]
+    return metrics.get("accuracy", -metrics["loss"])
+
+
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """Area under the ROC curve of `scores` for the labels 1 against 0: the chance that a
+    random positive scores above a random negative (ties count half), by ranks (Mann-Whitney);
+    None when a class is absent."""
+    labels = labels.bool()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = scores.double().argsort()
+    sorted_scores = scores.double()[order]
+    ranks = torch.empty_like(sorted_scores)
+    i, n = 0, len(sorted_scores)
+    while i < n:  # ties share their average rank
+        j = i
+        while j + 1 < n and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    rank_of = torch.empty_like(ranks)
+    rank_of[order] = ranks
+    return float((rank_of[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:

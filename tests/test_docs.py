@@ -101,7 +101,7 @@ def test_makefile_bootstraps_a_cpu_torch_venv(tmp_path):
                          check=True).stdout
     lines = out.splitlines()
     steps = [next(i for i, line in enumerate(lines) if pattern in line)
-             for pattern in ("-m venv", "--index-url https://download.pytorch.org/whl/cpu", '-e ".[test,onnx,plot,docs]"',
+             for pattern in ("-m venv", "--index-url https://download.pytorch.org/whl/cpu", '-e ".[test,onnx,plot,docs,tables]"',
                              "-m pytest")]
     assert steps == sorted(steps)
     (venv / "bin").mkdir(parents=True)

@@ -48,7 +48,8 @@ def test_xor_written_as_arrays_loads_as_the_same_tensors(tmp_path):
     assert torch.allclose((got.x * std + mean)[got.mask], test.x[test.mask], atol=1e-5)
     steps = train.x[train.mask]  # the statistics are the training steps' own, computed independently
     assert torch.allclose(mean, steps.mean(0), atol=1e-5) and torch.allclose(std, steps.std(0, unbiased=False), atol=1e-5)
-    assert data.task["output"] == {"kind": "classification", "size": 2, "per_step": False, "classes": ["0", "1"]}
+    assert data.task["output"] == {"kind": "classification", "size": 2, "per_step": False, "classes": ["0", "1"],
+                                   "metrics": ["accuracy", "auc"]}
 
 
 def test_time_becomes_dt_and_labels_map_in_sorted_order(tmp_path):
@@ -140,7 +141,7 @@ def test_every_command_on_your_own_arrays_and_a_changed_file_is_refused(tmp_path
     ckpt = checkpoint.load(out)
     assert ckpt.task["output"]["classes"] == ["down", "up"] and "x_mean" in ckpt.task_tensors()
     ev = cli("eval", out, "--json")
-    assert ev.code == 0 and '"accuracy"' in ev.out, ev.err
+    assert ev.code == 0 and '"accuracy"' in ev.out and '"auc"' in ev.out, ev.err
     for args in (("quantize", out, "--scheme", "static", "-o", tmp_path / "q.st"),
                  ("prune", out, "--ratio", "0.5", "--finetune", "1", "-o", tmp_path / "p.st"),
                  ("bench", out, "--repeats", "1")):
@@ -259,3 +260,65 @@ def test_a_label_missing_from_the_labels_table(tmp_path):
     with pytest.raises(DataError, match="no 'y' for sequence '2'"):
         _load(data_file=str(tmp_path / "obs.csv"), time_column="t", variable_column="var",
               labels_file=str(tmp_path / "labels.csv"))
+
+
+def test_auc_equals_counting_every_pair():
+    from cfctool.metrics import auc
+
+    rng = np.random.default_rng(0)
+    scores = torch.tensor(rng.integers(0, 20, size=300).astype(np.float32))  # many ties
+    labels = torch.tensor(rng.random(300) < 0.15)
+    pos, neg = scores[labels], scores[~labels]
+    pairs = (pos[:, None] > neg[None, :]).double().sum() + 0.5 * (pos[:, None] == neg[None, :]).double().sum()
+    assert auc(scores, labels) == pytest.approx(float(pairs / (len(pos) * len(neg))), abs=1e-12)
+    assert auc(scores, torch.zeros(300, dtype=torch.bool)) is None
+
+
+def test_a_folder_of_arrays_forecasts_its_next_steps(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    (tmp_path / "runs").mkdir()
+    lengths = [12, 7, 9, 15, 10, 8, 11, 9, 14, 6]
+    for i, n in enumerate(lengths):
+        np.save(tmp_path / "runs" / f"r{i:02d}.npy", rng.normal(size=(n, 3)))
+    _, data = _load(data_file=str(tmp_path / "runs"), target="forecast", val_fraction=0.0)
+    test = data.splits["test"]
+    assert data.task["output"] == {"kind": "regression", "size": 3, "per_step": True}
+    assert test.x.shape[1:] == (14, 3) and test.y.shape == test.x.shape  # T - 1 steps: each predicts its next
+    assert torch.equal(test.y[:, :-1][test.mask[:, 1:]], test.x[:, 1:][test.mask[:, 1:]])
+    out = tmp_path / "f.st"
+    r = cli("train", "own", "--data-file", tmp_path / "runs", "--target", "forecast", "--hidden", "8", "--epochs", "1",
+            "-o", out)
+    assert r.code == 0, r.err
+    assert cli("eval", out).code == 0
+    np.save(tmp_path / "runs" / "r00.npy", rng.normal(size=(12, 3)))
+    r = cli("eval", out)
+    assert r.code == 1 and "changed since the checkpoint was made" in r.err
+
+
+@pytest.mark.slow
+def test_the_physionet_and_walker2d_example_runs_end_to_end(data_dir, tmp_path):
+    """examples/own-data/Makefile on the real files at one epoch: the user's conversion, then
+    train, eval, quantize, prune and export C for both benchmarks."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    if not (data_dir / "physionet2012" / "set-a.tar.gz").is_file() or not (data_dir / "walker2d").is_dir():
+        pytest.skip(f"PhysioNet 2012 or Walker2d not in {data_dir}")
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("needs make and a C compiler")
+    out = tmp_path / "out"
+    run = subprocess.run(["make", "-s", "-f", str(REPO / "examples/own-data/Makefile"), f"DATA={data_dir}",
+                          f"OUT={out}", "EPOCHS=1", f"CFCTOOL={sys.executable} -m cfctool",
+                          f"PYTHON={sys.executable}", "-j2"], capture_output=True, text=True,
+                         env={**__import__("os").environ, "CFCTOOL_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    pn = json.loads((out / "physionet-int8.eval.json").read_text())
+    wk = json.loads((out / "walker2d-pruned.eval.json").read_text())
+    assert pn["samples"] == 800 and 0.5 < pn["auc"] <= 1.0
+    assert wk["samples"] > 10_000 and wk["loss"] < 1.5  # standardised MSE: below predicting the mean (1.0) + noise
+    assert (out / "physionet-c" / "physionet.c").is_file() and (out / "walker2d-c" / "walker2d.c").is_file()

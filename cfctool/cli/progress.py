@@ -13,6 +13,8 @@ def _fmt_val(val) -> str:
     parts = [f"val_loss {val['loss']:.4f}"]
     if "accuracy" in val:
         parts.append(f"val_acc {val['accuracy']:.4f}")
+    if val.get("auc") is not None:
+        parts.append(f"val_auc {val['auc']:.4f}")
     return " " + " ".join(parts)
 
 

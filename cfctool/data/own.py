@@ -35,7 +35,8 @@ from cfctool.settings import Setting
 if TYPE_CHECKING:
     import numpy as np
 
-TARGETS = ("classification", "regression")
+TARGETS = ("classification", "regression", "forecast")
+MAX_FILES = 1_000_000  # arrays in a folder of sequences
 MISSING = ("auto", "error", "indicator")  # auto: indicator for the narrow table form, else error
 # the table settings, recorded so that eval reads the file as training did
 TABLE_KEYS = ("id_column", "time_column", "target_column", "feature_columns", "variable_column", "value_column",
@@ -46,8 +47,9 @@ SETTINGS = (
                                     "optionally t or dt (N, T) and mask (N, T)."),
     Setting("test_file", str, None, "own: a file of the same keys holding the test sequences (default: a "
                                     "seeded --test-fraction of --data-file's sequences)."),
-    Setting("target", str, "classification", "own: what y is: classification (integer or string labels) or "
-                                             "regression (floats, standardised).", choices=TARGETS),
+    Setting("target", str, "classification", "own: what to predict: classification (y: integer or string labels), "
+                                             "regression (y: floats, standardised) or forecast (no y: the next "
+                                             "step's features).", choices=TARGETS),
     Setting("test_fraction", float, 0.2, "Fraction held out for testing (person_activity: of the sessions' windows; "
                                          "own data without --test-file: of the sequences)."),
     Setting("split_seed", int, 0, "own: seed of the split into training and test sequences.", low=0),
@@ -93,9 +95,47 @@ def read_source(path: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
     """The arrays of a data file: read as they are (.npz, .safetensors), or made from a long
     table (.csv, .parquet) by `tables.arrays_from_table` with the table settings."""
     path = Path(path)
+    if path.is_dir():
+        return read_folder(path)
     if path.suffix in tables.SUFFIXES:
         return tables.arrays_from_table(path, settings)
     return read_arrays(path)
+
+
+def _folder_files(path: Path) -> list[Path]:
+    files = sorted(p for p in path.iterdir() if p.suffix == ".npy")
+    if not files:
+        raise DataError(f"{path}: a folder of sequences holds one .npy array (T, F) per sequence; none found")
+    if len(files) > MAX_FILES:
+        raise DataError(f"{path}: more than {MAX_FILES:,} arrays")
+    return files
+
+
+def read_folder(path: Path) -> dict[str, Any]:
+    """A folder of one (T, F) .npy array per sequence (variable lengths), in name order:
+    padded to the longest, with the mask saying which steps are real. No targets: the
+    folder suits --target forecast."""
+    import numpy as np
+
+    seqs = []
+    for f in _folder_files(path):
+        data = read_bounded(f, CHECKPOINT_LIMIT, "array file", DataError)
+        try:
+            a = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:  # numpy's own error types
+            raise DataError(f"{f}: not a readable .npy array ({str(exc)[:200]})") from None
+        if a.ndim != 2 or a.dtype.kind not in "fiu" or a.shape[0] == 0:
+            raise DataError(f"{f}: each sequence must be a non-empty (T, F) array of numbers (got {a.dtype} "
+                            f"{a.shape})")
+        if seqs and a.shape[1] != seqs[0][1].shape[1]:
+            raise DataError(f"{f}: {a.shape[1]} features, {seqs[0][0]} has {seqs[0][1].shape[1]}")
+        seqs.append((f.name, a))
+    longest = max(a.shape[0] for _, a in seqs)
+    x = np.zeros((len(seqs), longest, seqs[0][1].shape[1]))
+    mask = np.zeros((len(seqs), longest), dtype=bool)
+    for i, (_, a) in enumerate(seqs):
+        x[i, : len(a)], mask[i, : len(a)] = a, True
+    return {"x": x, "mask": mask, "ids": [name for name, _ in seqs]}
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -124,9 +164,8 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     unknown = sorted(set(arrays) - set(KEYS))
     if unknown:
         raise DataError(f"{path}: unknown arrays {unknown[:5]}; the keys are x, y and optionally t or dt, and mask")
-    for key in ("x", "y"):
-        if key not in arrays:
-            raise DataError(f"{path}: no '{key}' array (x: (N, T, F) features, y: the targets)")
+    if "x" not in arrays:
+        raise DataError(f"{path}: no 'x' array (x: (N, T, F) features, y: the targets)")
     if "t" in arrays and "dt" in arrays:
         raise DataError(f"{path}: give t (the time of each step) or dt (the time since the previous one), not both")
     return arrays
@@ -175,6 +214,12 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
             if key == "dt" and (dt < 0).any():
                 i, j = (int(u[0]) for u in np.nonzero(dt < 0))
                 raise DataError(f"{path}: dt is negative at sequence {_name(a, i)}, step {j}")
+    if target == "forecast":  # the targets are the inputs' own next steps (see _split)
+        if missing == "indicator":
+            raise DataError(f"{path}: --target forecast needs every feature at every valid step (--missing error)")
+        return x, dt.astype(np.float32), mask, np.zeros(n, dtype=np.float32)
+    if a.get("y") is None:
+        raise DataError(f"{path}: no 'y' array (the targets); for next-step prediction give --target forecast")
     y = a["y"]
     if y.shape not in ((n,), (n, steps)):
         raise DataError(f"{path}: y must be (N,) = ({n},) one target per sequence or (N, T) = {(n, steps)} one per "
@@ -225,8 +270,17 @@ def _feature(a: dict[str, Any], f: int) -> str:
 
 
 def _file_record(path: str | Path) -> dict[str, str]:
+    """Where a data file (or folder of arrays) is, and the sha256 of its bytes (of a folder:
+    of its arrays' names and sha256s, in order)."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in _folder_files(path):
+            h.update(f"{f.name}\0{hashlib.sha256(read_bounded(f, CHECKPOINT_LIMIT, 'array file', DataError)).hexdigest()}\n"
+                     .encode())
+        return {"path": str(path.resolve()), "sha256": h.hexdigest()}
     data = read_bounded(path, CHECKPOINT_LIMIT, "data file", DataError)
-    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"path": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _policy(missing: str, path: Path, settings: dict[str, Any]) -> str:
@@ -287,6 +341,13 @@ def load(cfg) -> Dataset:
             raise DataError(f"{path}: the training sequences have one class ({classes}); classification needs two")
         prep["classes"] = classes
         output = {"kind": "classification", "size": len(classes), "per_step": per_step, "classes": classes}
+        if len(classes) == 2:  # binary outcomes are often rare (a death in 14% of stays): AUC beside accuracy
+            output["metrics"] = ["accuracy", "auc"]
+    elif cfg.target == "forecast":
+        if x.shape[1] < 2:
+            raise DataError(f"{path}: forecasting needs sequences of at least 2 steps")
+        prep["forecast"] = "the next step's features, standardised like the inputs"
+        output = {"kind": "regression", "size": int(x.shape[2]), "per_step": True}
     else:
         targets = (train[3][train[2]] if per_step else train[3]).astype(np.float64)
         y_mean, y_std = float(np.mean(targets)), float(np.std(targets)) or 1.0
@@ -331,6 +392,10 @@ def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
     mean, std = tensors["x_mean"].numpy(), tensors["x_std"].numpy()
     observed = ~np.isnan(x)
     x = np.where(mask[..., None] & observed, (np.nan_to_num(x) - mean) / std, 0.0).astype(np.float32)
+    if p.get("forecast"):  # read the steps up to T-1, predict each one's next step
+        step = mask[:, :-1] & mask[:, 1:]
+        return Split(torch.from_numpy(x[:, :-1].copy()), torch.from_numpy(x[:, 1:].copy()),
+                     torch.from_numpy(np.ascontiguousarray(dt[:, :-1])), torch.from_numpy(step))
     if p.get("missing") == "indicator":  # one 0/1 input per feature: observed at this step
         x = np.concatenate([x, (observed & mask[..., None]).astype(np.float32)], -1)
     if task["output"]["kind"] == "classification":
@@ -366,7 +431,8 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
     settings = dict(p.get("table") or {})
     if p.get("labels_file"):
         settings["labels_file"] = str(_recorded(p["labels_file"], data_dir))
-    x, dt, mask, y, _, _ = _read(path, settings, task["output"]["kind"], p.get("missing", "error"))
+    target = "forecast" if p.get("forecast") else task["output"]["kind"]
+    x, dt, mask, y, _, _ = _read(path, settings, target, p.get("missing", "error"))
     if not p.get("test_file"):
         train_rows, test_rows = _split_rows(path, len(x), p["test_fraction"], p["split_seed"])
         rows = test_rows if split == "test" else train_rows
@@ -380,9 +446,9 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
 def _recorded(source: dict[str, str], data_dir) -> Path:
     """A recorded data file, where it is now (--data DIR finds a moved one by name), unchanged."""
     path = Path(source["path"])
-    if data_dir is not None and not path.is_file() and (Path(data_dir) / path.name).is_file():
+    if data_dir is not None and not path.exists() and (Path(data_dir) / path.name).exists():
         path = Path(data_dir) / path.name
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: the data file this model was trained on is not there; pass --data DIR (the folder "
                         "that holds it now)")
     if _file_record(path)["sha256"] != source["sha256"]:

@@ -6,7 +6,8 @@ Two shapes, read with pyarrow (the `tables` extra):
   in file order);
 - **narrow** (entity-attribute-value): id, time, variable name, value; each variable is
   observed at its own times, so a step is one (id, time) and a variable not observed there is
-  missing (NaN here; `own` turns it into a mask channel, never a silent zero).
+  missing (NaN here; `own` turns it into a mask channel, never a silent zero); several values
+  of a variable at one time are averaged.
 
 Targets sit in the table (constant within a sequence, or per step with `per_step`) or in a
 second table keyed by the sequence id (`labels_file`). Every defect is a DataError naming
@@ -135,12 +136,16 @@ def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
     index = {name: j for j, name in enumerate(features)}
     for i, (rows, stamps) in enumerate(steps_of):
         mask[i, : len(stamps)] = True
-        if narrow:
+        if narrow:  # several values of a variable at one time: their mean
             at = {stamp: k for k, stamp in enumerate(stamps)}
             t[i, : len(stamps)] = stamps
+            total, count = np.zeros((len(stamps), f)), np.zeros((len(stamps), f))
             for r in rows:
-                if variables[r] in index:
-                    x[i, at[times[r]], index[variables[r]]] = values[r]
+                if variables[r] in index and not np.isnan(values[r]):
+                    total[at[times[r]], index[variables[r]]] += values[r]
+                    count[at[times[r]], index[variables[r]]] += 1
+            with np.errstate(invalid="ignore"):
+                x[i, : len(stamps)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         else:
             for k, r in enumerate(rows):
                 x[i, k] = [col[r] for col in columns]

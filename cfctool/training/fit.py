@@ -33,7 +33,7 @@ from cfctool.configs import parse_lr_scale
 from cfctool.data.base import Dataset, Split
 from cfctool.engines import fastest
 from cfctool.errors import ConfigError, TrainingError
-from cfctool.metrics import split_metrics, task_loss
+from cfctool.metrics import selection_score, split_metrics, task_loss
 from cfctool.training import distributed
 from cfctool.training.averaging import WeightAverage
 from cfctool.training.state import read_state, require_state, write_state
@@ -297,7 +297,7 @@ class _Run:
     def start_as_candidate(self) -> None:
         """The starting weights compete as epoch 0."""
         val = self.validate()
-        self.best_score, self.best_epoch = val.get("accuracy", -val["loss"]), 0
+        self.best_score, self.best_epoch = selection_score(val), 0
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
 
@@ -422,7 +422,7 @@ class _Run:
             raise TrainingError(f"weights became NaN/inf in epoch {epoch}; lower --lr or set --clipnorm")
         with self.averaged():
             val = self.validate()
-            score = val.get("accuracy", -val["loss"]) if val else epoch
+            score = selection_score(val) if val else epoch
             if score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch
                 self.best_state = copy.deepcopy(self.model.state_dict())

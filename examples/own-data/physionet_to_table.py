@@ -1,0 +1,46 @@
+"""PhysioNet/CinC Challenge 2012 as one long table: the user's side of `cfctool train own`.
+
+Each stay is a file `RECORDID.txt` of `Time,Parameter,Value` rows (Time as HH:MM since ICU
+admission); the outcomes are a second table. This writes the narrow form cfctool reads:
+
+    RecordID,hours,Parameter,Value
+
+one row per observation (the static descriptors Age, Gender, Height, ICUType and Weight are
+observations at hour 0; times in hours, so that Δt is in hours; -1, the challenge's "not recorded", is dropped, and so is the
+RecordID row itself). Usage:
+
+    python physionet_to_table.py set-a.tar.gz observations.csv
+
+Standard library only: a user's few lines, not part of the package.
+"""
+
+import csv
+import sys
+import tarfile
+
+
+def rows(archive_path):
+    with tarfile.open(archive_path, "r:gz") as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            if not member.isfile() or not member.name.endswith(".txt"):
+                continue
+            record = member.name.rsplit("/", 1)[-1][:-4]
+            lines = archive.extractfile(member).read().decode("utf-8").splitlines()
+            for line in lines[1:]:  # the header: Time,Parameter,Value
+                time, parameter, value = line.split(",")
+                hours, minutes = time.split(":")
+                if parameter == "RecordID" or not parameter or (value == "-1" and parameter in
+                                                               ("Age", "Gender", "Height", "ICUType", "Weight")):
+                    continue
+                yield record, round(int(hours) + int(minutes) / 60, 4), parameter, value
+
+
+def main(source, target):
+    with open(target, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["RecordID", "hours", "Parameter", "Value"])
+        out.writerows(rows(source))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
