@@ -108,63 +108,71 @@ def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: no feature columns (every column is the id, the time or the target)")
         columns = [_numbers(path, table, c, "a feature") for c in names]
         features = names
-    order: dict[str, list[int]] = {}
-    for row, key in enumerate(ids):
-        order.setdefault(key, []).append(row)
-    sequences = sorted(order, key=_natural)
-    bad_time = times is not None and np.isnan(times)
-    if bad_time is not False and bad_time.any():
+    bad_time = np.isnan(times) if times is not None else None
+    if bad_time is not None and bad_time.any():
         row = int(np.flatnonzero(bad_time)[0])
         raise DataError(f"{path}: column '{s['time_column']}' (the time) is empty at row "
                         f"{row + (2 if path.suffix == '.csv' else 1)}")
-    steps_of: list[Any] = []
-    for key in sequences:
-        rows = order[key]
-        if narrow:
-            stamps = sorted({times[r] for r in rows})
-        else:
-            rows = sorted(rows, key=lambda r: times[r]) if times is not None else rows
-            stamps = rows
-        if len(stamps) > s["max_length"]:
-            raise DataError(f"{path}: sequence '{key}' has {len(stamps):,} steps, more than --max-length "
-                            f"{s['max_length']:,}; raise the bound or cut the sequences")
-        steps_of.append((rows, stamps))
-    n, longest, f = len(sequences), max(len(st) for _, st in steps_of), len(features)
+    # vectorised: sequences in natural id order, each row's step within its sequence
+    uniq, inverse = np.unique(np.array(ids), return_inverse=True)
+    sequences = sorted(uniq.tolist(), key=_natural)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.searchsorted(uniq, sequences)] = np.arange(len(sequences))
+    seq = rank[inverse]
+    n, f = len(sequences), len(features)
+    within = np.arange(len(seq)) if times is None else times  # file order, else time order
+    order = np.lexsort((within, seq))
+    s_seq = seq[order]
+    starts = np.r_[True, s_seq[1:] != s_seq[:-1]]
+    if narrow:  # a step is one (id, time): rows at the same time share it
+        s_time = times[order]
+        new_step = starts | np.r_[True, s_time[1:] != s_time[:-1]]
+    else:
+        new_step = np.ones(len(order), dtype=bool)
+        if times is not None:
+            s_time = times[order]
+            repeated = np.flatnonzero(~starts[1:] & (s_time[1:] == s_time[:-1]))
+            if len(repeated):
+                r = order[repeated[0] + 1]
+                raise DataError(f"{path}: sequence '{sequences[seq[r]]}' has two rows at time {times[r]:g}; one row "
+                                "per step")
+    step_global = np.cumsum(new_step) - 1
+    first_of_seq = step_global[starts]  # the global step id where each sequence (in rank order) begins
+    pos = step_global - first_of_seq[np.cumsum(starts) - 1]
+    lengths = np.zeros(n, dtype=np.int64)
+    np.maximum.at(lengths, s_seq, pos + 1)
+    too_long = np.flatnonzero(lengths > s["max_length"])
+    if len(too_long):
+        i = int(too_long[0])
+        raise DataError(f"{path}: sequence '{sequences[i]}' has {int(lengths[i]):,} steps, more than --max-length "
+                        f"{s['max_length']:,}; raise the bound or cut the sequences")
+    longest = int(lengths.max())
     x = np.full((n, longest, f), np.nan)
     t = np.zeros((n, longest))
-    mask = np.zeros((n, longest), dtype=bool)
-    index = {name: j for j, name in enumerate(features)}
-    for i, (rows, stamps) in enumerate(steps_of):
-        mask[i, : len(stamps)] = True
-        if narrow:  # several values of a variable at one time: their mean
-            at = {stamp: k for k, stamp in enumerate(stamps)}
-            t[i, : len(stamps)] = stamps
-            total, count = np.zeros((len(stamps), f)), np.zeros((len(stamps), f))
-            for r in rows:
-                if variables[r] in index and not np.isnan(values[r]):
-                    total[at[times[r]], index[variables[r]]] += values[r]
-                    count[at[times[r]], index[variables[r]]] += 1
-            with np.errstate(invalid="ignore"):
-                x[i, : len(stamps)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-        else:
-            for k, r in enumerate(rows):
-                x[i, k] = [col[r] for col in columns]
-                if times is not None:
-                    t[i, k] = times[r]
-            if times is not None:
-                stamps_here = t[i, : len(rows)]
-                repeated = np.flatnonzero(np.diff(stamps_here) <= 0)
-                if len(repeated):
-                    raise DataError(f"{path}: sequence '{sequences[i]}' has two rows at time "
-                                    f"{stamps_here[repeated[0] + 1]:g}; one row per step")
+    mask = np.arange(longest)[None, :] < lengths[:, None]
+    if times is not None:
+        t[s_seq, pos] = times[order]
+    if narrow:  # several values of a variable at one time: their mean
+        var_index = {name: j for j, name in enumerate(features)}
+        v = np.array([var_index.get(name, -1) for name in variables])[order]
+        vals = values[order]
+        keep = (v >= 0) & ~np.isnan(vals)
+        total, count = np.zeros((n, longest, f)), np.zeros((n, longest, f))
+        np.add.at(total, (s_seq[keep], pos[keep], v[keep]), vals[keep])
+        np.add.at(count, (s_seq[keep], pos[keep], v[keep]), 1)
+        with np.errstate(invalid="ignore"):
+            x = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    else:
+        x[s_seq, pos] = np.stack(columns, 1)[order]
+    steps_of = (order, s_seq, pos)
     out: dict[str, Any] = {"x": x, "mask": mask, "ids": sequences, "features": features}
     if times is not None:
         out["t"] = t
-    out["y"] = _targets(path, table, s, sequences, order, steps_of, longest, narrow)
+    out["y"] = _targets(path, table, s, sequences, steps_of, longest, narrow)
     return out
 
 
-def _targets(path: Path, table, s, sequences, order, steps_of, longest, narrow) -> np.ndarray:
+def _targets(path: Path, table, s, sequences, steps_of, longest, narrow) -> np.ndarray:
     """y per sequence (from a labels table, or constant within each sequence) or per step."""
     import numpy as np
 
@@ -177,25 +185,24 @@ def _targets(path: Path, table, s, sequences, order, steps_of, longest, narrow) 
         missing = [k for k in sequences if k not in found or found[k] is None]
         if missing:
             raise DataError(f"{lpath}: no '{name}' for sequence '{missing[0]}' ({len(missing)} sequences have none)")
-        return np.array([found[k] for k in sequences])
+        return _plain(np.array([found[k] for k in sequences], dtype=object))
     if narrow:
         raise DataError(f"{path}: in the narrow form the targets come from a second table: give --labels-file")
-    column = _column(path, table, name, "the target").to_pylist()
+    column = np.array(_column(path, table, name, "the target").to_pylist(), dtype=object)
+    order, s_seq, pos = steps_of
     if s.get("per_step"):
         y = np.empty((len(sequences), longest), dtype=object)
         y[:] = column[0]
-        for i, (rows, _) in enumerate(steps_of):
-            for k, r in enumerate(rows):
-                y[i, k] = column[r]
+        y[s_seq, pos] = column[order]
         return _plain(y)
-    y = []
-    for key in sequences:
-        values = {column[r] for r in order[key]}
-        if len(values) != 1:
-            raise DataError(f"{path}: column '{name}' (the target) varies within sequence '{key}'; give --per-step "
-                            "for a target at every step, or one value per sequence")
-        y.append(values.pop())
-    return _plain(np.array(y, dtype=object))
+    y = np.empty(len(sequences), dtype=object)
+    y[s_seq] = column[order]  # the last row's value of each sequence ...
+    differs = np.flatnonzero(column[order] != y[s_seq])  # ... must be every row's
+    if len(differs):
+        raise DataError(f"{path}: column '{name}' (the target) varies within sequence "
+                        f"'{sequences[s_seq[differs[0]]]}'; give --per-step for a target at every step, or one value "
+                        "per sequence")
+    return _plain(y)
 
 
 def _plain(y: np.ndarray) -> np.ndarray:

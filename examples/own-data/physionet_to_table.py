@@ -9,7 +9,9 @@ one row per observation (the static descriptors Age, Gender, Height, ICUType and
 observations at hour 0; times in hours, so that Δt is in hours; -1, the challenge's "not recorded", is dropped, and so is the
 RecordID row itself). Usage:
 
-    python physionet_to_table.py set-a.tar.gz observations.csv
+    python physionet_to_table.py set-a.tar.gz observations.csv [STAYS]
+
+(STAYS: only the first STAYS stays, for a quick check.)
 
 Standard library only: a user's few lines, not part of the package.
 """
@@ -19,11 +21,11 @@ import sys
 import tarfile
 
 
-def rows(archive_path):
+def rows(archive_path, stays=None):
     with tarfile.open(archive_path, "r:gz") as archive:
-        for member in sorted(archive.getmembers(), key=lambda m: m.name):
-            if not member.isfile() or not member.name.endswith(".txt"):
-                continue
+        members = [m for m in sorted(archive.getmembers(), key=lambda m: m.name)
+                   if m.isfile() and m.name.endswith(".txt")]
+        for member in members[:stays]:
             record = member.name.rsplit("/", 1)[-1][:-4]
             lines = archive.extractfile(member).read().decode("utf-8").splitlines()
             for line in lines[1:]:  # the header: Time,Parameter,Value
@@ -35,12 +37,12 @@ def rows(archive_path):
                 yield record, round(int(hours) + int(minutes) / 60, 4), parameter, value
 
 
-def main(source, target):
+def main(source, target, stays=None):
     with open(target, "w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["RecordID", "hours", "Parameter", "Value"])
-        out.writerows(rows(source))
+        out.writerows(rows(source, int(stays) if stays else None))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
