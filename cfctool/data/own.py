@@ -261,7 +261,7 @@ def _dt_from_time(path: Path, t: np.ndarray, mask: np.ndarray, a: dict[str, Any]
 def _name(a: dict[str, Any], i: int) -> str:
     """Sequence i as the user knows it: its id in a table, else its index."""
     ids = a.get("ids")
-    return repr(ids[i]) if ids is not None else str(i)
+    return tables.shown_id(ids[i]) if ids is not None else str(i)
 
 
 def _feature(a: dict[str, Any], f: int) -> str:

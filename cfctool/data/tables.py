@@ -134,7 +134,7 @@ def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
             repeated = np.flatnonzero(~starts[1:] & (s_time[1:] == s_time[:-1]))
             if len(repeated):
                 r = order[repeated[0] + 1]
-                raise DataError(f"{path}: sequence '{sequences[seq[r]]}' has two rows at time {times[r]:g}; one row "
+                raise DataError(f"{path}: sequence {shown_id(sequences[seq[r]])} has two rows at time {times[r]:g}; one row "
                                 "per step")
     step_global = np.cumsum(new_step) - 1
     first_of_seq = step_global[starts]  # the global step id where each sequence (in rank order) begins
@@ -144,7 +144,7 @@ def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
     too_long = np.flatnonzero(lengths > s["max_length"])
     if len(too_long):
         i = int(too_long[0])
-        raise DataError(f"{path}: sequence '{sequences[i]}' has {int(lengths[i]):,} steps, more than --max-length "
+        raise DataError(f"{path}: sequence {shown_id(sequences[i])} has {int(lengths[i]):,} steps, more than --max-length "
                         f"{s['max_length']:,}; raise the bound or cut the sequences")
     longest = int(lengths.max())
     x = np.full((n, longest, f), np.nan)
@@ -184,7 +184,7 @@ def _targets(path: Path, table, s, sequences, steps_of, longest, narrow) -> np.n
         found = dict(zip(keys, _column(lpath, labels, name, "the target").to_pylist()))
         missing = [k for k in sequences if k not in found or found[k] is None]
         if missing:
-            raise DataError(f"{lpath}: no '{name}' for sequence '{missing[0]}' ({len(missing)} sequences have none)")
+            raise DataError(f"{lpath}: no '{name}' for sequence {shown_id(missing[0])} ({len(missing)} sequences have none)")
         return _plain(np.array([found[k] for k in sequences], dtype=object))
     if narrow:
         raise DataError(f"{path}: in the narrow form the targets come from a second table: give --labels-file")
@@ -200,7 +200,7 @@ def _targets(path: Path, table, s, sequences, steps_of, longest, narrow) -> np.n
     differs = np.flatnonzero(column[order] != y[s_seq])  # ... must be every row's
     if len(differs):
         raise DataError(f"{path}: column '{name}' (the target) varies within sequence "
-                        f"'{sequences[s_seq[differs[0]]]}'; give --per-step for a target at every step, or one value "
+                        f"{shown_id(sequences[s_seq[differs[0]]])}; give --per-step for a target at every step, or one value "
                         "per sequence")
     return _plain(y)
 
@@ -215,6 +215,11 @@ def _plain(y: np.ndarray) -> np.ndarray:
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
         return np.array(flat, dtype=np.float64).reshape(y.shape)
     return np.array([str(v) for v in flat]).reshape(y.shape)
+
+
+def shown_id(key: str) -> str:
+    """A sequence id for a message: quoted, and cut (an id is whatever the file holds)."""
+    return repr(key if len(key) <= 60 else key[:57] + "...")
 
 
 def _natural(key: str):
