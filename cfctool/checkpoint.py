@@ -224,8 +224,9 @@ def _assemble(entries: dict[str, Any], blobs: list[bytes], metadata: dict[str, s
     return b"".join([struct.pack("<Q", len(head)), head, *blobs])
 
 
-def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
-    """Parse and verify a `.st` payload; every defect is a CheckpointError naming `source`."""
+def from_bytes(data: bytes, source: str = "<bytes>", sha256: str | None = None) -> Checkpoint:
+    """Parse and verify a `.st` payload; every defect is a CheckpointError naming `source`.
+    `sha256`: the payload's, when the caller has hashed it already."""
     from safetensors.torch import load
 
     header = read_header(data, source)
@@ -290,7 +291,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Checkpoint:
     record.setdefault("encodings", {})
     dense, parts = split_stored(tensors, record["encodings"], source)
     return Checkpoint(tensors=dense, record=record, source=source, parts=parts, data_sha256=recorded_sha,
-                      sha256=hashlib.sha256(data).hexdigest(), header_sha256=header_sha)
+                      sha256=sha256 or hashlib.sha256(data).hexdigest(), header_sha256=header_sha)
 
 
 def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
@@ -672,8 +673,8 @@ def load(path: str | Path, *, verify_arch: bool = True) -> Checkpoint:
     path = Path(path)
     if path.suffix == ".yaml":
         raise CheckpointError(f"{path}: that is a sidecar; pass the .st file beside it")
-    data, _ = _read_pair(path)
-    ckpt = from_bytes(data, source=str(path))
+    data, sha256 = _read_pair(path)
+    ckpt = from_bytes(data, source=str(path), sha256=sha256)
     if verify_arch:
         verify_architecture(ckpt)
     return ckpt
@@ -683,19 +684,16 @@ def _read_pair(path: Path) -> tuple[bytes, str]:
     """The .st's bytes and sha256, checked against its sidecar. On a mismatch (or a sidecar
     without its .st) the pair is read again under the writers' lock, after completing a swap
     a killed writer left: a reader never mistakes a write in progress for damage."""
-    for attempt in (0, 1):
-        if attempt:
-            try:
-                with _exclusive(path):
-                    _complete_swap(path)
-                    return _read_pair_once(path, final=True)
-            except OutputError:  # no lock here (a read-only directory): read the pair again as it is
-                pass
-        try:
-            return _read_pair_once(path, final=bool(attempt))
-        except _Mismatch:
-            continue
-    raise AssertionError("unreachable")
+    try:
+        return _read_pair_once(path, final=False)
+    except _Mismatch:
+        pass
+    try:
+        with _exclusive(path):
+            _complete_swap(path)
+            return _read_pair_once(path, final=True)
+    except OutputError:  # no lock here (a read-only directory): read the pair again as it is
+        return _read_pair_once(path, final=True)
 
 
 class _Mismatch(Exception):
@@ -729,11 +727,10 @@ def load_bytes(data: bytes, source: str = "<stdin>", *, verify_arch: bool = True
     return ckpt
 
 
-def _sidecar_sha256(sidecar: Path, path: Path | None = None) -> str:
-    """The sha256 a sidecar vouches for; a sidecar that cannot say is a CheckpointError."""
+def _sidecar_sha256(sidecar: Path, path: Path) -> str:
+    """The sha256 a sidecar of `path` vouches for; a sidecar that cannot say is a CheckpointError."""
     import yaml
 
-    path = path or sidecar.with_suffix(".st")
     if sidecar.is_dir():
         raise CheckpointError(f"{sidecar}: the sidecar path of {path} is a directory; move it away")
     try:

@@ -674,19 +674,18 @@ def _typed(name: str, hint: Any, value: Any) -> Any:
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
         return _typed(name, args[0], value) if len(args) == 1 else value
-    kind = hint
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is float:
+    if hint is float:
         if not number or not math.isfinite(value):
             raise ConfigError(f"setting '{name}' must be a finite number (got {_shown(value)})")
         return float(value)
-    if kind is int:
+    if hint is int:
         if not number or (isinstance(value, float) and not value.is_integer()):
             raise ConfigError(f"setting '{name}' must be an integer (got {_shown(value)})")
         return int(value)
-    if kind is bool and not isinstance(value, bool):
+    if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"setting '{name}' must be true or false (got {_shown(value)})")
-    if kind is str and not isinstance(value, str):
+    if hint is str and not isinstance(value, str):
         raise ConfigError(f"setting '{name}' must be text (got {_shown(value)})")
     return value
 

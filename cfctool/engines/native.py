@@ -69,10 +69,11 @@ def private_cache() -> Path:
             raise CfcError(f"cannot use the C engine's cache {path}: {exc.strerror or exc}; {hint}") from None
         if path == directory and not stat.S_ISDIR(info.st_mode):
             raise CfcError(f"the C engine's cache {directory} is not a directory (a link or a file); {hint}")
-        if info.st_uid != os.getuid() and not (path != directory and info.st_mode & stat.S_ISVTX):
+        sticky_parent = path != directory and bool(info.st_mode & stat.S_ISVTX)  # /tmp: others cannot replace
+        if info.st_uid != os.getuid() and not sticky_parent:
             raise CfcError(f"the C engine's cache {path} belongs to another user (uid {info.st_uid}); its "
                            f"libraries could run their code as you; {hint}")
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (path != directory and info.st_mode & stat.S_ISVTX):
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky_parent:
             raise CfcError(f"the C engine's cache {path} can be written by other users (mode "
                            f"{stat.S_IMODE(info.st_mode):o}); make it private (chmod 700) or {hint}")
     return directory
@@ -130,39 +131,31 @@ def compile_command(flags: tuple[str, ...] = FLAGS) -> list[str]:
     return [*shlex.split(compiler()), *flags, *shlex.split(os.environ.get("CFLAGS", ""))]
 
 
-def _sha256(path: Path) -> str | None:
-    """The sha256 of a regular file of our own (None for anything else at that name)."""
+def _own_file(path: Path) -> bytes | None:
+    """The bytes of a regular file of this user's that no one else may write (None for
+    anything else at that name: a link, a directory, another user's file)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-            return None
-        h = hashlib.sha256()
-        while chunk := os.read(fd, 1 << 20):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
         os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def _sha256(path: Path) -> str | None:
+    data = _own_file(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _cached(lib: Path) -> bool:
     """Whether `lib` is a library this user built: a file of ours whose sha256 is the one
     recorded beside it when it was built."""
-    record = lib.with_suffix(".sha256")
-    try:
-        fd = os.open(record, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            info = os.fstat(fd)
-            expected = os.read(fd, 64).decode("ascii", "replace") if stat.S_ISREG(info.st_mode) and \
-                info.st_uid == os.getuid() and not info.st_mode & 0o022 else ""
-        finally:
-            os.close(fd)
-    except OSError:
-        return False
-    return len(expected) == 64 and _sha256(lib) == expected
+    expected = _own_file(lib.with_suffix(".sha256"))
+    return expected is not None and len(expected) == 64 and _sha256(lib) == expected.decode("ascii", "replace")
 
 
 def _discard(path: Path) -> None:

@@ -63,16 +63,15 @@ def check_size(arch: dict[str, Any], task: dict[str, Any]) -> None:
                           f"more than the {MAX_PARAMS:,} cfctool builds; choose smaller sizes")
 
 
-def check_run(run) -> dict[str, Any] | None:
+def check_run(run) -> None:
     """A training run's settings against its data set's task, before the data are read: the
-    arch must fit the task and be of a size that can be built. The task preview, or None
-    when the data set cannot tell its task without reading its data."""
+    arch must fit the task and be of a size that can be built (where the data set can tell
+    its task without reading its data)."""
     from cfctool.data.registry import preview_task
 
     preview = preview_task(run.data)
     if preview is not None:
         check_size(arch_record(run.arch, preview), preview)
-    return preview
 
 
 def build_core(arch: dict[str, Any], features: int) -> torch.nn.Module:
