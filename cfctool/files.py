@@ -7,6 +7,7 @@ error, not in a hang, a traceback or all of memory: the file's kind and size are
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import sys
@@ -98,3 +99,26 @@ def strict_yaml(text: str):
             return super().construct_mapping(node, deep)
 
     return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+class PinnedReads:
+    """Reads of the data files a checkpoint was made from: each file read once, its sha256
+    taken from the very bytes that are parsed (`digests`: resolved path -> sha256), and,
+    where `expected` pins a path, a file that changed since is refused before it is parsed."""
+
+    def __init__(self, expected: dict[str, str] | None = None, error: type[CfcError] = CfcError):
+        self.expected, self.error, self.digests = dict(expected or {}), error, {}
+
+    def read(self, path: str | Path, what: str, limit: int = CHECKPOINT_LIMIT) -> bytes:
+        data = read_bounded(path, limit, what, self.error)
+        self.pin(path, hashlib.sha256(data).hexdigest())
+        return data
+
+    def pin(self, path: str | Path, digest: str) -> None:
+        """Record (and check) the digest of `path` (a folder's is made by its reader)."""
+        key = str(Path(path).resolve())
+        want = self.expected.get(key)
+        if want is not None and want != digest:
+            raise self.error(f"{path}: the file changed since the checkpoint was made (sha256 differs from the "
+                             f"recorded {want[:12]}...); evaluate on the data it was trained on")
+        self.digests[key] = digest

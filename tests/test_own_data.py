@@ -226,6 +226,10 @@ RecordID,Time,Parameter,Value
     assert split.mask[row].tolist()[:3] == [True, True, True] and split.dt[row, :3].tolist() == [0.0, 60.0, 30.0]
     assert split.x[row, :3, 2:].tolist() == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]  # HR, Temp observed at 0, 60, 90
     assert split.x[row, 0, 1].item() == 0.0  # the missing Temp is 0 (its mean), marked unobserved
+    assert torch.equal(load_split(data.task, "test", None, data.task_tensors).x, data.splits["test"].x)
+    _csv(tmp_path / "outcomes.csv", "RecordID,death\n1,1\n2,1\n3,0\n4,1\n")  # the labels table, changed
+    with pytest.raises(DataError, match="outcomes.csv: the file changed since the checkpoint was made"):
+        load_split(data.task, "test", None, data.task_tensors)
 
 
 def test_per_step_targets_and_parquet(tmp_path):

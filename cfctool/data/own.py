@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from cfctool.data import tables
 from cfctool.data.base import Dataset, Split
 from cfctool.errors import DataError
-from cfctool.files import CHECKPOINT_LIMIT, read_bounded
+from cfctool.files import CHECKPOINT_LIMIT, PinnedReads, read_bounded
 from cfctool.settings import Setting
 
 if TYPE_CHECKING:
@@ -91,15 +91,16 @@ def validate(values: dict[str, Any]) -> None:
         raise ValueError(f"test_fraction must be in (0, 1) (got {values['test_fraction']})")
 
 
-def read_source(path: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+def read_source(path: str | Path, settings: dict[str, Any], reads: PinnedReads) -> dict[str, Any]:
     """The arrays of a data file: read as they are (.npz, .safetensors), or made from a long
-    table (.csv, .parquet) by `tables.arrays_from_table` with the table settings."""
+    table (.csv, .parquet) by `tables.arrays_from_table` with the table settings. Every file
+    goes through `reads`, which records (and checks) its sha256."""
     path = Path(path)
     if path.is_dir():
-        return read_folder(path)
+        return read_folder(path, reads)
     if path.suffix in tables.SUFFIXES:
-        return tables.arrays_from_table(path, settings)
-    return read_arrays(path)
+        return tables.arrays_from_table(path, settings, reads)
+    return read_arrays(path, reads)
 
 
 def _folder_files(path: Path) -> list[Path]:
@@ -111,15 +112,19 @@ def _folder_files(path: Path) -> list[Path]:
     return files
 
 
-def read_folder(path: Path) -> dict[str, Any]:
+def read_folder(path: Path, reads: PinnedReads) -> dict[str, Any]:
     """A folder of one (T, F) .npy array per sequence (variable lengths), in name order:
     padded to the longest, with the mask saying which steps are real. No targets: the
-    folder suits --target forecast."""
+    folder suits --target forecast. Its sha256 is of its arrays' names and sha256s."""
     import numpy as np
 
+    files = [(f, read_bounded(f, CHECKPOINT_LIMIT, "array file", DataError)) for f in _folder_files(path)]
+    digest = hashlib.sha256()
+    for f, data in files:
+        digest.update(f"{f.name}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+    reads.pin(path, digest.hexdigest())
     seqs = []
-    for f in _folder_files(path):
-        data = read_bounded(f, CHECKPOINT_LIMIT, "array file", DataError)
+    for f, data in files:
         try:
             a = np.load(io.BytesIO(data), allow_pickle=False)
         except Exception as exc:  # numpy's own error types
@@ -138,7 +143,7 @@ def read_folder(path: Path) -> dict[str, Any]:
     return {"x": x, "mask": mask, "ids": [name for name, _ in seqs]}
 
 
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+def read_arrays(path: str | Path, reads: PinnedReads) -> dict[str, np.ndarray]:
     """The arrays of a file, proved to be what the keys say before anything is built."""
     import numpy as np
 
@@ -146,7 +151,7 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if path.suffix not in (".npz", ".safetensors"):
         raise DataError(f"{path}: give a .npz or .safetensors file of arrays (x, y, ...), or a .csv or .parquet "
                         "table")
-    data = read_bounded(path, CHECKPOINT_LIMIT, "data file", DataError)
+    data = reads.read(path, "data file")
     try:
         if path.suffix == ".npz":
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -269,18 +274,10 @@ def _feature(a: dict[str, Any], f: int) -> str:
     return f"{f} ({names[f]!r})" if names is not None else str(f)
 
 
-def _file_record(path: str | Path) -> dict[str, str]:
-    """Where a data file (or folder of arrays) is, and the sha256 of its bytes (of a folder:
-    of its arrays' names and sha256s, in order)."""
-    path = Path(path)
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in _folder_files(path):
-            h.update(f"{f.name}\0{hashlib.sha256(read_bounded(f, CHECKPOINT_LIMIT, 'array file', DataError)).hexdigest()}\n"
-                     .encode())
-        return {"path": str(path.resolve()), "sha256": h.hexdigest()}
-    data = read_bounded(path, CHECKPOINT_LIMIT, "data file", DataError)
-    return {"path": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
+def _pinned(path: str | Path, reads: PinnedReads) -> dict[str, str]:
+    """What the record keeps of a data file: where it was, and the sha256 of what was read."""
+    key = str(Path(path).resolve())
+    return {"path": key, "sha256": reads.digests[key]}
 
 
 def _policy(missing: str, path: Path, settings: dict[str, Any]) -> str:
@@ -289,9 +286,9 @@ def _policy(missing: str, path: Path, settings: dict[str, Any]) -> str:
     return "indicator" if path.suffix in tables.SUFFIXES and settings.get("variable_column") else "error"
 
 
-def _read(path: Path, settings: dict[str, Any], target: str, missing: str):
+def _read(path: Path, settings: dict[str, Any], target: str, missing: str, reads: PinnedReads):
     """(x, dt, mask, y, how dt was made, feature names) of one data file."""
-    a = read_source(path, settings)
+    a = read_source(path, settings, reads)
     x, dt, mask, y = _sequences(path, a, target, missing)
     how = "from t" if a.get("t") is not None else "given" if a.get("dt") is not None else "1 per step"
     return x, dt, mask, y, how, a.get("features")
@@ -304,10 +301,11 @@ def load(cfg) -> Dataset:
     path = Path(cfg.data_file)
     settings = {key: getattr(cfg, key) for key in TABLE_KEYS}
     missing = _policy(cfg.missing, path, settings)
-    x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing)
+    reads = PinnedReads(error=DataError)
+    x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing, reads)
     if cfg.test_file:
         tpath = Path(cfg.test_file)
-        test = _read(tpath, settings, cfg.target, missing)[:4]
+        test = _read(tpath, settings, cfg.target, missing, reads)[:4]
         if test[0].shape[2] != x.shape[2]:
             raise DataError(f"{tpath}: x has {test[0].shape[2]} features, {path} has {x.shape[2]}")
         train_idx = np.arange(len(x))
@@ -323,7 +321,7 @@ def load(cfg) -> Dataset:
     std = np.where(std > 0, std, 1.0)
     per_step = y.ndim == 2
     prep: dict[str, Any] = {
-        "file": _file_record(path), "test_file": _file_record(cfg.test_file) if cfg.test_file else None,
+        "file": _pinned(path, reads), "test_file": _pinned(cfg.test_file, reads) if cfg.test_file else None,
         "test_fraction": None if cfg.test_file else cfg.test_fraction,
         "split_seed": None if cfg.test_file else cfg.split_seed,
         "features": "standardised with the training steps' mean and std (task.x_mean, task.x_std)",
@@ -333,7 +331,7 @@ def load(cfg) -> Dataset:
     if path.suffix in tables.SUFFIXES:
         prep["table"] = settings
         if settings.get("labels_file"):
-            prep["labels_file"] = _file_record(settings["labels_file"])
+            prep["labels_file"] = _pinned(settings["labels_file"], reads)
     if cfg.target == "classification":
         train_labels = train[3][train[2]] if per_step else train[3]
         classes = sorted({str(v) for v in train_labels.reshape(-1).tolist()}, key=_label_order)
@@ -427,12 +425,15 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
     if split not in ("train", "test"):
         raise DataError(f"own has the splits train and test (got '{split}')")
     source = p["test_file"] if split == "test" and p.get("test_file") else p["file"]
-    path = _recorded(source, data_dir)
+    path = _located(source, data_dir)
+    pins = {str(path.resolve()): source["sha256"]}
     settings = dict(p.get("table") or {})
     if p.get("labels_file"):
-        settings["labels_file"] = str(_recorded(p["labels_file"], data_dir))
+        labels = _located(p["labels_file"], data_dir)
+        settings["labels_file"] = str(labels)
+        pins[str(labels.resolve())] = p["labels_file"]["sha256"]
     target = "forecast" if p.get("forecast") else task["output"]["kind"]
-    x, dt, mask, y, _, _ = _read(path, settings, target, p.get("missing", "error"))
+    x, dt, mask, y, _, _ = _read(path, settings, target, p.get("missing", "error"), PinnedReads(pins, DataError))
     if not p.get("test_file"):
         train_rows, test_rows = _split_rows(path, len(x), p["test_fraction"], p["split_seed"])
         rows = test_rows if split == "test" else train_rows
@@ -443,15 +444,13 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
     return _split(task, task_tensors, x, dt, mask, y, where=str(path))
 
 
-def _recorded(source: dict[str, str], data_dir) -> Path:
-    """A recorded data file, where it is now (--data DIR finds a moved one by name), unchanged."""
+def _located(source: dict[str, str], data_dir) -> Path:
+    """A recorded data file, where it is now (--data DIR finds a moved one by name); `reads`
+    then refuses it if it changed."""
     path = Path(source["path"])
     if data_dir is not None and not path.exists() and (Path(data_dir) / path.name).exists():
         path = Path(data_dir) / path.name
     if not path.exists():
         raise DataError(f"{path}: the data file this model was trained on is not there; pass --data DIR (the folder "
                         "that holds it now)")
-    if _file_record(path)["sha256"] != source["sha256"]:
-        raise DataError(f"{path}: the file changed since the checkpoint was made (sha256 differs from the recorded "
-                        f"{source['sha256'][:12]}...); evaluate on the data it was trained on")
     return path

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfctool.errors import DataError
-from cfctool.files import CHECKPOINT_LIMIT, read_bounded
+from cfctool.files import PinnedReads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 SUFFIXES = (".csv", ".parquet")
 
 
-def read_table(path: Path, what: str = "table"):
-    """A pyarrow Table from a CSV or Parquet file (bounded, regular files only)."""
+def read_table(path: Path, reads: PinnedReads, what: str = "table"):
+    """A pyarrow Table from a CSV or Parquet file (bounded, regular files only, pinned by `reads`)."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -37,7 +37,7 @@ def read_table(path: Path, what: str = "table"):
     except ImportError:
         raise DataError(f"{path}: reading CSV and Parquet tables needs pyarrow: pip install 'cfctool[tables]'") \
             from None
-    data = read_bounded(path, CHECKPOINT_LIMIT, f"{what} file", DataError)
+    data = reads.read(path, f"{what} file")
     try:
         if path.suffix == ".parquet":
             return pq.read_table(pa.BufferReader(data))
@@ -78,13 +78,13 @@ def _numbers(path: Path, table, name: str, role: str, row_of=None) -> np.ndarray
     return out
 
 
-def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
+def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict[str, np.ndarray]:
     """The arrays `own` reads (x, y, t, mask; `ids` and `features` for the record) from a long
     table, per the settings `s` (id_column, time_column, feature_columns, target_column,
     variable_column, value_column, labels_file, per_step, max_length)."""
     import numpy as np
 
-    table = read_table(path)
+    table = read_table(path, reads)
     if table.num_rows == 0:
         raise DataError(f"{path}: the table has no rows")
     ids = [str(v) for v in _column(path, table, s["id_column"], "the sequence id").to_pylist()]
@@ -168,18 +168,18 @@ def arrays_from_table(path: Path, s: dict[str, Any]) -> dict[str, np.ndarray]:
     out: dict[str, Any] = {"x": x, "mask": mask, "ids": sequences, "features": features}
     if times is not None:
         out["t"] = t
-    out["y"] = _targets(path, table, s, sequences, steps_of, longest, narrow)
+    out["y"] = _targets(path, table, s, sequences, steps_of, longest, narrow, reads)
     return out
 
 
-def _targets(path: Path, table, s, sequences, steps_of, longest, narrow) -> np.ndarray:
+def _targets(path: Path, table, s, sequences, steps_of, longest, narrow, reads: PinnedReads) -> np.ndarray:
     """y per sequence (from a labels table, or constant within each sequence) or per step."""
     import numpy as np
 
     name = s["target_column"]
     if s.get("labels_file"):
         lpath = Path(s["labels_file"])
-        labels = read_table(lpath, "labels")
+        labels = read_table(lpath, reads, "labels")
         keys = [str(v) for v in _column(lpath, labels, s["id_column"], "the sequence id").to_pylist()]
         found = dict(zip(keys, _column(lpath, labels, name, "the target").to_pylist()))
         missing = [k for k in sequences if k not in found or found[k] is None]
