@@ -334,7 +334,7 @@ def load(cfg) -> Dataset:
             prep["labels_file"] = _pinned(settings["labels_file"], reads)
     if cfg.target == "classification":
         train_labels = train[3][train[2]] if per_step else train[3]
-        classes = sorted({str(v) for v in train_labels.reshape(-1).tolist()}, key=_label_order)
+        classes = sorted({str(v) for v in train_labels.reshape(-1).tolist()}, key=tables.natural_order)
         if len(classes) < 2:
             raise DataError(f"{path}: the training sequences have one class ({classes}); classification needs two")
         prep["classes"] = classes
@@ -371,14 +371,6 @@ def _split_rows(path: Path, n: int, fraction: float, seed: int):
         raise DataError(f"{path}: {n} sequences cannot be split {1 - fraction:.0%} / {fraction:.0%}; give more "
                         "sequences or --test-file")
     return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def _label_order(label: str):
-    """Integer labels in numeric order (2 before 10), others as text."""
-    try:
-        return (0, int(float(label)), "") if float(label).is_integer() else (0, float(label), "")
-    except ValueError:
-        return (1, 0, label)
 
 
 def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:

@@ -115,7 +115,7 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
                         f"{row + (2 if path.suffix == '.csv' else 1)}")
     # vectorised: sequences in natural id order, each row's step within its sequence
     uniq, inverse = np.unique(np.array(ids), return_inverse=True)
-    sequences = sorted(uniq.tolist(), key=_natural)
+    sequences = sorted(uniq.tolist(), key=natural_order)
     rank = np.empty(len(uniq), dtype=np.int64)
     rank[np.searchsorted(uniq, sequences)] = np.arange(len(sequences))
     seq = rank[inverse]
@@ -222,8 +222,8 @@ def shown_id(key: str) -> str:
     return repr(key if len(key) <= 60 else key[:57] + "...")
 
 
-def _natural(key: str):
-    """Sequence ids in numeric order where they are numbers (2 before 10)."""
+def natural_order(key: str):
+    """Sequence ids (and class labels) in numeric order where they are numbers (2 before 10)."""
     try:
         return (0, float(key), "")
     except ValueError:
