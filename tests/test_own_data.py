@@ -5,6 +5,7 @@ and the feature for each defect."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import numpy as np
@@ -326,3 +327,65 @@ def test_the_physionet_and_walker2d_example_runs_end_to_end(data_dir, tmp_path):
     assert pn["samples"] == 100 and 0.3 < pn["auc"] <= 1.0  # one epoch on 400 stays: any ranking will do
     assert wk["samples"] > 10_000 and wk["loss"] < 1.5  # standardised MSE: below predicting the mean (1.0) + noise
     assert (out / "physionet-c" / "physionet.c").is_file() and (out / "walker2d-c" / "walker2d.c").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["indicator", "forecast"])
+def test_the_exports_read_raw_values_and_write_the_datas_units(kind, tmp_path, monkeypatch):
+    """The preprocessing round trip into C and ONNX: the exported model is fed the file's own
+    values (a missing one as 0 beside its 0 flag) and must give the model's outputs on the
+    standardised split, mapped back to the data's units with statistics computed here."""
+    from cfctool.data import raw_io
+    from cfctool.engines.c_source import generate
+    from cfctool.engines.native import CEngine, compiler
+    from cfctool.families.build import model_from_checkpoint
+    from cfctool.ops.export import export_c
+    from cfctool.ops.train import train
+
+    try:
+        compiler()
+    except Exception:
+        pytest.skip("needs a C compiler")
+    monkeypatch.setenv("CFCTOOL_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    if kind == "indicator":  # scales far from 1 and a third of the values missing
+        x = rng.normal(size=(120, 8, 3)) * np.array([50.0, 1.0, 0.01]) + np.array([200.0, -3.0, 1.0])
+        x[rng.random(x.shape) < 0.3] = np.nan
+        np.savez(tmp_path / "d.npz", x=x, y=np.where(np.nan_to_num(x[:, :, 1], nan=-3).mean(1) > -3, "a", "b"))
+        settings = {"missing": "indicator"}
+    else:
+        x = np.cumsum(rng.normal(size=(120, 8, 2)) * np.array([3.0, 0.1]) + np.array([10.0, 0.0]), 1)
+        np.savez(tmp_path / "d.npz", x=x)
+        settings = {"target": "forecast"}
+    ckpt = train(resolve("own", "cfc", overrides={"data_file": str(tmp_path / "d.npz"), "hidden": 8, "epochs": 1,
+                                                  **settings}))
+    model = model_from_checkpoint(ckpt).eval()
+    test = load_split(ckpt.task, "test", None, ckpt.task_tensors())
+    held = np.sort(np.random.default_rng(0).permutation(120)[:24])  # the default split: seed 0, a fifth
+    rest = np.delete(x, held, 0).reshape(-1, x.shape[2])
+    mean, std = np.nanmean(rest, 0), np.nanstd(rest, 0)
+    raw = x[held]
+    if kind == "indicator":
+        raw = np.concatenate([np.nan_to_num(raw, nan=0.0), (~np.isnan(raw)).astype(float)], -1)
+    else:
+        raw = raw[:, :-1]  # a forecast reads steps 1 .. T-1
+    raw = torch.tensor(raw, dtype=torch.float32)
+    with torch.no_grad():
+        want = model(test.x, test.dt, test.mask).numpy()
+    if kind == "forecast":
+        want = want * std + mean
+    close = lambda got: np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())  # noqa: E731
+    info = export_c(ckpt, tmp_path / "c", test, name="m")
+    assert info["verified"] and "folded into the first product" in (tmp_path / "c" / "m.h").read_text()
+    src = generate(ckpt, model, "m", dt_input=False, raw_io=raw_io.of(ckpt.task, ckpt.task_tensors()))
+    assert close(CEngine(src)(raw, None, test.mask).numpy())
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        from cfctool.ops.export import export_onnx
+
+        export_onnx(ckpt, tmp_path / "m.onnx", test)
+        session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        feeds = {"x": raw.numpy(), "dt": test.dt.numpy(), "mask": test.mask.numpy()}
+        got = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+        assert close(got)

@@ -288,7 +288,7 @@ def _policy(missing: str, path: Path, settings: dict[str, Any]) -> str:
 
 def _read(path: Path, settings: dict[str, Any], target: str, missing: str, reads: PinnedReads):
     """(x, dt, mask, y, how dt was made, feature names) of one data file."""
-    a = read_source(path, settings, reads)
+    a = read_source(path, {**settings, "forecast": target == "forecast"}, reads)
     x, dt, mask, y = _sequences(path, a, target, missing)
     how = "from t" if a.get("t") is not None else "given" if a.get("dt") is not None else "1 per step"
     return x, dt, mask, y, how, a.get("features")

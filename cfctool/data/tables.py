@@ -168,7 +168,8 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
     out: dict[str, Any] = {"x": x, "mask": mask, "ids": sequences, "features": features}
     if times is not None:
         out["t"] = t
-    out["y"] = _targets(path, table, s, sequences, steps_of, longest, narrow, reads)
+    if not s.get("forecast"):  # a forecast's targets are the inputs' own next steps
+        out["y"] = _targets(path, table, s, sequences, steps_of, longest, narrow, reads)
     return out
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from cfctool.checkpoint import Checkpoint, check_finite
+from cfctool.data.raw_io import RawIO
 from cfctool.errors import CheckpointError, ConfigError
 from cfctool.escape import C_NAME_LIMIT, c_comment, c_identifier, is_c_identifier, terminal
 from cfctool.models import inference, ode_inference
@@ -150,7 +151,7 @@ def supports(model) -> bool:
     return inference.supports(model) or ode_inference.supports(model)
 
 
-def _ode(ckpt: Checkpoint, model, name: str) -> CSource:
+def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None) -> CSource:
     """An Euler sequence ODE block (`ode-rnn`, its `svd`/`qdeim`/`pod-deim` reductions) as the
     folded step of `models.ode_inference`: p = M z + b (or through a rank-K factor, or in the
     latent coordinates of an SVD block), then z + dt (Z u - N 1) + 2 dt N sigmoid(2p)."""
@@ -183,7 +184,11 @@ def _ode(ckpt: Checkpoint, model, name: str) -> CSource:
     bias = w.array("b", f.bias, "2 b")
     lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = {bias}[j] + p[j];\n"
                  f"    {name}_sigmoids(p, {width});")
-    input_w = w.array("input_w", f.input_w, "[u, 1] -> dt (Z u - N 1)" + (" in latent coordinates" if f.latent else ""))
+    weights = f.input_w
+    if raw_io is not None:  # raw features in: the standardisation folded into [u, 1]'s rows
+        folded_w, folded_b = raw_io.fold_first(weights[:-1], weights[-1])
+        weights = torch.cat([folded_w, folded_b.unsqueeze(0)])
+    input_w = w.array("input_w", weights, "[u, 1] -> dt (Z u - N 1)" + (" in latent coordinates" if f.latent else ""))
     upd = [f"    float c[{n_state}];\n    int j;",
            f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;",
            f"    {name}_matvec(u, {n_inputs + 1}, {input_w}, {n_state}, c);",
@@ -205,6 +210,7 @@ def _ode(ckpt: Checkpoint, model, name: str) -> CSource:
         out = (f"    int i, j;\n    for (i = 0; i < {up}_N_OUTPUTS; ++i) {{\n        float acc = 0.0f;\n"
                f"        for (j = 0; j < {n_state}; ++j) acc += {hw}[i * {n_state} + j] * state->z[j];\n"
                f"        logits[i] = acc + {hb}[i];\n    }}")
+    out += "\n" + _in_units(w, up, raw_io).rstrip("\n")
     n_outputs = int(model.head.weight.shape[0])
     stages = (f"/* s = sigmoid(2p), p = M z + b: tanh(p) = 2 s - 1 */\n"
               f"static void {name}_nonlinearity(const float *z, float *p)\n{{\n"
@@ -229,8 +235,19 @@ def _ode(ckpt: Checkpoint, model, name: str) -> CSource:
     state_fields = [f"    float z[{n_state}]; /* the ODE state" + (" in latent coordinates [R z, H z]" if f.latent
                                                                      else "") + " */"]
     header = _header(name, up, ckpt, False, n_inputs, n_outputs, per_step, False, state_fields,
-                     w.flash, state_bytes, scratch, None, ode=f"{kind}, {n_state} states, Euler with dt {f.dt:g}")
+                     w.flash, state_bytes, scratch, None, ode=f"{kind}, {n_state} states, Euler with dt {f.dt:g}",
+                     raw_io=raw_io)
     return CSource(name, header, source, w.flash, state_bytes, scratch, False, n_inputs, n_outputs, per_step, False)
+
+
+def _in_units(w: "_Writer", up: str, raw_io: RawIO | None) -> str:
+    """NAME_output's last lines for a regression or forecast on raw data: the outputs in the
+    data's units (the recorded target mean and std); nothing otherwise."""
+    if raw_io is None or raw_io.out_scale is None:
+        return ""
+    scale = w.array("out_scale", raw_io.out_scale, "the recorded target std: outputs in the data's units")
+    shift = w.array("out_shift", raw_io.out_shift, "the recorded target mean")
+    return (f"    for (i = 0; i < {up}_N_OUTPUTS; ++i) logits[i] = logits[i] * {scale}[i] + {shift}[i];\n")
 
 
 def _run_function(name: str, token_input: bool, per_step: bool) -> str:
@@ -283,14 +300,18 @@ def _helpers(name: str, code: str) -> str:
 
 
 def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
-             integer: dict | None = None, row_align: int = ROW_ALIGN, token_table: str = "folded") -> CSource:
+             integer: dict | None = None, row_align: int = ROW_ALIGN, token_table: str = "folded",
+             raw_io: RawIO | None = None) -> CSource:
     """C99 for the model `ckpt` decodes to: `dt_input` False folds the gate for dt = 1 (regular
     sequences), True reads dt at every step. The header comment names the checkpoint by its sha256.
     `integer` ({"act_scales", "dynamic", "fuse"}, from the checkpoint's quantization record)
-    emits the folded-int8 engine's step: the stored integers, int32 sums, its rescales."""
+    emits the folded-int8 engine's step: the stored integers, int32 sums, its rescales.
+    `raw_io` (your own data's recorded standardisation, `data.raw_io.of`): the C reads raw
+    features, the standardisation folded into the first product, and writes outputs in the
+    data's units; without it the C reads what the model reads (the engines feed it splits)."""
     check_finite(ckpt)  # (C has no spelling for NaN or infinity in a constant)
     if ode_inference.supports(model):
-        return _ode(ckpt, model, c_name(name))
+        return _ode(ckpt, model, c_name(name), raw_io)
     if not inference.supports(model):
         raise ConfigError(f"no C form for a {ckpt.arch.get('name')} checkpoint"
                           + (f" of mode '{ckpt.arch.get('mode')}'" if ckpt.arch.get("mode") not in (None, "default")
@@ -315,6 +336,9 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
         folded = inference.Folded(model, dt)
     task = ckpt.task
     token_input = task["input"]["kind"] == "tokens"
+    if raw_io is not None and not token_input:  # raw features in: the standardisation in the first product
+        first = folded.cells[0]
+        first.w_in_t, first.b1 = raw_io.fold_first(first.w_in_t, first.b1)
     n_inputs = 1 if token_input else int(task["input"]["size"])
     n_outputs = int(folded.head_b.numel())
     per_step = folded.per_step
@@ -347,7 +371,7 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
                 f"    int i, j;\n    for (i = 0; i < {up}_N_OUTPUTS; ++i) {{\n"
                 f"        float acc = {head_b}[i];\n"
                 f"        for (j = 0; j < {out_dim}; ++j) acc += {head_w}[i * {out_dim} + j] * state->y{last}[j];\n"
-                f"        logits[i] = acc;\n    }}\n}}\n")
+                f"        logits[i] = acc;\n    }}\n{_in_units(w, up, raw_io)}}}\n")
     body.append(f"void {name}_reset({name}_state *state)\n{{\n    int j;\n"
                 + "".join(f"    for (j = 0; j < {h}; ++j) state->y{k}[j] = 0.5f; /* x = 0 */\n"
                           for k, h in enumerate(widths)) + "}\n")
@@ -357,7 +381,8 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
     scratch = max(c.scratch for c in cells)
     header = _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
                      w.flash, state_bytes, scratch, integer, vocab=model.embedding.num_embeddings
-                     if token_input else None, unfolded=unfold, row_align=w.align)
+                     if token_input else None, unfolded=unfold, row_align=w.align,
+                     raw_io=None if token_input else raw_io)
     code = "\n".join("\n".join(c.stages) for c in cells) + "\n" + "\n".join(body)
     source = (f"/* {name}.c: generated by cfctool from the checkpoint described in {name}.h. */\n"
               f"#include <math.h>\n#include <stdint.h>\n#include \"{name}.h\"\n\n"
@@ -648,7 +673,7 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
 
 def _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
             flash, state_bytes, scratch, integer, ode: str | None = None, vocab: int | None = None,
-            unfolded: bool = False, row_align: int = 1) -> str:
+            unfolded: bool = False, row_align: int = 1, raw_io: RawIO | None = None) -> str:
     # Nothing of the record reaches this comment but through c_comment (and the record's
     # structure was checked at load): provenance is the checkpoint's sha256 and fixed words.
     arch = ckpt.arch
@@ -680,6 +705,7 @@ def _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input
         + (", an output per step" if per_step else ", one output per sequence"),
         f" * made by: {history}",
         f" * encodings: {encoded}",
+        *([" * inputs: " + c_comment(raw_io.describe(), 400)] if raw_io is not None else []),
         *([" * tokens: " + ("the embedding's rows, projected at every step (--token-table embedding: small, slower)"
                              if unfolded else "one float32 row per token, the embedding folded into the first product "
                              "(--token-table folded: a lookup, large)")] if token_input else []),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -26,7 +27,9 @@ from typing import Any, Callable
 import torch
 
 from cfctool.checkpoint import Checkpoint, atomic_write, check_writable
+from cfctool.data import raw_io
 from cfctool.data.base import Split
+from cfctool.data.raw_io import RawIO
 from cfctool.engines import choose, fastest, integer_settings
 from cfctool.errors import CfcError, ConfigError
 from cfctool.families.build import model_from_checkpoint
@@ -54,14 +57,17 @@ def require_onnx() -> None:
 
 
 class _Graph(torch.nn.Module):
-    """The model with every input explicit, as the ONNX graph's signature (loop unrolled)."""
+    """The model with every input explicit, as the ONNX graph's signature (loop unrolled);
+    `io`: your own data's raw values in and units out (`data.raw_io`)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, io: RawIO | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.io = model, io
 
     def forward(self, x, dt, mask):
-        return self.model(x, dt, mask)
+        if self.io is None:
+            return self.model(x, dt, mask)
+        return self.io.output(self.model(self.io.standardise(x), dt, mask))
 
 
 class _ScanGraph(torch.nn.Module):
@@ -72,12 +78,17 @@ class _ScanGraph(torch.nn.Module):
     is a `FoldedCfC` (float or integer) or a `FoldedODE` whose folded step is exported.
     """
 
-    def __init__(self, engine: torch.nn.Module, has_dt: bool, has_mask: bool):
+    def __init__(self, engine: torch.nn.Module, has_dt: bool, has_mask: bool, io: RawIO | None = None):
         super().__init__()
         self.folded = engine.folded(None if has_dt else 1.0)
-        self.has_dt, self.has_mask = has_dt, has_mask
+        self.has_dt, self.has_mask, self.io = has_dt, has_mask, io
 
     def forward(self, x, dt=None, mask=None):
+        if self.io is None:
+            return self._forward(x, dt, mask)
+        return self.io.output(self._forward(self.io.standardise(x), dt, mask))
+
+    def _forward(self, x, dt, mask):
         from torch._higher_order_ops.scan import scan
 
         f = self.folded
@@ -179,6 +190,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
 
     model = model_from_checkpoint(ckpt)
     engine = choose(ckpt, model)
+    io = raw_io.of(ckpt.task, ckpt.task_tensors())
     integer = engine.name == "folded-int8"
     if integer and float_layers(ckpt):
         raise ConfigError(f"the ONNX integer graph is all-integer; this checkpoint keeps {', '.join(float_layers(ckpt))} "
@@ -186,15 +198,19 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     reference = model
     folded = None if integer else folded_engine(model)
     scan = integer or folded is not None
+    if io is not None:  # the graph reads raw features (see data.raw_io)
+        example = dataclasses.replace(example, x=io.raw(example.x))
     if scan:
         inputs = graph_inputs(example)
-        graph = _ScanGraph(engine.module if integer else folded, "dt" in inputs, "mask" in inputs)
+        graph = _ScanGraph(engine.module if integer else folded, "dt" in inputs, "mask" in inputs, io)
         dynamic = {0: "batch", 1: "time"}
         if integer:  # the integer step it exports, run by PyTorch: a graph that reads dt keeps the gate
             reference = graph  # heads apart, where the engine folds and requantizes them for a constant dt
     else:
         inputs = graph_inputs(example, ("x", "dt", "mask"))
-        graph, dynamic = _Graph(model), {0: "batch"}
+        graph, dynamic = _Graph(model, io), {0: "batch"}
+    if io is not None and not integer:
+        reference = _Graph(reference, io)
     program = _export_program(graph, inputs, dynamic, ckpt.arch["name"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "model.onnx"
@@ -234,7 +250,8 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
             "max_abs_output": largest, "argmax_mismatches": mismatched,
             "seq_len": None if scan else int(inputs["x"].shape[1]),
             "verified_seq_lens": [int(c["x"].shape[1]) for c in checks],
-            "bytes": len(payload), "verified_on": int(inputs["x"].shape[0])}
+            "bytes": len(payload), "verified_on": int(inputs["x"].shape[0]),
+            **({"raw_io": io.describe()} if io is not None else {})}
 
 
 # C: relative difference allowed between the compiled code and the folded engine (float32
@@ -261,8 +278,9 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     model = model_from_checkpoint(ckpt)
     dt_input = example is not None and example.dt is not None and not bool((example.dt == example.dt.flatten()[0]).all())
     integer = integer_settings(ckpt, model)
+    io = raw_io.of(ckpt.task, ckpt.task_tensors())
     src = generate(ckpt, model, checked_name(name) if name else model_name(ckpt), dt_input=dt_input,
-                   integer=integer, token_table=token_table,
+                   integer=integer, token_table=token_table, raw_io=io,
                    **({"row_align": row_align} if row_align is not None else {}))
     verified: dict[str, Any] = {"verified": False}
     if example is not None:
@@ -279,13 +297,15 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
             with torch.no_grad():  # batch 1 for a dynamic scheme: its scale is one step's, per sequence
                 want = (torch.cat([reference(*_row(example, dt, i)) for i in range(len(example.x))])
                         if integer and integer["dynamic"] else reference(example.x, dt, example.mask))
-            got = engine(example.x, dt, example.mask)
+            units = io.output if io is not None else (lambda y: y)  # the C writes the data's units ...
+            want = units(want)
+            got = engine(io.raw(example.x) if io is not None else example.x, dt, example.mask)  # ... from raw features
             diff = _relative(got, want)
             changed = int((got.argmax(-1) != want.argmax(-1)).sum())
             allowed = C_TOLERANCE
             if not integer and ode_inference.supports(model):  # 784 Euler steps: as close as the folded
                 with torch.no_grad():                           # engine itself is to the training loop, or closer
-                    allowed = max(C_TOLERANCE, 2 * _relative(model.eval()(example.x, dt, example.mask), want))
+                    allowed = max(C_TOLERANCE, 2 * _relative(units(model.eval()(example.x, dt, example.mask)), want))
             # integer steps: a rounding tie decided the other way moves a state by a quantum, so
             # what must hold is the predictions (as for the ONNX integer graph)
             fails = (changed > max(1, QUANTIZED_CHANGED_PREDICTIONS * got.shape[0]) if integer
@@ -304,7 +324,7 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     atomic_write(source, src.source.encode())
     return {"header": str(header), "source": str(source), "outputs": [str(header), str(source)], "name": src.name, "dt_input": dt_input, **src.sizes(),
             "token_table": token_table if src.token_input else None,
-            "integer": integer is not None, **verified}
+            "integer": integer is not None, **({"raw_io": io.describe()} if io is not None else {}), **verified}
 
 
 def export_ncps(ckpt: Checkpoint, path: str | Path, example: Split | None) -> dict[str, Any]:
@@ -408,7 +428,7 @@ def _onnx_summary(info: dict[str, Any]) -> str:
             f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
             f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
             f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
-            f"{', '.join(info['inputs'])})")
+            f"{', '.join(info['inputs'])}{'; x raw, the standardisation in the graph' if info.get('raw_io') else ''})")
 
 
 def _c_summary(info: dict[str, Any]) -> str:
@@ -417,7 +437,9 @@ def _c_summary(info: dict[str, Any]) -> str:
              f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
     return (f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
             f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}"
-            + (f"; token table {info['token_table']}" if info["token_table"] else "") + f"; {check}")
+            + (f"; token table {info['token_table']}" if info["token_table"] else "")
+            + ("; raw features in (the standardisation folded into the first product)" if info.get("raw_io") else "")
+            + f"; {check}")
 
 
 def _ncps_summary(info: dict[str, Any]) -> str:
