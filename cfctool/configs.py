@@ -205,8 +205,9 @@ class TrainConfig:
 
 
 def _check_max_drop(cfg) -> None:
-    if cfg.max_drop is not None and not 0 <= cfg.max_drop < 100:
-        raise ConfigError(f"--max-drop is in points of accuracy, in [0, 100) (got {cfg.max_drop})")
+    if cfg.max_drop is not None and not 0 <= cfg.max_drop < 1000:
+        raise ConfigError(f"--max-drop is the most of the task's validation metric to lose: points of accuracy (or of "
+                          f"AUC x 100), or percent more MSE; in [0, 1000) (got {cfg.max_drop})")
 
 
 @dataclass
@@ -237,7 +238,7 @@ class QuantizeConfig:
     keep_float: str | None = _help("Products kept in float32, comma-separated (e.g. cells.0.heads,cells.0.backbone.1): "
                                    "the int8 engine runs them as float products; --max-drop's per-layer fallback "
                                    "sets it.")
-    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; tries int4 and int8 with "
+    max_drop: float | None = _help("Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); tries int4 and int8 with "
                                    "every observer and granularity and keeps the most compact within it (--bits, "
                                    "--observer and --granularity are then searched, not taken).")
 
@@ -286,7 +287,7 @@ class PruneConfig:
         "indices (whichever is smaller), so the file shrinks with the ratio.", "dense")
     seed: int = _help("Seed of random scores and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; the largest ratio "
+    max_drop: float | None = _help("Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); the largest ratio "
                                    "within it: --ratio (the upper bound), a grid of 0.1 down, bisection to 0.01.")
 
     def validate(self) -> None:
@@ -337,7 +338,7 @@ class ReduceConfig:
     batch_size: int = _help("Fine-tuning batch size.", 128)
     seed: int = _help("Seed of the snapshot sample and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    max_drop: float | None = _help("Budget: the most validation accuracy (points) to lose; bisects the dims for "
+    max_drop: float | None = _help("Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); bisects the dims for "
                                    "the smallest within it, --dim its upper bound.")
 
     def validate(self) -> None:

@@ -4,6 +4,7 @@ the reports all measure, computed in one place so that every number means the sa
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,6 +47,7 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
     total_loss, count, correct1, correct3 = 0.0, 0, 0, 0
     ranked = "auc" in out.get("metrics", ())  # binary tasks that ask for it: the positive class's scores
     scores, truths = [], []
+    squared = absolute = None  # regression: per-output sums of squared and absolute errors
     for done, b in zip(range(0, len(split), batch_size), split.batches(batch_size)):
         if on_batch is not None:
             on_batch(done, len(split))
@@ -63,12 +65,18 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
                 scores.append((logits[:, 1] - logits[:, 0]).float().cpu())
                 truths.append(y.cpu())
         else:
-            total_loss += F.mse_loss(logits, y.to(logits.dtype), reduction="sum").item() / max(logits[0].numel(), 1)
+            err = (logits - y.to(logits.dtype)).double().reshape(n, -1)
+            squared = err.square().sum(0) + (0 if squared is None else squared)
+            absolute = err.abs().sum(0) + (0 if absolute is None else absolute)
         count += n
     model.train(was_training)
     if count == 0:
         raise DataError("the evaluation split is empty; nothing to evaluate")
+    if out["kind"] == "regression":
+        total_loss = float(squared.mean())
     metrics = {"loss": total_loss / count, "samples": count}
+    if out["kind"] == "regression":
+        metrics.update(regression_errors(squared / count, absolute / count, out.get("scale")))
     if out["kind"] == "classification":
         metrics["accuracy"] = correct1 / count
         if out["size"] >= 3:
@@ -76,6 +84,46 @@ def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: 
         if ranked:
             metrics["auc"] = auc(torch.cat(scores), torch.cat(truths))
     return metrics
+
+
+def regression_errors(squared: torch.Tensor, absolute: torch.Tensor, scale: list[float] | None) -> dict[str, float]:
+    """MSE and MAE (means over the outputs of per-output means) in the standardised units the
+    model is trained in, and, where the task records its scale (your own data: the target's
+    std, or each feature's for a forecast), in the data's own units."""
+    errors = {"mse": float(squared.mean()), "mae": float(absolute.mean())}
+    if scale:
+        s = torch.tensor(scale, dtype=torch.float64)
+        errors.update(mse_units=float((squared * s.square()).mean()), mae_units=float((absolute * s).mean()))
+    return errors
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """The number a task is judged by: what `eval` and `report` lead with, what picks the best
+    epoch, and what `--max-drop` budgets."""
+
+    name: str  # a key of split_metrics' result
+    higher_is_better: bool
+    budget_unit: str  # what --max-drop P means
+
+    def drop(self, baseline: float, value: float) -> float:
+        """How much worse `value` is than `baseline`, in `budget_unit`: points for accuracy and
+        AUC (x 100), percent of the baseline for an error (MSE)."""
+        if self.higher_is_better:
+            return 100 * (baseline - value)
+        return 100 * (value - baseline) / max(baseline, 1e-12)
+
+    def shown(self, value: float) -> str:
+        return f"{100 * value:.2f}%" if self.name == "accuracy" else f"{value:.4f}"
+
+
+def task_metric(task: dict[str, Any]) -> TaskMetric:
+    out = task["output"]
+    if out["kind"] == "regression":
+        return TaskMetric("mse", False, "percent of the validation MSE")
+    if "auc" in out.get("metrics", ()):
+        return TaskMetric("auc", True, "points of validation AUC (x 100)")
+    return TaskMetric("accuracy", True, "points of validation accuracy")
 
 
 def selection_score(metrics: dict[str, Any]) -> float:

@@ -83,7 +83,7 @@ def test_a_budget_nothing_meets_names_the_closest(learned_xor, monkeypatch):
         seen.append(ratio)
         return 1.0 if not seen[:-1] else 0.9 - 0.1 * ratio
 
-    monkeypatch.setattr(budget_module.Budget, "accuracy", fake_accuracy)
+    monkeypatch.setattr(budget_module.Budget, "measure", fake_accuracy)
     with pytest.raises(CfcError, match=r"no candidate stays within 2 points of the validation accuracy 100.00%: "
                                        r"the closest, --ratio 0\.1, reached 89\.00%"):
         prune(base, dataclasses.replace(PruneConfig(ratio=0.5), max_drop=2.0))
@@ -97,7 +97,7 @@ def test_budget_on_the_command_line_and_in_the_report(learned_xor, cli, tmp_path
     r = cli("report", out)
     assert r.code == 0 and "quantization of" in r.out and "| candidate | val accuracy |" in r.out
     r = cli("prune", learned_xor, "--ratio", "0.5", "--max-drop", "-1", "-o", tmp_path / "p.st")
-    assert r.code == 2 and "--max-drop is in points of accuracy, in [0, 100) (got -1.0)" in r.err
+    assert r.code == 2 and "--max-drop is the most of the task's validation metric to lose" in r.err and "(got -1.0)" in r.err
 
 
 def test_quantize_falls_back_to_float_products_most_sensitive_first(learned_xor, monkeypatch):
@@ -113,7 +113,7 @@ def test_quantize_falls_back_to_float_products_most_sensitive_first(learned_xor,
         q = (ckpt.record.get("compression") or {}).get("quantization")
         return 1.0 if q is None else (0.999 if q.get("float_units") else 0.95)
 
-    monkeypatch.setattr(budget_module.Budget, "accuracy", fake_accuracy)
+    monkeypatch.setattr(budget_module.Budget, "measure", fake_accuracy)
     out = quantize(base, QuantizeConfig(max_drop=0.5, calib=64))
     search, trials = _search(out, "quantization")
     sensitivity = search["sensitivity"]

@@ -76,7 +76,7 @@ def test_regression_targets_are_standardised_and_recorded(tmp_path):
     assert data.splits["train"].y.shape == (32, 1)
     assert 40 < p["y_mean"] < 60 and 5 < p["y_std"] < 15
     assert set(np.round(kept.numpy(), 4)) <= set(np.round(y, 4))
-    assert data.task["output"] == {"kind": "regression", "size": 1, "per_step": False}
+    assert data.task["output"] == {"kind": "regression", "size": 1, "per_step": False, "scale": [p["y_std"]]}
 
 
 def test_the_split_is_by_sequence_seeded_and_recorded(tmp_path):
@@ -287,7 +287,8 @@ def test_a_folder_of_arrays_forecasts_its_next_steps(tmp_path, cli):
         np.save(tmp_path / "runs" / f"r{i:02d}.npy", rng.normal(size=(n, 3)))
     _, data = _load(data_file=str(tmp_path / "runs"), target="forecast", val_fraction=0.0)
     test = data.splits["test"]
-    assert data.task["output"] == {"kind": "regression", "size": 3, "per_step": True}
+    assert data.task["output"] == {"kind": "regression", "size": 3, "per_step": True,
+                                   "scale": data.task_tensors["x_std"].double().tolist()}
     assert test.x.shape[1:] == (14, 3) and test.y.shape == test.x.shape  # T - 1 steps: each predicts its next
     assert torch.equal(test.y[:, :-1][test.mask[:, 1:]], test.x[:, 1:][test.mask[:, 1:]])
     out = tmp_path / "f.st"
@@ -389,3 +390,47 @@ def test_the_exports_read_raw_values_and_write_the_datas_units(kind, tmp_path, m
         feeds = {"x": raw.numpy(), "dt": test.dt.numpy(), "mask": test.mask.numpy()}
         got = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
         assert close(got)
+
+
+@pytest.mark.slow
+def test_regression_is_judged_by_its_error_in_eval_budget_and_report(tmp_path, cli):
+    """A forecast: eval gives MSE and MAE in standardised and in the data's units (checked
+    against the model's outputs here), --max-drop budgets percent more MSE, report leads with it."""
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(150, 10, 2)) * np.array([4.0, 0.5]), 1)
+    np.savez(tmp_path / "w.npz", x=x)
+    out = tmp_path / "f.st"
+    r = cli("train", "own", "--data-file", tmp_path / "w.npz", "--target", "forecast", "--hidden", "8", "--epochs", "3",
+            "-o", out)
+    assert r.code == 0, r.err
+    ckpt = checkpoint.load(out)
+    from cfctool.families.build import model_from_checkpoint
+
+    test = load_split(ckpt.task, "test", None, ckpt.task_tensors())
+    with torch.no_grad():
+        err = (model_from_checkpoint(ckpt).eval()(test.x, test.dt, test.mask) - test.y)[test.mask].double()
+    scale = torch.tensor(ckpt.task["output"]["scale"], dtype=torch.float64)
+    r = cli("eval", out, "--json")
+    assert r.code == 0, r.err
+    import json
+
+    ev = json.loads(r.out)
+    assert ev["mse"] == pytest.approx(float(err.square().mean()), rel=1e-5) and ev["loss"] == pytest.approx(ev["mse"])
+    assert ev["mae"] == pytest.approx(float(err.abs().mean()), rel=1e-5)
+    assert ev["mse_units"] == pytest.approx(float((err * scale).square().mean()), rel=1e-5)
+    assert ev["mae_units"] == pytest.approx(float((err * scale).abs().mean()), rel=1e-5)
+    (tmp_path / "f.eval.json").write_text(r.out)
+    pruned = tmp_path / "p.st"
+    r = cli("prune", out, "--ratio", "0.9", "--max-drop", "5", "-o", pruned)
+    assert r.code == 0, r.err
+    assert "budget: validation mse" in r.err and "at most 5% higher" in r.err
+    search = checkpoint.load(pruned).record["compression"]["pruning"]["budget"]
+    assert search["metric"] == "mse" and search["max_drop_percent"] == 5
+    chosen = next(t for t in search["candidates"] if t["setting"] == search["chosen"])
+    assert chosen["val_mse"] <= 1.05 * search["baseline_val_mse"] + 1e-9
+    assert all(t["within"] == (t["val_mse"] <= 1.05 * search["baseline_val_mse"] + 1e-9) for t in search["candidates"])
+    r = cli("report", out, pruned, "-o", tmp_path / "report.md")
+    assert r.code == 0, r.err
+    text = (tmp_path / "report.md").read_text()
+    assert "| checkpoint | arch | history | mse |" in text and f"| {ev['mse']:.4f} |" in text
+    assert "| candidate | val mse |" in text and "within 5% of validation mse" in text

@@ -17,16 +17,17 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[List[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
         output: Annotated[Optional[str], typer.Option("--output", "-o",
                                                       help="Write the table here: .md (Markdown), .yaml or .json.")] = None,
-        plot: Annotated[Optional[str], typer.Option(help="Also draw accuracy vs file size and vs CPU time "
+        plot: Annotated[Optional[str], typer.Option(help="Also draw the task's metric vs file size and vs CPU time "
                                                          "(.png/.pdf/.svg; needs matplotlib).")] = None,
         as_json: options.Json = False,
     ):
-        """One table of every checkpoint of a study: history, accuracy, parameters, bytes, speed-up.
+        """One table of every checkpoint of a study: history, the task's metric, parameters, bytes, speed-up.
 
         Reads each checkpoint's record and the NAME.eval.json / NAME.bench.yaml written beside it
         (by `cfctool eval --json` and `cfctool bench -o`); sizes and speed-ups are against the first
         checkpoint. Prints the table (rich in a terminal, Markdown otherwise); -o writes it as
-        Markdown, YAML or JSON; --plot draws accuracy against size and time (the plot extra).
+        Markdown, YAML or JSON; --plot draws the metric against size and time (the plot extra). The
+        metric is the task's: accuracy, AUC for a binary task of your own data, MSE for regression.
         """
         from cfctool.checkpoint import atomic_write
         from cfctool.cli.io import check_output
@@ -60,9 +61,10 @@ def register(app: typer.Typer) -> None:
 
             from rich.text import Text
 
-            table = Table(*rep.COLUMNS, title="cfctool report", show_lines=False)
+            header = rep.columns(rows)
+            table = Table(*header, title="cfctool report", show_lines=False)
             for row in rows:  # plain Text: a record's "[red]" is shown, never taken for markup
-                table.add_row(*(Text(cell) for cell in rep.cells(row, base)))
+                table.add_row(*(Text(cell) for cell in rep.cells(row, base, "metric" in header)))
             console = Console(width=max(Console().width, 160))
             console.print(table)
             for row in rows:  # each --max-drop search, every candidate

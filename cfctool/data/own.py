@@ -345,12 +345,13 @@ def load(cfg) -> Dataset:
         if x.shape[1] < 2:
             raise DataError(f"{path}: forecasting needs sequences of at least 2 steps")
         prep["forecast"] = "the next step's features, standardised like the inputs"
-        output = {"kind": "regression", "size": int(x.shape[2]), "per_step": True}
+        output = {"kind": "regression", "size": int(x.shape[2]), "per_step": True,
+                  "scale": [float(v) for v in std]}  # the data's units per standardised unit (mse_units)
     else:
         targets = (train[3][train[2]] if per_step else train[3]).astype(np.float64)
         y_mean, y_std = float(np.mean(targets)), float(np.std(targets)) or 1.0
         prep["y_mean"], prep["y_std"] = y_mean, y_std
-        output = {"kind": "regression", "size": 1, "per_step": per_step}
+        output = {"kind": "regression", "size": 1, "per_step": per_step, "scale": [y_std]}
     width = int(x.shape[2]) * (2 if missing == "indicator" else 1)
     task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
     tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}

@@ -1,7 +1,10 @@
-"""`--max-drop P`: compress as far as the validation accuracy allows.
+"""`--max-drop P`: compress as far as the validation metric allows.
 
-The budget is P points of accuracy on the validation hold-out of the training split (never
-the test split) against the input checkpoint, measured with the engine `eval` would run.
+The budget is in the task's metric (`metrics.task_metric`) on the validation hold-out of the
+training split (never the test split) against the input checkpoint, measured with the engine
+`eval` would run: P points of accuracy (classification), P points of AUC x 100 (binary tasks
+that report AUC, e.g. a rare outcome of your own data), or P percent more MSE (regression and
+forecasting). "Accuracy" below stands for that metric.
 Each method searches its own knob and keeps the most compressed candidate within P:
 
 - prune: the largest ratio: --ratio (the upper bound) first, then a grid of 0.1 downwards
@@ -33,59 +36,85 @@ RATIO_TOLERANCE = 0.01
 
 
 class Budget:
-    """The baseline and every candidate of one search."""
+    """The baseline and every candidate of one search, in the task's metric."""
 
     def __init__(self, ckpt: Checkpoint, max_drop: float, data_dir, seed: int, say: Callable[[str], None]):
+        from cfctool.metrics import task_metric
         from cfctool.task_data import task_dataset
 
-        if ckpt.task["output"]["kind"] != "classification":
-            raise CfcError("--max-drop is in points of accuracy: it needs a classification task, and "
-                           f"'{ckpt.task['dataset']}' is a regression")
-        dataset = task_dataset(ckpt, data_dir, seed, "--max-drop (the validation accuracy)")
+        self.metric = task_metric(ckpt.task)
+        self.key = f"val_{self.metric.name}"
+        if self.metric.higher_is_better and max_drop >= 100:
+            raise CfcError(f"--max-drop {max_drop:g}: this task's budget is in {self.metric.budget_unit}, below 100")
+        dataset = task_dataset(ckpt, data_dir, seed, f"--max-drop (the validation {self.metric.name})")
         if "val" not in dataset.splits:
             raise CfcError(f"--max-drop needs a validation hold-out of '{ckpt.task['dataset']}', and its data "
                            "settings keep none (val_fraction 0)")
         self.val, self.max_drop, self.say = dataset.splits["val"], max_drop, say
         self.started = time.perf_counter()
-        self.baseline = self.accuracy(ckpt)
+        self.baseline = self.measure(ckpt)
         self.trials: list[dict[str, Any]] = []
-        say(f"budget: validation accuracy {100 * self.baseline:.2f}% on {len(self.val):,} held-out training "
-            f"sequences; at most {max_drop:g} points lower")
+        say(f"budget: validation {self.metric.name} {self.metric.shown(self.baseline)} on {len(self.val):,} held-out "
+            f"training sequences; at most {self._allowed()}")
 
-    def accuracy(self, ckpt: Checkpoint) -> float:
+    def _amount(self) -> str:
+        return f"{self.max_drop:g} points" if self.metric.higher_is_better else f"{self.max_drop:g}%"
+
+    def _allowed(self) -> str:
+        return self._amount() + (" lower" if self.metric.higher_is_better else " higher")
+
+    def _change(self, value: float) -> str:
+        drop = self.metric.drop(self.baseline, value)
+        return f"{-drop:+.2f} points" if self.metric.higher_is_better else f"{drop:+.2f}%"
+
+    def measure(self, ckpt: Checkpoint) -> float:
         from cfctool.engines import choose
         from cfctool.families.build import model_from_checkpoint
         from cfctool.metrics import split_metrics
 
         model = model_from_checkpoint(ckpt)
-        return float(split_metrics(choose(ckpt, model).module, self.val, ckpt.task, 256)["accuracy"])
+        value = split_metrics(choose(ckpt, model).module, self.val, ckpt.task, 256)[self.metric.name]
+        if value is None:
+            raise CfcError(f"the validation hold-out has one class only: its {self.metric.name} is undefined; "
+                           "keep a larger hold-out (--val-fraction when training)")
+        return float(value)
+
+    def score(self, trial: dict[str, Any]) -> float:
+        """A candidate's metric, larger when better (for max and sort keys)."""
+        return trial[self.key] if self.metric.higher_is_better else -trial[self.key]
 
     def trial(self, setting: dict[str, Any], make: Callable[[], Checkpoint]) -> tuple[Checkpoint, bool]:
         """Make one candidate, measure it, record it; (candidate, within the budget)."""
         started = time.perf_counter()
         out = make()
-        acc = self.accuracy(out)
-        within = 100 * (self.baseline - acc) <= self.max_drop + 1e-9
-        self.trials.append({"setting": setting, "val_accuracy": round(acc, 6), "file_bytes": len(to_bytes(out)),
+        value = self.measure(out)
+        within = self.metric.drop(self.baseline, value) <= self.max_drop + 1e-9
+        self.trials.append({"setting": setting, self.key: round(value, 6), "file_bytes": len(to_bytes(out)),
                             "weight_bytes": tensor_bytes(out),
                             "seconds": round(time.perf_counter() - started, 2), "within": within})
-        self.say(f"budget: {_words(setting)} -> validation {100 * acc:.2f}% "
-                 f"({100 * (acc - self.baseline):+.2f} points){'' if within else ', over budget'}")
+        self.say(f"budget: {_words(setting)} -> validation {self.metric.shown(value)} "
+                 f"({self._change(value)}){'' if within else ', over budget'}")
         return out, within
 
+    def best(self, trials: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return max(self.trials if trials is None else trials, key=self.score)
+
     def closest(self) -> CfcError:
-        best = max(self.trials, key=lambda t: t["val_accuracy"])
-        return CfcError(f"no candidate stays within {self.max_drop:g} points of the validation accuracy "
-                        f"{100 * self.baseline:.2f}%: the closest, {_words(best['setting'])}, reached "
-                        f"{100 * best['val_accuracy']:.2f}% ({100 * (best['val_accuracy'] - self.baseline):+.2f}). "
-                        "Allow a larger --max-drop, or fine-tune more (--finetune)")
+        best = self.best()
+        return CfcError(f"no candidate stays within {self._amount()} "
+                        f"of the validation {self.metric.name} {self.metric.shown(self.baseline)}: the closest, "
+                        f"{_words(best['setting'])}, reached {self.metric.shown(best[self.key])} "
+                        f"({self._change(best[self.key])}). Allow a larger --max-drop, or fine-tune more (--finetune)")
 
     def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], search: str,
                **extra: Any) -> Checkpoint:
         """`out` with the search in its record and the outer command line in its history."""
         compression = dict(out.record.get("compression") or {})
+        allowed = ({"max_drop_points": self.max_drop} if self.metric.higher_is_better
+                   else {"max_drop_percent": self.max_drop})
         compression[section] = {**compression[section], "budget": {
-            "max_drop_points": self.max_drop, "search": search, "baseline_val_accuracy": round(self.baseline, 6),
+            **allowed, "metric": self.metric.name, "unit": self.metric.budget_unit, "search": search,
+            f"baseline_{self.key}": round(self.baseline, 6),
             "val_samples": len(self.val), "chosen": chosen, "candidates": self.trials,
             "seconds": round(time.perf_counter() - self.started, 2), **extra}}
         history = [dict(h) for h in out.record.get("history") or []]
@@ -170,7 +199,7 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[
                     ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress))
                 if within:
                     trial = budget.trials[-1]
-                    found.append((trial["weight_bytes"], -trial["val_accuracy"], setting, out))
+                    found.append((trial["weight_bytes"], -budget.score(trial), setting, out))
         if found:  # int4 within the budget: no int8 file is smaller
             break
     if found:
@@ -184,7 +213,7 @@ def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, uni
                     progress) -> Checkpoint:
     """No integer candidate within the budget: the best int8 one with products kept in float32,
     most sensitive first (the state error of that product alone quantized), one more at a time."""
-    best = max((t for t in budget.trials if t["setting"]["bits"] == 8), key=lambda t: t["val_accuracy"])["setting"]
+    best = budget.best([t for t in budget.trials if t["setting"]["bits"] == 8])["setting"]
     if len(units) < 2:
         raise budget.closest()
     sensitivity = {}

@@ -23,7 +23,7 @@ from cfctool.errors import CfcError, CheckpointError, ConfigError
 from cfctool.escape import markdown_cell, terminal
 from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.families.build import model_from_checkpoint
-from cfctool.metrics import parameter_counts
+from cfctool.metrics import parameter_counts, task_metric
 from cfctool.ops.info import tensor_bytes
 from cfctool.ops.methods import METHODS
 
@@ -45,6 +45,9 @@ class Row:
     speedup: float | None = None
     against: str | None = None
     searches: list[dict[str, Any]] = field(default_factory=list)  # --max-drop searches (ops.budget)
+    metric: str = "accuracy"  # the task's metric (metrics.task_metric): accuracy, auc or mse
+    value: float | None = None  # its value on the test split, from value_from
+    value_from: str | None = None
 
 
 def find_checkpoints(paths: list[str | Path]) -> list[Path]:
@@ -113,8 +116,15 @@ def row_for(path: Path) -> Row:
         accuracy, source = _number(ev["accuracy"]), ev_name
     elif _number((ckpt.record.get("metrics") or {}).get("accuracy")) is not None:
         accuracy, source = _number(ckpt.record["metrics"]["accuracy"]), "record (test)"
+    metric = task_metric(ckpt.task).name
+    value, value_from = None, None
+    if ev is not None and _number(ev.get(metric)) is not None:
+        value, value_from = _number(ev[metric]), ev_name
+    elif _number((ckpt.record.get("metrics") or {}).get(metric)) is not None:
+        value, value_from = _number(ckpt.record["metrics"][metric]), "record (test)"
     row = Row(path=str(path), arch=ckpt.arch["name"], dataset=ckpt.task.get("dataset", "?"), history=history,
-              accuracy=accuracy, accuracy_from=source, params=counts["params"],
+              accuracy=accuracy, accuracy_from=source, metric=metric, value=value, value_from=value_from,
+              params=counts["params"],
               nonzero_params=counts["nonzero_params"], file_bytes=path.stat().st_size,
               tensor_bytes=tensor_bytes(ckpt),
               searches=[{"step": section, **c["budget"]} for section, c in (ckpt.record.get("compression") or {}).items()
@@ -149,12 +159,27 @@ COLUMNS = ("checkpoint", "arch", "history", "accuracy", "params", "non-zero", "f
            "speed-up", "engine")
 
 
-def cells(row: Row, base: Path | None = None) -> list[str]:
-    """The table's text for one row (paths shown relative to `base`)."""
+def columns(rows: list[Row]) -> tuple[str, ...]:
+    """COLUMNS with the metric column named for the rows' task metric (all the same: a study
+    compresses one model; mixed tasks: 'metric', each cell naming its own)."""
+    metrics = {r.metric for r in rows}
+    name = metrics.pop() if len(metrics) == 1 else "metric"
+    return tuple(name if c == "accuracy" else c for c in COLUMNS)
+
+
+def metric_cell(row: Row, named: bool = False) -> str:
+    if row.value is None:
+        return ""
+    shown = f"{100 * row.value:.2f}%" if row.metric == "accuracy" else f"{row.value:.4f}"
+    return f"{row.metric} {shown}" if named else shown
+
+
+def cells(row: Row, base: Path | None = None, named: bool = False) -> list[str]:
+    """The table's text for one row (paths shown relative to `base`; `named`: the metric's
+    name in its cell, for tables of mixed tasks)."""
     path = Path(row.path)
     shown = str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
-    return [terminal(shown, 200), terminal(row.arch, 40), terminal(row.history, 400),
-            "" if row.accuracy is None else f"{100 * row.accuracy:.2f}%",
+    return [terminal(shown, 200), terminal(row.arch, 40), terminal(row.history, 400), metric_cell(row, named),
             f"{row.params:,}", f"{row.nonzero_params:,}", f"{row.file_bytes:,}", f"{row.tensor_bytes:,}",
             "" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}",
             "" if row.speedup is None else f"{row.speedup:.2f}x",
@@ -162,11 +187,14 @@ def cells(row: Row, base: Path | None = None) -> list[str]:
 
 
 def markdown(rows: list[Row], base: Path | None = None) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(markdown_cell(c) for c in cells(r, base)) + " |" for r in rows]
-    notes = sorted({markdown_cell(f"accuracy of {Path(r.path).name}: {r.accuracy_from}") for r in rows
-                    if r.accuracy_from})
-    text = "\n".join(lines) + "\n\nAccuracy on the test split; speed-up over each bench report's --against " \
+    header = columns(rows)
+    named = "metric" in header
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in cells(r, base, named)) + " |" for r in rows]
+    notes = sorted({markdown_cell(f"{r.metric} of {Path(r.path).name}: {r.value_from}") for r in rows
+                    if r.value_from})
+    what = header[3][0].upper() + header[3][1:] if header[3] != "mse" else "MSE (standardised units)"
+    text = "\n".join(lines) + f"\n\n{what} on the test split; speed-up over each bench report's --against " \
         "model on the engine named.\n" + ("".join(f"\n- {n}" for n in notes) + "\n" if notes else "")
     return text + "".join(search_table(r, s, base, markdown_cell) for r in rows for s in r.searches)
 
@@ -184,11 +212,17 @@ def search_table(row: Row, search: dict[str, Any], base: Path | None = None, tex
 def _search_table(row: Row, search: dict[str, Any], base: Path | None, text) -> str:
     name = text(cells(row, base)[0])
     chosen = text(", ".join(f"{k} {v}" for k, v in search["chosen"].items()))
-    lines = [f"\n{text(search['step'])} of {name} within {search['max_drop_points']:g} points of validation accuracy "
-             f"{100 * search['baseline_val_accuracy']:.2f}% ({search['val_samples']:,} held-out training sequences; "
+    metric = str(search.get("metric", "accuracy"))  # searches recorded before the metric was: accuracy
+    key = f"val_{metric}"
+    shown = (lambda v: f"{100 * v:.2f}%") if metric == "accuracy" else (lambda v: f"{v:.4f}")  # noqa: E731
+    allowed = (f"{search['max_drop_points']:g} points" if "max_drop_points" in search
+               else f"{search['max_drop_percent']:g}%")
+    lines = [f"\n{text(search['step'])} of {name} within {allowed} of validation {text(metric)} "
+             f"{shown(search['baseline_' + key])} ({search['val_samples']:,} held-out training sequences; "
              f"{text(search['search'])}; {search['seconds']:.0f} s): chose {chosen}\n",
-             "| candidate | val accuracy | weight bytes | file bytes | seconds | within |", "|---|---|---|---|---|---|"]
-    lines += [f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {100 * t['val_accuracy']:.2f}% | "
+             f"| candidate | val {text(metric)} | weight bytes | file bytes | seconds | within |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(t[key])} | "
               f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
               for t in search["candidates"]]
     return "\n".join(lines) + "\n"
@@ -232,19 +266,21 @@ def plot(rows: list[Row], out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ConfigError(f"--plot {out}: give a .png, .pdf or .svg path")
-    rated = [r for r in rows if r.accuracy is not None]
+    rated = [r for r in rows if r.value is not None]
+    metric = columns(rated)[3]
+    sign = -1.0 if metric == "mse" else 1.0  # the front: lower cost and a better metric (a lower error)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (attr, label) in zip(axes, (("file_bytes", "file size (bytes)"), ("cpu_seconds", "CPU seconds (bench)"))):
-        pts = [(getattr(r, attr), r.accuracy, Path(r.path).stem) for r in rated if getattr(r, attr)]
+        pts = [(getattr(r, attr), r.value, Path(r.path).stem) for r in rated if getattr(r, attr)]
         for x, y, name in pts:
             ax.scatter(x, y, s=18)
             ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        front = pareto_front([(x, y) for x, y, _ in pts])
+        front = [(x, sign * y) for x, y in pareto_front([(x, sign * y) for x, y, _ in pts])]
         if front:
             ax.plot(*zip(*front), "-", color="black", lw=0.8, label="Pareto front")
             ax.legend(fontsize=7)
         ax.set_xscale("log")
-        ax.set(xlabel=label, ylabel="test accuracy")
+        ax.set(xlabel=label, ylabel=f"test {metric}")
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
     fig.savefig(tmp, dpi=120)
