@@ -583,6 +583,40 @@ def stored(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "version": CONFIG_VERSION, **values}
 
 
+DESCRIPTION_SUFFIXES = (".yaml", ".yml")
+DATA_SUFFIXES = (".npz", ".safetensors", ".csv", ".parquet")
+DESCRIPTION_PATHS = ("data_file", "test_file", "labels_file")  # relative to the description's folder
+
+
+def dataset_argument(given: str) -> tuple[str, dict[str, Any]]:
+    """What a DATASET argument names: (data set, its settings). A built-in name; a data-set
+    description (.yaml: data settings only, e.g. `data_file: stays.csv`, `target: regression`;
+    its file paths relative to itself, so the folder travels); or your own data file or
+    folder of arrays (the `own` data set with that --data-file)."""
+    if given in MODULES:
+        return given, {}
+    path = Path(given)
+    if path.suffix.lower() in DESCRIPTION_SUFFIXES:
+        values = {k.replace("-", "_"): v for k, v in load_config_file(path, kind="data").items()}
+        for key in values:
+            if owner_of(key) != "data":
+                raise ConfigError(f"{path}: a data-set description holds data settings only; '{key}' is "
+                                  f"{'an' if owner_of(key) == 'arch' else 'a'} {owner_of(key)} setting: give it as a "
+                                  "flag or in --config")
+        if values.pop("dataset", "own") != "own":
+            raise ConfigError(f"{path}: a description is of your own data (dataset: own)")
+        for key in DESCRIPTION_PATHS:
+            if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
+                values[key] = str(path.parent / values[key])
+        if not values.get("data_file"):
+            raise ConfigError(f"{path}: the description names no data_file")
+        return "own", values
+    if path.suffix.lower() in DATA_SUFFIXES or path.is_dir():
+        return "own", {"data_file": given}
+    raise ConfigError(f"unknown data set {_shown(given)}: give one of {', '.join(MODULES)}, a data-set description "
+                      f"(.yaml), or your own data file ({', '.join(DATA_SUFFIXES)}) or folder of .npy arrays")
+
+
 def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
     """The settings of a YAML file for the command `kind`: a flat mapping of setting: value,
     or a stored config (a history entry's `config`, `train --print-config`), whose kind must

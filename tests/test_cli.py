@@ -66,7 +66,7 @@ def test_train_to_stdout_pipes_into_info(tmp_path):
     (["train", "xor", "--lr", "-1"], "lr must be > 0", 2),
     (["train", "xor", "-o", "no/such/dir/x.st"], "does not exist", 1),
     (["train", "xor", "-o", "x.pt"], "must end in .st", 2),
-    (["train", "nope"], "dataset must be one of", 2),
+    (["train", "nope"], "unknown data set 'nope': give one of", 2),
     (["train", "xor", "--arch", "cfc-ncp", "--backbone-units", "8"], "does not apply to arch 'cfc-ncp'", 2),
     (["train", "xor", "-o", "/proc/x.st"], "cannot write /proc/x.st", 1),
     (["train", "xor", "--resume", "-o", "x.st"], "no training state", 2),

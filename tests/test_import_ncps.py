@@ -227,3 +227,63 @@ def test_a_wired_cfc_saved_without_its_masks_is_rebuilt_from_its_seed(tmp_path, 
     with torch.no_grad():
         want = module["fc"](_ncps_steps(rnn.eval(), x, dt)[:, -1])
         assert (model(x, dt) - want).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("config", ["cfc-mixed-indicator-regression", "ltc-classes", "ncp-forecast"])
+def test_an_ncps_model_of_your_own_data_imports_from_its_description(config, tmp_path, cli):
+    """`import ncps --dataset DESCRIPTION.yaml`: an ncps model that read the file's own values
+    (a missing one as 0 beside its 0/1 flag) becomes a checkpoint on standardised inputs that
+    computes what ncps does, checked against ncps on the test sequences; eval then runs."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n, steps = 60, 7
+    x = rng.normal(size=(n, steps, 3)) * np.array([40.0, 1.0, 0.02]) + np.array([120.0, -2.0, 0.5])
+    description = {"data_file": "d.npz"}
+    if config.startswith("cfc"):
+        x[rng.random(x.shape) < 0.3] = np.nan
+        np.savez(tmp_path / "d.npz", x=x, y=rng.normal(70.0, 9.0, size=n))
+        description.update(target="regression", missing="indicator")
+        rnn, outputs = ncps_torch.CfC(6, 8, mixed_memory=True, backbone_units=16, backbone_layers=1), 1
+    elif config.startswith("ltc"):
+        np.savez(tmp_path / "d.npz", x=x, y=np.where(x[:, :, 1].mean(1) > -2, "up", "down"))
+        rnn, outputs = ncps_torch.LTC(3, 8), 2
+    else:
+        np.savez(tmp_path / "d.npz", x=x)
+        description.update(target="forecast")
+        rnn, outputs = ncps_torch.CfC(3, AutoNCP(12, 3, seed=2)), 3
+    import yaml
+
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(description))
+    torch.manual_seed(0)
+    width = rnn.rnn_cell.motor_size if config.startswith("ltc") else rnn.output_size
+    module = torch.nn.ModuleDict({"rnn": rnn, "fc": torch.nn.Linear(width, outputs)})
+    _save(module, tmp_path / "w.safetensors")
+    r = cli("import", "ncps", tmp_path / "w.safetensors", "--dataset", tmp_path / "data.yaml", "--readout", "fc",
+            "-o", tmp_path / "m.st")
+    assert r.code == 0, r.err
+    ckpt = checkpoint.load(tmp_path / "m.st")
+    from cfctool.data.registry import load_split
+
+    test = load_split(ckpt.task, "test", None, ckpt.task_tensors())
+    held = np.sort(np.random.default_rng(0).permutation(n)[:12])  # the default split: seed 0, a fifth
+    raw = x[held]
+    if description.get("missing") == "indicator":
+        raw = np.concatenate([np.nan_to_num(raw, nan=0.0), (~np.isnan(raw)).astype(float)], -1)
+    if description.get("target") == "forecast":
+        raw = raw[:, :-1]
+    raw = torch.tensor(raw, dtype=torch.float32)
+    with torch.no_grad():
+        want = module["fc"](_ncps_steps(rnn, raw, torch.ones(raw.shape[:2])))
+        got = model_from_checkpoint(ckpt).eval()(test.x, test.dt, test.mask)
+    if description.get("target") == "regression":  # ours: standardised targets, from the training values
+        train_y = np.delete(np.load(tmp_path / "d.npz")["y"], held)
+        want = (want[:, -1].double() - train_y.mean()) / train_y.std()
+    elif description.get("target") == "forecast":
+        rest = np.delete(x, held, 0).reshape(-1, 3)
+        want = (want.double() - torch.tensor(rest.mean(0))) / torch.tensor(rest.std(0))
+    else:
+        want = want[:, -1]
+    got, want = got.double(), want.double()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), float((got - want).abs().max())
+    assert cli("eval", tmp_path / "m.st").code == 0

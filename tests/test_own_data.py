@@ -434,3 +434,34 @@ def test_regression_is_judged_by_its_error_in_eval_budget_and_report(tmp_path, c
     text = (tmp_path / "report.md").read_text()
     assert "| checkpoint | arch | history | mse |" in text and f"| {ev['mse']:.4f} |" in text
     assert "| candidate | val mse |" in text and "within 5% of validation mse" in text
+
+
+def test_a_description_travels_with_its_data(tmp_path, cli, monkeypatch):
+    """`cfctool train DESCRIPTION.yaml`: data settings in YAML, paths relative to it (the
+    folder moves as a whole), flags above it; a data file as DATASET means `own`."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(folder / "d.npz", x=rng.normal(size=(40, 5, 2)), y=rng.normal(size=40))
+    (folder / "data.yaml").write_text("data_file: d.npz\ntarget: regression\nsplit_seed: 3\n")
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    monkeypatch.chdir(tmp_path)
+    r = cli("train", moved / "data.yaml", "--split-seed", "4", "--print-config")
+    assert r.code == 0, r.err
+    import yaml
+
+    printed = yaml.safe_load(r.out)
+    assert printed["data"]["data_file"] == str(moved / "d.npz") and printed["data"]["target"] == "regression"
+    assert printed["data"]["split_seed"] == 4 and printed["data"]["dataset"] == "own"
+    r = cli("train", moved / "data.yaml", "--hidden", "8", "--epochs", "1")
+    assert r.code == 0, r.err
+    assert (tmp_path / "data-cfc.st").is_file() and checkpoint.load(tmp_path / "data-cfc.st").task["output"]["kind"] \
+        == "regression"
+    r = cli("train", moved / "d.npz", "--target", "regression", "--print-config")
+    assert r.code == 0 and yaml.safe_load(r.out)["data"]["data_file"] == str(moved / "d.npz")
+    (moved / "bad.yaml").write_text("data_file: d.npz\nepochs: 3\n")
+    r = cli("train", moved / "bad.yaml")
+    assert r.code == 2 and "a data-set description holds data settings only; 'epochs' is a train setting" in r.err
+    r = cli("train", "walker")
+    assert r.code == 2 and "unknown data set 'walker'" in r.err

@@ -4,6 +4,7 @@ from the config dataclasses and the model families (see cli.options)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -16,7 +17,9 @@ from cfctool.data.names import DATASETS
 
 def train_command(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help=f"Data set: {', '.join(DATASETS)} (xor is generated: no files needed).")] = "xor",
+    dataset: Annotated[str, typer.Argument(help=f"Data set: {', '.join(DATASETS)} (xor is generated: no files "
+                                           "needed), a description of your own data (.yaml), or your own data "
+                                           "file or folder.")] = "xor",
     arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHS)}.")] = "cfc",
     output: options.output("Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st") = None,
     preset: Annotated[str, typer.Option(help="Named preset of the data set (e.g. xor: default, paper).")] = "default",
@@ -41,20 +44,21 @@ def train_command(
     """
     from cfctool.cli.io import check_output, write_checkpoint
     from cfctool.cli.progress import interrupted_run, status_lines, training_progress
-    from cfctool.configs import load_config_file, resolve, stored
+    from cfctool.configs import dataset_argument, load_config_file, resolve, stored
     from cfctool.errors import ConfigError
 
     overrides = {k: v for k, v in settings.items() if v is not None}
     if data is not None:
         overrides["data_dir"] = data
-    run = resolve(dataset, arch, preset=preset,
-                  file_values=load_config_file(config) if config else None, overrides=overrides)
+    name, described = dataset_argument(dataset)  # a description < --config < the flags
+    run = resolve(name, arch, preset=preset,
+                  file_values={**described, **(load_config_file(config) if config else {})}, overrides=overrides)
     if print_config:
         import yaml
 
         print(yaml.safe_dump(stored("train", run.to_dict()), sort_keys=False), end="")
         return
-    out = output or f"{dataset}-{arch}.st"
+    out = output or f"{dataset if name == dataset else Path(dataset).stem}-{arch}.st"
     if resume and out == "-":
         raise ConfigError("--resume needs an output file (its training state is kept beside it), not '-'")
     check_output(out, inputs=(init_from, config))

@@ -42,15 +42,24 @@ class RawIO:
             return torch.cat([(values - self.mean) / self.std * observed, observed], -1)
         return (x - self.mean) / self.std
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
-        """What the model reads -> the raw inputs `standardise` takes back (for the checks)."""
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, c) with raw = M x + c for what the model reads x: diag(std) and the means; with
+        the indicator, a value is std * x + mean * observed (0 where missing), so the means sit
+        in M's indicator columns and c is 0."""
         import torch
 
         f = self.features
-        if self.indicator:
-            values, observed = x[..., :f], x[..., f:]
-            return torch.cat([(values * self.std + self.mean) * observed, observed], -1)
-        return x * self.std + self.mean
+        if not self.indicator:
+            return torch.diag(self.std), self.mean.clone()
+        m = torch.eye(2 * f)
+        m[:f, :f] = torch.diag(self.std)
+        m[:f, f:] = torch.diag(self.mean)
+        return m, torch.zeros(2 * f)
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model reads -> the raw inputs `standardise` takes back (for the checks)."""
+        m, c = self.affine()
+        return x @ m.t() + c
 
     def fold_first(self, w_t: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A first product `u = x W + b` (w_t: inputs x outputs) on standardised x, as one on raw x."""

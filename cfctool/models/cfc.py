@@ -199,6 +199,19 @@ class CfC(nn.Module):
         self.input_size = cells[0].input_size
         self.lstm = LSTMMemory(self.input_size, self.state_size) if mixed_memory else None
 
+    def input_linears(self) -> list[tuple[nn.Linear, int, torch.Tensor | None]]:
+        """Every Linear that reads the inputs: (it, how many of its first columns do, the wiring
+        mask its weight is multiplied by, if any): the first cell's first product (its backbone's
+        first layer, or a wired cell's heads) and the mixed memory's input map. (Rewriting these
+        rewrites what the model takes as input.)"""
+        cell = self.cells[0]
+        if len(cell.backbone):
+            found = [(cell.backbone[0], cell.n_in, None)]
+        else:  # wired heads: ff1 and ff2 through the sparsity mask
+            found = [(getattr(cell, n), cell.n_in, cell.sparsity_mask if n in ("ff1", "ff2") else None)
+                     for n in ("ff1", "ff2", "time_a", "time_b") if hasattr(cell, n)]
+        return found + ([(self.lstm.input_map, self.input_size, None)] if self.lstm is not None else [])
+
     def forward(
         self,
         x: torch.Tensor,

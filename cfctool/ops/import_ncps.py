@@ -13,6 +13,7 @@ per step as (batch, 1); see the guide on ncps's batched-timespans bug).
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 from cfctool.checkpoint import (TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record, read_header,
                                 verify_architecture)
+from cfctool.data import raw_io
 from cfctool.errors import CfcError, CheckpointError, ConfigError, DataError
 from cfctool.escape import terminal
 from cfctool.families import record_problem
@@ -87,7 +89,7 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
                 argv: list[str] | None = None, notify=None) -> Checkpoint:
     """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`
     (`state`: the file's tensors when the caller has read them already)."""
-    from cfctool.configs import DataConfig
+    from cfctool.configs import DataConfig, dataset_argument
     from cfctool.data.registry import input_kind, load_dataset
     from cfctool.families.build import build_model
 
@@ -96,14 +98,17 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     state = read_weights(weights) if state is None else state
     source = str(weights)
     m = _malformed_is_file_error(source, lambda: ncps_layout.read(state))
-    kind = input_kind(DataConfig(dataset=cfg.dataset))
+    name, described = dataset_argument(cfg.dataset)
+    data_cfg = DataConfig(dataset=name, data_dir=cfg.data_dir, **described)
+    data_cfg.validate()
+    kind = input_kind(data_cfg)
     if kind is not None:  # the flags against the file before the data are read (IMDB takes most of a minute)
         _check_embedding_flag(cfg, kind == "tokens")
     say = notify or (lambda _: None)
     say(f"found an ncps {m.kind}: {m.features} inputs, {m.hidden} neurons"
         + (f", layers {m.layers}" if m.layers else f", backbone {m.backbone_widths}" if m.kind == "cfc" else ""))
     try:
-        dataset = load_dataset(DataConfig(dataset=cfg.dataset, data_dir=cfg.data_dir))
+        dataset = load_dataset(data_cfg)
     except DataError as exc:
         raise DataError(f"importing onto '{cfg.dataset}' needs its data (the task and its sizes): {exc}") from None
     task = dataset.task
@@ -141,15 +146,54 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
         raise ConfigError(f"the ncps weights do not fit the model the settings describe: {exc}") from None
     if m.kind == "cfc-ncp" and cfg.wiring_seed is not None:
         _check_wiring(m, arch, tensors)
+    io = raw_io.of(task, dataset.task_tensors)
+    if io is not None:
+        _read_standardised_inputs(model, io, dataset.splits["test"])
     out = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     out.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
     config = {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "data_dir")}
-    used = DataConfig(dataset=cfg.dataset, data_dir=cfg.data_dir).resolved_data_dir()
-    config["data"] = {"dataset": cfg.dataset, "data_dir": str(used.resolve()) if used is not None and used.is_dir()
-                      else None}
+    used = data_cfg.resolved_data_dir()
+    config["data"] = {"dataset": name, **described,
+                      "data_dir": str(used.resolve()) if used is not None and used.is_dir() else None}
     ckpt = Checkpoint(tensors=out, record=new_record(arch, task))
     return ckpt.with_history(history_entry("import ncps", argv, config, inputs=[weights],
                                            wall_time_s=time.perf_counter() - started))
+
+
+def _read_standardised_inputs(model: torch.nn.Module, io: raw_io.RawIO, test) -> None:
+    """The ncps model read your data's values as the file holds them (a missing value as 0
+    beside its observed flag); a cfctool model reads them standardised with the recorded
+    training statistics (`data.raw_io`). Its first product becomes W raw + b = (W M) x + (W c + b)
+    for raw = M x + c, and a regression readout gives standardised targets, so the checkpoint
+    computes what the ncps model did, then proves it on test sequences."""
+    from cfctool.models.ltc import LTC
+
+    matrix, shift = io.affine()
+    reference = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        if isinstance(model.rnn, LTC):  # an element-wise input map: a diagonal M only
+            if io.indicator:
+                raise ConfigError("an LTC's input map is per input, so it cannot take the missing-value indicator's "
+                                  "standardisation: import onto a description with missing: error")
+            model.rnn.input_b += model.rnn.input_w * shift
+            model.rnn.input_w *= matrix.diagonal()
+        else:
+            for linear, n_in, mask in model.rnn.input_linears():
+                w = linear.weight[:, :n_in] * (1.0 if mask is None else mask[:, :n_in])  # the weights in effect
+                linear.bias += w @ shift
+                linear.weight[:, :n_in] = w @ matrix
+        if io.out_scale is not None:
+            model.head.bias.sub_(io.out_shift).div_(io.out_scale)
+            model.head.weight.div_(io.out_scale.unsqueeze(1))
+        rows = test.sample(64)
+        want = reference(io.raw(rows.x), rows.dt, rows.mask)
+        if io.out_scale is not None:
+            want = (want - io.out_shift) / io.out_scale
+        got = model.eval()(rows.x, rows.dt, rows.mask)
+    diff = float((got - want).abs().max()) / max(1.0, float(want.abs().max()))
+    if not diff <= 1e-4:
+        raise CfcError(f"taking the standardisation into the imported weights changed the outputs by {diff:.3g} "
+                       "(relative); a wired model's masks may not allow it. Please report this with the files")
 
 
 def _arch(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, task: dict[str, Any]) -> dict[str, Any]:
