@@ -465,3 +465,21 @@ def test_a_description_travels_with_its_data(tmp_path, cli, monkeypatch):
     assert r.code == 2 and "a data-set description holds data settings only; 'epochs' is a train setting" in r.err
     r = cli("train", "walker")
     assert r.code == 2 and "unknown data set 'walker'" in r.err
+
+
+def test_token_ids_are_read_as_given(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, size=(50, 6))
+    mask = np.ones((50, 6), dtype=bool)
+    mask[:10, 4:] = False
+    np.savez(tmp_path / "t.npz", x=x, mask=mask, y=(x == 3).any(1).astype(int))
+    _, data = _load(data_file=str(tmp_path / "t.npz"), val_fraction=0.0)
+    assert data.task["input"] == {"kind": "tokens", "vocab_size": int(x.max()) + 1} and not data.task_tensors
+    test, held = data.splits["test"], np.sort(np.random.default_rng(0).permutation(50)[:10])
+    assert test.x.dtype == torch.int64 and torch.equal(test.x, torch.from_numpy(np.where(mask, x, 0)[held]))
+    np.savez(tmp_path / "n.npz", x=np.where(np.arange(6) == 2, -4, x), y=np.zeros(50, dtype=int))
+    with pytest.raises(DataError, match=r"n.npz: token id -4 at sequence 0, step 2: ids are >= 0"):
+        _load(data_file=str(tmp_path / "n.npz"))
+    np.savez(tmp_path / "f.npz", x=rng.normal(size=(5, 6, 1)), y=np.zeros(5, dtype=int))
+    with pytest.raises(DataError, match=r"f.npz: x is 1 feature, .*t.npz has token ids"):
+        _load(data_file=str(tmp_path / "t.npz"), test_file=str(tmp_path / "f.npz"))

@@ -74,7 +74,7 @@ OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--
                 **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS}}
 TENSORS = (
     ("x", ("N", "T", "F"), "float32", "your features, standardised with the training steps' mean and std; 0 where "
-                                      "masked"),
+                                      "masked (token ids: (N, T) int64 as given, vocabulary 0 .. the largest id)"),
     ("dt", ("N", "T"), "float32", "the time since the previous valid step (from t; 0 at the first), or your dt, "
                                   "or 1"),
     ("mask", ("N", "T"), "bool", "your mask (all steps when the file has none)"),
@@ -183,10 +183,11 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
     import numpy as np
 
     x = a["x"]
-    if x.ndim != 3 or x.dtype.kind != "f":
-        raise DataError(f"{path}: x must be (N, T, F) floats (got {x.dtype} of shape {x.shape}); token ids are not "
-                        "supported yet")
-    n, steps, _ = x.shape
+    tokens = x.ndim == 2 and x.dtype.kind in "iu"
+    if not tokens and (x.ndim != 3 or x.dtype.kind != "f"):
+        raise DataError(f"{path}: x must be (N, T, F) floats or (N, T) integer token ids (got {x.dtype} of shape "
+                        f"{x.shape})")
+    n, steps = x.shape[:2]
     if n == 0 or steps == 0:
         raise DataError(f"{path}: x holds no sequences (shape {x.shape})")
     mask = a.get("mask")
@@ -198,13 +199,22 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
     empty = np.flatnonzero(~mask.any(1))
     if len(empty):
         raise DataError(f"{path}: sequence {_name(a, int(empty[0]))} has no valid step (mask all false)")
+    if tokens:
+        if target == "forecast" or missing == "indicator":
+            raise DataError(f"{path}: token ids (x of shape (N, T)) take labels or numbers as targets: no "
+                            f"{'--target forecast' if target == 'forecast' else '--missing indicator'}")
+        negative = (x < 0) & mask
+        if negative.any():
+            i, j = (int(v[0]) for v in np.nonzero(negative))
+            raise DataError(f"{path}: token id {int(x[i, j])} at sequence {_name(a, i)}, step {j}: ids are >= 0")
+        x = np.where(mask, x, 0).astype(np.int64)[..., None]  # one "feature": the id (see _split)
     bad = (np.isinf(x) if missing == "indicator" else ~np.isfinite(x)) & mask[..., None]
     if bad.any():
         i, j, f = (int(v[0]) for v in np.nonzero(bad))
         raise DataError(f"{path}: x is {'infinite' if missing == 'indicator' else 'NaN or infinite'} at sequence "
                         f"{_name(a, i)}, step {j}, feature {_feature(a, f)}; clean it, mask the step"
                         + ("" if missing == "indicator" else ", or give --missing indicator"))
-    x = np.where(mask[..., None], x, 0.0).astype(np.float32)
+    x = x if tokens else np.where(mask[..., None], x, 0.0).astype(np.float32)
     dt = np.ones((n, steps), dtype=np.float32)
     for key in ("t", "dt"):
         if a.get(key) is not None:
@@ -263,6 +273,10 @@ def _dt_from_time(path: Path, t: np.ndarray, mask: np.ndarray, a: dict[str, Any]
     return dt
 
 
+def _kind(x) -> str:
+    return "token ids" if x.dtype.kind == "i" else f"{x.shape[2]} feature{'s' if x.shape[2] != 1 else ''}"
+
+
 def _name(a: dict[str, Any], i: int) -> str:
     """Sequence i as the user knows it: its id in a table, else its index."""
     ids = a.get("ids")
@@ -306,8 +320,8 @@ def load(cfg) -> Dataset:
     if cfg.test_file:
         tpath = Path(cfg.test_file)
         test = _read(tpath, settings, cfg.target, missing, reads)[:4]
-        if test[0].shape[2] != x.shape[2]:
-            raise DataError(f"{tpath}: x has {test[0].shape[2]} features, {path} has {x.shape[2]}")
+        if test[0].shape[2] != x.shape[2] or (test[0].dtype.kind == "i") != (x.dtype.kind == "i"):
+            raise DataError(f"{tpath}: x is {_kind(test[0])}, {path} has {_kind(x)}")
         train_idx = np.arange(len(x))
     else:
         train_idx, test_idx = _split_rows(path, len(x), cfg.test_fraction, cfg.split_seed)
@@ -315,16 +329,19 @@ def load(cfg) -> Dataset:
     if cfg.max_samples is not None:
         train_idx = train_idx[: cfg.max_samples]
     train = (x[train_idx], dt[train_idx], mask[train_idx], y[train_idx])
-    steps = train[0][train[2]]
-    with np.errstate(all="ignore"):  # a feature never observed in training: mean 0, std 1
-        mean, std = np.nan_to_num(np.nanmean(steps, 0)), np.nan_to_num(np.nanstd(steps, 0))
-    std = np.where(std > 0, std, 1.0)
+    tokens = x.dtype.kind == "i"
+    if not tokens:
+        steps = train[0][train[2]]
+        with np.errstate(all="ignore"):  # a feature never observed in training: mean 0, std 1
+            mean, std = np.nan_to_num(np.nanmean(steps, 0)), np.nan_to_num(np.nanstd(steps, 0))
+        std = np.where(std > 0, std, 1.0)
     per_step = y.ndim == 2
     prep: dict[str, Any] = {
         "file": _pinned(path, reads), "test_file": _pinned(cfg.test_file, reads) if cfg.test_file else None,
         "test_fraction": None if cfg.test_file else cfg.test_fraction,
         "split_seed": None if cfg.test_file else cfg.split_seed,
-        "features": "standardised with the training steps' mean and std (task.x_mean, task.x_std)",
+        "features": ("token ids, as given" if tokens else
+                     "standardised with the training steps' mean and std (task.x_mean, task.x_std)"),
         "missing": missing, "dt": how, "sequences": {"train": int(len(train_idx)), "test": int(len(test[0]))}}
     if features is not None:
         prep["feature_names"] = list(features)
@@ -352,9 +369,15 @@ def load(cfg) -> Dataset:
         y_mean, y_std = float(np.mean(targets)), float(np.std(targets)) or 1.0
         prep["y_mean"], prep["y_std"] = y_mean, y_std
         output = {"kind": "regression", "size": 1, "per_step": per_step, "scale": [y_std]}
-    width = int(x.shape[2]) * (2 if missing == "indicator" else 1)
-    task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
-    tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}
+    if tokens:  # the vocabulary: every id of the files (the tokenizer's, not fitted)
+        vocab = int(max(x.max(), test[0].max())) + 1
+        task_input: dict[str, Any] = {"kind": "tokens", "vocab_size": vocab}
+        tensors = {}
+    else:
+        task_input = {"kind": "features", "size": int(x.shape[2]) * (2 if missing == "indicator" else 1)}
+        tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)),
+                   "x_std": torch.from_numpy(std.astype(np.float32))}
+    task = {"dataset": "own", "input": task_input, "output": output, "preprocessing": prep}
     splits = {"train": _split(task, tensors, *train, where=str(path)), "test": _split(task, tensors, *test,
                                                                                      where=str(cfg.test_file or path))}
     return Dataset(task=task, splits=splits, task_tensors=tensors,
@@ -380,6 +403,15 @@ def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
     import torch
 
     p = task["preprocessing"]
+    if task["input"]["kind"] == "tokens":
+        x_tokens = x[..., 0]
+        outside = (x_tokens >= task["input"]["vocab_size"]) & mask
+        if outside.any():
+            i, j = (int(v[0]) for v in np.nonzero(outside))
+            raise DataError(f"{where}: token id {int(x_tokens[i, j])} at sequence {i}, step {j} is outside the model's "
+                            f"vocabulary (0 .. {task['input']['vocab_size'] - 1})")
+        return Split(torch.from_numpy(x_tokens.copy()), _targets(task, y, mask, where),
+                     torch.from_numpy(dt), torch.from_numpy(mask))
     mean, std = tensors["x_mean"].numpy(), tensors["x_std"].numpy()
     observed = ~np.isnan(x)
     x = np.where(mask[..., None] & observed, (np.nan_to_num(x) - mean) / std, 0.0).astype(np.float32)
@@ -389,6 +421,16 @@ def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
                      torch.from_numpy(np.ascontiguousarray(dt[:, :-1])), torch.from_numpy(step))
     if p.get("missing") == "indicator":  # one 0/1 input per feature: observed at this step
         x = np.concatenate([x, (observed & mask[..., None]).astype(np.float32)], -1)
+    return Split(torch.from_numpy(x), _targets(task, y, mask, where), torch.from_numpy(dt), torch.from_numpy(mask))
+
+
+def _targets(task: dict, y, mask, where: str):
+    """The targets a model is trained on: class indices, or standardised numbers shaped as the
+    model's outputs."""
+    import numpy as np
+    import torch
+
+    p = task["preprocessing"]
     if task["output"]["kind"] == "classification":
         index = {c: i for i, c in enumerate(p["classes"])}
         labels = [_label_text(v) for v in y.reshape(-1).tolist()]
@@ -397,12 +439,9 @@ def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
         if unseen is not None:
             raise DataError(f"{where}: label {unseen!r} was not among the training labels "
                             f"({', '.join(p['classes'][:10])})")
-        target = torch.tensor([index.get(v, 0) for v in labels], dtype=torch.int64).reshape(y.shape)
-    else:
-        # one output: (N, 1) per sequence, (N, T, 1) per step, as the model's outputs are shaped
-        target = torch.from_numpy(((y.astype(np.float64) - p["y_mean"]) / p["y_std"]).astype(np.float32))
-        target = target.unsqueeze(-1)
-    return Split(torch.from_numpy(x), target, torch.from_numpy(dt), torch.from_numpy(mask))
+        return torch.tensor([index.get(v, 0) for v in labels], dtype=torch.int64).reshape(y.shape)
+    # one output: (N, 1) per sequence, (N, T, 1) per step, as the model's outputs are shaped
+    return torch.from_numpy(((y.astype(np.float64) - p["y_mean"]) / p["y_std"]).astype(np.float32)).unsqueeze(-1)
 
 
 def _label_text(value) -> str:
@@ -431,9 +470,12 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
         train_rows, test_rows = _split_rows(path, len(x), p["test_fraction"], p["split_seed"])
         rows = test_rows if split == "test" else train_rows
         x, dt, mask, y = x[rows], dt[rows], mask[rows], y[rows]
-    width = x.shape[2] * (2 if p.get("missing") == "indicator" else 1)
-    if width != task["input"]["size"]:
-        raise DataError(f"{path}: x has {x.shape[2]} features, the model reads {task['input']['size']}")
+    if task["input"]["kind"] == "features":
+        width = x.shape[2] * (2 if p.get("missing") == "indicator" else 1)
+        if x.dtype.kind == "i" or width != task["input"]["size"]:
+            raise DataError(f"{path}: x is {_kind(x)}, the model reads {task['input']['size']} features")
+    elif x.dtype.kind != "i":
+        raise DataError(f"{path}: x is {_kind(x)}, the model reads token ids")
     return _split(task, task_tensors, x, dt, mask, y, where=str(path))
 
 
