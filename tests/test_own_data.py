@@ -317,7 +317,7 @@ def test_the_physionet_and_walker2d_example_runs_end_to_end(data_dir, tmp_path):
         pytest.skip("needs make and a C compiler")
     out = tmp_path / "out"
     run = subprocess.run(["make", "-s", "-f", str(REPO / "examples/own-data/Makefile"), f"DATA={data_dir}",
-                          f"OUT={out}", "EPOCHS=1", "STAYS=500", "FINETUNE=0", f"CFCTOOL={sys.executable} -m cfctool",
+                          f"OUT={out}", "EPOCHS=1", "STAYS=500", "SETS=a", "FINETUNE=0", f"CFCTOOL={sys.executable} -m cfctool",
                           f"PYTHON={sys.executable}", "-j2"], capture_output=True, text=True,
                          env={**__import__("os").environ, "CFCTOOL_CACHE": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr[-3000:]
@@ -483,3 +483,16 @@ def test_token_ids_are_read_as_given(tmp_path):
     np.savez(tmp_path / "f.npz", x=rng.normal(size=(5, 6, 1)), y=np.zeros(5, dtype=int))
     with pytest.raises(DataError, match=r"f.npz: x is 1 feature, .*t.npz has token ids"):
         _load(data_file=str(tmp_path / "t.npz"), test_file=str(tmp_path / "f.npz"))
+
+
+def test_several_numbers_per_step_are_one_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(30, 4, 3)) * np.array([1.0, 10.0, 100.0]) + np.array([0.0, 5.0, -50.0])
+    np.savez(tmp_path / "k.npz", x=rng.normal(size=(30, 4, 2)), y=y)
+    _, data = _load(data_file=str(tmp_path / "k.npz"), target="regression", val_fraction=0.0)
+    p, out = data.task["preprocessing"], data.task["output"]
+    held = np.sort(np.random.default_rng(0).permutation(30)[:6])
+    rest = np.delete(y, held, 0).reshape(-1, 3)
+    assert out["size"] == 3 and out["per_step"] and np.allclose(out["scale"], rest.std(0))
+    assert np.allclose(p["y_mean"], rest.mean(0)) and data.splits["test"].y.shape == (6, 4, 3)
+    assert np.allclose(data.splits["test"].y.numpy() * rest.std(0) + rest.mean(0), y[held], atol=1e-4)

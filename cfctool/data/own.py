@@ -236,14 +236,17 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
     if a.get("y") is None:
         raise DataError(f"{path}: no 'y' array (the targets); for next-step prediction give --target forecast")
     y = a["y"]
-    if y.shape not in ((n,), (n, steps)):
+    several = target == "regression" and y.ndim == 3 and y.shape[:2] == (n, steps) and y.shape[2] >= 1
+    if y.shape not in ((n,), (n, steps)) and not several:
         raise DataError(f"{path}: y must be (N,) = ({n},) one target per sequence or (N, T) = {(n, steps)} one per "
-                        f"step (got {y.shape})")
+                        f"step" + (" (or (N, T, K): K numbers per step)" if target == "regression" else "")
+                        + f" (got {y.shape})")
     if target == "regression":
         if y.dtype.kind not in "fiu":
             raise DataError(f"{path}: --target regression needs numbers in y (got {y.dtype})")
-        valid = mask if y.ndim == 2 else np.ones(n, dtype=bool)
-        bad = ~np.isfinite(y.astype(np.float64)) & valid
+        valid = mask if y.ndim >= 2 else np.ones(n, dtype=bool)
+        finite = np.isfinite(y.astype(np.float64))
+        bad = ~(finite.all(-1) if several else finite) & valid
         if bad.any():
             raise DataError(f"{path}: y is NaN or infinite at sequence {_name(a, int(np.nonzero(bad)[0][0]))}")
     elif y.dtype.kind == "f":
@@ -335,7 +338,7 @@ def load(cfg) -> Dataset:
         with np.errstate(all="ignore"):  # a feature never observed in training: mean 0, std 1
             mean, std = np.nan_to_num(np.nanmean(steps, 0)), np.nan_to_num(np.nanstd(steps, 0))
         std = np.where(std > 0, std, 1.0)
-    per_step = y.ndim == 2
+    per_step = y.ndim >= 2
     prep: dict[str, Any] = {
         "file": _pinned(path, reads), "test_file": _pinned(cfg.test_file, reads) if cfg.test_file else None,
         "test_fraction": None if cfg.test_file else cfg.test_fraction,
@@ -366,9 +369,13 @@ def load(cfg) -> Dataset:
                   "scale": [float(v) for v in std]}  # the data's units per standardised unit (mse_units)
     else:
         targets = (train[3][train[2]] if per_step else train[3]).astype(np.float64)
-        y_mean, y_std = float(np.mean(targets)), float(np.std(targets)) or 1.0
-        prep["y_mean"], prep["y_std"] = y_mean, y_std
-        output = {"kind": "regression", "size": 1, "per_step": per_step, "scale": [y_std]}
+        y_mean, y_std = np.mean(targets, 0), np.std(targets, 0)
+        y_std = np.where(y_std > 0, y_std, 1.0)
+        # one target: plain numbers; K per step: a list each
+        prep["y_mean"], prep["y_std"] = (y_mean.tolist(), y_std.tolist()) if y.ndim == 3 else (float(y_mean),
+                                                                                                float(y_std))
+        output = {"kind": "regression", "size": int(y.shape[2]) if y.ndim == 3 else 1, "per_step": per_step,
+                  "scale": np.atleast_1d(y_std).tolist()}
     if tokens:  # the vocabulary: every id of the files (the tokenizer's, not fitted)
         vocab = int(max(x.max(), test[0].max())) + 1
         task_input: dict[str, Any] = {"kind": "tokens", "vocab_size": vocab}
@@ -440,8 +447,10 @@ def _targets(task: dict, y, mask, where: str):
             raise DataError(f"{where}: label {unseen!r} was not among the training labels "
                             f"({', '.join(p['classes'][:10])})")
         return torch.tensor([index.get(v, 0) for v in labels], dtype=torch.int64).reshape(y.shape)
-    # one output: (N, 1) per sequence, (N, T, 1) per step, as the model's outputs are shaped
-    return torch.from_numpy(((y.astype(np.float64) - p["y_mean"]) / p["y_std"]).astype(np.float32)).unsqueeze(-1)
+    # (N, 1) per sequence, (N, T, 1) per step, (N, T, K): as the model's outputs are shaped
+    target = torch.from_numpy(((y.astype(np.float64) - np.asarray(p["y_mean"])) / np.asarray(p["y_std"]))
+                              .astype(np.float32))
+    return target if y.ndim == 3 else target.unsqueeze(-1)
 
 
 def _label_text(value) -> str:

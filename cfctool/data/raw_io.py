@@ -102,6 +102,6 @@ def of(task: dict[str, Any], tensors: dict[str, torch.Tensor]) -> RawIO | None:
     if p.get("forecast"):
         scale, shift = std, mean
     elif task["output"]["kind"] == "regression" and "y_std" in p:
-        scale = torch.tensor([float(p["y_std"])])
-        shift = torch.tensor([float(p["y_mean"])])
+        scale = torch.tensor(p["y_std"], dtype=torch.float32).reshape(-1)  # one target, or K per step
+        shift = torch.tensor(p["y_mean"], dtype=torch.float32).reshape(-1)
     return RawIO(mean, std, p.get("missing") == "indicator", scale, shift)

@@ -7,11 +7,11 @@ admission); the outcomes are a second table. This writes the narrow form cfctool
 
 one row per observation (the static descriptors Age, Gender, Height, ICUType and Weight are
 observations at hour 0; times in hours, so that Δt is in hours; -1, the challenge's "not recorded", is dropped, and so is the
-RecordID row itself). Usage:
+RecordID row itself), and the outcome tables of the sets as one:
 
-    python physionet_to_table.py set-a.tar.gz observations.csv [STAYS]
+    python physionet_to_table.py observations.csv outcomes.csv set-a.tar.gz [set-b.tar.gz] [--stays N]
 
-(STAYS: only the first STAYS stays, for a quick check.)
+(--stays N: only the first N stays of each set, for a quick check.)
 
 Standard library only: a user's few lines, not part of the package.
 """
@@ -37,12 +37,25 @@ def rows(archive_path, stays=None):
                 yield record, round(int(hours) + int(minutes) / 60, 4), parameter, value
 
 
-def main(source, target, stays=None):
+def main(target, outcomes, *sources, stays=None):
     with open(target, "w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["RecordID", "hours", "Parameter", "Value"])
-        out.writerows(rows(source, int(stays) if stays else None))
+        for source in sources:
+            out.writerows(rows(source, stays))
+    with open(outcomes, "w", newline="") as fh:  # Outcomes-a.txt beside set-a.tar.gz, ...
+        for i, source in enumerate(sources):
+            table = source.replace("set-", "Outcomes-").replace(".tar.gz", ".txt")
+            with open(table) as src:
+                lines = src.read().splitlines(keepends=True)
+            fh.writelines(lines if i == 0 else lines[1:])
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    args = sys.argv[1:]
+    limit = None
+    if "--stays" in args:
+        at = args.index("--stays")
+        limit = int(args[at + 1])
+        del args[at:at + 2]
+    main(*args, stays=limit)
