@@ -53,6 +53,10 @@ SETTINGS = (
     Setting("test_fraction", float, 0.2, "Fraction held out for testing (person_activity: of the sessions' windows; "
                                          "own data without --test-file: of the sequences)."),
     Setting("split_seed", int, 0, "own: seed of the split into training and test sequences.", low=0),
+    Setting("target_scale", str, "standard", "own, regression: standard (each target standardised with its training "
+                                             "mean and std: every output weighs alike in the loss) or none (the "
+                                             "targets as given: the loss is in your units).",
+            choices=("standard", "none")),
     Setting("missing", str, "auto", "own: NaN features in valid steps: error, or indicator (standardised over the "
                                     "observed values, 0 where missing, plus a 0/1 observed input per feature); "
                                     "auto: indicator for the narrow table form, else error.", choices=MISSING),
@@ -71,6 +75,7 @@ SETTINGS = (
 )
 OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--test-file is your own data's",
                 "split_seed": "--split-seed splits your own data", "missing": "--missing is for your own data",
+                "target_scale": "--target-scale is for your own data",
                 **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS}}
 TENSORS = (
     ("x", ("N", "T", "F"), "float32", "your features, standardised with the training steps' mean and std; 0 where "
@@ -371,6 +376,8 @@ def load(cfg) -> Dataset:
         targets = (train[3][train[2]] if per_step else train[3]).astype(np.float64)
         y_mean, y_std = np.mean(targets, 0), np.std(targets, 0)
         y_std = np.where(y_std > 0, y_std, 1.0)
+        if cfg.target_scale == "none":  # the loss in the data's units (as the papers train Walker2d)
+            y_mean, y_std = np.zeros_like(y_mean), np.ones_like(y_std)
         # one target: plain numbers; K per step: a list each
         prep["y_mean"], prep["y_std"] = (y_mean.tolist(), y_std.tolist()) if y.ndim == 3 else (float(y_mean),
                                                                                                 float(y_std))
