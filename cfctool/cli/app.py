@@ -137,6 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     except (_Interrupted, KeyboardInterrupt) as exc:
         print(f"error: {str(exc) or 'interrupted; no output was written'}", file=sys.stderr)
         sys.exit(130)
+    except MemoryError:  # the machine's, or a limit's (ulimit -v, a scheduler's memory limit)
+        if os.environ.get("CFCTOOL_TRACEBACK"):
+            raise
+        print("error: out of memory; nothing was written. Lower --batch-size (or --stream-buffer), train a table "
+              "larger than memory with --stream, or allow more memory", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)
     except Exception as exc:
         if type(exc).__name__ == "Abort":  # Ctrl-C while the command line was being read
             print("error: interrupted; no output was written", file=sys.stderr)

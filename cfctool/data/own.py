@@ -72,10 +72,15 @@ SETTINGS = (
     Setting("per_step", bool, False, "own, tables: the target column holds a target at every step (else one "
                                      "value per sequence)."),
     Setting("max_length", int, 100_000, "own, tables: the most steps a sequence may have.", low=1),
+    Setting("stream", bool, False, "own: read a Parquet table a row group at a time (data larger than memory; "
+                                   "the rows of a sequence together, in time order)."),
+    Setting("stream_buffer", int, 4096, "own, --stream: the sequences held to shuffle from.", low=1,
+            high=1_000_000),
 )
 OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--test-file is your own data's",
                 "split_seed": "--split-seed splits your own data", "missing": "--missing is for your own data",
-                "target_scale": "--target-scale is for your own data",
+                "target_scale": "--target-scale is for your own data", "stream": "--stream reads your own data",
+                "stream_buffer": "--stream-buffer is for your own data",
                 **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS}}
 TENSORS = (
     ("x", ("N", "T", "F"), "float32", "your features, standardised with the training steps' mean and std; 0 where "
@@ -323,6 +328,10 @@ def load(cfg) -> Dataset:
     path = Path(cfg.data_file)
     settings = {key: getattr(cfg, key) for key in TABLE_KEYS}
     missing = _policy(cfg.missing, path, settings)
+    if cfg.stream:  # larger than memory: a row group at a time
+        from cfctool.data import stream
+
+        return stream.load(cfg, settings, cfg.target, missing)
     reads = PinnedReads(error=DataError)
     x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing, reads)
     if cfg.test_file:
@@ -470,6 +479,10 @@ def _label_text(value) -> str:
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split:
     """A split again, from the recorded files (refused when they changed since training)."""
     p = task["preprocessing"]
+    if p.get("stream"):
+        from cfctool.data import stream
+
+        return stream.load_split(task, split, _located(p["file"], data_dir), task_tensors)
     if split not in ("train", "test"):
         raise DataError(f"own has the splits train and test (got '{split}')")
     source = p["test_file"] if split == "test" and p.get("test_file") else p["file"]

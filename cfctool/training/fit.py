@@ -319,6 +319,8 @@ class _Run:
         """One pass over a fresh shuffle (or the rest of one a resumed state was written in):
         (the step budget ran out?, [loss sum, correct, samples])."""
         self.model.train()
+        if hasattr(self.train_split, "epoch"):  # a split read from disk as it goes (data.stream)
+            return self.train_streamed_epoch(epoch)
         at_start, order, first, tally = self.shuffled(epoch)
         for start in range(first, len(order), self.cfg.batch_size):
             if self.step >= self.total_steps:
@@ -328,6 +330,38 @@ class _Run:
                 break  # a last global batch too small to share: skipped by every rank alike
             self.train_step(epoch, self.draw(picked), len(picked), tally)
             self.save_in_progress(epoch, start + self.cfg.batch_size, tally, at_start)
+        return False, tally
+
+    def train_streamed_epoch(self, epoch: int) -> tuple[bool, list]:
+        """An epoch of a streamed split: its batches come in an order drawn from one seed taken
+        from the shuffle generator; a run resumed mid-epoch draws the same seed and skips the
+        batches it had done. Under torchrun each rank reads its own share and all stop at the
+        first step some rank has no batch for (a collective per step keeps them in step)."""
+        partial, self.in_progress = self.in_progress, None
+        resumed = partial is not None and partial["epoch"] == epoch
+        if resumed:
+            self.shuffle.set_state(partial["shuffle_at_start"])
+        at_start = self.shuffle.get_state()
+        seed = int(torch.randint(2 ** 62, (1,), generator=self.shuffle))
+        first, tally = (partial["next"], list(partial["tally"])) if resumed else (0, [0.0, 0, 0])
+        local = max(1, self.cfg.batch_size // (self.world.size if self.world is not None else 1))
+        batches = self.train_split.epoch(local, seed, self.world)
+        done = 0
+        while True:
+            batch = next(batches, None)
+            if self.world is not None and distributed.all_sum([0.0 if batch is None else 1.0], self.world)[0] \
+                    < self.world.size:
+                break  # a rank has run out: every rank stops here
+            if batch is None:
+                break
+            done += 1
+            if done <= first:
+                continue
+            if self.step >= self.total_steps:
+                return True, tally
+            global_samples = len(batch) * (self.world.size if self.world is not None else 1)
+            self.train_step(epoch, _to(batch, self.device), global_samples, tally)
+            self.save_in_progress(epoch, done, tally, at_start)
         return False, tally
 
     def shuffled(self, epoch: int):
