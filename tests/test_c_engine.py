@@ -352,3 +352,19 @@ def test_row_align_pads_integer_rows_to_what_the_target_wants(trained_xor):
     assert narrow.flash_bytes < wide.flash_bytes
     x = _inputs(ckpt, n=12, steps=8, seed=4)
     assert torch.equal(CEngine(wide)(x), CEngine(narrow)(x))
+
+
+def test_saturated_gates_and_activations_stay_finite(silu_xor):
+    """Large inputs and a large dt push the sigmoids and SiLU far into saturation, where an
+    infinite expf under -ffast-math made NaN (a Walker2d model with dt of 4 frames did)."""
+    from cfctool.engines.native import CEngine
+
+    ckpt = checkpoint.load(silu_xor)
+    model = model_from_checkpoint(ckpt)
+    engine = CEngine(generate(ckpt, model, "sat", dt_input=True))
+    x = _inputs(ckpt) * 200.0
+    dt = torch.full(x.shape[:2], 500.0)
+    want = FoldedCfC(model)(x, dt, None)
+    got = engine(x, dt, None)
+    assert torch.isfinite(got).all() and torch.isfinite(want).all()
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())

@@ -37,7 +37,7 @@ TOKEN_TABLES = ("folded", "embedding")
 ROW_ALIGN = 16
 _ACTIVATIONS = {
     "ReLU": "v > 0.0f ? v : 0.0f",
-    "SiLU": "v / (1.0f + expf(-v))",
+    "SiLU": "v / (1.0f + expf(v < -88.0f ? 88.0f : -v))",  # expf kept finite (see _helpers' sigmoids)
     "Tanh": "tanhf(v)",
     "GELU": "0.5f * v * (1.0f + erff(v * 0.70710678f))",
     "LeCunTanh": "1.7159f * tanhf(0.666f * v)",
@@ -273,9 +273,13 @@ def _table_input(w: "_Writer", name: str, table, width: int, comment: str) -> st
 def _helpers(name: str, code: str) -> str:
     """The shared functions `code` calls (only those: an unused static function is a warning)."""
     helpers = {
+        # the argument clamped to +-88: expf then stays finite, which -ffast-math assumes (an
+        # infinity there made NaN of a large time gate); sigmoid(88) is 1 in float32 anyway
         "sigmoids": (f"/* v[i] = 1 / (1 + exp(-v[i])) */\n"
                      f"static void {name}_sigmoids(float *v, int n)\n{{\n"
-                     f"    int i;\n    for (i = 0; i < n; ++i) v[i] = 1.0f / (1.0f + expf(-v[i]));\n}}\n"),
+                     f"    int i;\n    for (i = 0; i < n; ++i) {{\n"
+                     f"        const float a = v[i] < -88.0f ? -88.0f : (v[i] > 88.0f ? 88.0f : v[i]);\n"
+                     f"        v[i] = 1.0f / (1.0f + expf(-a));\n    }}\n}}\n"),
         "matvec": (f"/* out[j] += sum_i x[i] * w[i * m + j]: w is (n x m), row-major */\n"
                    f"static void {name}_matvec(const float *x, int n, const float *w, int m, float *out)\n{{\n"
                    f"    int i, j;\n    for (i = 0; i < n; ++i) {{\n        const float xi = x[i];\n"
