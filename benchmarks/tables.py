@@ -517,6 +517,57 @@ def edge_m4() -> str:
     return "\n".join(rows)
 
 
+def own_data() -> str:
+    """docs/results/own-data.md: PhysioNet 2012 and Walker2d as your own data, against the papers."""
+    doc = _load("own-data")
+    if not doc:
+        return "_not measured yet: run `python -m benchmarks.own_data`_"
+    rows = ["| benchmark | test metric | fp32 | int8 (static) | pruned 80% + 1 epoch | paper (CfC) | C weights | "
+            "train (wall, peak RSS) |", "|---|---|---|---|---|---|---|---|"]
+    shown = {"physionet": ("AUC", "auc", "physionet-cfc", "{:.3f}"),
+             "walker2d": ("MSE, data units", "mse_units", "walker2d-cfc", "{:.3f}")}
+    for name, (label, key, figure, fmt) in shown.items():
+        r = doc["runs"].get(name)
+        if not r:
+            continue
+        cell = lambda v: fmt.format(r["test"][v][key]) if key in r["test"].get(v, {}) else "—"  # noqa: E731
+        train = r["commands"].get("train") or {}
+        rows.append(f"| {name} | {label} | {cell('fp32')} | {cell('int8')} | {cell('pruned')} | {paper(figure)} | "
+                    f"{r['c_flash_bytes']:,} bytes | {train.get('wall_s', '?')} s, {train.get('peak_rss_mb', '?')} MB |")
+    extra = []
+    for name in shown:
+        r = doc["runs"].get(name)
+        if r and "accuracy" in r["test"].get("fp32", {}):
+            extra.append(f"{name} accuracy (fp32): {100 * r['test']['fp32']['accuracy']:.1f}%")
+        if r and "mae_units" in r["test"].get("fp32", {}):
+            extra.append(f"{name} MAE (fp32, data units): {r['test']['fp32']['mae_units']:.3f}")
+    commands = "; ".join(f"`{r['train_command']}`" for r in doc["runs"].values() if r.get("train_command"))
+    return ("\n".join(rows) + "\n\n" + ("; ".join(extra) + ".\n\n" if extra else "")
+            + f"Trained {doc['epochs']} epochs (PhysioNet; Walker2d as its command says); the training commands: "
+            f"{commands}.\n\n" + _source(doc))
+
+
+def stream() -> str:
+    """docs/results/own-data.md: one epoch on a table larger than memory (--stream)."""
+    doc = _load("stream")
+    if not doc:
+        return "_not measured yet: run `python -m benchmarks.stream`_"
+    big, small = doc["large"], doc["small"]
+    t = doc["tables"]
+    rows = ["| table | path | address-space limit | peak RSS | training rows/s |", "|---|---|---|---|---|",
+            f"| {t['large']['bytes'] / 1e9:.2f} GB, {t['large']['rows']:,} rows | --stream | "
+            f"{big['address_space_limit_gb']:g} GB | {big['peak_rss_mb']:,.0f} MB | {big['rows_per_s']:,.0f} |"]
+    for name in ("in_memory", "stream"):
+        s = small[name]
+        rows.append(f"| {t['small']['bytes'] / 1e6:.0f} MB, {t['small']['rows']:,} rows | "
+                    f"{'in memory' if name == 'in_memory' else '--stream'} | none | {s['peak_rss_mb']['median']:,.0f} MB | "
+                    f"{s['rows_per_s']['median']:,.0f} ({s['rows_per_s']['min']:,.0f} to {s['rows_per_s']['max']:,.0f}) |")
+    return ("\n".join(rows) + f"\n\n{doc['model']}; rows/s: the training split's rows over `fit`'s wall time (the "
+            f"epoch and its validation pass). On the small table `--stream` ran at "
+            f"{small['stream_over_in_memory_rows_per_s']:.2f}x the in-memory path's rows/s (medians of "
+            f"{len(small['stream']['runs'])} interleaved runs each; min to max in brackets).\n\n" + _source(doc))
+
+
 def _papers() -> dict:
     return yaml.safe_load((ROOT / "benchmarks" / "papers.yaml").read_text())
 
@@ -787,7 +838,7 @@ def budget() -> str:
 TABLES = {"replication": replication, "budget": budget, "deep_search": deep_search, "cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
           "distill": distill, "distill_study": distill_study, "reduce": reduce, "scale": scale, "pipeline": pipeline, "quickstart": quickstart,
           "prune_acceptance": prune_acceptance, "originals": originals, "headline": headline, "papers": papers, "edge": edge, "edge_m4": edge_m4,
-          "imdb_recipes": imdb_recipes, "imdb_single_changes": imdb_single_changes,
+          "imdb_recipes": imdb_recipes, "own_data": own_data, "stream": stream, "imdb_single_changes": imdb_single_changes,
           "quantize_imdb": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 eager", "static", "dynamic", "qat",
                                                          "int4-qat", "static-fold")),
           "quantize_onnx": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 onnxruntime", "static onnxruntime")),

@@ -116,6 +116,11 @@ def test_other_defects_of_files_and_settings(tmp_path, cli):
     np.save(tmp_path / "x.npy", np.zeros(3))
     with pytest.raises(DataError, match="give a .npz or .safetensors file"):
         _load(data_file=str(tmp_path / "x.npy"))
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros((3, 1)), np.zeros((5, 1))
+    np.savez(tmp_path / "ragged.npz", x=ragged, y=np.zeros(2))
+    with pytest.raises(DataError, match=r"ragged.npz: an array holds Python objects \(a ragged list of sequences\?\)"):
+        _load(data_file=str(tmp_path / "ragged.npz"))
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(DataError, match="not a readable .npz file"):
         _load(data_file=str(tmp_path / "broken.npz"))
@@ -145,6 +150,11 @@ def test_every_command_on_your_own_arrays_and_a_changed_file_is_refused(tmp_path
     assert ev.code == 0 and '"accuracy"' in ev.out and '"auc"' in ev.out, ev.err
     for args in (("quantize", out, "--scheme", "static", "-o", tmp_path / "q.st"),
                  ("prune", out, "--ratio", "0.5", "--finetune", "1", "-o", tmp_path / "p.st"),
+                 ("prune", out, "--ratio", "0.9", "--max-drop", "5", "-o", tmp_path / "b.st"),
+                 ("distill", out, "--student", "cfc-ncp", "--hidden", "8", "--epochs", "1", "-o", tmp_path / "d.st"),
+                 ("reduce", out, "--method", "svd", "--dim", "8", "-o", tmp_path / "r.st"),
+                 ("export", tmp_path / "q.st", "--format", "c", "-o", tmp_path / "c"),
+                 ("info", tmp_path / "d.st"), ("report", out, tmp_path / "p.st", tmp_path / "d.st"),
                  ("bench", out, "--repeats", "1")):
         r = cli(*args)
         assert r.code == 0, (args, r.err)

@@ -175,6 +175,10 @@ def read_arrays(path: str | Path, reads: PinnedReads) -> dict[str, np.ndarray]:
     except DataError:
         raise
     except Exception as exc:  # numpy and safetensors raise their own types for a damaged file
+        if "allow_pickle" in str(exc):  # an object array: typically a ragged list of sequences
+            raise DataError(f"{path}: an array holds Python objects (a ragged list of sequences?), which cfctool never "
+                            "unpickles: pad x to (N, T, F) and give mask (N, T) for the valid steps, or write a folder "
+                            "of one .npy array per sequence") from None
         raise DataError(f"{path}: not a readable {path.suffix} file of arrays ({str(exc)[:200]})") from None
     unknown = sorted(set(arrays) - set(KEYS))
     if unknown:
