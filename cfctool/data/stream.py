@@ -178,7 +178,9 @@ def sequences(lay: Layout, first: int = 0, end: int | None = None) -> Iterator[S
                 if key == skip:
                     continue
                 skip = None
-            part = {k: v[a:b] for k, v in arrays.items()}
+            # copies: a view would keep its whole row group alive for as long as the sequence
+            # waits in the shuffle buffer (a buffer drawn at random pins many groups)
+            part = {k: v[a:b].copy() for k, v in arrays.items()}
             if carry is not None:
                 if key == carry[0]:
                     carry = (key, {k: np.concatenate([carry[1][k], v]) for k, v in part.items()}, carry[2])
