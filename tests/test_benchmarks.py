@@ -286,3 +286,47 @@ def test_distill_study_table_and_plot(results):
     assert "| 85.00% | 80.00% | +5.00 | — | 87.00% | — |" in row
     assert not any(line.startswith("| 15x") for line in table.splitlines())  # never run: no row
     assert plot_study(results / "study.png").stat().st_size > 0
+
+
+def test_own_data_smoke(results, data_dir, tmp_path):
+    """examples/own-data/Makefile on slices of the real files at one epoch, through the
+    benchmark script that records it: the user's conversion, then train, eval, quantize, prune
+    and export C for both benchmarks, and each command's time and peak memory."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    if not (data_dir / "physionet2012" / "set-a.tar.gz").is_file() or not (data_dir / "walker2d").is_dir():
+        pytest.skip(f"PhysioNet 2012 or Walker2d not in {data_dir}")
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("needs make and a C compiler")
+    out = tmp_path / "out"
+    run("own_data", "--data", data_dir, "--out", out, "--epochs", 1, "--also", "the test suite", "--make-args",
+        "STAYS=500", "SETS=a", "ROLLOUTS=40", "FINETUNE=0")
+    pn = json.loads((out / "physionet-int8.eval.json").read_text())
+    wk = json.loads((out / "walker2d-pruned.eval.json").read_text())
+    assert pn["samples"] == 100 and 0.3 < pn["auc"] <= 1.0  # one epoch on 400 stays: any ranking will do
+    # the data's units: below the test targets' own variance (predicting their mean), after one epoch
+    test_y = np.load(out / "walker-test.npz")["y"]
+    assert wk["samples"] > 10_000 and wk["mse_units"] < test_y.var(axis=(0, 1)).mean()
+    assert (out / "physionet-c" / "physionet.c").is_file() and (out / "walker2d-c" / "walker2d.c").is_file()
+    doc = read(results, "own-data")
+    for name in ("physionet", "walker2d"):
+        r = doc["runs"][name]
+        assert set(r["test"]) == {"fp32", "int8", "pruned"} and r["c_flash_bytes"] > 1000
+        assert all(r["commands"][verb]["peak_rss_mb"] > 50 for verb in ("train", "quantize", "prune", "export"))
+    assert doc["runs"]["walker2d"]["test"]["pruned"]["mse_units"] == wk["mse_units"]
+    assert doc["runs"]["physionet"]["test"]["int8"]["auc"] == pn["auc"] and doc["what_else_ran"] == "the test suite"
+
+
+def test_stream_smoke(results, tmp_path):
+    """Tiny tables: the large one under an address-space limit, the small one both ways."""
+    pytest.importorskip("pyarrow")
+    run("stream", "--gb", 0.003, "--small-gb", 0.002, "--repeats", 1, "--work", tmp_path / "work", "--features", 4,
+        "--hidden", 8)
+    doc = read(results, "stream")
+    assert doc["tables"]["large"]["bytes"] >= 0.003e9 and doc["large"]["address_space_limit_gb"] == 2.0
+    assert doc["large"]["peak_rss_mb"] > 50 and doc["large"]["rows_per_s"] > 0
+    counts = [sum(doc["small"][path]["runs"][0]["sequences"].values()) for path in ("stream", "in_memory")]
+    assert counts[0] == counts[1] == doc["tables"]["small"]["sequences"]  # every sequence, split either way

@@ -312,47 +312,6 @@ def test_a_folder_of_arrays_forecasts_its_next_steps(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_the_physionet_and_walker2d_example_runs_end_to_end(data_dir, tmp_path):
-    """examples/own-data/Makefile on slices of the real files at one epoch, through the
-    benchmark script that records it: the user's conversion, then train, eval, quantize, prune
-    and export C for both benchmarks, and each command's time and peak memory."""
-    import json
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    import yaml
-    from conftest import REPO
-
-    if not (data_dir / "physionet2012" / "set-a.tar.gz").is_file() or not (data_dir / "walker2d").is_dir():
-        pytest.skip(f"PhysioNet 2012 or Walker2d not in {data_dir}")
-    if shutil.which("make") is None or shutil.which("cc") is None:
-        pytest.skip("needs make and a C compiler")
-    out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.own_data", "--data", str(data_dir), "--out", str(out),
-                          "--epochs", "1", "--also", "the test suite", "--make-args", "STAYS=500", "SETS=a",
-                          "ROLLOUTS=40", "FINETUNE=0"], capture_output=True, text=True, cwd=REPO,
-                         env={**os.environ, "CFCTOOL_CACHE": str(tmp_path / "cache"),
-                              "CFCTOOL_BENCH_RESULTS": str(tmp_path / "results")})
-    assert run.returncode == 0, run.stderr[-3000:]
-    pn = json.loads((out / "physionet-int8.eval.json").read_text())
-    wk = json.loads((out / "walker2d-pruned.eval.json").read_text())
-    assert pn["samples"] == 100 and 0.3 < pn["auc"] <= 1.0  # one epoch on 400 stays: any ranking will do
-    # the data's units: below the test targets' own variance (predicting their mean), after one epoch
-    test_y = np.load(out / "walker-test.npz")["y"]
-    assert wk["samples"] > 10_000 and wk["mse_units"] < test_y.var(axis=(0, 1)).mean()
-    assert (out / "physionet-c" / "physionet.c").is_file() and (out / "walker2d-c" / "walker2d.c").is_file()
-    doc = yaml.safe_load((tmp_path / "results" / "own-data.yaml").read_text())
-    for name in ("physionet", "walker2d"):
-        r = doc["runs"][name]
-        assert set(r["test"]) == {"fp32", "int8", "pruned"} and r["c_flash_bytes"] > 1000
-        assert all(r["commands"][verb]["peak_rss_mb"] > 50 for verb in ("train", "quantize", "prune", "export"))
-    assert doc["runs"]["walker2d"]["test"]["pruned"]["mse_units"] == wk["mse_units"]
-    assert doc["runs"]["physionet"]["test"]["int8"]["auc"] == pn["auc"] and doc["what_else_ran"] == "the test suite"
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["indicator", "forecast"])
 def test_the_exports_read_raw_values_and_write_the_datas_units(kind, tmp_path, monkeypatch):
     """The preprocessing round trip into C and ONNX: the exported model is fed the file's own
