@@ -372,13 +372,8 @@ def load(cfg) -> Dataset:
             prep["labels_file"] = _pinned(settings["labels_file"], reads)
     if cfg.target == "classification":
         train_labels = train[3][train[2]] if per_step else train[3]
-        classes = sorted({str(v) for v in train_labels.reshape(-1).tolist()}, key=tables.natural_order)
-        if len(classes) < 2:
-            raise DataError(f"{path}: the training sequences have one class ({classes}); classification needs two")
-        prep["classes"] = classes
-        output = {"kind": "classification", "size": len(classes), "per_step": per_step, "classes": classes}
-        if len(classes) == 2:  # binary outcomes are often rare (a death in 14% of stays): AUC beside accuracy
-            output["metrics"] = ["accuracy", "auc"]
+        output = tables.classification_output(path, (str(v) for v in train_labels.reshape(-1).tolist()), per_step)
+        prep["classes"] = output["classes"]
     elif cfg.target == "forecast":
         if x.shape[1] < 2:
             raise DataError(f"{path}: forecasting needs sequences of at least 2 steps")
@@ -460,7 +455,7 @@ def _targets(task: dict, y, mask, where: str):
     p = task["preprocessing"]
     if task["output"]["kind"] == "classification":
         index = {c: i for i, c in enumerate(p["classes"])}
-        labels = [_label_text(v) for v in y.reshape(-1).tolist()]
+        labels = [tables.label_text(v) for v in y.reshape(-1).tolist()]
         valid = mask.reshape(-1).tolist() if y.ndim == 2 else [True] * len(labels)
         unseen = next((v for v, ok in zip(labels, valid) if ok and v not in index), None)
         if unseen is not None:
@@ -471,13 +466,6 @@ def _targets(task: dict, y, mask, where: str):
     target = torch.from_numpy(((y.astype(np.float64) - np.asarray(p["y_mean"])) / np.asarray(p["y_std"]))
                               .astype(np.float32))
     return target if y.ndim == 3 else target.unsqueeze(-1)
-
-
-def _label_text(value) -> str:
-    """A label as recorded: integral numbers without '.0' (a table's 1.0 is the class 1)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split:

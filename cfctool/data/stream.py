@@ -300,19 +300,13 @@ def scan(lay: Layout, target: str, missing: str, seed: int, test_fraction: float
         fit.observed += seen.sum(0)
         values = seq.y if lay.per_step else [seq.y]
         if target == "classification":
-            fit.labels.update(_label(v) for v in values)
+            fit.labels.update(tables.label_text(v) for v in values)
         else:
             numbers = np.asarray(values, dtype=np.float64)
             fit.y_sum += float(numbers.sum())
             fit.y_square += float((numbers ** 2).sum())
             fit.y_count += len(numbers)
     return fit
-
-
-def _label(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _check_values(lay: Layout, seq: Sequence, missing: str, target: str) -> None:
@@ -455,7 +449,7 @@ class StreamSplit:
 
 
 def _class(index: dict[str, int], value, lay: Layout, seq: Sequence) -> int:
-    text = _label(value)
+    text = tables.label_text(value)
     if text not in index:
         raise DataError(f"{lay.path}: {seq.where}: label {text!r} was not among the training labels "
                         f"({', '.join(list(index)[:10])})")
@@ -498,13 +492,8 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
         prep["labels_file"] = {"path": str(lpath.resolve()), "sha256": file_sha256(lpath)}
     per_step = lay.per_step
     if target == "classification":
-        classes = sorted(fit.labels, key=tables.natural_order)
-        if len(classes) < 2:
-            raise DataError(f"{path}: the training sequences have one class ({classes}); classification needs two")
-        prep["classes"] = classes
-        output = {"kind": "classification", "size": len(classes), "per_step": per_step, "classes": classes}
-        if len(classes) == 2:
-            output["metrics"] = ["accuracy", "auc"]
+        output = tables.classification_output(path, fit.labels, per_step)
+        prep["classes"] = output["classes"]
     else:
         y_mean = fit.y_sum / max(fit.y_count, 1)
         y_std = math.sqrt(max(fit.y_square / max(fit.y_count, 1) - y_mean ** 2, 0.0)) or 1.0

@@ -229,3 +229,23 @@ def natural_order(key: str):
         return (0, float(key), "")
     except ValueError:
         return (1, 0.0, key)
+
+
+def label_text(value) -> str:
+    """A label as recorded: integral numbers without '.0' (a table's 1.0 is the class 1)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def classification_output(path, labels, per_step: bool) -> dict:
+    """The output record of your own data's classification: the training labels in natural
+    order (recorded as the class names), and AUC beside accuracy for two classes (binary
+    outcomes are often rare: a death in 14% of ICU stays)."""
+    classes = sorted(set(labels), key=natural_order)
+    if len(classes) < 2:
+        raise DataError(f"{path}: the training sequences have one class ({classes}); classification needs two")
+    output = {"kind": "classification", "size": len(classes), "per_step": per_step, "classes": classes}
+    if len(classes) == 2:
+        output["metrics"] = ["accuracy", "auc"]
+    return output
