@@ -110,9 +110,13 @@ def test_train_eval_and_a_resume_in_mid_epoch(tmp_path, cli):
     test = load_split(whole.task, "test", None, whole.task_tensors())
     assert len(test) == whole.task["preprocessing"]["sequences"]["test"]
     for args in (("quantize", out, "--scheme", "static", "-o", tmp_path / "q.st"),
-                 ("export", out, "--format", "c", "-o", tmp_path / "c")):
+                 ("export", out, "--format", "c", "-o", tmp_path / "c"),
+                 ("prune", out, "--ratio", "0.5", "--finetune", "1", "-o", tmp_path / "p.st"),
+                 ("bench", out, "--repeats", "1")):
         r = cli(*args)
         assert r.code == 0, (args, r.err)
+    r = cli("distill", out, "--student", "cfc", "--hidden", "4", "--epochs", "1", "-o", tmp_path / "d.st")
+    assert r.code == 1 and "does not take a --stream table" in r.err and not (tmp_path / "d.st").exists()
     pq.write_table(pa.table({"id": ["x"], "t": [0.0], "a": [1.0], "b": [1.0], "y": [0]}), tmp_path / "d.parquet")
     r = cli("eval", out)
     assert r.code == 1 and "the file changed since the checkpoint was made" in r.err

@@ -38,7 +38,7 @@ ALL = (AUTO, "loop", "onnxruntime")
 
 
 MAX_SEQ_LEN = 100_000  # synthetic or verification inputs: far beyond any task here
-
+STREAMED_BATCHES = 40  # batches timed of a --stream table unless --batches says otherwise
 
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
     """Multiply-accumulates of one sequence in the model's defining form (the training loop;
@@ -80,6 +80,10 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
         if notify and task["dataset"] != "xor":
             notify(f"loading the {task['dataset']} {split} split")
         data = load_split(task, split, directory, ckpt.task_tensors())
+        if batches is None and not isinstance(data, Split):  # a table read as it goes (--stream): a bounded sample
+            batches = STREAMED_BATCHES
+            if notify:
+                notify(f"the split is a streamed table: timing a seeded sample of {batches} batches (--batches)")
         if batches is not None:
             data = data.sample(batch_size * batches)
         labels = data.y

@@ -149,8 +149,12 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
 
     def teacher_targets(student, dataset: Dataset) -> None:
         if cfg.alpha < 1:
-            say(f"teacher logits on {len(dataset.splits['train']):,} training rows ({t_engine.name} engine)")
             train = dataset.splits["train"]
+            if not isinstance(train, Split):  # a table read as it goes (--stream): no rows to attach logits to
+                raise CfcError("distill keeps the teacher's logits for every training row in memory, so it does not "
+                               "take a --stream table: distill on a table that fits in memory, or use --alpha 1 (the "
+                               "labels only)")
+            say(f"teacher logits on {len(train):,} training rows ({t_engine.name} engine)")
             train.extra[TEACHER] = teacher_logits(t_engine.module, train, view)
 
     state = state_path_for(output) if output is not None and str(output) != "-" else None
