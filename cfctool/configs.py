@@ -585,7 +585,7 @@ def stored(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 DESCRIPTION_SUFFIXES = (".yaml", ".yml")
 DATA_SUFFIXES = (".npz", ".safetensors", ".csv", ".parquet")
-DESCRIPTION_PATHS = ("data_file", "test_file", "labels_file")  # relative to the description's folder
+DESCRIPTION_PATHS = ("data_file", "test_file", "val_file", "labels_file")  # relative to the description's folder
 
 
 def dataset_argument(given: str) -> tuple[str, dict[str, Any]]:

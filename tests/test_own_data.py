@@ -79,6 +79,16 @@ def test_regression_targets_are_standardised_and_recorded(tmp_path):
     assert data.task["output"] == {"kind": "regression", "size": 1, "per_step": False, "scale": [p["y_std"]]}
 
 
+def test_a_given_validation_file_replaces_the_hold_out(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(40, 5, 2)), y=np.arange(40) % 2)
+    np.savez(tmp_path / "v.npz", x=rng.normal(size=(7, 5, 2)) + 10, y=np.arange(7) % 2)
+    _, data = _load(data_file=str(tmp_path / "d.npz"), val_file=str(tmp_path / "v.npz"), val_fraction=0.1)
+    assert len(data.splits["val"]) == 7 and len(data.splits["train"]) == 32  # nothing held out of training
+    assert float(data.splits["val"].x.mean()) > 5  # the file's rows, standardised with the training statistics
+    assert data.task["preprocessing"]["val_file"]["sha256"]
+
+
 def test_the_split_is_by_sequence_seeded_and_recorded(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.arange(100 * 2, dtype=np.float32).reshape(100, 2, 1),
              y=np.arange(100) % 2)

@@ -47,6 +47,8 @@ SETTINGS = (
                                     "optionally t or dt (N, T) and mask (N, T)."),
     Setting("test_file", str, None, "own: a file of the same keys holding the test sequences (default: a "
                                     "seeded --test-fraction of --data-file's sequences)."),
+    Setting("val_file", str, None, "own: a file of the same keys holding the validation sequences that pick the "
+                                   "best epoch (default: a seeded --val-fraction of the training sequences)."),
     Setting("target", str, "classification", "own: what to predict: classification (y: integer or string labels), "
                                              "regression (y: floats, standardised) or forecast (no y: the next "
                                              "step's features).", choices=TARGETS),
@@ -78,6 +80,7 @@ SETTINGS = (
             high=1_000_000),
 )
 OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--test-file is your own data's",
+                "val_file": "--val-file is your own data's",
                 "split_seed": "--split-seed splits your own data", "missing": "--missing is for your own data",
                 "target_scale": "--target-scale is for your own data", "stream": "--stream reads your own data",
                 "stream_buffer": "--stream-buffer is for your own data",
@@ -228,7 +231,7 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
         raise DataError(f"{path}: x is {'infinite' if missing == 'indicator' else 'NaN or infinite'} at sequence "
                         f"{_name(a, i)}, step {j}, feature {_feature(a, f)}; clean it, mask the step"
                         + ("" if missing == "indicator" else ", or give --missing indicator"))
-    x = x if tokens else np.where(mask[..., None], x, 0.0).astype(np.float32)
+    x = x if tokens else np.where(mask[..., None], x, np.float32(0.0)).astype(np.float32, copy=False)
     dt = np.ones((n, steps), dtype=np.float32)
     for key in ("t", "dt"):
         if a.get(key) is not None:
@@ -338,11 +341,15 @@ def load(cfg) -> Dataset:
         return stream.load(cfg, settings, cfg.target, missing)
     reads = PinnedReads(error=DataError)
     x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing, reads)
+    def other(name: str):  # the test or validation sequences of their own file, read like the main one
+        found = _read(Path(name), settings, cfg.target, missing, reads)[:4]
+        if found[0].shape[2] != x.shape[2] or (found[0].dtype.kind == "i") != (x.dtype.kind == "i"):
+            raise DataError(f"{name}: x is {_kind(found[0])}, {path} has {_kind(x)}")
+        return found
+
+    val = other(cfg.val_file) if cfg.val_file else None
     if cfg.test_file:
-        tpath = Path(cfg.test_file)
-        test = _read(tpath, settings, cfg.target, missing, reads)[:4]
-        if test[0].shape[2] != x.shape[2] or (test[0].dtype.kind == "i") != (x.dtype.kind == "i"):
-            raise DataError(f"{tpath}: x is {_kind(test[0])}, {path} has {_kind(x)}")
+        test = other(cfg.test_file)
         train_idx = np.arange(len(x))
     else:
         train_idx, test_idx = _split_rows(path, len(x), cfg.test_fraction, cfg.split_seed)
@@ -359,6 +366,7 @@ def load(cfg) -> Dataset:
     per_step = y.ndim >= 2
     prep: dict[str, Any] = {
         "file": _pinned(path, reads), "test_file": _pinned(cfg.test_file, reads) if cfg.test_file else None,
+        **({"val_file": _pinned(cfg.val_file, reads)} if cfg.val_file else {}),
         "test_fraction": None if cfg.test_file else cfg.test_fraction,
         "split_seed": None if cfg.test_file else cfg.split_seed,
         "features": ("token ids, as given" if tokens else
@@ -392,7 +400,7 @@ def load(cfg) -> Dataset:
         output = {"kind": "regression", "size": int(y.shape[2]) if y.ndim == 3 else 1, "per_step": per_step,
                   "scale": np.atleast_1d(y_std).tolist()}
     if tokens:  # the vocabulary: every id of the files (the tokenizer's, not fitted)
-        vocab = int(max(x.max(), test[0].max())) + 1
+        vocab = int(max(x.max(), test[0].max(), *([val[0].max()] if val is not None else []))) + 1
         task_input: dict[str, Any] = {"kind": "tokens", "vocab_size": vocab}
         tensors = {}
     else:
@@ -402,8 +410,11 @@ def load(cfg) -> Dataset:
     task = {"dataset": "own", "input": task_input, "output": output, "preprocessing": prep}
     splits = {"train": _split(task, tensors, *train, where=str(path)), "test": _split(task, tensors, *test,
                                                                                      where=str(cfg.test_file or path))}
+    if val is not None:  # a given validation file: no hold-out is drawn from the training sequences
+        splits["val"] = _split(task, tensors, *val, where=str(cfg.val_file))
     return Dataset(task=task, splits=splits, task_tensors=tensors,
                    files=[str(path), *([str(cfg.test_file)] if cfg.test_file else []),
+                          *([str(cfg.val_file)] if cfg.val_file else []),
                           *([str(settings["labels_file"])] if settings.get("labels_file") else [])])
 
 
@@ -435,14 +446,17 @@ def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
         return Split(torch.from_numpy(x_tokens.copy()), _targets(task, y, mask, where),
                      torch.from_numpy(dt), torch.from_numpy(mask))
     mean, std = tensors["x_mean"].numpy(), tensors["x_std"].numpy()
-    observed = ~np.isnan(x)
-    x = np.where(mask[..., None] & observed, (np.nan_to_num(x) - mean) / std, 0.0).astype(np.float32)
+    observed = ~np.isnan(x) & mask[..., None]
+    x = np.nan_to_num(x.astype(np.float32), nan=0.0)  # one copy, then in place (these are the largest arrays)
+    x -= mean
+    x /= std
+    x[~observed] = 0.0
     if p.get("forecast"):  # read the steps up to T-1, predict each one's next step
         step = mask[:, :-1] & mask[:, 1:]
         return Split(torch.from_numpy(x[:, :-1].copy()), torch.from_numpy(x[:, 1:].copy()),
                      torch.from_numpy(np.ascontiguousarray(dt[:, :-1])), torch.from_numpy(step))
     if p.get("missing") == "indicator":  # one 0/1 input per feature: observed at this step
-        x = np.concatenate([x, (observed & mask[..., None]).astype(np.float32)], -1)
+        x = np.concatenate([x, observed.astype(np.float32)], -1)
     return Split(torch.from_numpy(x), _targets(task, y, mask, where), torch.from_numpy(dt), torch.from_numpy(mask))
 
 

@@ -465,9 +465,9 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
     if target == "forecast":
         raise DataError(f"{path}: --stream trains classification or regression (forecasting needs the whole "
                         "sequence in memory)")
-    if cfg.test_file:
-        raise DataError(f"{path}: with --stream the test sequences are a --test-fraction of the file (a seeded "
-                        "split by id), not a --test-file")
+    if cfg.test_file or cfg.val_file:
+        raise DataError(f"{path}: with --stream the test and validation sequences are fractions of the file (a "
+                        "seeded split by id: --test-fraction, --val-fraction), not --test-file or --val-file")
     lay = layout(path, settings)
     sha = file_sha256(path)
     fit = scan(lay, target, missing, cfg.split_seed, cfg.test_fraction, cfg.val_fraction)

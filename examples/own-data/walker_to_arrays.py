@@ -3,14 +3,14 @@
 The archive holds one `walker/rollout_NNN.npy` per rollout, (T, 17) joint positions and
 velocities. The ODE-LSTM and CfC papers' protocol, written out in a few lines:
 
-- rollouts, shuffled with the papers' seed, 15% for testing (the rest for training; the papers
-  hold out 10% more for validation, cfctool holds out --val-fraction of the training windows);
+- rollouts, shuffled with the papers' seed: 15% for testing, the next 10% for validation (the
+  epoch kept is the best on these), the rest for training;
 - each rollout sampled irregularly (1 to 4 frames apart, seeded): the inputs are the sampled
   frames, `t` their frame numbers (so Δt is in frames), and the target of each step is the
   frame right after it (17 numbers per step);
 - windows of 64 steps, 16 apart.
 
-    python walker_to_arrays.py walker.tar.gz train.npz test.npz [--rollouts N]
+    python walker_to_arrays.py walker.tar.gz train.npz val.npz test.npz [--rollouts N]
 
 (--rollouts N: only the first N rollouts of each split, for a quick check.) NumPy and the
 standard library only: a user's few lines, not part of the package.
@@ -47,15 +47,17 @@ def windows(arrays, rng):
     return {"x": np.stack(xs).astype(np.float32), "t": np.stack(ts), "y": np.stack(ys).astype(np.float32)}
 
 
-def main(source, train_path, test_path, limit=None):
+def main(source, train_path, val_path, test_path, limit=None):
     arrays = rollouts(source)
     order = np.arange(len(arrays))
     np.random.RandomState(125487).shuffle(order)
-    n_test = int(0.15 * len(arrays))
+    n_test, n_val = int(0.15 * len(arrays)), int(0.25 * len(arrays))
     rng = np.random.RandomState(891374)
     test = windows([arrays[i] for i in order[:n_test]][:limit], rng)
-    train = windows([arrays[i] for i in order[n_test:]][:limit], rng)
+    val = windows([arrays[i] for i in order[n_test:n_val]][:limit], rng)
+    train = windows([arrays[i] for i in order[n_val:]][:limit], rng)
     np.savez(train_path, **train)
+    np.savez(val_path, **val)
     np.savez(test_path, **test)
 
 
