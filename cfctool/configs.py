@@ -611,7 +611,7 @@ def dataset_argument(given: str) -> tuple[str, dict[str, Any]]:
         if not values.get("data_file"):
             raise ConfigError(f"{path}: the description names no data_file")
         return "own", values
-    if path.suffix.lower() in DATA_SUFFIXES or path.is_dir():
+    if path.suffix.lower() in (*DATA_SUFFIXES, ".npy") or path.is_dir():
         return "own", {"data_file": given}
     raise ConfigError(f"unknown data set {_shown(given)}: give one of {', '.join(MODULES)}, a data-set description "
                       f"(.yaml), or your own data file ({', '.join(DATA_SUFFIXES)}) or folder of .npy arrays")

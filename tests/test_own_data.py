@@ -64,6 +64,8 @@ def test_time_becomes_dt_and_labels_map_in_sorted_order(tmp_path):
     assert data.task["output"]["classes"] == ["a", "b", "c"] and train.y.tolist() == [1, 0, 2, 0]
     assert torch.allclose(train.dt, torch.tensor([[0, 0.5, 1.5], [0, 0.1, 0.2], [0, 0, 9.0], [0, 1.0, 0]]))
     assert data.task["preprocessing"]["dt"] == "from t"
+    _, data = _load(data_file=str(tmp_path / "d.npz"), test_file=str(tmp_path / "t.npz"), time_unit="hours")
+    assert data.task["preprocessing"]["dt"] == "from t, in hours"
 
 
 def test_regression_targets_are_standardised_and_recorded(tmp_path):
@@ -124,8 +126,11 @@ def test_bad_data_is_one_error_naming_the_place(arrays_, message, tmp_path):
 
 def test_other_defects_of_files_and_settings(tmp_path, cli):
     np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(DataError, match=r"x.npy: x must be \(N, T, F\) floats"):  # a .npy is x alone
+        _load(data_file=str(tmp_path / "x.npy"), target="forecast")
+    (tmp_path / "x.txt").write_text("1,2")
     with pytest.raises(DataError, match="give a .npz or .safetensors file"):
-        _load(data_file=str(tmp_path / "x.npy"))
+        _load(data_file=str(tmp_path / "x.txt"))
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = np.zeros((3, 1)), np.zeros((5, 1))
     np.savez(tmp_path / "ragged.npz", x=ragged, y=np.zeros(2))
@@ -305,6 +310,10 @@ def test_a_folder_of_arrays_forecasts_its_next_steps(tmp_path, cli):
     lengths = [12, 7, 9, 15, 10, 8, 11, 9, 14, 6]
     for i, n in enumerate(lengths):
         np.save(tmp_path / "runs" / f"r{i:02d}.npy", rng.normal(size=(n, 3)))
+    stacked = np.stack([rng.normal(size=(6, 3)) for _ in range(8)])
+    np.save(tmp_path / "one.npy", stacked)  # one (N, T, F) array: x alone
+    _, one = _load(data_file=str(tmp_path / "one.npy"), target="forecast", val_fraction=0.0)
+    assert one.task["output"]["size"] == 3 and len(one.splits["test"]) == 2
     _, data = _load(data_file=str(tmp_path / "runs"), target="forecast", val_fraction=0.0)
     test = data.splits["test"]
     assert data.task["output"] == {"kind": "regression", "size": 3, "per_step": True,

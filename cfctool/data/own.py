@@ -62,6 +62,8 @@ SETTINGS = (
     Setting("missing", str, "auto", "own: NaN features in valid steps: error, or indicator (standardised over the "
                                     "observed values, 0 where missing, plus a 0/1 observed input per feature); "
                                     "auto: indicator for the narrow table form, else error.", choices=MISSING),
+    Setting("time_unit", str, None, "own: the unit of t, dt or the time column (e.g. hours): recorded, since the "
+                                    "model's dt is in it and a device must feed the same."),
     Setting("id_column", str, "id", "own, tables: the column of sequence ids."),
     Setting("time_column", str, None, "own, tables: the column of times (made into per-step dt)."),
     Setting("target_column", str, "y", "own, tables: the column of targets (in the table or in --labels-file)."),
@@ -82,7 +84,7 @@ SETTINGS = (
 OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--test-file is your own data's",
                 "val_file": "--val-file is your own data's",
                 "split_seed": "--split-seed splits your own data", "missing": "--missing is for your own data",
-                "target_scale": "--target-scale is for your own data", "stream": "--stream reads your own data",
+                "target_scale": "--target-scale is for your own data", "time_unit": "--time-unit is your own data's", "stream": "--stream reads your own data",
                 "stream_buffer": "--stream-buffer is for your own data",
                 **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS}}
 TENSORS = (
@@ -161,12 +163,14 @@ def read_arrays(path: str | Path, reads: PinnedReads) -> dict[str, np.ndarray]:
     import numpy as np
 
     path = Path(path)
-    if path.suffix not in (".npz", ".safetensors"):
-        raise DataError(f"{path}: give a .npz or .safetensors file of arrays (x, y, ...), or a .csv or .parquet "
-                        "table")
+    if path.suffix not in (".npz", ".npy", ".safetensors"):
+        raise DataError(f"{path}: give a .npz or .safetensors file of arrays (x, y, ...), a .npy array (x alone), "
+                        "or a .csv or .parquet table")
     data = reads.read(path, "data file")
     try:
-        if path.suffix == ".npz":
+        if path.suffix == ".npy":  # one array: the features, for --target forecast
+            arrays = {"x": np.load(io.BytesIO(data), allow_pickle=False)}
+        elif path.suffix == ".npz":
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
         elif path.suffix == ".safetensors":
@@ -371,7 +375,8 @@ def load(cfg) -> Dataset:
         "split_seed": None if cfg.test_file else cfg.split_seed,
         "features": ("token ids, as given" if tokens else
                      "standardised with the training steps' mean and std (task.x_mean, task.x_std)"),
-        "missing": missing, "dt": how, "sequences": {"train": int(len(train_idx)), "test": int(len(test[0]))}}
+        "missing": missing, "dt": how + (f", in {cfg.time_unit}" if cfg.time_unit and how != "1 per step" else ""),
+        "sequences": {"train": int(len(train_idx)), "test": int(len(test[0]))}}
     if features is not None:
         prep["feature_names"] = list(features)
     if path.suffix in tables.SUFFIXES:

@@ -483,7 +483,8 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
         "file": {"path": str(path.resolve()), "sha256": sha}, "test_file": None,
         "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed,
         "features": "standardised with the training steps' mean and std (task.x_mean, task.x_std)",
-        "missing": missing, "dt": "from t" if lay.time_column else "1 per step",
+        "missing": missing, "dt": ("from t" + (f", in {cfg.time_unit}" if cfg.time_unit else "")) if lay.time_column
+        else "1 per step",
         "sequences": dict(fit.counts), "feature_names": lay.features,
         "table": settings, "stream": {"val_fraction": cfg.val_fraction, "buffer": cfg.stream_buffer,
                                       "rows": fit.rows, "longest": fit.longest}}
