@@ -76,7 +76,7 @@ def collect(out: Path, commands: list[dict]) -> dict:
             path = out / files[variant]
             if path.is_file():
                 doc = json.loads(path.read_text())
-                evals[variant] = {k: doc[k] for k in (*METRICS[name], "samples", "file_bytes") if k in doc}
+                evals[variant] = {k: doc[k] for k in (*METRICS[name], "samples", "file_bytes", "engine") if k in doc}
         runs[name] = {"protocol": PROTOCOL[name], "test": evals, "c_flash_bytes": _flash(out / files["header"]),
                       "commands": {verb: _step(commands, name, verb) for verb in ("train", "quantize", "prune",
                                                                                   "export")}}
