@@ -130,5 +130,8 @@ def test_rows_out_of_order_are_one_error(tmp_path):
     pq.write_table(pa.table({"id": ["a"], "t": [0.0], "y": [1]}), tmp_path / "e.parquet")
     with pytest.raises(DataError, match="no feature columns"):
         load_dataset(resolve("own", "cfc", overrides=_settings(tmp_path / "e.parquet")).data)
+    with pytest.raises(DataError, match=r"1 training, 0 validation and 0 test sequences; give more sequences"):
+        pq.write_table(pa.table({"id": ["a"], "t": [0.0], "f": [1.0], "y": [1]}), tmp_path / "one.parquet")
+        load_dataset(resolve("own", "cfc", overrides=_settings(tmp_path / "one.parquet")).data)
     with pytest.raises(DataError, match="--stream reads a Parquet table"):
         load_dataset(resolve("own", "cfc", overrides=_settings(tmp_path / "e.csv")).data)

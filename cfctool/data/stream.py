@@ -471,9 +471,10 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
     lay = layout(path, settings)
     sha = file_sha256(path)
     fit = scan(lay, target, missing, cfg.split_seed, cfg.test_fraction, cfg.val_fraction)
-    if fit.counts["train"] == 0 or fit.counts["test"] == 0:
-        raise DataError(f"{path}: {fit.counts['train']} training and {fit.counts['test']} test sequences; give more "
-                        "sequences or another --test-fraction")
+    if fit.counts["train"] == 0 or fit.counts["test"] == 0 or (cfg.val_fraction > 0 and fit.counts["val"] == 0):
+        raise DataError(f"{path}: {fit.counts['train']} training, {fit.counts['val']} validation and "
+                        f"{fit.counts['test']} test sequences; give more sequences or other --test-fraction and "
+                        "--val-fraction (0: no validation hold-out)")
     with np.errstate(all="ignore"):
         mean = np.where(fit.observed > 0, fit.sums / np.maximum(fit.observed, 1), 0.0)
         var = np.where(fit.observed > 0, fit.squares / np.maximum(fit.observed, 1) - mean ** 2, 1.0)
@@ -506,7 +507,7 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
     task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
     tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}
     splits = {name: StreamSplit(lay, task, tensors, name, fit.counts[name]) for name in ("train", "val", "test")
-              if fit.counts[name] or name != "val"}
+              if name != "val" or cfg.val_fraction > 0}
     return Dataset(task=task, splits=splits, task_tensors=tensors, files=[str(path)])
 
 
