@@ -26,7 +26,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cfctool.data import tables
+from cfctool.data import prepare, tables
 from cfctool.data.base import Dataset, Split
 from cfctool.errors import DataError
 from cfctool.files import CHECKPOINT_LIMIT, PinnedReads, read_bounded
@@ -228,7 +228,7 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
         if negative.any():
             i, j = (int(v[0]) for v in np.nonzero(negative))
             raise DataError(f"{path}: token id {int(x[i, j])} at sequence {_name(a, i)}, step {j}: ids are >= 0")
-        x = np.where(mask, x, 0).astype(np.int64)[..., None]  # one "feature": the id (see _split)
+        x = np.where(mask, x, 0).astype(np.int64)[..., None]  # one "feature": the id (see prepare.split)
     bad = (np.isinf(x) if missing == "indicator" else ~np.isfinite(x)) & mask[..., None]
     if bad.any():
         i, j, f = (int(v[0]) for v in np.nonzero(bad))
@@ -250,7 +250,7 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
             if key == "dt" and (dt < 0).any():
                 i, j = (int(u[0]) for u in np.nonzero(dt < 0))
                 raise DataError(f"{path}: dt is negative at sequence {_name(a, i)}, step {j}")
-    if target == "forecast":  # the targets are the inputs' own next steps (see _split)
+    if target == "forecast":  # the targets are the inputs' own next steps (see prepare.split)
         if missing == "indicator":
             raise DataError(f"{path}: --target forecast needs every feature at every valid step (--missing error)")
         return x, dt.astype(np.float32), mask, np.zeros(n, dtype=np.float32)
@@ -413,10 +413,10 @@ def load(cfg) -> Dataset:
         tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)),
                    "x_std": torch.from_numpy(std.astype(np.float32))}
     task = {"dataset": "own", "input": task_input, "output": output, "preprocessing": prep}
-    splits = {"train": _split(task, tensors, *train, where=str(path)), "test": _split(task, tensors, *test,
+    splits = {"train": prepare.split(task, tensors, *train, where=str(path)), "test": prepare.split(task, tensors, *test,
                                                                                      where=str(cfg.test_file or path))}
     if val is not None:  # a given validation file: no hold-out is drawn from the training sequences
-        splits["val"] = _split(task, tensors, *val, where=str(cfg.val_file))
+        splits["val"] = prepare.split(task, tensors, *val, where=str(cfg.val_file))
     return Dataset(task=task, splits=splits, task_tensors=tensors,
                    files=[str(path), *([str(cfg.test_file)] if cfg.test_file else []),
                           *([str(cfg.val_file)] if cfg.val_file else []),
@@ -433,58 +433,6 @@ def _split_rows(path: Path, n: int, fraction: float, seed: int):
         raise DataError(f"{path}: {n} sequences cannot be split {1 - fraction:.0%} / {fraction:.0%}; give more "
                         "sequences or --test-file")
     return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def _split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
-    """The tensors a model reads, preprocessed with the recorded training statistics."""
-    import numpy as np
-    import torch
-
-    p = task["preprocessing"]
-    if task["input"]["kind"] == "tokens":
-        x_tokens = x[..., 0]
-        outside = (x_tokens >= task["input"]["vocab_size"]) & mask
-        if outside.any():
-            i, j = (int(v[0]) for v in np.nonzero(outside))
-            raise DataError(f"{where}: token id {int(x_tokens[i, j])} at sequence {i}, step {j} is outside the model's "
-                            f"vocabulary (0 .. {task['input']['vocab_size'] - 1})")
-        return Split(torch.from_numpy(x_tokens.copy()), _targets(task, y, mask, where),
-                     torch.from_numpy(dt), torch.from_numpy(mask))
-    mean, std = tensors["x_mean"].numpy(), tensors["x_std"].numpy()
-    observed = ~np.isnan(x) & mask[..., None]
-    x = np.nan_to_num(x.astype(np.float32), nan=0.0)  # one copy, then in place (these are the largest arrays)
-    x -= mean
-    x /= std
-    x[~observed] = 0.0
-    if p.get("forecast"):  # read the steps up to T-1, predict each one's next step
-        step = mask[:, :-1] & mask[:, 1:]
-        return Split(torch.from_numpy(x[:, :-1].copy()), torch.from_numpy(x[:, 1:].copy()),
-                     torch.from_numpy(np.ascontiguousarray(dt[:, :-1])), torch.from_numpy(step))
-    if p.get("missing") == "indicator":  # one 0/1 input per feature: observed at this step
-        x = np.concatenate([x, observed.astype(np.float32)], -1)
-    return Split(torch.from_numpy(x), _targets(task, y, mask, where), torch.from_numpy(dt), torch.from_numpy(mask))
-
-
-def _targets(task: dict, y, mask, where: str):
-    """The targets a model is trained on: class indices, or standardised numbers shaped as the
-    model's outputs."""
-    import numpy as np
-    import torch
-
-    p = task["preprocessing"]
-    if task["output"]["kind"] == "classification":
-        index = {c: i for i, c in enumerate(p["classes"])}
-        labels = [tables.label_text(v) for v in y.reshape(-1).tolist()]
-        valid = mask.reshape(-1).tolist() if y.ndim == 2 else [True] * len(labels)
-        unseen = next((v for v, ok in zip(labels, valid) if ok and v not in index), None)
-        if unseen is not None:
-            raise DataError(f"{where}: label {unseen!r} was not among the training labels "
-                            f"({', '.join(p['classes'][:10])})")
-        return torch.tensor([index.get(v, 0) for v in labels], dtype=torch.int64).reshape(y.shape)
-    # (N, 1) per sequence, (N, T, 1) per step, (N, T, K): as the model's outputs are shaped
-    target = torch.from_numpy(((y.astype(np.float64) - np.asarray(p["y_mean"])) / np.asarray(p["y_std"]))
-                              .astype(np.float32))
-    return target if y.ndim == 3 else target.unsqueeze(-1)
 
 
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split:
@@ -516,7 +464,7 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
             raise DataError(f"{path}: x is {_kind(x)}, the model reads {task['input']['size']} features")
     elif x.dtype.kind != "i":
         raise DataError(f"{path}: x is {_kind(x)}, the model reads token ids")
-    return _split(task, task_tensors, x, dt, mask, y, where=str(path))
+    return prepare.split(task, task_tensors, x, dt, mask, y, where=str(path))
 
 
 def _located(source: dict[str, str], data_dir) -> Path:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from cfctool.data import tables
+from cfctool.data import prepare, tables
 from cfctool.data.base import Dataset, Split
 from cfctool.errors import DataError
 from cfctool.files import PinnedReads
@@ -405,55 +405,26 @@ class StreamSplit:
         return self._collate([s for _, s in sorted(kept, key=lambda p: p[0])])
 
     def _collate(self, seqs: list[Sequence]) -> Split:
-        """Sequences as one padded batch, preprocessed with the recorded statistics."""
+        """Sequences as one padded batch, preprocessed as the in-memory path does (`prepare`)."""
         import numpy as np
-        import torch
 
-        task, p = self.task, self.task["preprocessing"]
-        longest = max(len(s.x) for s in seqs)
-        f = len(self.lay.features)
-        x = np.zeros((len(seqs), longest, f))
-        observed = np.zeros((len(seqs), longest, f), dtype=bool)
-        dt = np.zeros((len(seqs), longest), dtype=np.float32)
-        mask = np.zeros((len(seqs), longest), dtype=bool)
-        mean, std = self.tensors["x_mean"].numpy(), self.tensors["x_std"].numpy()
+        n, longest, f = len(seqs), max(len(s.x) for s in seqs), len(self.lay.features)
+        x = np.full((n, longest, f), np.nan, dtype=np.float32)
+        dt = np.zeros((n, longest), dtype=np.float32)
+        mask = np.zeros((n, longest), dtype=bool)
+        per_step = self.lay.per_step
+        y = np.empty((n, longest) if per_step else (n,), dtype=object)
         for i, s in enumerate(seqs):
-            n = len(s.x)
-            seen = ~np.isnan(s.x)
-            x[i, :n] = np.where(seen, (np.nan_to_num(s.x) - mean) / std, 0.0)
-            observed[i, :n], mask[i, :n] = seen, True
-            dt[i, :n] = 1.0 if s.t is None else np.r_[0.0, np.diff(s.t)]
-        x = x.astype(np.float32)
-        if p.get("missing") == "indicator":
-            x = np.concatenate([x, observed.astype(np.float32)], -1)
-        out = task["output"]
-        if out["kind"] == "classification":
-            index = {c: i for i, c in enumerate(p["classes"])}
-            if self.lay.per_step:
-                y = np.zeros((len(seqs), longest), dtype=np.int64)
-                for i, s in enumerate(seqs):
-                    y[i, :len(s.x)] = [_class(index, v, self.lay, s) for v in s.y]
+            steps = len(s.x)
+            x[i, :steps], mask[i, :steps] = s.x, True
+            dt[i, :steps] = 1.0 if s.t is None else np.r_[0.0, np.diff(s.t)]
+            if per_step:
+                y[i], y[i, :steps] = s.y[0], s.y  # the padding repeats a valid target: it is masked
             else:
-                y = np.array([_class(index, s.y, self.lay, s) for s in seqs], dtype=np.int64)
-            target = torch.from_numpy(y)
-        else:
-            scale = (float(p["y_mean"]), float(p["y_std"]))
-            if self.lay.per_step:
-                y = np.zeros((len(seqs), longest, 1), dtype=np.float32)
-                for i, s in enumerate(seqs):
-                    y[i, :len(s.x), 0] = (np.asarray(s.y, dtype=np.float64) - scale[0]) / scale[1]
-            else:
-                y = ((np.array([float(s.y) for s in seqs]) - scale[0]) / scale[1]).astype(np.float32)[:, None]
-            target = torch.from_numpy(y)
-        return Split(torch.from_numpy(x), target, torch.from_numpy(dt), torch.from_numpy(mask))
-
-
-def _class(index: dict[str, int], value, lay: Layout, seq: Sequence) -> int:
-    text = tables.label_text(value)
-    if text not in index:
-        raise DataError(f"{lay.path}: {seq.where}: label {text!r} was not among the training labels "
-                        f"({', '.join(list(index)[:10])})")
-    return index[text]
+                y[i] = s.y
+        if self.task["output"]["kind"] == "regression":
+            y = y.astype(np.float64)
+        return prepare.split(self.task, self.tensors, x, dt, mask, y, where=f"{self.lay.path} ({self.split} split)")
 
 
 def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
