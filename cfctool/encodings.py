@@ -16,6 +16,13 @@ Codecs (parts):
 - ``sparse``: the non-zero ``values`` in row-major order, plus where they are: ``bitmask``
   (uint8, one bit per element, little-endian bit order) or ``indices`` (int32 flat,
   increasing). Decoding is exact.
+- ``sparse-int8``, ``sparse-int4``: a pruned tensor quantized and stored sparse, so pruning and
+  quantization multiply: ``values`` the int8 values of the non-zero weights in row-major order
+  (int4: packed as above), ``scale`` as for int8 (symmetric only: an absent weight is 0), and
+  where they are: ``bitmask`` as above, or CSR, ``row_ptr`` (rows + 1 offsets: int16 up to
+  32,767 values, else int32) with ``cols``
+  (uint8 where a row has at most 256 columns, else int16 or int32, increasing within a row),
+  whichever is smaller. Decoded like int8, with zeros where nothing is stored.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import torch
 from cfctool.errors import CheckpointError
 
 SPARSE_LAYOUTS = ("bitmask", "indices")
+SPARSE_INT_LAYOUTS = ("bitmask", "csr")
+INTEGER_CODECS = ("int8", "int4", "sparse-int8", "sparse-int4")  # what the integer engines read
 # the most values one decoded tensor may have (1 GiB of float32): a crafted file cannot claim more
 MAX_DECODED = 1 << 28
 _QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
@@ -45,6 +54,34 @@ def quantize_spec(bits: int, shape, axis: int | None = 0, symmetric: bool = True
 
 def sparse_spec(shape, layout: str = "auto", dtype: str = "float32") -> dict:
     return {"codec": "sparse", "shape": list(shape), "dtype": dtype, "layout": layout}
+
+
+def integer_codes(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(the dense integer values, one scale per row) of a symmetric integer-encoded tensor, for
+    the engines that compute on the stored integers; None for any other encoding."""
+    codec = spec.get("codec")
+    if codec not in INTEGER_CODECS or not spec.get("symmetric", True):
+        return None
+    shape = spec["shape"]
+    if codec.startswith("sparse-"):
+        q = torch.zeros(math.prod(shape), dtype=torch.int8)
+        q[_sparse_positions(spec, parts)] = _int_values(spec, parts)
+        q = q.reshape(shape)
+    else:
+        q = parts["q"] if codec == "int8" else unpack_int4(parts["q"], math.prod(shape)).reshape(shape)
+    scale = parts["scale"].float()
+    rows = q.shape[0]
+    return q, (scale.expand(rows).clone() if scale.numel() == 1 else scale)
+
+
+def integer_bytes(t: torch.Tensor, bits: int) -> dict[str, int]:
+    """Stored bytes of `t` quantized to `bits` (per-row scales), dense and sparse: what picks
+    the codec of a pruned tensor."""
+    rows = t.shape[0] if t.dim() else 1
+    dense = math.ceil(t.numel() * bits / 8) + 4 * rows
+    parts, _ = _encode_sparse_int(t, {"codec": f"sparse-int{bits}", "shape": list(t.shape), "axis": 0,
+                                      "symmetric": True, "layout": "auto"})
+    return {"dense": dense, "sparse": sum(p.numel() * p.element_size() for p in parts.values())}
 
 
 # ----------------------------------------------------------------------------- encode
@@ -125,6 +162,39 @@ def _encode_sparse(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Tensor]
     return {"indices": torch.nonzero(nz).reshape(-1).to(torch.int32), "values": values}, spec
 
 
+def _col_dtype(width: int) -> torch.dtype:
+    return torch.uint8 if width <= 256 else torch.int16 if width <= 32768 else torch.int32
+
+
+def _encode_sparse_int(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    if not spec.get("symmetric", True):
+        raise ValueError("sparse integer codecs are symmetric (an absent weight is 0)")
+    bits = int(spec["codec"].removeprefix("sparse-int"))
+    t2 = t.reshape(t.shape[0], -1) if t.dim() > 1 else t.reshape(1, -1)
+    scale, _ = quant_params(t, bits, spec.get("axis", 0), True)
+    scale_dtype = _FLOATS[spec.get("scale_dtype", "float32")]
+    scale = scale.to(scale_dtype).float()  # quantize with the scale as stored
+    q = quantize(t, scale, None, bits, spec.get("axis", 0)).reshape(t2.shape)
+    nz = t2 != 0  # the structure pruning left (a weight that rounds to 0 keeps its place)
+    values = q[nz]
+    parts: dict[str, torch.Tensor] = {"values": pack_int4(values) if bits == 4 else values.contiguous(),
+                                      "scale": scale.to(scale_dtype).contiguous()}
+    rows, width = t2.shape
+    bitmask_bytes = math.ceil(t2.numel() / 8)
+    csr_bytes = (2 if values.numel() <= 32767 else 4) * (rows + 1) + \
+        values.numel() * torch.empty(0, dtype=_col_dtype(width)).element_size()
+    layout = spec.get("layout", "auto")
+    if layout == "auto":
+        layout = "bitmask" if bitmask_bytes <= csr_bytes else "csr"
+    if layout == "bitmask":
+        parts["bitmask"] = _pack_bits(nz.reshape(-1))
+    else:
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), nz.sum(1).cumsum(0)])
+        parts["row_ptr"] = offsets.to(torch.int16 if values.numel() <= 32767 else torch.int32)
+        parts["cols"] = torch.nonzero(nz)[:, 1].to(_col_dtype(width))
+    return parts, {**spec, "layout": layout, "axis": spec.get("axis", 0), "symmetric": True}
+
+
 def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
     pad = (-bits.numel()) % 8
     b = torch.cat([bits, bits.new_zeros(pad)]).reshape(-1, 8).to(torch.uint8)
@@ -153,6 +223,19 @@ def _sparse_parts(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("layout") not in where:
         return {}
     return {spec["layout"]: where[spec["layout"]], "values": tuple(_FLOATS.values())}
+
+
+def _sparse_int_parts(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("layout") not in SPARSE_INT_LAYOUTS or not spec.get("symmetric", True):
+        return {}
+    values = torch.int8 if spec["codec"] == "sparse-int8" else torch.uint8
+    parts: dict[str, Any] = {"values": values, "scale": _FLOATS.get(spec.get("scale_dtype", "float32"),
+                                                                    torch.float32)}
+    if spec["layout"] == "bitmask":
+        parts["bitmask"] = torch.uint8
+    else:
+        parts.update(row_ptr=(torch.int16, torch.int32), cols=(torch.uint8, torch.int16, torch.int32))
+    return parts
 
 
 def expected_parts(spec: dict[str, Any]) -> dict[str, torch.dtype | tuple[torch.dtype, ...]]:
@@ -239,6 +322,56 @@ def _decode_sparse(name: str, spec: dict[str, Any], parts: dict[str, torch.Tenso
     return dense.reshape(shape)
 
 
+def _int_values(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The stored integer values of a sparse integer tensor, unpacked."""
+    values = parts["values"]
+    if spec["codec"] == "sparse-int4":
+        count = int(parts["row_ptr"][-1]) if "row_ptr" in parts else int(_unpack_bits(
+            parts["bitmask"], math.prod(spec["shape"])).sum())
+        return unpack_int4(values, count)
+    return values
+
+
+def _sparse_positions(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Where the stored values go: flat indices into the tensor, in row-major order."""
+    shape = spec["shape"]
+    if "bitmask" in parts:
+        return _unpack_bits(parts["bitmask"], math.prod(shape))
+    width = math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
+    counts = parts["row_ptr"][1:].long() - parts["row_ptr"][:-1].long()
+    rows = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return rows * width + parts["cols"].long()
+
+
+def _decode_sparse_int(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], bad) -> torch.Tensor:
+    shape, numel, out_dtype = spec["shape"], math.prod(spec["shape"]), _FLOATS[spec["dtype"]]
+    rows = shape[0] if len(shape) > 1 else 1
+    width = numel // rows if rows else 0
+    if "bitmask" in parts:
+        if parts["bitmask"].numel() != math.ceil(numel / 8):
+            raise bad(f"'{name}.bitmask' has {parts['bitmask'].numel()} bytes, expected {math.ceil(numel / 8)}")
+        count = int(_unpack_bits(parts["bitmask"], numel).sum())
+    else:
+        ptr, cols = parts["row_ptr"].long(), parts["cols"].long()
+        if ptr.numel() != rows + 1 or ptr[0] != 0 or (ptr[1:] < ptr[:-1]).any() or ptr[-1] != cols.numel():
+            raise bad(f"'{name}.row_ptr' is not {rows + 1} increasing offsets from 0 to the {cols.numel()} columns")
+        if cols.numel() and ((cols < 0) | (cols >= width)).any():
+            raise bad(f"'{name}.cols' holds columns outside [0, {width})")
+        inner = torch.ones(cols.numel(), dtype=torch.bool)
+        inner[ptr[1:-1][ptr[1:-1] < cols.numel()]] = False  # a row's first column follows nothing
+        if cols.numel() > 1 and ((cols[1:] <= cols[:-1]) & inner[1:]).any():
+            raise bad(f"'{name}.cols' is not increasing within a row")
+        count = cols.numel()
+    stored = math.ceil(count / 2) if spec["codec"] == "sparse-int4" else count
+    if parts["values"].numel() != stored:
+        raise bad(f"'{name}.values' holds {parts['values'].numel()} entries for {count} positions")
+    if parts["scale"].numel() not in (1, rows) or not torch.isfinite(parts["scale"].float()).all() \
+            or (parts["scale"].float() <= 0).any():
+        raise bad(f"'{name}.scale' needs {rows} (or 1) positive finite entries")
+    q, scale = integer_codes(spec, parts)
+    return (q.float().reshape(q.shape[0], -1) * scale.unsqueeze(1)).reshape(shape).to(out_dtype)
+
+
 @dataclass(frozen=True)
 class Codec:
     """One way of storing a tensor: `encode(t, spec) -> (parts, spec as recorded)`,
@@ -258,6 +391,8 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     Codec("int8", _encode_int, _int_parts, _decode_int, exact=False),
     Codec("int4", _encode_int, _int_parts, _decode_int, exact=False),
     Codec("sparse", _encode_sparse, _sparse_parts, _decode_sparse, exact=True),
+    Codec("sparse-int8", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
+    Codec("sparse-int4", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
 )}
 
 

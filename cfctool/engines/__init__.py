@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cfctool.checkpoint import Checkpoint
-from cfctool.encodings import CODECS
+from cfctool.encodings import CODECS, INTEGER_CODECS
 from cfctool.errors import ConfigError
 from cfctool.models import inference, ode_inference
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
@@ -85,14 +85,14 @@ def _int8(ckpt: Checkpoint, model: nn.Module) -> nn.Module:
 
 ENGINES: list[EngineEntry] = [
     EngineEntry("folded-int8", lambda ck, m: bool(_quantization(ck)) and supports_integer(ck, m), _int8,
-                keeps=("int8", "int4"), note=INT8_NOTE),
+                keeps=INTEGER_CODECS, note=INT8_NOTE),
     EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m)),
     EngineEntry("folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m)),
     EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
     # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native):
     # the folded-int8 step on the stored integers, else float32
     EngineEntry("c", lambda ck, m: integer_settings(ck, m) is not None,
-                lambda ck, m: c_engine(ck, m, integer_settings(ck, m)), keeps=("int8", "int4"),
+                lambda ck, m: c_engine(ck, m, integer_settings(ck, m)), keeps=INTEGER_CODECS,
                 note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
                      "compiler; one sequence at a time", auto=False),
     EngineEntry("c", lambda ck, m: inference.supports(m) or ode_inference.supports(m),

@@ -40,17 +40,9 @@ Y_LEVELS = 127.0  # y in [0, 1] -> int8 0..127
 
 
 def int_weight(ckpt, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(int8 values, per-row scales) of a symmetric integer-encoded tensor, else None."""
+    """(int8 values, per-row scales) of a symmetric integer-encoded tensor (dense or sparse), else None."""
     spec = ckpt.encodings.get(name)
-    if spec is None or spec["codec"] not in ("int8", "int4") or not spec.get("symmetric", True):
-        return None
-    parts = ckpt.parts[name]
-    q = parts["q"]
-    if spec["codec"] == "int4":
-        q = encodings.unpack_int4(q, int(torch.tensor(spec["shape"]).prod())).reshape(spec["shape"])
-    scale = parts["scale"].float()
-    rows = q.shape[0]
-    return q, (scale.expand(rows).clone() if scale.numel() == 1 else scale)
+    return None if spec is None else encodings.integer_codes(spec, ckpt.parts[name])
 
 
 def product_weights(model) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from cfctool.checkpoint import Checkpoint, history_entry
-from cfctool.encodings import sparse_spec
+from cfctool.encodings import INTEGER_CODECS, sparse_spec
 from cfctool.errors import CfcError
 from cfctool.families import get
 from cfctool.families.build import model_from_checkpoint
@@ -37,7 +37,7 @@ def validate(ckpt: Checkpoint, cfg) -> None:
     """Every problem the settings have with this checkpoint, before any work."""
     cfg.validate()
     encodings = ckpt.encodings
-    if any(spec["codec"] in ("int8", "int4") for spec in encodings.values()):
+    if any(spec["codec"] in INTEGER_CODECS for spec in encodings.values()):
         raise CfcError(f"{ckpt.source or 'the checkpoint'} is quantized: prune its fp32 original, then quantize "
                        "(prune -> quantize)")
     family = get(ckpt.arch["name"])

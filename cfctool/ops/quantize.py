@@ -27,7 +27,7 @@ import torch
 from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.configs import TrainConfig
 from cfctool.data.registry import load_split
-from cfctool.encodings import quant_params, quantize_spec
+from cfctool.encodings import INTEGER_CODECS, integer_bytes, quant_params, quantize_spec
 from cfctool.encodings import quantize as quantize_values
 from cfctool.errors import CfcError, ConfigError, DataError
 from cfctool.families import get
@@ -76,9 +76,19 @@ def kept_units(model: torch.nn.Module, keep_float: str | None) -> list[str]:
     return names
 
 
+def _pruned(ckpt: Checkpoint, name: str, bits: int) -> bool:
+    """Whether a weight is stored smaller sparse than dense at `bits` (a pruned one: its zeros
+    are the pruning's, kept as zeros by the symmetric integer codecs)."""
+    t = ckpt.tensors[name]
+    if not bool((t == 0).any()):
+        return False
+    sizes = integer_bytes(t, bits)
+    return sizes["sparse"] < sizes["dense"]
+
+
 def _is_quantized(ckpt: Checkpoint) -> bool:
     return bool((ckpt.record.get("compression") or {}).get("quantization")) or any(
-        spec["codec"] in ("int8", "int4") for spec in ckpt.encodings.values())
+        spec["codec"] in INTEGER_CODECS for spec in ckpt.encodings.values())
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
@@ -125,6 +135,8 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
             table = name == "embedding.weight"
             specs[name] = quantize_spec(cfg.bits, list(ckpt.tensors[name].shape), axis=0 if table else axis,
                                         scale_dtype="float16" if table else "float32")
+            if (table or axis == 0) and _pruned(ckpt, name, cfg.bits):  # pruning and quantization multiply
+                specs[name] = {**specs[name], "codec": f"sparse-int{cfg.bits}", "layout": "auto"}
         quantized = ckpt.encode(specs)
         if kept:  # the engine reads which products stay float from the record
             quantized = quantized.derive(compression={**(quantized.record.get("compression") or {}),
