@@ -4,6 +4,7 @@ the reports all measure, computed in one place so that every number means the sa
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,35 @@ def task_metric(task: dict[str, Any]) -> TaskMetric:
     if "auc" in out.get("metrics", ()):
         return TaskMetric("auc", True, "points of validation AUC (x 100)")
     return TaskMetric("accuracy", True, "points of validation accuracy")
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, coverage): the distribution-free interval for the median from order
+    statistics, the narrowest [x_(k), x_(n+1-k)] whose coverage (binomial, p = 1/2) is at least
+    `level`, else the widest, [min, max], with the coverage it has (5 values: 94%)."""
+    xs = sorted(values)
+    n = len(xs)
+    chosen = 1
+    for k in range(1, n // 2 + 1):
+        tail = sum(math.comb(n, i) for i in range(k)) / 2 ** n  # P(fewer than k values below the median)
+        if 1 - 2 * tail >= level:
+            chosen = k
+        else:
+            break
+    tail = sum(math.comb(n, i) for i in range(chosen)) / 2 ** n
+    return xs[chosen - 1], xs[n - chosen], 1 - 2 * tail
+
+
+def paired_ratio(base: list[float], model: list[float], level: float = 0.95) -> dict[str, Any]:
+    """The speed-up of `model` over `base` from paired, interleaved timings (pass i of each
+    ran back to back): the median of the per-pass ratios base/model with its interval, and a
+    verdict: 'no measurable difference' when the interval holds 1."""
+    ratios = [b / m for b, m in zip(base, model)]
+    low, high, coverage = median_interval(ratios, level)
+    verdict = ("no measurable difference" if low <= 1.0 <= high
+               else "faster" if low > 1.0 else "slower")
+    return {"speedup": statistics.median(ratios), "interval": [low, high], "coverage": round(coverage, 3),
+            "passes": len(ratios), "verdict": verdict}
 
 
 def selection_score(metrics: dict[str, Any]) -> float:

@@ -206,3 +206,38 @@ def test_quiet_commands_print_only_their_result(trained_xor, tmp_path, cli):
     assert r.code == 0 and r.out.strip() == str(out) and out.is_file(), r.err
     r = cli("eval", trained_xor["cfc"], "-q")
     assert r.code == 0 and "accuracy" in r.out and "[" not in r.err
+
+
+def test_the_median_interval_has_its_coverage_and_the_verdict_follows_it():
+    """Order-statistic intervals: 5 values give [min, max] at 94%, more values a narrower one;
+    a known ratio sits in its interval, equal timings are no measurable difference."""
+    import random
+
+    from cfctool.metrics import median_interval, paired_ratio
+
+    assert median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0, 0.9375)
+    low, high, coverage = median_interval(list(range(20)))
+    assert (low, high) == (5, 14) and coverage >= 0.95
+    rng = random.Random(0)
+    base = [1.0 + rng.gauss(0, 0.02) for _ in range(9)]
+    model = [b / 2.0 * (1 + rng.gauss(0, 0.02)) for b in base]  # truly 2x faster, with noise
+    r = paired_ratio(base, model)
+    assert r["interval"][0] <= 2.0 <= r["interval"][1] and r["verdict"] == "faster"
+    same = [1.0 + rng.gauss(0, 0.05) for _ in range(9)]
+    r = paired_ratio(same, [t * (1 + rng.gauss(0, 0.05)) for t in same])
+    assert r["verdict"] == "no measurable difference" and r["interval"][0] < 1 < r["interval"][1]
+
+
+def test_timed_passes_last_long_enough_and_ratios_carry_their_interval(trained_xor):
+    """A tiny workload is looped until a pass lasts MIN_PASS_S; the ratio comes with the
+    interval of its paired passes (its verdict's statistics are tested above, seeded)."""
+    from cfctool.ops.bench import MIN_PASS_S
+
+    ckpt = load(trained_xor["cfc"])
+    report = bench(ckpt, against=ckpt, batches=1, batch_size=8, repeats=5, threads=1)
+    for r in (*report["results"], *report["against"]):
+        assert r["loops_per_pass"] > 1 and r["loops_per_pass"] * r["split_seconds"]["median"] >= 0.5 * MIN_PASS_S
+    ratio = report["ratios"][0]
+    low, high = ratio["speedup_interval"]
+    assert low <= ratio["speedup"] <= high and ratio["interval_coverage"] == 0.938
+    assert ratio["verdict"] in ("faster", "slower", "no measurable difference")

@@ -35,8 +35,10 @@ def _print_human(report: dict) -> None:
                       f"scratch {c['scratch_bytes']} B\n{'':<8}  compiled: {c['compiler']}")
     for q in report.get("ratios", []):
         extra = "" if "accuracy_delta" not in q else f"  accuracy delta {q['accuracy_delta']:+.4f}"
-        print(f"ratio     {q['engine']:<11} speed-up {q['speedup']:.2f}x  size {q.get('size_ratio', float('nan')):.3f}x"
-              f"  params {q['params_ratio']:.3f}x{extra}")
+        low, high = q["speedup_interval"]
+        print(f"ratio     {q['engine']:<11} speed-up {q['speedup']:.2f}x ({low:.2f} to {high:.2f}, "
+              f"{100 * q['interval_coverage']:.0f}% interval: {q['verdict']})  file size {q.get('size_ratio', float('nan')):.3f}x"
+              f" of --against's  params {q['params_ratio']:.3f}x{extra}")
     print(f"peak RSS  {report['peak_rss_mb']:.0f} MB (process)")
 
 

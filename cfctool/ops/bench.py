@@ -8,6 +8,7 @@ goes first, and the report gives ratios: on a noisy machine only those are worth
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import tempfile
@@ -23,7 +24,7 @@ from cfctool.data.registry import load_split
 from cfctool.engines import ALIASES, AUTO, Engine, choose, names
 from cfctool.errors import ConfigError
 from cfctool.families.build import family_of, model_from_checkpoint
-from cfctool.metrics import parameter_counts, valid_targets
+from cfctool.metrics import paired_ratio, parameter_counts, valid_targets
 from cfctool.ops.export import export_onnx, graph_inputs, require_onnx
 from cfctool.runtime import check_threads, machine, resolve_device
 from cfctool.runtime import threads as thread_scope
@@ -38,6 +39,8 @@ ALL = (AUTO, "loop", "onnxruntime")
 
 
 MAX_SEQ_LEN = 100_000  # synthetic or verification inputs: far beyond any task here
+MIN_PASS_S = 0.2  # a timed pass loops its workload for at least this long (small models: microseconds)
+MAX_LOOPS = 10_000
 STREAMED_BATCHES = 40  # batches timed of a --stream table unless --batches says otherwise
 
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
@@ -179,19 +182,33 @@ class _Subject:
         # generated C times its own steps (one sequence at a time): seconds and steps per pass
         self.native = hasattr(self.engine.module, "last_steps")
         self.step_times: list[float] = []
+        self.loops = 1  # passes over the workload per timed pass (set by `calibrate`)
+
+    def calibrate(self, batches: list[Split]) -> None:
+        """How many times the workload must run for a timed pass of at least MIN_PASS_S."""
+        start = time.perf_counter()
+        for b in batches:
+            self.run(b)
+        once = time.perf_counter() - start
+        self.loops = max(1, min(MAX_LOOPS, math.ceil(MIN_PASS_S / max(once, 1e-9))))
 
     def timed_pass(self, batches: list[Split], keep: bool) -> None:
+        """One timed pass: the workload `loops` times over (so that a pass lasts at least
+        MIN_PASS_S, beyond the timer's and the scheduler's noise), recorded per workload."""
         total, outputs, native_s, steps = 0.0, [], 0.0, 0
-        for b in batches:
-            start = time.perf_counter()
-            out = self.run(b)
-            elapsed = time.perf_counter() - start
-            total += elapsed
-            self.latencies.append(elapsed)
-            outputs.append(out)
-            if self.native:
-                native_s, steps = native_s + self.engine.module.last_seconds, steps + self.engine.module.last_steps
-        self.totals.append(total)
+        for loop in range(self.loops):
+            for b in batches:
+                start = time.perf_counter()
+                out = self.run(b)
+                elapsed = time.perf_counter() - start
+                total += elapsed
+                self.latencies.append(elapsed)
+                if loop == 0:
+                    outputs.append(out)
+                if self.native:
+                    native_s += self.engine.module.last_seconds
+                    steps += self.engine.module.last_steps
+        self.totals.append(total / self.loops)
         if self.native and steps:
             self.step_times.append(native_s / steps)
             self.steps_per_pass = steps
@@ -207,6 +224,7 @@ class _Subject:
             "batch_latency_ms": {"median": 1e3 * statistics.median(self.latencies),
                                  "min": 1e3 * min(self.latencies), "max": 1e3 * max(self.latencies)},
             "items_per_s": n_items / med,
+            "loops_per_pass": self.loops,
             **self.counts,
             "macs_per_sequence": macs_per_sequence(self.model, seq_len),
             "accuracy": _accuracy(self.outputs, labels, mask, self.ckpt.task),
@@ -274,6 +292,7 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
             for s in everyone:
                 s.timed_pass(data[:1], keep=False)
         for s in everyone:
+            s.calibrate(data)
             s.totals, s.latencies = [], []
         for r in range(repeats):
             say(f"timed pass {r + 1}/{repeats} over {n_items} items ({', '.join(s.engine.name for s in everyone)})")
@@ -292,20 +311,25 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
     }
     if base:
         report["against"] = [s.report(n_items, length, labels, mask) for s in base]
-        report["ratios"] = [_ratios(a, b) for a, b in zip(report["results"], report["against"])]
+        report["ratios"] = [_ratios(a, b, m.totals, o.totals)
+                            for a, b, m, o in zip(report["results"], report["against"], subjects, base)]
     if extra:
-        reference = (report.get("against") or report["results"])[0]
+        reference, timed = ((report["against"][0], base[0]) if base else (report["results"][0], subjects[0]))
         report["also"] = [s.report(n_items, length, labels, mask) for s in extra]
-        report["also_ratios"] = [_ratios(a, reference) for a in report["also"]]
+        report["also_ratios"] = [_ratios(a, reference, s.totals, timed.totals) for a, s in zip(report["also"], extra)]
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
 
 
-def _ratios(model: dict, base: dict) -> dict[str, Any]:
+def _ratios(model: dict, base: dict, model_times: list[float], base_times: list[float]) -> dict[str, Any]:
+    """Sizes as model / base; the speed-up from the paired passes, with its interval and verdict."""
+    paired = paired_ratio(base_times, model_times)
     out = {
         "engine": model["engine"],
         "against_engine": base["engine"],
-        "speedup": base["split_seconds"]["median"] / model["split_seconds"]["median"],
+        "speedup": paired["speedup"],
+        "speedup_interval": paired["interval"], "interval_coverage": paired["coverage"],
+        "verdict": paired["verdict"],
         "params_ratio": model["params"] / base["params"],
         "nonzero_ratio": model["nonzero_params"] / max(base["nonzero_params"], 1),
         "macs_ratio": model["macs_per_sequence"] / base["macs_per_sequence"],

@@ -43,6 +43,7 @@ class Row:
     cpu_seconds: float | None = None
     engine: str | None = None
     speedup: float | None = None
+    speedup_verdict: str | None = None  # bench's: 'no measurable difference' when its interval holds 1
     against: str | None = None
     searches: list[dict[str, Any]] = field(default_factory=list)  # --max-drop searches (ops.budget)
     metric: str = "accuracy"  # the task's metric (metrics.task_metric): accuracy, auc or mse
@@ -137,6 +138,8 @@ def row_for(path: Path) -> Row:
             row.engine = None if mine.get("engine") is None else str(mine["engine"])
             if bench.get("ratios"):
                 row.speedup = _number(bench["ratios"][0].get("speedup"))
+                verdict = bench["ratios"][0].get("verdict")
+                row.speedup_verdict = verdict if verdict in ("faster", "slower", "no measurable difference") else None
                 row.against = (bench.get("against") or [{}])[0].get("source")
     except (AttributeError, IndexError, KeyError, TypeError):
         raise CfcError(f"{path.with_name(path.stem + '.bench')}.*: not a bench report of cfctool's; rerun cfctool "
@@ -182,7 +185,8 @@ def cells(row: Row, base: Path | None = None, named: bool = False) -> list[str]:
     return [terminal(shown, 200), terminal(row.arch, 40), terminal(row.history, 400), metric_cell(row, named),
             f"{row.params:,}", f"{row.nonzero_params:,}", f"{row.file_bytes:,}", f"{row.tensor_bytes:,}",
             "" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}",
-            "" if row.speedup is None else f"{row.speedup:.2f}x",
+            "" if row.speedup is None else f"{row.speedup:.2f}x"
+            + (" (no measurable difference)" if row.speedup_verdict == "no measurable difference" else ""),
             terminal(row.engine or "", 40)]
 
 
