@@ -721,7 +721,8 @@ def _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input
         f" * {name}_output(&s, logits) reads the {up}_N_OUTPUTS logits"
         + (" after every step." if per_step else " after the last step."),
         f" * {name}_run(&s, inputs, dts or NULL, length, logits) does a whole sequence"
-        + (" (length x outputs logits)." if per_step else "."),
+        + (" (length x outputs logits)" if per_step else "")
+        + f", continuing from the state it is given: {name}_reset first for a new sequence.",
         " * No heap, no mutable globals; needs <math.h> (link with -lm) and <stdint.h>.",
         " */",
     ]
