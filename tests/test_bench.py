@@ -237,6 +237,9 @@ def test_timed_passes_last_long_enough_and_ratios_carry_their_interval(trained_x
     report = bench(ckpt, against=ckpt, batches=1, batch_size=8, repeats=5, threads=1)
     for r in (*report["results"], *report["against"]):
         assert r["loops_per_pass"] > 1 and r["loops_per_pass"] * r["split_seconds"]["median"] >= 0.5 * MIN_PASS_S
+    for r in (*report["results"], *report["against"]):  # every engine: microseconds per step at batch 1
+        u = r["us_per_step"]
+        assert u["batch"] == 1 and 0 < u["min"] <= u["median"] <= u["max"] and u["timed"].startswith("around")
     ratio = report["ratios"][0]
     low, high = ratio["speedup_interval"]
     assert low <= ratio["speedup"] <= high and ratio["interval_coverage"] == 0.938

@@ -267,8 +267,9 @@ def test_bench_reports_the_c_timed_step(trained_xor):
     ckpt = checkpoint.load(trained_xor["cfc"])
     report = bench(ckpt, engine="c", batches=2, batch_size=16, repeats=2, warmup=0, threads=1)
     c = report["results"][0]["c"]
-    assert report["results"][0]["engine"] == "c" and c["batch"] == 1
-    assert 0 < c["us_per_step"]["min"] <= c["us_per_step"]["median"] <= c["us_per_step"]["max"]
+    per_step = report["results"][0]["us_per_step"]
+    assert report["results"][0]["engine"] == "c" and per_step["batch"] == 1
+    assert 0 < per_step["min"] <= per_step["median"] <= per_step["max"] and per_step["timed"].startswith("in C")
     assert c["steps_per_pass"] > 0 and c["flash_bytes"] > 0 and c["compiler"].split()[0] in ("cc", "gcc", "clang")
 
 

@@ -27,12 +27,14 @@ def _print_human(report: dict) -> None:
                   f"batch {r['batch_latency_ms']['median']:.2f} ms  {r['items_per_s']:.0f} items/s{acc}")
             print(f"{'':<8}  params {r['params']}  nonzero {r['nonzero_params']}  "
                   f"MACs/seq {r['macs_per_sequence']}  bytes {r.get('file_bytes', '-')}{note}")
+            u = r["us_per_step"]
+            print(f"{'':<8}  batch 1: {u['median']:.2f} us per step (min {u['min']:.2f}, max {u['max']:.2f}; timed "
+                  f"{u['timed']})")
             if r.get("c"):
                 c = r["c"]
-                print(f"{'':<8}  C: {c['us_per_step']['median']:.2f} us per step (timed in C, one sequence at a time, "
-                      f"{c['steps_per_pass']} steps a pass; min {c['us_per_step']['min']:.2f}, max "
-                      f"{c['us_per_step']['max']:.2f})  flash {c['flash_bytes']} B  state {c['state_bytes']} B  "
-                      f"scratch {c['scratch_bytes']} B\n{'':<8}  compiled: {c['compiler']}")
+                print(f"{'':<8}  C: {c['steps_per_pass']} steps a pass, one sequence at a time; flash "
+                      f"{c['flash_bytes']} B  state {c['state_bytes']} B  scratch {c['scratch_bytes']} B\n"
+                      f"{'':<8}  compiled: {c['compiler']}")
     for q in report.get("ratios", []):
         extra = "" if "accuracy_delta" not in q else f"  accuracy delta {q['accuracy_delta']:+.4f}"
         low, high = q["speedup_interval"]

@@ -40,6 +40,7 @@ ALL = (AUTO, "loop", "onnxruntime")
 
 MAX_SEQ_LEN = 100_000  # synthetic or verification inputs: far beyond any task here
 MIN_PASS_S = 0.2  # a timed pass loops its workload for at least this long (small models: microseconds)
+SINGLE_ROWS = 8  # sequences timed one at a time for the batch-1 figure
 MAX_LOOPS = 10_000
 STREAMED_BATCHES = 40  # batches timed of a --stream table unless --batches says otherwise
 
@@ -183,14 +184,36 @@ class _Subject:
         self.native = hasattr(self.engine.module, "last_steps")
         self.step_times: list[float] = []
         self.loops = 1  # passes over the workload per timed pass (set by `calibrate`)
+        self.single_loops = 1  # the same for the batch-1 pass
+        self.single_times: list[float] = []  # seconds per step at batch 1, one entry per repeat
 
-    def calibrate(self, batches: list[Split]) -> None:
-        """How many times the workload must run for a timed pass of at least MIN_PASS_S."""
-        start = time.perf_counter()
-        for b in batches:
-            self.run(b)
-        once = time.perf_counter() - start
-        self.loops = max(1, min(MAX_LOOPS, math.ceil(MIN_PASS_S / max(once, 1e-9))))
+    def calibrate(self, batches: list[Split], singles: list[Split]) -> None:
+        """How many times the workload (and the batch-1 rows) must run for a timed pass of at
+        least MIN_PASS_S."""
+        self.n_singles = len(singles)
+        for work, attr in ((batches, "loops"), (singles, "single_loops")):
+            if attr == "single_loops" and self.native:
+                continue
+            start = time.perf_counter()
+            for b in work:
+                self.run(b)
+            once = time.perf_counter() - start
+            setattr(self, attr, max(1, min(MAX_LOOPS, math.ceil(MIN_PASS_S / max(once, 1e-9)))))
+
+    def timed_singles(self, singles: list[Split]) -> None:
+        """One batch-1 pass: each row alone, timed around each call, looped like `timed_pass`.
+        (The C engine runs one sequence at a time anyway and times its steps in C: its
+        figure comes from the main passes.)"""
+        if self.native:
+            return
+        seconds, steps = 0.0, 0
+        for _ in range(self.single_loops):
+            for b in singles:
+                start = time.perf_counter()
+                self.run(b)
+                seconds += time.perf_counter() - start
+                steps += int(b.mask.sum()) if b.mask is not None else int(b.x.shape[1])
+        self.single_times.append(seconds / max(steps, 1))
 
     def timed_pass(self, batches: list[Split], keep: bool) -> None:
         """One timed pass: the workload `loops` times over (so that a pass lasts at least
@@ -215,6 +238,12 @@ class _Subject:
         if keep:
             self.outputs = outputs
 
+    def _per_step(self) -> dict[str, Any]:
+        times = self.step_times if self.native else self.single_times
+        return {"median": 1e6 * statistics.median(times), "min": 1e6 * min(times), "max": 1e6 * max(times),
+                "batch": 1, "timed": "in C, every sequence of the workload" if self.native else
+                f"around each call, {self.n_singles} sequences"}
+
     def report(self, n_items: int, seq_len: int, labels, mask) -> dict[str, Any]:
         med = statistics.median(self.totals)
         out = {
@@ -225,6 +254,8 @@ class _Subject:
                                  "min": 1e3 * min(self.latencies), "max": 1e3 * max(self.latencies)},
             "items_per_s": n_items / med,
             "loops_per_pass": self.loops,
+            # every engine, one key: microseconds per step of one sequence at a time (the edge case)
+            "us_per_step": self._per_step(),
             **self.counts,
             "macs_per_sequence": macs_per_sequence(self.model, seq_len),
             "accuracy": _accuracy(self.outputs, labels, mask, self.ckpt.task),
@@ -235,9 +266,7 @@ class _Subject:
             out["onnx"] = self.export
         if self.step_times:
             module = self.engine.module
-            out["c"] = {"us_per_step": {"median": 1e6 * statistics.median(self.step_times),
-                                        "min": 1e6 * min(self.step_times), "max": 1e6 * max(self.step_times)},
-                        "steps_per_pass": self.steps_per_pass, "batch": 1, "compiler": " ".join(module.command),
+            out["c"] = {"steps_per_pass": self.steps_per_pass, "compiler": " ".join(module.command),
                         **module.source.sizes()}
         return out
 
@@ -291,14 +320,16 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
         for _ in range(warmup):
             for s in everyone:
                 s.timed_pass(data[:1], keep=False)
+        singles = [b.take(slice(i, i + 1)) for b in data for i in range(len(b))][:SINGLE_ROWS]
         for s in everyone:
-            s.calibrate(data)
+            s.calibrate(data, singles)
             s.totals, s.latencies = [], []
         for r in range(repeats):
             say(f"timed pass {r + 1}/{repeats} over {n_items} items ({', '.join(s.engine.name for s in everyone)})")
             order = everyone if r % 2 == 0 else everyone[::-1]
             for s in order:
                 s.timed_pass(data, keep=(r == 0))
+                s.timed_singles(singles)
     report: dict[str, Any] = {
         "split": None if seq_len is not None else split,
         "workload": {"items": n_items, "batch_size": batch_size, "seq_len": length, "batches": len(data),
