@@ -19,8 +19,8 @@ Codecs (parts):
 - ``sparse-int8``, ``sparse-int4``: a pruned tensor quantized and stored sparse, so pruning and
   quantization multiply: ``values`` the int8 values of the non-zero weights in row-major order
   (int4: packed as above), ``scale`` as for int8 (symmetric only: an absent weight is 0), and
-  where they are: ``bitmask`` as above, or CSR, ``row_ptr`` (rows + 1 offsets: int16 up to
-  32,767 values, else int32) with ``cols``
+  where they are: ``bitmask`` as above, or CSR, ``counts`` (the values each row stores: uint8
+  for rows of at most 255 columns, else int16 or int32) with ``cols``
   (uint8 where a row has at most 256 columns, else int16 or int32, increasing within a row),
   whichever is smaller. Decoded like int8, with zeros where nothing is stored.
 """
@@ -163,7 +163,13 @@ def _encode_sparse(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Tensor]
 
 
 def _col_dtype(width: int) -> torch.dtype:
+    """The narrowest type for a column index of a row `width` long."""
     return torch.uint8 if width <= 256 else torch.int16 if width <= 32768 else torch.int32
+
+
+def _count_dtype(width: int) -> torch.dtype:
+    """The narrowest type for how many of a row's `width` columns are stored (0 .. width)."""
+    return torch.uint8 if width <= 255 else torch.int16 if width <= 32767 else torch.int32
 
 
 def _encode_sparse_int(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -181,16 +187,14 @@ def _encode_sparse_int(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Ten
                                       "scale": scale.to(scale_dtype).contiguous()}
     rows, width = t2.shape
     bitmask_bytes = math.ceil(t2.numel() / 8)
-    csr_bytes = (2 if values.numel() <= 32767 else 4) * (rows + 1) + \
-        values.numel() * torch.empty(0, dtype=_col_dtype(width)).element_size()
+    csr_bytes = rows * _count_dtype(width).itemsize + values.numel() * _col_dtype(width).itemsize
     layout = spec.get("layout", "auto")
     if layout == "auto":
         layout = "bitmask" if bitmask_bytes <= csr_bytes else "csr"
     if layout == "bitmask":
         parts["bitmask"] = _pack_bits(nz.reshape(-1))
     else:
-        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), nz.sum(1).cumsum(0)])
-        parts["row_ptr"] = offsets.to(torch.int16 if values.numel() <= 32767 else torch.int32)
+        parts["counts"] = nz.sum(1).to(_count_dtype(width))  # per row: how many values it stores
         parts["cols"] = torch.nonzero(nz)[:, 1].to(_col_dtype(width))
     return parts, {**spec, "layout": layout, "axis": spec.get("axis", 0), "symmetric": True}
 
@@ -234,7 +238,7 @@ def _sparse_int_parts(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["layout"] == "bitmask":
         parts["bitmask"] = torch.uint8
     else:
-        parts.update(row_ptr=(torch.int16, torch.int32), cols=(torch.uint8, torch.int16, torch.int32))
+        parts.update(counts=(torch.uint8, torch.int16, torch.int32), cols=(torch.uint8, torch.int16, torch.int32))
     return parts
 
 
@@ -326,7 +330,7 @@ def _int_values(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> torch.T
     """The stored integer values of a sparse integer tensor, unpacked."""
     values = parts["values"]
     if spec["codec"] == "sparse-int4":
-        count = int(parts["row_ptr"][-1]) if "row_ptr" in parts else int(_unpack_bits(
+        count = int(parts["counts"].long().sum()) if "counts" in parts else int(_unpack_bits(
             parts["bitmask"], math.prod(spec["shape"])).sum())
         return unpack_int4(values, count)
     return values
@@ -338,7 +342,7 @@ def _sparse_positions(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> t
     if "bitmask" in parts:
         return _unpack_bits(parts["bitmask"], math.prod(shape))
     width = math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
-    counts = parts["row_ptr"][1:].long() - parts["row_ptr"][:-1].long()
+    counts = parts["counts"].long()
     rows = torch.repeat_interleave(torch.arange(len(counts)), counts)
     return rows * width + parts["cols"].long()
 
@@ -352,9 +356,11 @@ def _decode_sparse_int(name: str, spec: dict[str, Any], parts: dict[str, torch.T
             raise bad(f"'{name}.bitmask' has {parts['bitmask'].numel()} bytes, expected {math.ceil(numel / 8)}")
         count = int(_unpack_bits(parts["bitmask"], numel).sum())
     else:
-        ptr, cols = parts["row_ptr"].long(), parts["cols"].long()
-        if ptr.numel() != rows + 1 or ptr[0] != 0 or (ptr[1:] < ptr[:-1]).any() or ptr[-1] != cols.numel():
-            raise bad(f"'{name}.row_ptr' is not {rows + 1} increasing offsets from 0 to the {cols.numel()} columns")
+        counts, cols = parts["counts"].long(), parts["cols"].long()
+        if counts.numel() != rows or ((counts < 0) | (counts > width)).any() or int(counts.sum()) != cols.numel():
+            raise bad(f"'{name}.counts' is not {rows} row counts in [0, {width}] summing to the {cols.numel()} "
+                      "columns")
+        ptr = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
         if cols.numel() and ((cols < 0) | (cols >= width)).any():
             raise bad(f"'{name}.cols' holds columns outside [0, {width})")
         inner = torch.ones(cols.numel(), dtype=torch.bool)
