@@ -330,3 +330,12 @@ def test_stream_smoke(results, tmp_path):
     assert doc["large"]["peak_rss_mb"] > 50 and doc["large"]["rows_per_s"] > 0
     counts = [sum(doc["small"][path]["runs"][0]["sequences"].values()) for path in ("stream", "in_memory")]
     assert counts[0] == counts[1] == doc["tables"]["small"]["sequences"]  # every sequence, split either way
+
+
+def test_sparse_int_smoke(results, trained_xor):
+    run("sparse_int", trained_xor["cfc"], "--ratio", 0.9, "--finetune", 0, "--scope", "local", "--max-samples", 64)
+    doc = read(results, "sparse-int")
+    entry = doc["results"]["cfc-local0.9"]
+    assert entry["pruned int8"]["recurrent_weight_bytes"] < entry["dense int8"]["recurrent_weight_bytes"]
+    assert any(c.startswith("sparse-int8/") for c in entry["pruned int8"]["codecs"])
+    assert entry["pruned int8"]["engine"] == "folded-int8" and 0 < entry["recurrent_ratio_to_dense_int8"] < 1
