@@ -568,6 +568,26 @@ def stream() -> str:
             f"{len(small['stream']['runs'])} interleaved runs each; min to max in brackets).\n\n" + _source(doc))
 
 
+def sparse_int() -> str:
+    """docs/results/pruning.md: prune -> quantize against dense int8 (benchmarks/sparse_int.py)."""
+    doc = _load("sparse-int")
+    if not doc:
+        return "_not measured yet: run `python -m benchmarks.sparse_int`_"
+    rows = ["| model, pruning | variant | test accuracy | engine | recurrent weight bytes | file bytes | codecs |",
+            "|---|---|---|---|---|---|---|"]
+    for key, e in doc["results"].items():
+        for variant in ("fp32", "dense int8", "pruned fp32", "pruned int8"):
+            v = e[variant]
+            acc = "—" if v["accuracy"] is None else _pct(v["accuracy"])
+            rows.append(f"| {key} ({e['scope']} {e['ratio']:g}, +{e['finetune']} ep) | {variant} | {acc} | {v['engine']} | "
+                        f"{v['recurrent_weight_bytes']:,} | {v['file_bytes']:,} | {', '.join(v['codecs']) or 'none'} |")
+        rows.append(f"| | **pruned int8 / dense int8** | | | **{100 * e['recurrent_ratio_to_dense_int8']:.1f}%** | "
+                    f"**{100 * e['file_ratio_to_dense_int8']:.1f}%** | |")
+    first = next(iter(doc["results"].values()))
+    return "\n".join(rows) + "\n\n" + _source(doc, threads=first["threads"], also=first["what_else_ran"],
+                                              command=first["command"])
+
+
 def _papers() -> dict:
     return yaml.safe_load((ROOT / "benchmarks" / "papers.yaml").read_text())
 
@@ -838,7 +858,7 @@ def budget() -> str:
 TABLES = {"replication": replication, "budget": budget, "deep_search": deep_search, "cfc_speed": cfc_speed, "baselines": baselines, "engines": engines, "quantize": quantize, "prune": prune,
           "distill": distill, "distill_study": distill_study, "reduce": reduce, "scale": scale, "pipeline": pipeline, "quickstart": quickstart,
           "prune_acceptance": prune_acceptance, "originals": originals, "headline": headline, "papers": papers, "edge": edge, "edge_m4": edge_m4,
-          "imdb_recipes": imdb_recipes, "own_data": own_data, "stream": stream, "imdb_single_changes": imdb_single_changes,
+          "imdb_recipes": imdb_recipes, "own_data": own_data, "stream": stream, "sparse_int": sparse_int, "imdb_single_changes": imdb_single_changes,
           "quantize_imdb": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 eager", "static", "dynamic", "qat",
                                                          "int4-qat", "static-fold")),
           "quantize_onnx": lambda: quantize("imdb/cfc", ("fp32 folded", "fp32 onnxruntime", "static onnxruntime")),
