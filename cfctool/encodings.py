@@ -77,11 +77,12 @@ def integer_codes(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> tuple
 def integer_bytes(t: torch.Tensor, bits: int) -> dict[str, int]:
     """Stored bytes of `t` quantized to `bits` (per-row scales), dense and sparse: what picks
     the codec of a pruned tensor."""
-    rows = t.shape[0] if t.dim() else 1
-    dense = math.ceil(t.numel() * bits / 8) + 4 * rows
-    parts, _ = _encode_sparse_int(t, {"codec": f"sparse-int{bits}", "shape": list(t.shape), "axis": 0,
-                                      "symmetric": True, "layout": "auto"})
-    return {"dense": dense, "sparse": sum(p.numel() * p.element_size() for p in parts.values())}
+    rows = t.shape[0] if t.dim() > 1 else 1
+    width = t.numel() // max(rows, 1)
+    kept = int((t != 0).sum())
+    where = min(math.ceil(t.numel() / 8), rows * _count_dtype(width).itemsize + kept * _col_dtype(width).itemsize)
+    return {"dense": math.ceil(t.numel() * bits / 8) + 4 * rows,  # as _encode_sparse_int lays them out
+            "sparse": math.ceil(kept * bits / 8) + where + 4 * rows}
 
 
 # ----------------------------------------------------------------------------- encode

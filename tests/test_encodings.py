@@ -170,6 +170,10 @@ def test_a_sparse_tensor_claiming_more_values_than_any_model_is_refused_before_d
     assert encodings.decode("w", {**spec, "shape": [2, 5]}, parts).flatten().nonzero().flatten().tolist() == [0, 5, 9]
 
 
+def dense_bytes(parts) -> int:
+    return sum(p.numel() * p.element_size() for p in parts.values())
+
+
 def _pruned_weight(rows=48, cols=96, keep=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(rows, cols, generator=g)
@@ -191,6 +195,8 @@ def test_sparse_integer_codecs_decode_as_the_dense_integer_codec_does(bits, layo
     q_dense, s_dense = encodings.integer_codes(dense_spec, dense_parts)
     assert torch.equal(q_sparse, q_dense) and torch.equal(s_sparse, s_dense)
     stored = sum(p.numel() * p.element_size() for p in sparse_parts.values())
+    if layout == "auto" and scale_dtype == "float32":  # the size quantize decides by, without encoding
+        assert encodings.integer_bytes(w, bits) == {"dense": dense_bytes(dense_parts), "sparse": stored}
     dense = sum(p.numel() * p.element_size() for p in dense_parts.values())
     assert stored < dense * (0.35 if bits == 8 else 0.6)  # 5% kept: pruning and quantization multiply
     if layout == "auto":  # the smaller one: CSR at 5% kept
