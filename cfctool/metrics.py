@@ -115,7 +115,12 @@ class TaskMetric:
         return 100 * (value - baseline) / max(baseline, 1e-12)
 
     def shown(self, value: float) -> str:
-        return f"{100 * value:.2f}%" if self.name == "accuracy" else f"{value:.4f}"
+        return shown(self.name, value)
+
+
+def shown(metric: str, value: float) -> str:
+    """A metric's value as every report writes it: accuracy in percent, the others as they are."""
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4f}"
 
 
 def task_metric(task: dict[str, Any]) -> TaskMetric:

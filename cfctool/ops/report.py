@@ -23,7 +23,7 @@ from cfctool.errors import CfcError, CheckpointError, ConfigError
 from cfctool.escape import markdown_cell, terminal
 from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.families.build import model_from_checkpoint
-from cfctool.metrics import parameter_counts, task_metric
+from cfctool.metrics import parameter_counts, shown, task_metric
 from cfctool.ops.info import tensor_bytes
 from cfctool.ops.methods import METHODS
 
@@ -173,8 +173,8 @@ def columns(rows: list[Row]) -> tuple[str, ...]:
 def metric_cell(row: Row, named: bool = False) -> str:
     if row.value is None:
         return ""
-    shown = f"{100 * row.value:.2f}%" if row.metric == "accuracy" else f"{row.value:.4f}"
-    return f"{row.metric} {shown}" if named else shown
+    value = shown(row.metric, row.value)
+    return f"{row.metric} {value}" if named else value
 
 
 def cells(row: Row, base: Path | None = None, named: bool = False) -> list[str]:
@@ -218,15 +218,14 @@ def _search_table(row: Row, search: dict[str, Any], base: Path | None, text) -> 
     chosen = text(", ".join(f"{k} {v}" for k, v in search["chosen"].items()))
     metric = str(search.get("metric", "accuracy"))  # searches recorded before the metric was: accuracy
     key = f"val_{metric}"
-    shown = (lambda v: f"{100 * v:.2f}%") if metric == "accuracy" else (lambda v: f"{v:.4f}")  # noqa: E731
     allowed = (f"{search['max_drop_points']:g} points" if "max_drop_points" in search
                else f"{search['max_drop_percent']:g}%")
     lines = [f"\n{text(search['step'])} of {name} within {allowed} of validation {text(metric)} "
-             f"{shown(search['baseline_' + key])} ({search['val_samples']:,} held-out training sequences; "
+             f"{shown(metric, search['baseline_' + key])} ({search['val_samples']:,} held-out training sequences; "
              f"{text(search['search'])}; {search['seconds']:.0f} s): chose {chosen}\n",
              f"| candidate | val {text(metric)} | weight bytes | file bytes | seconds | within |",
              "|---|---|---|---|---|---|"]
-    lines += [f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(t[key])} | "
+    lines += [f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(metric, t[key])} | "
               f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
               for t in search["candidates"]]
     return "\n".join(lines) + "\n"
