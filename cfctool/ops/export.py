@@ -57,14 +57,14 @@ def require_onnx() -> None:
 
 
 class _Graph(torch.nn.Module):
-    """The model with every input explicit, as the ONNX graph's signature (loop unrolled);
-    `io`: your own data's raw values in and units out (`data.raw_io`)."""
+    """A model (the training loop, or a `_ScanGraph`) with every input explicit, as the ONNX
+    graph's signature; `io`: your own data's raw values in and units out (`data.raw_io`)."""
 
     def __init__(self, model: torch.nn.Module, io: RawIO | None = None):
         super().__init__()
         self.model, self.io = model, io
 
-    def forward(self, x, dt, mask):
+    def forward(self, x, dt=None, mask=None):
         if self.io is None:
             return self.model(x, dt, mask)
         return self.io.output(self.model(self.io.standardise(x), dt, mask))
@@ -78,17 +78,12 @@ class _ScanGraph(torch.nn.Module):
     is a `FoldedCfC` (float or integer) or a `FoldedODE` whose folded step is exported.
     """
 
-    def __init__(self, engine: torch.nn.Module, has_dt: bool, has_mask: bool, io: RawIO | None = None):
+    def __init__(self, engine: torch.nn.Module, has_dt: bool, has_mask: bool):
         super().__init__()
         self.folded = engine.folded(None if has_dt else 1.0)
-        self.has_dt, self.has_mask, self.io = has_dt, has_mask, io
+        self.has_dt, self.has_mask = has_dt, has_mask
 
     def forward(self, x, dt=None, mask=None):
-        if self.io is None:
-            return self._forward(x, dt, mask)
-        return self.io.output(self._forward(self.io.standardise(x), dt, mask))
-
-    def _forward(self, x, dt, mask):
         from torch._higher_order_ops.scan import scan
 
         f = self.folded
@@ -202,7 +197,9 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
         example = dataclasses.replace(example, x=io.raw(example.x))
     if scan:
         inputs = graph_inputs(example)
-        graph = _ScanGraph(engine.module if integer else folded, "dt" in inputs, "mask" in inputs, io)
+        graph = _ScanGraph(engine.module if integer else folded, "dt" in inputs, "mask" in inputs)
+        if io is not None:  # the raw-value edges around the scan, as around the loop below
+            graph = _Graph(graph, io)
         dynamic = {0: "batch", 1: "time"}
         if integer:  # the integer step it exports, run by PyTorch: a graph that reads dt keeps the gate
             reference = graph  # heads apart, where the engine folds and requantizes them for a constant dt
