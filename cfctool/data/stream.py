@@ -5,7 +5,8 @@ gigabytes does not fit. With `--stream` the table is never held whole:
 
 - one pass (`scan`) checks every sequence and fits the preprocessing on the training
   sequences (feature mean and std, label map, target scale), counting the sequences of each
-  split; the file's sha256 is taken in the same pass (chunked), and recorded;
+  split; the file's sha256 is read before it, in chunks (a second read of the bytes, since
+  pyarrow does its own reading), and recorded;
 - each epoch reads the row groups in order, assembles sequences, preprocesses them with the
   recorded statistics and shuffles them within a buffer of `stream_buffer` sequences,
   drawing from a generator seeded from the training loop's (so a resumed run, which skips
