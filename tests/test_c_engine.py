@@ -174,9 +174,12 @@ def test_export_format_c_refuses_bad_outputs(trained_xor, cli, tmp_path):
     r = cli("export", trained_xor["ltc"], "--format", "c", "-o", tmp_path / "ltc")
     assert r.code == 2 and "no C form" in r.err and not (tmp_path / "ltc").exists()
     r = cli("export", trained_xor["cfc"], "--format", "c", "--token-table", "tiny", "-o", tmp_path / "t")
-    assert r.code == 2 and "--token-table must be one of folded, embedding (got 'tiny')" in r.err
+    assert r.code == 2 and "--token-table must be one of auto, folded, embedding (got 'tiny')" in r.err
     r = cli("export", trained_xor["cfc"], "--token-table", "embedding", "-o", tmp_path / "t.onnx")
     assert r.code == 2 and "--token-table applies to --format c" in r.err
+    r = cli("export", trained_xor["cfc"], "--sparse", "often", "-o", tmp_path / "s", "--format", "c")
+    assert r.code == 2 and "--sparse must be one of auto, never, always (got 'often')" in r.err
+    assert not (tmp_path / "s").exists()
     r = cli("export", trained_xor["cfc"], "--row-align", "4", "-o", tmp_path / "t.onnx")
     assert r.code == 2 and "--row-align applies to --format c" in r.err
     assert not (tmp_path / "t").exists() and not (tmp_path / "t.onnx").exists()
@@ -328,11 +331,42 @@ def test_token_table_embedding_equals_the_folded_table(arch, integer, monkeypatc
         assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item()), table
 
 
+@pytest.mark.parametrize("integer", [False, True])
+def test_a_pruned_embedding_enters_as_its_non_zeros(integer, monkeypatch):
+    """An embedding at least half zeros folds into a dense table: auto keeps its rows, only the
+    non-zeros (int8 codes where quantized), and computes what the folded table computes."""
+    from cfctool.configs import PruneConfig, QuantizeConfig
+    from cfctool.data.base import Split
+    from cfctool.engines import choose, integer_settings
+    from cfctool.engines.native import CEngine
+    from cfctool.ops import quantize as quantize_op
+    from cfctool.ops.prune import prune
+
+    ckpt = prune(_token_model("cfc"), PruneConfig(ratio=0.8, scope="embedding"))
+    if integer:
+        calib = Split(_inputs(ckpt, n=32, steps=12, seed=9), torch.zeros(32, dtype=torch.long))
+        monkeypatch.setattr(quantize_op, "_calibration_data", lambda *a: calib)
+        ckpt = quantize_op.quantize(ckpt, QuantizeConfig(scheme="static", calib=32))
+    model = model_from_checkpoint(ckpt)
+    settings = integer_settings(ckpt, model)
+    auto = generate(ckpt, model, "tok", dt_input=False, integer=settings)
+    folded = generate(ckpt, model, "tok", dt_input=False, integer=settings, token_table="folded")
+    assert auto.token_table == "embedding" and folded.token_table == "folded"
+    assert "tok_embedding_off" in auto.source and auto.flash_bytes < folded.flash_bytes
+    x = _inputs(ckpt, n=16, steps=12, seed=5)
+    want = CEngine(folded)(x)
+    got = CEngine(auto)(x)
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
+    assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
+    dense = _token_model("cfc")
+    assert generate(dense, model_from_checkpoint(dense), "tok", dt_input=False).token_table == "folded"
+
+
 def test_unknown_token_table_is_a_clear_error():
     from cfctool.errors import ConfigError
 
     ckpt = _token_model("cfc")
-    with pytest.raises(ConfigError, match="unknown token table 'tiny': choose one of folded, embedding"):
+    with pytest.raises(ConfigError, match="unknown token table 'tiny': choose one of auto, folded, embedding"):
         generate(ckpt, model_from_checkpoint(ckpt), "tok", dt_input=False, token_table="tiny")
 
 
@@ -369,3 +403,81 @@ def test_saturated_gates_and_activations_stay_finite(silu_xor):
     got = engine(x, dt, None)
     assert torch.isfinite(got).all() and torch.isfinite(want).all()
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+
+
+def test_sparse_layout_round_trips_and_groups_rows_by_count():
+    """The sparse product's arrays hold exactly the non-zeros: rebuilt, they are the matrix
+    (empty rows included); the groups' lengths add up; indices take the narrowest type."""
+    from cfctool.engines.c_products import SparseLayout, index_type
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(40, 300, generator=g) * (torch.rand(40, 300, generator=g) < 0.1)
+    w[3] = 0.0  # a row with no non-zero
+    layout = SparseLayout.of(w)
+    rebuilt = torch.zeros_like(w)
+    k, q = 0, 0
+    for count, rows in layout.groups:
+        for _ in range(rows):
+            rebuilt[int(layout.rows[q]), layout.columns[k:k + count]] = layout.values[k:k + count]
+            k, q = k + count, q + 1
+    assert torch.equal(rebuilt, w) and k == int(torch.count_nonzero(w)) and q == int((w != 0).any(1).sum())
+    assert [c for c, _ in layout.groups] == sorted({int(c) for c in (w != 0).sum(1) if c})
+    assert index_type(256) == ("uint8_t", 1) and index_type(300) == ("uint16_t", 2)
+    assert SparseLayout.of(torch.zeros(4, 5)).groups == ()
+
+
+def test_each_product_is_dense_or_sparse_by_its_own_density():
+    from cfctool.engines.c_products import SPARSE_BELOW, choose_form
+
+    w = torch.zeros(10, 100)
+    w[:, :5] = 1.0  # 5% dense
+    assert choose_form(w, integer=False) == ("sparse" if 0.05 < SPARSE_BELOW["float"] else "dense")
+    assert choose_form(w, integer=True) == ("sparse" if 0.05 < SPARSE_BELOW["int8"] else "dense")
+    assert choose_form(torch.ones(10, 100), integer=False) == "dense"
+    assert choose_form(torch.ones(10, 100), integer=False, sparse="always") == "sparse"
+    assert choose_form(w, integer=False, sparse="never") == "dense"
+
+
+@pytest.fixture(scope="module")
+def pruned_xor(trained_xor, tmp_path_factory):
+    """Each architecture with 80% of its weights removed (global, unstructured)."""
+    from cfctool.configs import PruneConfig
+    from cfctool.ops.prune import prune
+
+    folder = tmp_path_factory.mktemp("pruned")
+    paths = {}
+    for arch in ("cfc", "cfc-deep", "cfc-ncp"):
+        paths[arch] = folder / f"{arch}.st"
+        checkpoint.save(prune(checkpoint.load(trained_xor[arch]), PruneConfig(ratio=0.8)), paths[arch])
+    return paths
+
+
+@pytest.mark.parametrize("arch", ["cfc", "cfc-deep", "cfc-ncp"])
+@pytest.mark.parametrize("integer", [False, True])
+def test_sparse_c_equals_the_folded_engine(pruned_xor, arch, integer):
+    """Every product sparse (NCP wiring masks included): float within the folded engine's 1e-5
+    rule, int8 with the same integer sums (identical predictions); the header says so."""
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import choose, integer_settings
+    from cfctool.engines.native import CEngine
+    from cfctool.ops.quantize import quantize
+
+    ckpt = checkpoint.load(pruned_xor[arch])
+    if integer:
+        ckpt = quantize(ckpt, QuantizeConfig(calib=32))
+    model = model_from_checkpoint(ckpt)
+    reference = choose(ckpt, model).module
+    settings = integer_settings(ckpt, model) if integer else None
+    src = generate(ckpt, model, "s", dt_input=True, integer=settings, sparse="always")
+    dense = generate(ckpt, model, "s", dt_input=True, integer=settings, sparse="never")
+    assert src.products and all(p.form == "sparse" for p in src.products)
+    assert any(p.integer for p in src.products) == integer  # (float inputs enter int8 C by a float product)
+    assert all(p.form == "dense" for p in dense.products)
+    assert f"products: 0 dense, {len(src.products)} sparse" in src.header
+    assert src.flash_bytes < dense.flash_bytes
+    x = _inputs(ckpt, n=32, steps=10, seed=7)
+    dt = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(8)) + 0.5
+    want, got = reference(x, dt), CEngine(src)(x, dt)
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
+    tol = (1e-4 if integer else 1e-5) * max(1.0, want.abs().max().item())
+    assert (got - want).abs().max() <= tol

@@ -25,8 +25,12 @@ def register(app: typer.Typer) -> None:
                                                          "checkpoint's file name).")] = None,
         token_table: Annotated[Optional[str], typer.Option(
             help="--format c, token models: how token ids enter. folded: one float row per token (a lookup, the "
-                 "fastest; vocabulary x first width floats); embedding: the embedding rows (int8 where quantized), "
-                 "projected at every step (the smallest flash).")] = None,
+                 "fastest; vocabulary x first width floats); embedding: the embedding rows (int8 where quantized, "
+                 "only the non-zeros where pruned), projected at every step (the smallest flash); auto (default): "
+                 "embedding when the embedding is at least half zeros, else folded.")] = None,
+        sparse: Annotated[Optional[str], typer.Option(
+            help="--format c: how each weight product runs. auto (default): only its non-zeros where the "
+                 "product is sparse enough to run faster so (measured per form), else dense; always; never.")] = None,
         row_align: Annotated[Optional[int], typer.Option(
             help="--format c, quantized models: pad each integer row to a multiple of this many bytes (default "
                  "16: whole vector registers on a desktop CPU; 4 suits a Cortex-M4's 32-bit multiply-adds).",
@@ -70,6 +74,13 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--token-table applies to --format c")
             if token_table not in TOKEN_TABLES:
                 raise ConfigError(f"--token-table must be one of {', '.join(TOKEN_TABLES)} (got '{token_table}')")
+        if sparse is not None:
+            from cfctool.engines.c_products import SPARSE_CHOICES
+
+            if format != "c":
+                raise ConfigError("--sparse applies to --format c")
+            if sparse not in SPARSE_CHOICES:
+                raise ConfigError(f"--sparse must be one of {', '.join(SPARSE_CHOICES)} (got '{sparse}')")
         if fmt.suffix is not None:
             check_output(output, sidecar=False, suffix=fmt.suffix, inputs=(checkpoint,))
         elif Path(output).exists() and not Path(output).is_dir():
@@ -83,7 +94,8 @@ def register(app: typer.Typer) -> None:
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
         say("generating C and checking it against the engine it mirrors" if format == "c" else
             f"exporting ({format}) and verifying it")
-        extra = {"name": name, "token_table": token_table or "folded", "row_align": row_align} if format == "c" else {}
+        extra = ({"name": name, "token_table": token_table or "auto", "row_align": row_align,
+                  "sparse": sparse or "auto"} if format == "c" else {})
         info = fmt.write(ckpt, output, batches[0], **extra)
         if not quiet or format == "onnx":  # the ONNX check is its result line
             print(fmt.summary(info), file=sys.stderr)

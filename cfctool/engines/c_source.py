@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from cfctool.checkpoint import Checkpoint, check_finite
+from cfctool.engines.c_products import SPARSE_CHOICES, TILE, Product, SparseLayout, choose_form, index_type, sparse_function, tiled
 from cfctool.data.raw_io import RawIO
 from cfctool.errors import CheckpointError, ConfigError
 from cfctool.escape import C_NAME_LIMIT, c_comment, c_identifier, is_c_identifier, terminal
@@ -29,9 +30,10 @@ from cfctool.models import inference, ode_inference
 
 # the backbone activations as C expressions of `v`; torch's definitions (nn.SiLU, nn.GELU's exact erf form)
 # how token ids enter: "folded" = one float row per token of the first product's input half
-# (fastest: a lookup), "embedding" = the embedding rows (int8 where stored so) projected at
-# every step (smallest: for flash-limited parts)
-TOKEN_TABLES = ("folded", "embedding")
+# (fastest: a lookup), "embedding" = the embedding rows (int8 where stored so, only the
+# non-zeros of a pruned one) projected at every step (smallest: for flash-limited parts),
+# "auto" = embedding for an embedding at least half zeros (its folded table would be dense)
+TOKEN_TABLES = ("auto", "folded", "embedding")
 # integer rows (and the byte vectors they multiply) are zero-padded to a multiple of this: a
 # dot product of whole vector registers, with no scalar tail and no reads past a row
 ROW_ALIGN = 16
@@ -59,6 +61,8 @@ class CSource:
     n_outputs: int
     per_step: bool
     dt_input: bool  # whether NAME_step reads dt (else the gate is folded for dt = 1)
+    products: tuple[Product, ...] = ()  # each weight product and the form it runs in
+    token_table: str | None = None  # how token ids enter (folded, embedding), None for float inputs
 
     def sizes(self) -> dict[str, int]:
         return {"flash_bytes": self.flash_bytes, "state_bytes": self.state_bytes, "scratch_bytes": self.scratch_bytes}
@@ -111,19 +115,24 @@ def _literal(v: float) -> str:
 
 
 class _Writer:
-    """Collects the weight arrays (their bytes are the flash size) and the code."""
+    """Collects the weight arrays (their bytes are the flash size), the products' own
+    functions and the choice made for each product."""
 
-    def __init__(self, name: str, align: int = 1):
+    def __init__(self, name: str, align: int = 1, sparse: str = "auto"):
         self.name = name
         self.align = align  # integer rows padded to a multiple of this many bytes
+        self.sparse = sparse  # c_products.SPARSE_CHOICES
         self.arrays: list[str] = []
+        self.functions: list[str] = []
+        self.products: list[Product] = []
         self.flash = 0
 
-    def _emit(self, label: str, values: torch.Tensor, comment: str, ctype: str, body: str, size: int) -> str:
+    def _emit(self, label: str, values: torch.Tensor, comment: str, ctype: str, body: str, size: int,
+              shape: tuple[int, ...] | None = None) -> str:
         """One named `static const` array: its declaration, and its bytes counted as flash."""
         ident = f"{self.name}_{label}"
-        shape = " x ".join(str(s) for s in values.shape)
-        self.arrays.append(f"/* {comment} ({shape}) */\nstatic const {ctype} {ident}[{values.numel()}] = {{\n"
+        dims = " x ".join(str(s) for s in (shape or values.shape))
+        self.arrays.append(f"/* {comment} ({dims}) */\nstatic const {ctype} {ident}[{values.numel()}] = {{\n"
                            f"{body}\n}};\n")
         self.flash += size * values.numel()
         return ident
@@ -142,6 +151,56 @@ class _Writer:
             comment += f", rows zero-padded to {values.shape[1]}"
         return self._emit(label, values, comment, "int8_t", _integers(values, 16), 1)
 
+    def matvec(self, label: str, w_t: torch.Tensor, comment: str, x: str, out: str) -> str:
+        """`out += W x` for an (in x out) float matrix, dense or sparse (`c_products`): the C
+        statement; the weights and any function of its own are kept."""
+        n, m = w_t.shape
+        before = self.flash
+        form = choose_form(w_t.t(), False, self.sparse)
+        if form == "dense":
+            ident = self._emit(label, w_t, comment + f", in blocks of {TILE} outputs", "float",
+                               _floats(tiled(w_t)), 4, shape=(n, m))
+            call = f"{self.name}_matvec({x}, {n}, {ident}, {m}, {out});"
+        else:
+            call = f"{self._sparse(label, w_t.t(), comment, False)}({x}, {out});"
+        self.products.append(Product(label, m, n, int(torch.count_nonzero(w_t)), False, form, self.flash - before))
+        return call
+
+    def dot_u8(self, label: str, q: torch.Tensor, comment: str, x: str, acc: str) -> str:
+        """`acc = Q x` (int32 sums) for an (out x in) matrix of stored integers, dense (padded
+        rows) or sparse: the C statement."""
+        m, n = q.shape
+        before = self.flash
+        form = choose_form(q, True, self.sparse)
+        if form == "dense":
+            ident = self.int8(label, q, comment)
+            call = f"{self.name}_dot_u8({x}, {_padded(n, self.align)}, {ident}, {m}, {acc});"
+        else:
+            call = f"{self._sparse(label, q, comment, True)}({x}, {acc}, {m});"
+        self.products.append(Product(label, m, n, int(torch.count_nonzero(q)), True, form, self.flash - before))
+        return call
+
+    def _sparse(self, label: str, weight: torch.Tensor, comment: str, integer: bool) -> str:
+        """A sparse product's arrays (non-zeros, their columns, each summed row's output) and
+        its function; its name."""
+        layout = SparseLayout.of(weight)
+        ident = f"{self.name}_{label}"
+        if layout.values.numel():
+            words = f"{comment}: the {layout.values.numel()} non-zeros, rows grouped by their count"
+            if integer:
+                self._emit(f"{label}_v", layout.values, words, "int8_t", _integers(layout.values, 16), 1)
+            else:
+                self._emit(f"{label}_v", layout.values, words, "float", _floats(layout.values), 4)
+            ctype, size = index_type(weight.shape[1])
+            self._emit(f"{label}_c", layout.columns, "their columns", ctype, _integers(layout.columns, 16), size)
+            rtype, size = index_type(weight.shape[0])
+            self._emit(f"{label}_r", layout.rows, "the output of each summed row", rtype, _integers(layout.rows, 16),
+                       size)
+        fname = f"{ident}_product"
+        self.functions.append(f"/* {c_comment(comment, 200)}: sparse */\n" + sparse_function(fname, layout, ident,
+                                                                                              integer))
+        return fname
+
 
 def _padded(n: int, align: int) -> int:
     return -(-n // align) * align
@@ -151,14 +210,14 @@ def supports(model) -> bool:
     return inference.supports(model) or ode_inference.supports(model)
 
 
-def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None) -> CSource:
+def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None, sparse: str) -> CSource:
     """An Euler sequence ODE block (`ode-rnn`, its `svd`/`qdeim`/`pod-deim` reductions) as the
     folded step of `models.ode_inference`: p = M z + b (or through a rank-K factor, or in the
     latent coordinates of an SVD block), then z + dt (Z u - N 1) + 2 dt N sigmoid(2p)."""
     f = ode_inference.FoldedODE(model)
     if model.embedding is not None:
         raise ConfigError("no C form for an ODE block over token inputs")
-    w = _Writer(name)
+    w = _Writer(name, sparse=sparse)
     up = name.upper()
     n_state = int(f.state_size)
     n_inputs = int(ckpt.task["input"]["size"])
@@ -167,20 +226,17 @@ def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None) -> CSource:
     rank = f.first.shape[1] if f.second is not None and not f.latent else 0
     lines = [f"    float r[{rank}];" if rank else "", "    int j;"]
     if f.latent:
-        second = w.array("p_w", f.second, "the latent state's rank part to the units (2 folded in), transposed")
-        lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n"
-                     f"    {name}_matvec(z, {n_state}, {second}, {width}, p);")
+        lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n    "
+                     + w.matvec("p_w", f.second, "the latent state's rank part to the units (2 folded in), transposed",
+                                "z", "p"))
     elif not rank:
-        first = w.array("p_w", f.first, "M^T (2 folded in)")
-        lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n"
-                     f"    {name}_matvec(z, {n_state}, {first}, {width}, p);")
+        lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n    "
+                     + w.matvec("p_w", f.first, "M^T (2 folded in)", "z", "p"))
     else:
-        first = w.array("r_w", f.first, f"the rank-{rank} factor R^T (zero-padded to a multiple of 8)")
-        second = w.array("p_w", f.second, "L^T (2 folded in)")
-        lines.append(f"    for (j = 0; j < {rank}; ++j) r[j] = 0.0f;\n"
-                     f"    {name}_matvec(z, {n_state}, {first}, {rank}, r);\n"
-                     f"    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n"
-                     f"    {name}_matvec(r, {rank}, {second}, {width}, p);")
+        lines.append(f"    for (j = 0; j < {rank}; ++j) r[j] = 0.0f;\n    "
+                     + w.matvec("r_w", f.first, f"the rank-{rank} factor R^T (zero-padded to a multiple of 8)", "z", "r")
+                     + f"\n    for (j = 0; j < {width}; ++j) p[j] = 0.0f;\n    "
+                     + w.matvec("p_w", f.second, "L^T (2 folded in)", "r", "p"))
     bias = w.array("b", f.bias, "2 b")
     lines.append(f"    for (j = 0; j < {width}; ++j) p[j] = {bias}[j] + p[j];\n"
                  f"    {name}_sigmoids(p, {width});")
@@ -188,17 +244,16 @@ def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None) -> CSource:
     if raw_io is not None:  # raw features in: the standardisation folded into [u, 1]'s rows
         folded_w, folded_b = raw_io.fold_first(weights[:-1], weights[-1])
         weights = torch.cat([folded_w, folded_b.unsqueeze(0)])
-    input_w = w.array("input_w", weights, "[u, 1] -> dt (Z u - N 1)" + (" in latent coordinates" if f.latent else ""))
     upd = [f"    float c[{n_state}];\n    int j;",
            f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;",
-           f"    {name}_matvec(u, {n_inputs + 1}, {input_w}, {n_state}, c);",
+           "    " + w.matvec("input_w", weights, "[u, 1] -> dt (Z u - N 1)" + (" in latent coordinates" if f.latent
+                                                                           else ""), "u", "c"),
            f"    for (j = 0; j < {n_state}; ++j) z[j] = z[j] + c[j];"]
     if f.n_t is None:
         upd.append(f"    for (j = 0; j < {n_state}; ++j) z[j] = z[j] + {_literal(2.0 * f.dt)} * s[j];")
     else:
-        n_t = w.array("n_w", f.n_t, "2 dt N^T" + (" P^T (latent)" if f.latent else ""))
-        upd.append(f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;\n"
-                   f"    {name}_matvec(s, {width}, {n_t}, {n_state}, c);\n"
+        upd.append(f"    for (j = 0; j < {n_state}; ++j) c[j] = 0.0f;\n    "
+                   + w.matvec("n_w", f.n_t, "2 dt N^T" + (" P^T (latent)" if f.latent else ""), "s", "c") + "\n"
                    f"    for (j = 0; j < {n_state}; ++j) z[j] = z[j] + c[j];")
     if f.latent:
         hb = w.array("readout_b", f.head_bias, "the head's bias (its product is in the latent state)")
@@ -225,19 +280,30 @@ def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None) -> CSource:
             f"void {name}_reset({name}_state *state)\n{{\n    int j;\n"
             f"    for (j = 0; j < {n_state}; ++j) state->z[j] = 0.0f; /* x(0) = 0 */\n}}\n\n"
             + _run_function(name, False, per_step))
-    source = (f"/* {name}.c: generated by cfctool from the checkpoint described in {name}.h. */\n"
-              f"#include <math.h>\n#include <stdint.h>\n#include \"{name}.h\"\n\n" + "\n".join(w.arrays) + "\n"
-              + _helpers(name, stages + body) + "\n" + stages + "\n" + body)
+    source = _source(name, w, stages + "\n" + body)
     state_bytes = 4 * n_state
-    scratch = 4 * (n_inputs + 1 + 2 * width + n_state + rank)
+    scratch = 4 * (n_inputs + 1 + 2 * width + n_state + rank) + _product_scratch(name, source)
     arch = ckpt.arch
     kind = arch.get("name") + (f", {arch.get('method')} to {arch.get('dim')}" if arch.get("method") else "")
     state_fields = [f"    float z[{n_state}]; /* the ODE state" + (" in latent coordinates [R z, H z]" if f.latent
                                                                      else "") + " */"]
     header = _header(name, up, ckpt, False, n_inputs, n_outputs, per_step, False, state_fields,
                      w.flash, state_bytes, scratch, None, ode=f"{kind}, {n_state} states, Euler with dt {f.dt:g}",
-                     raw_io=raw_io)
-    return CSource(name, header, source, w.flash, state_bytes, scratch, False, n_inputs, n_outputs, per_step, False)
+                     raw_io=raw_io, products=w.products)
+    return CSource(name, header, source, w.flash, state_bytes, scratch, False, n_inputs, n_outputs, per_step, False,
+                   tuple(w.products))
+
+
+def _source(name: str, w: "_Writer", code: str) -> str:
+    """NAME.c: the arrays, the products' own functions, the helpers `code` calls, then `code`."""
+    return (f"/* {name}.c: generated by cfctool from the checkpoint described in {name}.h. */\n"
+            f"#include <math.h>\n#include <stdint.h>\n#include \"{name}.h\"\n\n" + "\n".join(w.arrays) + "\n"
+            + "".join(f + "\n" for f in w.functions) + _helpers(name, code) + "\n" + code)
+
+
+def _product_scratch(name: str, source: str) -> int:
+    """The dense float product's block of sums, on the stack while it runs."""
+    return 4 * TILE if f"{name}_matvec(" in source else 0
 
 
 def _in_units(w: "_Writer", up: str, raw_io: RawIO | None) -> str:
@@ -280,11 +346,22 @@ def _helpers(name: str, code: str) -> str:
                      f"    int i;\n    for (i = 0; i < n; ++i) {{\n"
                      f"        const float a = v[i] < -88.0f ? -88.0f : (v[i] > 88.0f ? 88.0f : v[i]);\n"
                      f"        v[i] = 1.0f / (1.0f + expf(-a));\n    }}\n}}\n"),
-        "matvec": (f"/* out[j] += sum_i x[i] * w[i * m + j]: w is (n x m), row-major */\n"
+        "matvec": (f"/* out[j] += sum_i x[i] W[i][j] for W (n x m) stored in blocks of {TILE} outputs, each block's n\n"
+                   f" * rows contiguous: a block's sums stay in registers while its rows stream past once */\n"
                    f"static void {name}_matvec(const float *x, int n, const float *w, int m, float *out)\n{{\n"
-                   f"    int i, j;\n    for (i = 0; i < n; ++i) {{\n        const float xi = x[i];\n"
-                   f"        const float *row = w + (int32_t)i * m;\n"
-                   f"        for (j = 0; j < m; ++j) out[j] += xi * row[j];\n    }}\n}}\n"),
+                   f"    enum {{ TILE = {TILE} }};\n    int i, j, b;\n"
+                   f"    for (b = 0; b + TILE <= m; b += TILE) {{\n        float acc[TILE];\n"
+                   f"        const float *block = w + (int32_t)b * n;\n"
+                   f"        for (j = 0; j < TILE; ++j) acc[j] = out[b + j];\n"
+                   f"        for (i = 0; i < n; ++i) {{\n            const float xi = x[i];\n"
+                   f"            const float *row = block + (int32_t)i * TILE;\n"
+                   f"            for (j = 0; j < TILE; ++j) acc[j] += xi * row[j];\n        }}\n"
+                   f"        for (j = 0; j < TILE; ++j) out[b + j] = acc[j];\n    }}\n"
+                   f"    if (b < m) {{ /* the last, narrower block */\n        const int r = m - b;\n"
+                   f"        const float *block = w + (int32_t)b * n;\n"
+                   f"        for (i = 0; i < n; ++i) {{\n            const float xi = x[i];\n"
+                   f"            const float *row = block + (int32_t)i * r;\n"
+                   f"            for (j = 0; j < r; ++j) out[b + j] += xi * row[j];\n        }}\n    }}\n}}\n"),
         # one dot product per output over a row of the stored (out x in) integers, n a multiple of
         # ROW_ALIGN: compilers turn it into whole-register multiply-adds on bytes (AVX-512 VNNI's
         # unsigned x signed, NEON's sdot after widening; SMLAD pairs on a Cortex-M4)
@@ -304,18 +381,19 @@ def _helpers(name: str, code: str) -> str:
 
 
 def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
-             integer: dict | None = None, row_align: int = ROW_ALIGN, token_table: str = "folded",
-             raw_io: RawIO | None = None) -> CSource:
+             integer: dict | None = None, row_align: int = ROW_ALIGN, token_table: str = "auto",
+             raw_io: RawIO | None = None, sparse: str = "auto") -> CSource:
     """C99 for the model `ckpt` decodes to: `dt_input` False folds the gate for dt = 1 (regular
     sequences), True reads dt at every step. The header comment names the checkpoint by its sha256.
     `integer` ({"act_scales", "dynamic", "fuse"}, from the checkpoint's quantization record)
     emits the folded-int8 engine's step: the stored integers, int32 sums, its rescales.
     `raw_io` (your own data's recorded standardisation, `data.raw_io.of`): the C reads raw
     features, the standardisation folded into the first product, and writes outputs in the
-    data's units; without it the C reads what the model reads (the engines feed it splits)."""
+    data's units; without it the C reads what the model reads (the engines feed it splits).
+    `sparse` (auto, never, always): how each weight product runs (`c_products`)."""
     check_finite(ckpt)  # (C has no spelling for NaN or infinity in a constant)
     if ode_inference.supports(model):
-        return _ode(ckpt, model, c_name(name), raw_io)
+        return _ode(ckpt, model, c_name(name), raw_io, sparse)
     if not inference.supports(model):
         raise ConfigError(f"no C form for a {ckpt.arch.get('name')} checkpoint"
                           + (f" of mode '{ckpt.arch.get('mode')}'" if ckpt.arch.get("mode") not in (None, "default")
@@ -346,7 +424,9 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
     n_inputs = 1 if token_input else int(task["input"]["size"])
     n_outputs = int(folded.head_b.numel())
     per_step = folded.per_step
-    w = _Writer(name, row_align if integer is not None else 1)
+    if sparse not in SPARSE_CHOICES:
+        raise ConfigError(f"unknown sparse setting '{sparse}': choose one of {', '.join(SPARSE_CHOICES)}")
+    w = _Writer(name, row_align if integer is not None else 1, sparse)
     up = name.upper()
     state_fields = [f"    float y{k}[{c.h}]; /* cell {k}: y = (x / a + 1) / 2, x its state */"
                     for k, c in enumerate(folded.cells)]
@@ -354,12 +434,14 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
     emit = _int8_cell if integer is not None else _float_cell
     if token_table not in TOKEN_TABLES:
         raise ConfigError(f"unknown token table '{token_table}': choose one of {', '.join(TOKEN_TABLES)}")
+    if token_table == "auto":  # a pruned embedding folds into a dense table: keep its rows, sparse
+        token_table = "embedding" if token_input and _sparse_rows(model.embedding.weight, sparse) else "folded"
     unfold = (token_table == "embedding" and folded.table is not None
               and not model.rnn.cells[0].input_projected)  # a projected input's table is the embedding itself
     table = None if unfold else folded.table
     cells = [emit(w, name, k, folded, token_input, table) for k in range(len(folded.cells))]
     if unfold:
-        token_stage, token_scratch = _embedding_input(w, name, ckpt, model.embedding.weight.detach())
+        token_stage, token_scratch = _embedding_input(w, name, ckpt, model.embedding.weight.detach(), sparse)
         cells[0].stages.append(token_stage)
         cells[0].scratch += token_scratch
     head_w = w.array("readout_w", folded.head_w, "readout, in y-space (outputs x state)")
@@ -382,17 +464,16 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
     body.append(_run_function(name, token_input, per_step))
 
     state_bytes = 4 * sum(widths)
-    scratch = max(c.scratch for c in cells)
+    code = "\n".join("\n".join(c.stages) for c in cells) + "\n" + "\n".join(body)
+    source = _source(name, w, code)
+    scratch = max(c.scratch for c in cells) + _product_scratch(name, source)
     header = _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
                      w.flash, state_bytes, scratch, integer, vocab=model.embedding.num_embeddings
                      if token_input else None, unfolded=unfold, row_align=w.align,
-                     raw_io=None if token_input else raw_io)
-    code = "\n".join("\n".join(c.stages) for c in cells) + "\n" + "\n".join(body)
-    source = (f"/* {name}.c: generated by cfctool from the checkpoint described in {name}.h. */\n"
-              f"#include <math.h>\n#include <stdint.h>\n#include \"{name}.h\"\n\n"
-              + "\n".join(w.arrays) + "\n" + _helpers(name, code) + "\n" + code)
+                     raw_io=None if token_input else raw_io, products=w.products)
     return CSource(name, header, source, w.flash, state_bytes, scratch, token_input, n_inputs, n_outputs, per_step,
-                   dt_input)
+                   dt_input, tuple(w.products), token_table=("embedding" if unfold else "folded") if token_input
+                   else None)
 
 
 @dataclass
@@ -427,14 +508,42 @@ def _first_call(name: str, k: int, token_input: bool, table) -> str:
     return f"{name}_c0_{'token' if token_input and table is None else 'input'}({'token' if token_input else 'input'}, pre)"
 
 
-def _embedding_input(w: "_Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor) -> tuple[str, int]:
+def _sparse_rows(weight: torch.Tensor, sparse: str) -> bool:
+    """Whether an embedding is kept as its non-zeros (offsets, columns, values): at most half
+    of it non-zero, where that is smaller than the dense rows."""
+    return sparse == "always" or (sparse == "auto" and int(torch.count_nonzero(weight)) * 2 <= weight.numel())
+
+
+def _embedding_input(w: "_Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, sparse: str) -> tuple[str, int]:
     """c0_token for an unfolded token table: the token's embedding row (its stored int8 codes
-    times the row's scale where the checkpoint holds it so, else float32) into c0_input."""
+    times the row's scale where the checkpoint holds it so, else float32; only its non-zeros
+    where it is sparse) into c0_input."""
     from cfctool.models.quantized import int_weight
 
     dim = weight.shape[1]
     stored = int_weight(ckpt, "embedding.weight")
-    if stored is not None and torch.equal(stored[0].float() * stored[1].unsqueeze(1), weight):
+    codes_stored = stored is not None and torch.equal(stored[0].float() * stored[1].unsqueeze(1), weight)
+    if _sparse_rows(weight, sparse):
+        nonzero = weight != 0
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), nonzero.sum(1).cumsum(0)])
+        columns = torch.nonzero(nonzero)[:, 1]
+        ctype, size = index_type(dim)
+        off = w.int32("embedding_off", offsets, "where each token's non-zeros start (vocab + 1)")
+        cols = w._emit("embedding_c", columns, "their columns", ctype, _integers(columns, 16), size)
+        if codes_stored:
+            vals = w._emit("embedding_v", stored[0][nonzero], "the embedding's non-zero int8 codes, row by row",
+                           "int8_t", _integers(stored[0][nonzero], 16), 1)
+            scales = w.array("embedding_s", stored[1], "the embedding's row scales")
+            value = f"(float){vals}[k] * {scales}[token]"
+        else:
+            vals = w.array("embedding_v", weight[nonzero], "the embedding's non-zeros, row by row")
+            value = f"{vals}[k]"
+        row = (f"    for (j = 0; j < {dim}; ++j) e[j] = 0.0f;\n"
+               f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) e[{cols}[k]] = {value};\n")
+        return (f"/* cell 0's input from a token: its embedding row (the non-zeros) through the input product */\n"
+                f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n    float e[{dim}];\n    int32_t j, k;\n"
+                + row + f"    {name}_c0_input(e, pre);\n}}\n"), 4 * dim
+    if codes_stored:
         codes = w.int8("embedding_q", stored[0], "the embedding's stored int8 codes (vocab x dim)")
         scales = w.array("embedding_s", stored[1], "the embedding's row scales")
         row = (f"    const int8_t *row = {codes} + (int32_t)token * {_padded(dim, w.align)};\n    const float scale = {scales}[token];\n"
@@ -455,15 +564,15 @@ def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, tabl
         first = _table_input(w, name, table, first_width, "token -> first product's input half plus bias "
                              "(the embedding folded in)")
     else:
-        w_in = w.array(f"c{k}_w_in", cell.w_in_t, f"cell {k}: input half of the first product, transposed (in x out)")
         b1 = w.array(f"c{k}_b1", cell.b1, f"cell {k}: bias of the first product")
         arg = "const float *input" if k == 0 else f"const float *below /* cell {k - 1}'s new y */"
         src = "input" if k == 0 else "below"
         first = (f"static void {name}_c{k}_input({arg}, float *pre)\n{{\n"
-                 f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = {b1}[j];\n"
-                 f"    {name}_matvec({src}, {cell.w_in_t.shape[0]}, {w_in}, {first_width}, pre);\n}}\n")
-    w_state = w.array(f"c{k}_w_state", cell.w_state_t, f"cell {k}: state half of the first product, in y-space, "
-                      "transposed (state x out)")
+                 f"    int j;\n    for (j = 0; j < {first_width}; ++j) pre[j] = {b1}[j];\n    "
+                 + w.matvec(f"c{k}_w_in", cell.w_in_t, f"cell {k}: input half of the first product, transposed "
+                            "(in x out)", src, "pre") + "\n}\n")
+    state_product = w.matvec(f"c{k}_w_state", cell.w_state_t, f"cell {k}: state half of the first product, in "
+                             "y-space, transposed (state x out)", f"state->y{k}", "pre")
     stages = [first]
     head_rows = 3 * cell.h if cell.gate_folded else 4 * cell.h
     scratch = 4 * first_width
@@ -472,25 +581,24 @@ def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, tabl
         layers = [f"    for (j = 0; j < {first_width}; ++j) a[j] = {name}_c{k}_act(pre[j]);"]
         width, widest, cur, buffers = first_width, first_width, 0, ("a", "b")
         for i, (w_t, b) in enumerate(cell.rest):
-            wl = w.array(f"c{k}_layer{i + 1}_w", w_t, f"cell {k}: backbone layer {i + 1}, transposed")
             bl = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias")
             src, dst, out = buffers[cur], buffers[1 - cur], b.numel()
-            layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = {bl}[j];\n"
-                          f"    {name}_matvec({src}, {width}, {wl}, {out}, {dst});\n"
+            layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = {bl}[j];\n    "
+                          + w.matvec(f"c{k}_layer{i + 1}_w", w_t, f"cell {k}: backbone layer {i + 1}, transposed",
+                                     src, dst) + "\n"
                           f"    for (j = 0; j < {out}; ++j) {dst}[j] = {name}_c{k}_act({dst}[j]);")
             width, cur, widest = out, 1 - cur, max(widest, out)
         if cell.basis is not None:
-            basis = w.array(f"c{k}_basis", cell.basis, f"cell {k}: the heads' shared rank-{cell.basis.shape[1]} map "
-                            "(SVD reduction), transposed")
             src, dst, out = buffers[cur], buffers[1 - cur], cell.basis.shape[1]
-            layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = 0.0f;\n"
-                          f"    {name}_matvec({src}, {width}, {basis}, {out}, {dst});")
+            layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = 0.0f;\n    "
+                          + w.matvec(f"c{k}_basis", cell.basis, f"cell {k}: the heads' shared rank-"
+                                     f"{cell.basis.shape[1]} map (SVD reduction), transposed", src, dst))
             width, cur, widest = out, 1 - cur, max(widest, out)
-        hw = w.array(f"c{k}_heads_w", cell.heads[0], f"cell {k}: heads [2c ff1; 2c ff2; "
-                     + ("gate (dt = 1 folded in)" if cell.gate_folded else "time_a; time_b") + "], transposed")
         hb = w.array(f"c{k}_heads_b", cell.heads[1], f"cell {k}: heads bias")
-        layers.append(f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j];\n"
-                      f"    {name}_matvec({buffers[cur]}, {width}, {hw}, {head_rows}, heads);")
+        layers.append(f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j];\n    "
+                      + w.matvec(f"c{k}_heads_w", cell.heads[0], f"cell {k}: heads [2c ff1; 2c ff2; "
+                                 + ("gate (dt = 1 folded in)" if cell.gate_folded else "time_a; time_b")
+                                 + "], transposed", buffers[cur], "heads"))
         second = f", b[{widest}]" if cell.rest or cell.basis is not None else ""
         stages.append(f"/* cell {k}: backbone activations, then the heads' pre-activations */\n"
                       f"static void {name}_c{k}_backbone(float *pre, float *heads)\n{{\n"
@@ -500,7 +608,7 @@ def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, tabl
     step = (f"    {{ /* cell {k} */\n        float pre[{first_width}];\n"
             + (f"        float heads[{head_rows}];\n" if cell.heads is not None else "")
             + f"        {_first_call(name, k, token_input, table)};\n"
-            f"        {name}_matvec(state->y{k}, {cell.h}, {w_state}, {first_width}, pre);\n"
+            f"        {state_product}\n"
             + (f"        {name}_c{k}_backbone(pre, heads);\n        {name}_c{k}_update(heads, dt, state->y{k});\n"
                if cell.heads is not None else f"        {name}_c{k}_update(pre, dt, state->y{k});\n")
             + "    }")
@@ -524,11 +632,11 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
                                    + (", divided by the first activation scale, + 0.5" if qc.fast else "") + ")"))
     elif k == 0:  # float inputs: u = x W_in + b1 (4 heads), the gate folded, then / s_z + 0.5 (fast)
         wc = cell.w_in_t.shape[1]
-        w_in = w.array("c0_w_in", cell.w_in_t, "cell 0: input half of the first product, transposed (in x out)")
         b1 = w.array("c0_b1", cell.b1, "cell 0: bias of the first product")
         lines = [f"    float u[{wc}];\n    int j;",
                  f"    for (j = 0; j < {wc}; ++j) u[j] = 0.0f;",
-                 f"    {name}_matvec(input, {cell.w_in_t.shape[0]}, {w_in}, {wc}, u);",
+                 "    " + w.matvec("c0_w_in", cell.w_in_t, "cell 0: input half of the first product, transposed "
+                              "(in x out)", "input", "u"),
                  f"    for (j = 0; j < {wc}; ++j) u[j] = u[j] + {b1}[j];"]
         if qc.folds_input:
             lines.append(f"    for (j = 0; j < {2 * h}; ++j) pre[j] = u[j];\n"
@@ -541,21 +649,22 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
         stages.append(f"static void {name}_c0_input(const float *input, float *pre)\n{{\n" + "\n".join(lines) + "\n}\n")
     else:
         base_text = w.array(f"c{k}_b1", qc.b1, f"cell {k}: bias of the first product")
-    state_q = w.int8("c%d_state_q" % k, qc.state_q.t(), f"cell {k}: state half of the first product (stored "
-                     "integers, out x state)")
+    state_dot = w.dot_u8(f"c{k}_state_q", qc.state_q.t(), f"cell {k}: state half of the first product (stored "
+                         "integers, out x state)", "yq", "acc")
     state_s = w.array(f"c{k}_state_s", qc.state_s, f"cell {k}: its column scales (y on the 1/127 grid)")
     if k > 0:
-        in_q = w.int8(f"c{k}_in_q", qc.in_q.t(), f"cell {k}: input half (the cell below's y; out x in)")
+        in_dot = w.dot_u8(f"c{k}_in_q", qc.in_q.t(), f"cell {k}: input half (the cell below's y; out x in)",
+                          "below", "acc")
         in_s = w.array(f"c{k}_in_s", qc.in_s, f"cell {k}: its column scales")
     # the first product: pre = base + acc * s (+ acc2 * s2)
     first = [f"    int32_t acc[{first_width}];\n    int j;"]
     if k == 0:
-        first.append(f"    {name}_dot_u8(yq, {pad(h)}, {state_q}, {first_width}, acc);\n"
+        first.append(f"    {state_dot}\n"
                      f"    for (j = 0; j < {first_width}; ++j) pre[j] = pre[j] + (float)acc[j] * {state_s}[j];")
     else:
-        first.append(f"    {name}_dot_u8(yq, {pad(h)}, {state_q}, {first_width}, acc);\n"
+        first.append(f"    {state_dot}\n"
                      f"    for (j = 0; j < {first_width}; ++j) pre[j] = {base_text}[j] + (float)acc[j] * {state_s}[j];\n"
-                     f"    {name}_dot_u8(below, {pad(qc.in_q.shape[0])}, {in_q}, {first_width}, acc);\n"
+                     f"    {in_dot}\n"
                      f"    for (j = 0; j < {first_width}; ++j) pre[j] = pre[j] + (float)acc[j] * {in_s}[j];")
     args = "const uint8_t *yq" + (", const uint8_t *below" if k else "")
     stages.append(f"/* cell {k}: the first product on the integer state{' and the cell below' if k else ''} */\n"
@@ -574,11 +683,11 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
         zt = "uint8_t"
         signed = not qc.relu
 
-        def dot_call(matrix: str, q, n_in: int, n_out: int) -> str:
-            call = f"    {name}_dot_u8(zq, {pad(n_in)}, {matrix}, {n_out}, acc);"
+        def dot_call(label: str, q, comment: str, n_out: int) -> str:
+            call = "    " + w.dot_u8(label, q, comment, "zq", "acc")
             if not signed:
                 return call
-            sums = w.int32(matrix.removeprefix(f"{name}_") + "_rowsum", q.to(torch.int32).sum(1),
+            sums = w.int32(label + "_rowsum", q.to(torch.int32).sum(1),
                            "each row's sum of integers (the + 128 offset of the signed codes)")
             return call + f"\n    for (j = 0; j < {n_out}; ++j) acc[j] -= 128 * {sums}[j];"
 
@@ -618,12 +727,12 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
         width = first_width
         for i, (q_t, s, b, _) in enumerate(qc.layers):
             out = b.numel()
-            lq = w.int8(f"c{k}_layer{i + 1}_q", q_t.t(), f"cell {k}: backbone layer {i + 1} (stored integers, out x in)")
             ls = w.array(f"c{k}_layer{i + 1}_s", s, f"cell {k}: backbone layer {i + 1} column scales"
                          + (" x s_in / s_out" if qc.fast else " x s_in" if qc.static else ""))
             lb = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias"
                          + (" / s_out + 0.5" if qc.fast else ""))
-            lines.append(dot_call(lq, q_t.t(), width, out))
+            lines.append(dot_call(f"c{k}_layer{i + 1}_q", q_t.t(), f"cell {k}: backbone layer {i + 1} (stored "
+                                  "integers, out x in)", out))
             if qc.fast:
                 lines.append(f"    for (j = 0; j < {out}; ++j) zq[j] = ({zt}){name}_clamp({lb}[j] + (float)acc[j] * "
                              f"{ls}[j], 0.0f, 127.0f);")
@@ -637,13 +746,13 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
                 lines.append(dynamic("z", out))
             width = out
         q_t, s_h, b_h = qc.heads
-        hq = w.int8(f"c{k}_heads_q", q_t.t(), f"cell {k}: heads (stored integers, out x in; 2c on ff1/ff2 in the scales"
-                    + ("; the gate requantized per row for dt = 1" if qc.gate_folded else "") + ")")
         hs = w.array(f"c{k}_heads_s", s_h, f"cell {k}: heads column scales" + (" x the last activation scale"
                                                                              if qc.static else ""))
         hb = w.array(f"c{k}_heads_b", b_h, f"cell {k}: heads bias")
         scale = f"({hs}[j] * sz)" if not qc.static else f"{hs}[j]"
-        lines.append(dot_call(hq, q_t.t(), width, head_rows) + "\n"
+        lines.append(dot_call(f"c{k}_heads_q", q_t.t(), f"cell {k}: heads (stored integers, out x in; 2c on "
+                              "ff1/ff2 in the scales" + ("; the gate requantized per row for dt = 1"
+                                                          if qc.gate_folded else "") + ")", head_rows) + "\n"
                      f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j] + (float)acc[j] * {scale};")
         stages.append(f"/* cell {k}: the integer backbone, then the heads' pre-activations */\n"
                       f"static void {name}_c{k}_backbone(float *pre, float *heads)\n{{\n"
@@ -675,9 +784,20 @@ def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table
     return _Cell(stages, step, scratch)
 
 
+def _product_lines(products: list[Product]) -> list[str]:
+    """The header's account of how each product runs (dense or sparse, fp32 or int8)."""
+    if not products:
+        return []
+    sparse = [p for p in products if p.form == "sparse"]
+    lines = [f" * products: {len(products) - len(sparse)} dense, {len(sparse)} sparse (only the non-zeros, "
+             "rows grouped by their count); sparse where it measured faster:"]
+    return lines + [f" *   {c_comment(p.describe(), 120)}" for p in products]
+
+
 def _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input, state_fields,
             flash, state_bytes, scratch, integer, ode: str | None = None, vocab: int | None = None,
-            unfolded: bool = False, row_align: int = 1, raw_io: RawIO | None = None) -> str:
+            unfolded: bool = False, row_align: int = 1, raw_io: RawIO | None = None,
+            products: list[Product] | None = None) -> str:
     # Nothing of the record reaches this comment but through c_comment (and the record's
     # structure was checked at load): provenance is the checkpoint's sha256 and fixed words.
     arch = ckpt.arch
@@ -709,6 +829,7 @@ def _header(name, up, ckpt, token_input, n_inputs, n_outputs, per_step, dt_input
         + (", an output per step" if per_step else ", one output per sequence"),
         f" * made by: {history}",
         f" * encodings: {encoded}",
+        *_product_lines(products or []),
         *([" * inputs: " + c_comment(raw_io.describe(), 400)] if raw_io is not None else []),
         *([" * tokens: " + ("the embedding's rows, projected at every step (--token-table embedding: small, slower)"
                              if unfolded else "one float32 row per token, the embedding folded into the first product "

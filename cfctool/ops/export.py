@@ -257,14 +257,15 @@ C_TOLERANCE = 1e-5
 
 
 def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, name: str | None = None,
-             token_table: str = "folded", row_align: int | None = None) -> dict[str, Any]:
+             token_table: str = "auto", row_align: int | None = None, sparse: str = "auto") -> dict[str, Any]:
     """Write DIRECTORY/NAME.h and DIRECTORY/NAME.c (each atomically): the model as C99. When a C
     compiler is present the code is compiled and checked on `example` against the engine it
     mirrors: float logits within C_TOLERANCE relative of the folded engine (for an ODE block,
     or as close as that engine is to the training loop), integer steps with the predictions of
     the folded-int8 engine; nothing is written when it differs. `token_table` (token models):
-    "folded" or "embedding" (see `c_source.TOKEN_TABLES`); `row_align`: the integer rows' padding
-    (default `c_source.ROW_ALIGN`, 16 bytes for vector units; 4 suits a Cortex-M4)."""
+    "auto", "folded" or "embedding" (see `c_source.TOKEN_TABLES`); `row_align`: the integer rows'
+    padding (default `c_source.ROW_ALIGN`, 16 bytes for vector units; 4 suits a Cortex-M4);
+    `sparse`: how each weight product runs (`c_products.SPARSE_CHOICES`)."""
     from cfctool.engines.c_source import checked_name, generate, model_name
 
     directory = Path(directory)
@@ -277,7 +278,7 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     integer = integer_settings(ckpt, model)
     io = raw_io.of(ckpt.task, ckpt.task_tensors())
     src = generate(ckpt, model, checked_name(name) if name else model_name(ckpt), dt_input=dt_input,
-                   integer=integer, token_table=token_table, raw_io=io,
+                   integer=integer, token_table=token_table, raw_io=io, sparse=sparse,
                    **({"row_align": row_align} if row_align is not None else {}))
     verified: dict[str, Any] = {"verified": False}
     if example is not None:
@@ -320,7 +321,7 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     atomic_write(header, src.header.encode())
     atomic_write(source, src.source.encode())
     return {"header": str(header), "source": str(source), "outputs": [str(header), str(source)], "name": src.name, "dt_input": dt_input, **src.sizes(),
-            "token_table": token_table if src.token_input else None,
+            "token_table": src.token_table, "products": [p.record() for p in src.products],
             "integer": integer is not None, **({"raw_io": io.describe()} if io is not None else {}), **verified}
 
 
@@ -435,6 +436,8 @@ def _c_summary(info: dict[str, Any]) -> str:
     return (f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
             f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}"
             + (f"; token table {info['token_table']}" if info["token_table"] else "")
+            + (f"; {sum(p['form'] == 'sparse' for p in info['products'])} of {len(info['products'])} products "
+               "sparse" if info.get("products") else "")
             + ("; raw features in (the standardisation folded into the first product)" if info.get("raw_io") else "")
             + f"; {check}")
 
