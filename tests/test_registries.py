@@ -304,3 +304,16 @@ def test_a_new_data_set_is_one_module_with_its_own_settings_and_one_registry_lin
     assert evaluate(ckpt)["accuracy"] == ckpt.record["metrics"]["accuracy"] > 0.6  # eval re-reads its test split
     with pytest.raises(ConfigError, match="walk_length must be >= 2"):
         configs.resolve("toy-walk", "cfc", overrides={"walk_length": 1})
+
+
+def test_every_registered_engine_is_named_in_the_engine_help(cli):
+    """`--engine`'s help is built from the torch-free catalog; the catalog and the registry
+    name the same engines, in the registry's order."""
+    from cfctool import engine_catalog, engines
+
+    assert tuple(engine_catalog.ENGINES) == engines.names()
+    bench_help = " ".join(cli("bench", "--help").out.split())
+    eval_help = " ".join(cli("eval", "--help").out.split())
+    for name, line in engine_catalog.ENGINES.items():
+        assert f"{name}: {' '.join(line.split())[:30]}" in bench_help.replace("│ ", "").replace(" │", "")
+    assert "onnxruntime" not in eval_help and "c: generated C99" in eval_help.replace("│ ", "").replace(" │", "")

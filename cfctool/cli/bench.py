@@ -10,6 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 from cfctool.cli import options
+from cfctool import engine_catalog as catalog
 
 
 def _print_human(report: dict) -> None:
@@ -50,7 +51,9 @@ def register(app: typer.Typer) -> None:
         checkpoint: options.Checkpoint,
         cpu: Annotated[bool, typer.Option("--cpu", help="Pin the CPU even where a GPU exists (the default).")] = False,
         device: Annotated[str, typer.Option(help="cpu or cuda (torch engine); --cpu overrides.")] = "cpu",
-        engine: Annotated[str, typer.Option(help="auto (the fastest exact engine for the checkpoint, the one eval runs: folded-int8, folded or loop; 'torch' is an older name of it), an engine by name: folded-int8, folded, loop (the training loop: plain PyTorch eager) or onnxruntime, or all (auto, loop and onnxruntime).")] = "auto",
+        engine: Annotated[str, typer.Option(help="auto (the fastest exact engine for the checkpoint, the one eval runs; "
+                                                 "'torch' is an older name of it), all (auto, loop and onnxruntime), "
+                                                 "or an engine by name: " + catalog.listing() + ".")] = "auto",
         against: Annotated[Optional[str], typer.Option(help="A base checkpoint, interleaved in the same run; reports ratios.")] = None,
         threads: options.Threads = None,
         batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,

@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from cfctool.cli import options
+from cfctool import engine_catalog as catalog
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +22,7 @@ def register(app: typer.Typer) -> None:
         max_samples: Annotated[Optional[int], typer.Option(help="Evaluate a seeded random subset of N samples.")] = None,
         threads: options.Threads = None,
         engine: Annotated[str, typer.Option(help="auto (the fastest exact engine for the checkpoint) or an engine by "
-                                                 "name: folded-int8, folded, loop, c (generated C, compiled with "
-                                                 "the system compiler).")] = "auto",
+                                                 "name: " + catalog.listing(catalog.RUNNABLE) + ".")] = "auto",
         as_json: options.Json = False,
         quiet: options.Quiet = False,
     ):
