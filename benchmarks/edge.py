@@ -70,6 +70,8 @@ def latency(name: str, path: str, args) -> dict:
     from benchmarks.engines import ncps_model
     from cfctool import checkpoint
     from cfctool.engines import c_engine, choose, integer_settings
+    from cfctool.engines.c_source import generate
+    from cfctool.engines.native import CEngine
     from cfctool.families.build import model_from_checkpoint
     from cfctool.metrics import split_metrics
     from cfctool.runtime import machine
@@ -83,6 +85,12 @@ def latency(name: str, path: str, args) -> dict:
     engines = {f"c ({'int8' if integer else 'fp32'})": c.module, auto.name: auto.module}
     if integer:  # the same model in float C: int8 against fp32 where both are compiled
         engines["c (fp32, decoded)"] = c_engine(ckpt, model, None)
+    dense = None
+    if any(p.form == "sparse" for p in c.module.source.products) or c.module.source.token_table == "embedding":
+        # the same weights with every product dense and the folded token table: what sparse buys
+        dense = CEngine(generate(ckpt, model, c.module.source.name, dt_input=False,
+                                 integer=integer_settings(ckpt, model), sparse="never", token_table="folded"))
+        engines[f"c ({'int8' if integer else 'fp32'}, dense)"] = dense
     split, sample = _sequences(ckpt, args.data, args.sequences)
     runners = {k: _one_at_a_time(m) for k, m in engines.items()}
     if ckpt.arch["name"] in ("cfc", "cfc-deep", "cfc-ncp") and not args.no_ncps:
@@ -110,6 +118,10 @@ def latency(name: str, path: str, args) -> dict:
                                  "max": round(max(per_step[k]), 3)} for k, v in medians.items()},
              "c_speedup": {k: round(v / medians[first], 2) for k, v in medians.items() if k != first},
              "sizes": c.module.source.sizes(), "compiler": " ".join(c.module.command),
+             "products": [p.describe() for p in c.module.source.products],
+             "token_table": c.module.source.token_table,
+             **({"dense_sizes": dense.src.sizes(),
+                 "flash_vs_dense": round(c.module.source.flash_bytes / dense.src.flash_bytes, 4)} if dense else {}),
              "machine": machine(), "what_else_ran": args.note,
              "command": f"python -m benchmarks.edge {' '.join(sys.argv[1:])}"}
     if not args.no_accuracy:  # the whole split through C against the engine eval runs
@@ -117,6 +129,8 @@ def latency(name: str, path: str, args) -> dict:
             entry.setdefault("accuracy", {})[label] = split_metrics(module, split, ckpt.task, 256)["accuracy"]
         entry["test_samples"] = len(split)
         entry["predictions_differing"] = _differing(c.module, auto.module, split)
+        if dense is not None:
+            entry["predictions_differing_dense"] = _differing(dense, auto.module, split)
     return entry
 
 
