@@ -10,7 +10,8 @@ Footprint (`--m4 NAME=CKPT`): the exported C compiled for a Cortex-M4 (`arm-none
 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os`), sized by
 `arm-none-eabi-size`: flash = text + data, RAM = data + bss + the state + the model's stack
 arrays; which parts it fits. A token model's table is the folded one (a float row per token) or,
-with `--token-table embedding`, its embedding rows (int8 where quantized) projected per step.
+with `--token-table embedding`, its embedding rows (int8 where quantized) projected per step;
+`--sparse` chooses how the products are stored (auto: only the non-zeros of a sparse one).
 
     python -m benchmarks.edge --model imdb-cfc=runs/imdb/cfc.st --threads 1 --data ../shared/data
     python -m benchmarks.edge --m4 pa-cfc=runs/baselines/person_activity-cfc.st
@@ -163,7 +164,7 @@ def footprint(name: str, path: str, args) -> dict:
     ckpt = checkpoint.load(path)
     model = model_from_checkpoint(ckpt)
     src = generate(ckpt, model, name, dt_input=args.dt_input, integer=integer_settings(ckpt, model),
-                   token_table=args.token_table, row_align=args.row_align)
+                   token_table=args.token_table, row_align=args.row_align, sparse=args.sparse)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / f"{src.name}.h").write_text(src.header)
@@ -176,8 +177,10 @@ def footprint(name: str, path: str, args) -> dict:
     return {"checkpoint": path, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"],
             "encoding": "int8" if integer_settings(ckpt, model) else "fp32",
             "dt": "read per step" if args.dt_input else "folded (dt = 1)",
-            "token_table": args.token_table if src.token_input else None,
-            "row_align": args.row_align if integer_settings(ckpt, model) else None, "text": text, "data": data, "bss": bss,
+            "token_table": src.token_table,
+            "row_align": args.row_align if integer_settings(ckpt, model) else None,
+            "sparse_products": sum(p.form == "sparse" for p in src.products), "products": len(src.products),
+            "text": text, "data": data, "bss": bss,
             "flash_bytes": flash, "ram_bytes": ram, "weights_bytes": src.flash_bytes, "state_bytes": src.state_bytes,
             "scratch_bytes": src.scratch_bytes, "fits": {part: flash <= f and ram <= r for part, (f, r) in PARTS.items()},
             "compiler": f"{cc} {' '.join(M4_FLAGS)}", "machine": machine(),
@@ -203,8 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sequences", type=int, default=64, help="test sequences per pass (a seeded sample)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dt-input", action="store_true", help="--m4: generate the step that reads dt")
-    parser.add_argument("--token-table", default="folded", choices=("folded", "embedding"),
-                        help="--m4, token models: the folded table (a lookup) or the embedding rows (small)")
+    parser.add_argument("--token-table", default="auto", choices=("auto", "folded", "embedding"),
+                        help="--m4, token models: the folded table (a lookup), the embedding rows (small), or auto "
+                             "(the rows where the embedding is at least half zeros)")
+    parser.add_argument("--sparse", default="auto", choices=("auto", "never", "always"),
+                        help="--m4: how each weight product is stored and run (only its non-zeros, or dense)")
     parser.add_argument("--row-align", type=int, default=4,
                         help="--m4: the integer rows' padding in bytes (4: the M4's 32-bit words)")
     parser.add_argument("--no-ncps", action="store_true")

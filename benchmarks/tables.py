@@ -484,7 +484,13 @@ def edge() -> str:
             (f" ({r['test_samples']:,} items" + (f", {r['predictions_differing']} predictions differ"
                                                  if "predictions_differing" in r else "") + ")"
              if r.get("test_samples") else "")
-        rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {times} | {ratios} | {acc_cell} |")
+        sparse = sum(" sparse" in p for p in r.get("products") or [])
+        form = (f"; {sparse} of {len(r['products'])} products sparse" if sparse else "") + \
+            (f", token table {r['token_table']}" if r.get("token_table") == "embedding" else "") + \
+            (f"; flash {r['flash_vs_dense']:.2f}× the dense C's" if r.get("flash_vs_dense") else "")
+        if "predictions_differing_dense" in r:
+            acc_cell += f"; dense C: {r['predictions_differing_dense']} differ"
+        rows.append(f"| {name} ({r['arch']}, {r['dataset']}{form}) | {times} | {ratios} | {acc_cell} |")
     any_run = next(iter(runs.values()))
     seqs = sorted({r["sequences"] for r in runs.values()})
     rows += ["", f"One stream at a time (batch 1), {' or '.join(map(str, seqs))} test sequences a pass, "
@@ -507,6 +513,7 @@ def edge_m4() -> str:
             "|---|---|---|---|---|" + "---|" * len(parts)]
     for name, r in runs.items():
         table = (f", token table {r['token_table']}" if r.get("token_table") else "") + \
+            (f", {r['sparse_products']} of {r['products']} products sparse" if r.get("sparse_products") else "") + \
             (f", rows padded to {r['row_align']} B" if r.get("row_align") else "")
         rows.append(f"| {name} ({r['arch']}, {r['dataset']}) | {r['encoding']}{table} | {r.get('dt', '')} | {r['flash_bytes']:,} B | "
                     f"{r['ram_bytes']:,} B | " + " | ".join("fits" if r["fits"][p] else "no" for p in parts) + " |")
