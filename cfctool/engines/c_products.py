@@ -47,7 +47,7 @@ class Product:
     def describe(self) -> str:
         kind = "int8" if self.integer else "fp32"
         return (f"{self.label} {self.outputs}x{self.inputs} {kind} {self.form}"
-                + (f" ({self.nonzeros} non-zeros, {self.density:.1%})" if self.form == "sparse" else ""))
+                + (f" ({self.nonzeros} non-zeros of {self.outputs * self.inputs})" if self.form == "sparse" else ""))
 
     def record(self) -> dict:
         return {"product": self.label, "shape": [self.outputs, self.inputs], "integer": self.integer,

@@ -790,7 +790,7 @@ def _product_lines(products: list[Product]) -> list[str]:
         return []
     sparse = [p for p in products if p.form == "sparse"]
     lines = [f" * products: {len(products) - len(sparse)} dense, {len(sparse)} sparse (only the non-zeros, "
-             "rows grouped by their count); sparse where it measured faster:"]
+             "rows grouped by their count; --sparse auto takes it where it measured faster):"]
     return lines + [f" *   {c_comment(p.describe(), 120)}" for p in products]
 
 
