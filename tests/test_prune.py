@@ -74,6 +74,18 @@ def test_pruned_weights_stay_zero_through_fine_tuning(learned_xor):
     assert [h["command"] for h in out.record["history"]] == ["train", "prune"]
 
 
+def test_a_second_pass_keeps_the_first_pass_zeros_through_fine_tuning(learned_xor):
+    """Pruning the backbone after the heads: fine-tuning holds both passes' zeros, and the
+    heads' zeros (outside the second pass's scope) do not grow back."""
+    first = prune(load(learned_xor), PruneConfig(ratio=0.8, scope="heads"))
+    second = prune(first, PruneConfig(ratio=0.9, scope="backbone", finetune=1, lr=1e-2))
+    assert second.record["compression"]["pruning"]["finetune_result"]["kept_epoch"] >= 1
+    for name, t in first.tensors.items():
+        if name.split(".")[-2:-1] and name.split(".")[-2] in ("ff1", "ff2", "time_a", "time_b") and t.dim() == 2:
+            assert (second.tensors[name][t == 0] == 0).all(), name
+            assert not torch.equal(second.tensors[name], t), name  # the rest was fine-tuned
+
+
 def _token_checkpoint(arch_name="cfc"):
     task = {"dataset": "imdb", "input": {"kind": "tokens", "vocab_size": 40, "pad_id": 0, "oov_id": 1},
             "output": {"kind": "classification", "size": 2, "per_step": False},

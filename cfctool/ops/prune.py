@@ -79,7 +79,7 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
         say(_summary(detail))
         finetuned = None
         if cfg.finetune:
-            pruned, finetuned = _finetune(pruned, cfg, masks, data_dir, say, progress)
+            pruned, finetuned = _finetune(pruned, cfg, held_at_zero(pruned, masks), data_dir, say, progress)
         if cfg.storage == "sparse":  # the pruned tensors (structured pruning leaves none with zeros)
             pruned = store_sparse(pruned, masks)
     compression = dict(ckpt.record.get("compression") or {})
@@ -246,6 +246,17 @@ def remove_units(tensors: dict[str, torch.Tensor], groups, drop: dict[str, torch
 
 
 # ----------------------------------------------------------------------------- fine-tuning, reports
+
+
+def held_at_zero(ckpt: Checkpoint, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What fine-tuning holds at zero: this pass's removals and every weight already exactly
+    zero (an earlier pass's pruning, in any scope), so that none grows back."""
+    family = get(ckpt.arch["name"])
+    held = dict(masks)
+    for name, t in ckpt.tensors.items():
+        if t.dim() >= 2 and t.is_floating_point() and name.split(".")[-1] in family.weights and bool((t == 0).any()):
+            held[name] = held[name] & (t != 0) if name in held else t != 0
+    return held
 
 
 def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, say, progress):
