@@ -92,18 +92,23 @@ def test_generated_code_is_clean_c99_and_reproducible(trained_xor, ode_rnns, sil
     assert (src.header, src.source) == (again.header, again.source)
     (tmp_path / "deep.h").write_text(src.header)
     (tmp_path / "deep.c").write_text(src.source)
-    run = subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O2", "-c", "deep.c"],
-                         cwd=tmp_path, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    text = src.header + src.source
+    for target in ([], ["-mavx512f", "-mavx512vnni"]):  # the portable integer products, and the VNNI ones
+        run = subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O2", *target, "-c",
+                              "deep.c"], cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    # what the VNNI branches add is only their includes, arrays and dot product (x86 with AVX-512 VNNI)
+    vnni = re.compile(r"^#if defined\(__AVX512VNNI__\).*?^#endif\n|^#if DEEP_VNNI\n.*?^#else\n", re.M | re.S)
+    assert bool(vnni.search(src.source)) == kind.startswith("int8")
+    portable = vnni.sub("", src.source)
+    text = src.header + portable
     assert "#include <stdlib.h>" not in text and "malloc" not in text
     assert sorted(set(re.findall(r"#include <(\w+)\.h>", text))) == ["math", "stdint"]
     # file-scope data is constant: no variable declared at column 0 without `static const`
     assert not re.findall(r"^(?!static const)(?:static )?(?:float|int|int32_t|double)\s+\w+\s*(?:\[[^]]*\])?\s*[=;]",
                           src.source, re.M)
-    floats = [int(n) for n in re.findall(r"^static const float \w+\[(\d+)\]", src.source, re.M)]
-    int8s = [int(n) for n in re.findall(r"^static const int8_t \w+\[(\d+)\]", src.source, re.M)]
-    int32s = [int(n) for n in re.findall(r"^static const int32_t \w+\[(\d+)\]", src.source, re.M)]
+    floats = [int(n) for n in re.findall(r"^static const float \w+\[(\d+)\]", portable, re.M)]
+    int8s = [int(n) for n in re.findall(r"^static const int8_t \w+\[(\d+)\]", portable, re.M)]
+    int32s = [int(n) for n in re.findall(r"^static const int32_t \w+\[(\d+)\]", portable, re.M)]
     assert kind.startswith("int8") == bool(int8s) and (kind == "int8-silu") == bool(int32s)
     assert f"#define DEEP_FLASH_BYTES {src.flash_bytes} " in src.header
     assert src.flash_bytes == 4 * sum(floats) + sum(int8s) + 4 * sum(int32s)
@@ -481,3 +486,33 @@ def test_sparse_c_equals_the_folded_engine(pruned_xor, arch, integer):
     assert torch.equal(got.argmax(-1), want.argmax(-1))
     tol = (1e-4 if integer else 1e-5) * max(1.0, want.abs().max().item())
     assert (got - want).abs().max() <= tol
+
+
+def _has_vnni() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512_vnni" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_vnni(), reason="this CPU has no AVX-512 VNNI (the portable path is what runs here)")
+@pytest.mark.parametrize("arch", ["cfc", "cfc-ncp"])
+def test_vnni_integer_products_equal_the_portable_ones(trained_xor, arch):
+    """The AVX-512 VNNI blocks hold the same integers as the padded rows: compiled with and
+    without VNNI, the int8 C gives the same logits (the int32 sums are exact either way)."""
+    from cfctool.configs import QuantizeConfig
+    from cfctool.engines import integer_settings
+    from cfctool.engines.native import FLAGS, CEngine
+    from cfctool.ops.quantize import quantize
+
+    ckpt = quantize(checkpoint.load(trained_xor[arch]), QuantizeConfig(calib=32))
+    model = model_from_checkpoint(ckpt)
+    src = generate(ckpt, model, "v", dt_input=True, integer=integer_settings(ckpt, model))
+    assert "#if V_VNNI" in src.source
+    x = _inputs(ckpt, n=24, steps=10, seed=11)
+    dt = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(12)) + 0.5
+    vnni = CEngine(src)(x, dt)
+    portable = CEngine(src, FLAGS + ("-mno-avx512vnni",))(x, dt)
+    assert torch.equal(vnni.argmax(-1), portable.argmax(-1))
+    assert torch.allclose(vnni, portable, rtol=1e-6, atol=1e-6)

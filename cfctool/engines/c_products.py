@@ -71,6 +71,15 @@ def tiled(w_t: torch.Tensor, tile: int = TILE) -> torch.Tensor:
     return torch.cat([w_t[:, b:b + tile].reshape(-1) for b in range(0, m, tile)]) if m else w_t.reshape(-1)
 
 
+def vnni_blocks(q: torch.Tensor) -> torch.Tensor:
+    """An (out x in) integer matrix, `in` a multiple of 4, in the order AVX-512 VNNI's
+    vpdpbusd reads it: blocks of 16 outputs (the last one filled with zero rows), each a run of
+    `in / 4` groups of 16 outputs x 4 consecutive inputs."""
+    m, n = q.shape
+    full = torch.nn.functional.pad(q, (0, 0, 0, -(-m // 16) * 16 - m))
+    return full.reshape(-1, 16, n // 4, 4).permute(0, 2, 1, 3).reshape(-1)
+
+
 @dataclass(frozen=True)
 class SparseLayout:
     """The non-zeros of an (out x in) matrix, rows grouped by their count of non-zeros (counts
