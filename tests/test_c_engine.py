@@ -358,11 +358,15 @@ def test_a_pruned_embedding_enters_as_its_non_zeros(integer, monkeypatch):
     folded = generate(ckpt, model, "tok", dt_input=False, integer=settings, token_table="folded")
     assert auto.token_table == "embedding" and folded.token_table == "folded"
     assert "tok_embedding_off" in auto.source and auto.flash_bytes < folded.flash_bytes
+    forced = generate(ckpt, model, "tok", dt_input=False, integer=settings, sparse="always")
     x = _inputs(ckpt, n=16, steps=12, seed=5)
     want = CEngine(folded)(x)
-    got = CEngine(auto)(x)
-    assert torch.equal(got.argmax(-1), want.argmax(-1))
-    assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
+    for src in (auto, forced):  # float: the token's non-zeros pick input columns, dense or sparse ones
+        got = CEngine(src)(x)
+        assert torch.equal(got.argmax(-1), want.argmax(-1))
+        assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
+    if not integer:
+        assert "tok_c0_input" not in auto.source and "tok_c0_w_in_starts" in forced.source
     dense = _token_model("cfc")
     assert generate(dense, model_from_checkpoint(dense), "tok", dt_input=False).token_table == "folded"
 

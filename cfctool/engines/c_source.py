@@ -487,9 +487,12 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
     unfold = (token_table == "embedding" and folded.table is not None
               and not model.rnn.cells[0].input_projected)  # a projected input's table is the embedding itself
     table = None if unfold else folded.table
-    cells = [emit(w, name, k, folded, token_input, table) for k in range(len(folded.cells))]
+    # float C of a sparse embedding: the token's few non-zeros pick columns of the input product
+    direct = unfold and integer is None and _sparse_rows(model.embedding.weight, sparse)
+    cells = [emit(w, name, k, folded, token_input, table, direct) for k in range(len(folded.cells))]
     if unfold:
-        token_stage, token_scratch = _embedding_input(w, name, ckpt, model.embedding.weight.detach(), sparse)
+        token_stage, token_scratch = _embedding_input(w, name, ckpt, model.embedding.weight.detach(), sparse,
+                                                      folded.cells[0] if direct else None)
         cells[0].stages.append(token_stage)
         cells[0].scratch += token_scratch
     head_w = w.array("readout_w", folded.head_w, "readout, in y-space (outputs x state)")
@@ -562,10 +565,12 @@ def _sparse_rows(weight: torch.Tensor, sparse: str) -> bool:
     return sparse == "always" or (sparse == "auto" and int(torch.count_nonzero(weight)) * 2 <= weight.numel())
 
 
-def _embedding_input(w: "_Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, sparse: str) -> tuple[str, int]:
+def _embedding_input(w: "_Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, sparse: str,
+                     direct=None) -> tuple[str, int]:
     """c0_token for an unfolded token table: the token's embedding row (its stored int8 codes
     times the row's scale where the checkpoint holds it so, else float32; only its non-zeros
-    where it is sparse) into c0_input."""
+    where it is sparse) into c0_input; with `direct` (the float cell 0 of a sparse embedding),
+    each non-zero adds its column of the input product, and there is no c0_input."""
     from cfctool.models.quantized import int_weight
 
     dim = weight.shape[1]
@@ -586,6 +591,8 @@ def _embedding_input(w: "_Writer", name: str, ckpt: Checkpoint, weight: torch.Te
         else:
             vals = w.array("embedding_v", weight[nonzero], "the embedding's non-zeros, row by row")
             value = f"{vals}[k]"
+        if direct is not None:
+            return _token_columns(w, name, direct, off, cols, value), 0
         row = (f"    for (j = 0; j < {dim}; ++j) e[j] = 0.0f;\n"
                f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) e[{cols}[k]] = {value};\n")
         return (f"/* cell 0's input from a token: its embedding row (the non-zeros) through the input product */\n"
@@ -605,10 +612,43 @@ def _embedding_input(w: "_Writer", name: str, ckpt: Checkpoint, weight: torch.Te
             + row + f"    {name}_c0_input(e, pre);\n}}\n"), 4 * dim
 
 
-def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table) -> _Cell:
+def _token_columns(w: "_Writer", name: str, cell, off: str, cols: str, value: str) -> str:
+    """c0_token of float C over a sparse embedding: pre = b1 + the input product's column of each
+    of the token's non-zeros (the column's own non-zeros where the product is sparse)."""
+    w_in_t, width = cell.w_in_t, cell.b1.numel()
+    b1 = w.array("c0_b1", cell.b1, "cell 0: bias of the first product")
+    before = w.flash
+    form = choose_form(w_in_t.t(), False, w.sparse)
+    if form == "sparse":  # by input: each input's non-zero outputs
+        nz = w_in_t != 0
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), nz.sum(1).cumsum(0)])
+        outs = torch.nonzero(nz)[:, 1]
+        otype, osize = index_type(width)
+        stype, ssize = index_type(int(starts[-1]) + 1)
+        s_id = w._emit("c0_w_in_starts", starts, "cell 0: where each input's non-zeros start", stype,
+                       _integers(starts, 16), ssize)
+        o_id = w._emit("c0_w_in_outs", outs, "their outputs", otype, _integers(outs, 16), osize)
+        v_id = w.array("c0_w_in_v", w_in_t[nz], "cell 0: the input product's non-zeros, input by input")
+        add = (f"        for (t = {s_id}[d]; t < {s_id}[d + 1]; ++t) pre[{o_id}[t]] += v * {v_id}[t];\n")
+    else:
+        rows = w.array("c0_w_in", w_in_t, "cell 0: input half of the first product (in x out)")
+        add = f"        for (t = 0; t < {width}; ++t) pre[t] += v * {rows}[d * {width} + t];\n"
+    w.products.append(Product("c0_w_in", width, w_in_t.shape[0], int(torch.count_nonzero(w_in_t)), False, form,
+                              w.flash - before))
+    return (f"/* cell 0's input from a token: the bias, then the input product's column of each non-zero of the\n"
+            f" * token's embedding row */\n"
+            f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n    int32_t j, k, t;\n"
+            f"    for (j = 0; j < {width}; ++j) pre[j] = {b1}[j];\n"
+            f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) {{\n        const float v = {value};\n"
+            f"        const int32_t d = {cols}[k];\n" + add + "    }\n}\n")
+
+
+def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table, direct: bool = False) -> _Cell:
     cell = folded.cells[k]
     first_width = cell.b1.numel()
-    if k == 0 and table is not None:
+    if k == 0 and direct:  # c0_token does the whole input product (_token_columns)
+        first = ""
+    elif k == 0 and table is not None:
         first = _table_input(w, name, table, first_width, "token -> first product's input half plus bias "
                              "(the embedding folded in)")
     else:
@@ -621,7 +661,7 @@ def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, tabl
                             "(in x out)", src, "pre") + "\n}\n")
     state_product = w.matvec(f"c{k}_w_state", cell.w_state_t, f"cell {k}: state half of the first product, in "
                              "y-space, transposed (state x out)", f"state->y{k}", "pre")
-    stages = [first]
+    stages = [first] if first else []
     head_rows = 3 * cell.h if cell.gate_folded else 4 * cell.h
     scratch = 4 * first_width
     if cell.heads is not None:
@@ -663,7 +703,7 @@ def _float_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, tabl
     return _Cell(stages, step, scratch)
 
 
-def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table) -> _Cell:
+def _int8_cell(w: "_Writer", name: str, k: int, folded, token_input: bool, table, direct: bool = False) -> _Cell:
     """The folded-int8 engine's step of one cell (`models.quantized._QCell.step`), the same
     operations in the same order: int32 sums of the stored integers, `bias + acc * scale`,
     clamps and truncations to int8, round half to even (rintf) where it rounds."""
