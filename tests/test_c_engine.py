@@ -520,3 +520,70 @@ def test_vnni_integer_products_equal_the_portable_ones(trained_xor, arch):
     portable = CEngine(src, FLAGS + ("-mno-avx512vnni",))(x, dt)
     assert torch.equal(vnni.argmax(-1), portable.argmax(-1))
     assert torch.allclose(vnni, portable, rtol=1e-6, atol=1e-6)
+
+
+def _compiled_product(tmp_path, w, call: str, args: str, flags=()):
+    """The writer's arrays and functions, with `call` wrapped as `run(args)`, as a loaded library."""
+    import ctypes
+
+    from cfctool.engines.c_source import _source
+
+    (tmp_path / "t.h").write_text("")
+    code = f"void run({args});\nvoid run({args})\n{{\n    {call}\n}}\n"
+    (tmp_path / "t.c").write_text(_source("t", w, code))
+    lib = tmp_path / "t.so"
+    run = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Werror", "-march=native", *flags, "-shared", "-fPIC",
+                          "-o", str(lib), str(tmp_path / "t.c")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return ctypes.CDLL(str(lib)).run
+
+
+def _pointer(t: torch.Tensor, ctype):
+    import ctypes
+
+    return t.numpy().ctypes.data_as(ctypes.POINTER(ctype))
+
+
+@pytest.mark.parametrize("shape", [(5, 70), (130, 3), (64, 64)])
+@pytest.mark.parametrize("sparse", ["never", "always"])
+def test_the_float_product_emitters_compute_w_x(tmp_path, shape, sparse):
+    """A product stage alone (blocked dense or grouped sparse, odd sizes, empty rows): out += W x."""
+    import ctypes
+
+    from cfctool.engines.c_writer import Writer
+
+    g = torch.Generator().manual_seed(sum(shape))
+    weight = torch.randn(shape, generator=g) * (torch.rand(shape, generator=g) < 0.3)
+    weight[1] = 0.0
+    x, out = torch.randn(shape[1], generator=g), torch.randn(shape[0], generator=g)
+    w = Writer("t", sparse=sparse)
+    call = w.matvec("p", weight.t().contiguous(), "a test product", "x", "out")
+    assert w.products[0].form == ("sparse" if sparse == "always" else "dense")
+    run = _compiled_product(tmp_path, w, call, "const float *x, float *out")
+    got = out.clone()
+    run(_pointer(x, ctypes.c_float), _pointer(got, ctypes.c_float))
+    assert torch.allclose(got, out + weight @ x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,align", [((70, 20), 16), ((5, 33), 4), ((64, 64), 1), ((130, 8), 16)])
+@pytest.mark.parametrize("sparse", ["never", "always"])
+def test_the_integer_product_emitters_compute_exact_sums(tmp_path, shape, align, sparse):
+    """The integer product stage (padded rows, VNNI blocks where the compiler targets them, or
+    grouped non-zeros): acc = Q x exactly, for uint8 codes x and int8 weights."""
+    import ctypes
+
+    from cfctool.engines.c_writer import Writer, padded
+
+    g = torch.Generator().manual_seed(shape[0] + align)
+    q = torch.randint(-127, 128, shape, generator=g, dtype=torch.int8) * (torch.rand(shape, generator=g) < 0.5)
+    x = torch.zeros(padded(shape[1], align), dtype=torch.uint8)
+    x[:shape[1]] = torch.randint(0, 256, (shape[1],), generator=g, dtype=torch.uint8)
+    want = (q.to(torch.int64) @ x[:shape[1]].to(torch.int64)).to(torch.int32)
+    w = Writer("t", align, sparse)
+    call = w.dot_u8("q", q, "a test product", "x", "acc")
+    targets = [()] + ([("-mno-avx512vnni",)] if _has_vnni() and w.vnni else [])
+    for flags in targets:
+        run = _compiled_product(tmp_path, w, call, "const uint8_t *x, int32_t *acc", flags)
+        acc = torch.full((shape[0] + 16,), -1, dtype=torch.int32)  # past the outputs: must stay untouched
+        run(_pointer(x, ctypes.c_uint8), _pointer(acc, ctypes.c_int32))
+        assert torch.equal(acc[:shape[0]], want) and (acc[shape[0]:] == -1).all(), flags
