@@ -365,8 +365,8 @@ def test_a_pruned_embedding_enters_as_its_non_zeros(integer, monkeypatch):
         got = CEngine(src)(x)
         assert torch.equal(got.argmax(-1), want.argmax(-1))
         assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
-    if not integer:
-        assert "tok_c0_input" not in auto.source and "tok_c0_w_in_starts" in forced.source
+    # the token's non-zeros pick input columns (the integer step then folds its gate and scales)
+    assert "tok_c0_input" not in auto.source and "tok_c0_w_in_starts" in forced.source
     dense = _token_model("cfc")
     assert generate(dense, model_from_checkpoint(dense), "tok", dt_input=False).token_table == "folded"
 

@@ -64,10 +64,10 @@ class Int8Cell:
 
 
 def int8_cell(w: Writer, name: str, k: int, folded, token_input: bool, table, direct: bool = False) -> Cell:
-    """The cell's functions, its block in NAME_step and its stack bytes (`direct` is the float
-    engine's sparse-token path: not used by the integer step)."""
+    """The cell's functions, its block in NAME_step and its stack bytes (`direct`: cell 0's
+    token enters by its non-zeros' input columns, `c_stages.token_columns`, not c0_input)."""
     c = Int8Cell(w, name, k, folded, token_input, table)
-    stages, base = _input_stage(c)
+    stages, base = ([], "") if k == 0 and direct else _input_stage(c)
     stages.append(_first_stage(c, base))
     qc = c.qc
     scratch = 4 * c.first_width * 2 + c.head_rows * 4 + c.pad(qc.h) + (c.pad(folded.cells[k - 1].h) if k else 0)
@@ -86,7 +86,7 @@ def int8_cell(w: Writer, name: str, k: int, folded, token_input: bool, table, di
 def _input_stage(c: Int8Cell) -> tuple[list[str], str]:
     """Cell 0's input (the token's folded row, or u = x W_in + b1 with the gate folded and, for
     the fast scheme, / s_z + 0.5); for a cell above, its first product's bias array."""
-    w, qc, cell, h = c.w, c.qc, c.cell, c.qc.h
+    w, qc, cell = c.w, c.qc, c.cell
     if c.k:
         return [], w.array(f"c{c.k}_b1", qc.b1, f"cell {c.k}: bias of the first product")
     if c.table is not None:
@@ -100,15 +100,21 @@ def _input_stage(c: Int8Cell) -> tuple[list[str], str]:
              "    " + w.matvec("c0_w_in", cell.w_in_t, "cell 0: input half of the first product, transposed "
                           "(in x out)", "input", "u"),
              f"    for (j = 0; j < {wc}; ++j) u[j] = u[j] + {b1}[j];"]
-    if qc.folds_input:
-        lines.append(f"    for (j = 0; j < {2 * h}; ++j) pre[j] = u[j];\n"
-                     f"    for (j = 0; j < {h}; ++j) pre[{2 * h} + j] = {literal(c.folded.dt_value)} * u[{2 * h} + j] "
-                     f"+ u[{3 * h} + j];")
-    else:
-        lines.append(f"    for (j = 0; j < {c.first_width}; ++j) pre[j] = u[j];")
-    if qc.fast:
-        lines.append(f"    for (j = 0; j < {c.first_width}; ++j) pre[j] = pre[j] / {literal(qc.in_scale)} + 0.5f;")
+    lines += input_post(c.folded)
     return [f"static void {c.name}_c0_input(const float *input, float *pre)\n{{\n" + "\n".join(lines) + "\n}\n"], ""
+
+
+def input_post(folded) -> list[str]:
+    """Cell 0's input u (= x W_in + b1) to pre: the gate folded for dt = 1 where it is, and for
+    the fast scheme divided by the first activation scale, + 0.5."""
+    qc = folded.qcells[0]
+    h, width = qc.h, int(qc.state_q.shape[1])
+    lines = [f"    for (j = 0; j < {2 * h}; ++j) pre[j] = u[j];\n"
+             f"    for (j = 0; j < {h}; ++j) pre[{2 * h} + j] = {literal(folded.dt_value)} * u[{2 * h} + j] "
+             f"+ u[{3 * h} + j];" if qc.folds_input else f"    for (j = 0; j < {width}; ++j) pre[j] = u[j];"]
+    if qc.fast:
+        lines.append(f"    for (j = 0; j < {width}; ++j) pre[j] = pre[j] / {literal(qc.in_scale)} + 0.5f;")
+    return lines
 
 
 def _first_stage(c: Int8Cell, base: str) -> str:

@@ -28,7 +28,7 @@ import torch
 
 from cfctool.checkpoint import Checkpoint, check_finite
 from cfctool.data.raw_io import RawIO
-from cfctool.engines.c_int8 import int8_cell
+from cfctool.engines.c_int8 import input_post, int8_cell
 from cfctool.engines.c_products import SPARSE_CHOICES, TILE, Product
 from cfctool.engines.c_stages import activation, embedding_input, first_call, sparse_rows, table_input, update
 from cfctool.engines.c_writer import Cell, Writer, literal
@@ -385,14 +385,15 @@ def _folded(ckpt: Checkpoint, model, dt: float | None, integer: dict | None):
 
 def _cells(w: Writer, ckpt: Checkpoint, model, folded, token_input: bool, unfold: bool, integer: bool) -> list[Cell]:
     """Each cell's stages and block in NAME_step; with `unfold`, cell 0's token enters through the
-    embedding's rows (float C of a sparse embedding: its non-zeros pick input columns)."""
+    embedding's rows (a sparse embedding's non-zeros pick input columns)."""
     table = None if unfold else folded.table
-    direct = unfold and not integer and sparse_rows(model.embedding.weight, w.sparse)
+    direct = unfold and sparse_rows(model.embedding.weight, w.sparse)
     emit = int8_cell if integer else _float_cell
     cells = [emit(w, w.name, k, folded, token_input, table, direct) for k in range(len(folded.cells))]
     if unfold:
         token_stage, token_scratch = embedding_input(w, w.name, ckpt, model.embedding.weight.detach(), w.sparse,
-                                                     folded.cells[0] if direct else None)
+                                                     folded.cells[0] if direct else None,
+                                                     input_post(folded) if integer and direct else None)
         cells[0].stages.append(token_stage)
         cells[0].scratch += token_scratch
     return cells

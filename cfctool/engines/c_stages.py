@@ -60,11 +60,12 @@ def sparse_rows(weight: torch.Tensor, sparse: str) -> bool:
 
 
 def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, sparse: str,
-                     direct=None) -> tuple[str, int]:
+                     direct=None, post: list[str] | None = None) -> tuple[str, int]:
     """c0_token for an unfolded token table: the token's embedding row (its stored int8 codes
     times the row's scale where the checkpoint holds it so, else float32; only its non-zeros
-    where it is sparse) into c0_input; with `direct` (the float cell 0 of a sparse embedding),
-    each non-zero adds its column of the input product, and there is no c0_input."""
+    where it is sparse) into c0_input; with `direct` (cell 0 over a sparse embedding), each
+    non-zero adds its column of the input product, and there is no c0_input (`post`: the
+    integer step's lines from u to pre)."""
     from cfctool.models.quantized import int_weight
 
     dim = weight.shape[1]
@@ -86,7 +87,7 @@ def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tens
             vals = w.array("embedding_v", weight[nonzero], "the embedding's non-zeros, row by row")
             value = f"{vals}[k]"
         if direct is not None:
-            return token_columns(w, name, direct, off, cols, value), 0
+            return token_columns(w, name, direct, off, cols, value, post), 0
         row = (f"    for (j = 0; j < {dim}; ++j) e[j] = 0.0f;\n"
                f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) e[{cols}[k]] = {value};\n")
         return (f"/* cell 0's input from a token: its embedding row (the non-zeros) through the input product */\n"
@@ -106,10 +107,12 @@ def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tens
             + row + f"    {name}_c0_input(e, pre);\n}}\n"), 4 * dim
 
 
-def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str) -> str:
-    """c0_token of float C over a sparse embedding: pre = b1 + the input product's column of each
-    of the token's non-zeros (the column's own non-zeros where the product is sparse)."""
+def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str, post: list[str] | None = None) -> str:
+    """c0_token over a sparse embedding: b1 + the input product's column of each of the token's
+    non-zeros (the column's own non-zeros where the product is sparse), into pre (float C) or
+    into u, which `post` turns into pre (the integer step's gate folding and scaling)."""
     w_in_t, width = cell.w_in_t, cell.b1.numel()
+    target = "pre" if post is None else "u"
     b1 = w.array("c0_b1", cell.b1, "cell 0: bias of the first product")
     before = w.flash
     form = choose_form(w_in_t.t(), False, w.sparse)
@@ -123,15 +126,17 @@ def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str)
                        integers(starts, 16), ssize)
         o_id = w._emit("c0_w_in_outs", outs, "their outputs", otype, integers(outs, 16), osize)
         v_id = w.array("c0_w_in_v", w_in_t[nz], "cell 0: the input product's non-zeros, input by input")
-        add = (f"        for (t = {s_id}[d]; t < {s_id}[d + 1]; ++t) pre[{o_id}[t]] += v * {v_id}[t];\n")
+        add = (f"        for (t = {s_id}[d]; t < {s_id}[d + 1]; ++t) {target}[{o_id}[t]] += v * {v_id}[t];\n")
     else:
         rows = w.array("c0_w_in", w_in_t, "cell 0: input half of the first product (in x out)")
-        add = f"        for (t = 0; t < {width}; ++t) pre[t] += v * {rows}[d * {width} + t];\n"
+        add = f"        for (t = 0; t < {width}; ++t) {target}[t] += v * {rows}[d * {width} + t];\n"
     w.products.append(Product("c0_w_in", width, w_in_t.shape[0], int(torch.count_nonzero(w_in_t)), False, form,
                               w.flash - before))
     return (f"/* cell 0's input from a token: the bias, then the input product's column of each non-zero of the\n"
             f" * token's embedding row */\n"
-            f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n    int32_t j, k, t;\n"
-            f"    for (j = 0; j < {width}; ++j) pre[j] = {b1}[j];\n"
+            f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n"
+            + ("" if post is None else f"    float u[{width}];\n") + "    int32_t j, k, t;\n"
+            f"    for (j = 0; j < {width}; ++j) {target}[j] = {b1}[j];\n"
             f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) {{\n        const float v = {value};\n"
-            f"        const int32_t d = {cols}[k];\n" + add + "    }\n}\n")
+            f"        const int32_t d = {cols}[k];\n" + add + "    }\n"
+            + "".join(line + "\n" for line in post or []) + "}\n")
