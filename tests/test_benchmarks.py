@@ -339,3 +339,13 @@ def test_sparse_int_smoke(results, trained_xor):
     assert entry["pruned int8"]["recurrent_weight_bytes"] < entry["dense int8"]["recurrent_weight_bytes"]
     assert any(c.startswith("sparse-int8/") for c in entry["pruned int8"]["codecs"])
     assert entry["pruned int8"]["engine"] == "folded-int8" and 0 < entry["recurrent_ratio_to_dense_int8"] < 1
+
+
+def test_c_products_smoke(results):
+    run("c_products", "--repeats", 1, "--reps", 10, "--densities", "0.05,0.5")
+    entry = read(results, "c-products")["runs"]["imdb-cfc-step"]
+    assert {"fp32", "int8"} <= set(entry["kinds"]) and entry["shapes"] == [[64, 192], [64, 64], [576, 64]]
+    for rows in entry["kinds"].values():
+        assert [r["density"] for r in rows] == [0.05, 0.5]
+        assert 0 < rows[0]["nonzeros"] < rows[1]["nonzeros"] < 53248  # the seeded masks, denser at 0.5
+        assert all(r["dense_us"]["median"] > 0 and r["sparse_us"]["median"] > 0 for r in rows)

@@ -526,11 +526,11 @@ def _compiled_product(tmp_path, w, call: str, args: str, flags=()):
     """The writer's arrays and functions, with `call` wrapped as `run(args)`, as a loaded library."""
     import ctypes
 
-    from cfctool.engines.c_source import _source
+    from cfctool.engines.c_source import assemble
 
     (tmp_path / "t.h").write_text("")
     code = f"void run({args});\nvoid run({args})\n{{\n    {call}\n}}\n"
-    (tmp_path / "t.c").write_text(_source("t", w, code))
+    (tmp_path / "t.c").write_text(assemble("t", w, code))
     lib = tmp_path / "t.so"
     run = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Werror", "-march=native", *flags, "-shared", "-fPIC",
                           "-o", str(lib), str(tmp_path / "t.c")], capture_output=True, text=True)

@@ -113,7 +113,7 @@ def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None, sparse: str) 
             f"void {name}_reset({name}_state *state)\n{{\n    int j;\n"
             f"    for (j = 0; j < {n_state}; ++j) state->z[j] = 0.0f; /* x(0) = 0 */\n}}\n\n"
             + _run_function(name, False, f.per_step))
-    source = _source(name, w, stages + "\n" + body)
+    source = assemble(name, w, stages + "\n" + body)
     state_bytes = 4 * n_state
     scratch = 4 * (n_inputs + 1 + 2 * width + n_state + rank) + _product_scratch(name, source)
     arch = ckpt.arch
@@ -193,7 +193,7 @@ def _ode_output(w: Writer, f, model, raw_io: RawIO | None) -> str:
     return out + "\n" + _in_units(w, up, raw_io).rstrip("\n")
 
 
-def _source(name: str, w: "Writer", code: str) -> str:
+def assemble(name: str, w: "Writer", code: str) -> str:
     """NAME.c: the arrays, the products' own functions, the helpers `code` calls, then `code`."""
     up = name.upper()
     vnni = (f"/* AVX-512 VNNI (x86): the integer products as byte dot products of 16 outputs at a time */\n"
@@ -342,7 +342,7 @@ def generate(ckpt: Checkpoint, model, name: str, *, dt_input: bool,
     cells = _cells(w, ckpt, model, folded, token_input, unfold, integer is not None)
     code = "\n".join("\n".join(c.stages) for c in cells) + "\n" + "\n".join(
         _cfc_functions(w, folded, cells, token_input, raw_io))
-    source = _source(name, w, code)
+    source = assemble(name, w, code)
     n_inputs, n_outputs, per_step = 1 if token_input else int(ckpt.task["input"]["size"]), int(folded.head_b.numel()), \
         folded.per_step
     state_bytes = 4 * sum(c.h for c in folded.cells)
