@@ -371,7 +371,7 @@ def _report_table(name: str, how: str, digits: int = 2) -> str:
         rows.append(f"| {Path(r['path']).name} | {r['history']} | {100 * r['accuracy']:.2f}% | {r['params']:,} | "
                     f"{r['nonzero_params']:,} | {r['file_bytes']:,} | {r['tensor_bytes']:,} | "
                     f"{first['tensor_bytes'] / r['tensor_bytes']:.1f}× | {r['cpu_seconds'] or 0:.{digits}f} | "
-                    f"{r['speedup'] or 0:.2f}× | {r['engine']} |")
+                    f"{r['speedup'] or 0:.2f}×{' (no measurable difference)' if r.get('speedup_verdict') == 'no measurable difference' else ''} | {r['engine']} |")
     if doc.get("timing"):
         rows += ["", f"Times: {doc['timing']}; sizes and speed-ups against the first row."]
     rows += ["", _source(doc)]

@@ -149,13 +149,19 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return xs[chosen - 1], xs[n - chosen], 1 - 2 * tail
 
 
+# a speed-up is called faster or slower only from an interval this sure (5 or more passes):
+# with 3, [min, max] covers the median 75% of the time, and equal commands came out "slower"
+VERDICT_COVERAGE = 0.9
+
+
 def paired_ratio(base: list[float], model: list[float], level: float = 0.95) -> dict[str, Any]:
     """The speed-up of `model` over `base` from paired, interleaved timings (pass i of each
     ran back to back): the median of the per-pass ratios base/model with its interval, and a
-    verdict: 'no measurable difference' when the interval holds 1."""
+    verdict: 'no measurable difference' when the interval holds 1 or covers the median less
+    than VERDICT_COVERAGE of the time (too few passes to tell)."""
     ratios = [b / m for b, m in zip(base, model)]
     low, high, coverage = median_interval(ratios, level)
-    verdict = ("no measurable difference" if low <= 1.0 <= high
+    verdict = ("no measurable difference" if low <= 1.0 <= high or coverage < VERDICT_COVERAGE
                else "faster" if low > 1.0 else "slower")
     return {"speedup": statistics.median(ratios), "interval": [low, high], "coverage": round(coverage, 3),
             "passes": len(ratios), "verdict": verdict}

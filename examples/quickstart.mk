@@ -14,7 +14,7 @@ THREADS ?= 1
 PRUNE ?= --global --ratio 0.8 --finetune 2 --storage sparse
 STUDENT ?= --student cfc-ncp --hidden 16 --alpha 0.25
 QUANTIZE ?= --scheme static
-BENCH ?= --batches 8 --repeats 3
+BENCH ?= --batches 8 --repeats 5
 
 MODELS := teacher pruned student student-int8
 CKPTS := $(MODELS:%=$(OUT)/%.st)

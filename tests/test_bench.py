@@ -226,6 +226,11 @@ def test_the_median_interval_has_its_coverage_and_the_verdict_follows_it():
     same = [1.0 + rng.gauss(0, 0.05) for _ in range(9)]
     r = paired_ratio(same, [t * (1 + rng.gauss(0, 0.05)) for t in same])
     assert r["verdict"] == "no measurable difference" and r["interval"][0] < 1 < r["interval"][1]
+    # three passes: [min, max] covers the median 75% of the time, too little to call a side,
+    # even when every ratio is above 1; five passes (94%) are enough
+    r = paired_ratio([2.0, 2.1, 2.05], [1.0, 1.0, 1.0])
+    assert r["interval"][0] > 1 and r["coverage"] == 0.75 and r["verdict"] == "no measurable difference"
+    assert paired_ratio([2.0, 2.1, 2.05, 2.0, 2.02], [1.0] * 5)["verdict"] == "faster"
 
 
 def test_timed_passes_last_long_enough_and_ratios_carry_their_interval(trained_xor):
