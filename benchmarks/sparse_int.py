@@ -43,7 +43,8 @@ def measure(path: Path, args, scope: str) -> dict:
     quant = QuantizeConfig(scheme="static", threads=args.threads)
     started = time.perf_counter()
     dense = quantize(base, quant, data_dir=args.data)
-    pruned = prune(base, PruneConfig(ratio=args.ratio, finetune=args.finetune, storage="sparse", threads=args.threads,
+    pruned = prune(base, PruneConfig(ratio=args.ratio, finetune=args.finetune, lr=args.lr, storage="sparse",
+                                     threads=args.threads,
                                      global_threshold=scope == "global"), data_dir=args.data)
     sparse = quantize(pruned, quant, data_dir=args.data)
     out = {}
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scope", choices=("global", "local", "both"), default="both",
                         help="global: one threshold over every weight; local: the ratio of each layer")
     parser.add_argument("--finetune", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=2e-4, help="fine-tuning learning rate (prune's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-samples", type=int, default=None, help="test rows evaluated (default: all)")
     parser.add_argument("--also", default="", help="what else ran on the machine (recorded)")
