@@ -443,7 +443,7 @@ def _float_cell(w: "Writer", name: str, k: int, folded, token_input: bool, table
     if cell.heads is not None:
         stages.append(activation(name, k, cell.act))
         layers = [f"    for (j = 0; j < {first_width}; ++j) a[j] = {name}_c{k}_act(pre[j]);"]
-        width, widest, cur, buffers = first_width, first_width, 0, ("a", "b")
+        widest, cur, buffers = first_width, 0, ("a", "b")
         for i, (w_t, b) in enumerate(cell.rest):
             bl = w.array(f"c{k}_layer{i + 1}_b", b, f"cell {k}: backbone layer {i + 1} bias")
             src, dst, out = buffers[cur], buffers[1 - cur], b.numel()
@@ -451,13 +451,13 @@ def _float_cell(w: "Writer", name: str, k: int, folded, token_input: bool, table
                           + w.matvec(f"c{k}_layer{i + 1}_w", w_t, f"cell {k}: backbone layer {i + 1}, transposed",
                                      src, dst) + "\n"
                           f"    for (j = 0; j < {out}; ++j) {dst}[j] = {name}_c{k}_act({dst}[j]);")
-            width, cur, widest = out, 1 - cur, max(widest, out)
+            cur, widest = 1 - cur, max(widest, out)
         if cell.basis is not None:
             src, dst, out = buffers[cur], buffers[1 - cur], cell.basis.shape[1]
             layers.append(f"    for (j = 0; j < {out}; ++j) {dst}[j] = 0.0f;\n    "
                           + w.matvec(f"c{k}_basis", cell.basis, f"cell {k}: the heads' shared rank-"
                                      f"{cell.basis.shape[1]} map (SVD reduction), transposed", src, dst))
-            width, cur, widest = out, 1 - cur, max(widest, out)
+            cur, widest = 1 - cur, max(widest, out)
         hb = w.array(f"c{k}_heads_b", cell.heads[1], f"cell {k}: heads bias")
         layers.append(f"    for (j = 0; j < {head_rows}; ++j) heads[j] = {hb}[j];\n    "
                       + w.matvec(f"c{k}_heads_w", cell.heads[0], f"cell {k}: heads [2c ff1; 2c ff2; "

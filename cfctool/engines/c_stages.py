@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from cfctool.checkpoint import Checkpoint
-from cfctool.engines.c_products import Product, choose_form, index_type
-from cfctool.engines.c_writer import Writer, integers, padded
+from cfctool.engines.c_products import Product, choose_form
+from cfctool.engines.c_writer import Writer, padded
 
 # the backbone activations as C expressions of `v`; torch's definitions (nn.SiLU, nn.GELU's exact erf form)
 ACTIVATIONS = {
@@ -75,12 +75,10 @@ def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tens
         nonzero = weight != 0
         offsets = torch.cat([torch.zeros(1, dtype=torch.int64), nonzero.sum(1).cumsum(0)])
         columns = torch.nonzero(nonzero)[:, 1]
-        ctype, size = index_type(dim)
         off = w.int32("embedding_off", offsets, "where each token's non-zeros start (vocab + 1)")
-        cols = w._emit("embedding_c", columns, "their columns", ctype, integers(columns, 16), size)
+        cols = w.indices("embedding_c", columns, "their columns", dim)
         if codes_stored:
-            vals = w._emit("embedding_v", stored[0][nonzero], "the embedding's non-zero int8 codes, row by row",
-                           "int8_t", integers(stored[0][nonzero], 16), 1)
+            vals = w.codes("embedding_v", stored[0][nonzero], "the embedding's non-zero int8 codes, row by row")
             scales = w.array("embedding_s", stored[1], "the embedding's row scales")
             value = f"(float){vals}[k] * {scales}[token]"
         else:
@@ -120,11 +118,8 @@ def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str,
         nz = w_in_t != 0
         starts = torch.cat([torch.zeros(1, dtype=torch.int64), nz.sum(1).cumsum(0)])
         outs = torch.nonzero(nz)[:, 1]
-        otype, osize = index_type(width)
-        stype, ssize = index_type(int(starts[-1]) + 1)
-        s_id = w._emit("c0_w_in_starts", starts, "cell 0: where each input's non-zeros start", stype,
-                       integers(starts, 16), ssize)
-        o_id = w._emit("c0_w_in_outs", outs, "their outputs", otype, integers(outs, 16), osize)
+        s_id = w.indices("c0_w_in_starts", starts, "cell 0: where each input's non-zeros start", int(starts[-1]) + 1)
+        o_id = w.indices("c0_w_in_outs", outs, "their outputs", width)
         v_id = w.array("c0_w_in_v", w_in_t[nz], "cell 0: the input product's non-zeros, input by input")
         add = (f"        for (t = {s_id}[d]; t < {s_id}[d + 1]; ++t) {target}[{o_id}[t]] += v * {v_id}[t];\n")
     else:

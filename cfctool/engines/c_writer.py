@@ -68,6 +68,15 @@ class Writer:
     def int32(self, label: str, values: torch.Tensor, comment: str) -> str:
         return self._emit(label, values, comment, "int32_t", integers(values, 12), 4)
 
+    def indices(self, label: str, values: torch.Tensor, comment: str, limit: int) -> str:
+        """Indices below `limit`, in the narrowest unsigned type that holds them."""
+        ctype, size = index_type(limit)
+        return self._emit(label, values, comment, ctype, integers(values, 16), size)
+
+    def codes(self, label: str, values: torch.Tensor, comment: str) -> str:
+        """Integer codes as a flat int8 array (no row padding)."""
+        return self._emit(label, values, comment, "int8_t", integers(values, 16), 1)
+
     def int8(self, label: str, values: torch.Tensor, comment: str) -> str:
         """An (out x in) integer matrix, each row zero-padded to a multiple of `align` bytes."""
         pad = padded(values.shape[1], self.align) - values.shape[1]
@@ -127,15 +136,9 @@ class Writer:
         ident = f"{self.name}_{label}"
         if layout.values.numel():
             words = f"{comment}: the {layout.values.numel()} non-zeros, rows grouped by their count"
-            if integer:
-                self._emit(f"{label}_v", layout.values, words, "int8_t", integers(layout.values, 16), 1)
-            else:
-                self._emit(f"{label}_v", layout.values, words, "float", floats(layout.values), 4)
-            ctype, size = index_type(weight.shape[1])
-            self._emit(f"{label}_c", layout.columns, "their columns", ctype, integers(layout.columns, 16), size)
-            rtype, size = index_type(weight.shape[0])
-            self._emit(f"{label}_r", layout.rows, "the output of each summed row", rtype, integers(layout.rows, 16),
-                       size)
+            (self.codes if integer else self.array)(f"{label}_v", layout.values, words)
+            self.indices(f"{label}_c", layout.columns, "their columns", weight.shape[1])
+            self.indices(f"{label}_r", layout.rows, "the output of each summed row", weight.shape[0])
         fname = f"{ident}_product"
         self.functions.append(f"/* {c_comment(comment, 200)}: sparse */\n" + sparse_function(fname, layout, ident,
                                                                                               integer))
