@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp)
         for kind, (integer, flags) in kinds.items():
             for density in (float(d) for d in args.densities.split(",")):
-                libs = {form: _library(folder, f"{kind[:4]}-{form}-{density}".replace(" ", ""), integer,
+                # one file per library: dlopen of a path already loaded returns the loaded one
+                libs = {form: _library(folder, f"{kind}-{form}-{density}".replace(" ", "-"), integer,
                                        "never" if form == "dense" else "always", density, flags)
                         for form in ("dense", "sparse")}
                 times = {form: [] for form in libs}
