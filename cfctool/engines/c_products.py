@@ -20,10 +20,12 @@ import torch
 # float32 outputs per dense block: 4 AVX-512 (8 AVX2) registers of sums; the block's rows are
 # contiguous in flash, so the product reads its weights once, in order
 TILE = 64
-# the densities under which a sparse product measured faster than the dense one (1 thread,
-# this project's reference CPU; see benchmarks/results/c-products.yaml): the dense float
-# product is bound by reading its weights, the dense integer one reads a quarter as much
-SPARSE_BELOW = {"float": 0.12, "int8": 0.04}
+# the densities under which a sparse product measured faster than the dense one on the IMDB
+# CfC step's shapes (1 thread, AMD EPYC with AVX-512 VNNI; benchmarks/results/c-products.yaml):
+# the dense float product is bound by reading its weights (sparse wins up to 10%), the dense
+# integer one reads a quarter as much with 64 multiply-adds an instruction (sparse wins below
+# about 1.5%; on a target without byte dot products dense int8 is slower and sparse pays sooner)
+SPARSE_BELOW = {"float": 0.10, "int8": 0.015}
 SPARSE_CHOICES = ("auto", "never", "always")
 Form = Literal["dense", "sparse"]
 
