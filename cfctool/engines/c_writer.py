@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 import torch
 
-from cfctool.engines.c_products import Product, SparseLayout, TILE, choose_form, index_type, sparse_function, tiled, vnni_blocks
+from cfctool.engines.c_products import (TILE, Product, SparseLayout, choose_form, index_type, sparse_function, tiled,
+                                         vnni_blocks)
 from cfctool.errors import CheckpointError
 from cfctool.escape import c_comment
 
 
 def floats(values: torch.Tensor) -> str:
+    """An array's body: 8 float literals a line."""
     flat = values.detach().to(torch.float32).reshape(-1).tolist()
     lines = []
     for start in range(0, len(flat), 8):
@@ -22,12 +24,14 @@ def floats(values: torch.Tensor) -> str:
 
 
 def integers(values: torch.Tensor, per_line: int) -> str:
+    """An array's body: `per_line` integers a line."""
     flat = values.detach().to(torch.int64).reshape(-1).tolist()
     return "\n".join("    " + ", ".join(str(v) for v in flat[i:i + per_line]) + ","
                      for i in range(0, len(flat), per_line))
 
 
 def literal(v: float) -> str:
+    """A float32 constant in C: 9 significant digits, which float32 reads back exactly."""
     v = float(v)
     if not math.isfinite(v):  # weights are checked before generation; a scale from the record may not be
         raise CheckpointError(f"a value to emit in C is not finite ({v}): the checkpoint is damaged; "
