@@ -74,7 +74,7 @@ def latency(name: str, path: str, args) -> dict:
     from cfctool.engines.c_source import generate
     from cfctool.engines.native import CEngine
     from cfctool.families.build import model_from_checkpoint
-    from cfctool.metrics import split_metrics
+    from cfctool.metrics import paired_ratio, split_metrics
     from cfctool.runtime import machine
 
     torch.set_num_threads(args.threads)
@@ -113,11 +113,16 @@ def latency(name: str, path: str, args) -> dict:
             per_step[k].append(1e6 * seconds / steps)
     medians = {k: statistics.median(v) for k, v in per_step.items()}
     first = next(iter(engines))
+    # C against each: the median of the per-pass ratios (pass i of every engine ran in the same
+    # round) with its distribution-free interval and verdict, as `bench --against` reports it
+    paired = {k: paired_ratio(per_step[k], per_step[first]) for k in per_step if k != first}
     entry = {"checkpoint": path, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"],
              "sequences": len(sample), "threads": args.threads, "repeats": args.repeats,
              "us_per_step": {k: {"median": round(v, 3), "min": round(min(per_step[k]), 3),
                                  "max": round(max(per_step[k]), 3)} for k, v in medians.items()},
-             "c_speedup": {k: round(v / medians[first], 2) for k, v in medians.items() if k != first},
+             "c_speedup": {k: round(p["speedup"], 2) for k, p in paired.items()},
+             "c_speedup_interval": {k: {"interval": [round(x, 2) for x in p["interval"]], "coverage": p["coverage"],
+                                        "verdict": p["verdict"]} for k, p in paired.items()},
              "sizes": c.module.source.sizes(), "compiler": " ".join(c.module.command),
              "products": [p.describe() for p in c.module.source.products],
              "token_table": c.module.source.token_table,

@@ -478,7 +478,11 @@ def edge() -> str:
             "|---|---|---|---|"]
     for name, r in runs.items():
         times = "; ".join(f"{k} {v['median']:.2f}" for k, v in r["us_per_step"].items())
-        ratios = ", ".join(f"{v:.1f}× {k}" for k, v in r["c_speedup"].items())
+        spans = r.get("c_speedup_interval") or {}
+        ratios = ", ".join(f"{v:.2f}×" + (f" ({spans[k]['interval'][0]:.2f}–{spans[k]['interval'][1]:.2f}"
+                                          + (", no measurable difference" if spans[k]["verdict"] ==
+                                             "no measurable difference" else "") + ")" if k in spans else "")
+                           + f" {k}" for k, v in r["c_speedup"].items())
         acc = r.get("accuracy") or {}
         acc_cell = " / ".join(f"{100 * v:.2f}%" for v in acc.values()) + \
             (f" ({r['test_samples']:,} items" + (f", {r['predictions_differing']} predictions differ"
@@ -494,7 +498,8 @@ def edge() -> str:
     any_run = next(iter(runs.values()))
     seqs = sorted({r["sequences"] for r in runs.values()})
     rows += ["", f"One stream at a time (batch 1), {' or '.join(map(str, seqs))} test sequences a pass, "
-             f"{any_run['repeats']} interleaved passes; C timed in C around its compiled loop "
+             f"{any_run['repeats']} interleaved passes; C against each: the median of the per-pass ratios with "
+             "its distribution-free interval (where recorded); C timed in C around its compiled loop "
              f"(`{any_run['compiler']}`), the others by the wall clock.", "",
              _source({**doc, "machine": any_run["machine"]}, threads=any_run["threads"],
                      also="; ".join(dict.fromkeys(r["what_else_ran"] for r in runs.values())),

@@ -219,6 +219,8 @@ def test_edge_smoke(results, trained_xor):
     assert set(fp32["us_per_step"]) == {"c (fp32)", "folded", "ncps"} and fp32["us_per_step"]["c (fp32)"]["median"] > 0
     assert set(q["us_per_step"]) == {"c (int8)", "folded-int8", "c (fp32, decoded)", "ncps"}
     assert fp32["accuracy"]["c (fp32)"] == fp32["accuracy"]["folded"]
+    spans = fp32["c_speedup_interval"]  # one pass: no side can be called
+    assert set(spans) == {"folded", "ncps"} and all(v["verdict"] == "no measurable difference" for v in spans.values())
     if shutil.which("arm-none-eabi-gcc") and shutil.which("arm-none-eabi-size"):
         run("edge", "--m4", f"xor-int8={int8}")
         m4 = read(results, "edge")["m4"]["xor-int8"]
