@@ -75,12 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=20000, help="product calls per timed pass")
     parser.add_argument("--densities", default=",".join(map(str, DENSITIES)),
                         help="comma-separated fractions of non-zeros")
+    parser.add_argument("--kinds", default="fp32,int8,int8 portable rows",
+                        help="comma-separated: fp32, int8 (as the C engine compiles it), int8 portable rows "
+                             "(without VNNI, where the CPU has it)")
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
     vnni = "avx512_vnni" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
     kinds = {"fp32": (False, ()), "int8": (True, ())}
     if vnni:
         kinds["int8 portable rows"] = (True, ("-mno-avx512vnni",))
+    kinds = {k: v for k, v in kinds.items() if k in args.kinds.split(",")}
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -32,7 +32,8 @@ def test_quickstart_makefile_runs_every_step_and_reports_them(tmp_path):
     assert "train cfc-deep -> prune 0.8 global +ft2 -> distill -> cfc-ncp (alpha 0.25) -> quantize static int8" in \
         rows["qs/student-int8.st"]
     assert "| train cfc-deep |" in rows["qs/teacher.st"] and "folded-int8" in rows["qs/student-int8.st"]
-    assert all("%" in row and "x |" in row for row in rows.values())  # accuracy and a speed-up for each
+    # accuracy and a speed-up for each; one timed pass cannot call a side, and the table says so
+    assert all("%" in row and "x (no measurable difference) |" in row for row in rows.values())
     assert "student-int8.st" in first.stdout  # the table printed at the end
     # nothing changed: nothing is rebuilt (only the report is printed again)
     models = ("teacher", "pruned", "student", "student-int8")
