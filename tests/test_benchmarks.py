@@ -344,10 +344,10 @@ def test_sparse_int_smoke(results, trained_xor):
 
 
 def test_c_products_smoke(results):
-    run("c_products", "--repeats", 1, "--reps", 10, "--densities", "0.05,0.5", "--kinds", "fp32,int8")
+    run("c_products", "--repeats", 1, "--reps", 10, "--densities", "0.25", "--kinds", "fp32,int8")
     entry = read(results, "c-products")["runs"]["imdb-cfc-step"]
     assert set(entry["kinds"]) == {"fp32", "int8"} and entry["shapes"] == [[64, 192], [64, 64], [576, 64]]
     for rows in entry["kinds"].values():
-        assert [r["density"] for r in rows] == [0.05, 0.5]
-        assert 0 < rows[0]["nonzeros"] < rows[1]["nonzeros"] < 53248  # the seeded masks, denser at 0.5
-        assert all(r["dense_us"]["median"] > 0 and r["sparse_us"]["median"] > 0 for r in rows)
+        assert [r["density"] for r in rows] == [0.25]
+        assert abs(rows[0]["nonzeros"] / 53248 - 0.25) < 0.02  # the seeded masks keep a quarter of the weights
+        assert rows[0]["dense_us"]["median"] > 0 and rows[0]["sparse_us"]["median"] > 0
