@@ -112,6 +112,13 @@ class SparseLayout:
                    tuple((c, r) for c, r in groups))
 
 
+def row_starts(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Compressed rows of a matrix: where each row's non-zeros start (rows + 1 entries), their
+    columns, and the non-zero mask (`weight[mask]` are the values in that order)."""
+    mask = weight != 0
+    return torch.cat([torch.zeros(1, dtype=torch.int64), mask.sum(1).cumsum(0)]), torch.nonzero(mask)[:, 1], mask
+
+
 def index_type(limit: int) -> tuple[str, int]:
     """The narrowest unsigned C type (and its bytes) for indices below `limit`."""
     return ("uint8_t", 1) if limit <= 256 else ("uint16_t", 2) if limit <= 65536 else ("int32_t", 4)

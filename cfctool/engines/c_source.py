@@ -391,7 +391,7 @@ def _cells(w: Writer, ckpt: Checkpoint, model, folded, token_input: bool, unfold
     emit = int8_cell if integer else _float_cell
     cells = [emit(w, w.name, k, folded, token_input, table, direct) for k in range(len(folded.cells))]
     if unfold:
-        token_stage, token_scratch = embedding_input(w, w.name, ckpt, model.embedding.weight.detach(), w.sparse,
+        token_stage, token_scratch = embedding_input(w, w.name, ckpt, model.embedding.weight.detach(),
                                                      folded.cells[0] if direct else None,
                                                      input_post(folded) if integer and direct else None)
         cells[0].stages.append(token_stage)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from cfctool.checkpoint import Checkpoint
-from cfctool.engines.c_products import Product, choose_form
+from cfctool.engines.c_products import Product, choose_form, row_starts
 from cfctool.engines.c_writer import Writer, padded
 
 # the backbone activations as C expressions of `v`; torch's definitions (nn.SiLU, nn.GELU's exact erf form)
@@ -59,22 +59,20 @@ def sparse_rows(weight: torch.Tensor, sparse: str) -> bool:
     return sparse == "always" or (sparse == "auto" and int(torch.count_nonzero(weight)) * 2 <= weight.numel())
 
 
-def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, sparse: str,
-                     direct=None, post: list[str] | None = None) -> tuple[str, int]:
+def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, direct=None,
+                    post: list[str] | None = None) -> tuple[str, int]:
     """c0_token for an unfolded token table: the token's embedding row (its stored int8 codes
-    times the row's scale where the checkpoint holds it so, else float32; only its non-zeros
-    where it is sparse) into c0_input; with `direct` (cell 0 over a sparse embedding), each
-    non-zero adds its column of the input product, and there is no c0_input (`post`: the
-    integer step's lines from u to pre)."""
+    times the row's scale where the checkpoint holds it so, else float32) into c0_input; with
+    `direct` (cell 0 over a sparse embedding, `sparse_rows`), only the row's non-zeros, each
+    adding its column of the input product, and no c0_input (`post`: the integer step's lines
+    from u to pre)."""
     from cfctool.models.quantized import int_weight
 
     dim = weight.shape[1]
     stored = int_weight(ckpt, "embedding.weight")
     codes_stored = stored is not None and torch.equal(stored[0].float() * stored[1].unsqueeze(1), weight)
-    if sparse_rows(weight, sparse):
-        nonzero = weight != 0
-        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), nonzero.sum(1).cumsum(0)])
-        columns = torch.nonzero(nonzero)[:, 1]
+    if direct is not None:
+        offsets, columns, nonzero = row_starts(weight)
         off = w.int32("embedding_off", offsets, "where each token's non-zeros start (vocab + 1)")
         cols = w.indices("embedding_c", columns, "their columns", dim)
         if codes_stored:
@@ -84,13 +82,7 @@ def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tens
         else:
             vals = w.array("embedding_v", weight[nonzero], "the embedding's non-zeros, row by row")
             value = f"{vals}[k]"
-        if direct is not None:
-            return token_columns(w, name, direct, off, cols, value, post), 0
-        row = (f"    for (j = 0; j < {dim}; ++j) e[j] = 0.0f;\n"
-               f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) e[{cols}[k]] = {value};\n")
-        return (f"/* cell 0's input from a token: its embedding row (the non-zeros) through the input product */\n"
-                f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n    float e[{dim}];\n    int32_t j, k;\n"
-                + row + f"    {name}_c0_input(e, pre);\n}}\n"), 4 * dim
+        return token_columns(w, name, direct, off, cols, value, post), 0
     if codes_stored:
         codes = w.int8("embedding_q", stored[0], "the embedding's stored int8 codes (vocab x dim)")
         scales = w.array("embedding_s", stored[1], "the embedding's row scales")
@@ -115,9 +107,7 @@ def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str,
     before = w.flash
     form = choose_form(w_in_t.t(), False, w.sparse)
     if form == "sparse":  # by input: each input's non-zero outputs
-        nz = w_in_t != 0
-        starts = torch.cat([torch.zeros(1, dtype=torch.int64), nz.sum(1).cumsum(0)])
-        outs = torch.nonzero(nz)[:, 1]
+        starts, outs, nz = row_starts(w_in_t)
         s_id = w.indices("c0_w_in_starts", starts, "cell 0: where each input's non-zeros start", int(starts[-1]) + 1)
         o_id = w.indices("c0_w_in_outs", outs, "their outputs", width)
         v_id = w.array("c0_w_in_v", w_in_t[nz], "cell 0: the input product's non-zeros, input by input")

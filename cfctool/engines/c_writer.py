@@ -154,7 +154,6 @@ def padded(n: int, align: int) -> int:
 
 
 @dataclass
-@dataclass
 class Cell:
     stages: list[str]  # the cell's functions
     step: str  # its block in NAME_step
