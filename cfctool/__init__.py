@@ -29,7 +29,6 @@ _API = {
 }
 
 
-
 def _methods() -> dict:
     """The compression methods (quantize, prune, reduce, ...): each is `cfctool.NAME`."""
     import importlib

@@ -16,9 +16,10 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -26,9 +27,9 @@ from cfctool import __version__, encodings, escape
 from cfctool.configs import stored
 from cfctool.encodings import split_stored, stored_tensors
 from cfctool.errors import CheckpointError, ConfigError, OutputError
-from cfctool.files import CHECKPOINT_LIMIT, TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.families import FAMILIES, normalise, record_problem
 from cfctool.families.build import expected_tensors
+from cfctool.files import CHECKPOINT_LIMIT, TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.runtime import world_size
 
 # 2: explicit structure in the arch record (backbone_widths, ncp_layers) and encoded tensors;
@@ -78,7 +79,7 @@ class Checkpoint:
     def encodings(self) -> dict[str, dict[str, Any]]:
         return self.record.get("encodings") or {}
 
-    def derive(self, tensors: dict[str, torch.Tensor] | None = None, **sections: Any) -> "Checkpoint":
+    def derive(self, tensors: dict[str, torch.Tensor] | None = None, **sections: Any) -> Checkpoint:
         """A new checkpoint with some tensors or record sections replaced; the input stays untouched.
 
         An encoding survives only for a tensor that was not replaced: new values are
@@ -90,12 +91,15 @@ class Checkpoint:
                 raise ValueError(f"unknown record section {key}")
             record[key] = copy.deepcopy(value)
         new_tensors = dict(self.tensors if tensors is None else tensors)
-        kept = {k: v for k, v in (record.get("encodings") or {}).items()
-                if k in new_tensors and new_tensors[k] is self.tensors.get(k) and k in self.parts}
+        kept = {
+            k: v
+            for k, v in (record.get("encodings") or {}).items()
+            if k in new_tensors and new_tensors[k] is self.tensors.get(k) and k in self.parts
+        }
         record["encodings"] = kept
         return Checkpoint(tensors=new_tensors, record=record, parts={k: self.parts[k] for k in kept})
 
-    def encode(self, specs: dict[str, dict[str, Any]]) -> "Checkpoint":
+    def encode(self, specs: dict[str, dict[str, Any]]) -> Checkpoint:
         """A checkpoint that stores the named tensors encoded (see cfctool.encodings); the
         dense tensors become the decoded values, so the model computes what the file holds."""
         unknown = sorted(set(specs) - set(self.tensors))
@@ -116,7 +120,7 @@ class Checkpoint:
         n = len(TASK_TENSOR_PREFIX)
         return {k[n:]: v for k, v in self.tensors.items() if k.startswith(TASK_TENSOR_PREFIX)}
 
-    def with_history(self, entry: dict[str, Any]) -> "Checkpoint":
+    def with_history(self, entry: dict[str, Any]) -> Checkpoint:
         return self.derive(history=[*self.record.get("history", []), entry])
 
 
@@ -151,8 +155,15 @@ def history_entry(
 
 
 _ST_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
     torch.bool: "BOOL",
 }
 
@@ -164,8 +175,9 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
         record.setdefault(section, [] if section == "history" else {})
     missing = sorted(set(record["encodings"]) - set(ckpt.parts))
     if missing:
-        raise CheckpointError(f"tensors {missing} are recorded as encoded but have no stored parts; "
-                              "encode them with Checkpoint.encode")
+        raise CheckpointError(
+            f"tensors {missing} are recorded as encoded but have no stored parts; encode them with Checkpoint.encode"
+        )
     stored = stored_tensors(ckpt.tensors, record["encodings"], ckpt.parts)
     record["format"] = FORMAT_VERSION
     record["tensors"] = _manifest(stored)
@@ -211,7 +223,11 @@ def _layout(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Any], list[byte
             raise CheckpointError(f"tensor '{name}' has dtype {t.dtype}, which checkpoints cannot store")
         t = t.detach().cpu().contiguous()
         raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
-        entries[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        entries[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         blobs.append(raw)
         offset += len(raw)
     return entries, blobs
@@ -246,10 +262,14 @@ def from_bytes(data: bytes, source: str = "<bytes>", sha256: str | None = None) 
             f"(format {FORMAT_VERSION}); upgrade cfctool (pip install -U cfctool)"
         )
     if version < 1:
-        raise CheckpointError(f"{source}: checkpoint format {version} is not supported (this cfctool reads formats "
-                              f"1 to {FORMAT_VERSION}); re-create it with `cfctool train`")
+        raise CheckpointError(
+            f"{source}: checkpoint format {version} is not supported (this cfctool reads formats "
+            f"1 to {FORMAT_VERSION}); re-create it with `cfctool train`"
+        )
     if META_RECORD not in metadata:
-        raise CheckpointError(f"{source}: the record ('{META_RECORD}' metadata) is missing; the file cannot be interpreted")
+        raise CheckpointError(
+            f"{source}: the record ('{META_RECORD}' metadata) is missing; the file cannot be interpreted"
+        )
     try:
         record = json.loads(metadata[META_RECORD])
     except (ValueError, RecursionError) as exc:  # not JSON, an integer beyond 4,300 digits, deep nesting
@@ -264,21 +284,26 @@ def from_bytes(data: bytes, source: str = "<bytes>", sha256: str | None = None) 
     if header_sha is not None:
         actual = _content_sha256(header, [memoryview(data)[header_end:]])
         if actual != header_sha:
-            raise CheckpointError(f"{source}: the header (its record or tensor table) or the tensor data do not "
-                                  f"match the sha256 recorded in the file ({escape.terminal(header_sha, 15)}, the "
-                                  f"file hashes to {actual[:12]}...); the file was altered or damaged: use an "
-                                  "intact copy")
+            raise CheckpointError(
+                f"{source}: the header (its record or tensor table) or the tensor data do not "
+                f"match the sha256 recorded in the file ({escape.terminal(header_sha, 15)}, the "
+                f"file hashes to {actual[:12]}...); the file was altered or damaged: use an "
+                "intact copy"
+            )
     problem = record_problem(record)  # before any tensor is read or any module built from the record
     if problem:
-        raise CheckpointError(f"{source}: {escape.terminal(problem, 300)}; the file was altered or written by a "
-                              "faulty tool")
+        raise CheckpointError(
+            f"{source}: {escape.terminal(problem, 300)}; the file was altered or written by a faulty tool"
+        )
     recorded_sha = record.pop(DATA_SHA256, None)
     if recorded_sha is not None and header_sha is None:  # an older file: only its data is hashed
         actual = hashlib.sha256(memoryview(data)[header_end:]).hexdigest()
         if actual != recorded_sha:
-            raise CheckpointError(f"{source}: the tensor data do not match the sha256 recorded in the file "
-                                  f"({recorded_sha[:12]}..., the data hash to {actual[:12]}...); the file was "
-                                  "altered or damaged: use an intact copy")
+            raise CheckpointError(
+                f"{source}: the tensor data do not match the sha256 recorded in the file "
+                f"({recorded_sha[:12]}..., the data hash to {actual[:12]}...); the file was "
+                "altered or damaged: use an intact copy"
+            )
     try:
         tensors = load(data)
     except Exception as exc:  # safetensors raises its own error types
@@ -290,8 +315,15 @@ def from_bytes(data: bytes, source: str = "<bytes>", sha256: str | None = None) 
 
     record.setdefault("encodings", {})
     dense, parts = split_stored(tensors, record["encodings"], source)
-    return Checkpoint(tensors=dense, record=record, source=source, parts=parts, data_sha256=recorded_sha,
-                      sha256=sha256 or hashlib.sha256(data).hexdigest(), header_sha256=header_sha)
+    return Checkpoint(
+        tensors=dense,
+        record=record,
+        source=source,
+        parts=parts,
+        data_sha256=recorded_sha,
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        header_sha256=header_sha,
+    )
 
 
 def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
@@ -299,8 +331,10 @@ def _upgrade_v1(record: dict[str, Any], source: str) -> dict[str, Any]:
     try:
         record["arch"] = normalise(record["arch"])
     except (KeyError, ValueError, ConfigError) as exc:
-        raise CheckpointError(f"{source}: a format-1 checkpoint whose architecture cannot be read ({exc}); "
-                              "re-create it with `cfctool train`") from None
+        raise CheckpointError(
+            f"{source}: a format-1 checkpoint whose architecture cannot be read ({exc}); "
+            "re-create it with `cfctool train`"
+        ) from None
     return record
 
 
@@ -312,7 +346,9 @@ def read_header(data: bytes, source: str) -> dict[str, Any]:
     if n > _HEADER_LIMIT or n < 2:
         raise CheckpointError(f"{not_st} (invalid header length); is it the wrong file?")
     if 8 + n > len(data):
-        raise CheckpointError(f"{source}: truncated: the header claims {n} bytes but the file has {len(data) - 8}; re-copy or re-create it")
+        raise CheckpointError(
+            f"{source}: truncated: the header claims {n} bytes but the file has {len(data) - 8}; re-copy or re-create it"
+        )
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # not JSON, digits beyond the limit, deep nesting
@@ -332,7 +368,9 @@ def read_header(data: bytes, source: str) -> dict[str, Any]:
             raise CheckpointError(f"{source}: the header entry of tensor '{name[:80]}' {problem}; the file is damaged")
         end = max(end, info["data_offsets"][1])
     if end > body:
-        raise CheckpointError(f"{source}: truncated: tensor data needs {end} bytes but only {body} are present; re-copy or re-create it")
+        raise CheckpointError(
+            f"{source}: truncated: tensor data needs {end} bytes but only {body} are present; re-copy or re-create it"
+        )
     return header
 
 
@@ -345,9 +383,12 @@ def _entry_problem(info: Any) -> str | None:
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape):
         return "has a shape that is not a list of sizes"
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]):
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
         return "has data offsets that are not two increasing positions"
     return None
 
@@ -380,8 +421,10 @@ def _check_manifest(manifest: dict, tensors: dict[str, torch.Tensor], source: st
         raise CheckpointError(f"{source}: the record's tensor list is not a mapping; the file was altered or damaged")
     actual = _manifest(tensors)
     if manifest != actual:
-        raise CheckpointError(f"{source}: tensors do not match the record: "
-                              f"{_difference(manifest, actual, 'dtype/shape')}; the file was altered or damaged")
+        raise CheckpointError(
+            f"{source}: tensors do not match the record: "
+            f"{_difference(manifest, actual, 'dtype/shape')}; the file was altered or damaged"
+        )
 
 
 # ----------------------------------------------------------------------------- files
@@ -411,8 +454,9 @@ def check_writable(path: str | Path, sidecar: bool = True) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc} in {parent}; "
-                          "choose another output location") from None
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc} in {parent}; choose another output location"
+        ) from None
     return path
 
 
@@ -488,8 +532,10 @@ def _rename(src, dst: Path, named: Path) -> None:
         os.replace(src, dst)
         _fsync_dir(dst.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {named}: {exc.strerror or exc}; nothing was written (the previous "
-                          f"{named.name} and its sidecar, if any, are as they were)") from None
+        raise OutputError(
+            f"cannot write {named}: {exc.strerror or exc}; nothing was written (the previous "
+            f"{named.name} and its sidecar, if any, are as they were)"
+        ) from None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -589,11 +635,15 @@ def _exclusive(path: Path, on_wait=None):
     told = False
     while True:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
-                         0o666 & ~_umask())
+            fd = os.open(
+                lock,
+                os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                0o666 & ~_umask(),
+            )
         except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc} (its lock file {lock.name}; a "
-                              "symlink there is refused)") from None
+            raise OutputError(
+                f"cannot write {path}: {exc.strerror or exc} (its lock file {lock.name}; a symlink there is refused)"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -716,7 +766,8 @@ def _read_pair_once(path: Path, final: bool) -> tuple[bytes, str]:
             raise CheckpointError(
                 f"{path}: sha256 {actual[:12]}... does not match its sidecar {side} "
                 f"({escape.terminal(expected, 12)}...); the .st was replaced or altered after it was written. "
-                "Restore the matching pair, or delete the sidecar to trust the .st alone")
+                "Restore the matching pair, or delete the sidecar to trust the .st alone"
+            )
     return data, actual
 
 
@@ -739,11 +790,15 @@ def _sidecar_sha256(sidecar: Path, path: Path) -> str:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise CheckpointError(f"{sidecar}: sidecar is not valid YAML ({escape.terminal(problem, 200)}{where}); "
-                              f"fix or delete it to load {path} alone") from None
+        raise CheckpointError(
+            f"{sidecar}: sidecar is not valid YAML ({escape.terminal(problem, 200)}{where}); "
+            f"fix or delete it to load {path} alone"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("sha256"), str):
-        raise CheckpointError(f"{sidecar}: sidecar has no 'sha256' field, so it cannot vouch for {path}; "
-                              "delete it to load the .st alone, or re-save the checkpoint")
+        raise CheckpointError(
+            f"{sidecar}: sidecar has no 'sha256' field, so it cannot vouch for {path}; "
+            "delete it to load the .st alone, or re-save the checkpoint"
+        )
     return doc["sha256"]
 
 
@@ -752,9 +807,11 @@ def check_finite(ckpt: Checkpoint) -> None:
     (a model that computes NaN gives 'accuracies' that mean nothing, and C cannot spell them)."""
     for name, t in sorted(ckpt.tensors.items()):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{ckpt.source or '<checkpoint>'}: tensor '{escape.terminal(name, 80)}' holds NaN "
-                                  "or infinite values: the checkpoint is damaged (or its training diverged); use "
-                                  "an intact copy or retrain")
+            raise CheckpointError(
+                f"{ckpt.source or '<checkpoint>'}: tensor '{escape.terminal(name, 80)}' holds NaN "
+                "or infinite values: the checkpoint is damaged (or its training diverged); use "
+                "an intact copy or retrain"
+            )
 
 
 def verify_architecture(ckpt: Checkpoint) -> None:
@@ -769,8 +826,10 @@ def verify_architecture(ckpt: Checkpoint) -> None:
         raise CheckpointError(f"{source}: the recorded architecture cannot be built ({exc})") from None
     actual = {name: list(t.shape) for name, t in ckpt.model_tensors().items()}
     if expected != actual:
-        raise CheckpointError(f"{source}: tensors do not fit architecture '{ckpt.arch.get('name')}': "
-                              f"{_difference(expected, actual, 'shape')}")
+        raise CheckpointError(
+            f"{source}: tensors do not fit architecture '{ckpt.arch.get('name')}': "
+            f"{_difference(expected, actual, 'shape')}"
+        )
 
 
 def _check_proof(ckpt: Checkpoint, source: str) -> None:
@@ -784,8 +843,10 @@ def _check_proof(ckpt: Checkpoint, source: str) -> None:
         actual = None if t is None else list(t.shape)
         if actual is None or len(actual) != len(shape) or any(e is not None and e != a for e, a in zip(shape, actual)):
             want = "x".join("*" if e is None else str(e) for e in shape)
-            raise CheckpointError(f"{source}: the arch record needs tensor '{name}' of shape {want}, the file holds "
-                                  f"{actual or 'none'}; the file was altered or written by a faulty tool")
+            raise CheckpointError(
+                f"{source}: the arch record needs tensor '{name}' of shape {want}, the file holds "
+                f"{actual or 'none'}; the file was altered or written by a faulty tool"
+            )
 
 
 def file_sha256(path: str | Path) -> str:

@@ -12,9 +12,10 @@ import dataclasses
 import math
 import os
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from cfctool.data.names import MODULES
 from cfctool.errors import ConfigError
@@ -55,8 +56,14 @@ def _arch_config_class():
                 raise ConfigError(str(exc)) from None
 
     return dataclasses.make_dataclass(
-        "ArchConfig", fields_, namespace={"validate": validate, "__doc__": "Settings that rebuild a model's module "
-                                          "(besides the task's input/output sizes); see cfctool.families."})
+        "ArchConfig",
+        fields_,
+        namespace={
+            "validate": validate,
+            "__doc__": "Settings that rebuild a model's module "
+            "(besides the task's input/output sizes); see cfctool.families.",
+        },
+    )
 
 
 ArchConfig = _arch_config_class()
@@ -120,9 +127,14 @@ def _data_config_class():
         return Path(value).expanduser() if value else None
 
     return dataclasses.make_dataclass(
-        "DataConfig", fields_, namespace={"validate": validate, "resolved_data_dir": resolved_data_dir,
-                                          "__doc__": "Which data set, where it lives, and how it is generated or "
-                                                     "preprocessed; see cfctool.data."})
+        "DataConfig",
+        fields_,
+        namespace={
+            "validate": validate,
+            "resolved_data_dir": resolved_data_dir,
+            "__doc__": "Which data set, where it lives, and how it is generated or preprocessed; see cfctool.data.",
+        },
+    )
 
 
 DataConfig = _data_config_class()
@@ -139,41 +151,63 @@ class TrainConfig:
     lr_decay: float = _help("Learning-rate factor per epoch.", 1.0)
     lr_schedule: Literal["epoch", "step"] = _help(
         "epoch: multiply by lr_decay after every epoch; step: decay smoothly every step "
-        "(lr * lr_decay ** (step / steps per epoch), Keras' ExponentialDecay).", "epoch")
-    warmup_steps: int = _help("Ramp the learning rate up linearly over the first N optimiser steps (a fresh "
-                              "Adam's first steps are lr-sized on every weight: warm starts need this).", 0)
-    lr_scale: str | None = _help("Per-parameter learning-rate factors, NAME=FACTOR[,NAME=FACTOR...]; NAME is a "
-                                 "parameter name or a glob (e.g. 'rnn.b=0.1'): for a weight the loss is far "
-                                 "more sensitive to than the rest (Adam moves every weight by about lr a step).")
-    ema_decay: float | None = _help("Keep an exponential moving average of the weights, with this decay per "
-                                    "optimiser step (e.g. 0.999: an average over ~1000 steps); validation, the "
-                                    "best-epoch choice and the saved model use the average (default: off).")
+        "(lr * lr_decay ** (step / steps per epoch), Keras' ExponentialDecay).",
+        "epoch",
+    )
+    warmup_steps: int = _help(
+        "Ramp the learning rate up linearly over the first N optimiser steps (a fresh "
+        "Adam's first steps are lr-sized on every weight: warm starts need this).",
+        0,
+    )
+    lr_scale: str | None = _help(
+        "Per-parameter learning-rate factors, NAME=FACTOR[,NAME=FACTOR...]; NAME is a "
+        "parameter name or a glob (e.g. 'rnn.b=0.1'): for a weight the loss is far "
+        "more sensitive to than the rest (Adam moves every weight by about lr a step)."
+    )
+    ema_decay: float | None = _help(
+        "Keep an exponential moving average of the weights, with this decay per "
+        "optimiser step (e.g. 0.999: an average over ~1000 steps); validation, the "
+        "best-epoch choice and the saved model use the average (default: off)."
+    )
     clipnorm: float | None = _help("Clip the gradient norm to this value (default: no clipping).")
     clip_scope: Literal["global", "tensor"] = _help(
-        "global: clip the norm of all gradients together; tensor: each tensor's own "
-        "(Keras' clipnorm).", "global")
-    weight_decay: float = _help("Weight decay (added to the gradient for adam/sgd/rmsprop, i.e. L2 of "
-                                "weight_decay/2 in the loss; decoupled for adamw).", 0.0)
+        "global: clip the norm of all gradients together; tensor: each tensor's own (Keras' clipnorm).", "global"
+    )
+    weight_decay: float = _help(
+        "Weight decay (added to the gradient for adam/sgd/rmsprop, i.e. L2 of "
+        "weight_decay/2 in the loss; decoupled for adamw).",
+        0.0,
+    )
     weight_decay_on: Literal["all", "kernels"] = _help(
-        "all: every parameter; kernels: the recurrent core's weight matrices only "
-        "(not embedding, biases or readout).", "all")
+        "all: every parameter; kernels: the recurrent core's weight matrices only (not embedding, biases or readout).",
+        "all",
+    )
     optimizer: Optimizer = _help("adam, adamw, sgd or rmsprop (rmsprop with Keras' rho 0.9, eps 1e-7).", "adam")
     init: Literal["torch", "keras"] = _help(
-        "torch: PyTorch's default biases; keras: zero biases (Keras' default).", "torch")
+        "torch: PyTorch's default biases; keras: zero biases (Keras' default).", "torch"
+    )
     seed: int = _help("Seed of initialisation, shuffling and dropout.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
     device: Device = _help("auto, cpu or cuda.", "auto")
     max_steps: int | None = _help("Stop after N optimiser steps (quick runs).")
-    state_every: float = _help("Also write the training state every N minutes within an epoch (0: at epoch ends "
-                               "only), so an interrupted run loses at most that much; --resume continues mid-epoch "
-                               "to the same weights.", 5.0)
-    keep_state: bool = _help("Keep the training state (OUT.st.train-state) after the last epoch instead of "
-                             "removing it, so that --resume with more --epochs extends the finished run "
-                             "with its optimiser, schedule and weight average.", False)
+    state_every: float = _help(
+        "Also write the training state every N minutes within an epoch (0: at epoch ends "
+        "only), so an interrupted run loses at most that much; --resume continues mid-epoch "
+        "to the same weights.",
+        5.0,
+    )
+    keep_state: bool = _help(
+        "Keep the training state (OUT.st.train-state) after the last epoch instead of "
+        "removing it, so that --resume with more --epochs extends the finished run "
+        "with its optimiser, schedule and weight average.",
+        False,
+    )
     amp: Literal["none", "bf16"] = _help(
         "Mixed precision of the training passes: none, or bf16 (autocast: products in bfloat16; "
         "weights, optimiser, state sums and validation stay float32). bf16 pays off on CPUs "
-        "with AMX or AVX512-BF16.", "none")
+        "with AMX or AVX512-BF16.",
+        "none",
+    )
 
     def validate(self) -> None:
         _positive("epochs", self.epochs)
@@ -206,8 +240,10 @@ class TrainConfig:
 
 def _check_max_drop(cfg) -> None:
     if cfg.max_drop is not None and not 0 <= cfg.max_drop < 1000:
-        raise ConfigError(f"--max-drop is the most of the task's validation metric to lose: points of accuracy (or of "
-                          f"AUC x 100), or percent more MSE; in [0, 1000) (got {cfg.max_drop})")
+        raise ConfigError(
+            f"--max-drop is the most of the task's validation metric to lose: points of accuracy (or of "
+            f"AUC x 100), or percent more MSE; in [0, 1000) (got {cfg.max_drop})"
+        )
 
 
 @dataclass
@@ -216,31 +252,45 @@ class QuantizeConfig:
 
     scheme: Literal["static", "dynamic", "qat"] = _help(
         "static (calibrated activation scales), dynamic (max|z|/127 per step) or qat "
-        "(fake-quantized fine-tuning, then static).", "static")
+        "(fake-quantized fine-tuning, then static).",
+        "static",
+    )
     bits: int = _help("Weight bits: 8 or 4 (int4: two values per byte).", 8)
     granularity: Literal["channel", "tensor"] = _help(
-        "Weight scales per output channel (channel) or one per tensor (tensor).", "channel")
+        "Weight scales per output channel (channel) or one per tensor (tensor).", "channel"
+    )
     observer: Literal["minmax", "percentile", "mse"] = _help(
-        "Activation scales: minmax, percentile (99.99th) or mse (the lowest state error).",
-        "minmax")
+        "Activation scales: minmax, percentile (99.99th) or mse (the lowest state error).", "minmax"
+    )
     calib: int = _help("Training sequences used for calibration and the state-error report.", 256)
-    fuse: bool = _help("Quantize the fused products (Linear + activation; the four heads as one matrix); "
-                       "--no-fuse adds a quantization point on every Linear output (static, qat).", True)
+    fuse: bool = _help(
+        "Quantize the fused products (Linear + activation; the four heads as one matrix); "
+        "--no-fuse adds a quantization point on every Linear output (static, qat).",
+        True,
+    )
     embedding: bool = _help("Store the token embedding as integers too (per row).", True)
-    fold_embedding: bool = _help("First fold the embedding into the first backbone layer's input half (exact): "
-                                 "a vocabulary x units table instead of vocabulary x embedding width.", False)
+    fold_embedding: bool = _help(
+        "First fold the embedding into the first backbone layer's input half (exact): "
+        "a vocabulary x units table instead of vocabulary x embedding width.",
+        False,
+    )
     epochs: int = _help("qat: fine-tuning epochs.", 1)
-    lr: float = _help("qat: learning rate (Adam); the starting weights are kept unless an epoch beats them "
-                      "on validation.", 2e-5)
+    lr: float = _help(
+        "qat: learning rate (Adam); the starting weights are kept unless an epoch beats them on validation.", 2e-5
+    )
     batch_size: int = _help("qat: batch size.", 128)
     seed: int = _help("Seed of the calibration sample and of qat.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    keep_float: str | None = _help("Products kept in float32, comma-separated (e.g. cells.0.heads,cells.0.backbone.1): "
-                                   "the int8 engine runs them as float products; --max-drop's per-layer fallback "
-                                   "sets it.")
-    max_drop: float | None = _help("Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); tries int4 and int8 with "
-                                   "every observer and granularity and keeps the most compact within it (--bits, "
-                                   "--observer and --granularity are then searched, not taken).")
+    keep_float: str | None = _help(
+        "Products kept in float32, comma-separated (e.g. cells.0.heads,cells.0.backbone.1): "
+        "the int8 engine runs them as float products; --max-drop's per-layer fallback "
+        "sets it."
+    )
+    max_drop: float | None = _help(
+        "Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); tries int4 and int8 with "
+        "every observer and granularity and keeps the most compact within it (--bits, "
+        "--observer and --granularity are then searched, not taken)."
+    )
 
     def validate(self) -> None:
         _check_max_drop(self)
@@ -253,8 +303,10 @@ class QuantizeConfig:
             _positive(key, getattr(self, key))
         _check_lr_threads(self)
         if not self.fuse and self.scheme == "dynamic":
-            raise ConfigError("--no-fuse adds calibrated quantization points on every Linear output: it applies "
-                              "to --scheme static or qat, not dynamic")
+            raise ConfigError(
+                "--no-fuse adds calibrated quantization points on every Linear output: it applies "
+                "to --scheme static or qat, not dynamic"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -269,40 +321,59 @@ class PruneConfig:
     """Settings of `cfctool prune` (the flags are derived from these)."""
 
     ratio: float | None = _help("Fraction to remove: of the selected weights (unstructured) or units (--structured).")
-    global_threshold: bool = _help("--global: one threshold across every selected tensor (or unit group); "
-                                   "--local: the same ratio in each.", True, flags="--global/--local")
-    structured: bool = _help("Remove whole units (backbone units, hidden units, embedding dimensions): a "
-                             "physically smaller model of the same family.", False)
-    scope: PruneScope = _help("What is pruned: all (every weight matrix, embedding included; structured: backbone and "
-                       "hidden units), backbone, heads (structured: hidden units), embedding, recurrent "
-                       "(the state columns of the first product; unstructured only).", "all")
+    global_threshold: bool = _help(
+        "--global: one threshold across every selected tensor (or unit group); --local: the same ratio in each.",
+        True,
+        flags="--global/--local",
+    )
+    structured: bool = _help(
+        "Remove whole units (backbone units, hidden units, embedding dimensions): a "
+        "physically smaller model of the same family.",
+        False,
+    )
+    scope: PruneScope = _help(
+        "What is pruned: all (every weight matrix, embedding included; structured: backbone and "
+        "hidden units), backbone, heads (structured: hidden units), embedding, recurrent "
+        "(the state columns of the first product; unstructured only).",
+        "all",
+    )
     criterion: Literal["l1", "l2", "random"] = _help(
-        "Score: l1 or l2 norm (the same order for single weights) or random (seeded).", "l1")
+        "Score: l1 or l2 norm (the same order for single weights) or random (seeded).", "l1"
+    )
     finetune: int = _help("Epochs of fine-tuning after pruning (pruned weights held at exactly zero).", 0)
-    lr: float = _help("Fine-tuning learning rate (Adam); the pruned starting point is kept unless an epoch "
-                      "beats it on validation.", 2e-4)
+    lr: float = _help(
+        "Fine-tuning learning rate (Adam); the pruned starting point is kept unless an epoch beats it on validation.",
+        2e-4,
+    )
     batch_size: int = _help("Fine-tuning batch size.", 128)
     storage: Literal["dense", "sparse"] = _help(
         "dense, or sparse: pruned tensors stored as non-zero values plus a bitmask or "
-        "indices (whichever is smaller), so the file shrinks with the ratio.", "dense")
+        "indices (whichever is smaller), so the file shrinks with the ratio.",
+        "dense",
+    )
     seed: int = _help("Seed of random scores and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    max_drop: float | None = _help("Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); the largest ratio "
-                                   "within it: --ratio (the upper bound), a grid of 0.1 down, bisection to 0.01.")
+    max_drop: float | None = _help(
+        "Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); the largest ratio "
+        "within it: --ratio (the upper bound), a grid of 0.1 down, bisection to 0.01."
+    )
 
     def validate(self) -> None:
         _check_max_drop(self)
         if self.ratio is None:
             raise ConfigError("--ratio is required (the fraction to remove, e.g. --ratio 0.9)")
         if not 0 <= self.ratio < 1:
-            raise ConfigError(f"--ratio must be in [0, 1): the fraction removed (got {self.ratio}; 1 would remove "
-                              "everything)")
+            raise ConfigError(
+                f"--ratio must be in [0, 1): the fraction removed (got {self.ratio}; 1 would remove everything)"
+            )
         _choice("scope", self.scope, choices_of(type(self), "scope"))
         _choice("criterion", self.criterion, choices_of(type(self), "criterion"))
         _choice("storage", self.storage, choices_of(type(self), "storage"))
         if self.structured and self.scope == "recurrent":
-            raise ConfigError("--structured --scope recurrent: a hidden unit goes with its head rows, its recurrent "
-                              "column and its readout column; use --scope heads")
+            raise ConfigError(
+                "--structured --scope recurrent: a hidden unit goes with its head rows, its recurrent "
+                "column and its readout column; use --scope heads"
+            )
         if self.finetune < 0:
             raise ConfigError(f"finetune must be >= 0 epochs (got {self.finetune})")
         _positive("batch_size", self.batch_size)
@@ -322,24 +393,31 @@ class ReduceConfig:
 
     method: ReduceMethod = _help(
         "pod-deim, qdeim, odeim (oversampled), pod (Galerkin, no interpolation), svd (rank-K ODE "
-        "matrix, or the CfC's stacked heads) or apoz (drop the units least active at the last step).", "pod-deim")
+        "matrix, or the CfC's stacked heads) or apoz (drop the units least active at the last step).",
+        "pod-deim",
+    )
     dim: int | None = _help("K: the reduced state size (POD basis), the SVD rank, or the units kept (apoz).")
     points: int | None = _help("DEIM interpolation points m (default: K).")
     oversample: int = _help("odeim: extra interpolation points beyond m.", 1)
     interpolation: Literal["deim", "lstsq"] = _help(
         "How values at the points rebuild the rest: deim (U (P^T U)^+, the seed's) or "
-        "lstsq (the least-squares fit over the snapshots: G_:P G_PP^+).", "deim")
+        "lstsq (the least-squares fit over the snapshots: G_:P G_PP^+).",
+        "deim",
+    )
     snapshots: int = _help("Training inputs whose states (and nonlinearity values) make the snapshots.", 2000)
     every: int = _help("Take every S-th step of each input as a snapshot.", 2)
     finetune: int = _help("Epochs of fine-tuning after the reduction.", 0)
     finetune_scope: Literal["after", "all"] = _help(
-        "after (the layers after the ODE block: the seed's protocol) or all.", "after")
+        "after (the layers after the ODE block: the seed's protocol) or all.", "after"
+    )
     lr: float = _help("Fine-tuning learning rate (Adam); the reduced start is kept unless an epoch beats it.", 1e-3)
     batch_size: int = _help("Fine-tuning batch size.", 128)
     seed: int = _help("Seed of the snapshot sample and of fine-tuning.", 0)
     threads: int | None = _help("CPU threads (default: torch's choice).")
-    max_drop: float | None = _help("Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); bisects the dims for "
-                                   "the smallest within it, --dim its upper bound.")
+    max_drop: float | None = _help(
+        "Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); bisects the dims for "
+        "the smallest within it, --dim its upper bound."
+    )
 
     def validate(self) -> None:
         _check_max_drop(self)
@@ -368,15 +446,22 @@ class DistillConfig:
     are the train flags, defaulting to the teacher's data set preset for the student arch)."""
 
     student: str | None = _help(f"Student architecture: one of {', '.join(ARCHS)}.")
-    alpha: float = _help("Weight of the hard-label loss: alpha * CE(student, labels) + (1 - alpha) * "
-                         "KD(student, teacher); 1 trains without the teacher.", 0.25)
+    alpha: float = _help(
+        "Weight of the hard-label loss: alpha * CE(student, labels) + (1 - alpha) * "
+        "KD(student, teacher); 1 trains without the teacher.",
+        0.25,
+    )
     temperature: float = _help("Softmax temperature of the KL distillation loss (scaled by T^2).", 1.0)
     kd_loss: Literal["kl", "mse"] = _help(
-        "Distillation loss: kl (softened class distributions) or mse (on the logits).", "kl")
-    init_checkpoint: str | None = _help("Start the student from this checkpoint (e.g. a pruned one); its shapes "
-                                        "must match the student settings.", flags="--init")
-    preset: str = _help("Preset of the student's data set (the teacher's unless --dataset) for its settings.",
-                        "default")
+        "Distillation loss: kl (softened class distributions) or mse (on the logits).", "kl"
+    )
+    init_checkpoint: str | None = _help(
+        "Start the student from this checkpoint (e.g. a pruned one); its shapes must match the student settings.",
+        flags="--init",
+    )
+    preset: str = _help(
+        "Preset of the student's data set (the teacher's unless --dataset) for its settings.", "default"
+    )
 
     def validate(self) -> None:
         if self.student is None:
@@ -420,33 +505,80 @@ class RunConfig:
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # Quick XOR: parity of streams of up to 10 bits, learned within a couple of epochs.
     ("xor", "default"): {
-        "bits": 10, "min_bits": 1, "encoding": "dense", "train_size": 20000, "test_size": 2000,
-        "hidden": 64, "backbone_units": 64, "backbone_activation": "relu",
-        "epochs": 2, "batch_size": 64, "lr": 0.005, "lr_decay": 0.95, "clipnorm": 10.0,
+        "bits": 10,
+        "min_bits": 1,
+        "encoding": "dense",
+        "train_size": 20000,
+        "test_size": 2000,
+        "hidden": 64,
+        "backbone_units": 64,
+        "backbone_activation": "relu",
+        "epochs": 2,
+        "batch_size": 64,
+        "lr": 0.005,
+        "lr_decay": 0.95,
+        "clipnorm": 10.0,
     },
     # The CfC paper's bit-stream XOR: 32-bit streams, 200 epochs (benchmarks only).
     ("xor", "paper"): {
-        "bits": 32, "min_bits": 32, "encoding": "dense", "train_size": 100000, "test_size": 10000,
-        "hidden": 64, "backbone_units": 64, "backbone_activation": "relu",
-        "epochs": 200, "batch_size": 256, "lr": 0.005, "lr_decay": 0.99, "clipnorm": 10.0,
+        "bits": 32,
+        "min_bits": 32,
+        "encoding": "dense",
+        "train_size": 100000,
+        "test_size": 10000,
+        "hidden": 64,
+        "backbone_units": 64,
+        "backbone_activation": "relu",
+        "epochs": 200,
+        "batch_size": 256,
+        "lr": 0.005,
+        "lr_decay": 0.99,
+        "clipnorm": 10.0,
     },
 }
 # IMDB and Person Activity follow the compression study (Agrawal) and the CfC paper's reference code.
 # 'seed': the compression study's protocol (Adam 10 epochs, ReLU backbone, end-padded reviews under a mask)
-_IMDB_SEED = {"vocab_size": 20000, "seq_len": 200, "embedding_dim": 192, "hidden": 192, "batch_size": 128,
-              "epochs": 10, "optimizer": "adam", "weight_decay": 3.6e-5, "backbone_activation": "relu",
-              "val_fraction": 0.04}
+_IMDB_SEED = {
+    "vocab_size": 20000,
+    "seq_len": 200,
+    "embedding_dim": 192,
+    "hidden": 192,
+    "batch_size": 128,
+    "epochs": 10,
+    "optimizer": "adam",
+    "weight_decay": 3.6e-5,
+    "backbone_activation": "relu",
+    "val_fraction": 0.04,
+}
 PRESETS[("imdb", "seed")] = _IMDB_SEED
 # The CfC reference repository's IMDB script (the CfC paper; its notes: 85.9% +- 1.0 plain CfC,
 # 87.5% no-gate): RMSprop with a smooth per-step decay, SiLU backbone, LeCun-tanh heads, L2 on
 # the cell's kernels only (Keras' L2(3.6e-5) in the loss = 7.2e-5 added to the gradient),
 # per-tensor clipnorm, zero biases, reviews pre-padded without a mask.
 _IMDB_REFERENCE = {
-    "vocab_size": 20000, "seq_len": 200, "padding": "pre", "embedding_dim": 192, "embedding_dropout": 0.0,
-    "hidden": 192, "batch_size": 128, "val_fraction": 0.04, "epochs": 47, "optimizer": "rmsprop", "lr": 5e-4,
-    "lr_decay": 0.7, "lr_schedule": "step", "clipnorm": 10.0, "clip_scope": "tensor", "weight_decay": 7.2e-5,
-    "weight_decay_on": "kernels", "init": "keras", "backbone_activation": "silu", "backbone_units": 64,
-    "backbone_layers": 2, "backbone_dropout": 0.0, "head_activation": "lecun_tanh",
+    "vocab_size": 20000,
+    "seq_len": 200,
+    "padding": "pre",
+    "embedding_dim": 192,
+    "embedding_dropout": 0.0,
+    "hidden": 192,
+    "batch_size": 128,
+    "val_fraction": 0.04,
+    "epochs": 47,
+    "optimizer": "rmsprop",
+    "lr": 5e-4,
+    "lr_decay": 0.7,
+    "lr_schedule": "step",
+    "clipnorm": 10.0,
+    "clip_scope": "tensor",
+    "weight_decay": 7.2e-5,
+    "weight_decay_on": "kernels",
+    "init": "keras",
+    "backbone_activation": "silu",
+    "backbone_units": 64,
+    "backbone_layers": 2,
+    "backbone_dropout": 0.0,
+    "head_activation": "lecun_tanh",
 }
 PRESETS[("imdb", "reference")] = _IMDB_REFERENCE
 # the default is the reference recipe stopped at 20 epochs: its learning rate has decayed
@@ -461,25 +593,55 @@ _STUDY_DEEP_BACKBONE = {"backbone_units": 256, "backbone_layers": 5, "backbone_d
 _DEEP_BACKBONE = {"backbone_units": 312, "backbone_layers": 3, "backbone_dropout": 0.1}
 PRESETS[("imdb", "deep")] = {**_IMDB_REFERENCE, "epochs": 20, **_DEEP_SCHEDULE}
 PRESETS[("imdb", "reference-nogate")] = {
-    **_IMDB_REFERENCE, "mode": "no_gate", "hidden": 224, "embedding_dropout": 0.2, "backbone_units": 128,
-    "backbone_layers": 1, "backbone_dropout": 0.1, "lr_decay": 0.8, "epochs": 37, "clipnorm": 5.0,
+    **_IMDB_REFERENCE,
+    "mode": "no_gate",
+    "hidden": 224,
+    "embedding_dropout": 0.2,
+    "backbone_units": 128,
+    "backbone_layers": 1,
+    "backbone_dropout": 0.1,
+    "lr_decay": 0.8,
+    "epochs": 37,
+    "clipnorm": 5.0,
     "weight_decay": 5.4e-5,
 }
 PRESETS[("person_activity", "default")] = {
-    "hidden": 448, "backbone_units": 64, "backbone_layers": 1, "backbone_activation": "relu",
-    "epochs": 100, "batch_size": 64, "lr": 0.02, "lr_decay": 0.97, "optimizer": "adamw",
-    "weight_decay": 3e-5, "val_fraction": 0.1,
+    "hidden": 448,
+    "backbone_units": 64,
+    "backbone_layers": 1,
+    "backbone_activation": "relu",
+    "epochs": 100,
+    "batch_size": 64,
+    "lr": 0.02,
+    "lr_decay": 0.97,
+    "optimizer": "adamw",
+    "weight_decay": 3e-5,
+    "val_fraction": 0.1,
 }
-_MNIST = {"hidden": 64, "backbone_units": 64, "backbone_activation": "relu", "epochs": 5, "batch_size": 128,
-          "lr": 0.005, "lr_decay": 0.9, "clipnorm": 10.0, "val_fraction": 0.05}
+_MNIST = {
+    "hidden": 64,
+    "backbone_units": 64,
+    "backbone_activation": "relu",
+    "epochs": 5,
+    "batch_size": 128,
+    "lr": 0.005,
+    "lr_decay": 0.9,
+    "clipnorm": 10.0,
+    "val_fraction": 0.05,
+}
 for _name in ("mnist", "fashion-mnist", "pmnist"):
     PRESETS[(_name, "default")] = dict(_MNIST)
 
 ARCH_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("xor", "default", "cfc-ncp"): {"lr": 0.01},
     ("xor", "default", "ltc"): {"hidden": 32, "lr": 0.01},
-    ("imdb", "seed", "cfc"): {"lr": 0.002, "lr_decay": 0.96, "clipnorm": 10.0, "backbone_units": 64,
-                              "backbone_layers": 1},
+    ("imdb", "seed", "cfc"): {
+        "lr": 0.002,
+        "lr_decay": 0.96,
+        "clipnorm": 10.0,
+        "backbone_units": 64,
+        "backbone_layers": 1,
+    },
     ("imdb", "seed", "cfc-deep"): {"lr": 0.002, "lr_decay": 0.96, "clipnorm": 10.0, **_STUDY_DEEP_BACKBONE},
     # 64 NCP units give the seed's ~37k RNN parameters at 192 inputs
     ("imdb", "seed", "cfc-ncp"): {"lr": 0.004, "lr_decay": 0.97, "clipnorm": 128.0, "hidden": 64},
@@ -496,8 +658,14 @@ ARCH_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("mnist", "default", "conv-ode"): {"lr": 0.005, "lr_decay": 0.9, "epochs": 15},
     ("fashion-mnist", "default", "conv-ode"): {"lr": 0.005, "lr_decay": 0.9, "epochs": 15},
     # 8 epochs with the lr annealed per step to ~1e-4 at the end: the budget of one 2-core sitting
-    ("pmnist", "default", "ode-rnn"): {"hidden": 512, "lr": 0.001, "lr_decay": 0.75, "lr_schedule": "step",
-                                       "epochs": 8, "clipnorm": 1.0},
+    ("pmnist", "default", "ode-rnn"): {
+        "hidden": 512,
+        "lr": 0.001,
+        "lr_decay": 0.75,
+        "lr_schedule": "step",
+        "epochs": 8,
+        "clipnorm": 1.0,
+    },
     ("person_activity", "default", "ltc"): {"hidden": 64, "lr": 0.01},
     ("person_activity", "default", "cfc-ncp"): {"hidden": 64, "lr": 0.01},
 }
@@ -538,9 +706,12 @@ def resolve(
         if key in file_values:  # a stored run config names them: they must be the command line's
             found = file_values.pop(key)
             if found != given:
-                raise ConfigError(f"the config file is for {key} '{found}', not '{given}'; give --{key} {found}"
-                                  if key != "dataset" else f"the config file is for data set '{found}', not "
-                                  f"'{given}'; give it as the data set: cfctool train {found}")
+                raise ConfigError(
+                    f"the config file is for {key} '{found}', not '{given}'; give --{key} {found}"
+                    if key != "dataset"
+                    else f"the config file is for data set '{found}', not "
+                    f"'{given}'; give it as the data set: cfctool train {found}"
+                )
     user = {**file_values, **_normalise_keys(overrides or {})}
     layers: list[Mapping[str, Any]] = [
         family.defaults,
@@ -556,8 +727,10 @@ def resolve(
             sections[owner_of(key)][key] = value
     for key in user:  # presets may set keys for every arch of a data set; the user may not
         if owner_of(key) == "arch" and key not in family.setting_names():
-            raise ConfigError(f"setting '{key}' does not apply to arch '{arch}' (its settings: "
-                              f"{', '.join(sorted(family.setting_names()))})")
+            raise ConfigError(
+                f"setting '{key}' does not apply to arch '{arch}' (its settings: "
+                f"{', '.join(sorted(family.setting_names()))})"
+            )
     try:
         run = RunConfig(
             arch=ArchConfig(**sections["arch"]),
@@ -600,9 +773,11 @@ def dataset_argument(given: str) -> tuple[str, dict[str, Any]]:
         values = {k.replace("-", "_"): v for k, v in load_config_file(path, kind="data").items()}
         for key in values:
             if owner_of(key) != "data":
-                raise ConfigError(f"{path}: a data-set description holds data settings only; '{key}' is "
-                                  f"{'an' if owner_of(key) == 'arch' else 'a'} {owner_of(key)} setting: give it as a "
-                                  "flag or in --config")
+                raise ConfigError(
+                    f"{path}: a data-set description holds data settings only; '{key}' is "
+                    f"{'an' if owner_of(key) == 'arch' else 'a'} {owner_of(key)} setting: give it as a "
+                    "flag or in --config"
+                )
         if values.pop("dataset", "own") != "own":
             raise ConfigError(f"{path}: a description is of your own data (dataset: own)")
         for key in DESCRIPTION_PATHS:
@@ -613,8 +788,10 @@ def dataset_argument(given: str) -> tuple[str, dict[str, Any]]:
         return "own", values
     if path.suffix.lower() in (*DATA_SUFFIXES, ".npy") or path.is_dir():
         return "own", {"data_file": given}
-    raise ConfigError(f"unknown data set {_shown(given)}: give one of {', '.join(MODULES)}, a data-set description "
-                      f"(.yaml), or your own data file ({', '.join(DATA_SUFFIXES)}) or folder of .npy arrays")
+    raise ConfigError(
+        f"unknown data set {_shown(given)}: give one of {', '.join(MODULES)}, a data-set description "
+        f"(.yaml), or your own data file ({', '.join(DATA_SUFFIXES)}) or folder of .npy arrays"
+    )
 
 
 def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
@@ -642,12 +819,16 @@ def load_config_file(path: str | Path, kind: str = "train") -> dict[str, Any]:
     found = values.pop("kind", kind)
     if found != kind:
         found = str(found)[:40]
-        raise ConfigError(f"config file {path} holds {found} settings, not {kind} settings"
-                          + (f"; give it to `cfctool {found}`" if found.isidentifier() else ""))
+        raise ConfigError(
+            f"config file {path} holds {found} settings, not {kind} settings"
+            + (f"; give it to `cfctool {found}`" if found.isidentifier() else "")
+        )
     version = values.pop("version", CONFIG_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_VERSION:
-        raise ConfigError(f"config file {path} has format version {_shown(version)}; this cfctool reads versions 1 to "
-                          f"{CONFIG_VERSION} (a newer cfctool wrote it: upgrade)")
+        raise ConfigError(
+            f"config file {path} has format version {_shown(version)}; this cfctool reads versions 1 to "
+            f"{CONFIG_VERSION} (a newer cfctool wrote it: upgrade)"
+        )
     if kind in ("train", "distill") and any(isinstance(values.get(s), dict) for s in _SECTIONS):
         values = _flatten(values, path)
     return values
@@ -681,9 +862,11 @@ def from_settings(cls, file_values: Mapping[str, Any] | None, flags: Mapping[str
     unknown = sorted(set(file_values) - names)
     if unknown:
         shown = ", ".join(_shown(k)[1:-1] if isinstance(k, str) else _shown(k) for k in unknown[:8])
-        raise ConfigError(f"unknown setting(s) {shown}{' ...' if len(unknown) > 8 else ''} in the config file; "
-                          "valid settings are: "
-                          f"{', '.join(sorted(names))}")
+        raise ConfigError(
+            f"unknown setting(s) {shown}{' ...' if len(unknown) > 8 else ''} in the config file; "
+            "valid settings are: "
+            f"{', '.join(sorted(names))}"
+        )
     values = {**file_values, **{k: v for k, v in flags.items() if k in names and v is not None}}
     hints = get_type_hints(cls)
     return cls(**{name: _typed(name, hints.get(name), value) for name, value in values.items()})
@@ -703,8 +886,9 @@ def _typed(name: str, hint: Any, value: Any) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         if value not in get_args(hint):
-            raise ConfigError(f"setting '{name}' must be one of {', '.join(map(str, get_args(hint)))} "
-                              f"(got {_shown(value)})")
+            raise ConfigError(
+                f"setting '{name}' must be one of {', '.join(map(str, get_args(hint)))} (got {_shown(value)})"
+            )
         return value
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
@@ -744,7 +928,9 @@ def _coerce_types(run: RunConfig) -> None:
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
             try:
                 if kind.startswith("list"):
-                    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+                    items = (
+                        value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+                    )
                     setattr(section, f.name, [_as_int(v) for v in items])
                 elif kind.startswith("float"):
                     if isinstance(value, bool) or not math.isfinite(float(value)):
@@ -757,8 +943,11 @@ def _coerce_types(run: RunConfig) -> None:
                 elif kind.startswith("bool") and not isinstance(value, bool):
                     raise ValueError
             except (TypeError, ValueError):
-                raise ConfigError(f"setting '{f.name}' must be of type {kind}"
-                                  + (", finite" if kind.startswith("float") else "") + f" (got {_shown(value)})") from None
+                raise ConfigError(
+                    f"setting '{f.name}' must be of type {kind}"
+                    + (", finite" if kind.startswith("float") else "")
+                    + f" (got {_shown(value)})"
+                ) from None
 
 
 def _as_int(value: Any) -> int:
@@ -784,8 +973,9 @@ def parse_lr_scale(text: str | None) -> dict[str, float]:
         except ValueError:
             factor = math.nan
         if not name.strip() or not factor > 0 or math.isinf(factor):
-            raise ConfigError(f"lr_scale: '{item.strip()}' is not NAME=FACTOR with a factor > 0 "
-                              "(e.g. --lr-scale rnn.b=0.1)")
+            raise ConfigError(
+                f"lr_scale: '{item.strip()}' is not NAME=FACTOR with a factor > 0 (e.g. --lr-scale rnn.b=0.1)"
+            )
         scales[name.strip()] = factor
     return scales
 

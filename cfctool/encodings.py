@@ -28,8 +28,9 @@ Codecs (parts):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -44,12 +45,19 @@ _QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
-def quantize_spec(bits: int, shape, axis: int | None = 0, symmetric: bool = True, dtype: str = "float32",
-                  scale_dtype: str = "float32") -> dict:
+def quantize_spec(
+    bits: int, shape, axis: int | None = 0, symmetric: bool = True, dtype: str = "float32", scale_dtype: str = "float32"
+) -> dict:
     """`scale_dtype` float16 halves the scales' bytes (worth it for an embedding's row
     scales); values are quantized with the rounded scales, so decoding is consistent."""
-    return {"codec": f"int{bits}", "shape": list(shape), "dtype": dtype, "axis": axis, "symmetric": symmetric,
-            "scale_dtype": scale_dtype}
+    return {
+        "codec": f"int{bits}",
+        "shape": list(shape),
+        "dtype": dtype,
+        "axis": axis,
+        "symmetric": symmetric,
+        "scale_dtype": scale_dtype,
+    }
 
 
 def sparse_spec(shape, layout: str = "auto", dtype: str = "float32") -> dict:
@@ -81,8 +89,10 @@ def integer_bytes(t: torch.Tensor, bits: int) -> dict[str, int]:
     width = t.numel() // max(rows, 1)
     kept = int((t != 0).sum())
     where = min(math.ceil(t.numel() / 8), rows * _count_dtype(width).itemsize + kept * _col_dtype(width).itemsize)
-    return {"dense": math.ceil(t.numel() * bits / 8) + 4 * rows,  # as _encode_sparse_int lays them out
-            "sparse": math.ceil(kept * bits / 8) + where + 4 * rows}
+    return {
+        "dense": math.ceil(t.numel() * bits / 8) + 4 * rows,  # as _encode_sparse_int lays them out
+        "sparse": math.ceil(kept * bits / 8) + where + 4 * rows,
+    }
 
 
 # ----------------------------------------------------------------------------- encode
@@ -116,7 +126,9 @@ def quant_params(t: torch.Tensor, bits: int, axis: int | None, symmetric: bool):
     return scale, zero
 
 
-def quantize(t: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, axis: int | None) -> torch.Tensor:
+def quantize(
+    t: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, axis: int | None
+) -> torch.Tensor:
     lo, hi = _QRANGE[f"int{bits}"]
     g = _rows(t.float(), axis)
     q = torch.round(g / scale.unsqueeze(1))
@@ -184,8 +196,10 @@ def _encode_sparse_int(t: torch.Tensor, spec: dict) -> tuple[dict[str, torch.Ten
     q = quantize(t, scale, None, bits, spec.get("axis", 0)).reshape(t2.shape)
     nz = t2 != 0  # the structure pruning left (a weight that rounds to 0 keeps its place)
     values = q[nz]
-    parts: dict[str, torch.Tensor] = {"values": pack_int4(values) if bits == 4 else values.contiguous(),
-                                      "scale": scale.to(scale_dtype).contiguous()}
+    parts: dict[str, torch.Tensor] = {
+        "values": pack_int4(values) if bits == 4 else values.contiguous(),
+        "scale": scale.to(scale_dtype).contiguous(),
+    }
     rows, width = t2.shape
     bitmask_bytes = math.ceil(t2.numel() / 8)
     csr_bytes = rows * _count_dtype(width).itemsize + values.numel() * _col_dtype(width).itemsize
@@ -216,8 +230,10 @@ def _unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _int_parts(spec: dict[str, Any]) -> dict[str, Any]:
-    parts: dict[str, Any] = {"q": torch.int8 if spec["codec"] == "int8" else torch.uint8,
-                             "scale": _FLOATS.get(spec.get("scale_dtype", "float32"), torch.float32)}
+    parts: dict[str, Any] = {
+        "q": torch.int8 if spec["codec"] == "int8" else torch.uint8,
+        "scale": _FLOATS.get(spec.get("scale_dtype", "float32"), torch.float32),
+    }
     if not spec.get("symmetric", True):
         parts["zero_point"] = torch.int8
     return parts
@@ -234,8 +250,7 @@ def _sparse_int_parts(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("layout") not in SPARSE_INT_LAYOUTS or not spec.get("symmetric", True):
         return {}
     values = torch.int8 if spec["codec"] == "sparse-int8" else torch.uint8
-    parts: dict[str, Any] = {"values": values, "scale": _FLOATS.get(spec.get("scale_dtype", "float32"),
-                                                                    torch.float32)}
+    parts: dict[str, Any] = {"values": values, "scale": _FLOATS.get(spec.get("scale_dtype", "float32"), torch.float32)}
     if spec["layout"] == "bitmask":
         parts["bitmask"] = torch.uint8
     else:
@@ -248,18 +263,22 @@ def expected_parts(spec: dict[str, Any]) -> dict[str, torch.dtype | tuple[torch.
     return codec.parts(spec) if codec is not None else {}
 
 
-def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], source: str = "<checkpoint>") -> torch.Tensor:
+def decode(
+    name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], source: str = "<checkpoint>"
+) -> torch.Tensor:
     """The dense tensor; any mismatch between spec and parts is a CheckpointError."""
+
     def bad(problem: str) -> CheckpointError:
-        return CheckpointError(f"{source}: tensor '{name}' is recorded as {spec.get('codec')} but {problem}; "
-                               "the file was altered or written by a faulty tool")
+        return CheckpointError(
+            f"{source}: tensor '{name}' is recorded as {spec.get('codec')} but {problem}; "
+            "the file was altered or written by a faulty tool"
+        )
 
     codec = CODECS.get(spec.get("codec"))
     if codec is None:
         raise bad(f"cfctool knows only the codecs {', '.join(CODECS)}")
     shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                              for n in shape):
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
         raise bad(f"its recorded shape {str(shape)[:60]} is not a list of sizes")
     if math.prod(shape) > MAX_DECODED:  # a sparse tensor's shape is not proved by its bytes
         raise bad(f"its recorded shape {shape} holds more than {MAX_DECODED:,} values, beyond any model here")
@@ -269,8 +288,10 @@ def decode(name: str, spec: dict[str, Any], parts: dict[str, torch.Tensor], sour
     if not expected:
         raise bad(f"its layout {spec.get('layout')!r} is not one of {', '.join(SPARSE_LAYOUTS)}")
     if set(parts) != set(expected):
-        raise bad(f"its stored parts are {sorted(name + '.' + p for p in parts)}, "
-                  f"expected {sorted(name + '.' + p for p in expected)}")
+        raise bad(
+            f"its stored parts are {sorted(name + '.' + p for p in parts)}, "
+            f"expected {sorted(name + '.' + p for p in expected)}"
+        )
     for part, dtype in expected.items():
         allowed = dtype if isinstance(dtype, tuple) else (dtype,)
         if parts[part].dtype not in allowed:
@@ -331,8 +352,11 @@ def _int_values(spec: dict[str, Any], parts: dict[str, torch.Tensor]) -> torch.T
     """The stored integer values of a sparse integer tensor, unpacked."""
     values = parts["values"]
     if spec["codec"] == "sparse-int4":
-        count = int(parts["counts"].long().sum()) if "counts" in parts else int(_unpack_bits(
-            parts["bitmask"], math.prod(spec["shape"])).sum())
+        count = (
+            int(parts["counts"].long().sum())
+            if "counts" in parts
+            else int(_unpack_bits(parts["bitmask"], math.prod(spec["shape"])).sum())
+        )
         return unpack_int4(values, count)
     return values
 
@@ -359,8 +383,7 @@ def _decode_sparse_int(name: str, spec: dict[str, Any], parts: dict[str, torch.T
     else:
         counts, cols = parts["counts"].long(), parts["cols"].long()
         if counts.numel() != rows or ((counts < 0) | (counts > width)).any() or int(counts.sum()) != cols.numel():
-            raise bad(f"'{name}.counts' is not {rows} row counts in [0, {width}] summing to the {cols.numel()} "
-                      "columns")
+            raise bad(f"'{name}.counts' is not {rows} row counts in [0, {width}] summing to the {cols.numel()} columns")
         ptr = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
         if cols.numel() and ((cols < 0) | (cols >= width)).any():
             raise bad(f"'{name}.cols' holds columns outside [0, {width})")
@@ -372,8 +395,11 @@ def _decode_sparse_int(name: str, spec: dict[str, Any], parts: dict[str, torch.T
     stored = math.ceil(count / 2) if spec["codec"] == "sparse-int4" else count
     if parts["values"].numel() != stored:
         raise bad(f"'{name}.values' holds {parts['values'].numel()} entries for {count} positions")
-    if parts["scale"].numel() not in (1, rows) or not torch.isfinite(parts["scale"].float()).all() \
-            or (parts["scale"].float() <= 0).any():
+    if (
+        parts["scale"].numel() not in (1, rows)
+        or not torch.isfinite(parts["scale"].float()).all()
+        or (parts["scale"].float() <= 0).any()
+    ):
         raise bad(f"'{name}.scale' needs {rows} (or 1) positive finite entries")
     q, scale = integer_codes(spec, parts)
     return (q.float().reshape(q.shape[0], -1) * scale.unsqueeze(1)).reshape(shape).to(out_dtype)
@@ -394,13 +420,16 @@ class Codec:
     exact: bool
 
 
-CODECS: dict[str, Codec] = {c.name: c for c in (
-    Codec("int8", _encode_int, _int_parts, _decode_int, exact=False),
-    Codec("int4", _encode_int, _int_parts, _decode_int, exact=False),
-    Codec("sparse", _encode_sparse, _sparse_parts, _decode_sparse, exact=True),
-    Codec("sparse-int8", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
-    Codec("sparse-int4", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
-)}
+CODECS: dict[str, Codec] = {
+    c.name: c
+    for c in (
+        Codec("int8", _encode_int, _int_parts, _decode_int, exact=False),
+        Codec("int4", _encode_int, _int_parts, _decode_int, exact=False),
+        Codec("sparse", _encode_sparse, _sparse_parts, _decode_sparse, exact=True),
+        Codec("sparse-int8", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
+        Codec("sparse-int4", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
+    )
+}
 
 
 def split_stored(stored: dict[str, torch.Tensor], specs: dict[str, dict], source: str):
@@ -424,8 +453,9 @@ def split_stored(stored: dict[str, torch.Tensor], specs: dict[str, dict], source
     return dense, parts
 
 
-def stored_tensors(tensors: dict[str, torch.Tensor], specs: dict[str, dict],
-                   parts: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def stored_tensors(
+    tensors: dict[str, torch.Tensor], specs: dict[str, dict], parts: dict[str, dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """What a file stores: plain tensors, and the parts of encoded ones."""
     out = {k: v for k, v in tensors.items() if k not in specs}
     for name in specs:

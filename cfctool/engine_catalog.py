@@ -11,7 +11,7 @@ ENGINES = {
     "folded": "the step on folded weights in PyTorch",
     "loop": "the training loop, plain PyTorch eager: any model, encodings decoded",
     "c": "generated C99 compiled with the system compiler, one sequence at a time, fp32 or the int8 step of a "
-         "quantized checkpoint",
+    "quantized checkpoint",
     "onnxruntime": "the exported graph on ONNX Runtime, bench only, with the onnx extra",
 }
 # the engines a checkpoint runs on in-process (eval); onnxruntime needs an export first

@@ -27,7 +27,7 @@ def c_comment(text: object, limit: int = 80) -> str:
     """`text` made safe for the inside of a C block comment: every character outside a small
     ASCII set becomes `_`, and the result is cut to `limit` characters."""
     out = _C_COMMENT_SAFE.sub("_", str(text))
-    return out if len(out) <= limit else out[:limit - 3] + "..."
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def c_identifier(text: str) -> str:
@@ -39,7 +39,7 @@ def c_identifier(text: str) -> str:
         name = f"m_{name}"
     if len(name) > C_NAME_LIMIT:
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = f"{name[:C_NAME_LIMIT - 9].rstrip('_')}_{digest}"
+        name = f"{name[: C_NAME_LIMIT - 9].rstrip('_')}_{digest}"
     return name
 
 
@@ -54,7 +54,7 @@ def terminal(text: object, limit: int | None = None, lines: bool = False) -> str
     too unless `lines` (a multi-line message of cfctool's own)."""
     text = str(text).replace("\r", " ").replace("\t", " ")
     out = _CONTROLS.sub("?", text if lines else text.replace("\n", " "))
-    return out if limit is None or len(out) <= limit else out[:limit - 3] + "..."
+    return out if limit is None or len(out) <= limit else out[: limit - 3] + "..."
 
 
 def markdown_cell(text: object) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cfctool.errors import CfcError
 
-GiB = 1024 ** 3
+GiB = 1024**3
 CHECKPOINT_LIMIT = 16 * GiB  # a .st file, or one on standard input
-TEXT_LIMIT = 64 * 1024 ** 2  # a sidecar, a --config file, a result file
+TEXT_LIMIT = 64 * 1024**2  # a sidecar, a --config file, a result file
 
 
 def read_bounded(path: str | Path, limit: int, what: str, error: type[CfcError] = CfcError) -> bytes:
@@ -38,11 +38,14 @@ def read_bounded(path: str | Path, limit: int, what: str, error: type[CfcError] 
         if stat.S_ISDIR(info.st_mode):
             raise error(f"{path}: is a directory, not a {what}")
         if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path}: is not a regular file (a device, a pipe or a socket); give a {what} file, "
-                        "or '-' where standard input is accepted")
+            raise error(
+                f"{path}: is not a regular file (a device, a pipe or a socket); give a {what} file, "
+                "or '-' where standard input is accepted"
+            )
         if info.st_size > limit:
-            raise error(f"{path}: {info.st_size:,} bytes, more than the {limit:,} a {what} may have; "
-                        "is it the wrong file?")
+            raise error(
+                f"{path}: {info.st_size:,} bytes, more than the {limit:,} a {what} may have; is it the wrong file?"
+            )
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as fh:
             fd = -1
@@ -77,12 +80,14 @@ def strict_yaml(text: str):
         def compose_node(self, parent, index):
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
-                raise ConstructorError(None, None, "YAML aliases (*name) are not accepted; write the value out",
-                                       event.start_mark)
+                raise ConstructorError(
+                    None, None, "YAML aliases (*name) are not accepted; write the value out", event.start_mark
+                )
             event = self.peek_event()
             if getattr(event, "anchor", None) is not None:
-                raise ConstructorError(None, None, "YAML anchors (&name) are not accepted; write the value out",
-                                       event.start_mark)
+                raise ConstructorError(
+                    None, None, "YAML anchors (&name) are not accepted; write the value out", event.start_mark
+                )
             return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):
@@ -119,6 +124,8 @@ class PinnedReads:
         key = str(Path(path).resolve())
         want = self.expected.get(key)
         if want is not None and want != digest:
-            raise self.error(f"{path}: the file changed since the checkpoint was made (sha256 differs from the "
-                             f"recorded {want[:12]}...); evaluate on the data it was trained on")
+            raise self.error(
+                f"{path}: the file changed since the checkpoint was made (sha256 differs from the "
+                f"recorded {want[:12]}...); evaluate on the data it was trained on"
+            )
         self.digests[key] = digest

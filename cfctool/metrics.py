@@ -18,8 +18,9 @@ from cfctool.families import get
 from cfctool.families.build import family_of
 
 
-def valid_targets(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
-                  task: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def valid_targets(
+    logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, task: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(predictions, targets) flattened to the valid steps for per-step tasks; unchanged otherwise."""
     if not task["output"].get("per_step"):
         return logits, y
@@ -38,8 +39,14 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, 
 
 
 @torch.no_grad()
-def split_metrics(model: torch.nn.Module, split: Split, task: dict, batch_size: int = 512,
-                  device: torch.device | str = "cpu", on_batch=None) -> dict[str, float]:
+def split_metrics(
+    model: torch.nn.Module,
+    split: Split,
+    task: dict,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    on_batch=None,
+) -> dict[str, float]:
     """Loss and accuracy (top-1, and top-3 with >= 3 classes) over a whole split.
     `on_batch(done, total)` is called after every batch (progress)."""
     was_training = model.training
@@ -140,12 +147,12 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     n = len(xs)
     chosen = 1
     for k in range(1, n // 2 + 1):
-        tail = sum(math.comb(n, i) for i in range(k)) / 2 ** n  # P(fewer than k values below the median)
+        tail = sum(math.comb(n, i) for i in range(k)) / 2**n  # P(fewer than k values below the median)
         if 1 - 2 * tail >= level:
             chosen = k
         else:
             break
-    tail = sum(math.comb(n, i) for i in range(chosen)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(chosen)) / 2**n
     return xs[chosen - 1], xs[n - chosen], 1 - 2 * tail
 
 
@@ -161,10 +168,20 @@ def paired_ratio(base: list[float], model: list[float], level: float = 0.95) -> 
     than VERDICT_COVERAGE of the time (too few passes to tell)."""
     ratios = [b / m for b, m in zip(base, model)]
     low, high, coverage = median_interval(ratios, level)
-    verdict = ("no measurable difference" if low <= 1.0 <= high or coverage < VERDICT_COVERAGE
-               else "faster" if low > 1.0 else "slower")
-    return {"speedup": statistics.median(ratios), "interval": [low, high], "coverage": round(coverage, 3),
-            "passes": len(ratios), "verdict": verdict}
+    verdict = (
+        "no measurable difference"
+        if low <= 1.0 <= high or coverage < VERDICT_COVERAGE
+        else "faster"
+        if low > 1.0
+        else "slower"
+    )
+    return {
+        "speedup": statistics.median(ratios),
+        "interval": [low, high],
+        "coverage": round(coverage, 3),
+        "passes": len(ratios),
+        "verdict": verdict,
+    }
 
 
 def selection_score(metrics: dict[str, Any]) -> float:
@@ -191,7 +208,7 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
         j = i
         while j + 1 < n and sorted_scores[j + 1] == sorted_scores[i]:
             j += 1
-        ranks[i:j + 1] = (i + j) / 2 + 1
+        ranks[i : j + 1] = (i + j) / 2 + 1
         i = j + 1
     rank_of = torch.empty_like(ranks)
     rank_of[order] = ranks

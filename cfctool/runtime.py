@@ -22,8 +22,9 @@ def check_threads(n: int | None) -> None:
     if n is not None and n < 1:
         raise ConfigError(f"--threads must be >= 1 (got {n})")
     if n is not None and n > MAX_THREADS:
-        raise ConfigError(f"--threads must be from 1 to {MAX_THREADS} (got {n:,}); this machine has "
-                          f"{os.cpu_count()} CPUs")
+        raise ConfigError(
+            f"--threads must be from 1 to {MAX_THREADS} (got {n:,}); this machine has {os.cpu_count()} CPUs"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,8 +69,13 @@ def machine() -> dict:
                 break
     except OSError:
         cpu = platform.processor() or "unknown"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": str(torch.__version__), "utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,10 @@ def launched() -> World | None:
     try:
         return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
     except (KeyError, ValueError):
-        raise ConfigError("WORLD_SIZE > 1 but RANK is not set: start data-parallel runs with torchrun "
-                          "(torchrun --nproc-per-node N -m cfctool train ...)") from None
+        raise ConfigError(
+            "WORLD_SIZE > 1 but RANK is not set: start data-parallel runs with torchrun "
+            "(torchrun --nproc-per-node N -m cfctool train ...)"
+        ) from None
 
 
 def is_main() -> bool:

@@ -36,8 +36,13 @@ class Setting:
             return f"must be a list of sizes (got {type(value).__name__})"
         for item in items:
             kind = int if self.type is list else self.type
-            fits = (isinstance(item, (int, float)) and not isinstance(item, bool)) if kind is float else \
-                (isinstance(item, int) and not isinstance(item, bool)) if kind is int else isinstance(item, kind)
+            fits = (
+                (isinstance(item, (int, float)) and not isinstance(item, bool))
+                if kind is float
+                else (isinstance(item, int) and not isinstance(item, bool))
+                if kind is int
+                else isinstance(item, kind)
+            )
             if not fits:
                 return f"must be {_KIND.get(kind, kind.__name__)} (got {type(item).__name__} {str(item)[:40]!r})"
         return self.check(value)
@@ -49,7 +54,7 @@ class Setting:
             return None
         if self.choices is not None and value not in self.choices:
             return f"{self.name} must be one of {', '.join(self.choices)} (got '{value}')"
-        for v in (value if isinstance(value, list) else [value]):
+        for v in value if isinstance(value, list) else [value]:
             if self.low is not None and v < self.low:
                 return f"{self.name} must be >= {self.low:g} (got {value})"
             if self.type in (int, list) and self.low is not None and self.low >= 1 and v > MAX_SIZE:

@@ -15,7 +15,7 @@ from cfctool.errors import DataError
 
 def recorded_data_settings(ckpt) -> dict[str, Any]:
     """The data settings the checkpoint's model was trained with (its first history entry)."""
-    settings = ((ckpt.record.get("history") or [{}])[0].get("config") or {})
+    settings = (ckpt.record.get("history") or [{}])[0].get("config") or {}
     return {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
 
 
@@ -25,8 +25,9 @@ def task_dataset(ckpt, data_dir: str | Path | None, seed: int, purpose: str) -> 
     what needs it in the error message."""
     data_settings = recorded_data_settings(ckpt)
     directory, _ = resolve_data_dir(ckpt, data_dir)
-    data_settings.update(dataset=ckpt.task["dataset"],
-                         data_dir=str(directory) if directory else data_settings.get("data_dir"))
+    data_settings.update(
+        dataset=ckpt.task["dataset"], data_dir=str(directory) if directory else data_settings.get("data_dir")
+    )
     try:
         return load_dataset(DataConfig(**data_settings), seed=seed)
     except DataError as exc:
@@ -43,5 +44,7 @@ def resolve_data_dir(ckpt, given: str | Path | None) -> tuple[Path | None, str |
     for entry in reversed(ckpt.record.get("history") or []):
         recorded = ((entry.get("config") or {}).get("data") or {}).get("data_dir")
         if recorded and Path(recorded).is_dir():
-            return Path(recorded), f"using the data directory recorded at training: {recorded} (pass --data to override)"
+            return Path(
+                recorded
+            ), f"using the data directory recorded at training: {recorded} (pass --data to override)"
     return None, None

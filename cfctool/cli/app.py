@@ -19,14 +19,18 @@ EXIT_FAILURE = 1  # anything else went wrong (files, data, training, writing)
 EXIT_INTERNAL = 3  # a failure cfctool did not foresee: a bug to report
 EXIT_BROKEN_PIPE = 141  # what a Unix tool killed by SIGPIPE reports (128 + 13)
 
+
 def _version(value: bool):
     if value:
         typer.echo(f"cfctool {__version__}")
         raise typer.Exit()
 
 
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")):
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+):
     pass
 
 
@@ -67,10 +71,18 @@ def build_app() -> typer.Typer:
     )
     app.callback()(_root)
 
-    others = {"train": train, "distill": distill, "eval": evaluate, "info": info, "bench": bench, "export": export,
-              "import": importer, "report": report}
+    others = {
+        "train": train,
+        "distill": distill,
+        "eval": evaluate,
+        "info": info,
+        "bench": bench,
+        "export": export,
+        "import": importer,
+        "report": report,
+    }
     names = list(ORDER)
-    names[names.index("reduce") + 1:names.index("reduce") + 1] = [m for m in METHODS if m not in ORDER]
+    names[names.index("reduce") + 1 : names.index("reduce") + 1] = [m for m in METHODS if m not in ORDER]
     for name in names:
         if name in METHODS:
             compress.register(app, METHODS[name])
@@ -105,6 +117,7 @@ def _guarded(callback):
             raise _PipeClosed() from None
         except KeyboardInterrupt as exc:
             raise _Interrupted(str(exc)) from None
+
     return run
 
 
@@ -140,8 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     except MemoryError:  # the machine's, or a limit's (ulimit -v, a scheduler's memory limit)
         if os.environ.get("CFCTOOL_TRACEBACK"):
             raise
-        print("error: out of memory; nothing was written. Lower --batch-size (or --stream-buffer), train a table "
-              "larger than memory with --stream, or allow more memory", file=sys.stderr)
+        print(
+            "error: out of memory; nothing was written. Lower --batch-size (or --stream-buffer), train a table "
+            "larger than memory with --stream, or allow more memory",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_FAILURE)
     except Exception as exc:
         if type(exc).__name__ == "Abort":  # Ctrl-C while the command line was being read
@@ -152,8 +168,11 @@ def main(argv: list[str] | None = None) -> None:
             if os.environ.get("CFCTOOL_TRACEBACK"):
                 raise
             # the last resort: a bug of cfctool's (or a failure nobody foresaw), one line, not a traceback
-            print(f"error: internal error ({type(exc).__name__}: {terminal(exc, 300)}); please report it with the "
-                  "command line, and run it again with CFCTOOL_TRACEBACK=1 for the details", file=sys.stderr)
+            print(
+                f"error: internal error ({type(exc).__name__}: {terminal(exc, 300)}); please report it with the "
+                "command line, and run it again with CFCTOOL_TRACEBACK=1 for the details",
+                file=sys.stderr,
+            )
             sys.exit(EXIT_INTERNAL)
         if usage:
             print(f"error: {terminal(usage, lines=True)}", file=sys.stderr)

@@ -4,10 +4,9 @@ from `configs.DistillConfig`, `ArchConfig` and `TrainConfig`."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from cfctool.cli import options
 from cfctool.configs import ArchConfig, DistillConfig, TrainConfig
@@ -21,9 +20,13 @@ def distill_command(
     checkpoint: options.Checkpoint,
     output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
     data: options.Data = None,
-    dataset: Annotated[Optional[str], typer.Option(
-        help="The student's data set: the teacher's (the default), or another view of the same rows, which the "
-             "teacher reads in its own view (e.g. pmnist for a teacher of mnist images).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="The student's data set: the teacher's (the default), or another view of the same rows, which the "
+            "teacher reads in its own view (e.g. pmnist for a teacher of mnist images)."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted distillation from its training state.")] = False,
     config: options.Config = None,
     quiet: options.Quiet = False,
@@ -54,17 +57,33 @@ def distill_command(
     student_files = {k: v for k, v in file_values.items() if k not in names}
     try:
         with training_progress(quiet) as progress:
-            out = distill(teacher, cfg, overrides, file_values=student_files, data_dir=data, dataset_name=dataset,
-                          argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress,
-                          output=output, resume=resume)
+            out = distill(
+                teacher,
+                cfg,
+                overrides,
+                file_values=student_files,
+                data_dir=data,
+                dataset_name=dataset,
+                argv=(ctx.obj or {}).get("argv"),
+                notify=status_lines(quiet),
+                progress=progress,
+                output=output,
+                resume=resume,
+            )
     except KeyboardInterrupt:
         raise interrupted_run(output, "run the same command with --resume to continue") from None
     write_checkpoint(out, output)
 
 
 def register(app: typer.Typer) -> None:
-    options.with_parameters(distill_command, options.setting_parameters(
-        {DistillConfig: "Distillation settings", ArchConfig: "Student settings", TrainConfig: "Training settings"},
-        exclude=_EXCLUDED))
-    app.command("distill", epilog=options.example("cfctool distill teacher.st --student cfc-ncp --hidden 64 --epochs 10 -o "
-                                                  "student.st"))(distill_command)
+    options.with_parameters(
+        distill_command,
+        options.setting_parameters(
+            {DistillConfig: "Distillation settings", ArchConfig: "Student settings", TrainConfig: "Training settings"},
+            exclude=_EXCLUDED,
+        ),
+    )
+    app.command(
+        "distill",
+        epilog=options.example("cfctool distill teacher.st --student cfc-ncp --hidden 64 --epochs 10 -o student.st"),
+    )(distill_command)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
-from cfctool.cli import options
 from cfctool import engine_catalog as catalog
+from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
@@ -19,10 +18,15 @@ def register(app: typer.Typer) -> None:
         split: Annotated[str, typer.Option(help="Split to evaluate: test, val or train.")] = "test",
         data: options.Data = None,
         batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 512,
-        max_samples: Annotated[Optional[int], typer.Option(help="Evaluate a seeded random subset of N samples.")] = None,
+        max_samples: Annotated[int | None, typer.Option(help="Evaluate a seeded random subset of N samples.")] = None,
         threads: options.Threads = None,
-        engine: Annotated[str, typer.Option(help="auto (the fastest exact engine for the checkpoint) or an engine by "
-                                                 "name: " + catalog.listing(catalog.RUNNABLE) + ".")] = "auto",
+        engine: Annotated[
+            str,
+            typer.Option(
+                help="auto (the fastest exact engine for the checkpoint) or an engine by "
+                "name: " + catalog.listing(catalog.RUNNABLE) + "."
+            ),
+        ] = "auto",
         as_json: options.Json = False,
         quiet: options.Quiet = False,
     ):
@@ -39,8 +43,16 @@ def register(app: typer.Typer) -> None:
         from cfctool.ops.evaluate import evaluate
 
         ckpt = read_checkpoint(checkpoint)
-        report = evaluate(ckpt, split=split, data_dir=data, batch_size=batch_size, threads=threads,
-                          max_samples=max_samples, notify=status_lines(quiet), engine=engine)
+        report = evaluate(
+            ckpt,
+            split=split,
+            data_dir=data,
+            batch_size=batch_size,
+            threads=threads,
+            max_samples=max_samples,
+            notify=status_lines(quiet),
+            engine=engine,
+        )
         report = {"checkpoint": checkpoint, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"], **report}
         if as_json:
             print(json.dumps(report, indent=2))

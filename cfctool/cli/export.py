@@ -3,39 +3,66 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export", epilog=options.example("cfctool export small.st -o small.onnx; cfctool export small.st "
-                                                   "--format c -o edge/"))
+    @app.command(
+        "export",
+        epilog=options.example("cfctool export small.st -o small.onnx; cfctool export small.st --format c -o edge/"),
+    )
     def export_command(
         checkpoint: options.Checkpoint,
-        output: options.output("The ONNX file to write (--format onnx), the directory that receives NAME.h and "
-                               "NAME.c (--format c), or the .safetensors file (--format ncps).", required=True),
-        format: Annotated[str, typer.Option("--format", help="onnx (an ONNX graph), c (C99 source for any CPU or "
-                                                             "microcontroller) or ncps (the weights in ncps's "
-                                                             "layout).")] = "onnx",
-        name: Annotated[Optional[str], typer.Option(help="--format c: the C name of the model (default: the "
-                                                         "checkpoint's file name).")] = None,
-        token_table: Annotated[Optional[str], typer.Option(
-            help="--format c, token models: how token ids enter. folded: one float row per token (a lookup, the "
-                 "fastest; vocabulary x first width floats); embedding: the embedding rows (int8 where quantized, "
-                 "only the non-zeros where pruned), projected at every step (the smallest flash); auto (default): "
-                 "embedding when the embedding is at least half zeros, else folded.")] = None,
-        sparse: Annotated[Optional[str], typer.Option(
-            help="--format c: how each weight product runs. auto (default): only its non-zeros where the "
-                 "product is sparse enough to run faster so (measured per form), else dense; always; never.")] = None,
-        row_align: Annotated[Optional[int], typer.Option(
-            help="--format c, quantized models: pad each integer row to a multiple of this many bytes (default "
-                 "16: whole vector registers on a desktop CPU; 4 suits a Cortex-M4's 32-bit multiply-adds).",
-            min=1, max=4096)] = None,
-        seq_len: Annotated[Optional[int], typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's).")] = None,
+        output: options.output(
+            "The ONNX file to write (--format onnx), the directory that receives NAME.h and "
+            "NAME.c (--format c), or the .safetensors file (--format ncps).",
+            required=True,
+        ),
+        format: Annotated[
+            str,
+            typer.Option(
+                "--format",
+                help="onnx (an ONNX graph), c (C99 source for any CPU or "
+                "microcontroller) or ncps (the weights in ncps's "
+                "layout).",
+            ),
+        ] = "onnx",
+        name: Annotated[
+            str | None, typer.Option(help="--format c: the C name of the model (default: the checkpoint's file name).")
+        ] = None,
+        token_table: Annotated[
+            str | None,
+            typer.Option(
+                help="--format c, token models: how token ids enter. folded: one float row per token (a lookup, the "
+                "fastest; vocabulary x first width floats); embedding: the embedding rows (int8 where quantized, "
+                "only the non-zeros where pruned), projected at every step (the smallest flash); auto (default): "
+                "embedding when the embedding is at least half zeros, else folded."
+            ),
+        ] = None,
+        sparse: Annotated[
+            str | None,
+            typer.Option(
+                help="--format c: how each weight product runs. auto (default): only its non-zeros where the "
+                "product is sparse enough to run faster so (measured per form), else dense; always; never."
+            ),
+        ] = None,
+        row_align: Annotated[
+            int | None,
+            typer.Option(
+                help="--format c, quantized models: pad each integer row to a multiple of this many bytes (default "
+                "16: whole vector registers on a desktop CPU; 4 suits a Cortex-M4's 32-bit multiply-adds).",
+                min=1,
+                max=4096,
+            ),
+        ] = None,
+        seq_len: Annotated[
+            int | None,
+            typer.Option(help="Length of the verification inputs and of an unrolled graph (default: the task's)."),
+        ] = None,
         data: options.Data = None,
         quiet: options.Quiet = False,
     ):
@@ -92,10 +119,16 @@ def register(app: typer.Typer) -> None:
         fmt.check(ckpt)
         say = status_lines(quiet)
         batches, _, _ = workload(ckpt, "test", data, 64, seq_len, 1, notify=say)
-        say("generating C and checking it against the engine it mirrors" if format == "c" else
-            f"exporting ({format}) and verifying it")
-        extra = ({"name": name, "token_table": token_table or "auto", "row_align": row_align,
-                  "sparse": sparse or "auto"} if format == "c" else {})
+        say(
+            "generating C and checking it against the engine it mirrors"
+            if format == "c"
+            else f"exporting ({format}) and verifying it"
+        )
+        extra = (
+            {"name": name, "token_table": token_table or "auto", "row_align": row_align, "sparse": sparse or "auto"}
+            if format == "c"
+            else {}
+        )
         info = fmt.write(ckpt, output, batches[0], **extra)
         if not quiet or format == "onnx":  # the ONNX check is its result line
             print(fmt.summary(info), file=sys.stderr)

@@ -30,18 +30,25 @@ def _compression(c: dict) -> str:
 
 def _state_lines(s: dict) -> str:
     settings = s["settings"]
-    lines = [f"training state  {s['source']}",
-             f"run            {settings.get('dataset')} / {settings.get('name', '?')}: {s['epochs_done']} epoch(s), "
-             f"{s['steps']} steps, {s['train_seconds']} s of training; best epoch {s['best_epoch']}"
-             + ("; weights averaged" if s["weight_average"] else "")
-             + f"; lr now {', '.join(f'{lr:.3g}' for lr in s['lr_now'])}"
-             + (f"; epoch {s['epoch_in_progress']['epoch']} in progress (written mid-epoch: --resume continues "
-                "from there)" if s.get("epoch_in_progress") else ""),
-             f"settings       {_flat(s['changed_settings']) or 'the preset'} (beyond the preset; all in --json)",
-             "epochs"]
+    lines = [
+        f"training state  {s['source']}",
+        f"run            {settings.get('dataset')} / {settings.get('name', '?')}: {s['epochs_done']} epoch(s), "
+        f"{s['steps']} steps, {s['train_seconds']} s of training; best epoch {s['best_epoch']}"
+        + ("; weights averaged" if s["weight_average"] else "")
+        + f"; lr now {', '.join(f'{lr:.3g}' for lr in s['lr_now'])}"
+        + (
+            f"; epoch {s['epoch_in_progress']['epoch']} in progress (written mid-epoch: --resume continues from there)"
+            if s.get("epoch_in_progress")
+            else ""
+        ),
+        f"settings       {_flat(s['changed_settings']) or 'the preset'} (beyond the preset; all in --json)",
+        "epochs",
+    ]
     for e in s["epochs"]:
-        lines.append(f"  {e['epoch']:>3}  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                      for k, v in e.items() if k != "epoch"))
+        lines.append(
+            f"  {e['epoch']:>3}  "
+            + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in e.items() if k != "epoch")
+        )
     return "\n".join(lines)
 
 
@@ -83,17 +90,23 @@ def register(app: typer.Typer) -> None:
             f"encodings    {_flat(d['encodings']) or 'none (every tensor stored plain)'}",
             f"metrics      {_flat(metrics) or 'none recorded (run cfctool eval)'}",
             f"sizes        {_flat(d['sizes'])}",
-            "integrity    " + (f"header and data sha256 {d['integrity']['sha256'][:16]}..., verified at load"
-                                if d["integrity"].get("sha256") else
-                                f"tensor data sha256 {d['integrity']['data_sha256'][:16]}..., verified at load; "
-                                f"{d['integrity']['note']}" if d["integrity"]["data_sha256"] else
-                                f"no hash in the file ({d['integrity']['note']})"),
+            "integrity    "
+            + (
+                f"header and data sha256 {d['integrity']['sha256'][:16]}..., verified at load"
+                if d["integrity"].get("sha256")
+                else f"tensor data sha256 {d['integrity']['data_sha256'][:16]}..., verified at load; "
+                f"{d['integrity']['note']}"
+                if d["integrity"]["data_sha256"]
+                else f"no hash in the file ({d['integrity']['note']})"
+            ),
             "history",
         ]
         for i, h in enumerate(d["history"], 1):
             argv = " ".join(h.get("argv") or [str(h.get("command", "?"))])
             if h.get("argv") and h.get("command") not in h["argv"]:  # the record disagrees with itself: show both
                 argv += f"  [recorded command: {h.get('command')}]"
-            lines.append(f"  {i}. {h.get('utc')}  {argv}  (seed {h.get('seed')}, {h.get('wall_time_s')} s, "
-                         f"cfctool {h.get('cfctool_version')}, torch {h.get('torch_version')})")
+            lines.append(
+                f"  {i}. {h.get('utc')}  {argv}  (seed {h.get('seed')}, {h.get('wall_time_s')} s, "
+                f"cfctool {h.get('cfctool_version')}, torch {h.get('torch_version')})"
+            )
         print("\n".join(terminal(line) for line in lines))  # record text: no escape sequences reach the terminal

@@ -19,13 +19,16 @@ def read_checkpoint(path: str):
 
         data = read_stdin(CHECKPOINT_LIMIT, "checkpoint", CheckpointError)
         if not data:
-            raise CheckpointError("<stdin>: no data on standard input; pipe a .st file in, e.g. `cfctool info - < model.st`")
+            raise CheckpointError(
+                "<stdin>: no data on standard input; pipe a .st file in, e.g. `cfctool info - < model.st`"
+            )
         return checkpoint.load_bytes(data, source="<stdin>")
     return checkpoint.load(path)
 
 
-def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st", inputs=(),
-                 overwrite: bool = False) -> None:
+def check_output(
+    path: str, sidecar: bool = True, suffix: str | None = ".st", inputs=(), overwrite: bool = False
+) -> None:
     """Fail before any work when the output cannot be written (wrong suffix, missing or
     read-only directory, a directory in the way) or would replace one of the command's
     `inputs` or their sidecars (the same file by device and inode, whatever its name);
@@ -36,8 +39,10 @@ def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st", in
 
     if path == STDIO:
         if sys.stdout.isatty():
-            raise ConfigError("-o -: refusing to write a binary checkpoint to a terminal; redirect it (> out.st) or "
-                              "pipe it (| cfctool info -)")
+            raise ConfigError(
+                "-o -: refusing to write a binary checkpoint to a terminal; redirect it (> out.st) or "
+                "pipe it (| cfctool info -)"
+            )
         return
     out = Path(path)
     if suffix == ".st" and sidecar and out.suffix != ".st":
@@ -59,8 +64,9 @@ def check_output(path: str, sidecar: bool = True, suffix: str | None = ".st", in
                 if overwrite and same_pair:
                     continue  # replacing the input pair on purpose: still one atomic write each
                 hint = " (or --overwrite to replace the input checkpoint)" if checkpoint_input and sidecar else ""
-                raise ConfigError(f"output {w} is the input {r}: writing it would destroy the input; choose "
-                                  f"another -o{hint}")
+                raise ConfigError(
+                    f"output {w} is the input {r}: writing it would destroy the input; choose another -o{hint}"
+                )
     check_writable(out, sidecar=sidecar)
 
 
@@ -75,8 +81,11 @@ def write_checkpoint(ckpt, path: str) -> None:
     if path == STDIO:
         write_stdout(checkpoint.to_bytes(ckpt))
         return
-    checkpoint.save(ckpt, path, on_wait=lambda message: print(f"{message}; the output is written when it is "
-                                                              "released", file=sys.stderr))
+    checkpoint.save(
+        ckpt,
+        path,
+        on_wait=lambda message: print(f"{message}; the output is written when it is released", file=sys.stderr),
+    )
     print(path)
 
 
@@ -98,13 +107,27 @@ def write_stdout(payload: bytes) -> None:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise OutputError(f"cannot write the checkpoint to standard output: {exc.strerror or exc}; "
-                              "the output there is incomplete") from None
+            raise OutputError(
+                f"cannot write the checkpoint to standard output: {exc.strerror or exc}; the output there is incomplete"
+            ) from None
         view = view[written:]
 
 
-def run_compression(ctx, kind: str, cfg_class, op, validate, checkpoint: str, output: str, data, quiet: bool,
-                    settings: dict, summary=None, config: str | None = None, overwrite: bool = False) -> None:
+def run_compression(
+    ctx,
+    kind: str,
+    cfg_class,
+    op,
+    validate,
+    checkpoint: str,
+    output: str,
+    data,
+    quiet: bool,
+    settings: dict,
+    summary=None,
+    config: str | None = None,
+    overwrite: bool = False,
+) -> None:
     """The shape every checkpoint -> checkpoint command shares: settings from the flags over
     a config file, output and settings checked before any work, the op with progress, one
     summary line on stderr (`summary(out)`), the result written (or piped) last."""
@@ -117,8 +140,9 @@ def run_compression(ctx, kind: str, cfg_class, op, validate, checkpoint: str, ou
     ckpt = read_checkpoint(checkpoint)
     validate(ckpt, cfg)
     with training_progress(quiet) as progress:
-        out = op(ckpt, cfg, data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet),
-                 progress=progress)
+        out = op(
+            ckpt, cfg, data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress
+        )
     line = summary(out) if summary else None
     if line and not quiet:
         print(line, file=sys.stderr)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import MISSING, fields
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
-from typing_extensions import Annotated
 
 from cfctool.configs import ArchConfig, DataConfig, TrainConfig
 from cfctool.families import arch_settings
@@ -23,15 +22,28 @@ def field_help(cls, name: str) -> str:
 
 
 Checkpoint = Annotated[str, typer.Argument(help="Checkpoint (.st), or '-' for stdin.")]
-Data = Annotated[Optional[str], typer.Option(
-    "--data", help="Data directory (default: $CFCTOOL_DATA, else the one recorded when the model was trained).")]
-Threads = Annotated[Optional[int], typer.Option(help=field_help(TrainConfig, "threads"))]
+Data = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="Data directory (default: $CFCTOOL_DATA, else the one recorded when the model was trained)."
+    ),
+]
+Threads = Annotated[int | None, typer.Option(help=field_help(TrainConfig, "threads"))]
 Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
-Overwrite = Annotated[bool, typer.Option(
-    "--overwrite", help="Allow -o to be the input checkpoint (replaced atomically once the result is ready).")]
-Config = Annotated[Optional[str], typer.Option(
-    "--config", help="YAML file of settings (flat keys, e.g. 'lr: 0.01'), or a stored config (a history entry's "
-                     "`config`); flags override it.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Allow -o to be the input checkpoint (replaced atomically once the result is ready)."
+    ),
+]
+Config = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="YAML file of settings (flat keys, e.g. 'lr: 0.01'), or a stored config (a history entry's "
+        "`config`); flags override it.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 
 
@@ -41,7 +53,7 @@ def example(command: str) -> str:
 
 
 def output(help_text: str, required: bool = False):
-    kind = str if required else Optional[str]
+    kind = str if required else str | None
     return Annotated[kind, typer.Option("--output", "-o", help=help_text)]
 
 
@@ -74,8 +86,11 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
                 shown = decl[0].split("/")[0 if default else 1] if base is bool else default  # a flag: its spelling
                 text += f" [default: {shown}{' unless the preset sets it' if panels is None else ''}]"
             option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)
-            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                            annotation=Annotated[Optional[base], option], default=None))
+            params.append(
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[base | None, option], default=None
+                )
+            )
     return params
 
 

@@ -36,9 +36,16 @@ def training_progress(quiet: bool = False, every_s: float = 30.0):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
-        bar = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-                       TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
-                       TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console)
+        bar = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
         task_id = None
 
         def show(p):
@@ -59,13 +66,19 @@ def training_progress(quiet: bool = False, every_s: float = 30.0):
     def plain(p):
         now = time.monotonic()
         if p.phase == "epoch":
-            print(f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{_fmt_val(p.val)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{_fmt_val(p.val)}",
+                file=sys.stderr,
+                flush=True,
+            )
             last[0] = now
         elif now - last[0] >= every_s:
             acc = f" acc {p.accuracy:.4f}" if p.accuracy is not None else ""
-            print(f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{acc}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps} loss {p.loss:.4f}{acc}",
+                file=sys.stderr,
+                flush=True,
+            )
             last[0] = now
 
     yield plain
@@ -81,8 +94,10 @@ def interrupted_run(output, resume_hint: str) -> KeyboardInterrupt:
     where = f"after epoch {state['epochs_done']}, step {state['steps']}"
     if state.get("epoch_in_progress"):
         where = f"in epoch {state['epoch_in_progress']['epoch']}, step {state['steps']}"
-    return KeyboardInterrupt(f"interrupted; no checkpoint was written, but the training state "
-                             f"{state_path_for(output)} was kept ({where}): {resume_hint}")
+    return KeyboardInterrupt(
+        f"interrupted; no checkpoint was written, but the training state "
+        f"{state_path_for(output)} was kept ({where}): {resume_hint}"
+    )
 
 
 def status_lines(quiet: bool = False):
@@ -94,4 +109,5 @@ def status_lines(quiet: bool = False):
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - start:5.1f}s] {message}", file=sys.stderr, flush=True)
+
     return say

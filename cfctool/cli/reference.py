@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     text = render()
     if args.check:
         if not args.path.is_file() or args.path.read_text() != text:
-            sys.exit(f"{args.path} is out of date: run `make cli-reference` "
-                     f"(python -m cfctool.cli.reference {args.path})")
+            sys.exit(
+                f"{args.path} is out of date: run `make cli-reference` (python -m cfctool.cli.reference {args.path})"
+            )
         return
     args.path.write_text(text)
     print(args.path)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from cfctool.cli import options
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", epilog=options.example("cfctool report teacher.st pruned.st student.st -o report.md --plot pareto.png"))
+    @app.command(
+        "report",
+        epilog=options.example("cfctool report teacher.st pruned.st student.st -o report.md --plot pareto.png"),
+    )
     def report_command(
-        paths: Annotated[List[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
-        output: Annotated[Optional[str], typer.Option("--output", "-o",
-                                                      help="Write the table here: .md (Markdown), .yaml or .json.")] = None,
-        plot: Annotated[Optional[str], typer.Option(help="Also draw the task's metric vs file size and vs CPU time "
-                                                         "(.png/.pdf/.svg; needs matplotlib).")] = None,
+        paths: Annotated[list[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
+        output: Annotated[
+            str | None, typer.Option("--output", "-o", help="Write the table here: .md (Markdown), .yaml or .json.")
+        ] = None,
+        plot: Annotated[
+            str | None,
+            typer.Option(
+                help="Also draw the task's metric vs file size and vs CPU time (.png/.pdf/.svg; needs matplotlib)."
+            ),
+        ] = None,
         as_json: options.Json = False,
     ):
         """One table of every checkpoint of a study: history, the task's metric, parameters, bytes, speed-up.
@@ -37,8 +44,9 @@ def register(app: typer.Typer) -> None:
         kind = Path(output).suffix.lower() if output is not None else None
         found = rep.find_checkpoints(paths)
         if output is not None:
-            check_output(output, sidecar=False, suffix=kind if kind in (".md", ".yaml", ".json") else ".md",
-                         inputs=found)
+            check_output(
+                output, sidecar=False, suffix=kind if kind in (".md", ".yaml", ".json") else ".md", inputs=found
+            )
         if plot is not None:  # validated like -o, before any work: no directories are created
             if Path(plot).suffix.lower() not in (".png", ".pdf", ".svg"):
                 raise ConfigError(f"--plot {plot}: give a .png, .pdf or .svg path")
@@ -58,7 +66,6 @@ def register(app: typer.Typer) -> None:
         else:
             from rich.console import Console
             from rich.table import Table
-
             from rich.text import Text
 
             header = rep.columns(rows)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from cfctool.cli import options
 from cfctool.configs import ARCHS
@@ -17,21 +16,42 @@ from cfctool.data.names import DATASETS
 
 def train_command(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help=f"Data set: {', '.join(DATASETS)} (xor is generated: no files "
-                                           "needed), a description of your own data (.yaml), or your own data "
-                                           "file or folder.")] = "xor",
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help=f"Data set: {', '.join(DATASETS)} (xor is generated: no files "
+            "needed), a description of your own data (.yaml), or your own data "
+            "file or folder."
+        ),
+    ] = "xor",
     arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHS)}.")] = "cfc",
     output: options.output("Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st") = None,
     preset: Annotated[str, typer.Option(help="Named preset of the data set (e.g. xor: default, paper).")] = "default",
     config: options.Config = None,
     data: options.Data = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the training state "
-                                         "written beside the output after every epoch (OUT.st.train-state).")] = False,
-    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm-start from this checkpoint's weights "
-                                                     "(same arch and data set; fresh optimiser and schedule; its "
-                                                     "weights compete as epoch 0).")] = None,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved settings "
-                                               "(preset + config file + flags) as YAML and exit.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run from the training state "
+            "written beside the output after every epoch (OUT.st.train-state).",
+        ),
+    ] = False,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Warm-start from this checkpoint's weights "
+            "(same arch and data set; fresh optimiser and schedule; its "
+            "weights compete as epoch 0).",
+        ),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config", help="Print the resolved settings (preset + config file + flags) as YAML and exit."
+        ),
+    ] = False,
     quiet: options.Quiet = False,
     **settings,
 ):
@@ -51,8 +71,13 @@ def train_command(
     if data is not None:
         overrides["data_dir"] = data
     name, described = dataset_argument(dataset)  # a description < --config < the flags
-    run = resolve(name, arch, preset=preset,
-                  file_values={**described, **(load_config_file(config) if config else {})}, overrides=overrides)
+    run = resolve(
+        name,
+        arch,
+        preset=preset,
+        file_values={**described, **(load_config_file(config) if config else {})},
+        overrides=overrides,
+    )
     if print_config:
         import yaml
 
@@ -69,9 +94,15 @@ def train_command(
         check_output(str(state_path_for(out)), sidecar=False)
     try:
         with training_progress(quiet) as progress:
-            ckpt = train(run, progress=progress, argv=(ctx.obj or {}).get("argv"),
-                         output=None if out == "-" else out, resume=resume, init_from=init_from,
-                         notify=status_lines(quiet))
+            ckpt = train(
+                run,
+                progress=progress,
+                argv=(ctx.obj or {}).get("argv"),
+                output=None if out == "-" else out,
+                resume=resume,
+                init_from=init_from,
+                notify=status_lines(quiet),
+            )
     except KeyboardInterrupt:
         raise interrupted_run(out, "run the same command with --resume to continue") from None
     write_checkpoint(ckpt, out)
@@ -82,4 +113,6 @@ def train_command(
 
 def register(app: typer.Typer) -> None:
     options.with_parameters(train_command, options.setting_parameters())
-    app.command("train", epilog=options.example("cfctool train imdb --arch cfc-deep --threads 1 -o deep.st"))(train_command)
+    app.command("train", epilog=options.example("cfctool train imdb --arch cfc-deep --threads 1 -o deep.st"))(
+        train_command
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from cfctool.errors import DataError
 
@@ -29,17 +30,18 @@ class Split:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def take(self, index: torch.Tensor | slice) -> "Split":
+    def take(self, index: torch.Tensor | slice) -> Split:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
-        return Split(self.x[index], self.y[index], pick(self.dt), pick(self.mask),
-                     {k: v[index] for k, v in self.extra.items()})
+        return Split(
+            self.x[index], self.y[index], pick(self.dt), pick(self.mask), {k: v[index] for k, v in self.extra.items()}
+        )
 
-    def batches(self, size: int) -> Iterator["Split"]:
+    def batches(self, size: int) -> Iterator[Split]:
         """Consecutive batches of `size` rows in order (the last may be smaller)."""
         for start in range(0, len(self), size):
             yield self.take(slice(start, start + size))
 
-    def sample(self, n: int, seed: int = 0) -> "Split":
+    def sample(self, n: int, seed: int = 0) -> Split:
         """A seeded random subset of n rows in their original order (all rows when n >= len).
         Random, not the first n: several test sets (IMDB) are sorted by label."""
         return self if n >= len(self) else self.take(sample_indices(len(self), n, seed))
@@ -87,8 +89,9 @@ def find_input(data_dir, folder: str, candidates: list[str], layout: str):
     from pathlib import Path
 
     if data_dir is None:
-        raise DataError(f"no data directory given for '{folder}': pass --data DIR or set CFCTOOL_DATA "
-                        f"(expected {layout})")
+        raise DataError(
+            f"no data directory given for '{folder}': pass --data DIR or set CFCTOOL_DATA (expected {layout})"
+        )
     base = Path(data_dir)
     if not base.is_dir():
         raise DataError(f"data directory {base} does not exist (expected {layout})")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import tarfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from cfctool.data.base import Dataset, Split, find_input, sample_indices
 from cfctool.data.registry import TEST_SAMPLE_SEED, capped_test_record
@@ -34,18 +35,33 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 INPUT_KIND = "tokens"  # known before the data are read (import ncps checks --embedding against it)
 # the tensors of a split (see xor.TENSORS); no dt: every step is one token
 TENSORS = (
-    ("x", ("N", "T"), "int64", "token ids: 0 padding, 1 out of vocabulary, 2 ... the vocabulary's words, most "
-                               "frequent first (the vocabulary travels in the checkpoint)"),
-    ("mask", ("N", "T"), "bool", "the review's tokens, padding after them (none with --padding pre: the pads "
-                                 "come first and are read)"),
+    (
+        "x",
+        ("N", "T"),
+        "int64",
+        "token ids: 0 padding, 1 out of vocabulary, 2 ... the vocabulary's words, most "
+        "frequent first (the vocabulary travels in the checkpoint)",
+    ),
+    (
+        "mask",
+        ("N", "T"),
+        "bool",
+        "the review's tokens, padding after them (none with --padding pre: the pads come first and are read)",
+    ),
     ("y", ("N",), "int64", "0 negative, 1 positive"),
 )
 STEPS = "T = --seq-len (the last tokens of each review)"
 SETTINGS = (
     Setting("vocab_size", int, 20000, "imdb: vocabulary (most frequent training words).", low=1),
     Setting("seq_len", int, 200, "imdb: tokens kept per review (the last ones).", low=1),
-    Setting("padding", str, "end", "imdb: end (padding after the review, masked) or pre (before it, unmasked: the "
-            "pad steps act as a learned initial state, as Keras' pad_sequences).", ("end", "pre")),
+    Setting(
+        "padding",
+        str,
+        "end",
+        "imdb: end (padding after the review, masked) or pre (before it, unmasked: the "
+        "pad steps act as a learned initial state, as Keras' pad_sequences).",
+        ("end", "pre"),
+    ),
 )
 
 
@@ -74,7 +90,7 @@ def read_reviews(source: Path, splits: tuple[str, ...]) -> dict[str, list[tuple[
             with tarfile.open(source, "r:*") as archive:
                 for member in archive:
                     if member.isfile():
-                        add(member.name, lambda: archive.extractfile(member).read())
+                        add(member.name, lambda m=member: archive.extractfile(m).read())
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{source}: cannot read the IMDB archive ({exc}); is it complete? expected {_LAYOUT}") from None
     for split, reviews in found.items():
@@ -119,23 +135,29 @@ def vocab_from_tensor(t: torch.Tensor, max_words: int | None = None) -> list[str
         inflate = zlib.decompressobj()
         text = inflate.decompress(data, limit)
         if inflate.unconsumed_tail:
-            raise CheckpointError(f"the stored vocabulary inflates beyond {limit:,} bytes, more than {max_words:,} "
-                                  "words can take; the file was altered or written by a faulty tool")
+            raise CheckpointError(
+                f"the stored vocabulary inflates beyond {limit:,} bytes, more than {max_words:,} "
+                "words can take; the file was altered or written by a faulty tool"
+            )
     except zlib.error:  # checkpoints before compression stored the plain text
         text = data
     try:
         words = text.decode("utf-8").split("\n")
     except UnicodeDecodeError:
-        raise CheckpointError("the stored vocabulary is not UTF-8 text; the file was altered or written by a faulty "
-                              "tool") from None
+        raise CheckpointError(
+            "the stored vocabulary is not UTF-8 text; the file was altered or written by a faulty tool"
+        ) from None
     if max_words is not None and len(words) > max_words:
-        raise CheckpointError(f"the stored vocabulary has {len(words):,} words, more than the model's "
-                              f"{max_words:,}; the file was altered or written by a faulty tool")
+        raise CheckpointError(
+            f"the stored vocabulary has {len(words):,} words, more than the model's "
+            f"{max_words:,}; the file was altered or written by a faulty tool"
+        )
     return words
 
 
-def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int,
-           padding: str = "end") -> Split:
+def encode(
+    token_lists: list[list[str]], labels: list[int], vocab: list[str], seq_len: int, padding: str = "end"
+) -> Split:
     """The last `seq_len` tokens of each review; `end` pads after them under a mask, `pre`
     pads before them without a mask (Keras' pad_sequences: the model reads the pads)."""
     import torch
@@ -146,7 +168,7 @@ def encode(token_lists: list[list[str]], labels: list[int], vocab: list[str], se
     for row, tokens in enumerate(token_lists):
         ids = [index.get(w, OOV) for w in tokens[-seq_len:]] or [OOV]
         if padding == "pre":
-            x[row, seq_len - len(ids):] = torch.tensor(ids)
+            x[row, seq_len - len(ids) :] = torch.tensor(ids)
         else:
             x[row, : len(ids)] = torch.tensor(ids)
             mask[row, : len(ids)] = True
@@ -158,10 +180,15 @@ def task_record(vocab_words: int, seq_len: int, padding: str = "end") -> dict[st
         "dataset": "imdb",
         "input": {"kind": "tokens", "vocab_size": vocab_words + 2, "pad_id": PAD, "oov_id": OOV},
         "output": {"kind": "classification", "size": 2, "per_step": False},
-        "preprocessing": {"tokenizer": "lowercase words [a-z0-9]+('[a-z]+)?, <br /> removed",
-                          "vocab_words": vocab_words, "seq_len": seq_len, "keep": "last tokens",
-                          "padding": "end, masked" if padding == "end" else "pre, unmasked",
-                          "vocab_from": "train split", "labels": {"neg": 0, "pos": 1}},
+        "preprocessing": {
+            "tokenizer": "lowercase words [a-z0-9]+('[a-z]+)?, <br /> removed",
+            "vocab_words": vocab_words,
+            "seq_len": seq_len,
+            "keep": "last tokens",
+            "padding": "end, masked" if padding == "end" else "pre, unmasked",
+            "vocab_from": "train split",
+            "labels": {"neg": 0, "pos": 1},
+        },
     }
 
 
@@ -181,15 +208,15 @@ def load(cfg) -> Dataset:
     vocab = build_vocab(iter(train_tokens), cfg.vocab_size)
     test, subset = reviews["test"], None
     if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):  # tokenize only those read
-
         keep = sample_indices(len(test), cfg.max_test_samples, TEST_SAMPLE_SEED).tolist()
         test, subset = [test[i] for i in keep], capped_test_record(len(keep), len(test))
     task = task_record(len(vocab), cfg.seq_len, cfg.padding)
     return Dataset(
         task=task,
-        splits={"train": encode(train_tokens, [r[0] for r in train], vocab, cfg.seq_len, cfg.padding),
-                "test": encode([tokenize(t) for _, _, t in test], [r[0] for r in test], vocab, cfg.seq_len,
-                               cfg.padding)},
+        splits={
+            "train": encode(train_tokens, [r[0] for r in train], vocab, cfg.seq_len, cfg.padding),
+            "test": encode([tokenize(t) for _, _, t in test], [r[0] for r in test], vocab, cfg.seq_len, cfg.padding),
+        },
         task_tensors={"vocab": vocab_to_tensor(vocab)},
         files=[str(source)] if source.is_file() else [],
         test_subset=subset,
@@ -204,5 +231,6 @@ def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Spli
     vocab = vocab_from_tensor(task_tensors["vocab"], task["input"]["vocab_size"] - 2)
     reviews = read_reviews(find_source(data_dir), (split,))[split]
     padding = "pre" if task["preprocessing"].get("padding", "end").startswith("pre") else "end"
-    return encode([tokenize(t) for _, _, t in reviews], [r[0] for r in reviews], vocab,
-                  task["preprocessing"]["seq_len"], padding)
+    return encode(
+        [tokenize(t) for _, _, t in reviews], [r[0] for r in reviews], vocab, task["preprocessing"]["seq_len"], padding
+    )

@@ -26,8 +26,10 @@ if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help`
     import numpy as np
     import torch
 
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 IDX_LIMIT = 1 << 30  # bytes an IDX file may hold (MNIST's largest is 47 MB)
 _FOLDER = {"mnist": "mnist", "pmnist": "mnist", "pixel-mnist": "mnist", "fashion-mnist": "fashion-mnist"}
 _SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -35,9 +37,15 @@ _SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 # its settings (flags and config keys); `shift` means nothing for other data sets' rows
 SETTINGS = (
-    Setting("shift", int, 0, "mnist, pmnist, fashion-mnist: move each training image by a random -N..N pixels "
-            "down and across (zero fill) every time it is drawn; validation and test images stay as they are "
-            "(augmentation against overfitting).", low=0),
+    Setting(
+        "shift",
+        int,
+        0,
+        "mnist, pmnist, fashion-mnist: move each training image by a random -N..N pixels "
+        "down and across (zero fill) every time it is drawn; validation and test images stay as they are "
+        "(augmentation against overfitting).",
+        low=0,
+    ),
 )
 OWN_SETTINGS = {"shift": "shift moves images"}
 
@@ -52,20 +60,25 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read ({exc}); the file is damaged or truncated") from None
     if len(data) > IDX_LIMIT:
-        raise DataError(f"{path}: inflates to more than {IDX_LIMIT:,} bytes, far beyond MNIST's 47 MB; is it the "
-                        "wrong file?")
+        raise DataError(
+            f"{path}: inflates to more than {IDX_LIMIT:,} bytes, far beyond MNIST's 47 MB; is it the wrong file?"
+        )
     if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
     dims = data[3]
     if dims != expected_dims:
-        raise DataError(f"{path}: expected {expected_dims} dimensions, found {dims}; are image and label files swapped?")
+        raise DataError(
+            f"{path}: expected {expected_dims} dimensions, found {dims}; are image and label files swapped?"
+        )
     header = 4 + 4 * dims
     if len(data) < header:
         raise DataError(f"{path}: truncated header")
     shape = struct.unpack(">" + "I" * dims, data[4:header])
     size = int(np.prod(shape))
     if len(data) - header != size:
-        raise DataError(f"{path}: truncated: the header announces {size} bytes of data, the file has {len(data) - header}")
+        raise DataError(
+            f"{path}: truncated: the header announces {size} bytes of data, the file has {len(data) - header}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -88,8 +101,7 @@ def _locate(data_dir, name: str, split: str) -> tuple[Path, Path]:
 # the tensors of a split per data set (see xor.TENSORS); no dt (1 per step), no mask
 _LABELS = ("y", ("N",), "int64", "the digit (MNIST) or the garment class (Fashion-MNIST), 0 ... 9")
 _ROWS = (("x", ("N", 28, 28), "float32", "the image's 28 rows of 28 pixels, each in [0, 1]"), _LABELS)
-_PIXELS = (("x", ("N", 784, 1), "float32", "the image's pixels in reading order, one a step, each in [0, 1]"),
-           _LABELS)
+_PIXELS = (("x", ("N", 784, 1), "float32", "the image's pixels in reading order, one a step, each in [0, 1]"), _LABELS)
 TENSORS = {"mnist": _ROWS, "fashion-mnist": _ROWS, "pmnist": _PIXELS, "pixel-mnist": _PIXELS}
 STEPS = "T = 28 rows (784 pixels for pmnist)"
 
@@ -148,8 +160,10 @@ def random_shift(batch: Split, generator: torch.Generator, most: int, side: int 
 
 def view_converter(source: dict[str, Any], target: dict[str, Any]):
     """Rows <-> pixels of the same images (same files, same order, same scale): a reshape."""
-    same = (_FOLDER[source["dataset"]] == _FOLDER[target["dataset"]]
-            and source["preprocessing"]["scale"] == target["preprocessing"]["scale"])
+    same = (
+        _FOLDER[source["dataset"]] == _FOLDER[target["dataset"]]
+        and source["preprocessing"]["scale"] == target["preprocessing"]["scale"]
+    )
     size = target["input"]["size"]
     return (lambda x: x.reshape(len(x), -1, size)) if same else None
 

@@ -39,62 +39,142 @@ TARGETS = ("classification", "regression", "forecast")
 MAX_FILES = 1_000_000  # arrays in a folder of sequences
 MISSING = ("auto", "error", "indicator")  # auto: indicator for the narrow table form, else error
 # the table settings, recorded so that eval reads the file as training did
-TABLE_KEYS = ("id_column", "time_column", "target_column", "feature_columns", "variable_column", "value_column",
-              "labels_file", "per_step", "max_length")
+TABLE_KEYS = (
+    "id_column",
+    "time_column",
+    "target_column",
+    "feature_columns",
+    "variable_column",
+    "value_column",
+    "labels_file",
+    "per_step",
+    "max_length",
+)
 KEYS = ("x", "y", "t", "dt", "mask")
 SETTINGS = (
-    Setting("data_file", str, None, "own: the .npz or .safetensors file of x (N, T, F), y (N,) or (N, T), "
-                                    "optionally t or dt (N, T) and mask (N, T)."),
-    Setting("test_file", str, None, "own: a file of the same keys holding the test sequences (default: a "
-                                    "seeded --test-fraction of --data-file's sequences)."),
-    Setting("val_file", str, None, "own: a file of the same keys holding the validation sequences that pick the "
-                                   "best epoch (default: a seeded --val-fraction of the training sequences)."),
-    Setting("target", str, "classification", "own: what to predict: classification (y: integer or string labels), "
-                                             "regression (y: floats, standardised) or forecast (no y: the next "
-                                             "step's features).", choices=TARGETS),
-    Setting("test_fraction", float, 0.2, "Fraction held out for testing (person_activity: of the sessions' windows; "
-                                         "own data without --test-file: of the sequences)."),
+    Setting(
+        "data_file",
+        str,
+        None,
+        "own: the .npz or .safetensors file of x (N, T, F), y (N,) or (N, T), "
+        "optionally t or dt (N, T) and mask (N, T).",
+    ),
+    Setting(
+        "test_file",
+        str,
+        None,
+        "own: a file of the same keys holding the test sequences (default: a "
+        "seeded --test-fraction of --data-file's sequences).",
+    ),
+    Setting(
+        "val_file",
+        str,
+        None,
+        "own: a file of the same keys holding the validation sequences that pick the "
+        "best epoch (default: a seeded --val-fraction of the training sequences).",
+    ),
+    Setting(
+        "target",
+        str,
+        "classification",
+        "own: what to predict: classification (y: integer or string labels), "
+        "regression (y: floats, standardised) or forecast (no y: the next "
+        "step's features).",
+        choices=TARGETS,
+    ),
+    Setting(
+        "test_fraction",
+        float,
+        0.2,
+        "Fraction held out for testing (person_activity: of the sessions' windows; "
+        "own data without --test-file: of the sequences).",
+    ),
     Setting("split_seed", int, 0, "own: seed of the split into training and test sequences.", low=0),
-    Setting("target_scale", str, "standard", "own, regression: standard (each target standardised with its training "
-                                             "mean and std: every output weighs alike in the loss) or none (the "
-                                             "targets as given: the loss is in your units).",
-            choices=("standard", "none")),
-    Setting("missing", str, "auto", "own: NaN features in valid steps: error, or indicator (standardised over the "
-                                    "observed values, 0 where missing, plus a 0/1 observed input per feature); "
-                                    "auto: indicator for the narrow table form, else error.", choices=MISSING),
-    Setting("time_unit", str, None, "own: the unit of t, dt or the time column (e.g. hours): recorded, since the "
-                                    "model's dt is in it and a device must feed the same."),
+    Setting(
+        "target_scale",
+        str,
+        "standard",
+        "own, regression: standard (each target standardised with its training "
+        "mean and std: every output weighs alike in the loss) or none (the "
+        "targets as given: the loss is in your units).",
+        choices=("standard", "none"),
+    ),
+    Setting(
+        "missing",
+        str,
+        "auto",
+        "own: NaN features in valid steps: error, or indicator (standardised over the "
+        "observed values, 0 where missing, plus a 0/1 observed input per feature); "
+        "auto: indicator for the narrow table form, else error.",
+        choices=MISSING,
+    ),
+    Setting(
+        "time_unit",
+        str,
+        None,
+        "own: the unit of t, dt or the time column (e.g. hours): recorded, since the "
+        "model's dt is in it and a device must feed the same.",
+    ),
     Setting("id_column", str, "id", "own, tables: the column of sequence ids."),
     Setting("time_column", str, None, "own, tables: the column of times (made into per-step dt)."),
     Setting("target_column", str, "y", "own, tables: the column of targets (in the table or in --labels-file)."),
-    Setting("feature_columns", str, None, "own, tables: the feature columns, comma-separated (default: every "
-                                          "other column)."),
-    Setting("variable_column", str, None, "own, tables: the narrow form's column of variable names (with "
-                                          "--value-column: each variable observed at its own times)."),
+    Setting(
+        "feature_columns", str, None, "own, tables: the feature columns, comma-separated (default: every other column)."
+    ),
+    Setting(
+        "variable_column",
+        str,
+        None,
+        "own, tables: the narrow form's column of variable names (with "
+        "--value-column: each variable observed at its own times).",
+    ),
     Setting("value_column", str, "value", "own, tables: the narrow form's column of values."),
     Setting("labels_file", str, None, "own, tables: a second table of targets, keyed by --id-column."),
-    Setting("per_step", bool, False, "own, tables: the target column holds a target at every step (else one "
-                                     "value per sequence)."),
+    Setting(
+        "per_step",
+        bool,
+        False,
+        "own, tables: the target column holds a target at every step (else one value per sequence).",
+    ),
     Setting("max_length", int, 100_000, "own, tables: the most steps a sequence may have.", low=1),
-    Setting("stream", bool, False, "own: read a Parquet table a row group at a time (data larger than memory; "
-                                   "the rows of a sequence together, in time order)."),
-    Setting("stream_buffer", int, 4096, "own, --stream: the sequences held to shuffle from.", low=1,
-            high=1_000_000),
+    Setting(
+        "stream",
+        bool,
+        False,
+        "own: read a Parquet table a row group at a time (data larger than memory; "
+        "the rows of a sequence together, in time order).",
+    ),
+    Setting("stream_buffer", int, 4096, "own, --stream: the sequences held to shuffle from.", low=1, high=1_000_000),
 )
-OWN_SETTINGS = {"data_file": "--data-file names your own data", "test_file": "--test-file is your own data's",
-                "val_file": "--val-file is your own data's",
-                "split_seed": "--split-seed splits your own data", "missing": "--missing is for your own data",
-                "target_scale": "--target-scale is for your own data", "time_unit": "--time-unit is your own data's", "stream": "--stream reads your own data",
-                "stream_buffer": "--stream-buffer is for your own data",
-                **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS}}
+OWN_SETTINGS = {
+    "data_file": "--data-file names your own data",
+    "test_file": "--test-file is your own data's",
+    "val_file": "--val-file is your own data's",
+    "split_seed": "--split-seed splits your own data",
+    "missing": "--missing is for your own data",
+    "target_scale": "--target-scale is for your own data",
+    "time_unit": "--time-unit is your own data's",
+    "stream": "--stream reads your own data",
+    "stream_buffer": "--stream-buffer is for your own data",
+    **{key: f"--{key.replace('_', '-')} describes your own table" for key in TABLE_KEYS},
+}
 TENSORS = (
-    ("x", ("N", "T", "F"), "float32", "your features, standardised with the training steps' mean and std; 0 where "
-                                      "masked (token ids: (N, T) int64 as given, vocabulary 0 .. the largest id)"),
-    ("dt", ("N", "T"), "float32", "the time since the previous valid step (from t; 0 at the first), or your dt, "
-                                  "or 1"),
+    (
+        "x",
+        ("N", "T", "F"),
+        "float32",
+        "your features, standardised with the training steps' mean and std; 0 where "
+        "masked (token ids: (N, T) int64 as given, vocabulary 0 .. the largest id)",
+    ),
+    ("dt", ("N", "T"), "float32", "the time since the previous valid step (from t; 0 at the first), or your dt, or 1"),
     ("mask", ("N", "T"), "bool", "your mask (all steps when the file has none)"),
-    ("y", ("N",), "int64", "the class index (labels in sorted order); (N, T) when y is per step; a regression's "
-                           "standardised floats are (N, 1) or (N, T, 1)"),
+    (
+        "y",
+        ("N",),
+        "int64",
+        "the class index (labels in sorted order); (N, T) when y is per step; a regression's "
+        "standardised floats are (N, 1) or (N, T, 1)",
+    ),
 )
 STEPS = "T and F are your file's"
 
@@ -145,8 +225,7 @@ def read_folder(path: Path, reads: PinnedReads) -> dict[str, Any]:
         except Exception as exc:  # numpy's own error types
             raise DataError(f"{f}: not a readable .npy array ({str(exc)[:200]})") from None
         if a.ndim != 2 or a.dtype.kind not in "fiu" or a.shape[0] == 0:
-            raise DataError(f"{f}: each sequence must be a non-empty (T, F) array of numbers (got {a.dtype} "
-                            f"{a.shape})")
+            raise DataError(f"{f}: each sequence must be a non-empty (T, F) array of numbers (got {a.dtype} {a.shape})")
         if seqs and a.shape[1] != seqs[0][1].shape[1]:
             raise DataError(f"{f}: {a.shape[1]} features, {seqs[0][0]} has {seqs[0][1].shape[1]}")
         seqs.append((f.name, a))
@@ -164,8 +243,10 @@ def read_arrays(path: str | Path, reads: PinnedReads) -> dict[str, np.ndarray]:
 
     path = Path(path)
     if path.suffix not in (".npz", ".npy", ".safetensors"):
-        raise DataError(f"{path}: give a .npz or .safetensors file of arrays (x, y, ...), a .npy array (x alone), "
-                        "or a .csv or .parquet table")
+        raise DataError(
+            f"{path}: give a .npz or .safetensors file of arrays (x, y, ...), a .npy array (x alone), "
+            "or a .csv or .parquet table"
+        )
     data = reads.read(path, "data file")
     try:
         if path.suffix == ".npy":  # one array: the features, for --target forecast
@@ -183,9 +264,11 @@ def read_arrays(path: str | Path, reads: PinnedReads) -> dict[str, np.ndarray]:
         raise
     except Exception as exc:  # numpy and safetensors raise their own types for a damaged file
         if "allow_pickle" in str(exc):  # an object array: typically a ragged list of sequences
-            raise DataError(f"{path}: an array holds Python objects (a ragged list of sequences?), which cfctool never "
-                            "unpickles: pad x to (N, T, F) and give mask (N, T) for the valid steps, or write a folder "
-                            "of one .npy array per sequence") from None
+            raise DataError(
+                f"{path}: an array holds Python objects (a ragged list of sequences?), which cfctool never "
+                "unpickles: pad x to (N, T, F) and give mask (N, T) for the valid steps, or write a folder "
+                "of one .npy array per sequence"
+            ) from None
         raise DataError(f"{path}: not a readable {path.suffix} file of arrays ({str(exc)[:200]})") from None
     unknown = sorted(set(arrays) - set(KEYS))
     if unknown:
@@ -206,8 +289,9 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
     x = a["x"]
     tokens = x.ndim == 2 and x.dtype.kind in "iu"
     if not tokens and (x.ndim != 3 or x.dtype.kind != "f"):
-        raise DataError(f"{path}: x must be (N, T, F) floats or (N, T) integer token ids (got {x.dtype} of shape "
-                        f"{x.shape})")
+        raise DataError(
+            f"{path}: x must be (N, T, F) floats or (N, T) integer token ids (got {x.dtype} of shape {x.shape})"
+        )
     n, steps = x.shape[:2]
     if n == 0 or steps == 0:
         raise DataError(f"{path}: x holds no sequences (shape {x.shape})")
@@ -222,8 +306,10 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
         raise DataError(f"{path}: sequence {_name(a, int(empty[0]))} has no valid step (mask all false)")
     if tokens:
         if target == "forecast" or missing == "indicator":
-            raise DataError(f"{path}: token ids (x of shape (N, T)) take labels or numbers as targets: no "
-                            f"{'--target forecast' if target == 'forecast' else '--missing indicator'}")
+            raise DataError(
+                f"{path}: token ids (x of shape (N, T)) take labels or numbers as targets: no "
+                f"{'--target forecast' if target == 'forecast' else '--missing indicator'}"
+            )
         negative = (x < 0) & mask
         if negative.any():
             i, j = (int(v[0]) for v in np.nonzero(negative))
@@ -232,9 +318,11 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
     bad = (np.isinf(x) if missing == "indicator" else ~np.isfinite(x)) & mask[..., None]
     if bad.any():
         i, j, f = (int(v[0]) for v in np.nonzero(bad))
-        raise DataError(f"{path}: x is {'infinite' if missing == 'indicator' else 'NaN or infinite'} at sequence "
-                        f"{_name(a, i)}, step {j}, feature {_feature(a, f)}; clean it, mask the step"
-                        + ("" if missing == "indicator" else ", or give --missing indicator"))
+        raise DataError(
+            f"{path}: x is {'infinite' if missing == 'indicator' else 'NaN or infinite'} at sequence "
+            f"{_name(a, i)}, step {j}, feature {_feature(a, f)}; clean it, mask the step"
+            + ("" if missing == "indicator" else ", or give --missing indicator")
+        )
     x = x if tokens else np.where(mask[..., None], x, np.float32(0.0)).astype(np.float32, copy=False)
     dt = np.ones((n, steps), dtype=np.float32)
     for key in ("t", "dt"):
@@ -259,9 +347,10 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
     y = a["y"]
     several = target == "regression" and y.ndim == 3 and y.shape[:2] == (n, steps) and y.shape[2] >= 1
     if y.shape not in ((n,), (n, steps)) and not several:
-        raise DataError(f"{path}: y must be (N,) = ({n},) one target per sequence or (N, T) = {(n, steps)} one per "
-                        f"step" + (" (or (N, T, K): K numbers per step)" if target == "regression" else "")
-                        + f" (got {y.shape})")
+        raise DataError(
+            f"{path}: y must be (N,) = ({n},) one target per sequence or (N, T) = {(n, steps)} one per "
+            f"step" + (" (or (N, T, K): K numbers per step)" if target == "regression" else "") + f" (got {y.shape})"
+        )
     if target == "regression":
         if y.dtype.kind not in "fiu":
             raise DataError(f"{path}: --target regression needs numbers in y (got {y.dtype})")
@@ -272,8 +361,10 @@ def _sequences(path: Path, a: dict[str, np.ndarray], target: str, missing: str =
             raise DataError(f"{path}: y is NaN or infinite at sequence {_name(a, int(np.nonzero(bad)[0][0]))}")
     elif y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError(f"{path}: --target classification needs integer or string labels in y (got fractions "
-                            "or NaN); is it a regression (--target regression)?")
+            raise DataError(
+                f"{path}: --target classification needs integer or string labels in y (got fractions "
+                "or NaN); is it a regression (--target regression)?"
+            )
         y = y.astype(np.int64)
     elif y.dtype.kind not in "iuUSb":
         raise DataError(f"{path}: y must hold labels (integers or strings) or numbers (got {y.dtype})")
@@ -291,8 +382,10 @@ def _dt_from_time(path: Path, t: np.ndarray, mask: np.ndarray, a: dict[str, Any]
         gaps = np.diff(t[i, steps])
         if (gaps <= 0).any():
             j = int(steps[1:][gaps <= 0][0])
-            raise DataError(f"{path}: time does not increase at sequence {_name(a, i)}, step {j} (t = {t[i, j]:g} after "
-                            f"{t[i, steps[np.searchsorted(steps, j) - 1]]:g})")
+            raise DataError(
+                f"{path}: time does not increase at sequence {_name(a, i)}, step {j} (t = {t[i, j]:g} after "
+                f"{t[i, steps[np.searchsorted(steps, j) - 1]]:g})"
+            )
         dt[i, steps[1:]] = gaps
     return dt
 
@@ -345,6 +438,7 @@ def load(cfg) -> Dataset:
         return stream.load(cfg, settings, cfg.target, missing)
     reads = PinnedReads(error=DataError)
     x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing, reads)
+
     def other(name: str):  # the test or validation sequences of their own file, read like the main one
         found = _read(Path(name), settings, cfg.target, missing, reads)[:4]
         if found[0].shape[2] != x.shape[2] or (found[0].dtype.kind == "i") != (x.dtype.kind == "i"):
@@ -369,14 +463,20 @@ def load(cfg) -> Dataset:
         std = np.where(std > 0, std, 1.0)
     per_step = y.ndim >= 2
     prep: dict[str, Any] = {
-        "file": _pinned(path, reads), "test_file": _pinned(cfg.test_file, reads) if cfg.test_file else None,
+        "file": _pinned(path, reads),
+        "test_file": _pinned(cfg.test_file, reads) if cfg.test_file else None,
         **({"val_file": _pinned(cfg.val_file, reads)} if cfg.val_file else {}),
         "test_fraction": None if cfg.test_file else cfg.test_fraction,
         "split_seed": None if cfg.test_file else cfg.split_seed,
-        "features": ("token ids, as given" if tokens else
-                     "standardised with the training steps' mean and std (task.x_mean, task.x_std)"),
-        "missing": missing, "dt": how + (f", in {cfg.time_unit}" if cfg.time_unit and how != "1 per step" else ""),
-        "sequences": {"train": int(len(train_idx)), "test": int(len(test[0]))}}
+        "features": (
+            "token ids, as given"
+            if tokens
+            else "standardised with the training steps' mean and std (task.x_mean, task.x_std)"
+        ),
+        "missing": missing,
+        "dt": how + (f", in {cfg.time_unit}" if cfg.time_unit and how != "1 per step" else ""),
+        "sequences": {"train": int(len(train_idx)), "test": int(len(test[0]))},
+    }
     if features is not None:
         prep["feature_names"] = list(features)
     if path.suffix in tables.SUFFIXES:
@@ -391,8 +491,12 @@ def load(cfg) -> Dataset:
         if x.shape[1] < 2:
             raise DataError(f"{path}: forecasting needs sequences of at least 2 steps")
         prep["forecast"] = "the next step's features, standardised like the inputs"
-        output = {"kind": "regression", "size": int(x.shape[2]), "per_step": True,
-                  "scale": [float(v) for v in std]}  # the data's units per standardised unit (mse_units)
+        output = {
+            "kind": "regression",
+            "size": int(x.shape[2]),
+            "per_step": True,
+            "scale": [float(v) for v in std],
+        }  # the data's units per standardised unit (mse_units)
     else:
         targets = (train[3][train[2]] if per_step else train[3]).astype(np.float64)
         y_mean, y_std = np.mean(targets, 0), np.std(targets, 0)
@@ -400,27 +504,43 @@ def load(cfg) -> Dataset:
         if cfg.target_scale == "none":  # the loss in the data's units (as the papers train Walker2d)
             y_mean, y_std = np.zeros_like(y_mean), np.ones_like(y_std)
         # one target: plain numbers; K per step: a list each
-        prep["y_mean"], prep["y_std"] = (y_mean.tolist(), y_std.tolist()) if y.ndim == 3 else (float(y_mean),
-                                                                                                float(y_std))
-        output = {"kind": "regression", "size": int(y.shape[2]) if y.ndim == 3 else 1, "per_step": per_step,
-                  "scale": np.atleast_1d(y_std).tolist()}
+        prep["y_mean"], prep["y_std"] = (
+            (y_mean.tolist(), y_std.tolist()) if y.ndim == 3 else (float(y_mean), float(y_std))
+        )
+        output = {
+            "kind": "regression",
+            "size": int(y.shape[2]) if y.ndim == 3 else 1,
+            "per_step": per_step,
+            "scale": np.atleast_1d(y_std).tolist(),
+        }
     if tokens:  # the vocabulary: every id of the files (the tokenizer's, not fitted)
         vocab = int(max(x.max(), test[0].max(), *([val[0].max()] if val is not None else []))) + 1
         task_input: dict[str, Any] = {"kind": "tokens", "vocab_size": vocab}
         tensors = {}
     else:
         task_input = {"kind": "features", "size": int(x.shape[2]) * (2 if missing == "indicator" else 1)}
-        tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)),
-                   "x_std": torch.from_numpy(std.astype(np.float32))}
+        tensors = {
+            "x_mean": torch.from_numpy(mean.astype(np.float32)),
+            "x_std": torch.from_numpy(std.astype(np.float32)),
+        }
     task = {"dataset": "own", "input": task_input, "output": output, "preprocessing": prep}
-    splits = {"train": prepare.split(task, tensors, *train, where=str(path)), "test": prepare.split(task, tensors, *test,
-                                                                                     where=str(cfg.test_file or path))}
+    splits = {
+        "train": prepare.split(task, tensors, *train, where=str(path)),
+        "test": prepare.split(task, tensors, *test, where=str(cfg.test_file or path)),
+    }
     if val is not None:  # a given validation file: no hold-out is drawn from the training sequences
         splits["val"] = prepare.split(task, tensors, *val, where=str(cfg.val_file))
-    return Dataset(task=task, splits=splits, task_tensors=tensors,
-                   files=[str(path), *([str(cfg.test_file)] if cfg.test_file else []),
-                          *([str(cfg.val_file)] if cfg.val_file else []),
-                          *([str(settings["labels_file"])] if settings.get("labels_file") else [])])
+    return Dataset(
+        task=task,
+        splits=splits,
+        task_tensors=tensors,
+        files=[
+            str(path),
+            *([str(cfg.test_file)] if cfg.test_file else []),
+            *([str(cfg.val_file)] if cfg.val_file else []),
+            *([str(settings["labels_file"])] if settings.get("labels_file") else []),
+        ],
+    )
 
 
 def _split_rows(path: Path, n: int, fraction: float, seed: int):
@@ -430,8 +550,10 @@ def _split_rows(path: Path, n: int, fraction: float, seed: int):
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * fraction))
     if n_test < 1 or n_test >= n:
-        raise DataError(f"{path}: {n} sequences cannot be split {1 - fraction:.0%} / {fraction:.0%}; give more "
-                        "sequences or --test-file")
+        raise DataError(
+            f"{path}: {n} sequences cannot be split {1 - fraction:.0%} / {fraction:.0%}; give more "
+            "sequences or --test-file"
+        )
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
@@ -474,6 +596,8 @@ def _located(source: dict[str, str], data_dir) -> Path:
     if data_dir is not None and not path.exists() and (Path(data_dir) / path.name).exists():
         path = Path(data_dir) / path.name
     if not path.exists():
-        raise DataError(f"{path}: the data file this model was trained on is not there; pass --data DIR (the folder "
-                        "that holds it now)")
+        raise DataError(
+            f"{path}: the data file this model was trained on is not there; pass --data DIR (the folder "
+            "that holds it now)"
+        )
     return path

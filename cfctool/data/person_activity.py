@@ -30,16 +30,29 @@ if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help`
 TAGS = ("010-000-024-033", "010-000-030-096", "020-000-033-111", "020-000-032-221")  # ankle L/R, chest, belt
 CLASSES = ("walking", "falling", "lying", "sitting", "standing up", "on all fours", "sitting on the ground")
 LABELS = {
-    "walking": 0, "falling": 1, "lying": 2, "lying down": 2, "sitting": 3, "sitting down": 3,
-    "standing up from lying": 4, "standing up from sitting": 4, "standing up from sitting on the ground": 4,
-    "standing up from sit on grnd": 4, "on all fours": 5, "sitting on the ground": 6,
+    "walking": 0,
+    "falling": 1,
+    "lying": 2,
+    "lying down": 2,
+    "sitting": 3,
+    "sitting down": 3,
+    "standing up from lying": 4,
+    "standing up from sitting": 4,
+    "standing up from sitting on the ground": 4,
+    "standing up from sit on grnd": 4,
+    "on all fours": 5,
+    "sitting on the ground": 6,
 }
 BIN_TICKS = 10**5  # 10 ms
 DT_UNIT_BINS = 10  # dt is reported in units of 100 ms
 # the tensors of a split (see xor.TENSORS)
 TENSORS = (
-    ("x", ("N", "T", 12), "float32", "4 tags x (x, y, z) positions, standardised with the training split's mean and "
-                                     "std; 0 after the window's end"),
+    (
+        "x",
+        ("N", "T", 12),
+        "float32",
+        "4 tags x (x, y, z) positions, standardised with the training split's mean and std; 0 after the window's end",
+    ),
     ("dt", ("N", "T"), "float32", "time since the previous step in units of 100 ms (0 at a session's start)"),
     ("mask", ("N", "T"), "bool", "the window's steps (the last window of a session may be shorter)"),
     ("y", ("N", "T"), "int64", "the activity at each step, 0 ... 6 (an output per step)"),
@@ -53,8 +66,13 @@ DATA_SEED = 1234
 SETTINGS = (
     Setting("window", int, 50, "person_activity: steps per window.", low=1),
     Setting("window_stride", int, 25, "person_activity: stride between windows.", low=1),
-    Setting("test_fraction", float, 0.2, "Fraction held out for testing (person_activity: of the sessions' windows; "
-                                         "own data without --test-file: of the sequences)."),
+    Setting(
+        "test_fraction",
+        float,
+        0.2,
+        "Fraction held out for testing (person_activity: of the sessions' windows; "
+        "own data without --test-file: of the sequences).",
+    ),
 )
 
 
@@ -90,7 +108,9 @@ def read_sequences(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.nda
             if activity not in LABELS:
                 raise DataError(f"{path}:{lineno}: unknown activity '{activity}'")
             try:
-                raw.setdefault(seq, []).append((int(ticks), TAGS.index(tag), float(x), float(y), float(z), LABELS[activity]))
+                raw.setdefault(seq, []).append(
+                    (int(ticks), TAGS.index(tag), float(x), float(y), float(z), LABELS[activity])
+                )
             except ValueError:
                 raise DataError(f"{path}:{lineno}: ticks and x, y, z must be numbers (got '{line[:80]}')") from None
     if not raw:
@@ -179,14 +199,26 @@ def load(cfg) -> Dataset:
         "dataset": "person_activity",
         "input": {"kind": "features", "size": 12},
         "output": {"kind": "classification", "size": len(CLASSES), "per_step": True, "classes": list(CLASSES)},
-        "preprocessing": {"bin_ms": 10, "dt_unit_ms": 100, "window": cfg.window, "window_stride": cfg.window_stride,
-                          "train_sessions": train_names, "test_sessions": test_names,
-                          "mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std],
-                          "source_rows_file": path.name},
+        "preprocessing": {
+            "bin_ms": 10,
+            "dt_unit_ms": 100,
+            "window": cfg.window,
+            "window_stride": cfg.window_stride,
+            "train_sessions": train_names,
+            "test_sessions": test_names,
+            "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) for v in std],
+            "source_rows_file": path.name,
+        },
     }
-    return Dataset(task=task, splits={"train": _to_split(tx, tdt, ty, cfg.window, mean, std),
-                                      "test": load_split(task, "test", None, {}, seqs)},
-                   files=[str(path)])
+    return Dataset(
+        task=task,
+        splits={
+            "train": _to_split(tx, tdt, ty, cfg.window, mean, std),
+            "test": load_split(task, "test", None, {}, seqs),
+        },
+        files=[str(path)],
+    )
 
 
 def load_split(task: dict[str, Any], split: str, data_dir, task_tensors, seqs=None) -> Split:

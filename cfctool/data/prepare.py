@@ -23,10 +23,16 @@ def split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
         outside = (x_tokens >= task["input"]["vocab_size"]) & mask
         if outside.any():
             i, j = (int(v[0]) for v in np.nonzero(outside))
-            raise DataError(f"{where}: token id {int(x_tokens[i, j])} at sequence {i}, step {j} is outside the model's "
-                            f"vocabulary (0 .. {task['input']['vocab_size'] - 1})")
-        return Split(torch.from_numpy(x_tokens.copy()), targets(task, y, mask, where),
-                     torch.from_numpy(dt), torch.from_numpy(mask))
+            raise DataError(
+                f"{where}: token id {int(x_tokens[i, j])} at sequence {i}, step {j} is outside the model's "
+                f"vocabulary (0 .. {task['input']['vocab_size'] - 1})"
+            )
+        return Split(
+            torch.from_numpy(x_tokens.copy()),
+            targets(task, y, mask, where),
+            torch.from_numpy(dt),
+            torch.from_numpy(mask),
+        )
     mean, std = tensors["x_mean"].numpy(), tensors["x_std"].numpy()
     observed = ~np.isnan(x) & mask[..., None]
     x = np.nan_to_num(x.astype(np.float32), nan=0.0)  # one copy, then in place (these are the largest arrays)
@@ -35,8 +41,12 @@ def split(task: dict, tensors: dict, x, dt, mask, y, where: str) -> Split:
     x[~observed] = 0.0
     if p.get("forecast"):  # read the steps up to T-1, predict each one's next step
         step = mask[:, :-1] & mask[:, 1:]
-        return Split(torch.from_numpy(x[:, :-1].copy()), torch.from_numpy(x[:, 1:].copy()),
-                     torch.from_numpy(np.ascontiguousarray(dt[:, :-1])), torch.from_numpy(step))
+        return Split(
+            torch.from_numpy(x[:, :-1].copy()),
+            torch.from_numpy(x[:, 1:].copy()),
+            torch.from_numpy(np.ascontiguousarray(dt[:, :-1])),
+            torch.from_numpy(step),
+        )
     if p.get("missing") == "indicator":  # one 0/1 input per feature: observed at this step
         x = np.concatenate([x, observed.astype(np.float32)], -1)
     return Split(torch.from_numpy(x), targets(task, y, mask, where), torch.from_numpy(dt), torch.from_numpy(mask))
@@ -55,10 +65,12 @@ def targets(task: dict, y, mask, where: str):
         valid = mask.reshape(-1).tolist() if y.ndim == 2 else [True] * len(labels)
         unseen = next((v for v, ok in zip(labels, valid) if ok and v not in index), None)
         if unseen is not None:
-            raise DataError(f"{where}: label {unseen!r} was not among the training labels "
-                            f"({', '.join(p['classes'][:10])})")
+            raise DataError(
+                f"{where}: label {unseen!r} was not among the training labels ({', '.join(p['classes'][:10])})"
+            )
         return torch.tensor([index.get(v, 0) for v in labels], dtype=torch.int64).reshape(y.shape)
     # (N, 1) per sequence, (N, T, 1) per step, (N, T, K): as the model's outputs are shaped
-    target = torch.from_numpy(((y.astype(np.float64) - np.asarray(p["y_mean"])) / np.asarray(p["y_std"]))
-                              .astype(np.float32))
+    target = torch.from_numpy(
+        ((y.astype(np.float64) - np.asarray(p["y_mean"])) / np.asarray(p["y_std"])).astype(np.float32)
+    )
     return target if y.ndim == 3 else target.unsqueeze(-1)

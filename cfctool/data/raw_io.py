@@ -69,7 +69,7 @@ class RawIO:
         w_x = w_t[:f] / self.std.unsqueeze(1)
         shift = self.mean @ w_x  # what the means contribute: subtracted once per observed value
         if self.indicator:
-            return torch.cat([w_x, w_t[f:2 * f] - self.mean.unsqueeze(1) * w_x, w_t[2 * f:]]), b
+            return torch.cat([w_x, w_t[f : 2 * f] - self.mean.unsqueeze(1) * w_x, w_t[2 * f :]]), b
         return torch.cat([w_x, w_t[f:]]), b - shift
 
     def output(self, y: torch.Tensor) -> torch.Tensor:
@@ -79,11 +79,14 @@ class RawIO:
     def describe(self) -> str:
         """The exported file's account of its inputs and outputs (fixed words and counts only)."""
         f = self.features
-        text = (f"raw features: the standardisation fitted on the training split (mean and std of {f} features) "
-                "is folded into the first product")
+        text = (
+            f"raw features: the standardisation fitted on the training split (mean and std of {f} features) "
+            "is folded into the first product"
+        )
         if self.indicator:
-            text += (f"; the {2 * f} inputs are {f} values (0 where missing) then {f} observed flags (1 observed, "
-                     "0 missing)")
+            text += (
+                f"; the {2 * f} inputs are {f} values (0 where missing) then {f} observed flags (1 observed, 0 missing)"
+            )
         if self.out_scale is not None:
             text += "; outputs in the units of the data (the recorded target mean and std applied)"
         return text

@@ -52,14 +52,18 @@ def tensor_tables() -> str:
 
     parts = []
     for name in MODULES:
-        rows = "\n".join(f"| `{t}` | ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}) | {dtype} | "
-                         f"{meaning} |"
-                         for t, shape, dtype, meaning in tensor_spec(name))
+        rows = "\n".join(
+            f"| `{t}` | ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}) | {dtype} | {meaning} |"
+            for t, shape, dtype, meaning in tensor_spec(name)
+        )
         absent = [t for t in ("dt", "mask") if t not in {row[0] for row in tensor_spec(name)}]
-        note = "".join({"dt": " No `dt`: every step is 1.", "mask": " No `mask`: every step is valid."}[t]
-                       for t in absent)
-        parts.append(f"### `{name}`\n\n{_module(name).STEPS}.{note}\n\n| tensor | shape | dtype | meaning |\n"
-                     f"|---|---|---|---|\n{rows}\n")
+        note = "".join(
+            {"dt": " No `dt`: every step is 1.", "mask": " No `mask`: every step is valid."}[t] for t in absent
+        )
+        parts.append(
+            f"### `{name}`\n\n{_module(name).STEPS}.{note}\n\n| tensor | shape | dtype | meaning |\n"
+            f"|---|---|---|---|\n{rows}\n"
+        )
     return "\n".join(parts)
 
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from cfctool.data import prepare, tables
 from cfctool.data.base import Dataset, Split
@@ -55,9 +56,11 @@ def file_sha256(path: Path) -> str:
 def assign(key: str, seed: int, test_fraction: float | None, val_fraction: float) -> str:
     """A sequence's split from its id alone: 'test' (when the file holds the test sequences),
     'val' or 'train'; two keyed hashes, uniform in [0, 1)."""
+
     def u(what: str) -> float:
         h = hashlib.blake2b(f"{seed}\0{what}\0{key}".encode(), digest_size=8).digest()
-        return int.from_bytes(h, "big") / 2.0 ** 64
+        return int.from_bytes(h, "big") / 2.0**64
+
     if test_fraction is not None and u("test") < test_fraction:
         return "test"
     return "val" if val_fraction > 0 and u("val") < val_fraction else "train"
@@ -77,15 +80,25 @@ class Layout:
     labels: dict[str, Any] | None = None  # from a labels table: id -> target
 
     def columns(self) -> list[str]:
-        return [c for c in dict.fromkeys([self.id_column, self.time_column, *self.features,
-                                          None if self.labels is not None else self.target_column]) if c]
+        return [
+            c
+            for c in dict.fromkeys(
+                [
+                    self.id_column,
+                    self.time_column,
+                    *self.features,
+                    None if self.labels is not None else self.target_column,
+                ]
+            )
+            if c
+        ]
 
 
 @dataclass
 class Sequence:
     key: str
-    x: "np.ndarray"  # (L, F) float64, NaN where missing
-    t: "np.ndarray | None"  # (L,) times
+    x: np.ndarray  # (L, F) float64, NaN where missing
+    t: np.ndarray | None  # (L,) times
     y: Any  # a label or number, or (L,) per step
     where: str  # row numbers, for messages
 
@@ -108,18 +121,24 @@ def _open(path: Path):
 def layout(path: Path, s: dict[str, Any]) -> Layout:
     """The table's layout from the settings and its schema (checked before any row is read)."""
     if path.suffix != ".parquet":
-        raise DataError(f"{path}: --stream reads a Parquet table (row groups are its unit of reading); convert the "
-                        "file, or train without --stream")
+        raise DataError(
+            f"{path}: --stream reads a Parquet table (row groups are its unit of reading); convert the "
+            "file, or train without --stream"
+        )
     if s.get("variable_column"):
-        raise DataError(f"{path}: --stream reads the wide form (a column per feature), not the narrow "
-                        "--variable-column form")
+        raise DataError(
+            f"{path}: --stream reads the wide form (a column per feature), not the narrow --variable-column form"
+        )
     names = _open(path).schema_arrow.names
     for col, role in ((s["id_column"], "the sequence id"), (s.get("time_column"), "the time")):
         if col and col not in names:
             raise DataError(f"{path}: no column '{col}' ({role}); the columns are: {', '.join(names[:30])}")
     skip = {s["id_column"], s.get("time_column"), s.get("target_column")}
-    features = ([c.strip() for c in s["feature_columns"].split(",") if c.strip()] if s.get("feature_columns")
-                else [c for c in names if c not in skip])
+    features = (
+        [c.strip() for c in s["feature_columns"].split(",") if c.strip()]
+        if s.get("feature_columns")
+        else [c for c in names if c not in skip]
+    )
     for col in features:
         if col not in names:
             raise DataError(f"{path}: no column '{col}' (a feature); the columns are: {', '.join(names[:30])}")
@@ -129,16 +148,28 @@ def layout(path: Path, s: dict[str, Any]) -> Layout:
     if s.get("labels_file"):  # small: one row per sequence
         lpath = Path(s["labels_file"])
         table = tables.read_table(lpath, PinnedReads(error=DataError), "labels")
-        keys = [str(v) for v in table.column(s["id_column"]).to_pylist()] if s["id_column"] in table.column_names \
-            else None
+        keys = (
+            [str(v) for v in table.column(s["id_column"]).to_pylist()] if s["id_column"] in table.column_names else None
+        )
         if keys is None or s["target_column"] not in table.column_names:
-            raise DataError(f"{lpath}: the labels table needs the columns '{s['id_column']}' and '{s['target_column']}'")
+            raise DataError(
+                f"{lpath}: the labels table needs the columns '{s['id_column']}' and '{s['target_column']}'"
+            )
         labels = dict(zip(keys, table.column(s["target_column"]).to_pylist()))
     elif s.get("target_column") not in names:
-        raise DataError(f"{path}: no column '{s.get('target_column')}' (the target); the columns are: "
-                        f"{', '.join(names[:30])}")
-    return Layout(path, s["id_column"], s.get("time_column"), features, s.get("target_column"),
-                  bool(s.get("per_step")), int(s["max_length"]), labels)
+        raise DataError(
+            f"{path}: no column '{s.get('target_column')}' (the target); the columns are: {', '.join(names[:30])}"
+        )
+    return Layout(
+        path,
+        s["id_column"],
+        s.get("time_column"),
+        features,
+        s.get("target_column"),
+        bool(s.get("per_step")),
+        int(s["max_length"]),
+        labels,
+    )
 
 
 def groups_of(path: Path, world) -> tuple[int, int, int]:
@@ -217,8 +248,9 @@ def _columns(lay: Layout, table) -> dict[str, Any]:
     if lay.labels is None:
         col = table.column(lay.target_column)
         numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
-        out["y"] = (np.asarray(col.to_numpy(zero_copy_only=False)) if numeric
-                    else np.array(col.to_pylist(), dtype=object))
+        out["y"] = (
+            np.asarray(col.to_numpy(zero_copy_only=False)) if numeric else np.array(col.to_pylist(), dtype=object)
+        )
     return out
 
 
@@ -230,8 +262,10 @@ def _sequence(lay: Layout, key: str, rows: dict[str, Any], row: int, finished: s
     where = f"sequence {tables.shown_id(key)} (rows from {row + 1:,})"
     h = hash(key)
     if h in finished:
-        raise DataError(f"{lay.path}: {where}: its id appeared earlier in the file; --stream needs the rows of a "
-                        "sequence together, in time order (sort the file by id, then time)")
+        raise DataError(
+            f"{lay.path}: {where}: its id appeared earlier in the file; --stream needs the rows of a "
+            "sequence together, in time order (sort the file by id, then time)"
+        )
     finished.add(h)
     length = len(rows["x"])
     if length > lay.max_length:
@@ -242,8 +276,10 @@ def _sequence(lay: Layout, key: str, rows: dict[str, Any], row: int, finished: s
             raise DataError(f"{lay.path}: {where}: the time column '{lay.time_column}' is empty")
         if (np.diff(t) <= 0).any():
             j = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
-            raise DataError(f"{lay.path}: {where}: time does not increase at step {j} (t = {t[j]:g} after "
-                            f"{t[j - 1]:g}); --stream needs each sequence's rows in time order")
+            raise DataError(
+                f"{lay.path}: {where}: time does not increase at step {j} (t = {t[j]:g} after "
+                f"{t[j - 1]:g}); --stream needs each sequence's rows in time order"
+            )
     if lay.labels is not None:
         if key not in lay.labels or lay.labels[key] is None:
             raise DataError(f"the labels table: no '{lay.target_column}' for {where}")
@@ -255,8 +291,10 @@ def _sequence(lay: Layout, key: str, rows: dict[str, Any], row: int, finished: s
     else:
         values = rows["y"]
         if bool(np.any(values[1:] != values[0])):
-            raise DataError(f"{lay.path}: {where}: the target column '{lay.target_column}' varies within the "
-                            "sequence; give --per-step, or one value per sequence")
+            raise DataError(
+                f"{lay.path}: {where}: the target column '{lay.target_column}' varies within the "
+                "sequence; give --per-step, or one value per sequence"
+            )
         y = values[0].item() if hasattr(values[0], "item") else values[0]
         if y is None or (isinstance(y, float) and math.isnan(y)):
             raise DataError(f"{lay.path}: {where}: the target column '{lay.target_column}' is empty")
@@ -279,8 +317,7 @@ class Fitted:
     y_count: int = 0
 
 
-def scan(lay: Layout, target: str, missing: str, seed: int, test_fraction: float | None,
-         val_fraction: float) -> Fitted:
+def scan(lay: Layout, target: str, missing: str, seed: int, test_fraction: float | None, val_fraction: float) -> Fitted:
     """One pass: every sequence checked, the training statistics summed, the splits counted."""
     import numpy as np
 
@@ -305,7 +342,7 @@ def scan(lay: Layout, target: str, missing: str, seed: int, test_fraction: float
         else:
             numbers = np.asarray(values, dtype=np.float64)
             fit.y_sum += float(numbers.sum())
-            fit.y_square += float((numbers ** 2).sum())
+            fit.y_square += float((numbers**2).sum())
             fit.y_count += len(numbers)
     return fit
 
@@ -316,16 +353,19 @@ def _check_values(lay: Layout, seq: Sequence, missing: str, target: str) -> None
     bad = np.isinf(seq.x) if missing == "indicator" else ~np.isfinite(seq.x)
     if bad.any():
         j, f = (int(v[0]) for v in np.nonzero(bad))
-        raise DataError(f"{lay.path}: {seq.where}: '{lay.features[f]}' is "
-                        f"{'infinite' if missing == 'indicator' else 'NaN or infinite'} at step {j}"
-                        + ("" if missing == "indicator" else "; give --missing indicator, or clean it"))
+        raise DataError(
+            f"{lay.path}: {seq.where}: '{lay.features[f]}' is "
+            f"{'infinite' if missing == 'indicator' else 'NaN or infinite'} at step {j}"
+            + ("" if missing == "indicator" else "; give --missing indicator, or clean it")
+        )
     if target == "regression":
         values = seq.y if lay.per_step else [seq.y]
         try:
             numbers = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
-            raise DataError(f"{lay.path}: {seq.where}: --target regression needs numbers in "
-                            f"'{lay.target_column}'") from None
+            raise DataError(
+                f"{lay.path}: {seq.where}: --target regression needs numbers in '{lay.target_column}'"
+            ) from None
         if not np.isfinite(numbers).all():
             raise DataError(f"{lay.path}: {seq.where}: the target is NaN or infinite")
 
@@ -435,32 +475,46 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
 
     path = Path(cfg.data_file)
     if target == "forecast":
-        raise DataError(f"{path}: --stream trains classification or regression (forecasting needs the whole "
-                        "sequence in memory)")
+        raise DataError(
+            f"{path}: --stream trains classification or regression (forecasting needs the whole sequence in memory)"
+        )
     if cfg.test_file or cfg.val_file:
-        raise DataError(f"{path}: with --stream the test and validation sequences are fractions of the file (a "
-                        "seeded split by id: --test-fraction, --val-fraction), not --test-file or --val-file")
+        raise DataError(
+            f"{path}: with --stream the test and validation sequences are fractions of the file (a "
+            "seeded split by id: --test-fraction, --val-fraction), not --test-file or --val-file"
+        )
     lay = layout(path, settings)
     sha = file_sha256(path)
     fit = scan(lay, target, missing, cfg.split_seed, cfg.test_fraction, cfg.val_fraction)
     if fit.counts["train"] == 0 or fit.counts["test"] == 0 or (cfg.val_fraction > 0 and fit.counts["val"] == 0):
-        raise DataError(f"{path}: {fit.counts['train']} training, {fit.counts['val']} validation and "
-                        f"{fit.counts['test']} test sequences; give more sequences or other --test-fraction and "
-                        "--val-fraction (0: no validation hold-out)")
+        raise DataError(
+            f"{path}: {fit.counts['train']} training, {fit.counts['val']} validation and "
+            f"{fit.counts['test']} test sequences; give more sequences or other --test-fraction and "
+            "--val-fraction (0: no validation hold-out)"
+        )
     with np.errstate(all="ignore"):
         mean = np.where(fit.observed > 0, fit.sums / np.maximum(fit.observed, 1), 0.0)
-        var = np.where(fit.observed > 0, fit.squares / np.maximum(fit.observed, 1) - mean ** 2, 1.0)
+        var = np.where(fit.observed > 0, fit.squares / np.maximum(fit.observed, 1) - mean**2, 1.0)
     std = np.sqrt(np.maximum(var, 0.0))
     std = np.where(std > 0, std, 1.0)
     prep: dict[str, Any] = {
-        "file": {"path": str(path.resolve()), "sha256": sha}, "test_file": None,
-        "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed,
+        "file": {"path": str(path.resolve()), "sha256": sha},
+        "test_file": None,
+        "test_fraction": cfg.test_fraction,
+        "split_seed": cfg.split_seed,
         "features": "standardised with the training steps' mean and std (task.x_mean, task.x_std)",
-        "missing": missing, "dt": ("from t" + (f", in {cfg.time_unit}" if cfg.time_unit else "")) if lay.time_column
-        else "1 per step",
-        "sequences": dict(fit.counts), "feature_names": lay.features,
-        "table": settings, "stream": {"val_fraction": cfg.val_fraction, "buffer": cfg.stream_buffer,
-                                      "rows": fit.rows, "longest": fit.longest}}
+        "missing": missing,
+        "dt": ("from t" + (f", in {cfg.time_unit}" if cfg.time_unit else "")) if lay.time_column else "1 per step",
+        "sequences": dict(fit.counts),
+        "feature_names": lay.features,
+        "table": settings,
+        "stream": {
+            "val_fraction": cfg.val_fraction,
+            "buffer": cfg.stream_buffer,
+            "rows": fit.rows,
+            "longest": fit.longest,
+        },
+    }
     if settings.get("labels_file"):
         lpath = Path(settings["labels_file"])
         prep["labels_file"] = {"path": str(lpath.resolve()), "sha256": file_sha256(lpath)}
@@ -470,7 +524,7 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
         prep["classes"] = output["classes"]
     else:
         y_mean = fit.y_sum / max(fit.y_count, 1)
-        y_std = math.sqrt(max(fit.y_square / max(fit.y_count, 1) - y_mean ** 2, 0.0)) or 1.0
+        y_std = math.sqrt(max(fit.y_square / max(fit.y_count, 1) - y_mean**2, 0.0)) or 1.0
         if cfg.target_scale == "none":
             y_mean, y_std = 0.0, 1.0
         prep["y_mean"], prep["y_std"] = y_mean, y_std
@@ -478,8 +532,11 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
     width = len(lay.features) * (2 if missing == "indicator" else 1)
     task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
     tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}
-    splits = {name: StreamSplit(lay, task, tensors, name, fit.counts[name]) for name in ("train", "val", "test")
-              if name != "val" or cfg.val_fraction > 0}
+    splits = {
+        name: StreamSplit(lay, task, tensors, name, fit.counts[name])
+        for name in ("train", "val", "test")
+        if name != "val" or cfg.val_fraction > 0
+    }
     return Dataset(task=task, splits=splits, task_tensors=tensors, files=[str(path)])
 
 
@@ -489,11 +546,15 @@ def load_split(task: dict[str, Any], split: str, path: Path, task_tensors) -> St
     settings = dict(p.get("table") or {})
     if p.get("labels_file"):
         settings["labels_file"] = p["labels_file"]["path"]
-    for where, recorded in ((path, p["file"]), *([(Path(p["labels_file"]["path"]), p["labels_file"])]
-                                                 if p.get("labels_file") else [])):
+    for where, recorded in (
+        (path, p["file"]),
+        *([(Path(p["labels_file"]["path"]), p["labels_file"])] if p.get("labels_file") else []),
+    ):
         if file_sha256(where) != recorded["sha256"]:
-            raise DataError(f"{where}: the file changed since the checkpoint was made (its sha256 differs from the "
-                            "recorded one); evaluate on the file it was trained on")
+            raise DataError(
+                f"{where}: the file changed since the checkpoint was made (its sha256 differs from the "
+                "recorded one); evaluate on the file it was trained on"
+            )
     if split not in ("train", "val", "test"):
         raise DataError(f"own (streamed) has the splits train, val and test (got '{split}')")
     lay = layout(path, settings)

@@ -35,8 +35,9 @@ def read_table(path: Path, reads: PinnedReads, what: str = "table"):
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(f"{path}: reading CSV and Parquet tables needs pyarrow: pip install 'cfctool[tables]'") \
-            from None
+        raise DataError(
+            f"{path}: reading CSV and Parquet tables needs pyarrow: pip install 'cfctool[tables]'"
+        ) from None
     data = reads.read(path, f"{what} file")
     try:
         if path.suffix == ".parquet":
@@ -48,8 +49,7 @@ def read_table(path: Path, reads: PinnedReads, what: str = "table"):
 
 def _column(path: Path, table, name: str, role: str):
     if name not in table.column_names:
-        raise DataError(f"{path}: no column '{name}' ({role}); the columns are: "
-                        f"{', '.join(table.column_names[:30])}")
+        raise DataError(f"{path}: no column '{name}' ({role}); the columns are: {', '.join(table.column_names[:30])}")
     return table.column(name)
 
 
@@ -64,11 +64,18 @@ def _codes(path: Path, table, name: str, role: str, empty_ok: bool) -> tuple[np.
     if col.null_count:
         if not empty_ok:
             row = int(np.argmax(pc.is_null(col).to_numpy(zero_copy_only=False)))
-            raise DataError(f"{path}: column '{name}' ({role}) is empty at row {row + (2 if path.suffix == '.csv' else 1)}")
+            raise DataError(
+                f"{path}: column '{name}' ({role}) is empty at row {row + (2 if path.suffix == '.csv' else 1)}"
+            )
     encoded = col.dictionary_encode()
     names = [str(v) for v in encoded.chunk(0).dictionary.to_pylist()] if encoded.num_chunks else []
-    codes = np.concatenate([c.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)
-                            for c in encoded.chunks]).astype(np.int64) if encoded.num_chunks else np.zeros(0, np.int64)
+    codes = (
+        np.concatenate([c.indices.fill_null(len(names)).to_numpy(zero_copy_only=False) for c in encoded.chunks]).astype(
+            np.int64
+        )
+        if encoded.num_chunks
+        else np.zeros(0, np.int64)
+    )
     return codes, names
 
 
@@ -79,8 +86,12 @@ def _numbers(path: Path, table, name: str, role: str, row_of=None) -> np.ndarray
     import pyarrow.compute as pc
 
     col = _column(path, table, name, role)
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type) \
-            or pa.types.is_null(col.type):
+    if (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_boolean(col.type)
+        or pa.types.is_null(col.type)
+    ):
         return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     values = col.to_pylist()
     out = np.full(len(values), np.nan)
@@ -91,8 +102,10 @@ def _numbers(path: Path, table, name: str, role: str, row_of=None) -> np.ndarray
             out[i] = float(v)
         except (TypeError, ValueError):
             row = i + 2 if path.suffix == ".csv" else i + 1  # a CSV's header is line 1
-            raise DataError(f"{path}: column '{name}' ({role}) holds {str(v)[:40]!r} at "
-                            f"{'line' if path.suffix == '.csv' else 'row'} {row}, not a number") from None
+            raise DataError(
+                f"{path}: column '{name}' ({role}) holds {str(v)[:40]!r} at "
+                f"{'line' if path.suffix == '.csv' else 'row'} {row}, not a number"
+            ) from None
     del pc
     return out
 
@@ -111,15 +124,19 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
     narrow = bool(s.get("variable_column"))
     if narrow:
         if times is None:
-            raise DataError(f"{path}: the narrow form (--variable-column) needs --time-column: a step is one "
-                            "(id, time)")
+            raise DataError(
+                f"{path}: the narrow form (--variable-column) needs --time-column: a step is one (id, time)"
+            )
         var_codes, var_names = _codes(path, table, s["variable_column"], "the variable name", empty_ok=True)
         values = _numbers(path, table, s["value_column"], "the value")
         features = sorted(set(var_names))
     else:
         skip = {s["id_column"], s.get("time_column"), s.get("target_column")}
-        names = ([c.strip() for c in s["feature_columns"].split(",") if c.strip()] if s.get("feature_columns")
-                 else [c for c in table.column_names if c not in skip])
+        names = (
+            [c.strip() for c in s["feature_columns"].split(",") if c.strip()]
+            if s.get("feature_columns")
+            else [c for c in table.column_names if c not in skip]
+        )
         if not names:
             raise DataError(f"{path}: no feature columns (every column is the id, the time or the target)")
         columns = [_numbers(path, table, c, "a feature") for c in names]
@@ -127,8 +144,10 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
     bad_time = np.isnan(times) if times is not None else None
     if bad_time is not None and bad_time.any():
         row = int(np.flatnonzero(bad_time)[0])
-        raise DataError(f"{path}: column '{s['time_column']}' (the time) is empty at row "
-                        f"{row + (2 if path.suffix == '.csv' else 1)}")
+        raise DataError(
+            f"{path}: column '{s['time_column']}' (the time) is empty at row "
+            f"{row + (2 if path.suffix == '.csv' else 1)}"
+        )
     # vectorised: sequences in natural id order, each row's step within its sequence
     sequences = sorted(id_names, key=natural_order)
     place = {name: i for i, name in enumerate(sequences)}
@@ -148,8 +167,10 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
             repeated = np.flatnonzero(~starts[1:] & (s_time[1:] == s_time[:-1]))
             if len(repeated):
                 r = order[repeated[0] + 1]
-                raise DataError(f"{path}: sequence {shown_id(sequences[seq[r]])} has two rows at time {times[r]:g}; one row "
-                                "per step")
+                raise DataError(
+                    f"{path}: sequence {shown_id(sequences[seq[r]])} has two rows at time {times[r]:g}; one row "
+                    "per step"
+                )
     step_global = np.cumsum(new_step) - 1
     first_of_seq = step_global[starts]  # the global step id where each sequence (in rank order) begins
     pos = step_global - first_of_seq[np.cumsum(starts) - 1]
@@ -158,8 +179,10 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
     too_long = np.flatnonzero(lengths > s["max_length"])
     if len(too_long):
         i = int(too_long[0])
-        raise DataError(f"{path}: sequence {shown_id(sequences[i])} has {int(lengths[i]):,} steps, more than --max-length "
-                        f"{s['max_length']:,}; raise the bound or cut the sequences")
+        raise DataError(
+            f"{path}: sequence {shown_id(sequences[i])} has {int(lengths[i]):,} steps, more than --max-length "
+            f"{s['max_length']:,}; raise the bound or cut the sequences"
+        )
     longest = int(lengths.max())
     t = np.zeros((n, longest))
     mask = np.arange(longest)[None, :] < lengths[:, None]
@@ -199,7 +222,9 @@ def _targets(path: Path, table, s, sequences, steps_of, longest, narrow, reads: 
         found = dict(zip(keys, _column(lpath, labels, name, "the target").to_pylist()))
         missing = [k for k in sequences if k not in found or found[k] is None]
         if missing:
-            raise DataError(f"{lpath}: no '{name}' for sequence {shown_id(missing[0])} ({len(missing)} sequences have none)")
+            raise DataError(
+                f"{lpath}: no '{name}' for sequence {shown_id(missing[0])} ({len(missing)} sequences have none)"
+            )
         return _plain(np.array([found[k] for k in sequences], dtype=object))
     if narrow:
         raise DataError(f"{path}: in the narrow form the targets come from a second table: give --labels-file")
@@ -214,9 +239,11 @@ def _targets(path: Path, table, s, sequences, steps_of, longest, narrow, reads: 
     y[s_seq] = column[order]  # the last row's value of each sequence ...
     differs = np.flatnonzero(column[order] != y[s_seq])  # ... must be every row's
     if len(differs):
-        raise DataError(f"{path}: column '{name}' (the target) varies within sequence "
-                        f"{shown_id(sequences[s_seq[differs[0]]])}; give --per-step for a target at every step, or one value "
-                        "per sequence")
+        raise DataError(
+            f"{path}: column '{name}' (the target) varies within sequence "
+            f"{shown_id(sequences[s_seq[differs[0]]])}; give --per-step for a target at every step, or one value "
+            "per sequence"
+        )
     return _plain(y)
 
 

@@ -25,8 +25,13 @@ _SPLIT_OFFSET = {"train": 0, "test": 1, "val": 2}
 SETTINGS = (
     Setting("bits", int, 10, "xor: longest stream (bits).", low=1),
     Setting("min_bits", int, 1, "xor: shortest stream (bits).", low=1),
-    Setting("encoding", str, "dense", "xor: dense (a step per bit) or event (a step per run, dt = run length).",
-            ("dense", "event")),
+    Setting(
+        "encoding",
+        str,
+        "dense",
+        "xor: dense (a step per bit) or event (a step per run, dt = run length).",
+        ("dense", "event"),
+    ),
     Setting("train_size", int, 20000, "xor: training streams generated.", low=1),
     Setting("test_size", int, 2000, "xor: test streams generated.", low=1),
 )
@@ -53,9 +58,13 @@ def task_record(cfg) -> dict[str, Any]:
         "dataset": "xor",
         "input": {"kind": "features", "size": 1},
         "output": {"kind": "classification", "size": 2, "per_step": False},
-        "preprocessing": {"bits": cfg.bits, "min_bits": cfg.min_bits, "encoding": cfg.encoding,
-                          "data_seed": DATA_SEED, "sizes": {"train": cfg.train_size, "test": cfg.test_size,
-                                                            "val": max(cfg.test_size // 2, 1)}},
+        "preprocessing": {
+            "bits": cfg.bits,
+            "min_bits": cfg.min_bits,
+            "encoding": cfg.encoding,
+            "data_seed": DATA_SEED,
+            "sizes": {"train": cfg.train_size, "test": cfg.test_size, "val": max(cfg.test_size // 2, 1)},
+        },
     }
 
 

@@ -15,8 +15,9 @@ generated-code engine would translate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -27,9 +28,11 @@ from cfctool.errors import ConfigError
 from cfctool.models import inference, ode_inference
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 
-INT8_NOTE = ("int8 products with int32 accumulation (int4 weights widened to int8; with constant dt the two gate "
-             "heads summed and requantized per row at load); the token table and the once-per-sequence readout in "
-             "float32")
+INT8_NOTE = (
+    "int8 products with int32 accumulation (int4 weights widened to int8; with constant dt the two gate "
+    "heads summed and requantized per row at load); the token table and the once-per-sequence readout in "
+    "float32"
+)
 
 
 @runtime_checkable
@@ -46,8 +49,9 @@ class FoldedStep(Protocol):
 
     def initial(self, u: torch.Tensor) -> list[torch.Tensor]: ...
 
-    def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
-             mask_t: torch.Tensor | None) -> list[torch.Tensor]: ...
+    def step(
+        self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None, mask_t: torch.Tensor | None
+    ) -> list[torch.Tensor]: ...
 
     def readout(self, y: torch.Tensor) -> torch.Tensor: ...
 
@@ -56,8 +60,9 @@ class FoldedStep(Protocol):
 class FoldedEngine(Protocol):
     """A folded engine module: called like the model, and `folded(dt)` gives its step."""
 
-    def __call__(self, x: torch.Tensor, dt: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None) -> torch.Tensor: ...
+    def __call__(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
 
     def folded(self, dt: float | None) -> FoldedStep: ...
 
@@ -84,21 +89,36 @@ def _int8(ckpt: Checkpoint, model: nn.Module) -> nn.Module:
 
 
 ENGINES: list[EngineEntry] = [
-    EngineEntry("folded-int8", lambda ck, m: bool(_quantization(ck)) and supports_integer(ck, m), _int8,
-                keeps=INTEGER_CODECS, note=INT8_NOTE),
+    EngineEntry(
+        "folded-int8",
+        lambda ck, m: bool(_quantization(ck)) and supports_integer(ck, m),
+        _int8,
+        keeps=INTEGER_CODECS,
+        note=INT8_NOTE,
+    ),
     EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m)),
     EngineEntry("folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m)),
     EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
     # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native):
     # the folded-int8 step on the stored integers, else float32
-    EngineEntry("c", lambda ck, m: integer_settings(ck, m) is not None,
-                lambda ck, m: c_engine(ck, m, integer_settings(ck, m)), keeps=INTEGER_CODECS,
-                note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
-                     "compiler; one sequence at a time", auto=False),
-    EngineEntry("c", lambda ck, m: inference.supports(m) or ode_inference.supports(m),
-                lambda ck, m: c_engine(ck, m, None), runs_decoded=True,
-                note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
-                     "time, float32", auto=False),
+    EngineEntry(
+        "c",
+        lambda ck, m: integer_settings(ck, m) is not None,
+        lambda ck, m: c_engine(ck, m, integer_settings(ck, m)),
+        keeps=INTEGER_CODECS,
+        note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
+        "compiler; one sequence at a time",
+        auto=False,
+    ),
+    EngineEntry(
+        "c",
+        lambda ck, m: inference.supports(m) or ode_inference.supports(m),
+        lambda ck, m: c_engine(ck, m, None),
+        runs_decoded=True,
+        note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
+        "time, float32",
+        auto=False,
+    ),
 ]
 
 
@@ -108,8 +128,11 @@ def integer_settings(ckpt: Checkpoint | None, model: nn.Module) -> dict | None:
     quant = _quantization(ckpt)
     if not quant or not supports_integer(ckpt, model):
         return None
-    return {"act_scales": quant.get("activation_scales") or {}, "dynamic": quant["scheme"] == "dynamic",
-            "fuse": quant.get("fuse", True)}
+    return {
+        "act_scales": quant.get("activation_scales") or {},
+        "dynamic": quant["scheme"] == "dynamic",
+        "fuse": quant.get("fuse", True),
+    }
 
 
 def c_engine(ckpt: Checkpoint | None, model: nn.Module, integer: dict | None = None) -> nn.Module:
@@ -155,18 +178,33 @@ def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engin
         raise ConfigError(f"unknown engine '{name}'; engines: {', '.join(names())}")
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
     lossy = {c for c in codecs if not CODECS[c].exact}  # exact ones run as dense values: nothing simulated
-    eligible = [e for e in ENGINES if (e.auto if name is None else e.name == name) and e.supports(ckpt, model)
-                and (e.runs_decoded or lossy <= set(e.keeps))]
+    eligible = [
+        e
+        for e in ENGINES
+        if (e.auto if name is None else e.name == name)
+        and e.supports(ckpt, model)
+        and (e.runs_decoded or lossy <= set(e.keeps))
+    ]
     if not eligible:
-        raise ConfigError(f"the {name} engine does not run this {ckpt.arch['name']} checkpoint"
-                          + (f" ({', '.join(codecs)}-encoded tensors)" if codecs else "")
-                          + f"; engines: {', '.join(names())}")
+        raise ConfigError(
+            f"the {name} engine does not run this {ckpt.arch['name']} checkpoint"
+            + (f" ({', '.join(codecs)}-encoded tensors)" if codecs else "")
+            + f"; engines: {', '.join(names())}"
+        )
     entry = eligible[0]
     module = entry.build(ckpt, model)
     if lossy - set(entry.keeps):
-        return Engine(entry.name, module, f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run "
-                                          f"through the {entry.name} engine: simulated, not integer or sparse kernels")
+        return Engine(
+            entry.name,
+            module,
+            f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run "
+            f"through the {entry.name} engine: simulated, not integer or sparse kernels",
+        )
     if codecs and not entry.keeps:
-        return Engine(entry.name, module, f"{', '.join(codecs)}-encoded tensors decoded exactly to dense float32: "
-                                          "dense kernels (zeros are multiplied, not skipped)")
+        return Engine(
+            entry.name,
+            module,
+            f"{', '.join(codecs)}-encoded tensors decoded exactly to dense float32: "
+            "dense kernels (zeros are multiplied, not skipped)",
+        )
     return Engine(entry.name, module, entry.note)

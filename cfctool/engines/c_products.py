@@ -48,12 +48,19 @@ class Product:
 
     def describe(self) -> str:
         kind = "int8" if self.integer else "fp32"
-        return (f"{self.label} {self.outputs}x{self.inputs} {kind} {self.form}"
-                + (f" ({self.nonzeros} non-zeros of {self.outputs * self.inputs})" if self.form == "sparse" else ""))
+        return f"{self.label} {self.outputs}x{self.inputs} {kind} {self.form}" + (
+            f" ({self.nonzeros} non-zeros of {self.outputs * self.inputs})" if self.form == "sparse" else ""
+        )
 
     def record(self) -> dict:
-        return {"product": self.label, "shape": [self.outputs, self.inputs], "integer": self.integer,
-                "form": self.form, "nonzeros": self.nonzeros, "flash_bytes": self.flash_bytes}
+        return {
+            "product": self.label,
+            "shape": [self.outputs, self.inputs],
+            "integer": self.integer,
+            "form": self.form,
+            "nonzeros": self.nonzeros,
+            "flash_bytes": self.flash_bytes,
+        }
 
 
 def choose_form(weight: torch.Tensor, integer: bool, sparse: str = "auto") -> Form:
@@ -70,7 +77,7 @@ def tiled(w_t: torch.Tensor, tile: int = TILE) -> torch.Tensor:
     """An (in x out) matrix as the dense float product reads it: blocks of `tile` outputs
     (the last one narrower), each block's `in` rows contiguous."""
     n, m = w_t.shape
-    return torch.cat([w_t[:, b:b + tile].reshape(-1) for b in range(0, m, tile)]) if m else w_t.reshape(-1)
+    return torch.cat([w_t[:, b : b + tile].reshape(-1) for b in range(0, m, tile)]) if m else w_t.reshape(-1)
 
 
 def vnni_blocks(q: torch.Tensor) -> torch.Tensor:
@@ -93,7 +100,7 @@ class SparseLayout:
     groups: tuple[tuple[int, int], ...]  # (non-zeros per row, rows) in reading order
 
     @classmethod
-    def of(cls, weight: torch.Tensor) -> "SparseLayout":
+    def of(cls, weight: torch.Tensor) -> SparseLayout:
         counts = (weight != 0).sum(1)
         order = sorted((int(c), j) for j, c in enumerate(counts.tolist()) if c)
         values, columns, groups = [], [], []
@@ -106,10 +113,12 @@ class SparseLayout:
             else:
                 groups.append([count, 1])
         empty = weight.new_zeros(0)
-        return cls(torch.cat(values) if values else empty,
-                   torch.cat(columns) if columns else torch.zeros(0, dtype=torch.int64),
-                   torch.tensor([j for _, j in order], dtype=torch.int64),
-                   tuple((c, r) for c, r in groups))
+        return cls(
+            torch.cat(values) if values else empty,
+            torch.cat(columns) if columns else torch.zeros(0, dtype=torch.int64),
+            torch.tensor([j for _, j in order], dtype=torch.int64),
+            tuple((c, r) for c, r in groups),
+        )
 
 
 def row_starts(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -129,16 +138,23 @@ def sparse_function(fname: str, layout: SparseLayout, ident: str, integer: bool)
     row's sum (out holds the bias or the other half's sums); integer: acc[row] = the int32 sum
     (every acc entry written: rows without non-zeros get 0)."""
     if integer:
-        head = (f"static void {fname}(const uint8_t *x, int32_t *acc, int m)\n{{\n"
-                f"    int r, t, j, k = 0, q = 0;\n    for (j = 0; j < m; ++j) acc[j] = 0;\n")
-        body = ("int32_t s = 0; for (t = 0; t < {c}; ++t) s += (int32_t){v}[k + t] * (int32_t)x[{col}[k + t]]; "
-                "acc[{row}[q++]] = s;")
+        head = (
+            f"static void {fname}(const uint8_t *x, int32_t *acc, int m)\n{{\n"
+            f"    int r, t, j, k = 0, q = 0;\n    for (j = 0; j < m; ++j) acc[j] = 0;\n"
+        )
+        body = (
+            "int32_t s = 0; for (t = 0; t < {c}; ++t) s += (int32_t){v}[k + t] * (int32_t)x[{col}[k + t]]; "
+            "acc[{row}[q++]] = s;"
+        )
     else:
         head = f"static void {fname}(const float *x, float *out)\n{{\n    int r, t, k = 0, q = 0;\n"
         body = "float s = 0.0f; for (t = 0; t < {c}; ++t) s += {v}[k + t] * x[{col}[k + t]]; out[{row}[q++]] += s;"
-    loops = [f"    for (r = 0; r < {rows}; ++r, k += {count}) {{ "
-             + body.format(c=count, v=f"{ident}_v", col=f"{ident}_c", row=f"{ident}_r") + " }"
-             for count, rows in layout.groups]
+    loops = [
+        f"    for (r = 0; r < {rows}; ++r, k += {count}) {{ "
+        + body.format(c=count, v=f"{ident}_v", col=f"{ident}_c", row=f"{ident}_r")
+        + " }"
+        for count, rows in layout.groups
+    ]
     if not loops:  # an all-zero matrix: nothing to add
         loops = ["    (void)x; (void)r; (void)t; (void)k; (void)q;"]
     return head + "\n".join(loops) + "\n}\n"

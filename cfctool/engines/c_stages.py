@@ -20,12 +20,14 @@ ACTIVATIONS = {
 }
 
 
-def table_input(w: "Writer", name: str, table, width: int, comment: str) -> str:
+def table_input(w: Writer, name: str, table, width: int, comment: str) -> str:
     """c0_input of a token model: the token's row of the folded table."""
     ident = w.array("c0_table", table, comment)
-    return (f"static void {name}_c0_input(int32_t token, float *pre)\n{{\n"
-            f"    const float *row = {ident} + (int32_t)token * {width};\n"
-            f"    int j;\n    for (j = 0; j < {width}; ++j) pre[j] = row[j];\n}}\n")
+    return (
+        f"static void {name}_c0_input(int32_t token, float *pre)\n{{\n"
+        f"    const float *row = {ident} + (int32_t)token * {width};\n"
+        f"    int j;\n    for (j = 0; j < {width}; ++j) pre[j] = row[j];\n}}\n"
+    )
 
 
 def activation(name: str, k: int, act) -> str:
@@ -34,15 +36,20 @@ def activation(name: str, k: int, act) -> str:
 
 def update(name: str, k: int, h: int, gate_folded: bool) -> str:
     gate = "s[2 * H + j]" if gate_folded else "s[2 * H + j] * dt + s[3 * H + j]"
-    return (f"/* cell {k}: y' = lerp(sigmoid(2c ff1), sigmoid(2c ff2), gate) */\n"
-            f"static void {name}_c{k}_update(float *s, float dt, float *y)\n{{\n"
-            f"    enum {{ H = {h} }};\n    int j;\n"
-            + ("    (void)dt; /* the gate is folded for dt = 1 */\n" if gate_folded else
-               f"    for (j = 0; j < H; ++j) s[2 * H + j] = {gate};\n")
-            + f"    {name}_sigmoids(s, 3 * H);\n"
-            f"    for (j = 0; j < H; ++j) {{ /* torch.lerp's two forms, each exact at its end */\n"
-            f"        const float a = s[j], b = s[H + j], g = s[2 * H + j];\n"
-            f"        y[j] = g < 0.5f ? a + g * (b - a) : b - (b - a) * (1.0f - g);\n    }}\n}}\n")
+    return (
+        f"/* cell {k}: y' = lerp(sigmoid(2c ff1), sigmoid(2c ff2), gate) */\n"
+        f"static void {name}_c{k}_update(float *s, float dt, float *y)\n{{\n"
+        f"    enum {{ H = {h} }};\n    int j;\n"
+        + (
+            "    (void)dt; /* the gate is folded for dt = 1 */\n"
+            if gate_folded
+            else f"    for (j = 0; j < H; ++j) s[2 * H + j] = {gate};\n"
+        )
+        + f"    {name}_sigmoids(s, 3 * H);\n"
+        f"    for (j = 0; j < H; ++j) {{ /* torch.lerp's two forms, each exact at its end */\n"
+        f"        const float a = s[j], b = s[H + j], g = s[2 * H + j];\n"
+        f"        y[j] = g < 0.5f ? a + g * (b - a) : b - (b - a) * (1.0f - g);\n    }}\n}}\n"
+    )
 
 
 def first_call(name: str, k: int, token_input: bool, table) -> str:
@@ -50,7 +57,9 @@ def first_call(name: str, k: int, token_input: bool, table) -> str:
     row, or the embedding row through c0_token), the float inputs, or the cell below's y."""
     if k:
         return f"{name}_c{k}_input(state->y{k - 1}, pre)"
-    return f"{name}_c0_{'token' if token_input and table is None else 'input'}({'token' if token_input else 'input'}, pre)"
+    return (
+        f"{name}_c0_{'token' if token_input and table is None else 'input'}({'token' if token_input else 'input'}, pre)"
+    )
 
 
 def sparse_rows(weight: torch.Tensor, sparse: str) -> bool:
@@ -59,8 +68,9 @@ def sparse_rows(weight: torch.Tensor, sparse: str) -> bool:
     return sparse == "always" or (sparse == "auto" and int(torch.count_nonzero(weight)) * 2 <= weight.numel())
 
 
-def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tensor, direct=None,
-                    post: list[str] | None = None) -> tuple[str, int]:
+def embedding_input(
+    w: Writer, name: str, ckpt: Checkpoint, weight: torch.Tensor, direct=None, post: list[str] | None = None
+) -> tuple[str, int]:
     """c0_token for an unfolded token table: the token's embedding row (its stored int8 codes
     times the row's scale where the checkpoint holds it so, else float32) into c0_input; with
     `direct` (cell 0 over a sparse embedding, `sparse_rows`), only the row's non-zeros, each
@@ -86,18 +96,25 @@ def embedding_input(w: "Writer", name: str, ckpt: Checkpoint, weight: torch.Tens
     if codes_stored:
         codes = w.int8("embedding_q", stored[0], "the embedding's stored int8 codes (vocab x dim)")
         scales = w.array("embedding_s", stored[1], "the embedding's row scales")
-        row = (f"    const int8_t *row = {codes} + (int32_t)token * {padded(dim, w.align)};\n    const float scale = {scales}[token];\n"
-               f"    for (j = 0; j < {dim}; ++j) e[j] = (float)row[j] * scale;\n")
+        row = (
+            f"    const int8_t *row = {codes} + (int32_t)token * {padded(dim, w.align)};\n    const float scale = {scales}[token];\n"
+            f"    for (j = 0; j < {dim}; ++j) e[j] = (float)row[j] * scale;\n"
+        )
     else:
         table = w.array("embedding", weight, "the embedding (vocab x dim)")
-        row = (f"    const float *row = {table} + (int32_t)token * {dim};\n"
-               f"    for (j = 0; j < {dim}; ++j) e[j] = row[j];\n")
-    return (f"/* cell 0's input from a token: its embedding row through the input product */\n"
-            f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n    float e[{dim}];\n    int j;\n"
-            + row + f"    {name}_c0_input(e, pre);\n}}\n"), 4 * dim
+        row = (
+            f"    const float *row = {table} + (int32_t)token * {dim};\n"
+            f"    for (j = 0; j < {dim}; ++j) e[j] = row[j];\n"
+        )
+    return (
+        f"/* cell 0's input from a token: its embedding row through the input product */\n"
+        f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n    float e[{dim}];\n    int j;\n"
+        + row
+        + f"    {name}_c0_input(e, pre);\n}}\n"
+    ), 4 * dim
 
 
-def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str, post: list[str] | None = None) -> str:
+def token_columns(w: Writer, name: str, cell, off: str, cols: str, value: str, post: list[str] | None = None) -> str:
     """c0_token over a sparse embedding: b1 + the input product's column of each of the token's
     non-zeros (the column's own non-zeros where the product is sparse), into pre (float C) or
     into u, which `post` turns into pre (the integer step's gate folding and scaling)."""
@@ -111,17 +128,24 @@ def token_columns(w: "Writer", name: str, cell, off: str, cols: str, value: str,
         s_id = w.indices("c0_w_in_starts", starts, "cell 0: where each input's non-zeros start", int(starts[-1]) + 1)
         o_id = w.indices("c0_w_in_outs", outs, "their outputs", width)
         v_id = w.array("c0_w_in_v", w_in_t[nz], "cell 0: the input product's non-zeros, input by input")
-        add = (f"        for (t = {s_id}[d]; t < {s_id}[d + 1]; ++t) {target}[{o_id}[t]] += v * {v_id}[t];\n")
+        add = f"        for (t = {s_id}[d]; t < {s_id}[d + 1]; ++t) {target}[{o_id}[t]] += v * {v_id}[t];\n"
     else:
         rows = w.array("c0_w_in", w_in_t, "cell 0: input half of the first product (in x out)")
         add = f"        for (t = 0; t < {width}; ++t) {target}[t] += v * {rows}[d * {width} + t];\n"
-    w.products.append(Product("c0_w_in", width, w_in_t.shape[0], int(torch.count_nonzero(w_in_t)), False, form,
-                              w.flash - before))
-    return (f"/* cell 0's input from a token: the bias, then the input product's column of each non-zero of the\n"
-            f" * token's embedding row */\n"
-            f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n"
-            + ("" if post is None else f"    float u[{width}];\n") + "    int32_t j, k, t;\n"
-            f"    for (j = 0; j < {width}; ++j) {target}[j] = {b1}[j];\n"
-            f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) {{\n        const float v = {value};\n"
-            f"        const int32_t d = {cols}[k];\n" + add + "    }\n"
-            + "".join(line + "\n" for line in post or []) + "}\n")
+    w.products.append(
+        Product("c0_w_in", width, w_in_t.shape[0], int(torch.count_nonzero(w_in_t)), False, form, w.flash - before)
+    )
+    return (
+        f"/* cell 0's input from a token: the bias, then the input product's column of each non-zero of the\n"
+        f" * token's embedding row */\n"
+        f"static void {name}_c0_token(int32_t token, float *pre)\n{{\n"
+        + ("" if post is None else f"    float u[{width}];\n")
+        + "    int32_t j, k, t;\n"
+        f"    for (j = 0; j < {width}; ++j) {target}[j] = {b1}[j];\n"
+        f"    for (k = {off}[token]; k < {off}[token + 1]; ++k) {{\n        const float v = {value};\n"
+        f"        const int32_t d = {cols}[k];\n"
+        + add
+        + "    }\n"
+        + "".join(line + "\n" for line in post or [])
+        + "}\n"
+    )

@@ -8,8 +8,16 @@ from dataclasses import dataclass
 
 import torch
 
-from cfctool.engines.c_products import (TILE, Product, SparseLayout, choose_form, index_type, sparse_function, tiled,
-                                         vnni_blocks)
+from cfctool.engines.c_products import (
+    TILE,
+    Product,
+    SparseLayout,
+    choose_form,
+    index_type,
+    sparse_function,
+    tiled,
+    vnni_blocks,
+)
 from cfctool.errors import CheckpointError
 from cfctool.escape import c_comment
 
@@ -19,23 +27,25 @@ def floats(values: torch.Tensor) -> str:
     flat = values.detach().to(torch.float32).reshape(-1).tolist()
     lines = []
     for start in range(0, len(flat), 8):
-        lines.append("    " + ", ".join(literal(v) for v in flat[start:start + 8]) + ",")
+        lines.append("    " + ", ".join(literal(v) for v in flat[start : start + 8]) + ",")
     return "\n".join(lines)
 
 
 def integers(values: torch.Tensor, per_line: int) -> str:
     """An array's body: `per_line` integers a line."""
     flat = values.detach().to(torch.int64).reshape(-1).tolist()
-    return "\n".join("    " + ", ".join(str(v) for v in flat[i:i + per_line]) + ","
-                     for i in range(0, len(flat), per_line))
+    return "\n".join(
+        "    " + ", ".join(str(v) for v in flat[i : i + per_line]) + "," for i in range(0, len(flat), per_line)
+    )
 
 
 def literal(v: float) -> str:
     """A float32 constant in C: 9 significant digits, which float32 reads back exactly."""
     v = float(v)
     if not math.isfinite(v):  # weights are checked before generation; a scale from the record may not be
-        raise CheckpointError(f"a value to emit in C is not finite ({v}): the checkpoint is damaged; "
-                              "use an intact copy")
+        raise CheckpointError(
+            f"a value to emit in C is not finite ({v}): the checkpoint is damaged; use an intact copy"
+        )
     text = f"{v:.9g}"
     if "e" not in text and "." not in text and "n" not in text:
         text += ".0"
@@ -56,13 +66,22 @@ class Writer:
         self.flash = 0
         self.vnni = False  # an integer product also stored in AVX-512 VNNI blocks
 
-    def _emit(self, label: str, values: torch.Tensor, comment: str, ctype: str, body: str, size: int,
-              shape: tuple[int, ...] | None = None) -> str:
+    def _emit(
+        self,
+        label: str,
+        values: torch.Tensor,
+        comment: str,
+        ctype: str,
+        body: str,
+        size: int,
+        shape: tuple[int, ...] | None = None,
+    ) -> str:
         """One named `static const` array: its declaration, and its bytes counted as flash."""
         ident = f"{self.name}_{label}"
         dims = " x ".join(str(s) for s in (shape or values.shape))
-        self.arrays.append(f"/* {comment} ({dims}) */\nstatic const {ctype} {ident}[{values.numel()}] = {{\n"
-                           f"{body}\n}};\n")
+        self.arrays.append(
+            f"/* {comment} ({dims}) */\nstatic const {ctype} {ident}[{values.numel()}] = {{\n{body}\n}};\n"
+        )
         self.flash += size * values.numel()
         return ident
 
@@ -96,8 +115,9 @@ class Writer:
         before = self.flash
         form = choose_form(w_t.t(), False, self.sparse)
         if form == "dense":
-            ident = self._emit(label, w_t, comment + f", in blocks of {TILE} outputs", "float",
-                               floats(tiled(w_t)), 4, shape=(n, m))
+            ident = self._emit(
+                label, w_t, comment + f", in blocks of {TILE} outputs", "float", floats(tiled(w_t)), 4, shape=(n, m)
+            )
             call = f"{self.name}_matvec({x}, {n}, {ident}, {m}, {out});"
         else:
             call = f"{self._sparse(label, w_t.t(), comment, False)}({x}, {out});"
@@ -127,8 +147,10 @@ class Writer:
         ident = self.int8(label, q, comment)
         rows = self.arrays.pop(before)
         blocks = vnni_blocks(torch.nn.functional.pad(q, (0, padded(q.shape[1], self.align) - q.shape[1])))
-        vnni = (f"/* {comment}, in blocks of 16 outputs x 4 inputs ({blocks.numel()} bytes) */\n"
-                f"static const int8_t {ident}[{blocks.numel()}] = {{\n{integers(blocks, 16)}\n}};\n")
+        vnni = (
+            f"/* {comment}, in blocks of 16 outputs x 4 inputs ({blocks.numel()} bytes) */\n"
+            f"static const int8_t {ident}[{blocks.numel()}] = {{\n{integers(blocks, 16)}\n}};\n"
+        )
         self.arrays.append(f"#if {self.name.upper()}_VNNI\n{vnni}#else\n{rows}#endif\n")
         self.vnni = True
         return ident
@@ -144,8 +166,9 @@ class Writer:
             self.indices(f"{label}_c", layout.columns, "their columns", weight.shape[1])
             self.indices(f"{label}_r", layout.rows, "the output of each summed row", weight.shape[0])
         fname = f"{ident}_product"
-        self.functions.append(f"/* {c_comment(comment, 200)}: sparse */\n" + sparse_function(fname, layout, ident,
-                                                                                              integer))
+        self.functions.append(
+            f"/* {c_comment(comment, 200)}: sparse */\n" + sparse_function(fname, layout, ident, integer)
+        )
         return fname
 
 

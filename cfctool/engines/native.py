@@ -35,6 +35,8 @@ from cfctool.errors import CfcError
 # flush-to-zero for the whole Python process as soon as the library is loaded.
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-std=c99", "-fPIC")
 LINK_FLAGS = ("-shared",)
+
+
 def compiler() -> str:
     """The C compiler: $CC, else cc; a clear error when there is none."""
     cc = os.environ.get("CC") or "cc"
@@ -46,7 +48,8 @@ def compiler() -> str:
 
 def cache_dir() -> Path:
     base = os.environ.get("CFCTOOL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "cfctool")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "cfctool"
+    )
     return Path(base) / "c"
 
 
@@ -71,11 +74,15 @@ def private_cache() -> Path:
             raise CfcError(f"the C engine's cache {directory} is not a directory (a link or a file); {hint}")
         sticky_parent = path != directory and bool(info.st_mode & stat.S_ISVTX)  # /tmp: others cannot replace
         if info.st_uid != os.getuid() and not sticky_parent:
-            raise CfcError(f"the C engine's cache {path} belongs to another user (uid {info.st_uid}); its "
-                           f"libraries could run their code as you; {hint}")
+            raise CfcError(
+                f"the C engine's cache {path} belongs to another user (uid {info.st_uid}); its "
+                f"libraries could run their code as you; {hint}"
+            )
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky_parent:
-            raise CfcError(f"the C engine's cache {path} can be written by other users (mode "
-                           f"{stat.S_IMODE(info.st_mode):o}); make it private (chmod 700) or {hint}")
+            raise CfcError(
+                f"the C engine's cache {path} can be written by other users (mode "
+                f"{stat.S_IMODE(info.st_mode):o}); make it private (chmod 700) or {hint}"
+            )
     return directory
 
 
@@ -168,8 +175,10 @@ def _discard(path: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise CfcError(f"cannot replace the damaged cache entry {path}: {exc.strerror or exc}; remove it, or set "
-                       "CFCTOOL_CACHE to another directory") from None
+        raise CfcError(
+            f"cannot replace the damaged cache entry {path}: {exc.strerror or exc}; remove it, or set "
+            "CFCTOOL_CACHE to another directory"
+        ) from None
 
 
 def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
@@ -179,8 +188,9 @@ def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
     cc = compiler()
     command = compile_command(flags)
     link = [*shlex.split(cc), *LINK_FLAGS]
-    key = hashlib.sha256("\0".join([src.header, src.source, harness(src), " ".join(command), " ".join(link),
-                                    _version(cc)]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        "\0".join([src.header, src.source, harness(src), " ".join(command), " ".join(link), _version(cc)]).encode()
+    ).hexdigest()[:24]
     directory = private_cache()
     lib = directory / f"{src.name}-{key}.so"
     if _cached(lib):
@@ -188,8 +198,10 @@ def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
     try:
         tmp_dir = tempfile.mkdtemp(prefix=".build-", dir=directory)
     except OSError as exc:
-        raise CfcError(f"cannot build in the C engine's cache {directory}: {exc.strerror or exc}; set "
-                       "CFCTOOL_CACHE to another directory") from None
+        raise CfcError(
+            f"cannot build in the C engine's cache {directory}: {exc.strerror or exc}; set "
+            "CFCTOOL_CACHE to another directory"
+        ) from None
     try:
         tmp = Path(tmp_dir)
         (tmp / f"{src.name}.h").write_text(src.header)
@@ -214,8 +226,10 @@ def build(src: CSource, flags: tuple[str, ...] = FLAGS) -> Path:
         os.replace(out, lib)
         os.replace(tmp / "lib.sha256", lib.with_suffix(".sha256"))
     except OSError as exc:
-        raise CfcError(f"cannot write the compiled library into the C engine's cache {directory}: "
-                       f"{exc.strerror or exc}; set CFCTOOL_CACHE to another directory") from None
+        raise CfcError(
+            f"cannot write the compiled library into the C engine's cache {directory}: "
+            f"{exc.strerror or exc}; set CFCTOOL_CACHE to another directory"
+        ) from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     if not _cached(lib):  # another process replaced it between the rename and here
@@ -229,8 +243,9 @@ def _run(args: list[str], shown: list[str]) -> None:
     except OSError as exc:
         raise CfcError(f"cannot run the C compiler ({' '.join(shown)}): {exc.strerror or exc}") from None
     if run.returncode != 0:
-        raise CfcError(f"the C compiler failed on the generated code ({' '.join(shown)}):\n"
-                       f"{run.stderr.strip()[-2000:]}")
+        raise CfcError(
+            f"the C compiler failed on the generated code ({' '.join(shown)}):\n{run.stderr.strip()[-2000:]}"
+        )
 
 
 class CModel(nn.Module):
@@ -251,12 +266,14 @@ class CModel(nn.Module):
         self.variant(False)  # compile now: a missing compiler or a model without a C form fails here
         self.last_seconds, self.last_steps, self.source = 0.0, 0, self._variants[False].src
 
-    def variant(self, dt_input: bool) -> "CEngine":
+    def variant(self, dt_input: bool) -> CEngine:
         if dt_input not in self._variants:
             self._variants[dt_input] = CEngine(self._generate(dt_input), self.flags)
         return self._variants[dt_input]
 
-    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         regular = dt is None or bool((dt == 1).all())
         engine = self.variant(not regular)
         out = engine(x, None if regular else dt, mask)
@@ -277,14 +294,22 @@ class CEngine(nn.Module):
         self.lib = ctypes.CDLL(str(self.lib_path))
         fn = getattr(self.lib, f"{src.name}_batch")
         fn.restype = ctypes.c_double
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
-                       ctypes.c_void_p]
+        fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int32,
+            ctypes.c_int32,
+            ctypes.c_void_p,
+        ]
         self._batch = fn
         self.last_seconds = 0.0
         self.last_steps = 0
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         src = self.src
         items, steps = x.shape[0], x.shape[1]
         x = (x.to(torch.int32) if src.token_input else x.to(torch.float32)).contiguous()

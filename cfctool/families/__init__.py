@@ -8,15 +8,18 @@ from cfctool.families import cfc, cfc_ncp, ltc, ode, reduced
 from cfctool.families.base import Family
 from cfctool.settings import MAX_SIZE, Setting
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    cfc.FAMILY,
-    cfc.DEEP,
-    cfc_ncp.FAMILY,
-    ltc.FAMILY,
-    ode.CONV,
-    ode.RNN,
-    reduced.FAMILY,
-)}
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        cfc.FAMILY,
+        cfc.DEEP,
+        cfc_ncp.FAMILY,
+        ltc.FAMILY,
+        ode.CONV,
+        ode.RNN,
+        reduced.FAMILY,
+    )
+}
 
 
 def get(name: str) -> Family:
@@ -38,8 +41,14 @@ def record_problem(record: dict) -> str | None:
     """What is wrong with a stored record's structure, before anything is built from it: each
     section's type, the arch against its family's keys, types and bounds, the task's kinds
     and sizes (`field.path what was expected`); None when it is sound."""
-    for section, kind in (("arch", dict), ("task", dict), ("compression", dict), ("encodings", dict),
-                          ("metrics", dict), ("history", list)):
+    for section, kind in (
+        ("arch", dict),
+        ("task", dict),
+        ("compression", dict),
+        ("encodings", dict),
+        ("metrics", dict),
+        ("history", list),
+    ):
         if section in record and not isinstance(record[section], kind):
             return f"{section} must be a {'list' if kind is list else 'mapping'} (got {type(record[section]).__name__})"
     for i, entry in enumerate(record.get("history") or []):
@@ -61,8 +70,10 @@ def record_problem(record: dict) -> str | None:
     task = record["task"]
     if task.get("dataset") not in MODULES:
         return f"task.dataset {task.get('dataset')!r} is not a known data set ({', '.join(MODULES)})"
-    for part, kinds, size_key in (("input", ("tokens", "features"), None), ("output", ("classification",
-                                                                                      "regression"), "size")):
+    for part, kinds, size_key in (
+        ("input", ("tokens", "features"), None),
+        ("output", ("classification", "regression"), "size"),
+    ):
         section = task.get(part)
         if not isinstance(section, dict) or section.get("kind") not in kinds:
             return f"task.{part}.kind must be one of {', '.join(kinds)}"
@@ -74,9 +85,18 @@ def record_problem(record: dict) -> str | None:
 
 
 # the fields of a history entry that readers use, with the types they may have (None: absent or null)
-_HISTORY_FIELDS = {"command": (str,), "argv": (list,), "config": (dict,), "seed": (int,), "utc": (str,),
-                   "wall_time_s": (int, float), "cfctool_version": (str,), "torch_version": (str,),
-                   "inputs": (dict,), "world_size": (int,)}
+_HISTORY_FIELDS = {
+    "command": (str,),
+    "argv": (list,),
+    "config": (dict,),
+    "seed": (int,),
+    "utc": (str,),
+    "wall_time_s": (int, float),
+    "cfctool_version": (str,),
+    "torch_version": (str,),
+    "inputs": (dict,),
+    "world_size": (int,),
+}
 
 
 def _history_problem(entry) -> str | None:

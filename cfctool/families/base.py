@@ -9,8 +9,9 @@ hooks import torch inside themselves. `cfctool.families.FAMILIES` is one line pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cfctool.settings import Setting
 
@@ -91,8 +92,7 @@ class Family:
             if key == "name":
                 continue
             if key not in declared:
-                return (f"arch.{key} is not a key of the '{self.name}' family (its keys: "
-                        f"{', '.join(sorted(declared))})")
+                return f"arch.{key} is not a key of the '{self.name}' family (its keys: {', '.join(sorted(declared))})"
             problem = declared[key].check_stored(value)
             if problem:
                 return f"arch.{key} {problem.removeprefix(key + ' ')}"

@@ -53,14 +53,18 @@ def check_size(arch: dict[str, Any], task: dict[str, Any]) -> None:
     units = arch.get("hidden")
     if family_of_name(arch["name"]).proof is not None and isinstance(units, int) and units * units > MAX_PARAMS:
         # a wiring (units x units) is made in memory even for the meta device
-        raise ConfigError(f"a wired {arch['name']} of {units:,} units needs a {units:,} x {units:,} wiring, more than "
-                          f"the {MAX_PARAMS:,} entries cfctool builds; choose fewer units")
+        raise ConfigError(
+            f"a wired {arch['name']} of {units:,} units needs a {units:,} x {units:,} wiring, more than "
+            f"the {MAX_PARAMS:,} entries cfctool builds; choose fewer units"
+        )
     with torch.device("meta"):
         model = build_model(arch, task)
     n = sum(t.numel() for t in model.state_dict().values())
     if n > MAX_PARAMS:
-        raise ConfigError(f"these settings make a model of {n:,} parameters ({4 * n / 2**30:.0f} GiB in float32), "
-                          f"more than the {MAX_PARAMS:,} cfctool builds; choose smaller sizes")
+        raise ConfigError(
+            f"these settings make a model of {n:,} parameters ({4 * n / 2**30:.0f} GiB in float32), "
+            f"more than the {MAX_PARAMS:,} cfctool builds; choose smaller sizes"
+        )
 
 
 def check_run(run) -> None:

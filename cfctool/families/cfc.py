@@ -17,13 +17,19 @@ CFC_MODES = ("default", "no_gate", "pure")
 ACTIVATIONS = ("relu", "silu", "tanh", "gelu", "lecun_tanh")
 
 MODE = Setting("mode", str, "default", "CfC mode: default, no_gate or pure (the closed form).", CFC_MODES)
-HEAD_ACTIVATION = Setting("head_activation", str, "tanh", "Activation of the ff1/ff2 heads: tanh (as ncps) or "
-                          "lecun_tanh, 1.7159 tanh(0.666 x) (as the reference TF code).", ("tanh", "lecun_tanh"))
+HEAD_ACTIVATION = Setting(
+    "head_activation",
+    str,
+    "tanh",
+    "Activation of the ff1/ff2 heads: tanh (as ncps) or lecun_tanh, 1.7159 tanh(0.666 x) (as the reference TF code).",
+    ("tanh", "lecun_tanh"),
+)
 MIXED_MEMORY = Setting("mixed_memory", bool, False, "Run an LSTM memory beside the CfC state (mixed memory).")
 # what compressions write into a CfC record beyond its settings
 RECORD_KEYS = (
-    Setting("input_projected", bool, False,
-            "The embedding is folded into the first product (quantize --fold-embedding)."),
+    Setting(
+        "input_projected", bool, False, "The embedding is folded into the first product (quantize --fold-embedding)."
+    ),
     Setting("embedding_folded_from", int, None, "The embedding width before folding.", low=1),
     Setting("head_rank", int, None, "The heads factored to this rank (reduce --method svd).", low=1),
 )
@@ -32,8 +38,7 @@ SETTINGS = (
     MODE,
     Setting("backbone_units", int, 64, "Width of each backbone layer.", low=1),
     Setting("backbone_layers", int, 1, "Backbone layers (0: the heads read [input; state] directly).", low=0),
-    Setting("backbone_widths", list, None, "Per-layer backbone widths, e.g. 64,32 (replaces units x layers).",
-            low=1),
+    Setting("backbone_widths", list, None, "Per-layer backbone widths, e.g. 64,32 (replaces units x layers).", low=1),
     Setting("backbone_activation", str, "lecun_tanh", "Backbone activation.", ACTIVATIONS),
     Setting("backbone_dropout", float, 0.0, "Dropout after each backbone layer (training only).", low=0, below=1),
     HEAD_ACTIVATION,
@@ -46,10 +51,17 @@ def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     widths = values.get("backbone_widths")
     if widths is None:
         widths = [values["backbone_units"]] * values["backbone_layers"]
-    return {"name": values["name"], "hidden": values["hidden"], "mode": values["mode"],
-            "backbone_widths": [int(w) for w in widths], "backbone_activation": values["backbone_activation"],
-            "backbone_dropout": values["backbone_dropout"], "head_activation": values["head_activation"],
-            "mixed_memory": values["mixed_memory"], **front_end(values, task)}
+    return {
+        "name": values["name"],
+        "hidden": values["hidden"],
+        "mode": values["mode"],
+        "backbone_widths": [int(w) for w in widths],
+        "backbone_activation": values["backbone_activation"],
+        "backbone_dropout": values["backbone_dropout"],
+        "head_activation": values["head_activation"],
+        "mixed_memory": values["mixed_memory"],
+        **front_end(values, task),
+    }
 
 
 def head_rank(arch: dict[str, Any]) -> int | None:
@@ -65,18 +77,26 @@ def fold_embedding(ckpt):
     if ckpt.task["input"]["kind"] != "tokens" or arch.get("input_projected"):
         raise ValueError("only token models whose embedding is not folded yet can fold it")
     if not arch["backbone_widths"] or arch["mixed_memory"]:
-        raise ValueError("folding the embedding needs a backbone (its first layer is linear in its input) "
-                         "and no mixed memory (the LSTM reads the embedding itself)")
+        raise ValueError(
+            "folding the embedding needs a backbone (its first layer is linear in its input) "
+            "and no mixed memory (the LSTM reads the embedding itself)"
+        )
     t = dict(ckpt.tensors)
     e, w = t["embedding.weight"], t["rnn.cells.0.backbone.0.weight"]
     n_in = e.shape[1]
     if w.shape[0] >= n_in:
-        raise ValueError(f"the first backbone layer ({w.shape[0]} units) is not narrower than the embedding "
-                         f"({n_in} wide): the folded table would be larger, not smaller; quantize without it")
+        raise ValueError(
+            f"the first backbone layer ({w.shape[0]} units) is not narrower than the embedding "
+            f"({n_in} wide): the folded table would be larger, not smaller; quantize without it"
+        )
     t["embedding.weight"] = (e.double() @ w[:, :n_in].double().t()).float()
     t["rnn.cells.0.backbone.0.weight"] = w[:, n_in:].contiguous()
-    new_arch = {**arch, "input_projected": True, "embedding_dim": arch["backbone_widths"][0],
-                "embedding_folded_from": n_in}
+    new_arch = {
+        **arch,
+        "input_projected": True,
+        "embedding_dim": arch["backbone_widths"][0],
+        "embedding_folded_from": n_in,
+    }
     return ckpt.derive(tensors=t, arch=new_arch)
 
 
@@ -106,15 +126,29 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
 
     n_in = [0] * len(sizes)
     for k in range(len(sizes)):
-        n_in[k] = (tensors[first(k)[0]].shape[1] - sizes[k])
+        n_in[k] = tensors[first(k)[0]].shape[1] - sizes[k]
     for k, h in enumerate(sizes):
         p = f"rnn.cells.{k}"
         for j, w in enumerate(widths):
-            consumers = ([f"{p}.backbone.{j + 1}.weight"] if j + 1 < len(widths)
-                         else [f"{p}.head_basis.weight"] if head_rank(arch) else [f"{p}.{x}.weight" for x in heads])
-            groups.append(UnitGroup(f"cells.{k}.backbone.{j}", "backbone", w, (
-                (f"{p}.backbone.{j}.weight", 0, 0, "own"), (f"{p}.backbone.{j}.bias", 0, 0, "own"),
-                *((c, 1, 0, "next") for c in consumers))))
+            consumers = (
+                [f"{p}.backbone.{j + 1}.weight"]
+                if j + 1 < len(widths)
+                else [f"{p}.head_basis.weight"]
+                if head_rank(arch)
+                else [f"{p}.{x}.weight" for x in heads]
+            )
+            groups.append(
+                UnitGroup(
+                    f"cells.{k}.backbone.{j}",
+                    "backbone",
+                    w,
+                    (
+                        (f"{p}.backbone.{j}.weight", 0, 0, "own"),
+                        (f"{p}.backbone.{j}.bias", 0, 0, "own"),
+                        *((c, 1, 0, "next") for c in consumers),
+                    ),
+                )
+            )
         own = [(f"{p}.{x}.{t}", 0, 0, "own") for x in heads for t in ("weight", "bias")]
         if pure:
             own += [(f"{p}.w_tau", 1, 0, "own"), (f"{p}.A", 1, 0, "own")]
@@ -123,14 +157,22 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
             own.append((mask(k), 0, 0, "own"))
             rec.append((mask(k), 1, tensors[mask(k)].shape[1] - h, "recurrent"))
         if k + 1 < len(sizes):
-            nxt = [(name, 1, 0, "next") for name in first(k + 1)] + ([(mask(k + 1), 1, 0, "next")] if mask(k + 1) else [])
+            nxt = [(name, 1, 0, "next") for name in first(k + 1)] + (
+                [(mask(k + 1), 1, 0, "next")] if mask(k + 1) else []
+            )
         else:
             nxt = [("head.weight", 1, 0, "next")]
         groups.append(UnitGroup(f"cells.{k}.hidden", "hidden", h, tuple(own + rec + nxt)))
     if "embedding.weight" in tensors and not arch.get("input_projected"):
         reads = [(name, 1, 0, "next") for name in first(0)] + ([(mask(0), 1, 0, "next")] if mask(0) else [])
-        groups.append(UnitGroup("embedding", "embedding", int(tensors["embedding.weight"].shape[1]),
-                                (("embedding.weight", 1, 0, "own"), *reads)))
+        groups.append(
+            UnitGroup(
+                "embedding",
+                "embedding",
+                int(tensors["embedding.weight"].shape[1]),
+                (("embedding.weight", 1, 0, "own"), *reads),
+            )
+        )
     return groups
 
 
@@ -169,9 +211,17 @@ def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
 def build(arch: dict[str, Any], features: int):
     from cfctool.models.cfc import CfC, CfCCell
 
-    cell = CfCCell(features, arch["hidden"], arch["mode"], arch["backbone_widths"], arch["backbone_activation"],
-                   arch["backbone_dropout"], head_activation=arch["head_activation"],
-                   input_projected=arch.get("input_projected", False), head_rank=head_rank(arch))
+    cell = CfCCell(
+        features,
+        arch["hidden"],
+        arch["mode"],
+        arch["backbone_widths"],
+        arch["backbone_activation"],
+        arch["backbone_dropout"],
+        head_activation=arch["head_activation"],
+        input_projected=arch.get("input_projected", False),
+        head_rank=head_rank(arch),
+    )
     return CfC([cell], mixed_memory=arch["mixed_memory"])
 
 
@@ -200,12 +250,36 @@ def counts(model) -> dict[str, int]:
     return standard_counts(model, masks)
 
 
-FAMILY = Family(name="cfc", summary="CfC with a backbone MLP (64x1, lecun_tanh by default).", settings=SETTINGS,
-                record=record, build=build, macs_per_step=macs_per_step, counts=counts,
-                upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
-                heads=HEADS, reduction="cfc", record_keys=RECORD_KEYS)
-DEEP = Family(name="cfc-deep", summary="CfC with a deep backbone (256x5, dropout 0.1).", settings=SETTINGS,
-              record=record, build=build, macs_per_step=macs_per_step, counts=counts,
-              upgrade=upgrade, fold_embedding=fold_embedding, unit_groups=unit_groups, resize=resize,
-              heads=HEADS, reduction="cfc", record_keys=RECORD_KEYS,
-              defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1})
+FAMILY = Family(
+    name="cfc",
+    summary="CfC with a backbone MLP (64x1, lecun_tanh by default).",
+    settings=SETTINGS,
+    record=record,
+    build=build,
+    macs_per_step=macs_per_step,
+    counts=counts,
+    upgrade=upgrade,
+    fold_embedding=fold_embedding,
+    unit_groups=unit_groups,
+    resize=resize,
+    heads=HEADS,
+    reduction="cfc",
+    record_keys=RECORD_KEYS,
+)
+DEEP = Family(
+    name="cfc-deep",
+    summary="CfC with a deep backbone (256x5, dropout 0.1).",
+    settings=SETTINGS,
+    record=record,
+    build=build,
+    macs_per_step=macs_per_step,
+    counts=counts,
+    upgrade=upgrade,
+    fold_embedding=fold_embedding,
+    unit_groups=unit_groups,
+    resize=resize,
+    heads=HEADS,
+    reduction="cfc",
+    record_keys=RECORD_KEYS,
+    defaults={"backbone_units": 256, "backbone_layers": 5, "backbone_dropout": 0.1},
+)

@@ -39,10 +39,18 @@ def validate(values: dict[str, Any]) -> None:
 
 def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     motor = task["output"]["size"]
-    return {"name": values["name"], "hidden": values["hidden"], "mode": values["mode"], "motor": motor,
-            "sparsity": values["sparsity"], "wiring_seed": values["wiring_seed"],
-            "ncp_layers": _auto_layers(values["hidden"], motor, values["sparsity"]),
-            "head_activation": values["head_activation"], "mixed_memory": values["mixed_memory"], **front_end(values, task)}
+    return {
+        "name": values["name"],
+        "hidden": values["hidden"],
+        "mode": values["mode"],
+        "motor": motor,
+        "sparsity": values["sparsity"],
+        "wiring_seed": values["wiring_seed"],
+        "ncp_layers": _auto_layers(values["hidden"], motor, values["sparsity"]),
+        "head_activation": values["head_activation"],
+        "mixed_memory": values["mixed_memory"],
+        **front_end(values, task),
+    }
 
 
 def upgrade(arch: dict[str, Any]) -> dict[str, Any]:
@@ -73,16 +81,31 @@ def build(arch: dict[str, Any], features: int):
     for k, n in enumerate(sizes):
         # other sizes come from a checkpoint, whose mask tensors replace these placeholders
         mask = masks[k] if masks is not None else torch.ones(n, width + n)
-        cells.append(CfCCell(width, n, arch["mode"], backbone_widths=(), sparsity_mask=mask,
-                             head_activation=arch["head_activation"]))
+        cells.append(
+            CfCCell(
+                width, n, arch["mode"], backbone_widths=(), sparsity_mask=mask, head_activation=arch["head_activation"]
+            )
+        )
         width = n
     return CfC(cells, mixed_memory=arch["mixed_memory"])
 
 
-FAMILY = Family(name="cfc-ncp", summary="NCP-wired CfC: inter, command and motor cells, no backbone.",
-                settings=SETTINGS, record=record, build=build, macs_per_step=cfc.macs_per_step,
-                counts=cfc.counts, upgrade=upgrade, validate=validate,
-                unit_groups=cfc.unit_groups, resize=cfc.resize, heads=cfc.HEADS,
-                proof=lambda arch: {f"rnn.cells.{k}.sparsity_mask": [n, None] for k, n in enumerate(arch["ncp_layers"])},
-                record_keys=(Setting("motor", int, None, "Motor neurons (the task's outputs).", low=1),
-                             Setting("ncp_layers", list, None, "Inter, command and motor neurons.", low=1)))
+FAMILY = Family(
+    name="cfc-ncp",
+    summary="NCP-wired CfC: inter, command and motor cells, no backbone.",
+    settings=SETTINGS,
+    record=record,
+    build=build,
+    macs_per_step=cfc.macs_per_step,
+    counts=cfc.counts,
+    upgrade=upgrade,
+    validate=validate,
+    unit_groups=cfc.unit_groups,
+    resize=cfc.resize,
+    heads=cfc.HEADS,
+    proof=lambda arch: {f"rnn.cells.{k}.sparsity_mask": [n, None] for k, n in enumerate(arch["ncp_layers"])},
+    record_keys=(
+        Setting("motor", int, None, "Motor neurons (the task's outputs).", low=1),
+        Setting("ncp_layers", list, None, "Inter, command and motor neurons.", low=1),
+    ),
+)

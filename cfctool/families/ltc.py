@@ -12,8 +12,12 @@ SETTINGS = (HIDDEN, Setting("ode_unfolds", int, 6, "ltc: solver sub-steps per in
 
 
 def record(values: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
-    return {"name": values["name"], "hidden": values["hidden"], "ode_unfolds": values["ode_unfolds"],
-            **front_end(values, task)}
+    return {
+        "name": values["name"],
+        "hidden": values["hidden"],
+        "ode_unfolds": values["ode_unfolds"],
+        **front_end(values, task),
+    }
 
 
 def build(arch: dict[str, Any], features: int):
@@ -24,10 +28,17 @@ def build(arch: dict[str, Any], features: int):
 
 def macs_per_step(core) -> int:
     # per unfold: w * sigmoid and * erev over all H x H synapses; sensory synapses once per step
-    return core.ode_unfolds * 2 * core.state_size ** 2 + 2 * core.input_size * core.state_size
+    return core.ode_unfolds * 2 * core.state_size**2 + 2 * core.input_size * core.state_size
 
 
-FAMILY = Family(name="ltc", summary="Liquid time-constant network (ODE solver, the slow baseline).",
-                settings=SETTINGS, record=record, build=build, macs_per_step=macs_per_step,
-                counts=standard_counts, weights=("weight", "w", "sensory_w"),
-                proof=lambda arch: {"rnn.sparsity_mask": [arch["hidden"], arch["hidden"]]})
+FAMILY = Family(
+    name="ltc",
+    summary="Liquid time-constant network (ODE solver, the slow baseline).",
+    settings=SETTINGS,
+    record=record,
+    build=build,
+    macs_per_step=macs_per_step,
+    counts=standard_counts,
+    weights=("weight", "w", "sensory_w"),
+    proof=lambda arch: {"rnn.sparsity_mask": [arch["hidden"], arch["hidden"]]},
+)

@@ -39,17 +39,28 @@ def macs_per_sequence(core, seq_len: int) -> int:
     return seq_len * (_evals(core) * _block(core) + core.Z.weight.numel())
 
 
-FAMILY = Family(name="ode-reduced", summary="A reduced Neural ODE (made by `cfctool reduce`).", settings=(),
-                record=record, build=build, macs_per_step=lambda core: 0, counts=standard_counts,
-                macs_per_sequence=macs_per_sequence, weights=("weight", "M", "M_out", "N"),
-                record_keys=(
-                    Setting("base", str, None, "The family it was reduced from.", ("conv-ode", "ode-rnn")),
-                    Setting("method", str, None, "The reduction method.", ("pod-deim", "qdeim", "odeim", "pod", "svd",
-                                                                          "apoz")),
-                    Setting("dim", int, None, "The reduced state size.", low=1),
-                    Setting("points", int, None, "Interpolation points.", low=1),
-                    Setting("rank", int, None, "The rank of an SVD-truncated block.", low=1),
-                    Setting("interpolated", bool, None, "Whether the nonlinearity is interpolated."),
-                    Setting("projected", bool, None, "Whether the image front is projected."),
-                    SOLVER, STEP, SIDE, *[s for s in CONV_SETTINGS if s.name in ("channels", "t_end")],
-                    *EMBEDDING))
+FAMILY = Family(
+    name="ode-reduced",
+    summary="A reduced Neural ODE (made by `cfctool reduce`).",
+    settings=(),
+    record=record,
+    build=build,
+    macs_per_step=lambda core: 0,
+    counts=standard_counts,
+    macs_per_sequence=macs_per_sequence,
+    weights=("weight", "M", "M_out", "N"),
+    record_keys=(
+        Setting("base", str, None, "The family it was reduced from.", ("conv-ode", "ode-rnn")),
+        Setting("method", str, None, "The reduction method.", ("pod-deim", "qdeim", "odeim", "pod", "svd", "apoz")),
+        Setting("dim", int, None, "The reduced state size.", low=1),
+        Setting("points", int, None, "Interpolation points.", low=1),
+        Setting("rank", int, None, "The rank of an SVD-truncated block.", low=1),
+        Setting("interpolated", bool, None, "Whether the nonlinearity is interpolated."),
+        Setting("projected", bool, None, "Whether the image front is projected."),
+        SOLVER,
+        STEP,
+        SIDE,
+        *[s for s in CONV_SETTINGS if s.name in ("channels", "t_end")],
+        *EMBEDDING,
+    ),
+)

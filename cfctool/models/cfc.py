@@ -208,8 +208,11 @@ class CfC(nn.Module):
         if len(cell.backbone):
             found = [(cell.backbone[0], cell.n_in, None)]
         else:  # wired heads: ff1 and ff2 through the sparsity mask
-            found = [(getattr(cell, n), cell.n_in, cell.sparsity_mask if n in ("ff1", "ff2") else None)
-                     for n in ("ff1", "ff2", "time_a", "time_b") if hasattr(cell, n)]
+            found = [
+                (getattr(cell, n), cell.n_in, cell.sparsity_mask if n in ("ff1", "ff2") else None)
+                for n in ("ff1", "ff2", "time_a", "time_b")
+                if hasattr(cell, n)
+            ]
         return found + ([(self.lstm.input_map, self.input_size, None)] if self.lstm is not None else [])
 
     def forward(
@@ -230,8 +233,11 @@ class CfC(nn.Module):
         batch, steps, _ = x.shape
         # Per-step views come from unbind(): indexing a hoisted tensor inside the loop would
         # make autograd materialise a full-size zero gradient at every step (O(T^2)).
-        dts = (torch.ones(steps, batch, 1, dtype=x.dtype, device=x.device).unbind(0) if dt is None
-               else dt.to(x.dtype).t().unsqueeze(-1).contiguous().unbind(0))
+        dts = (
+            torch.ones(steps, batch, 1, dtype=x.dtype, device=x.device).unbind(0)
+            if dt is None
+            else dt.to(x.dtype).t().unsqueeze(-1).contiguous().unbind(0)
+        )
         masks = None if mask is None else mask.t().unsqueeze(-1).contiguous().unbind(0)
 
         w_in, w_rec0, b0 = self.cells[0].first_params()
@@ -241,11 +247,18 @@ class CfC(nn.Module):
         plan = []  # per cell: (w_input^T, w_state^T, bias, backbone (W^T, b) list, heads (W^T, b)), contiguous
         for k, cell in enumerate(self.cells):
             wi, wr, b = (None, w_rec0, None) if k == 0 else cell.first_params()
-            rest = [(l.weight.t().contiguous(), l.bias) for l in cell.backbone[1:]]
+            rest = [(layer.weight.t().contiguous(), layer.bias) for layer in cell.backbone[1:]]
             heads = cell.head_params() if len(cell.backbone) else None
             basis = None if cell.head_basis is None else cell.head_basis.weight.t().contiguous()
-            plan.append((None if wi is None else wi.t().contiguous(), wr.t().contiguous(), b, rest,
-                         None if heads is None else (heads[0].t().contiguous(), heads[1], basis)))
+            plan.append(
+                (
+                    None if wi is None else wi.t().contiguous(),
+                    wr.t().contiguous(),
+                    b,
+                    rest,
+                    None if heads is None else (heads[0].t().contiguous(), heads[1], basis),
+                )
+            )
         lstm_pre = None
         if self.lstm is not None:
             lstm_pre = F.linear(x, self.lstm.input_map.weight, self.lstm.input_map.bias).unbind(1)

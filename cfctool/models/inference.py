@@ -33,8 +33,7 @@ from cfctool.models.cfc import CfC, CfCCell
 
 def supports(model: nn.Module) -> bool:
     rnn = getattr(model, "rnn", None)
-    return (isinstance(rnn, CfC) and rnn.lstm is None
-            and all(c.mode == "default" for c in rnn.cells))
+    return isinstance(rnn, CfC) and rnn.lstm is None and all(c.mode == "default" for c in rnn.cells)
 
 
 def _to_y_space(w: torch.Tensor, b: torch.Tensor, cols: slice, a: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +52,7 @@ def update(pre: torch.Tensor, h: int, gate_folded: bool, dt: torch.Tensor | None
         s1, s2, gate = pre.sigmoid_().split(h, 1)
     else:
         s1, s2 = pre[:, : 2 * h].sigmoid().split(h, 1)
-        gate = torch.addcmul(pre[:, 3 * h:], pre[:, 2 * h: 3 * h], dt).sigmoid_()
+        gate = torch.addcmul(pre[:, 3 * h :], pre[:, 2 * h : 3 * h], dt).sigmoid_()
     return torch.lerp(s1, s2, gate)
 
 
@@ -69,8 +68,8 @@ class _Cell:
         heads_w, heads_b = cell.head_params()  # rows: 2*ff1, 2*ff2, time_a, time_b
         self.gate_folded = dt is not None
         if self.gate_folded:
-            heads_w = torch.cat([heads_w[: 2 * h], dt * heads_w[2 * h: 3 * h] + heads_w[3 * h:]])
-            heads_b = torch.cat([heads_b[: 2 * h], dt * heads_b[2 * h: 3 * h] + heads_b[3 * h:]])
+            heads_w = torch.cat([heads_w[: 2 * h], dt * heads_w[2 * h : 3 * h] + heads_w[3 * h :]])
+            heads_b = torch.cat([heads_b[: 2 * h], dt * heads_b[2 * h : 3 * h] + heads_b[3 * h :]])
         if len(cell.backbone):
             w1, b1 = cell.backbone[0].weight, cell.backbone[0].bias
             # plain tensors, not Parameters: the ONNX Scan body cannot capture Parameters
@@ -115,10 +114,14 @@ class Folded:
             first = self.cells[0]
             self.table = None
             if model.embedding is not None:  # one row per token: E @ W_in^T + b
-                self.table = (model.embedding.weight + first.b1 if model.rnn.cells[0].input_projected
-                              else torch.addmm(first.b1, model.embedding.weight, first.w_in_t))
-            self.head_w, self.head_b = _to_y_space(model.head.weight, model.head.bias, slice(None),
-                                                   cells[-1].head_scale)
+                self.table = (
+                    model.embedding.weight + first.b1
+                    if model.rnn.cells[0].input_projected
+                    else torch.addmm(first.b1, model.embedding.weight, first.w_in_t)
+                )
+            self.head_w, self.head_b = _to_y_space(
+                model.head.weight, model.head.bias, slice(None), cells[-1].head_scale
+            )
         self.constant_dt = dt is not None
         self.per_step = bool(model.per_step)
 
@@ -136,8 +139,9 @@ class Folded:
     def initial(self, u: torch.Tensor) -> list[torch.Tensor]:
         return [u.new_full((u.shape[1], c.h), 0.5) for c in self.cells]  # x = 0 is y = 1/2
 
-    def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
-             mask_t: torch.Tensor | None) -> list[torch.Tensor]:
+    def step(
+        self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None, mask_t: torch.Tensor | None
+    ) -> list[torch.Tensor]:
         out = []
         for k, cell in enumerate(self.cells):
             if k == 0:
@@ -178,8 +182,9 @@ class FoldedCfC(nn.Module):
         return folded
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         f = self.folded(1.0 if dt is None else _constant(dt))
         lengths = _prefix_lengths(mask) if self.pack else None
         if lengths is not None and not f.per_step:

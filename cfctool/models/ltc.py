@@ -16,22 +16,37 @@ from torch import nn
 from cfctool.models.wiring import fully_connected_polarity
 
 INIT_RANGES = {
-    "gleak": (0.001, 1.0), "vleak": (-0.2, 0.2), "cm": (0.4, 0.6), "w": (0.001, 1.0),
-    "sigma": (3, 8), "mu": (0.3, 0.8), "sensory_w": (0.001, 1.0), "sensory_sigma": (3, 8),
+    "gleak": (0.001, 1.0),
+    "vleak": (-0.2, 0.2),
+    "cm": (0.4, 0.6),
+    "w": (0.001, 1.0),
+    "sigma": (3, 8),
+    "mu": (0.3, 0.8),
+    "sensory_w": (0.001, 1.0),
+    "sensory_sigma": (3, 8),
     "sensory_mu": (0.3, 0.8),
 }
 
 
 class LTC(nn.Module):
-    def __init__(self, input_size: int, hidden: int, ode_unfolds: int = 6, polarity_seed: int = 1111,
-                 epsilon: float = 1e-8):
+    def __init__(
+        self, input_size: int, hidden: int, ode_unfolds: int = 6, polarity_seed: int = 1111, epsilon: float = 1e-8
+    ):
         super().__init__()
 
         self.input_size, self.state_size, self.output_size = input_size, hidden, hidden
         self.ode_unfolds, self.epsilon = ode_unfolds, epsilon
-        shapes = {"gleak": (hidden,), "vleak": (hidden,), "cm": (hidden,), "sigma": (hidden, hidden),
-                  "mu": (hidden, hidden), "w": (hidden, hidden), "sensory_sigma": (input_size, hidden),
-                  "sensory_mu": (input_size, hidden), "sensory_w": (input_size, hidden)}
+        shapes = {
+            "gleak": (hidden,),
+            "vleak": (hidden,),
+            "cm": (hidden,),
+            "sigma": (hidden, hidden),
+            "mu": (hidden, hidden),
+            "w": (hidden, hidden),
+            "sensory_sigma": (input_size, hidden),
+            "sensory_mu": (input_size, hidden),
+            "sensory_w": (input_size, hidden),
+        }
         for name, shape in shapes.items():
             lo, hi = INIT_RANGES[name]
             setattr(self, name, nn.Parameter(torch.rand(*shape) * (hi - lo) + lo))
@@ -57,8 +72,7 @@ class LTC(nn.Module):
         for t in range(steps):
             inp = x[:, t]
             # synaptic input from the sensory neurons does not change within a step
-            s_act = sensory_w * torch.sigmoid(
-                self.sensory_sigma * (inp.unsqueeze(-1) - self.sensory_mu))
+            s_act = sensory_w * torch.sigmoid(self.sensory_sigma * (inp.unsqueeze(-1) - self.sensory_mu))
             num_sensory = (s_act * self.sensory_erev).sum(1)
             den_sensory = s_act.sum(1)
             elapsed = 1.0 if dt is None else dt[:, t : t + 1].to(x.dtype)

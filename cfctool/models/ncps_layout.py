@@ -50,34 +50,54 @@ class NcpsModel:
 
 def find_module(state: dict[str, torch.Tensor]) -> str:
     """The key prefix of the one ncps module (`CfC`/`LTC`) in a state dict."""
-    prefixes = sorted({k[:k.index("rnn_cell.")] for k in state if "rnn_cell." in k})
+    prefixes = sorted({k[: k.index("rnn_cell.")] for k in state if "rnn_cell." in k})
     if not prefixes:
-        raise CheckpointError("no ncps CfC or LTC in this file: its keys have no 'rnn_cell.' (ncps modules store their "
-                          f"cell there); keys seen: {', '.join(sorted(state)[:6])}{' ...' if len(state) > 6 else ''}")
+        raise CheckpointError(
+            "no ncps CfC or LTC in this file: its keys have no 'rnn_cell.' (ncps modules store their "
+            f"cell there); keys seen: {', '.join(sorted(state)[:6])}{' ...' if len(state) > 6 else ''}"
+        )
     if len(prefixes) > 1:
-        raise CheckpointError(f"more than one ncps module in this file (at {', '.join(map(repr, prefixes))}); "
-                          "cfctool imports one: save the state dict of the one to import")
+        raise CheckpointError(
+            f"more than one ncps module in this file (at {', '.join(map(repr, prefixes))}); "
+            "cfctool imports one: save the state dict of the one to import"
+        )
     return prefixes[0]
 
 
 def read(state: dict[str, torch.Tensor]) -> NcpsModel:
     """The ncps module's configuration, from the keys and shapes of its state dict alone."""
     prefix = find_module(state)
-    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     mixed = "lstm.input_map.weight" in own
     if "rnn_cell.gleak" in own:
         hidden = own["rnn_cell.gleak"].shape[0]
-        return NcpsModel("ltc", own["rnn_cell.sensory_w"].shape[0], hidden, own["rnn_cell.output_w"].shape[0]
-                         if "rnn_cell.output_w" in own else hidden, own, mixed_memory=mixed)
+        return NcpsModel(
+            "ltc",
+            own["rnn_cell.sensory_w"].shape[0],
+            hidden,
+            own["rnn_cell.output_w"].shape[0] if "rnn_cell.output_w" in own else hidden,
+            own,
+            mixed_memory=mixed,
+        )
     if "rnn_cell.layer_0.ff1.weight" in own:
         layers = []
         while f"rnn_cell.layer_{len(layers)}.ff1.weight" in own:
             layers.append(own[f"rnn_cell.layer_{len(layers)}.ff1.weight"].shape[0])
         features = own["rnn_cell.layer_0.ff1.weight"].shape[1] - layers[0]
-        return NcpsModel("cfc-ncp", features, sum(layers), layers[-1], own, layers=layers,
-                         pure="rnn_cell.layer_0.w_tau" in own, mixed_memory=mixed)
+        return NcpsModel(
+            "cfc-ncp",
+            features,
+            sum(layers),
+            layers[-1],
+            own,
+            layers=layers,
+            pure="rnn_cell.layer_0.w_tau" in own,
+            mixed_memory=mixed,
+        )
     if "rnn_cell.ff1.weight" not in own:
-        raise CheckpointError(f"the ncps module at '{prefix}' is neither a CfC (rnn_cell.ff1) nor an LTC (rnn_cell.gleak)")
+        raise CheckpointError(
+            f"the ncps module at '{prefix}' is neither a CfC (rnn_cell.ff1) nor an LTC (rnn_cell.gleak)"
+        )
     hidden = own["rnn_cell.ff1.weight"].shape[0]
     indices = sorted(int(m.group(1)) for k in own if (m := re.fullmatch(r"rnn_cell\.backbone\.(\d+)\.weight", k)))
     widths = [own[f"rnn_cell.backbone.{i}.weight"].shape[0] for i in indices]
@@ -87,12 +107,23 @@ def read(state: dict[str, torch.Tensor]) -> NcpsModel:
             if indices == [backbone_index(i, rate) for i in range(len(indices))]:
                 dropout = flag
         if dropout is None:
-            raise CheckpointError(f"the ncps backbone's layers sit at Sequential indices {indices}, which no ncps CfC has")
+            raise CheckpointError(
+                f"the ncps backbone's layers sit at Sequential indices {indices}, which no ncps CfC has"
+            )
     first = own[f"rnn_cell.backbone.{indices[0]}.weight"] if indices else own["rnn_cell.ff1.weight"]
     outputs = own["fc.weight"].shape[0] if "fc.weight" in own else hidden
-    return NcpsModel("cfc", first.shape[1] - hidden, hidden, outputs, own, backbone_widths=widths,
-                     backbone_dropout_layers=dropout, pure="rnn_cell.w_tau" in own, mixed_memory=mixed,
-                     projection="fc.weight" in own)
+    return NcpsModel(
+        "cfc",
+        first.shape[1] - hidden,
+        hidden,
+        outputs,
+        own,
+        backbone_widths=widths,
+        backbone_dropout_layers=dropout,
+        pure="rnn_cell.w_tau" in own,
+        mixed_memory=mixed,
+        projection="fc.weight" in own,
+    )
 
 
 def core_from_ncps(m: NcpsModel, dropout: float) -> dict[str, torch.Tensor]:
@@ -141,10 +172,14 @@ def representable(arch: dict[str, Any]) -> None:
         raise ConfigError(f"ncps has no {arch['name']} model; --format ncps exports cfc, cfc-deep, cfc-ncp and ltc")
     widths = arch.get("backbone_widths") or []
     if len(set(widths)) > 1:
-        raise ConfigError(f"ncps's CfC has one backbone width for every layer; this model's are {widths} "
-                          "(structured pruning): export it as C or ONNX, or prune with --local per layer evenly")
-    for key, why in (("head_rank", "its heads are factored (reduce --method svd)"),
-                     ("input_projected", "its embedding is folded into the first layer (quantize --fold-embedding)")):
+        raise ConfigError(
+            f"ncps's CfC has one backbone width for every layer; this model's are {widths} "
+            "(structured pruning): export it as C or ONNX, or prune with --local per layer evenly"
+        )
+    for key, why in (
+        ("head_rank", "its heads are factored (reduce --method svd)"),
+        ("input_projected", "its embedding is folded into the first layer (quantize --fold-embedding)"),
+    ):
         if arch.get(key):
             raise ConfigError(f"ncps cannot hold this model: {why}")
 
@@ -169,17 +204,29 @@ def _spec(arch: dict[str, Any], features: int) -> tuple[str, tuple | None, dict[
             wiring = ("NCP", (inter, command, motor, 1, 1, 1, 1), {})
         return "CfC", wiring, common
     widths = arch.get("backbone_widths") or []
-    return "CfC", None, {"units": arch["hidden"], **common, "activation": arch["backbone_activation"],
-                         "backbone_units": widths[0] if widths else 128, "backbone_layers": len(widths),
-                         "backbone_dropout": arch.get("backbone_dropout", 0.0)}
+    return (
+        "CfC",
+        None,
+        {
+            "units": arch["hidden"],
+            **common,
+            "activation": arch["backbone_activation"],
+            "backbone_units": widths[0] if widths else 128,
+            "backbone_layers": len(widths),
+            "backbone_dropout": arch.get("backbone_dropout", 0.0),
+        },
+    )
 
 
 def constructor(arch: dict[str, Any], features: int) -> str:
     """The ncps constructor line of the module `core_to_ncps` fills."""
     cls, wiring, kwargs = _spec(arch, features)
     units = kwargs.pop("units", None)
-    second = (f"{wiring[0]}({', '.join([*map(repr, wiring[1]), *(f'{k}={v!r}' for k, v in wiring[2].items())])})"
-              if wiring else repr(units))
+    second = (
+        f"{wiring[0]}({', '.join([*map(repr, wiring[1]), *(f'{k}={v!r}' for k, v in wiring[2].items())])})"
+        if wiring
+        else repr(units)
+    )
     return f"{cls}({features}, {second}, {', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
 
 

@@ -13,8 +13,15 @@ class SequenceModel(nn.Module):
     - per-step classification / regression: readout at every step (`per_step=True`)
     """
 
-    def __init__(self, rnn: nn.Module, n_outputs: int, per_step: bool, vocab_size: int | None = None,
-                 embedding_dim: int | None = None, embedding_dropout: float = 0.0):
+    def __init__(
+        self,
+        rnn: nn.Module,
+        n_outputs: int,
+        per_step: bool,
+        vocab_size: int | None = None,
+        embedding_dim: int | None = None,
+        embedding_dropout: float = 0.0,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
         if self.embedding is not None:
@@ -28,7 +35,9 @@ class SequenceModel(nn.Module):
         self.per_step = per_step
         self.family = ""  # the arch name; set by families.build.build_model
 
-    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.embedding is not None:
             x = self.embedding(x)
             if self.embedding_dropout is not None:
@@ -37,8 +46,9 @@ class SequenceModel(nn.Module):
         return self.head(outputs if self.per_step else last)
 
     @torch.no_grad()
-    def capture(self, x: torch.Tensor, dt: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def capture(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-step internals for one batch, each (batch, time, units), computed by the same
         loop as `forward`: 'cells.K.state' (cell K's state after each step; carried over
         on masked steps), 'cells.K.heads' (the heads' outputs, columns [2c ff1, 2c ff2,

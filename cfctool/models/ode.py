@@ -14,15 +14,20 @@ shared by both, with the method and step recorded in the arch; no adjoint.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def step(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, method: str,
-         forcing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def step(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    dt: float,
+    method: str,
+    forcing: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One fixed step of x' = f(x) (+ a forcing constant over the step). Returns (new x,
     f at the step's start: the nonlinearity snapshot DEIM needs)."""
     k1 = f(x)
@@ -36,13 +41,21 @@ def step(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, 
     return x + (dt / 6.0) * (s1 + 2 * s2 + 2 * s3 + s4), k1
 
 
-def run_sequence(f, x0: torch.Tensor, forcing: list[torch.Tensor], dt: float, method: str,
-                 mask: torch.Tensor | None, trace: dict | None, return_sequences: bool):
+def run_sequence(
+    f,
+    x0: torch.Tensor,
+    forcing: list[torch.Tensor],
+    dt: float,
+    method: str,
+    mask: torch.Tensor | None,
+    trace: dict | None,
+    return_sequences: bool,
+):
     """One solver step per input step (forcing: Z u per step); masked steps keep the state."""
     h, outputs = x0, []
     for t, zu_t in enumerate(forcing):
         new, fx = step(f, h, dt, method, zu_t)
-        h = new if mask is None else torch.where(mask[:, t:t + 1], new, h)
+        h = new if mask is None else torch.where(mask[:, t : t + 1], new, h)
         if trace is not None:
             trace.setdefault("cells.0.state", []).append(h)
             trace.setdefault("cells.0.nonlinearity", []).append(fx)
@@ -51,8 +64,9 @@ def run_sequence(f, x0: torch.Tensor, forcing: list[torch.Tensor], dt: float, me
     return (torch.stack(outputs, 1) if return_sequences else None), h
 
 
-def solve(f, x: torch.Tensor, t_end: float, dt: float, method: str, trace: dict | None = None,
-          prefix: str = "cells.0") -> torch.Tensor:
+def solve(
+    f, x: torch.Tensor, t_end: float, dt: float, method: str, trace: dict | None = None, prefix: str = "cells.0"
+) -> torch.Tensor:
     """x(t_end) from x(0) with n = round(t_end / dt) fixed steps; `trace` collects the state
     after each step and f at each step's start."""
     n = max(1, round(t_end / dt))
@@ -67,15 +81,14 @@ def solve(f, x: torch.Tensor, t_end: float, dt: float, method: str, trace: dict 
 class ConvODE(nn.Module):
     """Image -> conv front -> ODE block -> pool -> 64 features (the head reads them)."""
 
-    def __init__(self, channels: int = 16, side: int = 28, t_end: float = 1.0, dt: float = 0.1,
-                 solver: str = "rk4"):
+    def __init__(self, channels: int = 16, side: int = 28, t_end: float = 1.0, dt: float = 0.1, solver: str = "rk4"):
         super().__init__()
         self.side, self.channels, self.t_end, self.dt, self.solver = side, channels, t_end, dt, solver
         self.front = nn.Conv2d(1, channels, 3)
         self.block = nn.Conv2d(channels, channels, 3, padding=1)
         self.grid = (side - 2) // 3  # after the front conv and the first 3x3 pool
         self.output_size = channels * (self.grid // 3) ** 2
-        self.state_size = channels * self.grid ** 2
+        self.state_size = channels * self.grid**2
         self.input_size = side
         self.dense: tuple[torch.Tensor, torch.Tensor] | None = None  # (A, b): run the block as a matrix
 
@@ -116,8 +129,15 @@ class ConvODE(nn.Module):
 class ODERNN(nn.Module):
     """x' = tanh((W - W^T - gamma I) x + b) + Z u: one solver step of `dt` per input step."""
 
-    def __init__(self, input_size: int, hidden: int = 512, gamma: float = 0.01, dt: float = 0.1,
-                 solver: str = "euler", init_std: float = 0.1):
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int = 512,
+        gamma: float = 0.01,
+        dt: float = 0.1,
+        solver: str = "euler",
+        init_std: float = 0.1,
+    ):
         super().__init__()
         self.input_size, self.state_size, self.output_size = input_size, hidden, hidden
         self.gamma, self.dt, self.solver = gamma, dt, solver
@@ -126,12 +146,11 @@ class ODERNN(nn.Module):
         self.Z = nn.Linear(input_size, hidden, bias=False)
         # A's eigenvalues are -gamma + i w with |w| up to ~2.8 init_std: Euler's step multiplies
         # a mode by |1 + i dt w| > 1, so a large init_std makes the 784-step gradients explode
-        nn.init.normal_(self.W, std=init_std / hidden ** 0.5)
+        nn.init.normal_(self.W, std=init_std / hidden**0.5)
 
     def matrix(self) -> torch.Tensor:
         """A = W - W^T - gamma I: antisymmetric part shifted, eigenvalues -gamma + i w."""
-        return self.W - self.W.t() - self.gamma * torch.eye(self.state_size, dtype=self.W.dtype,
-                                                            device=self.W.device)
+        return self.W - self.W.t() - self.gamma * torch.eye(self.state_size, dtype=self.W.dtype, device=self.W.device)
 
     def forward(self, x, dt=None, mask=None, return_sequences: bool = False, trace: dict | None = None):
         zu = self.Z(x).unbind(1)  # the input term for every step at once
@@ -168,7 +187,7 @@ class ReducedODE(nn.Module):
             self.channels, self.side = int(arch["channels"]), int(arch["side"])
             self.front = nn.Conv2d(1, self.channels, 3)
             self.grid = (self.side - 2) // 3
-            self.full = self.channels * self.grid ** 2
+            self.full = self.channels * self.grid**2
             # the projection V (n x k) after the front and the lift before the pool; absent = identity
             self.project = nn.Parameter(torch.zeros(self.full, k)) if arch.get("projected", True) else None
             self.output_size = self.channels * (self.grid // 3) ** 2
@@ -189,9 +208,10 @@ class ReducedODE(nn.Module):
         if self.image:
             img = x.reshape(x.shape[0], 1, self.side, self.side)
             h0 = F.max_pool2d(F.relu(self.front(img)), 3).reshape(x.shape[0], -1)
-            z = solve(self.f, h0 if self.project is None else h0 @ self.project, self.t_end, self.dt, self.solver,
-                      trace)
-            h = (z if self.project is None else z @ self.project.t())
+            z = solve(
+                self.f, h0 if self.project is None else h0 @ self.project, self.t_end, self.dt, self.solver, trace
+            )
+            h = z if self.project is None else z @ self.project.t()
             h = h.reshape(x.shape[0], self.channels, self.grid, self.grid)
             return None, F.max_pool2d(h, 3).reshape(x.shape[0], -1)
         z0 = x.new_zeros(x.shape[0], self.k)

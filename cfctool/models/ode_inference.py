@@ -74,8 +74,13 @@ class FoldedODE(nn.Module):
             self.n_t = None if n is None else (2.0 * self.dt * n.t()).contiguous()
             self.state_size = core.state_size
             self._per_step = bool(model.per_step)
-            self.latent = (isinstance(core, ReducedODE) and core.M_out is not None and n is None
-                           and not self._per_step and isinstance(model.head, nn.Linear))
+            self.latent = (
+                isinstance(core, ReducedODE)
+                and core.M_out is not None
+                and n is None
+                and not self._per_step
+                and isinstance(model.head, nn.Linear)
+            )
             if self.latent:  # q = z P^T with P = [R (padded); H]
                 rank, outputs = self.first.shape[1], model.head.weight.shape[0]
                 p_t = _pad_columns(torch.cat([self.first, model.head.weight.t()], 1))
@@ -93,7 +98,7 @@ class FoldedODE(nn.Module):
 
     # The step protocol of `models.inference.Folded`: the loop below and the ONNX export
     # (`ops.export._ScanGraph`, a Scan whose body is `step`) run the same function.
-    def folded(self, dt: float | None) -> "FoldedODE":
+    def folded(self, dt: float | None) -> FoldedODE:
         """The data's dt plays no part (the solver step is the arch's): the same weights."""
         return self
 
@@ -106,14 +111,18 @@ class FoldedODE(nn.Module):
     def initial(self, u: torch.Tensor) -> list[torch.Tensor]:
         return [u.new_zeros(u.shape[1], self.state_size)]
 
-    def step(self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None,
-             mask_t: torch.Tensor | None) -> list[torch.Tensor]:
+    def step(
+        self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None, mask_t: torch.Tensor | None
+    ) -> list[torch.Tensor]:
         z = ys[0]
         if self.latent:
             p = torch.addmm(self.bias, z, self.second)
         else:
-            p = torch.addmm(self.bias, z, self.first) if self.second is None else \
-                torch.addmm(self.bias, z.mm(self.first), self.second)
+            p = (
+                torch.addmm(self.bias, z, self.first)
+                if self.second is None
+                else torch.addmm(self.bias, z.mm(self.first), self.second)
+            )
         s = p.sigmoid()
         new = torch.addmm(z, u_t, self.input_w)
         new = torch.add(new, s, alpha=2.0 * self.dt) if self.n_t is None else torch.addmm(new, s, self.n_t)
@@ -125,8 +134,9 @@ class FoldedODE(nn.Module):
         return self.model.head(y)
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, dt: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         u, _, masks = self.time_major(x, dt, mask)
         u = u.contiguous().unbind(0)
         masks = [None] * len(u) if masks is None else masks.contiguous().unbind(0)

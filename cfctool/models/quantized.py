@@ -106,7 +106,7 @@ _HALF = torch.tensor(0.5)
 
 def fold_gate(t: torch.Tensor, h: int, dt: float) -> torch.Tensor:
     """Columns [ff1, ff2, time_a, time_b] -> [ff1, ff2, time_a * dt + time_b] (last dim)."""
-    return torch.cat([t[..., : 2 * h], dt * t[..., 2 * h: 3 * h] + t[..., 3 * h:]], -1)
+    return torch.cat([t[..., : 2 * h], dt * t[..., 2 * h : 3 * h] + t[..., 3 * h :]], -1)
 
 
 def quantize_y(y: torch.Tensor) -> torch.Tensor:
@@ -121,8 +121,19 @@ class _QCell:
     ``clamp(bias' + acc * scale', 0, 127)`` with 1/s_z and the rounding offset folded into
     bias' and scale' (for cell 0 into the token table, see QuantFolded)."""
 
-    def __init__(self, ckpt, cell, k: int, folded_cell, act_scales: dict, dynamic: bool, mm: _Matmul,
-                 prev_scale: float, dt: float | None, fuse: bool = True):
+    def __init__(
+        self,
+        ckpt,
+        cell,
+        k: int,
+        folded_cell,
+        act_scales: dict,
+        dynamic: bool,
+        mm: _Matmul,
+        prev_scale: float,
+        dt: float | None,
+        fuse: bool = True,
+    ):
         h, n_in = cell.hidden, cell.n_in
         a, c = cell.head_scale, cell.head_slope
         self.h, self.mm, self.dt = h, mm, dt
@@ -159,8 +170,10 @@ class _QCell:
         self.linear_points = None  # unfused: (1/s, s) of each backbone pre-activation and the heads' columns
         if not fuse:
             head_s = torch.cat([torch.full((h,), float(act_scales[f"cells.{k}.heads.{n}"])) for n in HEADS])
-            self.linear_points = ([(1.0 / act_scales[f"{n}.linear"], act_scales[f"{n}.linear"]) for n in names],
-                                  (1.0 / head_s, head_s))
+            self.linear_points = (
+                [(1.0 / act_scales[f"{n}.linear"], act_scales[f"{n}.linear"]) for n in names],
+                (1.0 / head_s, head_s),
+            )
         self.in_scale = scales[0] if self.fast else None  # cell 0's table is divided by it (QuantFolded)
         if widths:
             q1, s1 = _weight(ckpt, cell.backbone[0], f"{prefix}.backbone.0.weight")
@@ -209,8 +222,9 @@ class _QCell:
         """round(z / s) into [-127, 127] (or [0, 127] after a ReLU), in place on z."""
         return z.mul_(inv_scale).round_().clamp_(0 if self.relu else -127, 127).to(torch.int8)
 
-    def step(self, pre_float: torch.Tensor | None, y_q: torch.Tensor, prev_q: torch.Tensor | None,
-             dt: torch.Tensor | None) -> torch.Tensor:
+    def step(
+        self, pre_float: torch.Tensor | None, y_q: torch.Tensor, prev_q: torch.Tensor | None, dt: torch.Tensor | None
+    ) -> torch.Tensor:
         """New y from the input part `pre_float` (cell 0: the table row; else None)."""
         h = self.h
         pre = torch.addcmul(pre_float if pre_float is not None else self.b1, self.mm(y_q, self.state_q), self.state_s)
@@ -256,9 +270,21 @@ class QuantFolded(Folded):
         mm = _Matmul(simulate)
         cells = model.rnn.cells
         with torch.no_grad():  # unfused: the gate heads stay apart (each output has its own scale)
-            self.qcells = [_QCell(ckpt, cell, k, self.cells[k], act_scales, dynamic, mm,
-                                  cells[k - 1].head_scale if k else 1.0, dt if fuse else None, fuse)
-                           for k, cell in enumerate(cells)]
+            self.qcells = [
+                _QCell(
+                    ckpt,
+                    cell,
+                    k,
+                    self.cells[k],
+                    act_scales,
+                    dynamic,
+                    mm,
+                    cells[k - 1].head_scale if k else 1.0,
+                    dt if fuse else None,
+                    fuse,
+                )
+                for k, cell in enumerate(cells)
+            ]
             self.dt_tensor = None if dt is None else torch.tensor(float(dt))
             first = self.qcells[0]
             self.dt_value = dt
@@ -291,8 +317,16 @@ class QuantFolded(Folded):
 class QuantFoldedCfC(FoldedCfC):
     """The folded engine with int8 products (see module docstring); packing as FoldedCfC."""
 
-    def __init__(self, model: nn.Module, ckpt, act_scales: dict | None = None, dynamic: bool = False,
-                 simulate: bool = False, pack: bool = True, fuse: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        ckpt,
+        act_scales: dict | None = None,
+        dynamic: bool = False,
+        simulate: bool = False,
+        pack: bool = True,
+        fuse: bool = True,
+    ):
         super().__init__(model, pack=pack)
         self.ckpt, self.act_scales, self.dynamic, self.simulate = ckpt, act_scales or {}, dynamic, simulate
         self.fuse = fuse

@@ -23,7 +23,7 @@ class NcpShape:
     motor_fanin: int
 
     @classmethod
-    def auto(cls, units: int, motor: int, sparsity: float = 0.5) -> "NcpShape":
+    def auto(cls, units: int, motor: int, sparsity: float = 0.5) -> NcpShape:
         """AutoNCP's sizing rule: 40% of the non-motor neurons are command neurons."""
         if motor >= units - 2:
             raise ValueError(f"an NCP needs more than motor + 2 units (got {units} units for {motor} motor neurons)")

@@ -13,8 +13,9 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -44,19 +45,24 @@ SINGLE_ROWS = 8  # sequences timed one at a time for the batch-1 figure
 MAX_LOOPS = 10_000
 STREAMED_BATCHES = 40  # batches timed of a --stream table unless --batches says otherwise
 
+
 def macs_per_sequence(model: torch.nn.Module, seq_len: int) -> int:
     """Multiply-accumulates of one sequence in the model's defining form (the training loop;
     dense: wiring masks do not skip work). A model-size measure comparable across
     checkpoints; the folded engine executes fewer (no input product, 3 heads for 4)."""
     readouts = seq_len if model.per_step else 1
     family = family_of(model)
-    core = (family.macs_per_sequence(model.rnn, seq_len) if family.macs_per_sequence
-            else family.macs_per_step(model.rnn) * seq_len)
+    core = (
+        family.macs_per_sequence(model.rnn, seq_len)
+        if family.macs_per_sequence
+        else family.macs_per_step(model.rnn) * seq_len
+    )
     return core + model.head.weight.numel() * readouts
 
 
-def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: int | None,
-             batches: int | None, notify=None) -> tuple[list[Split], torch.Tensor | None, torch.Tensor | None]:
+def workload(
+    ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: int | None, batches: int | None, notify=None
+) -> tuple[list[Split], torch.Tensor | None, torch.Tensor | None]:
     """Batches to time, plus labels and mask for accuracy (None for a synthetic workload).
 
     `batches` takes a seeded random subset of the split (not its first rows: several test
@@ -96,14 +102,17 @@ def workload(ckpt: Checkpoint, split: str, data_dir, batch_size: int, seq_len: i
 
 def call_in_inference_mode(module: torch.nn.Module) -> Callable[[Split], torch.Tensor]:
     """A batch runner for any model-shaped module (x, dt, mask) on the CPU."""
+
     def run(b: Split) -> torch.Tensor:
         with torch.inference_mode():
             return module(b.x, b.dt, b.mask)
+
     return run
 
 
-def _torch_runner(ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None,
-                  name: str | None = None):
+def _torch_runner(
+    ckpt: Checkpoint, model: torch.nn.Module, device: torch.device | None = None, name: str | None = None
+):
     """(runner, Engine): the engine `engines.choose` names for the checkpoint (or the one called `name`)."""
     if device is not None and device.type != "cpu":
         model = model.to(device)
@@ -123,6 +132,7 @@ def _runner(module: torch.nn.Module, device: torch.device | None) -> Callable[[S
             out = module(move(b.x), move(b.dt), move(b.mask)).cpu()
         torch.cuda.synchronize(device)
         return out
+
     return run_on_device
 
 
@@ -139,6 +149,7 @@ def onnx_session_runner(onnx_path: str | Path, threads: int | None) -> Callable[
 
     def run(b: Split) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in graph_inputs(b, names).items()})[0])
+
     return run
 
 
@@ -161,8 +172,7 @@ def _accuracy(outputs: list[torch.Tensor], labels, mask, task: dict) -> float | 
 class _Subject:
     """One checkpoint on one engine: its runner and its timings."""
 
-    def __init__(self, ckpt: Checkpoint, engine: str, batches: list[Split], threads: int | None,
-                 device: torch.device):
+    def __init__(self, ckpt: Checkpoint, engine: str, batches: list[Split], threads: int | None, device: torch.device):
         self.ckpt = ckpt
         self.model = model_from_checkpoint(ckpt)
         self.export: dict | None = None
@@ -173,8 +183,11 @@ class _Subject:
             if self.export["graph"] == "scan-int8":
                 note = "the int8 engine's step: MatMulInteger (int8 x int8 -> int32) in the Scan body"
             else:
-                note = ("a float graph of the decoded weights: simulated, not integer or sparse kernels"
-                        if ckpt.encodings else None)
+                note = (
+                    "a float graph of the decoded weights: simulated, not integer or sparse kernels"
+                    if ckpt.encodings
+                    else None
+                )
             self.engine = Engine("onnxruntime", self.model, note)
         self.counts = parameter_counts(self.model)
         self.totals: list[float] = []
@@ -240,9 +253,15 @@ class _Subject:
 
     def _per_step(self) -> dict[str, Any]:
         times = self.step_times if self.native else self.single_times
-        return {"median": 1e6 * statistics.median(times), "min": 1e6 * min(times), "max": 1e6 * max(times),
-                "batch": 1, "timed": "in C, every sequence of the workload" if self.native else
-                f"around each call, {self.n_singles} sequences"}
+        return {
+            "median": 1e6 * statistics.median(times),
+            "min": 1e6 * min(times),
+            "max": 1e6 * max(times),
+            "batch": 1,
+            "timed": "in C, every sequence of the workload"
+            if self.native
+            else f"around each call, {self.n_singles} sequences",
+        }
 
     def report(self, n_items: int, seq_len: int, labels, mask) -> dict[str, Any]:
         med = statistics.median(self.totals)
@@ -250,8 +269,11 @@ class _Subject:
             **self.engine.describe(),
             "source": self.ckpt.source,
             "split_seconds": {"median": med, "min": min(self.totals), "max": max(self.totals)},
-            "batch_latency_ms": {"median": 1e3 * statistics.median(self.latencies),
-                                 "min": 1e3 * min(self.latencies), "max": 1e3 * max(self.latencies)},
+            "batch_latency_ms": {
+                "median": 1e3 * statistics.median(self.latencies),
+                "min": 1e3 * min(self.latencies),
+                "max": 1e3 * max(self.latencies),
+            },
             "items_per_s": n_items / med,
             "loops_per_pass": self.loops,
             # every engine, one key: microseconds per step of one sequence at a time (the edge case)
@@ -266,15 +288,31 @@ class _Subject:
             out["onnx"] = self.export
         if self.step_times:
             module = self.engine.module
-            out["c"] = {"steps_per_pass": self.steps_per_pass, "compiler": " ".join(module.command),
-                        **module.source.sizes()}
+            out["c"] = {
+                "steps_per_pass": self.steps_per_pass,
+                "compiler": " ".join(module.command),
+                **module.source.sizes(),
+            }
         return out
 
 
-def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = None, split: str = "test",
-          data_dir=None, batch_size: int = 128, seq_len: int | None = None, batches: int | None = None,
-          repeats: int = 5, warmup: int = 1, threads: int | None = None, device: str = "cpu",
-          notify=None, also: list[tuple[Checkpoint, str]] | None = None) -> dict[str, Any]:
+def bench(
+    ckpt: Checkpoint,
+    *,
+    engine: str = AUTO,
+    against: Checkpoint | None = None,
+    split: str = "test",
+    data_dir=None,
+    batch_size: int = 128,
+    seq_len: int | None = None,
+    batches: int | None = None,
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int | None = None,
+    device: str = "cpu",
+    notify=None,
+    also: list[tuple[Checkpoint, str]] | None = None,
+) -> dict[str, Any]:
     """Time the checkpoint (and `against`, interleaved) on the split; `notify(message)`
     receives progress lines (the library prints nothing itself). `also`: more
     (checkpoint, engine) pairs of the same task timed in the same interleaved passes,
@@ -286,9 +324,13 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
     if any(e not in choices for e in engines):
         raise ConfigError(f"engine must be one of {', '.join(choices)} or all (got '{engine}')")
     # bounds far beyond any sensible run: a typo (1e9) is a usage error, not hours of timing
-    for name, value, low, high in (("repeats", repeats, 1, 1000), ("warmup", warmup, 0, 1000),
-                                   ("batch_size", batch_size, 1, 1 << 20), ("seq_len", seq_len, 1, MAX_SEQ_LEN),
-                                   ("batches", batches, 1, 100_000)):
+    for name, value, low, high in (
+        ("repeats", repeats, 1, 1000),
+        ("warmup", warmup, 0, 1000),
+        ("batch_size", batch_size, 1, 1 << 20),
+        ("seq_len", seq_len, 1, MAX_SEQ_LEN),
+        ("batches", batches, 1, 100_000),
+    ):
         if value is not None and value < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {low} (got {value})")
         if value is not None and value > high:
@@ -302,8 +344,9 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
         raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine auto with --device cuda")
     for other in [against, *(c for c, _ in (also or []))]:
         if other is not None and other.task.get("dataset") != ckpt.task.get("dataset"):
-            raise ConfigError(f"--against must be a model of the same task ({ckpt.task['dataset']}), "
-                              f"not {other.task.get('dataset')}")
+            raise ConfigError(
+                f"--against must be a model of the same task ({ckpt.task['dataset']}), not {other.task.get('dataset')}"
+            )
     also = [(c, ALIASES.get(e, e)) for c, e in (also or [])]
     if any(e not in choices for _, e in also):
         raise ConfigError(f"engine must be one of {', '.join(choices)}")
@@ -332,20 +375,32 @@ def bench(ckpt: Checkpoint, *, engine: str = AUTO, against: Checkpoint | None = 
                 s.timed_singles(singles)
     report: dict[str, Any] = {
         "split": None if seq_len is not None else split,
-        "workload": {"items": n_items, "batch_size": batch_size, "seq_len": length, "batches": len(data),
-                     "synthetic": seq_len is not None,
-                     **({"subset": "seeded random subset of the split (--batches)"}
-                        if batches is not None and seq_len is None else {})},
-        "threads": threads or torch.get_num_threads(), "repeats": repeats, "device": str(where),
+        "workload": {
+            "items": n_items,
+            "batch_size": batch_size,
+            "seq_len": length,
+            "batches": len(data),
+            "synthetic": seq_len is not None,
+            **(
+                {"subset": "seeded random subset of the split (--batches)"}
+                if batches is not None and seq_len is None
+                else {}
+            ),
+        },
+        "threads": threads or torch.get_num_threads(),
+        "repeats": repeats,
+        "device": str(where),
         "machine": machine(),
         "results": [s.report(n_items, length, labels, mask) for s in subjects],
     }
     if base:
         report["against"] = [s.report(n_items, length, labels, mask) for s in base]
-        report["ratios"] = [_ratios(a, b, m.totals, o.totals)
-                            for a, b, m, o in zip(report["results"], report["against"], subjects, base)]
+        report["ratios"] = [
+            _ratios(a, b, m.totals, o.totals)
+            for a, b, m, o in zip(report["results"], report["against"], subjects, base)
+        ]
     if extra:
-        reference, timed = ((report["against"][0], base[0]) if base else (report["results"][0], subjects[0]))
+        reference, timed = (report["against"][0], base[0]) if base else (report["results"][0], subjects[0])
         report["also"] = [s.report(n_items, length, labels, mask) for s in extra]
         report["also_ratios"] = [_ratios(a, reference, s.totals, timed.totals) for a, s in zip(report["also"], extra)]
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -359,7 +414,8 @@ def _ratios(model: dict, base: dict, model_times: list[float], base_times: list[
         "engine": model["engine"],
         "against_engine": base["engine"],
         "speedup": paired["speedup"],
-        "speedup_interval": paired["interval"], "interval_coverage": paired["coverage"],
+        "speedup_interval": paired["interval"],
+        "interval_coverage": paired["coverage"],
         "verdict": paired["verdict"],
         "params_ratio": model["params"] / base["params"],
         "nonzero_ratio": model["nonzero_params"] / max(base["nonzero_params"], 1),

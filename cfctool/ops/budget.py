@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cfctool.checkpoint import Checkpoint, to_bytes
 from cfctool.errors import CfcError
@@ -48,14 +49,18 @@ class Budget:
             raise CfcError(f"--max-drop {max_drop:g}: this task's budget is in {self.metric.budget_unit}, below 100")
         dataset = task_dataset(ckpt, data_dir, seed, f"--max-drop (the validation {self.metric.name})")
         if "val" not in dataset.splits:
-            raise CfcError(f"--max-drop needs a validation hold-out of '{ckpt.task['dataset']}', and its data "
-                           "settings keep none (val_fraction 0)")
+            raise CfcError(
+                f"--max-drop needs a validation hold-out of '{ckpt.task['dataset']}', and its data "
+                "settings keep none (val_fraction 0)"
+            )
         self.val, self.max_drop, self.say = dataset.splits["val"], max_drop, say
         self.started = time.perf_counter()
         self.baseline = self.measure(ckpt)
         self.trials: list[dict[str, Any]] = []
-        say(f"budget: validation {self.metric.name} {self.metric.shown(self.baseline)} on {len(self.val):,} held-out "
-            f"training sequences; at most {self._allowed()}")
+        say(
+            f"budget: validation {self.metric.name} {self.metric.shown(self.baseline)} on {len(self.val):,} held-out "
+            f"training sequences; at most {self._allowed()}"
+        )
 
     def _amount(self) -> str:
         return f"{self.max_drop:g} points" if self.metric.higher_is_better else f"{self.max_drop:g}%"
@@ -75,8 +80,10 @@ class Budget:
         model = model_from_checkpoint(ckpt)
         value = split_metrics(choose(ckpt, model).module, self.val, ckpt.task, 256)[self.metric.name]
         if value is None:
-            raise CfcError(f"the validation hold-out has one class only: its {self.metric.name} is undefined; "
-                           "keep a larger hold-out (--val-fraction when training)")
+            raise CfcError(
+                f"the validation hold-out has one class only: its {self.metric.name} is undefined; "
+                "keep a larger hold-out (--val-fraction when training)"
+            )
         return float(value)
 
     def score(self, trial: dict[str, Any]) -> float:
@@ -89,11 +96,20 @@ class Budget:
         out = make()
         value = self.measure(out)
         within = self.metric.drop(self.baseline, value) <= self.max_drop + 1e-9
-        self.trials.append({"setting": setting, self.key: round(value, 6), "file_bytes": len(to_bytes(out)),
-                            "weight_bytes": tensor_bytes(out),
-                            "seconds": round(time.perf_counter() - started, 2), "within": within})
-        self.say(f"budget: {_words(setting)} -> validation {self.metric.shown(value)} "
-                 f"({self._change(value)}){'' if within else ', over budget'}")
+        self.trials.append(
+            {
+                "setting": setting,
+                self.key: round(value, 6),
+                "file_bytes": len(to_bytes(out)),
+                "weight_bytes": tensor_bytes(out),
+                "seconds": round(time.perf_counter() - started, 2),
+                "within": within,
+            }
+        )
+        self.say(
+            f"budget: {_words(setting)} -> validation {self.metric.shown(value)} "
+            f"({self._change(value)}){'' if within else ', over budget'}"
+        )
         return out, within
 
     def best(self, trials: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -101,22 +117,34 @@ class Budget:
 
     def closest(self) -> CfcError:
         best = self.best()
-        return CfcError(f"no candidate stays within {self._amount()} "
-                        f"of the validation {self.metric.name} {self.metric.shown(self.baseline)}: the closest, "
-                        f"{_words(best['setting'])}, reached {self.metric.shown(best[self.key])} "
-                        f"({self._change(best[self.key])}). Allow a larger --max-drop, or fine-tune more (--finetune)")
+        return CfcError(
+            f"no candidate stays within {self._amount()} "
+            f"of the validation {self.metric.name} {self.metric.shown(self.baseline)}: the closest, "
+            f"{_words(best['setting'])}, reached {self.metric.shown(best[self.key])} "
+            f"({self._change(best[self.key])}). Allow a larger --max-drop, or fine-tune more (--finetune)"
+        )
 
-    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], search: str,
-               **extra: Any) -> Checkpoint:
+    def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], search: str, **extra: Any) -> Checkpoint:
         """`out` with the search in its record and the outer command line in its history."""
         compression = dict(out.record.get("compression") or {})
-        allowed = ({"max_drop_points": self.max_drop} if self.metric.higher_is_better
-                   else {"max_drop_percent": self.max_drop})
-        compression[section] = {**compression[section], "budget": {
-            **allowed, "metric": self.metric.name, "unit": self.metric.budget_unit, "search": search,
-            f"baseline_{self.key}": round(self.baseline, 6),
-            "val_samples": len(self.val), "chosen": chosen, "candidates": self.trials,
-            "seconds": round(time.perf_counter() - self.started, 2), **extra}}
+        allowed = (
+            {"max_drop_points": self.max_drop} if self.metric.higher_is_better else {"max_drop_percent": self.max_drop}
+        )
+        compression[section] = {
+            **compression[section],
+            "budget": {
+                **allowed,
+                "metric": self.metric.name,
+                "unit": self.metric.budget_unit,
+                "search": search,
+                f"baseline_{self.key}": round(self.baseline, 6),
+                "val_samples": len(self.val),
+                "chosen": chosen,
+                "candidates": self.trials,
+                "seconds": round(time.perf_counter() - self.started, 2),
+                **extra,
+            },
+        }
         history = [dict(h) for h in out.record.get("history") or []]
         history[-1]["config"] = {**history[-1]["config"], **chosen, "max_drop": self.max_drop}
         return out.derive(compression=compression, history=history)
@@ -131,8 +159,14 @@ def search_ratio(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, not
     budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
 
     def make(ratio: float):
-        return lambda: op(ckpt, dataclasses.replace(cfg, ratio=ratio, max_drop=None), data_dir=data_dir, argv=argv,
-                          notify=None, progress=progress)
+        return lambda: op(
+            ckpt,
+            dataclasses.replace(cfg, ratio=ratio, max_drop=None),
+            data_dir=data_dir,
+            argv=argv,
+            notify=None,
+            progress=progress,
+        )
 
     # accuracy is not monotone in the ratio once fine-tuning follows (on IMDB 95% + 1 epoch beat 50%):
     # a coarse grid from the top down first, then bisection between the first ratio within and the
@@ -155,8 +189,12 @@ def search_ratio(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, not
                 hi = mid
     if best is None:
         raise budget.closest()
-    return budget.result(best, section, {"ratio": best_ratio},
-                         f"--ratio {cfg.ratio}, then a grid of 0.1 downwards, then bisection to {RATIO_TOLERANCE}")
+    return budget.result(
+        best,
+        section,
+        {"ratio": best_ratio},
+        f"--ratio {cfg.ratio}, then a grid of 0.1 downwards, then bisection to {RATIO_TOLERANCE}",
+    )
 
 
 def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify, progress) -> Checkpoint:
@@ -164,8 +202,14 @@ def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notif
     budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
 
     def make(dim: int):
-        return lambda: op(ckpt, dataclasses.replace(cfg, dim=dim, max_drop=None), data_dir=data_dir, argv=argv,
-                          notify=None, progress=progress)
+        return lambda: op(
+            ckpt,
+            dataclasses.replace(cfg, dim=dim, max_drop=None),
+            data_dir=data_dir,
+            argv=argv,
+            notify=None,
+            progress=progress,
+        )
 
     hi = cfg.dim
     best, within = budget.trial({"dim": hi}, make(hi))
@@ -182,8 +226,9 @@ def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notif
     return budget.result(best, section, {"dim": hi}, f"bisection of the dims over [1, {cfg.dim}]")
 
 
-def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[str], data_dir, argv, notify,
-                        progress) -> Checkpoint:
+def search_quantization(
+    ckpt: Checkpoint, cfg, op, section: str, *, units: list[str], data_dir, argv, notify, progress
+) -> Checkpoint:
     """quantize --max-drop: the smallest file among bits x observer x granularity within the budget."""
     from cfctool.configs import QuantizeConfig, choices_of
 
@@ -195,8 +240,10 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[
             for observer in observers:
                 setting = {"bits": bits, "granularity": granularity, "observer": observer}
                 inner = dataclasses.replace(cfg, **setting, max_drop=None)
-                out, within = budget.trial(setting, lambda inner=inner: op(
-                    ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress))
+                out, within = budget.trial(
+                    setting,
+                    lambda inner=inner: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress),
+                )
                 if within:
                     trial = budget.trials[-1]
                     found.append((trial["weight_bytes"], -budget.score(trial), setting, out))
@@ -204,13 +251,19 @@ def search_quantization(ckpt: Checkpoint, cfg, op, section: str, *, units: list[
             break
     if found:
         _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
-        return budget.result(best, section, setting, f"int4, then int8, x granularity x observer "
-                             f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)")
+        return budget.result(
+            best,
+            section,
+            setting,
+            f"int4, then int8, x granularity x observer "
+            f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)",
+        )
     return _float_fallback(ckpt, cfg, op, section, budget, units, data_dir=data_dir, argv=argv, progress=progress)
 
 
-def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, units: list[str], *, data_dir, argv,
-                    progress) -> Checkpoint:
+def _float_fallback(
+    ckpt: Checkpoint, cfg, op, section: str, budget: Budget, units: list[str], *, data_dir, argv, progress
+) -> Checkpoint:
     """No integer candidate within the budget: the best int8 one with products kept in float32,
     most sensitive first (the state error of that product alone quantized), one more at a time."""
     best = budget.best([t for t in budget.trials if t["setting"]["bits"] == 8])["setting"]
@@ -218,19 +271,32 @@ def _float_fallback(ckpt: Checkpoint, cfg, op, section: str, budget: Budget, uni
         raise budget.closest()
     sensitivity = {}
     for unit in units:  # that product alone quantized: its share of the state error
-        alone = op(ckpt, dataclasses.replace(cfg, **best, keep_float=",".join(u for u in units if u != unit),
-                                             max_drop=None), data_dir=data_dir, argv=argv, notify=None,
-                   progress=progress)
+        alone = op(
+            ckpt,
+            dataclasses.replace(cfg, **best, keep_float=",".join(u for u in units if u != unit), max_drop=None),
+            data_dir=data_dir,
+            argv=argv,
+            notify=None,
+            progress=progress,
+        )
         sensitivity[unit] = alone.record["compression"]["quantization"]["state_mse"]["mean"]
     order = sorted(units, key=sensitivity.get, reverse=True)
-    budget.say("budget: no integer candidate within; keeping products in float32, most sensitive first: "
-               + ", ".join(f"{u} ({sensitivity[u]:.3g})" for u in order))
+    budget.say(
+        "budget: no integer candidate within; keeping products in float32, most sensitive first: "
+        + ", ".join(f"{u} ({sensitivity[u]:.3g})" for u in order)
+    )
     for n in range(1, len(order)):
         setting = {**best, "keep_float": ",".join(order[:n])}
         inner = dataclasses.replace(cfg, **setting, max_drop=None)
-        out, within = budget.trial(setting, lambda: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None,
-                                                      progress=progress))
+        out, within = budget.trial(
+            setting, lambda inner=inner: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress)
+        )
         if within:
-            return budget.result(out, section, setting, "no integer candidate within: the best int8 one with "
-                                 "products kept in float32, most sensitive first", sensitivity=sensitivity)
+            return budget.result(
+                out,
+                section,
+                setting,
+                "no integer candidate within: the best int8 one with products kept in float32, most sensitive first",
+                sensitivity=sensitivity,
+            )
     raise budget.closest()

@@ -60,14 +60,21 @@ def teacher_view(teacher: Checkpoint, dataset: str):
     task = preview_task(DataConfig(dataset=dataset))
     convert = view_converter(task, teacher.task) if task is not None else None
     if convert is None or task["output"] != teacher.task["output"]:
-        raise CfcError(f"the teacher was trained on '{teacher.task['dataset']}', not '{dataset}', and the two do not "
-                       "share their rows: a student learns the teacher's task; distill a teacher of that data set "
-                       "or of another view of the same rows (e.g. an mnist teacher for a pmnist student)")
+        raise CfcError(
+            f"the teacher was trained on '{teacher.task['dataset']}', not '{dataset}', and the two do not "
+            "share their rows: a student learns the teacher's task; distill a teacher of that data set "
+            "or of another view of the same rows (e.g. an mnist teacher for a pmnist student)"
+        )
     return convert
 
 
-def student_run(teacher: Checkpoint, cfg, overrides: dict[str, Any], dataset: str | None = None,
-                file_values: dict[str, Any] | None = None):
+def student_run(
+    teacher: Checkpoint,
+    cfg,
+    overrides: dict[str, Any],
+    dataset: str | None = None,
+    file_values: dict[str, Any] | None = None,
+):
     """The student's resolved settings: the data set's preset for the student arch, a config
     file's settings, the user's flags over them; on the teacher's own data set its recorded
     data settings too."""
@@ -85,12 +92,16 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature
     if kind == "mse":
         return F.mse_loss(student, teacher)
     t = temperature
-    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
-                    reduction="batchmean") * t * t
+    return (
+        F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True, reduction="batchmean")
+        * t
+        * t
+    )
 
 
 def distillation_loss(task: dict, alpha: float, kind: str, temperature: float):
     """(student outputs, batch) -> alpha * task loss + (1 - alpha) * KD on the valid targets."""
+
     def loss(out: torch.Tensor, batch) -> torch.Tensor:
         value = task_loss(out, batch.y, batch.mask, task) if alpha > 0 else out.new_zeros(())
         if alpha < 1:
@@ -117,10 +128,20 @@ def teacher_outputs(engine: torch.nn.Module, split, batch_size: int = 512) -> to
     return torch.cat(outs)
 
 
-def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *, data_dir=None,
-            dataset_name: str | None = None, argv: list[str] | None = None, notify=None, progress=None,
-            output: str | Path | None = None, resume: bool = False,
-            file_values: dict[str, Any] | None = None) -> Checkpoint:
+def distill(
+    teacher: Checkpoint,
+    cfg,
+    overrides: dict[str, Any] | None = None,
+    *,
+    data_dir=None,
+    dataset_name: str | None = None,
+    argv: list[str] | None = None,
+    notify=None,
+    progress=None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    file_values: dict[str, Any] | None = None,
+) -> Checkpoint:
     """A student checkpoint trained on the teacher's task with the distillation loss."""
     validate(teacher, cfg)
     view = teacher_view(teacher, dataset_name or teacher.task["dataset"])  # the --dataset check, once
@@ -143,51 +164,81 @@ def distill(teacher: Checkpoint, cfg, overrides: dict[str, Any] | None = None, *
             raise DataError(f"distillation needs the task's data: {exc}") from None
         task = dataset.task
         if (own_data and task["input"] != teacher.task["input"]) or task["output"] != teacher.task["output"]:
-            raise CfcError("the data loaded for the student do not match the teacher's task record "
-                           f"(inputs {task['input']} vs {teacher.task['input']}); check --data")
+            raise CfcError(
+                "the data loaded for the student do not match the teacher's task record "
+                f"(inputs {task['input']} vs {teacher.task['input']}); check --data"
+            )
         return dataset
 
     def teacher_targets(student, dataset: Dataset) -> None:
         if cfg.alpha < 1:
             train = dataset.splits["train"]
             if not isinstance(train, Split):  # a table read as it goes (--stream): no rows to attach logits to
-                raise CfcError("distill keeps the teacher's logits for every training row in memory, so it does not "
-                               "take a --stream table: distill on a table that fits in memory, or use --alpha 1 (the "
-                               "labels only)")
+                raise CfcError(
+                    "distill keeps the teacher's logits for every training row in memory, so it does not "
+                    "take a --stream table: distill on a table that fits in memory, or use --alpha 1 (the "
+                    "labels only)"
+                )
             say(f"teacher logits on {len(train):,} training rows ({t_engine.name} engine)")
             train.extra[TEACHER] = teacher_logits(t_engine.module, train, view)
 
     state = state_path_for(output) if output is not None and str(output) != "-" else None
-    identity = {**run_identity(run), **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
-                "teacher_sha256": _sha(teacher)}
-    trained = run_training(run, load, identity=identity, init=init, init_label=f"--init {cfg.init_checkpoint}",
-                           before_fit=teacher_targets, progress=progress, state_path=state, resume=resume, notify=say,
-                           # the loss reads the task's outputs, which load() checked are the teacher's
-                           loss=distillation_loss(teacher.task, cfg.alpha, cfg.kd_loss, cfg.temperature))
+    identity = {
+        **run_identity(run),
+        **{f"distill.{k}": v for k, v in cfg.to_dict().items()},
+        "teacher_sha256": _sha(teacher),
+    }
+    trained = run_training(
+        run,
+        load,
+        identity=identity,
+        init=init,
+        init_label=f"--init {cfg.init_checkpoint}",
+        before_fit=teacher_targets,
+        progress=progress,
+        state_path=state,
+        resume=resume,
+        notify=say,
+        # the loss reads the task's outputs, which load() checked are the teacher's
+        loss=distillation_loss(teacher.task, cfg.alpha, cfg.kd_loss, cfg.temperature),
+    )
     dataset, task, wall = trained.dataset, trained.dataset.task, trained.wall_s
     tensors = trained.tensors()
-    tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in
-                    (teacher.task_tensors() if own_data else dataset.task_tensors).items()})
+    tensors.update(
+        {TASK_TENSOR_PREFIX + k: v for k, v in (teacher.task_tensors() if own_data else dataset.task_tensors).items()}
+    )
     record = new_record(trained.arch, task)
     # the lineage: the init's steps (train -> prune ...) or else the teacher's (of the same
     # data set: its first entry's data settings are the student's), then this one
     lineage = init if init is not None else teacher if own_data else None
     record["history"] = list((lineage.record.get("history") if lineage else None) or [])
     t_counts = parameter_counts(t_model)
-    record["compression"] = {"distillation": {
-        "teacher": {"path": teacher.source, "sha256": _sha(teacher), "arch": teacher.arch["name"],
-                    "dataset": teacher.task["dataset"], "engine": t_engine.name, **t_counts,
-                    "accuracy": (teacher.record.get("metrics") or {}).get("accuracy")},
-        "alpha": cfg.alpha, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss, "init": cfg.init_checkpoint,
-        "teacher_logits": "cached once over the training split" if cfg.alpha < 1 else "not used (alpha 1)",
-    }}
+    record["compression"] = {
+        "distillation": {
+            "teacher": {
+                "path": teacher.source,
+                "sha256": _sha(teacher),
+                "arch": teacher.arch["name"],
+                "dataset": teacher.task["dataset"],
+                "engine": t_engine.name,
+                **t_counts,
+                "accuracy": (teacher.record.get("metrics") or {}).get("accuracy"),
+            },
+            "alpha": cfg.alpha,
+            "temperature": cfg.temperature,
+            "kd_loss": cfg.kd_loss,
+            "init": cfg.init_checkpoint,
+            "teacher_logits": "cached once over the training split" if cfg.alpha < 1 else "not used (alpha 1)",
+        }
+    }
     record["metrics"] = trained.metrics
     if init is not None:
         record["metrics"]["init_from"] = warm_start_record(init, cfg.init_checkpoint, _sha(init))
     config = {**run.to_dict(), "distill": cfg.to_dict()}
     inputs = [p for p in (teacher.source, cfg.init_checkpoint) if p]
     return Checkpoint(tensors=tensors, record=record).with_history(
-        history_entry("distill", argv, config, inputs=inputs, seed=train_cfg.seed, wall_time_s=wall))
+        history_entry("distill", argv, config, inputs=inputs, seed=train_cfg.seed, wall_time_s=wall)
+    )
 
 
 def _sha(ckpt: Checkpoint) -> str | None:

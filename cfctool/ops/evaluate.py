@@ -18,9 +18,16 @@ from cfctool.task_data import resolve_data_dir
 SPLITS = ("test", "val", "train")
 
 
-def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None = None,
-             batch_size: int = 512, threads: int | None = None, max_samples: int | None = None,
-             notify=None, engine: str = AUTO) -> dict[str, Any]:
+def evaluate(
+    ckpt: Checkpoint,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    batch_size: int = 512,
+    threads: int | None = None,
+    max_samples: int | None = None,
+    notify=None,
+    engine: str = AUTO,
+) -> dict[str, Any]:
     """Metrics of `ckpt` on a split, computed by the engine the report names (`engine`: auto,
     the fastest exact one, or one by name, e.g. `c`).
 
@@ -60,8 +67,10 @@ def evaluate(ckpt: Checkpoint, split: str = "test", data_dir: str | Path | None 
                 say(f"{done}/{n} samples evaluated ({engine.name} engine)")
 
         say(f"evaluating {len(data)} samples on the {engine.name} engine")
-        report: dict[str, Any] = {"split": split, **split_metrics(engine.module, data, ckpt.task, batch_size,
-                                                                   on_batch=on_batch)}
+        report: dict[str, Any] = {
+            "split": split,
+            **split_metrics(engine.module, data, ckpt.task, batch_size, on_batch=on_batch),
+        }
         report.update(engine.describe())
         if len(data) < total:
             report["subset"] = {"samples": len(data), "of": total, "how": "seeded random subset (--max-samples)"}

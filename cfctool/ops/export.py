@@ -20,9 +20,10 @@ import dataclasses
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -52,8 +53,9 @@ def require_onnx() -> None:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise CfcError(f"ONNX support needs the optional packages ({exc.name} is missing): "
-                       "pip install 'cfctool[onnx]'") from None
+        raise CfcError(
+            f"ONNX support needs the optional packages ({exc.name} is missing): pip install 'cfctool[onnx]'"
+        ) from None
 
 
 class _Graph(torch.nn.Module):
@@ -130,7 +132,9 @@ def _exporter_logs_silenced():
     not installed. Skipping torchvision::nms'): raise its loggers' level while it runs."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch.onnx._internal.exporter._registration")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch.onnx._internal.exporter._registration")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -153,10 +157,17 @@ def _export_program(graph: torch.nn.Module, inputs: dict[str, torch.Tensor], dyn
         warnings.simplefilter("ignore")
         with contextlib.redirect_stdout(devnull):
             try:
-                return torch.onnx.export(graph, (), kwargs=inputs, dynamo=True, input_names=list(inputs),
-                                         output_names=["logits"], dynamic_shapes={k: dynamic for k in inputs},
-                                         custom_translation_table={torch.ops.aten._int_mm.default: _int_mm},
-                                         verbose=False)
+                return torch.onnx.export(
+                    graph,
+                    (),
+                    kwargs=inputs,
+                    dynamo=True,
+                    input_names=list(inputs),
+                    output_names=["logits"],
+                    dynamic_shapes={k: dynamic for k in inputs},
+                    custom_translation_table={torch.ops.aten._int_mm.default: _int_mm},
+                    verbose=False,
+                )
             except Exception as exc:  # the exporter raises many kinds
                 raise CfcError(f"ONNX export of '{arch}' failed: {exc}") from None
 
@@ -188,8 +199,10 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     io = raw_io.of(ckpt.task, ckpt.task_tensors())
     integer = engine.name == "folded-int8"
     if integer and float_layers(ckpt):
-        raise ConfigError(f"the ONNX integer graph is all-integer; this checkpoint keeps {', '.join(float_layers(ckpt))} "
-                          "in float32 (quantize --keep-float): export the fp32 original, or quantize without it")
+        raise ConfigError(
+            f"the ONNX integer graph is all-integer; this checkpoint keeps {', '.join(float_layers(ckpt))} "
+            "in float32 (quantize --keep-float): export the fp32 original, or quantize without it"
+        )
     reference = model
     folded = None if integer else folded_engine(model)
     scan = integer or folded is not None
@@ -230,25 +243,38 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
         mismatched += int((got.argmax(-1) != want.argmax(-1)).sum())
     if integer:
         if exact_rows < QUANTIZED_EXACT_ROWS * rows or mismatched > max(1, QUANTIZED_CHANGED_PREDICTIONS * rows):
-            raise CfcError(f"the exported integer graph differs from PyTorch's integer engine: {rows - exact_rows} of "
-                           f"{rows} rows differ by more than {allowed:.3g} (at most {1 - QUANTIZED_EXACT_ROWS:.0%} may, "
-                           f"from rounding ties) and {mismatched} predictions changed; not written. Please report this "
-                           "with the checkpoint")
+            raise CfcError(
+                f"the exported integer graph differs from PyTorch's integer engine: {rows - exact_rows} of "
+                f"{rows} rows differ by more than {allowed:.3g} (at most {1 - QUANTIZED_EXACT_ROWS:.0%} may, "
+                f"from rounding ties) and {mismatched} predictions changed; not written. Please report this "
+                "with the checkpoint"
+            )
     elif not diff <= allowed:
-        raise CfcError(f"the exported graph differs from PyTorch by {diff:.3g} (> {allowed:.3g} = {TOLERANCE} x "
-                       f"max(1, largest |output|)); not written. Please report this with the checkpoint")
+        raise CfcError(
+            f"the exported graph differs from PyTorch by {diff:.3g} (> {allowed:.3g} = {TOLERANCE} x "
+            f"max(1, largest |output|)); not written. Please report this with the checkpoint"
+        )
     out = Path(path)
     check_writable(out, sidecar=False)
     atomic_write(out, payload)
-    return {"path": str(out), "outputs": [str(out)], "graph": ("scan-int8" if integer else "scan") if scan else "unrolled",
-            "inputs": list(inputs),
-            "verified_against": ("folded-int8" + (", dt per step" if "dt" in inputs else "")) if integer else "loop",
-            "max_abs_diff": diff, "allowed_diff": allowed, "rows_within_allowed": exact_rows, "rows": rows,
-            "max_abs_output": largest, "argmax_mismatches": mismatched,
-            "seq_len": None if scan else int(inputs["x"].shape[1]),
-            "verified_seq_lens": [int(c["x"].shape[1]) for c in checks],
-            "bytes": len(payload), "verified_on": int(inputs["x"].shape[0]),
-            **({"raw_io": io.describe()} if io is not None else {})}
+    return {
+        "path": str(out),
+        "outputs": [str(out)],
+        "graph": ("scan-int8" if integer else "scan") if scan else "unrolled",
+        "inputs": list(inputs),
+        "verified_against": ("folded-int8" + (", dt per step" if "dt" in inputs else "")) if integer else "loop",
+        "max_abs_diff": diff,
+        "allowed_diff": allowed,
+        "rows_within_allowed": exact_rows,
+        "rows": rows,
+        "max_abs_output": largest,
+        "argmax_mismatches": mismatched,
+        "seq_len": None if scan else int(inputs["x"].shape[1]),
+        "verified_seq_lens": [int(c["x"].shape[1]) for c in checks],
+        "bytes": len(payload),
+        "verified_on": int(inputs["x"].shape[0]),
+        **({"raw_io": io.describe()} if io is not None else {}),
+    }
 
 
 # C: relative difference allowed between the compiled code and the folded engine (float32
@@ -256,8 +282,15 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
 C_TOLERANCE = 1e-5
 
 
-def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, name: str | None = None,
-             token_table: str = "auto", row_align: int | None = None, sparse: str = "auto") -> dict[str, Any]:
+def export_c(
+    ckpt: Checkpoint,
+    directory: str | Path,
+    example: Split | None,
+    name: str | None = None,
+    token_table: str = "auto",
+    row_align: int | None = None,
+    sparse: str = "auto",
+) -> dict[str, Any]:
     """Write DIRECTORY/NAME.h and DIRECTORY/NAME.c (each atomically): the model as C99. When a C
     compiler is present the code is compiled and checked on `example` against the engine it
     mirrors: float logits within C_TOLERANCE relative of the folded engine (for an ODE block,
@@ -274,12 +307,22 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
     if not directory.parent.is_dir():
         raise ConfigError(f"the directory {directory.parent} does not exist; create it first")
     model = model_from_checkpoint(ckpt)
-    dt_input = example is not None and example.dt is not None and not bool((example.dt == example.dt.flatten()[0]).all())
+    dt_input = (
+        example is not None and example.dt is not None and not bool((example.dt == example.dt.flatten()[0]).all())
+    )
     integer = integer_settings(ckpt, model)
     io = raw_io.of(ckpt.task, ckpt.task_tensors())
-    src = generate(ckpt, model, checked_name(name) if name else model_name(ckpt), dt_input=dt_input,
-                   integer=integer, token_table=token_table, raw_io=io, sparse=sparse,
-                   **({"row_align": row_align} if row_align is not None else {}))
+    src = generate(
+        ckpt,
+        model,
+        checked_name(name) if name else model_name(ckpt),
+        dt_input=dt_input,
+        integer=integer,
+        token_table=token_table,
+        raw_io=io,
+        sparse=sparse,
+        **({"row_align": row_align} if row_align is not None else {}),
+    )
     verified: dict[str, Any] = {"verified": False}
     if example is not None:
         from cfctool.engines.native import CEngine, compiler
@@ -293,8 +336,11 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
             dt = example.dt if dt_input else None
             reference = choose(ckpt, model).module if integer else fastest(model)[1]
             with torch.no_grad():  # batch 1 for a dynamic scheme: its scale is one step's, per sequence
-                want = (torch.cat([reference(*_row(example, dt, i)) for i in range(len(example.x))])
-                        if integer and integer["dynamic"] else reference(example.x, dt, example.mask))
+                want = (
+                    torch.cat([reference(*_row(example, dt, i)) for i in range(len(example.x))])
+                    if integer and integer["dynamic"]
+                    else reference(example.x, dt, example.mask)
+                )
             units = io.output if io is not None else (lambda y: y)  # the C writes the data's units ...
             want = units(want)
             got = engine(io.raw(example.x) if io is not None else example.x, dt, example.mask)  # ... from raw features
@@ -302,27 +348,43 @@ def export_c(ckpt: Checkpoint, directory: str | Path, example: Split | None, nam
             changed = int((got.argmax(-1) != want.argmax(-1)).sum())
             allowed = C_TOLERANCE
             if not integer and ode_inference.supports(model):  # 784 Euler steps: as close as the folded
-                with torch.no_grad():                           # engine itself is to the training loop, or closer
+                with torch.no_grad():  # engine itself is to the training loop, or closer
                     allowed = max(C_TOLERANCE, 2 * _relative(units(model.eval()(example.x, dt, example.mask)), want))
             # integer steps: a rounding tie decided the other way moves a state by a quantum, so
             # what must hold is the predictions (as for the ONNX integer graph)
-            fails = (changed > max(1, QUANTIZED_CHANGED_PREDICTIONS * got.shape[0]) if integer
-                     else not diff <= allowed)
+            fails = changed > max(1, QUANTIZED_CHANGED_PREDICTIONS * got.shape[0]) if integer else not diff <= allowed
             if fails:
-                raise CfcError(f"the generated C differs from the {'folded-int8' if integer else 'folded'} engine "
-                               f"({diff:.3g} relative, {changed} changed predictions); not written. Please report "
-                               "this with the checkpoint")
-            verified = {"verified": True, "max_rel_diff": diff, "allowed_rel_diff": allowed,
-                        "verified_on": int(example.x.shape[0]),
-                        "argmax_mismatches": changed, "compiler": " ".join(engine.command),
-                        "verified_against": "folded-int8" if integer else "folded"}
+                raise CfcError(
+                    f"the generated C differs from the {'folded-int8' if integer else 'folded'} engine "
+                    f"({diff:.3g} relative, {changed} changed predictions); not written. Please report "
+                    "this with the checkpoint"
+                )
+            verified = {
+                "verified": True,
+                "max_rel_diff": diff,
+                "allowed_rel_diff": allowed,
+                "verified_on": int(example.x.shape[0]),
+                "argmax_mismatches": changed,
+                "compiler": " ".join(engine.command),
+                "verified_against": "folded-int8" if integer else "folded",
+            }
     directory.mkdir(exist_ok=True)
     header, source = directory / f"{src.name}.h", directory / f"{src.name}.c"
     atomic_write(header, src.header.encode())
     atomic_write(source, src.source.encode())
-    return {"header": str(header), "source": str(source), "outputs": [str(header), str(source)], "name": src.name, "dt_input": dt_input, **src.sizes(),
-            "token_table": src.token_table, "products": [p.record() for p in src.products],
-            "integer": integer is not None, **({"raw_io": io.describe()} if io is not None else {}), **verified}
+    return {
+        "header": str(header),
+        "source": str(source),
+        "outputs": [str(header), str(source)],
+        "name": src.name,
+        "dt_input": dt_input,
+        **src.sizes(),
+        "token_table": src.token_table,
+        "products": [p.record() for p in src.products],
+        "integer": integer is not None,
+        **({"raw_io": io.describe()} if io is not None else {}),
+        **verified,
+    }
 
 
 def export_ncps(ckpt: Checkpoint, path: str | Path, example: Split | None) -> dict[str, Any]:
@@ -343,25 +405,38 @@ def export_ncps(ckpt: Checkpoint, path: str | Path, example: Split | None) -> di
     if model.embedding is not None:
         tensors["embedding.weight"] = model.embedding.weight
     tensors = {k: v.detach().float().contiguous() for k, v in sorted(tensors.items())}
-    modules = ([f'"embedding": torch.nn.Embedding({model.embedding.num_embeddings}, {model.embedding.embedding_dim})']
-               if model.embedding is not None else [])
-    modules += [f'"rnn": {ncps_layout.constructor(arch, features)}',
-                f'"readout": torch.nn.Linear({model.head.in_features}, {model.head.out_features})']
-    imports = "from ncps.torch import " + ("LTC" if arch["name"] == "ltc" else "CfC") + (
-        "\nfrom ncps.wirings import AutoNCP, NCP" if arch["name"] == "cfc-ncp" else "")
-    code = (f"import torch, safetensors.torch\n{imports}\n"
-            f"model = torch.nn.ModuleDict({{{', '.join(modules)}}})\n"
-            f"model.load_state_dict(safetensors.torch.load_file({str(path.name)!r}))\n"
-            "# outputs: model['rnn'](x)[0] per step (pass dt per step as (batch, 1) to model['rnn'].rnn_cell: ncps's "
-            "batched timespans are mis-broadcast), logits = model['readout'](...)")
+    modules = (
+        [f'"embedding": torch.nn.Embedding({model.embedding.num_embeddings}, {model.embedding.embedding_dim})']
+        if model.embedding is not None
+        else []
+    )
+    modules += [
+        f'"rnn": {ncps_layout.constructor(arch, features)}',
+        f'"readout": torch.nn.Linear({model.head.in_features}, {model.head.out_features})',
+    ]
+    imports = (
+        "from ncps.torch import "
+        + ("LTC" if arch["name"] == "ltc" else "CfC")
+        + ("\nfrom ncps.wirings import AutoNCP, NCP" if arch["name"] == "cfc-ncp" else "")
+    )
+    code = (
+        f"import torch, safetensors.torch\n{imports}\n"
+        f"model = torch.nn.ModuleDict({{{', '.join(modules)}}})\n"
+        f"model.load_state_dict(safetensors.torch.load_file({str(path.name)!r}))\n"
+        "# outputs: model['rnn'](x)[0] per step (pass dt per step as (batch, 1) to model['rnn'].rnn_cell: ncps's "
+        "batched timespans are mis-broadcast), logits = model['readout'](...)"
+    )
     verified: dict[str, Any] = {"verified": False, "why": "ncps is not installed (pip install ncps)"}
     try:
         import ncps  # noqa: F401
     except ImportError:
         pass
     else:
-        verified = _verify_ncps(model, arch, tensors, example) if example is not None else {
-            "verified": False, "why": "no example inputs"}
+        verified = (
+            _verify_ncps(model, arch, tensors, example)
+            if example is not None
+            else {"verified": False, "why": "no example inputs"}
+        )
     atomic_write(path, save(tensors))
     return {"path": str(path), "outputs": [str(path)], "code": code, "decoded": sorted(ckpt.encodings), **verified}
 
@@ -382,11 +457,12 @@ def _verify_ncps(model, arch, tensors, example: Split) -> dict[str, Any]:
         for t in range(x.shape[1]):
             if getattr(rnn, "use_mixed", False):
                 h, c = rnn.lstm(inputs[:, t], (h, c))
-            out, h = rnn.rnn_cell(inputs[:, t], h, dt[:, t:t + 1])
+            out, h = rnn.rnn_cell(inputs[:, t], h, dt[:, t : t + 1])
             outs.append(out)
         out = torch.stack(outs, 1)
-        got = torch.nn.functional.linear(out if model.per_step else out[:, -1], tensors["readout.weight"],
-                                         tensors["readout.bias"])
+        got = torch.nn.functional.linear(
+            out if model.per_step else out[:, -1], tensors["readout.weight"], tensors["readout.bias"]
+        )
         want = model(x, dt)
         # float32 rounding grows over the steps of a model with gain > 1 (e.g. pruned, not fine-tuned): the
         # two float32 computations may differ by as much as ours differs from itself in float64
@@ -394,8 +470,10 @@ def _verify_ncps(model, arch, tensors, example: Split) -> dict[str, Any]:
     diff = _relative(got, want)
     allowed = max(C_TOLERANCE, 2 * _relative(want.double(), exact))
     if not diff <= allowed:
-        raise CfcError(f"ncps computes other outputs from the exported weights ({diff:.3g} relative, allowed "
-                       f"{allowed:.3g}); not written. Please report this with the checkpoint")
+        raise CfcError(
+            f"ncps computes other outputs from the exported weights ({diff:.3g} relative, allowed "
+            f"{allowed:.3g}); not written. Please report this with the checkpoint"
+        )
     return {"verified": True, "max_rel_diff": diff, "allowed_rel_diff": allowed, "verified_on": int(x.shape[0])}
 
 
@@ -405,7 +483,11 @@ def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def _row(split: Split, dt, i: int):
-    return (split.x[i:i + 1], None if dt is None else dt[i:i + 1], None if split.mask is None else split.mask[i:i + 1])
+    return (
+        split.x[i : i + 1],
+        None if dt is None else dt[i : i + 1],
+        None if split.mask is None else split.mask[i : i + 1],
+    )
 
 
 @dataclass(frozen=True)
@@ -422,43 +504,77 @@ class ExportFormat:
 
 
 def _onnx_summary(info: dict[str, Any]) -> str:
-    return (f"max abs diff vs PyTorch ({info['verified_against']}) {info['max_abs_diff']:.3g} (allowed "
-            f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
-            f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
-            f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
-            f"{', '.join(info['inputs'])}{'; x raw, the standardisation in the graph' if info.get('raw_io') else ''})")
+    return (
+        f"max abs diff vs PyTorch ({info['verified_against']}) {info['max_abs_diff']:.3g} (allowed "
+        f"{info['allowed_diff']:.3g}; {info['rows_within_allowed']} of {info['rows']} rows within it), "
+        f"{info['argmax_mismatches']} changed predictions, on {info['verified_on']} sequences "
+        f"of {'/'.join(map(str, info['verified_seq_lens']))} steps ({info['graph']} graph, inputs "
+        f"{', '.join(info['inputs'])}{'; x raw, the standardisation in the graph' if info.get('raw_io') else ''})"
+    )
 
 
 def _c_summary(info: dict[str, Any]) -> str:
-    check = (f"max relative difference from the {info['verified_against']} engine {info['max_rel_diff']:.2g} on "
-             f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
-             f"({info['compiler']})" if info["verified"] else f"not verified: {info['why']}")
-    return (f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
-            f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}"
-            + (f"; token table {info['token_table']}" if info["token_table"] else "")
-            + (f"; {sum(p['form'] == 'sparse' for p in info['products'])} of {len(info['products'])} products "
-               "sparse" if info.get("products") else "")
-            + ("; raw features in (the standardisation folded into the first product)" if info.get("raw_io") else "")
-            + f"; {check}")
+    check = (
+        f"max relative difference from the {info['verified_against']} engine {info['max_rel_diff']:.2g} on "
+        f"{info['verified_on']} sequences, {info['argmax_mismatches']} changed predictions "
+        f"({info['compiler']})"
+        if info["verified"]
+        else f"not verified: {info['why']}"
+    )
+    return (
+        f"{info['name']}: flash {info['flash_bytes']:,} bytes (weights), state {info['state_bytes']:,} "
+        f"bytes, scratch {info['scratch_bytes']:,} bytes (stack); dt {'per step' if info['dt_input'] else 'folded (1)'}"
+        + (f"; token table {info['token_table']}" if info["token_table"] else "")
+        + (
+            f"; {sum(p['form'] == 'sparse' for p in info['products'])} of {len(info['products'])} products sparse"
+            if info.get("products")
+            else ""
+        )
+        + ("; raw features in (the standardisation folded into the first product)" if info.get("raw_io") else "")
+        + f"; {check}"
+    )
 
 
 def _ncps_summary(info: dict[str, Any]) -> str:
-    check = (f"ncps's outputs on the written weights within {info['max_rel_diff']:.2g} relative of ours (allowed "
-             f"{info['allowed_rel_diff']:.2g}: 1e-5, or twice our float32's own rounding over the steps) on "
-             f"{info['verified_on']} sequences" if info["verified"] else f"not verified: {info['why']}")
+    check = (
+        f"ncps's outputs on the written weights within {info['max_rel_diff']:.2g} relative of ours (allowed "
+        f"{info['allowed_rel_diff']:.2g}: 1e-5, or twice our float32's own rounding over the steps) on "
+        f"{info['verified_on']} sequences"
+        if info["verified"]
+        else f"not verified: {info['why']}"
+    )
     decoded = f"; written decoded to float32: {', '.join(info['decoded'])}" if info["decoded"] else ""
     return f"{check}{decoded}\nload it in ncps with:\n{info['code']}"
 
 
-FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("onnx", export_onnx, ".onnx", require_onnx,
-                 "an ONNX graph (a Scan over the folded step; int8 as MatMulInteger), verified with ONNX Runtime",
-                 _onnx_summary),
-    ExportFormat("c", export_c, None, help="C99 for a microcontroller or any CPU: DIR/NAME.h and DIR/NAME.c, no heap, "
-                                           "only <math.h> and <stdint.h>; compiled and verified when a C compiler "
-                                           "is present", summary=_c_summary),
-    ExportFormat("ncps", export_ncps, ".safetensors", help="the weights in ncps's layout (its CfC, wired CfC or LTC, "
-                                                          "a readout Linear) with the lines that load them",
-                 summary=_ncps_summary, check=lambda ckpt: ncps_layout.representable(ckpt.arch)),
-)}
-
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat(
+            "onnx",
+            export_onnx,
+            ".onnx",
+            require_onnx,
+            "an ONNX graph (a Scan over the folded step; int8 as MatMulInteger), verified with ONNX Runtime",
+            _onnx_summary,
+        ),
+        ExportFormat(
+            "c",
+            export_c,
+            None,
+            help="C99 for a microcontroller or any CPU: DIR/NAME.h and DIR/NAME.c, no heap, "
+            "only <math.h> and <stdint.h>; compiled and verified when a C compiler "
+            "is present",
+            summary=_c_summary,
+        ),
+        ExportFormat(
+            "ncps",
+            export_ncps,
+            ".safetensors",
+            help="the weights in ncps's layout (its CfC, wired CfC or LTC, "
+            "a readout Linear) with the lines that load them",
+            summary=_ncps_summary,
+            check=lambda ckpt: ncps_layout.representable(ckpt.arch),
+        ),
+    )
+}

@@ -21,15 +21,21 @@ from typing import Any
 
 import torch
 
-from cfctool.checkpoint import (TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record, read_header,
-                                verify_architecture)
+from cfctool.checkpoint import (
+    TASK_TENSOR_PREFIX,
+    Checkpoint,
+    history_entry,
+    new_record,
+    read_header,
+    verify_architecture,
+)
 from cfctool.data import raw_io
 from cfctool.errors import CfcError, CheckpointError, ConfigError, DataError
 from cfctool.escape import terminal
 from cfctool.families import record_problem
 from cfctool.families.build import MAX_PARAMS
-from cfctool.files import CHECKPOINT_LIMIT, read_bounded
 from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
+from cfctool.files import CHECKPOINT_LIMIT, read_bounded
 from cfctool.models import ncps_layout
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
@@ -69,8 +75,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; a pickle is refused, saying how to write the file."""
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{path.name} looks like a pickle ({path.suffix}); cfctool never unpickles (loading one runs "
-                          f"the code it carries). In your ncps code, write the weights with: {SAVE_LINE}")
+        raise CheckpointError(
+            f"{path.name} looks like a pickle ({path.suffix}); cfctool never unpickles (loading one runs "
+            f"the code it carries). In your ncps code, write the weights with: {SAVE_LINE}"
+        )
     if str(path) == "-":
         raise ConfigError("import ncps reads a file, not standard input: give the weights file's path")
     from safetensors import SafetensorError
@@ -81,12 +89,19 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         read_header(data, str(path))  # sizes and offsets proved against the bytes before any tensor is made
         return load(data)
     except (SafetensorError, CheckpointError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a safetensors file ({str(exc)[:200]}); write it with: "
-                              f"{SAVE_LINE}") from None
+        raise CheckpointError(
+            f"{path} is not a safetensors file ({str(exc)[:200]}); write it with: {SAVE_LINE}"
+        ) from None
 
 
-def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, torch.Tensor] | None = None,
-                argv: list[str] | None = None, notify=None) -> Checkpoint:
+def import_ncps(
+    weights: str | Path,
+    cfg: ImportNcpsConfig,
+    *,
+    state: dict[str, torch.Tensor] | None = None,
+    argv: list[str] | None = None,
+    notify=None,
+) -> Checkpoint:
     """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`
     (`state`: the file's tensors when the caller has read them already)."""
     from cfctool.configs import DataConfig, dataset_argument
@@ -105,8 +120,10 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     if kind is not None:  # the flags against the file before the data are read (IMDB takes most of a minute)
         _check_embedding_flag(cfg, kind == "tokens")
     say = notify or (lambda _: None)
-    say(f"found an ncps {m.kind}: {m.features} inputs, {m.hidden} neurons"
-        + (f", layers {m.layers}" if m.layers else f", backbone {m.backbone_widths}" if m.kind == "cfc" else ""))
+    say(
+        f"found an ncps {m.kind}: {m.features} inputs, {m.hidden} neurons"
+        + (f", layers {m.layers}" if m.layers else f", backbone {m.backbone_widths}" if m.kind == "cfc" else "")
+    )
     try:
         dataset = load_dataset(data_cfg)
     except DataError as exc:
@@ -120,6 +137,7 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
         out = {"rnn." + k: v for k, v in ncps_layout.core_from_ncps(m, arch.get("backbone_dropout", 0.0)).items()}
         out.update(_front_and_head(m, cfg, state, task))
         return out
+
     tensors = _malformed_is_file_error(source, convert)
     # every size the record will claim, proved by the file's tensors before anything is built
     # (a few bytes may claim a million neurons), then every shape on the meta device: what
@@ -127,8 +145,9 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     draft = Checkpoint(tensors=tensors, record=new_record(arch, task), source=source)
     problem = record_problem({**draft.record, "tensors": {}})
     if problem:
-        raise CheckpointError(f"{source}: the weights and settings make an arch cfctool would refuse to load: "
-                              f"{problem}")
+        raise CheckpointError(
+            f"{source}: the weights and settings make an arch cfctool would refuse to load: {problem}"
+        )
     verify_architecture(draft)
     if m.kind == "ltc" and cfg.ltc_constraints == "explicit":  # ncps used these raw (clipped >= 0): softplus^-1
         for name in ("gleak", "cm", "w", "sensory_w"):
@@ -138,8 +157,10 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     missing = set(model.state_dict()) - set(tensors)
     extra = set(tensors) - set(model.state_dict())
     if missing or extra:  # pragma: no cover - read() and _arch() agree on every layout ncps writes
-        raise CfcError(f"the ncps weights do not fill a cfctool {arch['name']}: missing {sorted(missing)}, "
-                       f"left over {sorted(extra)}")
+        raise CfcError(
+            f"the ncps weights do not fill a cfctool {arch['name']}: missing {sorted(missing)}, "
+            f"left over {sorted(extra)}"
+        )
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -153,11 +174,15 @@ def import_ncps(weights: str | Path, cfg: ImportNcpsConfig, *, state: dict[str, 
     out.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
     config = {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "data_dir")}
     used = data_cfg.resolved_data_dir()
-    config["data"] = {"dataset": name, **described,
-                      "data_dir": str(used.resolve()) if used is not None and used.is_dir() else None}
+    config["data"] = {
+        "dataset": name,
+        **described,
+        "data_dir": str(used.resolve()) if used is not None and used.is_dir() else None,
+    }
     ckpt = Checkpoint(tensors=out, record=new_record(arch, task))
-    return ckpt.with_history(history_entry("import ncps", argv, config, inputs=[weights],
-                                           wall_time_s=time.perf_counter() - started))
+    return ckpt.with_history(
+        history_entry("import ncps", argv, config, inputs=[weights], wall_time_s=time.perf_counter() - started)
+    )
 
 
 def _read_standardised_inputs(model: torch.nn.Module, io: raw_io.RawIO, test) -> None:
@@ -173,8 +198,10 @@ def _read_standardised_inputs(model: torch.nn.Module, io: raw_io.RawIO, test) ->
     with torch.no_grad():
         if isinstance(model.rnn, LTC):  # an element-wise input map: a diagonal M only
             if io.indicator:
-                raise ConfigError("an LTC's input map is per input, so it cannot take the missing-value indicator's "
-                                  "standardisation: import onto a description with missing: error")
+                raise ConfigError(
+                    "an LTC's input map is per input, so it cannot take the missing-value indicator's "
+                    "standardisation: import onto a description with missing: error"
+                )
             model.rnn.input_b += model.rnn.input_w * shift
             model.rnn.input_w *= matrix.diagonal()
         else:
@@ -192,8 +219,10 @@ def _read_standardised_inputs(model: torch.nn.Module, io: raw_io.RawIO, test) ->
         got = model.eval()(rows.x, rows.dt, rows.mask)
     diff = float((got - want).abs().max()) / max(1.0, float(want.abs().max()))
     if not diff <= 1e-4:
-        raise CfcError(f"taking the standardisation into the imported weights changed the outputs by {diff:.3g} "
-                       "(relative); a wired model's masks may not allow it. Please report this with the files")
+        raise CfcError(
+            f"taking the standardisation into the imported weights changed the outputs by {diff:.3g} "
+            "(relative); a wired model's masks may not allow it. Please report this with the files"
+        )
 
 
 def _arch(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, task: dict[str, Any]) -> dict[str, Any]:
@@ -201,43 +230,67 @@ def _arch(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, task: dict[str, Any])
     tokens = task["input"]["kind"] == "tokens"
     front = {"embedding_dim": m.features} if tokens else {}
     if not tokens and m.features != task["input"]["size"]:
-        raise ConfigError(f"the ncps model reads {m.features} inputs per step, but data set '{task['dataset']}' has "
-                          f"{task['input']['size']}: check --dataset")
+        raise ConfigError(
+            f"the ncps model reads {m.features} inputs per step, but data set '{task['dataset']}' has "
+            f"{task['input']['size']}: check --dataset"
+        )
     if m.kind == "ltc":
         if m.mixed_memory:
-            raise ConfigError("this ncps LTC has mixed memory (lstm.*); cfctool's LTC has none: import a CfC, or "
-                              "retrain the LTC without mixed_memory")
+            raise ConfigError(
+                "this ncps LTC has mixed memory (lstm.*); cfctool's LTC has none: import a CfC, or "
+                "retrain the LTC without mixed_memory"
+            )
         if cfg.mode is not None:
             raise ConfigError(f"--mode {cfg.mode} is for CfC models; these weights are an ncps LTC (rnn_cell.gleak)")
         return {"name": "ltc", "hidden": m.hidden, "ode_unfolds": cfg.ode_unfolds, **front}
     mode = cfg.mode or ("pure" if m.pure else "default")
     if (mode == "pure") != m.pure:
-        raise ConfigError(f"--mode {mode} does not fit these weights: they " + ("have" if m.pure else "lack")
-                          + " w_tau and A, which only mode 'pure' has" + ("" if m.pure else
-                                                                            " (give --mode default or no_gate)"))
+        raise ConfigError(
+            f"--mode {mode} does not fit these weights: they "
+            + ("have" if m.pure else "lack")
+            + " w_tau and A, which only mode 'pure' has"
+            + ("" if m.pure else " (give --mode default or no_gate)")
+        )
     common = {"mode": mode, "head_activation": "tanh", "mixed_memory": m.mixed_memory, **front}
     if m.kind == "cfc-ncp":
         if len(m.layers) != 3:
-            raise ConfigError(f"this wired ncps CfC has {len(m.layers)} layers; cfctool's cfc-ncp is an NCP "
-                              "(inter, command, motor)")
+            raise ConfigError(
+                f"this wired ncps CfC has {len(m.layers)} layers; cfctool's cfc-ncp is an NCP (inter, command, motor)"
+            )
         masks = [m.tensors[f"rnn_cell.layer_{k}.sparsity_mask"] for k in range(3)]
         measured = 1.0 - float(sum(x.sum() for x in masks) / sum(x.numel() for x in masks))
-        return {"name": "cfc-ncp", "hidden": m.hidden, "motor": m.layers[-1],
-                "sparsity": cfg.sparsity if cfg.sparsity is not None else round(min(max(measured, 0.1), 0.9), 2),
-                "wiring_seed": cfg.wiring_seed if cfg.wiring_seed is not None else -1, "ncp_layers": m.layers,
-                **common}
+        return {
+            "name": "cfc-ncp",
+            "hidden": m.hidden,
+            "motor": m.layers[-1],
+            "sparsity": cfg.sparsity if cfg.sparsity is not None else round(min(max(measured, 0.1), 0.9), 2),
+            "wiring_seed": cfg.wiring_seed if cfg.wiring_seed is not None else -1,
+            "ncp_layers": m.layers,
+            **common,
+        }
     if m.backbone_dropout_layers and not cfg.backbone_dropout:
-        raise ConfigError("this ncps backbone has Dropout layers (its Linear layers sit at 0, 2, 5, ...): give their "
-                          "rate with --backbone-dropout (ncps's backbone_dropout)")
+        raise ConfigError(
+            "this ncps backbone has Dropout layers (its Linear layers sit at 0, 2, 5, ...): give their "
+            "rate with --backbone-dropout (ncps's backbone_dropout)"
+        )
     if m.backbone_dropout_layers is False and cfg.backbone_dropout:
-        raise ConfigError(f"--backbone-dropout {cfg.backbone_dropout} does not fit these weights: their backbone "
-                          "has no Dropout layers (Linear layers at 0, 2, 4, ...)")
-    return {"name": "cfc", "hidden": m.hidden, "backbone_widths": m.backbone_widths,
-            "backbone_activation": cfg.activation, "backbone_dropout": cfg.backbone_dropout or 0.0, **common}
+        raise ConfigError(
+            f"--backbone-dropout {cfg.backbone_dropout} does not fit these weights: their backbone "
+            "has no Dropout layers (Linear layers at 0, 2, 4, ...)"
+        )
+    return {
+        "name": "cfc",
+        "hidden": m.hidden,
+        "backbone_widths": m.backbone_widths,
+        "backbone_activation": cfg.activation,
+        "backbone_dropout": cfg.backbone_dropout or 0.0,
+        **common,
+    }
 
 
-def _front_and_head(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict[str, torch.Tensor],
-                    task: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _front_and_head(
+    m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict[str, torch.Tensor], task: dict[str, Any]
+) -> dict[str, torch.Tensor]:
     """The embedding and our readout (the ncps projection and the user's readout composed)."""
     out: dict[str, torch.Tensor] = {}
     tokens = task["input"]["kind"] == "tokens"
@@ -246,9 +299,11 @@ def _front_and_head(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict
         e = _linear(state, cfg.embedding, "--embedding", bias=False)[0]
         vocab = task["input"]["vocab_size"]
         if e.shape != (vocab, m.features):
-            raise ConfigError(f"'{cfg.embedding}.weight' is {tuple(e.shape)}, but the ncps model reads {m.features} "
-                              f"values per token and '{task['dataset']}' has a vocabulary of {vocab} (its ids are "
-                              "cfctool's, built from the training split: the embedding's rows must follow them)")
+            raise ConfigError(
+                f"'{cfg.embedding}.weight' is {tuple(e.shape)}, but the ncps model reads {m.features} "
+                f"values per token and '{task['dataset']}' has a vocabulary of {vocab} (its ids are "
+                "cfctool's, built from the training split: the embedding's rows must follow them)"
+            )
         out["embedding.weight"] = e
     n_out = task["output"]["size"]
     width = m.layers[-1] if m.kind == "cfc-ncp" else m.hidden  # what our head reads
@@ -260,21 +315,28 @@ def _front_and_head(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig, state: dict
     if cfg.readout is not None:
         rw, rb = _linear(state, cfg.readout, "--readout")
         if rw.shape[1] != m.outputs or rw.shape[0] != n_out:
-            raise ConfigError(f"the readout '{cfg.readout}' maps {rw.shape[1]} -> {rw.shape[0]}, but the ncps module "
-                              f"gives {m.outputs} values and '{task['dataset']}' has {n_out} outputs")
+            raise ConfigError(
+                f"the readout '{cfg.readout}' maps {rw.shape[1]} -> {rw.shape[0]}, but the ncps module "
+                f"gives {m.outputs} values and '{task['dataset']}' has {n_out} outputs"
+            )
         w, b = rw @ w, rw @ b + rb
     elif m.outputs != n_out:
-        raise ConfigError(f"the ncps module gives {m.outputs} values per step but '{task['dataset']}' has {n_out} "
-                          "outputs: give --readout PREFIX (the nn.Linear after it)")
+        raise ConfigError(
+            f"the ncps module gives {m.outputs} values per step but '{task['dataset']}' has {n_out} "
+            "outputs: give --readout PREFIX (the nn.Linear after it)"
+        )
     out["head.weight"], out["head.bias"] = w.reshape(n_out, width).contiguous(), b.contiguous()
     return out
 
 
 def _check_embedding_flag(cfg: ImportNcpsConfig, tokens: bool) -> None:
     if tokens != (cfg.embedding is not None):
-        raise ConfigError(f"data set '{cfg.dataset}' reads token ids: give --embedding PREFIX (the nn.Embedding "
-                          "before the ncps module)" if tokens else
-                          f"--embedding is for token data sets; '{cfg.dataset}' reads features")
+        raise ConfigError(
+            f"data set '{cfg.dataset}' reads token ids: give --embedding PREFIX (the nn.Embedding "
+            "before the ncps module)"
+            if tokens
+            else f"--embedding is for token data sets; '{cfg.dataset}' reads features"
+        )
 
 
 def _malformed_is_file_error(source: str, read):
@@ -283,19 +345,26 @@ def _malformed_is_file_error(source: str, read):
     try:
         return read()
     except (IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{source}: the ncps weights are malformed ({type(exc).__name__}: "
-                              f"{terminal(exc, 200)}); write them from the ncps model with: {SAVE_LINE}") from None
+        raise CheckpointError(
+            f"{source}: the ncps weights are malformed ({type(exc).__name__}: "
+            f"{terminal(exc, 200)}); write them from the ncps model with: {SAVE_LINE}"
+        ) from None
 
 
 def _linear(state, prefix: str, flag: str, bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     keys = [f"{prefix}.weight"] + ([f"{prefix}.bias"] if bias else [])
     if any(k not in state for k in keys):
         near = sorted(k.rsplit(".", 1)[0] for k in state if k.endswith(".weight") and "rnn_cell." not in k)
-        raise ConfigError(f"{flag} {terminal(prefix, 80)}: the file has no {terminal(' / '.join(keys), 200)}; "
-                          f"candidates: {terminal(', '.join(near[:20]), 400) or 'none'}")
+        raise ConfigError(
+            f"{flag} {terminal(prefix, 80)}: the file has no {terminal(' / '.join(keys), 200)}; "
+            f"candidates: {terminal(', '.join(near[:20]), 400) or 'none'}"
+        )
     if state[keys[0]].dim() != 2 or (bias and state[keys[1]].dim() != 1):
-        raise CheckpointError(f"{flag} {terminal(prefix, 80)}: '{terminal(keys[0], 120)}' is not a matrix"
-                              + (" with a bias vector" if bias else "") + "; is it the right prefix?")
+        raise CheckpointError(
+            f"{flag} {terminal(prefix, 80)}: '{terminal(keys[0], 120)}' is not a matrix"
+            + (" with a bias vector" if bias else "")
+            + "; is it the right prefix?"
+        )
     return state[keys[0]].float(), state[keys[1]].float() if bias else None
 
 
@@ -307,10 +376,14 @@ def _autoncp_masks(m: ncps_layout.NcpsModel, sparsity: float, seed: int) -> list
     try:
         shape = NcpShape.auto(m.hidden, m.layers[-1], sparsity)
     except ValueError as exc:
-        raise ConfigError(f"no AutoNCP of {m.hidden} units, {m.layers[-1]} motor and sparsity {sparsity}: {exc}") from None
+        raise ConfigError(
+            f"no AutoNCP of {m.hidden} units, {m.layers[-1]} motor and sparsity {sparsity}: {exc}"
+        ) from None
     if [shape.inter, shape.command, shape.motor] != m.layers:
-        raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={sparsity}) has layers "
-                          f"{[shape.inter, shape.command, shape.motor]}, the weights {m.layers}: check --sparsity")
+        raise ConfigError(
+            f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={sparsity}) has layers "
+            f"{[shape.inter, shape.command, shape.motor]}, the weights {m.layers}: check --sparsity"
+        )
     sensory, internal = ncp_adjacency(shape, m.features, seed)
     return [torch.from_numpy(mask).float() for mask in cfc_layer_masks(shape, sensory, internal)]
 
@@ -318,8 +391,10 @@ def _autoncp_masks(m: ncps_layout.NcpsModel, sparsity: float, seed: int) -> list
 def _rebuild_masks(m: ncps_layout.NcpsModel, cfg: ImportNcpsConfig) -> None:
     """A wired CfC saved without its masks: AutoNCP's from --wiring-seed and --sparsity."""
     if cfg.wiring_seed is None or cfg.sparsity is None:
-        raise ConfigError("this wired ncps CfC's state dict has no wiring masks (rnn_cell.layer_K.sparsity_mask): give "
-                          "--wiring-seed and --sparsity of its AutoNCP to rebuild them")
+        raise ConfigError(
+            "this wired ncps CfC's state dict has no wiring masks (rnn_cell.layer_K.sparsity_mask): give "
+            "--wiring-seed and --sparsity of its AutoNCP to rebuild them"
+        )
     if m.hidden * m.hidden > MAX_PARAMS:  # AutoNCP draws a units x units wiring: bounded before it is made
         raise CheckpointError(f"the file claims a wired CfC of {m.hidden:,} units, more than cfctool builds")
     for k, mask in enumerate(_autoncp_masks(m, cfg.sparsity, cfg.wiring_seed)):
@@ -330,6 +405,8 @@ def _check_wiring(m: ncps_layout.NcpsModel, arch: dict[str, Any], tensors: dict[
     """--wiring-seed: the masks AutoNCP draws for it must be the stored ones."""
     for k, mask in enumerate(_autoncp_masks(m, arch["sparsity"], arch["wiring_seed"])):
         if not torch.equal(tensors[f"rnn.cells.{k}.sparsity_mask"].float(), mask):
-            raise ConfigError(f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={arch['sparsity']}, "
-                              f"seed={arch['wiring_seed']}) draws other masks than the file's (layer {k}): check "
-                              "--wiring-seed and --sparsity, or leave them out (the stored masks are used either way)")
+            raise ConfigError(
+                f"AutoNCP({m.hidden}, {m.layers[-1]}, sparsity_level={arch['sparsity']}, "
+                f"seed={arch['wiring_seed']}) draws other masks than the file's (layer {k}): check "
+                "--wiring-seed and --sparsity, or leave them out (the stored masks are used either way)"
+            )

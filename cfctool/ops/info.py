@@ -46,10 +46,19 @@ def _integrity(ckpt: Checkpoint) -> dict[str, Any]:
     """What the in-file hashes cover: header and data (current files), the data only (files
     written before the header hash), or nothing (before either)."""
     if ckpt.header_sha256:
-        return {"sha256": ckpt.header_sha256, "covers": "header (record, tensor table) and tensor data",
-                "verified": "at load"}
+        return {
+            "sha256": ckpt.header_sha256,
+            "covers": "header (record, tensor table) and tensor data",
+            "verified": "at load",
+        }
     if ckpt.data_sha256:
-        return {"data_sha256": ckpt.data_sha256, "verified": "at load",
-                "note": "no header hash (written before checkpoints carried one): an edited record is not detected"}
-    return {"data_sha256": None, "note": "written before checkpoints carried the sha256 of their tensor data: only a "
-                                         "sidecar's file hash can check it"}
+        return {
+            "data_sha256": ckpt.data_sha256,
+            "verified": "at load",
+            "note": "no header hash (written before checkpoints carried one): an edited record is not detected",
+        }
+    return {
+        "data_sha256": None,
+        "note": "written before checkpoints carried the sha256 of their tensor data: only a "
+        "sidecar's file hash can check it",
+    }

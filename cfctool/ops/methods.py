@@ -45,30 +45,50 @@ class Method:
         return getattr(self.hooks(), self.name)
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("quantize", QuantizeConfig, "cfctool.ops.quantize", "quantization", "Quantization settings",
-           "Store weights as int8/int4 with calibrated activation scales; eval and bench then run the int8 engine.",
-           "Weights become int8 (or int4, --bits 4) with one scale per output channel; --scheme static calibrates "
-           "activation scales on training sequences, dynamic scales them at every step, qat fine-tunes through "
-           "fake quantization first. The record keeps the scales and the state error against fp32; a quantized "
-           "CfC then runs on integer kernels (the folded-int8 engine).",
-           "cfctool quantize model.st --scheme static -o model-int8.st"),
-    Method("prune", PruneConfig, "cfctool.ops.prune", "pruning", "Pruning settings",
-           "Remove weights (unstructured) or whole units (--structured, a physically smaller model), then "
-           "fine-tune.",
-           "Unstructured pruning zeroes exactly round(ratio x n) of the selected weights (lowest |w|, --global: one "
-           "threshold, --local: per tensor); --storage sparse makes the file shrink with the ratio. Structured "
-           "pruning removes backbone units, hidden units or embedding dimensions and records the new sizes, so "
-           "every engine runs a smaller model. --finetune N trains with the pruned weights held at zero.",
-           "cfctool prune model.st --global --ratio 0.95 --finetune 3 --storage sparse -o pruned.st"),
-    Method("reduce", ReduceConfig, "cfctool.ops.reduce", "reduction", "Reduction settings",
-           "Model-order reduction of a Neural ODE or a CfC (POD-DEIM, Q-DEIM, ODEIM, POD, SVD, APoZ).",
-           "Snapshots of the state and the nonlinearity on training inputs give a K-dimensional basis; the ODE "
-           "block (conv-ode, ode-rnn) or the CfC's hidden state is projected onto it, with K interpolation points "
-           "(--interpolation deim, or lstsq: the least-squares rebuild from the snapshots). A reduced CfC is an "
-           "ordinary smaller CfC; --finetune N trains the layers after the block.",
-           "cfctool reduce ode.st --method svd --interpolation lstsq --dim 125 -o ode-r125.st"),
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "quantize",
+            QuantizeConfig,
+            "cfctool.ops.quantize",
+            "quantization",
+            "Quantization settings",
+            "Store weights as int8/int4 with calibrated activation scales; eval and bench then run the int8 engine.",
+            "Weights become int8 (or int4, --bits 4) with one scale per output channel; --scheme static calibrates "
+            "activation scales on training sequences, dynamic scales them at every step, qat fine-tunes through "
+            "fake quantization first. The record keeps the scales and the state error against fp32; a quantized "
+            "CfC then runs on integer kernels (the folded-int8 engine).",
+            "cfctool quantize model.st --scheme static -o model-int8.st",
+        ),
+        Method(
+            "prune",
+            PruneConfig,
+            "cfctool.ops.prune",
+            "pruning",
+            "Pruning settings",
+            "Remove weights (unstructured) or whole units (--structured, a physically smaller model), then fine-tune.",
+            "Unstructured pruning zeroes exactly round(ratio x n) of the selected weights (lowest |w|, --global: one "
+            "threshold, --local: per tensor); --storage sparse makes the file shrink with the ratio. Structured "
+            "pruning removes backbone units, hidden units or embedding dimensions and records the new sizes, so "
+            "every engine runs a smaller model. --finetune N trains with the pruned weights held at zero.",
+            "cfctool prune model.st --global --ratio 0.95 --finetune 3 --storage sparse -o pruned.st",
+        ),
+        Method(
+            "reduce",
+            ReduceConfig,
+            "cfctool.ops.reduce",
+            "reduction",
+            "Reduction settings",
+            "Model-order reduction of a Neural ODE or a CfC (POD-DEIM, Q-DEIM, ODEIM, POD, SVD, APoZ).",
+            "Snapshots of the state and the nonlinearity on training inputs give a K-dimensional basis; the ODE "
+            "block (conv-ode, ode-rnn) or the CfC's hidden state is projected onto it, with K interpolation points "
+            "(--interpolation deim, or lstsq: the least-squares rebuild from the snapshots). A reduced CfC is an "
+            "ordinary smaller CfC; --finetune N trains the layers after the block.",
+            "cfctool reduce ode.st --method svd --interpolation lstsq --dim 125 -o ode-r125.st",
+        ),
+    )
+}
 
 
 def by_section(section: str) -> Method | None:

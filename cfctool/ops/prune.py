@@ -38,17 +38,22 @@ def validate(ckpt: Checkpoint, cfg) -> None:
     cfg.validate()
     encodings = ckpt.encodings
     if any(spec["codec"] in INTEGER_CODECS for spec in encodings.values()):
-        raise CfcError(f"{ckpt.source or 'the checkpoint'} is quantized: prune its fp32 original, then quantize "
-                       "(prune -> quantize)")
+        raise CfcError(
+            f"{ckpt.source or 'the checkpoint'} is quantized: prune its fp32 original, then quantize "
+            "(prune -> quantize)"
+        )
     family = get(ckpt.arch["name"])
     if cfg.structured and family.unit_groups is None:
-        raise CfcError(f"structured pruning is not available for '{ckpt.arch['name']}' models; use unstructured "
-                       "pruning (without --structured)")
+        raise CfcError(
+            f"structured pruning is not available for '{ckpt.arch['name']}' models; use unstructured "
+            "pruning (without --structured)"
+        )
     if cfg.scope == "embedding" and "embedding.weight" not in ckpt.tensors:
         raise CfcError(f"--scope embedding: this '{ckpt.task['dataset']}' model has no token embedding")
     if cfg.scope == "backbone" and not any(".backbone." in n for n in ckpt.tensors):
-        raise CfcError(f"--scope backbone: '{ckpt.arch['name']}' models have no backbone; use --scope heads, "
-                       "recurrent or all")
+        raise CfcError(
+            f"--scope backbone: '{ckpt.arch['name']}' models have no backbone; use --scope heads, recurrent or all"
+        )
     if cfg.scope == "recurrent" and family.unit_groups is None:
         raise CfcError(f"--scope recurrent is not available for '{ckpt.arch['name']}' models; use --scope all")
     if cfg.structured:
@@ -60,15 +65,15 @@ def validate(ckpt: Checkpoint, cfg) -> None:
             raise CfcError(f"--structured --scope {cfg.scope}: '{ckpt.arch['name']}' has no such units")
 
 
-def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
-          progress=None) -> Checkpoint:
+def prune(
+    ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
+) -> Checkpoint:
     """A new checkpoint with `cfg.ratio` of the selected weights (or units) removed."""
     validate(ckpt, cfg)
     if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
         from cfctool.ops.budget import search_ratio
 
-        return search_ratio(ckpt, cfg, prune, "pruning", data_dir=data_dir, argv=argv, notify=notify,
-                            progress=progress)
+        return search_ratio(ckpt, cfg, prune, "pruning", data_dir=data_dir, argv=argv, notify=notify, progress=progress)
     say = notify or (lambda message: None)
     started = time.perf_counter()
     with thread_scope(cfg.threads):
@@ -85,15 +90,19 @@ def prune(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None
     compression = dict(ckpt.record.get("compression") or {})
     compression["pruning"] = {
         **{k: getattr(cfg, k) for k in ("ratio", "structured", "scope", "criterion", "finetune", "storage")},
-        "global": cfg.global_threshold, "embedding_included": detail.pop("embedding_included"),
-        **detail, **({"finetune_result": finetuned} if finetuned else {}),
+        "global": cfg.global_threshold,
+        "embedding_included": detail.pop("embedding_included"),
+        **detail,
+        **({"finetune_result": finetuned} if finetuned else {}),
         "sparsity": sparsity(pruned),
     }
     out = pruned.derive(compression=compression, metrics={})
     wall = time.perf_counter() - started
-    return out.with_history(history_entry("prune", argv, cfg.to_dict(),
-                                          inputs=[ckpt.source] if ckpt.source else [], seed=cfg.seed,
-                                          wall_time_s=wall))
+    return out.with_history(
+        history_entry(
+            "prune", argv, cfg.to_dict(), inputs=[ckpt.source] if ckpt.source else [], seed=cfg.seed, wall_time_s=wall
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- unstructured
@@ -113,9 +122,12 @@ def regions(ckpt: Checkpoint, scope: str = "all") -> dict[str, torch.Tensor]:
                     region = selected.setdefault(name, torch.zeros_like(t[name], dtype=torch.bool))
                     region.narrow(dim, offset, group.size).fill_(True)
     else:
-        keep = {"all": lambda n: True, "backbone": lambda n: ".backbone." in n,
-                "heads": lambda n: n.split(".")[-2] in family.heads and n.startswith("rnn."),
-                "embedding": lambda n: n == "embedding.weight"}[scope]
+        keep = {
+            "all": lambda n: True,
+            "backbone": lambda n: ".backbone." in n,
+            "heads": lambda n: n.split(".")[-2] in family.heads and n.startswith("rnn."),
+            "embedding": lambda n: n == "embedding.weight",
+        }[scope]
         selected = {n: torch.ones_like(t[n], dtype=torch.bool) for n in weights if keep(n)}
     for name, region in selected.items():
         wiring = wiring_mask(t, name)
@@ -165,9 +177,13 @@ def unstructured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict[str, torch.Ten
         masks[n] = keep
     count = sum(int(selected[n].sum()) for n in names)
     gone = sum(removed[n].numel() for n in names)
-    detail = {"method": "unstructured", "selected_weights": count, "removed_weights": gone,
-              "embedding_included": "embedding.weight" in names,
-              "tensors": {n: {"selected": int(selected[n].sum()), "removed": int(removed[n].numel())} for n in names}}
+    detail = {
+        "method": "unstructured",
+        "selected_weights": count,
+        "removed_weights": gone,
+        "embedding_included": "embedding.weight" in names,
+        "tensors": {n: {"selected": int(selected[n].sum()), "removed": int(removed[n].numel())} for n in names},
+    }
     return ckpt.derive(tensors=tensors), masks, detail
 
 
@@ -175,8 +191,12 @@ def unstructured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict[str, torch.Ten
 
 
 def _selected_groups(ckpt: Checkpoint, cfg):
-    kinds = {"all": ("backbone", "hidden"), "backbone": ("backbone",), "heads": ("hidden",),
-             "embedding": ("embedding",)}[cfg.scope]
+    kinds = {
+        "all": ("backbone", "hidden"),
+        "backbone": ("backbone",),
+        "heads": ("hidden",),
+        "embedding": ("embedding",),
+    }[cfg.scope]
     groups = get(ckpt.arch["name"]).unit_groups(ckpt.arch, ckpt.tensors)
     return [g for g in groups if g.kind in kinds and g.size > 1]
 
@@ -206,8 +226,12 @@ def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]
     scores = {g.name: unit_scores(ckpt, g, cfg.criterion, gen) for g in groups}
     drop: dict[str, torch.Tensor] = {}
     if cfg.global_threshold:  # one threshold; each group's best unit is never a candidate
-        cand = [(float(s), g.name, i) for g in groups for i, s in enumerate(scores[g.name])
-                if i != int(scores[g.name].argmax())]
+        cand = [
+            (float(s), g.name, i)
+            for g in groups
+            for i, s in enumerate(scores[g.name])
+            if i != int(scores[g.name].argmax())
+        ]
         total = sum(g.size for g in groups)
         k = min(round(cfg.ratio * total), len(cand))
         cand.sort(key=lambda c: c[0])
@@ -221,10 +245,16 @@ def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]
     tensors = remove_units(ckpt.tensors, groups, drop)
     sizes = {g.name: g.size - len(drop.get(g.name, [])) for g in groups}
     arch = get(ckpt.arch["name"]).resize(ckpt.arch, sizes)
-    detail = {"method": "structured", "embedding_included": any(g.kind == "embedding" for g in groups),
-              "units": {g.name: {"before": g.size, "after": sizes[g.name],
-                                 "removed": [int(i) for i in drop.get(g.name, [])]} for g in groups},
-              "removed_units": sum(len(v) for v in drop.values()), "selected_units": sum(g.size for g in groups)}
+    detail = {
+        "method": "structured",
+        "embedding_included": any(g.kind == "embedding" for g in groups),
+        "units": {
+            g.name: {"before": g.size, "after": sizes[g.name], "removed": [int(i) for i in drop.get(g.name, [])]}
+            for g in groups
+        },
+        "removed_units": sum(len(v) for v in drop.values()),
+        "selected_units": sum(g.size for g in groups),
+    }
     return ckpt.derive(tensors=tensors, arch=arch), {}, detail
 
 
@@ -261,17 +291,26 @@ def held_at_zero(ckpt: Checkpoint, masks: dict[str, torch.Tensor]) -> dict[str, 
 
 def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, say, progress):
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "fine-tuning after pruning")
-    say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}" + (" with the pruned weights held at zero" if masks else ""))
-    out, result = finetune_checkpoint(ckpt, dataset, cfg, constraints=[MaskConstraint(masks)] if masks else [],
-                                      progress=progress)
+    say(
+        f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}"
+        + (" with the pruned weights held at zero" if masks else "")
+    )
+    out, result = finetune_checkpoint(
+        ckpt, dataset, cfg, constraints=[MaskConstraint(masks)] if masks else [], progress=progress
+    )
     say(f"fine-tuning kept epoch {result['kept_epoch']} (0: the pruned starting point) by validation")
     return out, result
 
 
 def store_sparse(ckpt: Checkpoint, names) -> Checkpoint:
     """The named tensors that have zeros stored through the sparse encoding (exact)."""
-    return ckpt.encode({n: sparse_spec(ckpt.tensors[n].shape) for n in names
-                        if n in ckpt.tensors and bool((ckpt.tensors[n] == 0).any())})
+    return ckpt.encode(
+        {
+            n: sparse_spec(ckpt.tensors[n].shape)
+            for n in names
+            if n in ckpt.tensors and bool((ckpt.tensors[n] == 0).any())
+        }
+    )
 
 
 def _summary(detail: dict[str, Any]) -> str:
@@ -293,8 +332,10 @@ def label(c: dict) -> str:
 
 def describe(compression: dict) -> dict[str, str]:
     p = compression["pruning"]
-    how = (f"{'structured' if p['structured'] else 'unstructured'} {'global' if p['global'] else 'local'} "
-           f"{p['ratio']:.0%} of {p['scope']}" + (" (embedding included)" if p.get("embedding_included") else ""))
+    how = (
+        f"{'structured' if p['structured'] else 'unstructured'} {'global' if p['global'] else 'local'} "
+        f"{p['ratio']:.0%} of {p['scope']}" + (" (embedding included)" if p.get("embedding_included") else "")
+    )
     if p["structured"]:
         how += ", units " + ", ".join(f"{g} {u['before']}->{u['after']}" for g, u in p["units"].items())
     ft = p.get("finetune_result")
@@ -305,4 +346,3 @@ def describe(compression: dict) -> dict[str, str]:
 
 def result_line(out: Checkpoint) -> str:
     return f"weight sparsity {out.record['compression']['pruning']['sparsity']['overall']:.1%} overall"
-

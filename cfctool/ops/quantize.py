@@ -58,8 +58,9 @@ def product_units(model: torch.nn.Module) -> dict[str, list[str]]:
     for k, cell in enumerate(getattr(model.rnn, "cells", [])):
         for j in range(len(getattr(cell, "backbone", []))):
             units[f"cells.{k}.backbone.{j}"] = [f"rnn.cells.{k}.backbone.{j}.weight"]
-        units[f"cells.{k}.heads"] = [f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")
-                                     if hasattr(cell, h)]
+        units[f"cells.{k}.heads"] = [
+            f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b") if hasattr(cell, h)
+        ]
     return units
 
 
@@ -69,8 +70,10 @@ def kept_units(model: torch.nn.Module, keep_float: str | None) -> list[str]:
     units = product_units(model)
     unknown = [u for u in names if u not in units]
     if unknown:
-        raise ConfigError(f"--keep-float: no product {', '.join(map(repr, unknown))} in this model; its products: "
-                          f"{', '.join(units) or 'none'}")
+        raise ConfigError(
+            f"--keep-float: no product {', '.join(map(repr, unknown))} in this model; its products: "
+            f"{', '.join(units) or 'none'}"
+        )
     if names and len(names) == len(units):
         raise ConfigError("--keep-float names every product: nothing would be quantized (keep the fp32 model)")
     return names
@@ -88,29 +91,41 @@ def _pruned(ckpt: Checkpoint, name: str, bits: int) -> bool:
 
 def _is_quantized(ckpt: Checkpoint) -> bool:
     return bool((ckpt.record.get("compression") or {}).get("quantization")) or any(
-        spec["codec"] in INTEGER_CODECS for spec in ckpt.encodings.values())
+        spec["codec"] in INTEGER_CODECS for spec in ckpt.encodings.values()
+    )
 
 
 def validate(ckpt: Checkpoint, cfg) -> None:
     cfg.validate()
     if _is_quantized(ckpt):
-        raise CfcError(f"{ckpt.source or 'the checkpoint'} is already quantized "
-                       f"({(ckpt.record.get('compression') or {}).get('quantization', {}).get('scheme', 'int')}); "
-                       "quantize its fp32 original instead")
+        raise CfcError(
+            f"{ckpt.source or 'the checkpoint'} is already quantized "
+            f"({(ckpt.record.get('compression') or {}).get('quantization', {}).get('scheme', 'int')}); "
+            "quantize its fp32 original instead"
+        )
     if cfg.keep_float:
         kept_units(model_from_checkpoint(ckpt), cfg.keep_float)
 
 
-def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
-             progress=None) -> Checkpoint:
+def quantize(
+    ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
+) -> Checkpoint:
     """A new checkpoint: integer weights, calibrated activation scales, the state error."""
     validate(ckpt, cfg)
     if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
         from cfctool.ops.budget import search_quantization
 
-        return search_quantization(ckpt, cfg, quantize, "quantization", units=list(product_units(
-                                       model_from_checkpoint(ckpt))), data_dir=data_dir, argv=argv, notify=notify,
-                                   progress=progress)
+        return search_quantization(
+            ckpt,
+            cfg,
+            quantize,
+            "quantization",
+            units=list(product_units(model_from_checkpoint(ckpt))),
+            data_dir=data_dir,
+            argv=argv,
+            notify=notify,
+            progress=progress,
+        )
     say = notify or (lambda message: None)
     started = time.perf_counter()
     input_ckpt = ckpt
@@ -133,16 +148,25 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
 
         for name in names:  # the embedding always per row (a token looks up its own row), fp16 row scales
             table = name == "embedding.weight"
-            specs[name] = quantize_spec(cfg.bits, list(ckpt.tensors[name].shape), axis=0 if table else axis,
-                                        scale_dtype="float16" if table else "float32")
+            specs[name] = quantize_spec(
+                cfg.bits,
+                list(ckpt.tensors[name].shape),
+                axis=0 if table else axis,
+                scale_dtype="float16" if table else "float32",
+            )
             if (table or axis == 0) and _pruned(ckpt, name, cfg.bits):  # pruning and quantization multiply
                 # fp16 row scales: at 5% kept, float32 scales would be a fifth of the bytes
-                specs[name] = {**specs[name], "codec": f"sparse-int{cfg.bits}", "layout": "auto",
-                               "scale_dtype": "float16"}
+                specs[name] = {
+                    **specs[name],
+                    "codec": f"sparse-int{cfg.bits}",
+                    "layout": "auto",
+                    "scale_dtype": "float16",
+                }
         quantized = ckpt.encode(specs)
         if kept:  # the engine reads which products stay float from the record
-            quantized = quantized.derive(compression={**(quantized.record.get("compression") or {}),
-                                                      "quantization": {"float_layers": kept}})
+            quantized = quantized.derive(
+                compression={**(quantized.record.get("compression") or {}), "quantization": {"float_layers": kept}}
+            )
         qmodel = model_from_checkpoint(quantized)
         scales: dict[str, float] = {}
         if cfg.scheme in ("static", "qat"):
@@ -151,29 +175,47 @@ def quantize(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = N
         report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic", cfg.fuse)
         integer = supports_integer(quantized, qmodel)
         if not integer:
-            say(f"no integer engine runs '{ckpt.arch['name']}' models: the weights are stored as integers and run "
-                "decoded to float32 (simulated)")
+            say(
+                f"no integer engine runs '{ckpt.arch['name']}' models: the weights are stored as integers and run "
+                "decoded to float32 (simulated)"
+            )
     wall = time.perf_counter() - started
     compression = dict(input_ckpt.record.get("compression") or {})
     if cfg.fold_embedding:
-        compression["embedding_folded"] = {"from_width": ckpt.arch["embedding_folded_from"],
-                                           "to_width": ckpt.arch["embedding_dim"]}
+        compression["embedding_folded"] = {
+            "from_width": ckpt.arch["embedding_folded_from"],
+            "to_width": ckpt.arch["embedding_dim"],
+        }
     compression["quantization"] = {
-        "scheme": cfg.scheme, "bits": cfg.bits, "granularity": cfg.granularity,
-        "observer": cfg.observer if cfg.scheme != "dynamic" else None, "calib_sequences": len(calib),
-        "fuse": cfg.fuse, "embedding": cfg.embedding, "weights": len(names),
+        "scheme": cfg.scheme,
+        "bits": cfg.bits,
+        "granularity": cfg.granularity,
+        "observer": cfg.observer if cfg.scheme != "dynamic" else None,
+        "calib_sequences": len(calib),
+        "fuse": cfg.fuse,
+        "embedding": cfg.embedding,
+        "weights": len(names),
         "activations": "dynamic: max|z|/127 per step" if cfg.scheme == "dynamic" else "static",
-        "activation_scales": scales, "state_scale": "1/127 (y in [0, 1])",
-        "state_mse": report, "state_mse_against": "the fp32 input model",
+        "activation_scales": scales,
+        "state_scale": "1/127 (y in [0, 1])",
+        "state_mse": report,
+        "state_mse_against": "the fp32 input model",
         "integer_engine": integer,
         **({"float_units": units, "float_layers": kept} if kept else {}),
         # 0: the fine-tuned epochs were worse on validation, the starting weights were kept (= static)
         **({"qat_kept_epoch": qat_kept} if qat_kept is not None else {}),
     }
     out = quantized.derive(compression=compression, metrics={})
-    return out.with_history(history_entry("quantize", argv, cfg.to_dict(),
-                                          inputs=[input_ckpt.source] if input_ckpt.source else [], seed=cfg.seed,
-                                          wall_time_s=wall))
+    return out.with_history(
+        history_entry(
+            "quantize",
+            argv,
+            cfg.to_dict(),
+            inputs=[input_ckpt.source] if input_ckpt.source else [],
+            seed=cfg.seed,
+            wall_time_s=wall,
+        )
+    )
 
 
 def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
@@ -193,8 +235,10 @@ def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
     try:
         split = load_split(ckpt.task, "train", directory, ckpt.task_tensors())
     except DataError as exc:
-        raise DataError(f"{cfg.scheme} quantization needs the training data of '{ckpt.task['dataset']}' "
-                        f"(calibration and the state-error report): {exc}") from None
+        raise DataError(
+            f"{cfg.scheme} quantization needs the training data of '{ckpt.task['dataset']}' "
+            f"(calibration and the state-error report): {exc}"
+        ) from None
     return split.sample(cfg.calib, seed=cfg.seed)
 
 
@@ -238,8 +282,10 @@ def _mse_search(ckpt, qmodel, reference, calib, scales: dict[str, float], fuse: 
     best = dict(scales)
     for name in sorted(scales):
         base = scales[name]
-        trials = {f: state_error(ckpt, qmodel, reference, calib, {**best, name: base * f}, False, fuse)["mean"]
-                  for f in MSE_FRACTIONS}
+        trials = {
+            f: state_error(ckpt, qmodel, reference, calib, {**best, name: base * f}, False, fuse)["mean"]
+            for f in MSE_FRACTIONS
+        }
         best[name] = base * min(trials, key=trials.get)
     return best
 
@@ -248,8 +294,11 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
     """MSE of every cell's per-step states against the fp32 model: through the integer
     engine (simulated exactly in float) where there is one, else the decoded weights
     through the loop."""
-    engine = QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, fuse=fuse, simulate=True) \
-        if supports_integer(ckpt, qmodel) else None
+    engine = (
+        QuantFoldedCfC(qmodel, ckpt, scales, dynamic=dynamic, fuse=fuse, simulate=True)
+        if supports_integer(ckpt, qmodel)
+        else None
+    )
     total, count, last_total, last_count = 0.0, 0, 0.0, 0
     for b in calib.batches(256):
         want = reference.capture(b.x, b.dt, b.mask)
@@ -280,8 +329,12 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib
         def fn(w: torch.Tensor) -> torch.Tensor:
             scale, _ = quant_params(w.detach(), bits, axis, True)
             q = quantize_values(w, scale, None, bits, axis)
-            return (q.float().reshape(w.shape[0], -1) * scale.unsqueeze(1)).reshape(w.shape) if axis == 0 \
+            return (
+                (q.float().reshape(w.shape[0], -1) * scale.unsqueeze(1)).reshape(w.shape)
+                if axis == 0
                 else q.float() * scale
+            )
+
         return fn
 
     fns = {n: fake(cfg.bits) for n in names}
@@ -290,15 +343,18 @@ def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib
     cells = getattr(model.rnn, "cells", [])
     for k, cell in enumerate(cells):
         cell.fake_quant = {"acts": [scales.get(f"cells.{k}.backbone.{j}", 1.0) for j in range(len(cell.backbone))]}
-    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                            optimizer="adam", threads=cfg.threads)
+    train_cfg = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, optimizer="adam", threads=cfg.threads
+    )
     try:
         result = fit(model, dataset, train_cfg, fake_quant=fns, progress=progress, start_is_candidate=True)
     finally:
         for cell in cells:
             cell.fake_quant = None
-    say(f"quantization-aware training kept epoch {result.best_epoch} (0: the starting weights) by validation "
-        "accuracy of the fake-quantized model")
+    say(
+        f"quantization-aware training kept epoch {result.best_epoch} (0: the starting weights) by validation "
+        "accuracy of the fake-quantized model"
+    )
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
     return ckpt.derive(tensors=tensors), result.best_epoch
 
@@ -313,11 +369,14 @@ def label(c: dict) -> str:
 def describe(compression: dict) -> dict[str, str]:
     q, out = compression["quantization"], {}
     mse = (q.get("state_mse") or {}).get("mean")
-    out["quantization"] = (f"int{q['bits']} {q['scheme']} ({q['granularity']} weight scales"
-                           + (f", {q['observer']} observer" if q.get("observer") else "")
-                           + f", {len(q.get('activation_scales') or {})} activation scales"
-                           + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "") + ")"
-                           + (f"; float32 kept: {', '.join(q['float_units'])}" if q.get("float_units") else ""))
+    out["quantization"] = (
+        f"int{q['bits']} {q['scheme']} ({q['granularity']} weight scales"
+        + (f", {q['observer']} observer" if q.get("observer") else "")
+        + f", {len(q.get('activation_scales') or {})} activation scales"
+        + (f", state MSE vs fp32 {mse:.3g}" if mse is not None else "")
+        + ")"
+        + (f"; float32 kept: {', '.join(q['float_units'])}" if q.get("float_units") else "")
+    )
     if compression.get("embedding_folded"):
         e = compression["embedding_folded"]
         out["embedding_folded"] = f"embedding folded ({e['from_width']} -> {e['to_width']} wide)"
@@ -327,11 +386,14 @@ def describe(compression: dict) -> dict[str, str]:
 def result_line(out: Checkpoint) -> str | None:
     q = out.record["compression"]["quantization"]
     if q.get("integer_engine") is False:  # say what was done instead of a state error that means nothing
-        return (f"no integer engine runs '{out.arch['name']}' models: {q['weights']} weight tensor(s) stored as "
-                f"int{q['bits']} ({', '.join(sorted(out.encodings))}), decoded to float32 at load; eval and bench run "
-                "them on the loop engine (simulated)")
+        return (
+            f"no integer engine runs '{out.arch['name']}' models: {q['weights']} weight tensor(s) stored as "
+            f"int{q['bits']} ({', '.join(sorted(out.encodings))}), decoded to float32 at load; eval and bench run "
+            "them on the loop engine (simulated)"
+        )
     if not q.get("state_mse"):
         return None
-    return (f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "
-            f"(final state {q['state_mse']['final_state_last_cell']:.3g})")
-
+    return (
+        f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "
+        f"(final state {q['state_mse']['final_state_last_cell']:.3g})"
+    )

@@ -60,18 +60,21 @@ def validate(ckpt: Checkpoint, cfg) -> None:
         return
     if family.reduction == "cfc":
         if cfg.method not in CFC_METHODS:
-            raise ConfigError(f"--method {cfg.method} does not apply to '{name}'; for CfC use one of "
-                           f"{', '.join(CFC_METHODS)}")
+            raise ConfigError(
+                f"--method {cfg.method} does not apply to '{name}'; for CfC use one of {', '.join(CFC_METHODS)}"
+            )
         if ckpt.arch.get("mixed_memory") or ckpt.arch["mode"] != "default":
             raise CfcError("CfC reduction needs a 'default'-mode CfC without mixed memory")
         if cfg.method == "svd":
             widths = ckpt.arch["backbone_widths"]
             if not widths or ckpt.arch.get("head_rank"):
-                raise CfcError("SVD truncation of the heads needs a CfC with a backbone whose heads are not "
-                               "factored already")
+                raise CfcError(
+                    "SVD truncation of the heads needs a CfC with a backbone whose heads are not factored already"
+                )
             if cfg.dim > widths[-1]:
-                raise ConfigError(f"--dim (the heads' rank) must be at most the backbone's output width "
-                               f"{widths[-1]} (got {cfg.dim})")
+                raise ConfigError(
+                    f"--dim (the heads' rank) must be at most the backbone's output width {widths[-1]} (got {cfg.dim})"
+                )
             return
         if cfg.dim >= ckpt.arch["hidden"]:
             raise ConfigError(f"--dim must be below the hidden size {ckpt.arch['hidden']} (got {cfg.dim})")
@@ -80,14 +83,16 @@ def validate(ckpt: Checkpoint, cfg) -> None:
     raise CfcError(f"reduce applies to {', '.join(reducible[:-1])} and {reducible[-1]}, not '{name}'")
 
 
-def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None,
-           progress=None) -> Checkpoint:
+def reduce(
+    ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
+) -> Checkpoint:
     validate(ckpt, cfg)
     if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
         from cfctool.ops.budget import search_dim
 
-        return search_dim(ckpt, cfg, reduce, "reduction", data_dir=data_dir, argv=argv, notify=notify,
-                          progress=progress)
+        return search_dim(
+            ckpt, cfg, reduce, "reduction", data_dir=data_dir, argv=argv, notify=notify, progress=progress
+        )
     say = notify or (lambda message: None)
     started = time.perf_counter()
     with thread_scope(cfg.threads):
@@ -107,8 +112,11 @@ def reduce(ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = Non
     compression["reduction"] = {**cfg.to_dict(), **detail}
     wall = time.perf_counter() - started
     out = out.derive(compression=compression, metrics={})
-    return out.with_history(history_entry("reduce", argv, cfg.to_dict(), inputs=[ckpt.source] if ckpt.source else [],
-                                          seed=cfg.seed, wall_time_s=wall))
+    return out.with_history(
+        history_entry(
+            "reduce", argv, cfg.to_dict(), inputs=[ckpt.source] if ckpt.source else [], seed=cfg.seed, wall_time_s=wall
+        )
+    )
 
 
 def snapshot_grams(model, split, every: int, batch: int = 64):
@@ -121,7 +129,7 @@ def snapshot_grams(model, split, every: int, batch: int = 64):
             t = trace.get(f"cells.0.{key}")
             if t is None:
                 continue
-            picked = t[:, every - 1::every] if t.shape[1] >= every else t
+            picked = t[:, every - 1 :: every] if t.shape[1] >= every else t
             grams.setdefault(key, Gram(t.shape[-1])).add(picked)
         if "cells.0.initial" in trace:  # a nonzero x(0) (the conv front's output) is a state the basis must hold
             grams["state"].add(trace["cells.0.initial"])
@@ -157,8 +165,9 @@ def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         if base == "ode-rnn":  # a smaller ode-rnn: W, b, Z and the readout restricted to the kept units
             return _smaller_ode_rnn(ckpt, keep), detail
         eye = torch.eye(n, dtype=torch.float64)[:, keep]
-        return _reduced(ckpt, model, dict(M=a[keep][:, keep], b=b[keep], project=eye), k, k, cfg,
-                        interpolated=False), detail
+        return _reduced(
+            ckpt, model, dict(M=a[keep][:, keep], b=b[keep], project=eye), k, k, cfg, interpolated=False
+        ), detail
     v, sx = x_gram.basis(k)
     detail["singular_values_state"] = sx.tolist()
     if cfg.method == "pod":
@@ -168,11 +177,17 @@ def _reduce_ode(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         m = cfg.points or k
         u, sf = f_gram.basis(m)
         detail["singular_values_nonlinearity"] = sf.tolist()
-        points = {"pod-deim": lambda: mor.deim(u), "qdeim": lambda: mor.qdeim(u),
-                  "odeim": lambda: mor.odeim(u, cfg.oversample)}[cfg.method]()
+        points = {
+            "pod-deim": lambda: mor.deim(u),
+            "qdeim": lambda: mor.qdeim(u),
+            "odeim": lambda: mor.odeim(u, cfg.oversample),
+        }[cfg.method]()
         detail["points"] = points.tolist()
-        rebuild = (mor.lstsq_interpolation(f_gram.matrix, points) if cfg.interpolation == "lstsq"
-                   else mor.interpolation(u, points))
+        rebuild = (
+            mor.lstsq_interpolation(f_gram.matrix, points)
+            if cfg.interpolation == "lstsq"
+            else mor.interpolation(u, points)
+        )
         parts = dict(M=a[points] @ v, b=b[points], N=v.t() @ rebuild)
         m = len(points)
     parts["project"] = v
@@ -187,13 +202,21 @@ def _svd_parts(base: str, left: torch.Tensor, right: torch.Tensor, b: torch.Tens
     return parts
 
 
-def _reduced(ckpt, model, parts: dict, k: int, m: int, cfg, rank: int | None = None,
-             interpolated: bool = True) -> Checkpoint:
+def _reduced(
+    ckpt, model, parts: dict, k: int, m: int, cfg, rank: int | None = None, interpolated: bool = True
+) -> Checkpoint:
     """An `ode-reduced` checkpoint from the reduced operators (float64 -> float32)."""
     base = ckpt.arch
-    arch = {"name": "ode-reduced", "base": base["name"], "method": cfg.method, "dim": k, "points": m,
-            "solver": base["solver"], "ode_dt": base["ode_dt"], "interpolated": interpolated
-            and parts.get("N") is not None}
+    arch = {
+        "name": "ode-reduced",
+        "base": base["name"],
+        "method": cfg.method,
+        "dim": k,
+        "points": m,
+        "solver": base["solver"],
+        "ode_dt": base["ode_dt"],
+        "interpolated": interpolated and parts.get("N") is not None,
+    }
     if rank is not None:
         arch["rank"] = rank
     t = {"rnn.M": parts["M"], "rnn.b": parts["b"]}
@@ -244,9 +267,13 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         tensors = remove_units(ckpt.tensors, [hidden], drop)
         return ckpt.derive(tensors=tensors, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
     v, s = states.basis(k)
-    points = (mor.deim(v) if cfg.method == "pod-deim" else mor.qdeim(v))
+    points = mor.deim(v) if cfg.method == "pod-deim" else mor.qdeim(v)
     # x ~ D x_P: interpolation in the POD basis, or the least-squares fit over the snapshots
-    d = mor.lstsq_interpolation(states.matrix, points) if cfg.interpolation == "lstsq" else v @ torch.linalg.inv(v[points])
+    d = (
+        mor.lstsq_interpolation(states.matrix, points)
+        if cfg.interpolation == "lstsq"
+        else v @ torch.linalg.inv(v[points])
+    )
     t = {name: val.clone() for name, val in ckpt.tensors.items()}
     for name, dim, offset, role in hidden.slices:
         w = t[name].double()
@@ -255,11 +282,20 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
         else:  # columns that read the state: W (.., n) -> W D (.., k)
             cols = w.narrow(dim, offset, hidden.size)
             new = cols @ d if dim == 1 else (d.t() @ cols)
-            t[name] = torch.cat([w.narrow(dim, 0, offset), new,
-                                 w.narrow(dim, offset + hidden.size, w.shape[dim] - offset - hidden.size)],
-                                dim).float()
-    detail = {"points": points.tolist(), "singular_values_state": s.tolist(), "state_size": hidden.size,
-              "snapshot_count": states.count}
+            t[name] = torch.cat(
+                [
+                    w.narrow(dim, 0, offset),
+                    new,
+                    w.narrow(dim, offset + hidden.size, w.shape[dim] - offset - hidden.size),
+                ],
+                dim,
+            ).float()
+    detail = {
+        "points": points.tolist(),
+        "singular_values_state": s.tolist(),
+        "state_size": hidden.size,
+        "snapshot_count": states.count,
+    }
     return ckpt.derive(tensors=t, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
 
 
@@ -275,7 +311,7 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
         gram = mor.Gram(w.shape[1])
         for b in sample.batches(64):
             z = model.capture(b.x, b.dt, b.mask)[last]
-            gram.add(z[:, cfg.every - 1::cfg.every] if z.shape[1] >= cfg.every else z)
+            gram.add(z[:, cfg.every - 1 :: cfg.every] if z.shape[1] >= cfg.every else z)
         c = gram.matrix / max(gram.count, 1)
     p, q, singular = mor.low_rank(w, c, cfg.dim)
     t = dict(ckpt.tensors)
@@ -308,4 +344,3 @@ def result_line(out: Checkpoint) -> str:
     if "heads_shape" in r:
         return f"svd: heads {r['heads_shape'][0]}x{r['heads_shape'][1]} -> rank {out.arch['head_rank']}"
     return f"{r['method']}: state {r.get('state_size')} -> {out.arch.get('dim', out.arch.get('hidden'))}"
-

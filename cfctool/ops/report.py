@@ -21,8 +21,8 @@ from typing import Any
 from cfctool import checkpoint
 from cfctool.errors import CfcError, CheckpointError, ConfigError
 from cfctool.escape import markdown_cell, terminal
-from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.families.build import model_from_checkpoint
+from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
 from cfctool.metrics import parameter_counts, shown, task_metric
 from cfctool.ops.info import tensor_bytes
 from cfctool.ops.methods import METHODS
@@ -63,8 +63,10 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
         else:
             raise CheckpointError(f"{p}: no such file or directory")
     if not found:
-        raise CfcError(f"no .st checkpoints under {', '.join(map(str, paths))}; run the study first "
-                       f"(e.g. make -f examples/quickstart.mk)")
+        raise CfcError(
+            f"no .st checkpoints under {', '.join(map(str, paths))}; run the study first "
+            f"(e.g. make -f examples/quickstart.mk)"
+        )
     return list(dict.fromkeys(found))
 
 
@@ -100,8 +102,9 @@ def _sidecar_report(path: Path, kind: str) -> tuple[dict | None, str | None]:
                 text = read_bounded(candidate, TEXT_LIMIT, f"{kind} report").decode("utf-8")
                 doc = json.loads(text) if suffix == ".json" else strict_yaml(text)
             except (ValueError, yaml.YAMLError, RecursionError) as exc:
-                raise CfcError(f"{candidate}: not a readable {kind} report ({str(exc)[:200]}); rerun cfctool "
-                               f"{kind}") from None
+                raise CfcError(
+                    f"{candidate}: not a readable {kind} report ({str(exc)[:200]}); rerun cfctool {kind}"
+                ) from None
             if isinstance(doc, dict):
                 return doc, candidate.name
     return None, None
@@ -123,13 +126,26 @@ def row_for(path: Path) -> Row:
         value, value_from = _number(ev[metric]), ev_name
     elif _number((ckpt.record.get("metrics") or {}).get(metric)) is not None:
         value, value_from = _number(ckpt.record["metrics"][metric]), "record (test)"
-    row = Row(path=str(path), arch=ckpt.arch["name"], dataset=ckpt.task.get("dataset", "?"), history=history,
-              accuracy=accuracy, accuracy_from=source, metric=metric, value=value, value_from=value_from,
-              params=counts["params"],
-              nonzero_params=counts["nonzero_params"], file_bytes=path.stat().st_size,
-              tensor_bytes=tensor_bytes(ckpt),
-              searches=[{"step": section, **c["budget"]} for section, c in (ckpt.record.get("compression") or {}).items()
-                        if isinstance(c, dict) and "budget" in c])
+    row = Row(
+        path=str(path),
+        arch=ckpt.arch["name"],
+        dataset=ckpt.task.get("dataset", "?"),
+        history=history,
+        accuracy=accuracy,
+        accuracy_from=source,
+        metric=metric,
+        value=value,
+        value_from=value_from,
+        params=counts["params"],
+        nonzero_params=counts["nonzero_params"],
+        file_bytes=path.stat().st_size,
+        tensor_bytes=tensor_bytes(ckpt),
+        searches=[
+            {"step": section, **c["budget"]}
+            for section, c in (ckpt.record.get("compression") or {}).items()
+            if isinstance(c, dict) and "budget" in c
+        ],
+    )
     bench, _ = _sidecar_report(path, "bench")
     try:
         if bench and bench.get("results"):
@@ -142,8 +158,9 @@ def row_for(path: Path) -> Row:
                 row.speedup_verdict = verdict if verdict in ("faster", "slower", "no measurable difference") else None
                 row.against = (bench.get("against") or [{}])[0].get("source")
     except (AttributeError, IndexError, KeyError, TypeError):
-        raise CfcError(f"{path.with_name(path.stem + '.bench')}.*: not a bench report of cfctool's; rerun cfctool "
-                       "bench") from None
+        raise CfcError(
+            f"{path.with_name(path.stem + '.bench')}.*: not a bench report of cfctool's; rerun cfctool bench"
+        ) from None
     return row
 
 
@@ -158,8 +175,19 @@ def report(paths: list[str | Path]) -> list[Row]:
     return [row_for(p) for p in find_checkpoints(paths)]
 
 
-COLUMNS = ("checkpoint", "arch", "history", "accuracy", "params", "non-zero", "file bytes", "weight bytes", "cpu s",
-           "speed-up", "engine")
+COLUMNS = (
+    "checkpoint",
+    "arch",
+    "history",
+    "accuracy",
+    "params",
+    "non-zero",
+    "file bytes",
+    "weight bytes",
+    "cpu s",
+    "speed-up",
+    "engine",
+)
 
 
 def columns(rows: list[Row]) -> tuple[str, ...]:
@@ -182,12 +210,22 @@ def cells(row: Row, base: Path | None = None, named: bool = False) -> list[str]:
     name in its cell, for tables of mixed tasks)."""
     path = Path(row.path)
     shown = str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
-    return [terminal(shown, 200), terminal(row.arch, 40), terminal(row.history, 400), metric_cell(row, named),
-            f"{row.params:,}", f"{row.nonzero_params:,}", f"{row.file_bytes:,}", f"{row.tensor_bytes:,}",
-            "" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}",
-            "" if row.speedup is None else f"{row.speedup:.2f}x"
-            + (" (no measurable difference)" if row.speedup_verdict == "no measurable difference" else ""),
-            terminal(row.engine or "", 40)]
+    return [
+        terminal(shown, 200),
+        terminal(row.arch, 40),
+        terminal(row.history, 400),
+        metric_cell(row, named),
+        f"{row.params:,}",
+        f"{row.nonzero_params:,}",
+        f"{row.file_bytes:,}",
+        f"{row.tensor_bytes:,}",
+        "" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}",
+        ""
+        if row.speedup is None
+        else f"{row.speedup:.2f}x"
+        + (" (no measurable difference)" if row.speedup_verdict == "no measurable difference" else ""),
+        terminal(row.engine or "", 40),
+    ]
 
 
 def markdown(rows: list[Row], base: Path | None = None) -> str:
@@ -195,11 +233,12 @@ def markdown(rows: list[Row], base: Path | None = None) -> str:
     named = "metric" in header
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(markdown_cell(c) for c in cells(r, base, named)) + " |" for r in rows]
-    notes = sorted({markdown_cell(f"{r.metric} of {Path(r.path).name}: {r.value_from}") for r in rows
-                    if r.value_from})
+    notes = sorted({markdown_cell(f"{r.metric} of {Path(r.path).name}: {r.value_from}") for r in rows if r.value_from})
     what = header[3][0].upper() + header[3][1:] if header[3] != "mse" else "MSE (standardised units)"
-    text = "\n".join(lines) + f"\n\n{what} on the test split; speed-up over each bench report's --against " \
+    text = (
+        "\n".join(lines) + f"\n\n{what} on the test split; speed-up over each bench report's --against "
         "model on the engine named.\n" + ("".join(f"\n- {n}" for n in notes) + "\n" if notes else "")
+    )
     return text + "".join(search_table(r, s, base, markdown_cell) for r in rows for s in r.searches)
 
 
@@ -209,8 +248,10 @@ def search_table(row: Row, search: dict[str, Any], base: Path | None = None, tex
     try:
         return _search_table(row, search, base, text)
     except (AttributeError, KeyError, TypeError, ValueError):  # a record written by another tool
-        return f"\n{text(search.get('step', '?'))} of {text(cells(row, base)[0])}: the record's search summary " \
-               "cannot be read\n"
+        return (
+            f"\n{text(search.get('step', '?'))} of {text(cells(row, base)[0])}: the record's search summary "
+            "cannot be read\n"
+        )
 
 
 def _search_table(row: Row, search: dict[str, Any], base: Path | None, text) -> str:
@@ -218,16 +259,21 @@ def _search_table(row: Row, search: dict[str, Any], base: Path | None, text) -> 
     chosen = text(", ".join(f"{k} {v}" for k, v in search["chosen"].items()))
     metric = str(search.get("metric", "accuracy"))  # searches recorded before the metric was: accuracy
     key = f"val_{metric}"
-    allowed = (f"{search['max_drop_points']:g} points" if "max_drop_points" in search
-               else f"{search['max_drop_percent']:g}%")
-    lines = [f"\n{text(search['step'])} of {name} within {allowed} of validation {text(metric)} "
-             f"{shown(metric, search['baseline_' + key])} ({search['val_samples']:,} held-out training sequences; "
-             f"{text(search['search'])}; {search['seconds']:.0f} s): chose {chosen}\n",
-             f"| candidate | val {text(metric)} | weight bytes | file bytes | seconds | within |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(metric, t[key])} | "
-              f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
-              for t in search["candidates"]]
+    allowed = (
+        f"{search['max_drop_points']:g} points" if "max_drop_points" in search else f"{search['max_drop_percent']:g}%"
+    )
+    lines = [
+        f"\n{text(search['step'])} of {name} within {allowed} of validation {text(metric)} "
+        f"{shown(metric, search['baseline_' + key])} ({search['val_samples']:,} held-out training sequences; "
+        f"{text(search['search'])}; {search['seconds']:.0f} s): chose {chosen}\n",
+        f"| candidate | val {text(metric)} | weight bytes | file bytes | seconds | within |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(metric, t[key])} | "
+        f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
+        for t in search["candidates"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -256,16 +302,19 @@ def require_plotting() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise CfcError("--plot needs matplotlib: pip install 'cfctool[plot]' (or drop --plot); nothing was "
-                       "written") from None
+        raise CfcError(
+            "--plot needs matplotlib: pip install 'cfctool[plot]' (or drop --plot); nothing was written"
+        ) from None
 
 
 def plot(rows: list[Row], out: str | Path) -> Path:
     """Accuracy vs file size and vs CPU time, every checkpoint a point, the Pareto front a line."""
     require_plotting()
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     out = Path(out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ConfigError(f"--plot {out}: give a .png, .pdf or .svg path")

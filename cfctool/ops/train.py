@@ -7,8 +7,9 @@ continues an interrupted run to the same weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, history_entry, new_record
@@ -22,8 +23,16 @@ from cfctool.training.session import run_training
 from cfctool.training.state import state_path_for
 
 # settings that may differ between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("epochs", "max_steps", "threads", "device", "data_dir", "eval_batch_size", "keep_state",
-                     "state_every")
+RESUMABLE_CHANGES = (
+    "epochs",
+    "max_steps",
+    "threads",
+    "device",
+    "data_dir",
+    "eval_batch_size",
+    "keep_state",
+    "state_every",
+)
 
 
 def run_identity(run: RunConfig) -> dict[str, Any]:
@@ -32,9 +41,16 @@ def run_identity(run: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in sorted(flat.items()) if k not in RESUMABLE_CHANGES}
 
 
-def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str] | None = None,
-          output: str | Path | None = None, resume: bool = False, init_from: str | None = None,
-          notify: Callable[[str], None] | None = None) -> Checkpoint:
+def train(
+    run: RunConfig,
+    *,
+    progress: ProgressFn | None = None,
+    argv: list[str] | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    init_from: str | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> Checkpoint:
     """Train per `run`. `output` (the checkpoint path the caller will write) places the
     per-epoch training state beside it; `resume` continues from that state. `init_from`
     (a checkpoint path) warm-starts: its weights, a fresh optimiser and schedule, and its
@@ -52,14 +68,25 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     def load() -> Dataset:
         dataset = load_dataset(run.data, seed=cfg.seed)
         if init is not None and init.task.get("dataset") != dataset.task.get("dataset"):
-            raise ConfigError(f"--init-from {init_from} was trained on '{init.task.get('dataset')}', "
-                              f"not '{dataset.task.get('dataset')}'; warm-start from a checkpoint of this data set")
+            raise ConfigError(
+                f"--init-from {init_from} was trained on '{init.task.get('dataset')}', "
+                f"not '{dataset.task.get('dataset')}'; warm-start from a checkpoint of this data set"
+            )
         return dataset
 
     state = state_path_for(output) if output is not None and str(output) != "-" else None
-    trained = run_training(run, load, identity=identity, init=init, init_label=f"--init-from {init_from}",
-                           progress=progress, state_path=state, resume=resume, start_is_candidate=init is not None,
-                           notify=notify)
+    trained = run_training(
+        run,
+        load,
+        identity=identity,
+        init=init,
+        init_label=f"--init-from {init_from}",
+        progress=progress,
+        state_path=state,
+        resume=resume,
+        start_is_candidate=init is not None,
+        notify=notify,
+    )
     dataset, metrics, wall = trained.dataset, trained.metrics, trained.wall_s
     tensors = trained.tensors()
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
@@ -73,16 +100,26 @@ def train(run: RunConfig, *, progress: ProgressFn | None = None, argv: list[str]
     used = run.data.resolved_data_dir()  # recorded so that eval/bench can find the data again
     config["data"]["data_dir"] = str(used.resolve()) if used is not None and used.is_dir() else None
     return ckpt.with_history(
-        history_entry("train", argv, config, inputs=[*dataset.files, *([init_from] if init_from else [])],
-                      seed=cfg.seed, wall_time_s=wall)
+        history_entry(
+            "train",
+            argv,
+            config,
+            inputs=[*dataset.files, *([init_from] if init_from else [])],
+            seed=cfg.seed,
+            wall_time_s=wall,
+        )
     )
 
 
 def warm_start_record(init: Checkpoint, path: str | Path, sha256: str | None) -> dict[str, Any]:
     """What a warm start had behind it (`metrics.init_from`), so totals can be stated."""
     earlier = init.record.get("metrics") or {}
-    return {"path": str(path), "sha256": sha256,
-            **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")}, **lineage_totals(earlier)}
+    return {
+        "path": str(path),
+        "sha256": sha256,
+        **{k: earlier.get(k) for k in ("accuracy", "epochs_run", "train_seconds")},
+        **lineage_totals(earlier),
+    }
 
 
 def lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +129,9 @@ def lineage_totals(metrics: dict[str, Any]) -> dict[str, Any]:
     epochs, seconds = metrics.get("epochs_run"), metrics.get("train_seconds")
     if epochs is None or seconds is None:
         return {}
-    return {"epochs_in_all": epochs + parent.get("epochs_in_all", parent.get("epochs_run") or 0),
-            "train_seconds_in_all": round(seconds + parent.get("train_seconds_in_all",
-                                                               parent.get("train_seconds") or 0), 2)}
-
+    return {
+        "epochs_in_all": epochs + parent.get("epochs_in_all", parent.get("epochs_run") or 0),
+        "train_seconds_in_all": round(
+            seconds + parent.get("train_seconds_in_all", parent.get("train_seconds") or 0), 2
+        ),
+    }

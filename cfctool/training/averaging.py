@@ -15,8 +15,7 @@ class WeightAverage:
     without lowering the lr. The decay ramps up as min(decay, (1 + n) / (10 + n)) so the
     first steps do not leave the average stuck at the starting weights."""
 
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0,
-                 shadow: dict[str, torch.Tensor] | None = None):
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0, shadow: dict[str, torch.Tensor] | None = None):
         self.decay, self.updates = decay, updates
         current = model.state_dict()
         if shadow is None:

@@ -49,7 +49,7 @@ def leave() -> None:
 
 def share(indices: torch.Tensor, world: World | None) -> torch.Tensor:
     """This rank's part of one global batch (every size-th index from its rank)."""
-    return indices if world is None else indices[world.rank::world.size]
+    return indices if world is None else indices[world.rank :: world.size]
 
 
 def all_sum(values: list[float], world: World | None) -> list[float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -13,26 +13,51 @@ from cfctool.families.build import model_from_checkpoint
 from cfctool.training.fit import Constraint, ProgressFn, fit, frozen_names
 
 
-def finetune_checkpoint(ckpt, dataset: Dataset, cfg, *, constraints: Iterable[Constraint] = (),
-                        freeze: Iterable[str] = (), progress: ProgressFn | None = None):
+def finetune_checkpoint(
+    ckpt,
+    dataset: Dataset,
+    cfg,
+    *,
+    constraints: Iterable[Constraint] = (),
+    freeze: Iterable[str] = (),
+    progress: ProgressFn | None = None,
+):
     """Fine-tune a compressed checkpoint (pruning, reduction): `cfg.finetune` epochs of Adam
     at `cfg.lr` (with its batch_size, seed, threads); the starting point competes as epoch 0
     on validation. Returns (the new checkpoint, what was kept)."""
     model = model_from_checkpoint(ckpt)
-    train_cfg = TrainConfig(epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                            optimizer="adam", threads=cfg.threads)
+    train_cfg = TrainConfig(
+        epochs=cfg.finetune, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, optimizer="adam", threads=cfg.threads
+    )
     if not constraints and _readout_only(model, freeze):
         # the frozen part's outputs never change: computed once, the epochs train the readout on them
         readout = _Readout(model.head)
-        features = Dataset(task=dataset.task, splits={name: _readout_features(model, dataset.splits[name])
-                                                      for name in ("train", "val") if name in dataset.splits})
+        features = Dataset(
+            task=dataset.task,
+            splits={
+                name: _readout_features(model, dataset.splits[name])
+                for name in ("train", "val")
+                if name in dataset.splits
+            },
+        )
         result = fit(readout, features, train_cfg, progress=progress, start_is_candidate=True)
     else:
-        result = fit(model, dataset, train_cfg, constraints=constraints, freeze=freeze, progress=progress,
-                     start_is_candidate=True)
+        result = fit(
+            model,
+            dataset,
+            train_cfg,
+            constraints=constraints,
+            freeze=freeze,
+            progress=progress,
+            start_is_candidate=True,
+        )
     tensors = {**ckpt.tensors, **{k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return ckpt.derive(tensors=tensors), {"kept_epoch": result.best_epoch, "epochs": cfg.finetune, "lr": cfg.lr,
-                                          "history": result.history}
+    return ckpt.derive(tensors=tensors), {
+        "kept_epoch": result.best_epoch,
+        "epochs": cfg.finetune,
+        "lr": cfg.lr,
+        "history": result.history,
+    }
 
 
 class _Readout(nn.Module):
@@ -53,8 +78,12 @@ class _Readout(nn.Module):
 def _readout_only(model: nn.Module, freeze: Iterable[str]) -> bool:
     """Everything but the readout frozen, one output per sequence, nothing random before it."""
     trainable = {n for n, _ in model.named_parameters()} - frozen_names(model, freeze)
-    return (bool(trainable) and all(n.startswith("head.") for n in trainable) and not model.per_step
-            and not any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()))
+    return (
+        bool(trainable)
+        and all(n.startswith("head.") for n in trainable)
+        and not model.per_step
+        and not any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+    )
 
 
 @torch.no_grad()

@@ -19,10 +19,11 @@ import contextlib
 import copy
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -121,8 +122,10 @@ def param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
     scales = parse_lr_scale(getattr(cfg, "lr_scale", None))
     unmatched = [pattern for pattern in scales if not any(fnmatchcase(n, pattern) for n, _ in named)]
     if unmatched:
-        raise ConfigError(f"lr_scale names {', '.join(unmatched)}, which match no trainable parameter; "
-                          f"the parameters are: {', '.join(n for n, _ in named)}")
+        raise ConfigError(
+            f"lr_scale names {', '.join(unmatched)}, which match no trainable parameter; "
+            f"the parameters are: {', '.join(n for n, _ in named)}"
+        )
     kernels_only = getattr(cfg, "weight_decay_on", "all") == "kernels"
     groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
     for n, p in named:
@@ -132,8 +135,10 @@ def param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
         groups.setdefault((decays, factor), []).append(p)
     # decaying groups first: the order (and so the optimiser's state indices) of older runs
     ordered = sorted(groups.items(), key=lambda item: not item[0][0])
-    return [{"params": ps, **({} if decays else {"weight_decay": 0.0}), **({} if f == 1.0 else {"lr": cfg.lr * f})}
-            for (decays, f), ps in ordered]
+    return [
+        {"params": ps, **({} if decays else {"weight_decay": 0.0}), **({} if f == 1.0 else {"lr": cfg.lr * f})}
+        for (decays, f), ps in ordered
+    ]
 
 
 def keras_init(model: nn.Module) -> None:
@@ -151,13 +156,21 @@ def warm_start(model: nn.Module, init, what: str) -> None:
     got = init.model_tensors()
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
-    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(v.shape)}" for k, v in want.items()
-              if k in got and got[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(got[k].shape)} vs {tuple(v.shape)}"
+        for k, v in want.items()
+        if k in got and got[k].shape != v.shape
+    ]
     if missing or extra or shapes:
-        problem = (f"shapes differ ({'; '.join(shapes[:3])})" if shapes else
-                   f"tensors differ (missing {missing[:3]}, unexpected {extra[:3]})")
-        raise ConfigError(f"{what} does not fit the model of these settings ({init.arch['name']} {init.arch} in "
-                          f"the file): {problem}; give that checkpoint's settings (e.g. --arch, --hidden)")
+        problem = (
+            f"shapes differ ({'; '.join(shapes[:3])})"
+            if shapes
+            else f"tensors differ (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+        raise ConfigError(
+            f"{what} does not fit the model of these settings ({init.arch['name']} {init.arch} in "
+            f"the file): {problem}; give that checkpoint's settings (e.g. --arch, --hidden)"
+        )
     model.load_state_dict(got)
 
 
@@ -167,17 +180,30 @@ def frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
     for prefix in freeze:
         hit = {n for n in names if n == prefix or n.startswith(prefix + ".")}
         if not hit:
-            raise ConfigError(f"nothing to freeze under '{prefix}'; parameter names start with: "
-                              f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
+            raise ConfigError(
+                f"nothing to freeze under '{prefix}'; parameter names start with: "
+                f"{', '.join(sorted({n.split('.')[0] for n in names}))}"
+            )
         out |= hit
     return out
 
 
-def fit(model: nn.Module, dataset: Dataset, cfg, *, loss: LossFn | None = None, freeze: Iterable[str] = (),
-        constraints: Iterable[Constraint] = (), fake_quant: dict[str, Callable] | None = None,
-        progress: ProgressFn | None = None, state_path: str | Path | None = None, resume: bool = False,
-        identity: dict[str, Any] | None = None, device: torch.device | str = "cpu",
-        start_is_candidate: bool = False) -> FitResult:
+def fit(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg,
+    *,
+    loss: LossFn | None = None,
+    freeze: Iterable[str] = (),
+    constraints: Iterable[Constraint] = (),
+    fake_quant: dict[str, Callable] | None = None,
+    progress: ProgressFn | None = None,
+    state_path: str | Path | None = None,
+    resume: bool = False,
+    identity: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    start_is_candidate: bool = False,
+) -> FitResult:
     """Train `model` in place per `cfg` (a TrainConfig) and return it with its history.
 
     - `freeze`: parameter-name prefixes left untouched (not given to the optimiser).
@@ -209,7 +235,8 @@ def _schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
     if warmup:  # it counts optimiser steps
         return True, _Warmup(optimizer, cfg.lr_decay, steps_per_epoch, per_step, warmup)
     return per_step, torch.optim.lr_scheduler.ExponentialLR(
-        optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay)
+        optimizer, gamma=cfg.lr_decay ** (1.0 / steps_per_epoch) if per_step else cfg.lr_decay
+    )
 
 
 class _Run:
@@ -217,8 +244,17 @@ class _Run:
     the best weights so far. The operations happen in the order a resumed run must repeat
     bit for bit (the shuffle and dropout generators are drawn from in the same order)."""
 
-    def __init__(self, model, dataset: Dataset, cfg, loss: LossFn | None, progress: ProgressFn | None, device,
-                 state_path, identity):
+    def __init__(
+        self,
+        model,
+        dataset: Dataset,
+        cfg,
+        loss: LossFn | None,
+        progress: ProgressFn | None,
+        device,
+        state_path,
+        identity,
+    ):
         self.world = distributed.join(device)  # None unless started by torchrun
         # rank 0 reports; every rank computes the same validation
         self.progress = progress if self.world is None or self.world.main else None
@@ -280,8 +316,9 @@ class _Run:
         shadow = self.saved["ema"] if resumed else None
         if resumed and shadow is None:
             raise ConfigError(f"--resume: the training state at {self.state_path} holds no weight average")
-        self.average = WeightAverage(self.model, self.cfg.ema_decay, self.saved["ema_updates"] if resumed else 0,
-                                     shadow)
+        self.average = WeightAverage(
+            self.model, self.cfg.ema_decay, self.saved["ema_updates"] if resumed else 0, shadow
+        )
 
     def averaged(self):
         return self.average.applied(self.model) if self.average is not None else contextlib.nullcontext()
@@ -342,15 +379,17 @@ class _Run:
         if resumed:
             self.shuffle.set_state(partial["shuffle_at_start"])
         at_start = self.shuffle.get_state()
-        seed = int(torch.randint(2 ** 62, (1,), generator=self.shuffle))
+        seed = int(torch.randint(2**62, (1,), generator=self.shuffle))
         first, tally = (partial["next"], list(partial["tally"])) if resumed else (0, [0.0, 0, 0])
         local = max(1, self.cfg.batch_size // (self.world.size if self.world is not None else 1))
         batches = self.train_split.epoch(local, seed, self.world)
         done = 0
         while True:
             batch = next(batches, None)
-            if self.world is not None and distributed.all_sum([0.0 if batch is None else 1.0], self.world)[0] \
-                    < self.world.size:
+            if (
+                self.world is not None
+                and distributed.all_sum([0.0 if batch is None else 1.0], self.world)[0] < self.world.size
+            ):
                 break  # a rank has run out: every rank stops here
             if batch is None:
                 break
@@ -380,15 +419,33 @@ class _Run:
     def save_in_progress(self, epoch: int, next_start: int, tally: list, at_start: torch.Tensor) -> None:
         """The training state in the middle of an epoch, every `state_every` minutes."""
         every = 60.0 * (getattr(self.cfg, "state_every", 0) or 0)
-        if (not every or self.state_path is None or (self.world is not None and not self.world.main)
-                or time.perf_counter() - self.last_write < every):
+        if (
+            not every
+            or self.state_path is None
+            or (self.world is not None and not self.world.main)
+            or time.perf_counter() - self.last_write < every
+        ):
             return
         self.write(epoch - 1, {"epoch": epoch, "next": next_start, "tally": list(tally), "shuffle_at_start": at_start})
 
     def write(self, finished_epoch: int, partial: dict | None = None) -> None:
-        write_state(self.state_path, self.model, self.optimizer, self.scheduler, self.shuffle, self.best_state,
-                    self.best_score, self.best_epoch, self.step, finished_epoch, self.history, self.identity,
-                    self.earlier + time.perf_counter() - self.started, self.average, partial)
+        write_state(
+            self.state_path,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.shuffle,
+            self.best_state,
+            self.best_score,
+            self.best_epoch,
+            self.step,
+            finished_epoch,
+            self.history,
+            self.identity,
+            self.earlier + time.perf_counter() - self.started,
+            self.average,
+            partial,
+        )
         self.last_write = time.perf_counter()
 
     def draw(self, picked: torch.Tensor) -> Split:
@@ -410,7 +467,8 @@ class _Run:
         if not math.isfinite(local_loss):
             raise TrainingError(
                 f"loss became {local_loss} at epoch {epoch}, step {self.step + 1}"
-                + (f" on rank {world.rank}" if world is not None else "") + "; training diverged. "
+                + (f" on rank {world.rank}" if world is not None else "")
+                + "; training diverged. "
                 "Lower --lr, set --clipnorm, or check the input data for NaN/inf"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -431,8 +489,17 @@ class _Run:
         if self.sequence_labels:
             tally[1] += (out.argmax(-1) == batch.y).sum().item()
         if self.progress:
-            self.progress(Progress("step", epoch, cfg.epochs, self.step, self.total_steps, tally[0] / tally[2],
-                                   tally[1] / tally[2] if self.sequence_labels else None))
+            self.progress(
+                Progress(
+                    "step",
+                    epoch,
+                    cfg.epochs,
+                    self.step,
+                    self.total_steps,
+                    tally[0] / tally[2],
+                    tally[1] / tally[2] if self.sequence_labels else None,
+                )
+            )
 
     def after_step(self) -> None:
         """The schedule, the constraints and the weight average follow every optimiser step."""
@@ -467,8 +534,9 @@ class _Run:
         if self.state_path is not None and (self.world is None or self.world.main):
             self.write(epoch)
         if self.progress:
-            self.progress(Progress("epoch", epoch, self.cfg.epochs, self.step, self.total_steps, run_loss / run_count,
-                                   None, val))
+            self.progress(
+                Progress("epoch", epoch, self.cfg.epochs, self.step, self.total_steps, run_loss / run_count, None, val)
+            )
 
     def finish(self) -> FitResult:
         """The best weights back in the model, fake quantization removed, the state file gone."""
@@ -478,11 +546,22 @@ class _Run:
         _remove_fake_quant(model)
         for p in model.parameters():
             p.requires_grad_(True)
-        if self.state_path is not None and self.state_path.exists() and (self.world is None or self.world.main) \
-                and not getattr(self.cfg, "keep_state", False):
+        if (
+            self.state_path is not None
+            and self.state_path.exists()
+            and (self.world is None or self.world.main)
+            and not getattr(self.cfg, "keep_state", False)
+        ):
             self.state_path.unlink()
-        return FitResult(model=model, history=self.history, best_epoch=self.best_epoch, epochs_run=self.epochs_done,
-                         steps=self.step, resumed_from_epoch=self.start_epoch - 1, earlier_seconds=self.earlier)
+        return FitResult(
+            model=model,
+            history=self.history,
+            best_epoch=self.best_epoch,
+            epochs_run=self.epochs_done,
+            steps=self.step,
+            resumed_from_epoch=self.start_epoch - 1,
+            earlier_seconds=self.earlier,
+        )
 
 
 class _Warmup(torch.optim.lr_scheduler.LRScheduler):
@@ -496,7 +575,7 @@ class _Warmup(torch.optim.lr_scheduler.LRScheduler):
     def get_lr(self):
         n = self.last_epoch
         epochs = n / self.steps_per_epoch if self.per_step else n // self.steps_per_epoch
-        factor = self.decay ** epochs * min(1.0, (n + 1) / self.warmup)
+        factor = self.decay**epochs * min(1.0, (n + 1) / self.warmup)
         return [base * factor for base in self.base_lrs]
 
 
@@ -526,8 +605,9 @@ def _share_weight(batch: Split, task: dict, world, global_samples: int) -> float
 
 def _to(b: Split, device) -> Split:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return Split(b.x.to(device), b.y.to(device), move(b.dt), move(b.mask),
-                 {k: v.to(device) for k, v in b.extra.items()})
+    return Split(
+        b.x.to(device), b.y.to(device), move(b.dt), move(b.mask), {k: v.to(device) for k, v in b.extra.items()}
+    )
 
 
 def _engine(model: nn.Module) -> nn.Module:
@@ -551,5 +631,3 @@ def _remove_fake_quant(model: nn.Module) -> None:
         if parametrize.is_parametrized(module):
             for leaf in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, leaf, leave_parametrized=False)
-
-

@@ -5,9 +5,10 @@ fastest exact engine, and the metrics every trained checkpoint records."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,11 +36,21 @@ class Trained:
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
 
-def run_training(run: RunConfig, load: Callable[[], Dataset], *, identity: dict[str, Any],
-                 init=None, init_label: str = "", before_fit: Callable[[nn.Module, Dataset], None] | None = None,
-                 loss: LossFn | None = None, progress: ProgressFn | None = None,
-                 state_path: str | Path | None = None, resume: bool = False,
-                 start_is_candidate: bool = False, notify: Callable[[str], None] | None = None) -> Trained:
+def run_training(
+    run: RunConfig,
+    load: Callable[[], Dataset],
+    *,
+    identity: dict[str, Any],
+    init=None,
+    init_label: str = "",
+    before_fit: Callable[[nn.Module, Dataset], None] | None = None,
+    loss: LossFn | None = None,
+    progress: ProgressFn | None = None,
+    state_path: str | Path | None = None,
+    resume: bool = False,
+    start_is_candidate: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> Trained:
     """Train the model of `run` on the data `load()` returns (checked there by the caller).
     `init` (a checkpoint) warm-starts it; `before_fit(model, dataset)` runs once the model
     is built and warm-started (distillation caches the teacher's outputs there). `notify`
@@ -64,15 +75,33 @@ def run_training(run: RunConfig, load: Callable[[], Dataset], *, identity: dict[
             warm_start(model, init, init_label)
         if before_fit is not None:
             before_fit(model, dataset)
-        result = fit(model, dataset, cfg, loss=loss, progress=progress, state_path=state_path, resume=resume,
-                     identity=identity, device=device, start_is_candidate=start_is_candidate)
+        result = fit(
+            model,
+            dataset,
+            cfg,
+            loss=loss,
+            progress=progress,
+            state_path=state_path,
+            resume=resume,
+            identity=identity,
+            device=device,
+            start_is_candidate=start_is_candidate,
+        )
         engine_name, engine = fastest(model)
         say(f"testing the kept weights on {len(dataset.splits['test']):,} rows ({engine_name} engine)")
         test = split_metrics(engine, dataset.splits["test"], task, cfg.eval_batch_size, device)
     wall = time.perf_counter() - started
-    metrics = {"split": "test", **test, "engine": engine_name, "best_epoch": result.best_epoch,
-               "epochs_run": result.epochs_run, "steps": result.steps, "device": str(device),
-               "train_seconds": round(wall + result.earlier_seconds, 2), "epochs": result.history}
+    metrics = {
+        "split": "test",
+        **test,
+        "engine": engine_name,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "steps": result.steps,
+        "device": str(device),
+        "train_seconds": round(wall + result.earlier_seconds, 2),
+        "epochs": result.history,
+    }
     if result.resumed_from_epoch:  # train_seconds includes the interrupted runs' time (from the training state)
         metrics["resumed_after_epoch"] = result.resumed_from_epoch
         metrics["this_run_seconds"] = round(wall, 2)

@@ -34,9 +34,23 @@ def require_state(path: str | Path | None) -> Path:
     return Path(path)
 
 
-def write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, best_score, best_epoch, step, epoch,
-                 history, identity, elapsed_s: float, average: WeightAverage | None = None,
-                 partial: dict[str, Any] | None = None) -> None:
+def write_state(
+    path: Path,
+    model,
+    optimizer,
+    scheduler,
+    shuffle,
+    best_state,
+    best_score,
+    best_epoch,
+    step,
+    epoch,
+    history,
+    identity,
+    elapsed_s: float,
+    average: WeightAverage | None = None,
+    partial: dict[str, Any] | None = None,
+) -> None:
     """Weights, optimiser, scheduler, RNG states and bookkeeping as one safetensors file
     (tensors + JSON metadata: no pickles), written atomically. `epoch` is the last finished
     epoch; `partial` describes the one in progress, if any ({"epoch", "next" (the index of
@@ -60,11 +74,22 @@ def write_state(path: Path, model, optimizer, scheduler, shuffle, best_state, be
     if partial is not None:
         tensors["rng.shuffle_at_epoch_start"] = partial["shuffle_at_start"]
         partial = {k: v for k, v in partial.items() if k != "shuffle_at_start"}
-    meta = {"epoch": epoch, "step": step, "best_score": best_score if math.isfinite(best_score) else None,
-            "best_epoch": best_epoch, "history": history, "param_groups": opt["param_groups"],
-            "opt_scalars": opt_scalars, "opt_indices": sorted(opt["state"]), "scheduler": scheduler.state_dict(),
-            "identity": identity, "has_best": best_state is not None, "elapsed_s": round(elapsed_s, 3),
-            "ema_updates": None if average is None else average.updates, "partial": partial}
+    meta = {
+        "epoch": epoch,
+        "step": step,
+        "best_score": best_score if math.isfinite(best_score) else None,
+        "best_epoch": best_epoch,
+        "history": history,
+        "param_groups": opt["param_groups"],
+        "opt_scalars": opt_scalars,
+        "opt_indices": sorted(opt["state"]),
+        "scheduler": scheduler.state_dict(),
+        "identity": identity,
+        "has_best": best_state is not None,
+        "elapsed_s": round(elapsed_s, 3),
+        "ema_updates": None if average is None else average.updates,
+        "partial": partial,
+    }
     atomic_write(path, safetensors_bytes(tensors, {_STATE_FORMAT: "1", "state": json.dumps(meta, sort_keys=True)}))
 
 
@@ -76,21 +101,35 @@ def state_summary(path: str | Path) -> dict[str, Any] | None:
     if not Path(path).is_file():
         return None
     try:
-        meta = read_header(read_bounded(path, CHECKPOINT_LIMIT, "training state", CheckpointError),
-                           str(path)).get("__metadata__") or {}
+        meta = (
+            read_header(read_bounded(path, CHECKPOINT_LIMIT, "training state", CheckpointError), str(path)).get(
+                "__metadata__"
+            )
+            or {}
+        )
     except CheckpointError:  # not safetensors, or truncated: the checkpoint reader says which
         return None
     if _STATE_FORMAT not in meta:
         return None
     state = json.loads(meta["state"])
     settings = state["identity"] or {}
-    return {"source": str(path), "epochs_done": state["epoch"], "steps": state["step"],
-            "train_seconds": state.get("elapsed_s"), "best_epoch": state["best_epoch"],
-            "weight_average": state.get("ema_updates") is not None,
-            "lr_now": [g["lr"] for g in state["param_groups"]], "epochs": state["history"],
-            "epoch_in_progress": ({"epoch": state["partial"]["epoch"], "next_batch_index": state["partial"]["next"]}
-                                  if state.get("partial") else None),
-            "changed_settings": _beyond_preset(settings), "settings": settings}
+    return {
+        "source": str(path),
+        "epochs_done": state["epoch"],
+        "steps": state["step"],
+        "train_seconds": state.get("elapsed_s"),
+        "best_epoch": state["best_epoch"],
+        "weight_average": state.get("ema_updates") is not None,
+        "lr_now": [g["lr"] for g in state["param_groups"]],
+        "epochs": state["history"],
+        "epoch_in_progress": (
+            {"epoch": state["partial"]["epoch"], "next_batch_index": state["partial"]["next"]}
+            if state.get("partial")
+            else None
+        ),
+        "changed_settings": _beyond_preset(settings),
+        "settings": settings,
+    }
 
 
 def _beyond_preset(settings: dict[str, Any]) -> dict[str, Any]:
@@ -106,15 +145,20 @@ def _beyond_preset(settings: dict[str, Any]) -> dict[str, Any]:
 
 def read_state(path: Path, identity) -> dict[str, Any]:
     data = read_bounded(path, CHECKPOINT_LIMIT, "training state", CheckpointError)
-    meta_raw = (read_header(data, str(path)).get("__metadata__") or {})
+    meta_raw = read_header(data, str(path)).get("__metadata__") or {}
     if _STATE_FORMAT not in meta_raw:
         raise CheckpointError(f"{path}: not a cfctool training state; delete it or run without --resume")
     meta = json.loads(meta_raw["state"])
     if meta["identity"] != identity:
-        changed = sorted(k for k in set(meta["identity"] or {}) | set(identity or {})
-                         if (meta["identity"] or {}).get(k) != (identity or {}).get(k))
-        raise ConfigError(f"--resume: the training state at {path} was written with other settings "
-                          f"({', '.join(changed[:6])} differ); resume with the same settings, or delete it to start afresh")
+        changed = sorted(
+            k
+            for k in set(meta["identity"] or {}) | set(identity or {})
+            if (meta["identity"] or {}).get(k) != (identity or {}).get(k)
+        )
+        raise ConfigError(
+            f"--resume: the training state at {path} was written with other settings "
+            f"({', '.join(changed[:6])} differ); resume with the same settings, or delete it to start afresh"
+        )
     tensors = load(data)
     state: dict[int, dict[str, Any]] = {int(i): {} for i in meta["opt_indices"]}
     for key, t in tensors.items():
@@ -123,14 +167,25 @@ def read_state(path: Path, identity) -> dict[str, Any]:
             state[int(idx)][name] = t
     for idx, scalars in meta["opt_scalars"].items():
         state[int(idx)].update(scalars)
-    pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
-    return {"model": pick("model."), "best": pick("best.") if meta["has_best"] else None,
-            "optimizer": {"state": state, "param_groups": meta["param_groups"]}, "scheduler": meta["scheduler"],
-            "rng_torch": tensors["rng.torch"], "rng_shuffle": tensors["rng.shuffle"],
-            "best_score": -math.inf if meta["best_score"] is None else meta["best_score"],
-            "best_epoch": meta["best_epoch"], "step": meta["step"], "epoch": meta["epoch"], "history": meta["history"],
-            "elapsed_s": float(meta.get("elapsed_s", 0.0)),
-            "ema": pick("ema.") if meta.get("ema_updates") is not None else None,
-            "ema_updates": meta.get("ema_updates") or 0,
-            "partial": ({**meta["partial"], "shuffle_at_start": tensors["rng.shuffle_at_epoch_start"]}
-                        if meta.get("partial") else None)}
+    pick = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+    return {
+        "model": pick("model."),
+        "best": pick("best.") if meta["has_best"] else None,
+        "optimizer": {"state": state, "param_groups": meta["param_groups"]},
+        "scheduler": meta["scheduler"],
+        "rng_torch": tensors["rng.torch"],
+        "rng_shuffle": tensors["rng.shuffle"],
+        "best_score": -math.inf if meta["best_score"] is None else meta["best_score"],
+        "best_epoch": meta["best_epoch"],
+        "step": meta["step"],
+        "epoch": meta["epoch"],
+        "history": meta["history"],
+        "elapsed_s": float(meta.get("elapsed_s", 0.0)),
+        "ema": pick("ema.") if meta.get("ema_updates") is not None else None,
+        "ema_updates": meta.get("ema_updates") or 0,
+        "partial": (
+            {**meta["partial"], "shuffle_at_start": tensors["rng.shuffle_at_epoch_start"]}
+            if meta.get("partial")
+            else None
+        ),
+    }
