@@ -11,12 +11,12 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-EXTRAS ?= test,onnx,plot,docs,tables
+EXTRAS ?= test,onnx,plot,docs,tables,lint
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cfctool-installed
 
-.PHONY: demo test test-quick docs cli-reference tables clean-venv
+.PHONY: demo test test-quick lint docs cli-reference tables clean-venv
 .DEFAULT_GOAL := demo
 
 # torch alone from the CPU index (--no-deps: its dependencies come from the usual index
@@ -36,6 +36,13 @@ test: $(STAMP)
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff's linter and formatter, then mypy on the package (settings in pyproject.toml; the
+# strictness is stated in docs/design/architecture.md)
+lint: $(STAMP)
+	$(BIN)/ruff check cfctool
+	$(BIN)/ruff format --check cfctool
+	$(BIN)/mypy
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict

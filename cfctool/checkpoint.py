@@ -190,7 +190,7 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
     return _assemble(entries, blobs, metadata)
 
 
-def _content_sha256(header: dict[str, Any], data: Iterable[bytes]) -> str:
+def _content_sha256(header: dict[str, Any], data: Iterable[bytes | memoryview]) -> str:
     """sha256 of the header in canonical JSON (sorted keys, no spaces, without its own
     META_SHA256 entry) followed by the tensor data: what a reader parses is what was hashed,
     whatever the padding or key order of the file."""
@@ -687,7 +687,7 @@ def sidecar_text(ckpt: Checkpoint, sha256: str) -> str:
     import yaml
 
     record = json.loads(json.dumps(ckpt.record))  # the same plain types as the header's JSON
-    doc = {"format": FORMAT_VERSION}
+    doc: dict[str, Any] = {"format": FORMAT_VERSION}
     for section in RECORD_SECTIONS:
         doc[section] = record.get(section, [] if section == "history" else {})
     doc["sha256"] = sha256

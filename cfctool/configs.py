@@ -15,7 +15,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 from cfctool.data.names import MODULES
 from cfctool.errors import ConfigError
@@ -66,7 +66,18 @@ def _arch_config_class():
     )
 
 
-ArchConfig = _arch_config_class()
+if TYPE_CHECKING:  # the generated class as a type checker sees it: its fixed fields, the rest by name
+
+    class ArchConfig:
+        __dataclass_fields__: ClassVar[dict[str, Any]]
+        name: str
+
+        def __init__(self, **values: Any) -> None: ...
+        def validate(self) -> None: ...
+        def __getattr__(self, key: str) -> Any: ...
+
+else:
+    ArchConfig = _arch_config_class()
 
 
 def data_modules() -> dict[str, Any]:
@@ -137,7 +148,23 @@ def _data_config_class():
     )
 
 
-DataConfig = _data_config_class()
+if TYPE_CHECKING:  # as ArchConfig
+
+    class DataConfig:
+        __dataclass_fields__: ClassVar[dict[str, Any]]
+        dataset: str
+        data_dir: str | None
+        max_samples: int | None
+        max_test_samples: int | None
+        val_fraction: float
+
+        def __init__(self, **values: Any) -> None: ...
+        def validate(self) -> None: ...
+        def resolved_data_dir(self) -> Path | None: ...
+        def __getattr__(self, key: str) -> Any: ...
+
+else:
+    DataConfig = _data_config_class()
 
 
 @dataclass

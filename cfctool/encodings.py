@@ -259,7 +259,7 @@ def _sparse_int_parts(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def expected_parts(spec: dict[str, Any]) -> dict[str, torch.dtype | tuple[torch.dtype, ...]]:
-    codec = CODECS.get(spec.get("codec"))
+    codec = CODECS.get(spec.get("codec", ""))
     return codec.parts(spec) if codec is not None else {}
 
 
@@ -274,7 +274,7 @@ def decode(
             "the file was altered or written by a faulty tool"
         )
 
-    codec = CODECS.get(spec.get("codec"))
+    codec = CODECS.get(spec.get("codec", ""))
     if codec is None:
         raise bad(f"cfctool knows only the codecs {', '.join(CODECS)}")
     shape = spec.get("shape")
@@ -401,7 +401,10 @@ def _decode_sparse_int(name: str, spec: dict[str, Any], parts: dict[str, torch.T
         or (parts["scale"].float() <= 0).any()
     ):
         raise bad(f"'{name}.scale' needs {rows} (or 1) positive finite entries")
-    q, scale = integer_codes(spec, parts)
+    codes = integer_codes(spec, parts)
+    if codes is None:  # a crafted spec saying the codec is asymmetric
+        raise bad(f"'{name}' says it is asymmetric; the sparse integer codecs are symmetric")
+    q, scale = codes
     return (q.float().reshape(q.shape[0], -1) * scale.unsqueeze(1)).reshape(shape).to(out_dtype)
 
 

@@ -112,7 +112,8 @@ class PinnedReads:
     where `expected` pins a path, a file that changed since is refused before it is parsed."""
 
     def __init__(self, expected: dict[str, str] | None = None, error: type[CfcError] = CfcError):
-        self.expected, self.error, self.digests = dict(expected or {}), error, {}
+        self.expected, self.error = dict(expected or {}), error
+        self.digests: dict[str, str] = {}
 
     def read(self, path: str | Path, what: str, limit: int = CHECKPOINT_LIMIT) -> bytes:
         data = read_bounded(path, limit, what, self.error)

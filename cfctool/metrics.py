@@ -81,9 +81,11 @@ def split_metrics(
     if count == 0:
         raise DataError("the evaluation split is empty; nothing to evaluate")
     if out["kind"] == "regression":
+        assert squared is not None and absolute is not None  # set by every batch
         total_loss = float(squared.mean())
-    metrics = {"loss": total_loss / count, "samples": count}
+    metrics: dict[str, Any] = {"loss": total_loss / count, "samples": count}
     if out["kind"] == "regression":
+        assert squared is not None and absolute is not None
         metrics.update(regression_errors(squared / count, absolute / count, out.get("scale")))
     if out["kind"] == "classification":
         metrics["accuracy"] = correct1 / count

@@ -88,7 +88,7 @@ def build_app() -> typer.Typer:
             compress.register(app, METHODS[name])
         else:
             others[name].register(app)
-    groups = [g.typer_instance for g in app.registered_groups]
+    groups = [g.typer_instance for g in app.registered_groups if g.typer_instance is not None]
     for command in [c for t in (app, *groups) for c in t.registered_commands]:
         command.callback = _guarded(command.callback)
         command.cls = _Command

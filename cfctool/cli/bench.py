@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         warmup: Annotated[int, typer.Option(help="Untimed warm-up batches per model.")] = 1,
         split: Annotated[str, typer.Option(help="Split to time: test or train.")] = "test",
         data: options.Data = None,
-        output: options.output("Also write the report as YAML.") = None,
+        output: Annotated[str | None, options.output("Also write the report as YAML.")] = None,
         as_json: options.Json = False,
         quiet: options.Quiet = False,
     ):

@@ -16,7 +16,7 @@ def command(method: Method):
     def compress_command(
         ctx: typer.Context,
         checkpoint: options.Checkpoint,
-        output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
+        output: options.OutputCheckpoint,
         data: options.Data = None,
         config: options.Config = None,
         overwrite: options.Overwrite = False,

@@ -18,7 +18,7 @@ _EXCLUDED = ("init",)
 def distill_command(
     ctx: typer.Context,
     checkpoint: options.Checkpoint,
-    output: options.output("Output checkpoint (.st), or '-' for stdout.", required=True),
+    output: options.OutputCheckpoint,
     data: options.Data = None,
     dataset: Annotated[
         str | None,

@@ -17,11 +17,13 @@ def register(app: typer.Typer) -> None:
     )
     def export_command(
         checkpoint: options.Checkpoint,
-        output: options.output(
-            "The ONNX file to write (--format onnx), the directory that receives NAME.h and "
-            "NAME.c (--format c), or the .safetensors file (--format ncps).",
-            required=True,
-        ),
+        output: Annotated[
+            str,
+            options.output(
+                "The ONNX file to write (--format onnx), the directory that receives NAME.h and "
+                "NAME.c (--format c), or the .safetensors file (--format ncps)."
+            ),
+        ],
         format: Annotated[
             str,
             typer.Option(

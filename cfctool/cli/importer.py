@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[
             str, typer.Option(help="The data set the model reads (its task: input and output sizes, vocabulary).")
         ],
-        output: options.output("The checkpoint to write (.st), or '-' for stdout.", required=True),
+        output: Annotated[str, options.output("The checkpoint to write (.st), or '-' for stdout.")],
         readout: Annotated[
             str | None,
             typer.Option(

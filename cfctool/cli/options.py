@@ -52,9 +52,12 @@ def example(command: str) -> str:
     return f"Example: {command}"
 
 
-def output(help_text: str, required: bool = False):
-    kind = str if required else str | None
-    return Annotated[kind, typer.Option("--output", "-o", help=help_text)]
+def output(help_text: str) -> Any:
+    """The -o option with a command's own help text (required where the parameter has no default)."""
+    return typer.Option("--output", "-o", help=help_text)
+
+
+OutputCheckpoint = Annotated[str, output("Output checkpoint (.st), or '-' for stdout.")]
 
 
 # settings with their own shared flag (or none: chosen by the command line's structure)
@@ -66,7 +69,7 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
     """One keyword parameter per setting of the config classes in `panels` ({class: panel
     title}; default: the train settings), default None (= the preset's or class default);
     `exclude`: settings a command does not offer."""
-    choices = {name: s.choices for name, s in arch_settings().items()}
+    choices = {name: s.choices or () for name, s in arch_settings().items()}
     params = []
     for cls, panel in (panels or _PANELS).items():
         for f in fields(cls):

@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
         if plot is not None:
             rep.plot(rows, plot)
         if output is not None:
-            text = {".yaml": rep.as_yaml, ".json": rep.as_json}.get(kind, lambda r: rep.markdown(r, base))(rows)
+            writers = {".yaml": rep.as_yaml, ".json": rep.as_json}
+            text = writers[kind](rows) if kind in writers else rep.markdown(rows, base)
             atomic_write(Path(output), text.encode())
         if as_json:
             print(rep.as_json(rows))

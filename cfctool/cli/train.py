@@ -25,7 +25,9 @@ def train_command(
         ),
     ] = "xor",
     arch: Annotated[str, typer.Option(help=f"Architecture: {', '.join(ARCHS)}.")] = "cfc",
-    output: options.output("Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st") = None,
+    output: Annotated[
+        str | None, options.output("Output checkpoint (.st), or '-' for stdout. Default: DATASET-ARCH.st")
+    ] = None,
     preset: Annotated[str, typer.Option(help="Named preset of the data set (e.g. xor: default, paper).")] = "default",
     config: options.Config = None,
     data: options.Data = None,

@@ -11,6 +11,8 @@ from cfctool.errors import DataError
 if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
     import torch
 
+    from cfctool.data.stream import StreamSplit
+
 
 @dataclass
 class Split:
@@ -60,7 +62,7 @@ class Dataset:
     inference (e.g. a vocabulary) that must travel inside the checkpoint under 'task.*'."""
 
     task: dict[str, Any]
-    splits: dict[str, Split]
+    splits: dict[str, Split | StreamSplit]  # in memory, or read from disk as it goes (data.stream)
     task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     test_subset: dict[str, Any] | None = None  # set when the test split was capped

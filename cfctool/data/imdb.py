@@ -65,6 +65,13 @@ SETTINGS = (
 )
 
 
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    if handle is None:  # not a regular file (links are refused as such)
+        raise DataError(f"{member.name}: not a regular file in the IMDB archive")
+    return handle.read()
+
+
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace("<br />", " "))
 
@@ -90,7 +97,7 @@ def read_reviews(source: Path, splits: tuple[str, ...]) -> dict[str, list[tuple[
             with tarfile.open(source, "r:*") as archive:
                 for member in archive:
                     if member.isfile():
-                        add(member.name, lambda m=member: archive.extractfile(m).read())
+                        add(member.name, lambda m=member: _read_member(archive, m))
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{source}: cannot read the IMDB archive ({exc}); is it complete? expected {_LAYOUT}") from None
     for split, reviews in found.items():
@@ -101,7 +108,7 @@ def read_reviews(source: Path, splits: tuple[str, ...]) -> dict[str, list[tuple[
 
 
 def build_vocab(texts: Iterator[list[str]], size: int) -> list[str]:
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for tokens in texts:
         counts.update(tokens)
     return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]

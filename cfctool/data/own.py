@@ -35,6 +35,8 @@ from cfctool.settings import Setting
 if TYPE_CHECKING:
     import numpy as np
 
+    from cfctool.data.stream import StreamSplit
+
 TARGETS = ("classification", "regression", "forecast")
 MAX_FILES = 1_000_000  # arrays in a folder of sequences
 MISSING = ("auto", "error", "indicator")  # auto: indicator for the narrow table form, else error
@@ -218,7 +220,7 @@ def read_folder(path: Path, reads: PinnedReads) -> dict[str, Any]:
     for f, data in files:
         digest.update(f"{f.name}\0{hashlib.sha256(data).hexdigest()}\n".encode())
     reads.pin(path, digest.hexdigest())
-    seqs = []
+    seqs: list[Any] = []
     for f, data in files:
         try:
             a = np.load(io.BytesIO(data), allow_pickle=False)
@@ -439,11 +441,11 @@ def load(cfg) -> Dataset:
     reads = PinnedReads(error=DataError)
     x, dt, mask, y, how, features = _read(path, settings, cfg.target, missing, reads)
 
-    def other(name: str):  # the test or validation sequences of their own file, read like the main one
-        found = _read(Path(name), settings, cfg.target, missing, reads)[:4]
-        if found[0].shape[2] != x.shape[2] or (found[0].dtype.kind == "i") != (x.dtype.kind == "i"):
-            raise DataError(f"{name}: x is {_kind(found[0])}, {path} has {_kind(x)}")
-        return found
+    def other(name: str) -> tuple[Any, Any, Any, Any]:  # the test or validation sequences of their own file
+        ox, odt, omask, oy = _read(Path(name), settings, cfg.target, missing, reads)[:4]
+        if ox.shape[2] != x.shape[2] or (ox.dtype.kind == "i") != (x.dtype.kind == "i"):
+            raise DataError(f"{name}: x is {_kind(ox)}, {path} has {_kind(x)}")
+        return ox, odt, omask, oy
 
     val = other(cfg.val_file) if cfg.val_file else None
     if cfg.test_file:
@@ -524,7 +526,7 @@ def load(cfg) -> Dataset:
             "x_std": torch.from_numpy(std.astype(np.float32)),
         }
     task = {"dataset": "own", "input": task_input, "output": output, "preprocessing": prep}
-    splits = {
+    splits: dict[str, Split | StreamSplit] = {
         "train": prepare.split(task, tensors, *train, where=str(path)),
         "test": prepare.split(task, tensors, *test, where=str(cfg.test_file or path)),
     }
@@ -557,7 +559,7 @@ def _split_rows(path: Path, n: int, fraction: float, seed: int):
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split:
+def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split | StreamSplit:
     """A split again, from the recorded files (refused when they changed since training)."""
     p = task["preprocessing"]
     if p.get("stream"):

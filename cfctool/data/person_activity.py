@@ -154,7 +154,9 @@ def _windows(seqs: dict, names: list[str], window: int, stride: int):
             seg = slice(start, start + window)
             d = dt[seg].copy()
             d[0] = 0.0 if start == 0 else d[0]
-            xs.append(values[seg]), dts.append(d), ys.append(labels[seg])
+            xs.append(values[seg])
+            dts.append(d)
+            ys.append(labels[seg])
     return xs, dts, ys
 
 

@@ -532,7 +532,7 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
     width = len(lay.features) * (2 if missing == "indicator" else 1)
     task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
     tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}
-    splits = {
+    splits: dict[str, Split | StreamSplit] = {
         name: StreamSplit(lay, task, tensors, name, fit.counts[name])
         for name in ("train", "val", "test")
         if name != "val" or cfg.val_fraction > 0

@@ -158,6 +158,7 @@ def arrays_from_table(path: Path, s: dict[str, Any], reads: PinnedReads) -> dict
     s_seq = seq[order]
     starts = np.r_[True, s_seq[1:] != s_seq[:-1]]
     if narrow:  # a step is one (id, time): rows at the same time share it
+        assert times is not None  # narrow tables have a time column
         s_time = times[order]
         new_step = starts | np.r_[True, s_time[1:] != s_time[:-1]]
     else:

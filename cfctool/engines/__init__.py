@@ -83,8 +83,9 @@ def _quantization(ckpt: Checkpoint | None) -> dict:
     return quant if quant.get("scheme") in ("static", "dynamic", "qat") else {}
 
 
-def _int8(ckpt: Checkpoint, model: nn.Module) -> nn.Module:
+def _int8(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
     settings = integer_settings(ckpt, model)
+    assert settings is not None  # `supports` said the engine runs it
     return QuantFoldedCfC(model, ckpt, settings["act_scales"], dynamic=settings["dynamic"], fuse=settings["fuse"])
 
 

@@ -11,6 +11,7 @@ NAME_step. Emitters add their arrays to the writer in the order the step reads t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ class Int8Cell:
     w: Writer
     name: str
     k: int
-    folded: object  # models.quantized.QuantFolded
+    folded: Any  # models.quantized.QuantFolded
     token_input: bool
     table: torch.Tensor | None  # the folded token table (cell 0 of a token model), else None
 

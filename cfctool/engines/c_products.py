@@ -103,7 +103,9 @@ class SparseLayout:
     def of(cls, weight: torch.Tensor) -> SparseLayout:
         counts = (weight != 0).sum(1)
         order = sorted((int(c), j) for j, c in enumerate(counts.tolist()) if c)
-        values, columns, groups = [], [], []
+        values: list[torch.Tensor] = []
+        columns: list[torch.Tensor] = []
+        groups: list[list[int]] = []
         for count, j in order:
             cols = torch.nonzero(weight[j]).reshape(-1)
             values.append(weight[j, cols])

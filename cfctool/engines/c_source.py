@@ -120,7 +120,7 @@ def _ode(ckpt: Checkpoint, model, name: str, raw_io: RawIO | None, sparse: str) 
     state_bytes = 4 * n_state
     scratch = 4 * (n_inputs + 1 + 2 * width + n_state + rank) + _product_scratch(name, source)
     arch = ckpt.arch
-    kind = arch.get("name") + (f", {arch.get('method')} to {arch.get('dim')}" if arch.get("method") else "")
+    kind = arch["name"] + (f", {arch.get('method')} to {arch.get('dim')}" if arch.get("method") else "")
     state_fields = [
         f"    float z[{n_state}]; /* the ODE state" + (" in latent coordinates [R z, H z]" if f.latent else "") + " */"
     ]

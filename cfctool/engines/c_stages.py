@@ -79,13 +79,14 @@ def embedding_input(
     from cfctool.models.quantized import int_weight
 
     dim = weight.shape[1]
-    stored = int_weight(ckpt, "embedding.weight")
-    codes_stored = stored is not None and torch.equal(stored[0].float() * stored[1].unsqueeze(1), weight)
+    stored = int_weight(ckpt, "embedding.weight")  # the stored codes, used when they decode to the weights
+    if stored is not None and not torch.equal(stored[0].float() * stored[1].unsqueeze(1), weight):
+        stored = None
     if direct is not None:
         offsets, columns, nonzero = row_starts(weight)
         off = w.int32("embedding_off", offsets, "where each token's non-zeros start (vocab + 1)")
         cols = w.indices("embedding_c", columns, "their columns", dim)
-        if codes_stored:
+        if stored is not None:
             vals = w.codes("embedding_v", stored[0][nonzero], "the embedding's non-zero int8 codes, row by row")
             scales = w.array("embedding_s", stored[1], "the embedding's row scales")
             value = f"(float){vals}[k] * {scales}[token]"
@@ -93,7 +94,7 @@ def embedding_input(
             vals = w.array("embedding_v", weight[nonzero], "the embedding's non-zeros, row by row")
             value = f"{vals}[k]"
         return token_columns(w, name, direct, off, cols, value, post), 0
-    if codes_stored:
+    if stored is not None:
         codes = w.int8("embedding_q", stored[0], "the embedding's stored int8 codes (vocab x dim)")
         scales = w.array("embedding_s", stored[1], "the embedding's row scales")
         row = (

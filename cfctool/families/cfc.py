@@ -120,9 +120,9 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
     def first(k: int) -> list[str]:  # the tensors of cell k's first product on [input; state]
         return [f"rnn.cells.{k}.backbone.0.weight"] if widths else [f"rnn.cells.{k}.{h}.weight" for h in heads]
 
-    def mask(k: int) -> str | None:
+    def mask(k: int) -> list[str]:  # the cell's wiring mask, if it has one
         name = f"rnn.cells.{k}.sparsity_mask"
-        return name if name in tensors else None
+        return [name] if name in tensors else []
 
     n_in = [0] * len(sizes)
     for k in range(len(sizes)):
@@ -153,18 +153,15 @@ def unit_groups(arch: dict[str, Any], tensors: dict[str, Any]) -> list[UnitGroup
         if pure:
             own += [(f"{p}.w_tau", 1, 0, "own"), (f"{p}.A", 1, 0, "own")]
         rec = [(name, 1, n_in[k], "recurrent") for name in first(k)]
-        if mask(k):
-            own.append((mask(k), 0, 0, "own"))
-            rec.append((mask(k), 1, tensors[mask(k)].shape[1] - h, "recurrent"))
+        own += [(m, 0, 0, "own") for m in mask(k)]
+        rec += [(m, 1, tensors[m].shape[1] - h, "recurrent") for m in mask(k)]
         if k + 1 < len(sizes):
-            nxt = [(name, 1, 0, "next") for name in first(k + 1)] + (
-                [(mask(k + 1), 1, 0, "next")] if mask(k + 1) else []
-            )
+            nxt = [(name, 1, 0, "next") for name in first(k + 1) + mask(k + 1)]
         else:
             nxt = [("head.weight", 1, 0, "next")]
         groups.append(UnitGroup(f"cells.{k}.hidden", "hidden", h, tuple(own + rec + nxt)))
     if "embedding.weight" in tensors and not arch.get("input_projected"):
-        reads = [(name, 1, 0, "next") for name in first(0)] + ([(mask(0), 1, 0, "next")] if mask(0) else [])
+        reads = [(name, 1, 0, "next") for name in first(0) + mask(0)]
         groups.append(
             UnitGroup(
                 "embedding",

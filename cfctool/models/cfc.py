@@ -259,7 +259,7 @@ class CfC(nn.Module):
                     None if heads is None else (heads[0].t().contiguous(), heads[1], basis),
                 )
             )
-        lstm_pre = None
+        lstm_pre: tuple[torch.Tensor, ...] = ()
         if self.lstm is not None:
             lstm_pre = F.linear(x, self.lstm.input_map.weight, self.lstm.input_map.bias).unbind(1)
 
@@ -269,6 +269,7 @@ class CfC(nn.Module):
         for t in range(steps):
             dt_t = dts[t]
             if self.lstm is not None:
+                assert c is not None
                 h_all, c_new = self.lstm.step(lstm_pre[t], torch.cat(states, 1), c)
                 c = c_new if masks is None else torch.where(masks[t], c_new, c)
                 states = list(h_all.split(self.sizes, 1))

@@ -70,6 +70,8 @@ class _Cell:
         if self.gate_folded:
             heads_w = torch.cat([heads_w[: 2 * h], dt * heads_w[2 * h : 3 * h] + heads_w[3 * h :]])
             heads_b = torch.cat([heads_b[: 2 * h], dt * heads_b[2 * h : 3 * h] + heads_b[3 * h :]])
+        self.heads: tuple[torch.Tensor, torch.Tensor] | None
+        self.basis: torch.Tensor | None
         if len(cell.backbone):
             w1, b1 = cell.backbone[0].weight, cell.backbone[0].bias
             # plain tensors, not Parameters: the ONNX Scan body cannot capture Parameters
@@ -132,7 +134,9 @@ class Folded:
             u = F.embedding(x.t(), self.table)  # time-major lookup: contiguous steps
         else:
             u = torch.matmul(x.transpose(0, 1), first.w_in_t) + first.b1
-        dts = None if self.constant_dt else dt.to(u.dtype).t().unsqueeze(-1)
+        if not self.constant_dt and dt is None:
+            raise ValueError("this engine was built for a dt per step: pass dt")
+        dts = None if dt is None or self.constant_dt else dt.to(u.dtype).t().unsqueeze(-1)
         masks = None if mask is None else mask.t().unsqueeze(-1)
         return u, dts, masks
 
@@ -142,7 +146,7 @@ class Folded:
     def step(
         self, ys: list[torch.Tensor], u_t: torch.Tensor, dt_t: torch.Tensor | None, mask_t: torch.Tensor | None
     ) -> list[torch.Tensor]:
-        out = []
+        out: list[torch.Tensor] = []
         for k, cell in enumerate(self.cells):
             if k == 0:
                 pre = torch.addmm(u_t, ys[0], cell.w_state_t)

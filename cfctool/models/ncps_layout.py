@@ -80,7 +80,7 @@ def read(state: dict[str, torch.Tensor]) -> NcpsModel:
             mixed_memory=mixed,
         )
     if "rnn_cell.layer_0.ff1.weight" in own:
-        layers = []
+        layers: list[Any] = []
         while f"rnn_cell.layer_{len(layers)}.ff1.weight" in own:
             layers.append(own[f"rnn_cell.layer_{len(layers)}.ff1.weight"].shape[0])
         features = own["rnn_cell.layer_0.ff1.weight"].shape[1] - layers[0]
@@ -199,7 +199,11 @@ def _spec(arch: dict[str, Any], features: int) -> tuple[str, tuple | None, dict[
         except ValueError:
             auto = None
         if auto is not None and [auto.inter, auto.command, auto.motor] == [inter, command, motor]:
-            wiring = ("AutoNCP", (inter + command + motor, motor), {"sparsity_level": arch["sparsity"]})
+            wiring: tuple[str, tuple[int, ...], dict[str, Any]] = (
+                "AutoNCP",
+                (inter + command + motor, motor),
+                {"sparsity_level": arch["sparsity"]},
+            )
         else:  # other sizes (neurons pruned): the fan-outs only shape the masks the file replaces
             wiring = ("NCP", (inter, command, motor, 1, 1, 1, 1), {})
         return "CfC", wiring, common

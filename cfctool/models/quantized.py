@@ -175,6 +175,7 @@ class _QCell:
                 (1.0 / head_s, head_s),
             )
         self.in_scale = scales[0] if self.fast else None  # cell 0's table is divided by it (QuantFolded)
+        self.heads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
         if widths:
             q1, s1 = _weight(ckpt, cell.backbone[0], f"{prefix}.backbone.0.weight")
             layers = [_weight(ckpt, cell.backbone[j], f"{prefix}.backbone.{j}.weight") for j in range(1, len(widths))]
@@ -188,7 +189,7 @@ class _QCell:
             self.static = not dynamic
             if self.static and not self.fast:  # products of scales and inverse scales, once
                 self.layers = [(q_t, s * s_in, b, s_out) for (q_t, s, b, s_out), s_in in zip(self.layers, scales)]
-                self.inv_scales = [1.0 / sc for sc in scales]
+                self.inv_scales = [1.0 / sc for sc in scales if sc is not None]  # static: all set
             s_last = scales[-1]
             self.heads = (heads_q.t().contiguous(), heads_s * s_last if self.static else heads_s, heads_b)
             self.scales = scales
@@ -196,10 +197,13 @@ class _QCell:
             q1, s1 = heads_q, heads_s
             self.layers, self.heads, self.scales, self.static = [], None, [], not dynamic
         # first product: the state half (and, after cell 0, the previous cell's y) in y-space
-        div = self.in_scale if self.fast else 1.0
+        div = 1.0 if self.in_scale is None else self.in_scale
         self.state_q = q1[:, n_in:].t().contiguous()
         self.state_s = s1 * (2 * a / Y_LEVELS) / div
-        b1 = folded_cell.b1 if widths or not self.gate_folded else fold_gate(folded_cell.b1, h, dt)
+        b1 = folded_cell.b1
+        if not widths and self.gate_folded:
+            assert dt is not None  # the gate is folded at a constant dt only
+            b1 = fold_gate(folded_cell.b1, h, dt)
         self.b1 = b1 / div + (0.5 if self.fast else 0.0)
         self.folds_input = not widths and self.gate_folded  # NCP: the input part has 4 heads to fold
         if k > 0:
@@ -346,7 +350,7 @@ class QuantFoldedCfC(FoldedCfC):
             f = self.folded(1.0 if dt is None else _constant(dt))
             u, dts, masks = f.time_major(x, dt, mask)
             ys = f.initial(u)
-            trace = [[] for _ in ys]
+            trace: list[list[torch.Tensor]] = [[] for _ in ys]
             for t in range(u.shape[0]):
                 ys = f.step(ys, u[t], None if dts is None else dts[t], None if masks is None else masks[t])
                 for k, y in enumerate(ys):

@@ -89,14 +89,15 @@ def workload(
             notify(how)
         if notify and task["dataset"] != "xor":
             notify(f"loading the {task['dataset']} {split} split")
-        data = load_split(task, split, directory, ckpt.task_tensors())
-        if batches is None and not isinstance(data, Split):  # a table read as it goes (--stream): a bounded sample
+        loaded = load_split(task, split, directory, ckpt.task_tensors())
+        if batches is None and not isinstance(loaded, Split):  # a table read as it goes (--stream): a bounded sample
             batches = STREAMED_BATCHES
             if notify:
                 notify(f"the split is a streamed table: timing a seeded sample of {batches} batches (--batches)")
         if batches is not None:
-            data = data.sample(batch_size * batches)
-        labels = data.y
+            loaded = loaded.sample(batch_size * batches)
+        assert isinstance(loaded, Split)  # a streamed table was sampled into memory above
+        data, labels = loaded, loaded.y
     return list(data.batches(batch_size)), labels, data.mask
 
 
@@ -181,7 +182,7 @@ class _Subject:
         else:
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
             if self.export["graph"] == "scan-int8":
-                note = "the int8 engine's step: MatMulInteger (int8 x int8 -> int32) in the Scan body"
+                note: str | None = "the int8 engine's step: MatMulInteger (int8 x int8 -> int32) in the Scan body"
             else:
                 note = (
                     "a float graph of the decoded weights: simulated, not integer or sparse kernels"

@@ -25,6 +25,7 @@ nothing meets is an error naming what came closest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -242,7 +243,7 @@ def search_quantization(
                 inner = dataclasses.replace(cfg, **setting, max_drop=None)
                 out, within = budget.trial(
                     setting,
-                    lambda inner=inner: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress),
+                    functools.partial(op, ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress),
                 )
                 if within:
                     trial = budget.trials[-1]
@@ -280,7 +281,7 @@ def _float_fallback(
             progress=progress,
         )
         sensitivity[unit] = alone.record["compression"]["quantization"]["state_mse"]["mean"]
-    order = sorted(units, key=sensitivity.get, reverse=True)
+    order = sorted(units, key=lambda u: sensitivity[u], reverse=True)
     budget.say(
         "budget: no integer candidate within; keeping products in float32, most sensitive first: "
         + ", ".join(f"{u} ({sensitivity[u]:.3g})" for u in order)
@@ -289,7 +290,7 @@ def _float_fallback(
         setting = {**best, "keep_float": ",".join(order[:n])}
         inner = dataclasses.replace(cfg, **setting, max_drop=None)
         out, within = budget.trial(
-            setting, lambda inner=inner: op(ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress)
+            setting, functools.partial(op, ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress)
         )
         if within:
             return budget.result(

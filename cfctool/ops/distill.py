@@ -59,7 +59,7 @@ def teacher_view(teacher: Checkpoint, dataset: str):
         return None
     task = preview_task(DataConfig(dataset=dataset))
     convert = view_converter(task, teacher.task) if task is not None else None
-    if convert is None or task["output"] != teacher.task["output"]:
+    if task is None or convert is None or task["output"] != teacher.task["output"]:
         raise CfcError(
             f"the teacher was trained on '{teacher.task['dataset']}', not '{dataset}', and the two do not "
             "share their rows: a student learns the teacher's task; distill a teacher of that data set "

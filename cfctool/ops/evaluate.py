@@ -58,20 +58,20 @@ def evaluate(
         if max_samples is not None:
             data = data.sample(max_samples)
         name = ALIASES.get(engine, engine)
-        engine = choose(ckpt, model, None if name == AUTO else name)
+        chosen = choose(ckpt, model, None if name == AUTO else name)
         last = [time.monotonic()]
 
         def on_batch(done: int, n: int) -> None:
             if time.monotonic() - last[0] >= 5:
                 last[0] = time.monotonic()
-                say(f"{done}/{n} samples evaluated ({engine.name} engine)")
+                say(f"{done}/{n} samples evaluated ({chosen.name} engine)")
 
-        say(f"evaluating {len(data)} samples on the {engine.name} engine")
+        say(f"evaluating {len(data)} samples on the {chosen.name} engine")
         report: dict[str, Any] = {
             "split": split,
-            **split_metrics(engine.module, data, ckpt.task, batch_size, on_batch=on_batch),
+            **split_metrics(chosen.module, data, ckpt.task, batch_size, on_batch=on_batch),
         }
-        report.update(engine.describe())
+        report.update(chosen.describe())
         if len(data) < total:
             report["subset"] = {"samples": len(data), "of": total, "how": "seeded random subset (--max-samples)"}
         report["seconds"] = round(time.monotonic() - started, 2)

@@ -296,6 +296,7 @@ def _front_and_head(
     tokens = task["input"]["kind"] == "tokens"
     _check_embedding_flag(cfg, tokens)
     if tokens:
+        assert cfg.embedding is not None  # _check_embedding_flag
         e = _linear(state, cfg.embedding, "--embedding", bias=False)[0]
         vocab = task["input"]["vocab_size"]
         if e.shape != (vocab, m.features):

@@ -115,7 +115,8 @@ def regions(ckpt: Checkpoint, scope: str = "all") -> dict[str, torch.Tensor]:
     weights = [n for n, p in model.named_parameters() if p.dim() >= 2 and n.split(".")[-1] in family.weights]
     t = ckpt.tensors
     if scope == "recurrent":
-        selected = {}
+        selected: dict[str, Any] = {}
+        assert family.unit_groups is not None  # checked in _validate
         for group in family.unit_groups(ckpt.arch, t):
             for name, dim, offset, role in group.slices:
                 if role == "recurrent" and name.endswith(".weight"):
@@ -197,7 +198,9 @@ def _selected_groups(ckpt: Checkpoint, cfg):
         "heads": ("hidden",),
         "embedding": ("embedding",),
     }[cfg.scope]
-    groups = get(ckpt.arch["name"]).unit_groups(ckpt.arch, ckpt.tensors)
+    family = get(ckpt.arch["name"])
+    assert family.unit_groups is not None  # checked in _validate
+    groups = family.unit_groups(ckpt.arch, ckpt.tensors)
     return [g for g in groups if g.kind in kinds and g.size > 1]
 
 
@@ -244,7 +247,9 @@ def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]
             drop[g.name] = torch.sort(_lowest(scores[g.name], k)).values
     tensors = remove_units(ckpt.tensors, groups, drop)
     sizes = {g.name: g.size - len(drop.get(g.name, [])) for g in groups}
-    arch = get(ckpt.arch["name"]).resize(ckpt.arch, sizes)
+    family = get(ckpt.arch["name"])
+    assert family.resize is not None  # a family with unit groups resizes
+    arch = family.resize(ckpt.arch, sizes)
     detail = {
         "method": "structured",
         "embedding_included": any(g.kind == "embedding" for g in groups),

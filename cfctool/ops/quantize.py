@@ -286,7 +286,7 @@ def _mse_search(ckpt, qmodel, reference, calib, scales: dict[str, float], fuse: 
             f: state_error(ckpt, qmodel, reference, calib, {**best, name: base * f}, False, fuse)["mean"]
             for f in MSE_FRACTIONS
         }
-        best[name] = base * min(trials, key=trials.get)
+        best[name] = base * min(trials, key=lambda c: trials[c])
     return best
 
 

@@ -54,6 +54,7 @@ def validate(ckpt: Checkpoint, cfg) -> None:
     if ckpt.encodings:
         raise CfcError(f"{ckpt.source or 'the checkpoint'} stores encoded tensors; reduce its fp32 original")
     if family.reduction == "ode":
+        assert family.state_size is not None  # an ODE family states its state size
         n = family.state_size(ckpt.arch)
         if cfg.dim > n or (cfg.points or cfg.dim) > n:
             raise ConfigError(f"--dim/--points must be at most the state size {n} of this {name} (got {cfg.dim})")
@@ -122,7 +123,8 @@ def reduce(
 def snapshot_grams(model, split, every: int, batch: int = 64):
     """(Gram of the states, Gram of the nonlinearity values, mean |state| at the last step)."""
     grams: dict[str, Gram] = {}
-    last_abs, count = None, 0
+    last_abs: Any = None  # the summed |final state|, once a batch is in
+    count = 0
     for b in split.batches(batch):
         trace = model.capture(b.x, b.dt, b.mask)
         for key in ("state", "nonlinearity"):
@@ -255,6 +257,7 @@ def _smaller_ode_rnn(ckpt: Checkpoint, keep: torch.Tensor) -> Checkpoint:
 
 def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
     family = get(ckpt.arch["name"])
+    assert family.unit_groups is not None and family.resize is not None  # a CfC family
     groups = family.unit_groups(ckpt.arch, ckpt.tensors)
     hidden = next(g for g in groups if g.name == "cells.0.hidden")
     k = cfg.dim
@@ -263,7 +266,7 @@ def _reduce_cfc(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]:
     states, _, activity = snapshot_grams(model, sample, cfg.every)
     if cfg.method == "apoz":  # hidden units by their last-step activity, backbone units by their mean |activation|
         drop = {hidden.name: torch.sort(torch.argsort(activity)[: hidden.size - k]).values}
-        detail = {"kept_units": sorted(set(range(hidden.size)) - set(drop[hidden.name].tolist()))}
+        detail: dict[str, Any] = {"kept_units": sorted(set(range(hidden.size)) - set(drop[hidden.name].tolist()))}
         tensors = remove_units(ckpt.tensors, [hidden], drop)
         return ckpt.derive(tensors=tensors, arch=family.resize(ckpt.arch, {hidden.name: k})), detail
     v, s = states.basis(k)
@@ -323,7 +326,7 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
 
 
 def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
-    freeze = ()
+    freeze: tuple[str, ...] = ()
     if cfg.finetune_scope == "after":  # the seed's protocol: only what reads the ODE block's output
         freeze = tuple({n.split(".")[0] for n in ckpt.model_tensors()} - {"head"})
     say(f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr} ({cfg.finetune_scope})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class Row:
     value_from: str | None = None
 
 
-def find_checkpoints(paths: list[str | Path]) -> list[Path]:
+def find_checkpoints(paths: Sequence[str | Path]) -> list[Path]:
     """The .st files among `paths` (directories searched recursively), in a stable order."""
     found: list[Path] = []
     for raw in paths:
@@ -171,7 +172,7 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def report(paths: list[str | Path]) -> list[Row]:
+def report(paths: Sequence[str | Path]) -> list[Row]:
     return [row_for(p) for p in find_checkpoints(paths)]
 
 
@@ -323,7 +324,7 @@ def plot(rows: list[Row], out: str | Path) -> Path:
     sign = -1.0 if metric == "mse" else 1.0  # the front: lower cost and a better metric (a lower error)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (attr, label) in zip(axes, (("file_bytes", "file size (bytes)"), ("cpu_seconds", "CPU seconds (bench)"))):
-        pts = [(getattr(r, attr), r.value, Path(r.path).stem) for r in rated if getattr(r, attr)]
+        pts = [(getattr(r, attr), float(r.value or 0.0), Path(r.path).stem) for r in rated if getattr(r, attr)]
         for x, y, name in pts:
             ax.scatter(x, y, s=18)
             ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")

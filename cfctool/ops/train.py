@@ -63,6 +63,7 @@ def train(
     cfg = run.train
     identity = run_identity(run)
     if init is not None:
+        assert init_from is not None  # init is loaded from it
         identity["init_from_sha256"] = ckpt_io.file_sha256(init_from)
 
     def load() -> Dataset:
@@ -92,7 +93,7 @@ def train(
     tensors.update({TASK_TENSOR_PREFIX + k: v for k, v in dataset.task_tensors.items()})
     record = new_record(trained.arch, dataset.task)
     if init is not None:  # what the warm start had behind it, so totals can be stated
-        metrics["init_from"] = warm_start_record(init, init_from, identity["init_from_sha256"])
+        metrics["init_from"] = warm_start_record(init, str(init_from), identity["init_from_sha256"])
         record["history"] = list(init.record.get("history") or [])
     record["metrics"] = metrics
     ckpt = Checkpoint(tensors=tensors, record=record)

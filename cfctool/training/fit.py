@@ -262,7 +262,10 @@ class _Run:
         self.model, self.dataset, self.cfg, self.device, self.task = model, dataset, cfg, device, dataset.task
         self.loss_fn = loss or (lambda out, b: task_loss(out, b.y, b.mask, self.task))
         self.state_path = Path(state_path) if state_path is not None else None
-        self.identity, self.saved, self.average, self.in_progress = identity, None, None, None
+        self.identity = identity
+        self.saved: dict[str, Any] | None = None
+        self.average: WeightAverage | None = None
+        self.in_progress: dict[str, Any] | None = None
         self.last_write = time.perf_counter()
 
     def prepare(self, freeze: Iterable[str], constraints: Iterable[Constraint], fake_quant) -> None:
@@ -295,6 +298,7 @@ class _Run:
 
     def restore(self) -> None:
         """Continue from the training state: weights, optimiser, schedule, generators, counters."""
+        assert self.state_path is not None  # a run that resumes has a state file
         require_state(self.state_path)
         saved = self.saved = read_state(self.state_path, self.identity)
         self.model.load_state_dict(saved["model"])
@@ -312,12 +316,11 @@ class _Run:
     def start_averaging(self) -> None:
         if getattr(self.cfg, "ema_decay", None) is None:
             return
-        resumed = self.saved is not None
-        shadow = self.saved["ema"] if resumed else None
-        if resumed and shadow is None:
+        shadow = self.saved["ema"] if self.saved is not None else None
+        if self.saved is not None and shadow is None:
             raise ConfigError(f"--resume: the training state at {self.state_path} holds no weight average")
         self.average = WeightAverage(
-            self.model, self.cfg.ema_decay, self.saved["ema_updates"] if resumed else 0, shadow
+            self.model, self.cfg.ema_decay, self.saved["ema_updates"] if self.saved is not None else 0, shadow
         )
 
     def averaged(self):
@@ -334,6 +337,7 @@ class _Run:
     def start_as_candidate(self) -> None:
         """The starting weights compete as epoch 0."""
         val = self.validate()
+        assert val is not None  # called only when there is a validation split
         self.best_score, self.best_epoch = selection_score(val), 0
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.history.append({"epoch": 0, **{f"val_{k}": v for k, v in val.items() if k != "samples"}})
@@ -375,14 +379,17 @@ class _Run:
         batches it had done. Under torchrun each rank reads its own share and all stop at the
         first step some rank has no batch for (a collective per step keeps them in step)."""
         partial, self.in_progress = self.in_progress, None
-        resumed = partial is not None and partial["epoch"] == epoch
-        if resumed:
+        if partial is not None and partial["epoch"] != epoch:
+            partial = None
+        if partial is not None:
             self.shuffle.set_state(partial["shuffle_at_start"])
         at_start = self.shuffle.get_state()
         seed = int(torch.randint(2**62, (1,), generator=self.shuffle))
-        first, tally = (partial["next"], list(partial["tally"])) if resumed else (0, [0.0, 0, 0])
+        first, tally = (partial["next"], list(partial["tally"])) if partial is not None else (0, [0.0, 0, 0])
         local = max(1, self.cfg.batch_size // (self.world.size if self.world is not None else 1))
-        batches = self.train_split.epoch(local, seed, self.world)
+        split = self.train_split
+        assert not isinstance(split, Split)  # train_epoch sends only streamed splits here
+        batches = split.epoch(local, seed, self.world)
         done = 0
         while True:
             batch = next(batches, None)
@@ -429,6 +436,7 @@ class _Run:
         self.write(epoch - 1, {"epoch": epoch, "next": next_start, "tally": list(tally), "shuffle_at_start": at_start})
 
     def write(self, finished_epoch: int, partial: dict | None = None) -> None:
+        assert self.state_path is not None  # written only when the run has a state file
         write_state(
             self.state_path,
             self.model,
@@ -451,6 +459,7 @@ class _Run:
     def draw(self, picked: torch.Tensor) -> Split:
         """This rank's share of the global batch `picked`, augmented when the data set is."""
         world, split = self.world, self.train_split
+        assert isinstance(split, Split)  # streamed splits draw their own batches
         if self.dataset.augment is None:
             batch = split.take(distributed.share(picked, world))
         else:  # drawn for the global batch, so every rank's generator stays in step with the others'
