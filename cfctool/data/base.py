@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cfctool.errors import DataError
 
 if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
     import torch
-
-    from cfctool.data.stream import StreamSplit
 
 
 @dataclass
@@ -56,13 +54,22 @@ def sample_indices(total: int, n: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
+class SplitSource(Protocol):
+    """A split as training, evaluation and calibration read it: in memory (`Split`) or read
+    from disk as it goes (`data.stream.StreamSplit`)."""
+
+    def __len__(self) -> int: ...
+    def batches(self, size: int) -> Iterator[Split]: ...
+    def sample(self, n: int, seed: int = 0) -> Split: ...
+
+
 @dataclass
 class Dataset:
     """Splits by name ('train', 'val', 'test'), the task record, and tensors the model needs at
     inference (e.g. a vocabulary) that must travel inside the checkpoint under 'task.*'."""
 
     task: dict[str, Any]
-    splits: dict[str, Split | StreamSplit]  # in memory, or read from disk as it goes (data.stream)
+    splits: dict[str, SplitSource]
     task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     test_subset: dict[str, Any] | None = None  # set when the test split was capped

@@ -27,15 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfctool.data import prepare, tables
-from cfctool.data.base import Dataset, Split
+from cfctool.data.base import Dataset, SplitSource
 from cfctool.errors import DataError
 from cfctool.files import CHECKPOINT_LIMIT, PinnedReads, read_bounded
 from cfctool.settings import Setting
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from cfctool.data.stream import StreamSplit
 
 TARGETS = ("classification", "regression", "forecast")
 MAX_FILES = 1_000_000  # arrays in a folder of sequences
@@ -526,7 +524,7 @@ def load(cfg) -> Dataset:
             "x_std": torch.from_numpy(std.astype(np.float32)),
         }
     task = {"dataset": "own", "input": task_input, "output": output, "preprocessing": prep}
-    splits: dict[str, Split | StreamSplit] = {
+    splits: dict[str, SplitSource] = {
         "train": prepare.split(task, tensors, *train, where=str(path)),
         "test": prepare.split(task, tensors, *test, where=str(cfg.test_file or path)),
     }
@@ -559,7 +557,7 @@ def _split_rows(path: Path, n: int, fraction: float, seed: int):
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> Split | StreamSplit:
+def load_split(task: dict[str, Any], split: str, data_dir, task_tensors) -> SplitSource:
     """A split again, from the recorded files (refused when they changed since training)."""
     p = task["preprocessing"]
     if p.get("stream"):

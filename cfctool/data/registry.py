@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cfctool.data.base import Dataset, Split, split_off_validation
+from cfctool.data.base import Dataset, SplitSource, split_off_validation
 from cfctool.data.names import MODULES
 from cfctool.errors import DataError
-
-if TYPE_CHECKING:
-    from cfctool.data.stream import StreamSplit
 
 TEST_SAMPLE_SEED = 0  # a capped test set is the same subset whatever the training seed
 
@@ -99,7 +96,7 @@ def load_dataset(cfg, seed: int = 0) -> Dataset:
     return dataset
 
 
-def load_split(task: dict[str, Any], split: str, data_dir: Path | None, task_tensors=None) -> Split | StreamSplit:
+def load_split(task: dict[str, Any], split: str, data_dir: Path | None, task_tensors=None) -> SplitSource:
     """One split for evaluation, preprocessed exactly as the task record (and the tensors
     that travel with it, such as a vocabulary) say."""
     return _module(task["dataset"]).load_split(task, split, data_dir, task_tensors or {})

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfctool.data import prepare, tables
-from cfctool.data.base import Dataset, Split
+from cfctool.data.base import Dataset, Split, SplitSource
 from cfctool.errors import DataError
 from cfctool.files import PinnedReads
 
@@ -532,7 +532,7 @@ def load(cfg, settings: dict[str, Any], target: str, missing: str) -> Dataset:
     width = len(lay.features) * (2 if missing == "indicator" else 1)
     task = {"dataset": "own", "input": {"kind": "features", "size": width}, "output": output, "preprocessing": prep}
     tensors = {"x_mean": torch.from_numpy(mean.astype(np.float32)), "x_std": torch.from_numpy(std.astype(np.float32))}
-    splits: dict[str, Split | StreamSplit] = {
+    splits: dict[str, SplitSource] = {
         name: StreamSplit(lay, task, tensors, name, fit.counts[name])
         for name in ("train", "val", "test")
         if name != "val" or cfg.val_fraction > 0

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cfctool.data.base import Dataset, Split
+from cfctool.data.base import Dataset, Split, SplitSource
 from cfctool.settings import Setting
 
 if TYPE_CHECKING:  # torch and numpy load inside the functions: `cfctool --help` reads this module's settings
     import numpy as np
-
-    from cfctool.data.stream import StreamSplit
 
 DATA_SEED = 20220  # fixed: the test set does not change with the training seed
 _SPLIT_OFFSET = {"train": 0, "test": 1, "val": 2}
@@ -77,7 +75,7 @@ def preview_task(cfg) -> dict[str, Any]:
 def load(cfg) -> Dataset:
     task = task_record(cfg)
     train_size = cfg.train_size if cfg.max_samples is None else min(cfg.train_size, cfg.max_samples)
-    splits: dict[str, Split | StreamSplit] = {"train": generate(task, "train", train_size)}
+    splits: dict[str, SplitSource] = {"train": generate(task, "train", train_size)}
     if cfg.val_fraction > 0:
         splits["val"] = generate(task, "val")
     splits["test"] = generate(task, "test")

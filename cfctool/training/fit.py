@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 
 from cfctool.configs import parse_lr_scale
 from cfctool.data.base import Dataset, Split
+from cfctool.data.stream import StreamSplit
 from cfctool.engines import fastest
 from cfctool.errors import ConfigError, TrainingError
 from cfctool.metrics import selection_score, split_metrics, task_loss
@@ -360,7 +361,7 @@ class _Run:
         """One pass over a fresh shuffle (or the rest of one a resumed state was written in):
         (the step budget ran out?, [loss sum, correct, samples])."""
         self.model.train()
-        if hasattr(self.train_split, "epoch"):  # a split read from disk as it goes (data.stream)
+        if isinstance(self.train_split, StreamSplit):  # a split read from disk as it goes
             return self.train_streamed_epoch(epoch)
         at_start, order, first, tally = self.shuffled(epoch)
         for start in range(first, len(order), self.cfg.batch_size):
@@ -388,7 +389,7 @@ class _Run:
         first, tally = (partial["next"], list(partial["tally"])) if partial is not None else (0, [0.0, 0, 0])
         local = max(1, self.cfg.batch_size // (self.world.size if self.world is not None else 1))
         split = self.train_split
-        assert not isinstance(split, Split)  # train_epoch sends only streamed splits here
+        assert isinstance(split, StreamSplit)  # train_epoch sends only streamed splits here
         batches = split.epoch(local, seed, self.world)
         done = 0
         while True:
