@@ -14,19 +14,19 @@ from cfctool import checkpoint
 from cfctool.checkpoint import load, save
 from cfctool.ops.train import train
 
-# A whole compression method in one module: its config, op, validation and report hooks.
+# A whole compression method in one module: its config, its checks, its transform and its report
+# hooks; the driver (cfctool.ops.compress) does the rest: validation, threads, record, history.
 SCALE_METHOD = textwrap.dedent('''
     """Scale the readout's weights by a factor (a toy method for the registry test)."""
     from dataclasses import asdict, dataclass, field
 
-    from cfctool.checkpoint import history_entry
     from cfctool.errors import CfcError, ConfigError
+    from cfctool.ops.compress import Result
 
 
     @dataclass
     class ScaleConfig:
         factor: float | None = field(default=None, metadata={"help": "What the readout is multiplied by."})
-        threads: int | None = field(default=None, metadata={"help": "Unused."})
 
         def validate(self):
             if self.factor is None or self.factor <= 0:
@@ -36,18 +36,14 @@ SCALE_METHOD = textwrap.dedent('''
             return asdict(self)
 
 
-    def validate(ckpt, cfg):
-        cfg.validate()
+    def check(ckpt, cfg):
         if "head.weight" not in ckpt.tensors:
             raise CfcError("this model has no readout to scale")
 
 
-    def scale(ckpt, cfg, *, data_dir=None, argv=None, notify=None, progress=None):
-        validate(ckpt, cfg)
+    def transform(ckpt, cfg, ctx):
         tensors = {**ckpt.tensors, "head.weight": ckpt.tensors["head.weight"] * cfg.factor}
-        compression = {**(ckpt.record.get("compression") or {}), "scaling": {"factor": cfg.factor}}
-        out = ckpt.derive(tensors=tensors, compression=compression, metrics={})
-        return out.with_history(history_entry("scale", argv, cfg.to_dict()))
+        return Result(ckpt.derive(tensors=tensors), {"scaling": {"factor": cfg.factor}})
 
 
     def label(c):
@@ -96,10 +92,39 @@ def test_a_new_compression_method_is_one_module_and_one_registry_line(scale_meth
     assert r.out.strip() == str(tmp_path / "s.st") and "readout scaled" in r.err
     back = checkpoint.load(tmp_path / "s.st")
     assert torch.equal(back.tensors["head.weight"], ckpt.tensors["head.weight"] * 0.25)
+    # the driver wrote its record section and one history entry
+    assert back.record["compression"]["scaling"] == {"factor": 0.25}
+    assert back.record["history"][-1]["command"] == "scale" and back.record["history"][-1]["config"]["factor"] == 0.25
     # info and report read its hooks
     assert "readout scaled by 0.25" in cli("info", tmp_path / "s.st").out
     rows = json.loads(cli("report", tmp_path / "s.st", "--json").out)
     assert rows[0]["history"].endswith("-> scale x0.25")
+
+
+def test_the_driver_validates_settings_once_and_budgets_turn_the_method_axis(trained_xor, tmp_path, monkeypatch, cli):
+    from cfctool.configs import PruneConfig
+    from cfctool.errors import ConfigError
+    from cfctool.ops.compress import compress
+
+    calls = []
+    original = PruneConfig.validate
+    monkeypatch.setattr(PruneConfig, "validate", lambda self: (calls.append(1), original(self))[1])
+    r = cli("prune", trained_xor["cfc"], "--ratio", "0.5", "-o", tmp_path / "p.st")
+    assert r.code == 0, r.err
+    assert len(calls) == 1
+    calls.clear()
+    r = cli("prune", trained_xor["cfc"], "--ratio", "0.9", "--max-drop", "50", "-o", tmp_path / "b.st")
+    assert r.code == 0, r.err
+    assert len(calls) == 1  # the candidates are not validated again
+    budget = checkpoint.load(tmp_path / "b.st").record["compression"]["pruning"]["budget"]
+    assert budget["chosen"] == {"ratio": 0.9} and [t["setting"] for t in budget["candidates"]] == [{"ratio": 0.9}]
+    # the config's type names the method; a method's own entry point refuses another's settings
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    assert "pruning" in compress(ckpt, PruneConfig(ratio=0.5)).record["compression"]
+    with pytest.raises(ConfigError, match="quantize takes its own settings"):
+        cfctool.quantize(ckpt, PruneConfig(ratio=0.5))
+    with pytest.raises(ConfigError, match="no compression method's settings"):
+        compress(ckpt, {"ratio": 0.5})
 
 
 def test_the_method_registry_serves_the_existing_commands():
@@ -108,7 +133,9 @@ def test_the_method_registry_serves_the_existing_commands():
     assert list(METHODS) == ["quantize", "prune", "reduce"]
     for method in METHODS.values():
         hooks = method.hooks()
-        assert callable(hooks.validate) and callable(hooks.label) and method.op is getattr(cfctool, method.name)
+        assert callable(hooks.check) and callable(hooks.transform) and callable(hooks.label)
+        assert hasattr(hooks.AXIS, "search")  # what --max-drop turns
+        assert getattr(cfctool, method.name).keywords == {"method": method.name}  # the driver, for this method
 
 
 # A whole inference engine in one module: which models it runs and how it builds its module.

@@ -25,22 +25,7 @@ def command(method: Method):
     ):
         from cfctool.cli.io import run_compression
 
-        hooks = method.hooks()
-        run_compression(
-            ctx,
-            method.name,
-            method.config,
-            method.op,
-            hooks.validate,
-            checkpoint,
-            output,
-            data,
-            quiet,
-            settings,
-            getattr(hooks, "result_line", None),
-            config,
-            overwrite,
-        )
+        run_compression(ctx, method, checkpoint, output, data, quiet, settings, config, overwrite)
 
     compress_command.__name__ = f"{method.name}_command"
     compress_command.__doc__ = f"{method.help}\n\n{method.description}"

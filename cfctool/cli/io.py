@@ -114,35 +114,22 @@ def write_stdout(payload: bytes) -> None:
 
 
 def run_compression(
-    ctx,
-    kind: str,
-    cfg_class,
-    op,
-    validate,
-    checkpoint: str,
-    output: str,
-    data,
-    quiet: bool,
-    settings: dict,
-    summary=None,
-    config: str | None = None,
-    overwrite: bool = False,
+    ctx, method, checkpoint: str, output: str, data, quiet: bool, settings: dict, config: str | None, overwrite: bool
 ) -> None:
     """The shape every checkpoint -> checkpoint command shares: settings from the flags over
-    a config file, output and settings checked before any work, the op with progress, one
-    summary line on stderr (`summary(out)`), the result written (or piped) last."""
+    a config file (validated once, by the driver), output and checkpoint checked before any
+    work, the method with progress, its summary line on stderr, the result written (or piped) last."""
     from cfctool.cli.progress import status_lines, training_progress
     from cfctool.configs import from_settings, load_config_file
+    from cfctool.ops.compress import Compression
 
-    cfg = from_settings(cfg_class, load_config_file(config, kind) if config else None, settings)
-    cfg.validate()
+    cfg = from_settings(method.config, load_config_file(config, method.name) if config else None, settings)
+    job = Compression.of(cfg, method.name)
     check_output(output, inputs=(checkpoint, config), overwrite=overwrite)
-    ckpt = read_checkpoint(checkpoint)
-    validate(ckpt, cfg)
+    job = job.on(read_checkpoint(checkpoint))
     with training_progress(quiet) as progress:
-        out = op(
-            ckpt, cfg, data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress
-        )
+        out = job.run(data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress)
+    summary = getattr(method.hooks(), "result_line", None)
     line = summary(out) if summary else None
     if line and not quiet:
         print(line, file=sys.stderr)

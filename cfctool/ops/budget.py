@@ -5,45 +5,48 @@ training split (never the test split) against the input checkpoint, measured wit
 `eval` would run: P points of accuracy (classification), P points of AUC x 100 (binary tasks
 that report AUC, e.g. a rare outcome of your own data), or P percent more MSE (regression and
 forecasting). "Accuracy" below stands for that metric.
-Each method searches its own knob and keeps the most compressed candidate within P:
+Each method declares the knob its budget turns (its module's `AXIS`); the search keeps the
+most compressed candidate within P. The axes here serve any method:
 
-- prune: the largest ratio: --ratio (the upper bound) first, then a grid of 0.1 downwards
-  (0.9, 0.8, ...) to the first ratio within P, then bisection between it and the grid point
-  above it to a 0.01 interval; every candidate fine-tuned as asked (--finetune). The grid is
-  there because accuracy is not monotone in the ratio once fine-tuning follows;
-- reduce: the smallest --dim, by bisection over the integers up to --dim (tried first);
-- quantize: every observer x granularity candidate of int4, then (when none of those is
-  within P) of int8; the fewest weight bytes within P (ties: the higher accuracy). When none is,
-  the best int8 candidate keeps products in float32 (`--keep-float`), the most sensitive
-  first (the state error with that product alone quantized), one more at a time.
+- `LargestFraction` (prune's ratio): the given value (the upper bound) first, then a grid of
+  0.1 downwards (0.9, 0.8, ...) to the first value within P, then bisection between it and
+  the grid point above it to a 0.01 interval; every candidate fine-tuned as asked
+  (--finetune). The grid is there because accuracy is not monotone in the ratio once
+  fine-tuning follows;
+- `SmallestInteger` (reduce's dim): bisection over the integers up to the given value (tried first).
 
-Bisection assumes accuracy falls as compression grows between the points it brackets; every candidate is recorded (setting, validation accuracy, file and weight bytes, seconds)
-under `compression[section]["budget"]`, so a reader can see the curve it walked. A budget
-nothing meets is an error naming what came closest.
+quantize declares its own axis in its module (bits x granularity x observer, then products
+kept in float32).
+
+Bisection assumes accuracy falls as compression grows between the points it brackets; every
+candidate is recorded (setting, validation accuracy, file and weight bytes, seconds) under
+`compression[section]["budget"]`, so a reader can see the curve it walked. A budget nothing
+meets is an error naming what came closest.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cfctool.checkpoint import Checkpoint, to_bytes
+from cfctool.engines import choose
 from cfctool.errors import CfcError
+from cfctool.families.build import model_from_checkpoint
+from cfctool.metrics import split_metrics, task_metric
 from cfctool.ops.info import tensor_bytes
+from cfctool.task_data import task_dataset
 
 RATIO_TOLERANCE = 0.01
+Make = Callable[[dict[str, Any]], Checkpoint]  # a candidate at these settings (the rest as given)
 
 
 class Budget:
     """The baseline and every candidate of one search, in the task's metric."""
 
     def __init__(self, ckpt: Checkpoint, max_drop: float, data_dir, seed: int, say: Callable[[str], None]):
-        from cfctool.metrics import task_metric
-        from cfctool.task_data import task_dataset
-
         self.metric = task_metric(ckpt.task)
         self.key = f"val_{self.metric.name}"
         if self.metric.higher_is_better and max_drop >= 100:
@@ -74,10 +77,6 @@ class Budget:
         return f"{-drop:+.2f} points" if self.metric.higher_is_better else f"{drop:+.2f}%"
 
     def measure(self, ckpt: Checkpoint) -> float:
-        from cfctool.engines import choose
-        from cfctool.families.build import model_from_checkpoint
-        from cfctool.metrics import split_metrics
-
         model = model_from_checkpoint(ckpt)
         value = split_metrics(choose(ckpt, model).module, self.val, ckpt.task, 256)[self.metric.name]
         if value is None:
@@ -91,10 +90,10 @@ class Budget:
         """A candidate's metric, larger when better (for max and sort keys)."""
         return trial[self.key] if self.metric.higher_is_better else -trial[self.key]
 
-    def trial(self, setting: dict[str, Any], make: Callable[[], Checkpoint]) -> tuple[Checkpoint, bool]:
-        """Make one candidate, measure it, record it; (candidate, within the budget)."""
+    def trial(self, setting: dict[str, Any], make: Make) -> tuple[Checkpoint, bool]:
+        """Make the candidate at `setting`, measure it, record it; (candidate, within the budget)."""
         started = time.perf_counter()
-        out = make()
+        out = make(setting)
         value = self.measure(out)
         within = self.metric.drop(self.baseline, value) <= self.max_drop + 1e-9
         self.trials.append(
@@ -155,149 +154,84 @@ def _words(setting: dict[str, Any]) -> str:
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in setting.items())
 
 
-def search_ratio(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify, progress) -> Checkpoint:
-    """prune --max-drop: the largest ratio in [0, cfg.ratio] within the budget."""
-    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
+@dataclass(frozen=True)
+class Found:
+    """What an axis's search chose: the candidate, its settings, how it searched, anything more to record."""
 
-    def make(ratio: float):
-        return lambda: op(
-            ckpt,
-            dataclasses.replace(cfg, ratio=ratio, max_drop=None),
-            data_dir=data_dir,
-            argv=argv,
-            notify=None,
-            progress=progress,
-        )
+    out: Checkpoint
+    chosen: dict[str, Any]
+    search: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    # accuracy is not monotone in the ratio once fine-tuning follows (on IMDB 95% + 1 epoch beat 50%):
-    # a coarse grid from the top down first, then bisection between the first ratio within and the
-    # grid point above it
-    best, best_ratio, above = None, None, None
-    for ratio in [cfg.ratio] + [g / 10 for g in range(9, 0, -1) if g / 10 < cfg.ratio - 1e-9]:
-        out, within = budget.trial({"ratio": ratio}, make(ratio))
-        if within:
-            best, best_ratio = out, ratio
-            break
-        above = ratio
-    if best is not None and above is not None:
-        lo, hi = best_ratio, above
-        while hi - lo > RATIO_TOLERANCE:
-            mid = round((lo + hi) / 2, 4)
-            out, within = budget.trial({"ratio": mid}, make(mid))
+
+class Axis(Protocol):
+    """The knob a method's --max-drop turns (a method module's `AXIS`)."""
+
+    def search(self, budget: Budget, ckpt: Checkpoint, cfg: Any, make: Make) -> Found: ...
+
+
+def search(ckpt: Checkpoint, cfg: Any, axis: Axis, section: str, make: Make, data_dir, say) -> Checkpoint:
+    """The most compressed candidate along `axis` within cfg.max_drop, its search recorded."""
+    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, say)
+    found = axis.search(budget, ckpt, cfg, make)
+    return budget.result(found.out, section, found.chosen, found.search, **found.extra)
+
+
+@dataclass(frozen=True)
+class LargestFraction:
+    """The largest value of `name` in [0, the given value] within the budget (prune: the ratio).
+
+    Accuracy is not monotone in the ratio once fine-tuning follows (on IMDB 95% + 1 epoch beat
+    50%): a coarse grid from the top down first, then bisection between the first value within
+    and the grid point above it."""
+
+    name: str
+    step: float = 0.1
+    tolerance: float = RATIO_TOLERANCE
+
+    def search(self, budget: Budget, ckpt: Checkpoint, cfg: Any, make: Make) -> Found:
+        top = getattr(cfg, self.name)
+        n = round(1 / self.step)
+        best, best_value, above = None, None, None
+        for value in [top] + [g / n for g in range(n - 1, 0, -1) if g / n < top - 1e-9]:
+            out, within = budget.trial({self.name: value}, make)
             if within:
-                lo, best, best_ratio = mid, out, mid
-            else:
-                hi = mid
-    if best is None:
-        raise budget.closest()
-    return budget.result(
-        best,
-        section,
-        {"ratio": best_ratio},
-        f"--ratio {cfg.ratio}, then a grid of 0.1 downwards, then bisection to {RATIO_TOLERANCE}",
-    )
-
-
-def search_dim(ckpt: Checkpoint, cfg, op, section: str, *, data_dir, argv, notify, progress) -> Checkpoint:
-    """reduce --max-drop: the smallest dim in [1, cfg.dim] within the budget."""
-    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
-
-    def make(dim: int):
-        return lambda: op(
-            ckpt,
-            dataclasses.replace(cfg, dim=dim, max_drop=None),
-            data_dir=data_dir,
-            argv=argv,
-            notify=None,
-            progress=progress,
-        )
-
-    hi = cfg.dim
-    best, within = budget.trial({"dim": hi}, make(hi))
-    if not within:
-        raise budget.closest()
-    lo = 0  # below every dim tried: not known to be within
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        out, within = budget.trial({"dim": mid}, make(mid))
-        if within:
-            hi, best = mid, out
-        else:
-            lo = mid
-    return budget.result(best, section, {"dim": hi}, f"bisection of the dims over [1, {cfg.dim}]")
-
-
-def search_quantization(
-    ckpt: Checkpoint, cfg, op, section: str, *, units: list[str], data_dir, argv, notify, progress
-) -> Checkpoint:
-    """quantize --max-drop: the smallest file among bits x observer x granularity within the budget."""
-    from cfctool.configs import QuantizeConfig, choices_of
-
-    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, notify or (lambda _: None))
-    found: list[tuple[int, float, dict, Checkpoint]] = []
-    for bits in (4, 8):
-        for granularity in choices_of(QuantizeConfig, "granularity"):
-            observers = choices_of(QuantizeConfig, "observer") if cfg.scheme != "dynamic" else (cfg.observer,)
-            for observer in observers:
-                setting = {"bits": bits, "granularity": granularity, "observer": observer}
-                inner = dataclasses.replace(cfg, **setting, max_drop=None)
-                out, within = budget.trial(
-                    setting,
-                    functools.partial(op, ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress),
-                )
+                best, best_value = out, value
+                break
+            above = value
+        if best is not None and above is not None:
+            lo, hi = best_value, above
+            while hi - lo > self.tolerance:
+                mid = round((lo + hi) / 2, 4)
+                out, within = budget.trial({self.name: mid}, make)
                 if within:
-                    trial = budget.trials[-1]
-                    found.append((trial["weight_bytes"], -budget.score(trial), setting, out))
-        if found:  # int4 within the budget: no int8 file is smaller
-            break
-    if found:
-        _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
-        return budget.result(
-            best,
-            section,
-            setting,
-            f"int4, then int8, x granularity x observer "
-            f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)",
-        )
-    return _float_fallback(ckpt, cfg, op, section, budget, units, data_dir=data_dir, argv=argv, progress=progress)
+                    lo, best, best_value = mid, out, mid
+                else:
+                    hi = mid
+        if best is None:
+            raise budget.closest()
+        how = f"--{self.name} {top}, then a grid of {self.step:g} downwards, then bisection to {self.tolerance}"
+        return Found(best, {self.name: best_value}, how)
 
 
-def _float_fallback(
-    ckpt: Checkpoint, cfg, op, section: str, budget: Budget, units: list[str], *, data_dir, argv, progress
-) -> Checkpoint:
-    """No integer candidate within the budget: the best int8 one with products kept in float32,
-    most sensitive first (the state error of that product alone quantized), one more at a time."""
-    best = budget.best([t for t in budget.trials if t["setting"]["bits"] == 8])["setting"]
-    if len(units) < 2:
-        raise budget.closest()
-    sensitivity = {}
-    for unit in units:  # that product alone quantized: its share of the state error
-        alone = op(
-            ckpt,
-            dataclasses.replace(cfg, **best, keep_float=",".join(u for u in units if u != unit), max_drop=None),
-            data_dir=data_dir,
-            argv=argv,
-            notify=None,
-            progress=progress,
-        )
-        sensitivity[unit] = alone.record["compression"]["quantization"]["state_mse"]["mean"]
-    order = sorted(units, key=lambda u: sensitivity[u], reverse=True)
-    budget.say(
-        "budget: no integer candidate within; keeping products in float32, most sensitive first: "
-        + ", ".join(f"{u} ({sensitivity[u]:.3g})" for u in order)
-    )
-    for n in range(1, len(order)):
-        setting = {**best, "keep_float": ",".join(order[:n])}
-        inner = dataclasses.replace(cfg, **setting, max_drop=None)
-        out, within = budget.trial(
-            setting, functools.partial(op, ckpt, inner, data_dir=data_dir, argv=argv, notify=None, progress=progress)
-        )
-        if within:
-            return budget.result(
-                out,
-                section,
-                setting,
-                "no integer candidate within: the best int8 one with products kept in float32, most sensitive first",
-                sensitivity=sensitivity,
-            )
-    raise budget.closest()
+@dataclass(frozen=True)
+class SmallestInteger:
+    """The smallest value of `name` in [1, the given value] within the budget, by bisection
+    (reduce: the dim; the given value is tried first)."""
+
+    name: str
+
+    def search(self, budget: Budget, ckpt: Checkpoint, cfg: Any, make: Make) -> Found:
+        hi = getattr(cfg, self.name)
+        best, within = budget.trial({self.name: hi}, make)
+        if not within:
+            raise budget.closest()
+        lo = 0  # below every value tried: not known to be within
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            out, within = budget.trial({self.name: mid}, make)
+            if within:
+                hi, best = mid, out
+            else:
+                lo = mid
+        return Found(best, {self.name: hi}, f"bisection of the {self.name}s over [1, {getattr(cfg, self.name)}]")

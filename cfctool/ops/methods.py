@@ -1,16 +1,20 @@
 """The compression methods: one record each, one line each in METHODS.
 
 A method is a checkpoint -> checkpoint command (`cfctool NAME IN.st [settings] -o OUT.st`)
-whose settings are one config dataclass. Its module (imported only when the method runs,
-so that `cfctool --help` stays torch-free) provides:
+whose settings are one config dataclass (with `validate()`, `to_dict()`, `threads`, `seed`
+and `max_drop`). The driver (`cfctool.ops.compress`) finds the method by the config's type,
+validates the settings once and does what every method shares (threads, the record's
+`compression` sections, the history entry, the `--max-drop` search). The method's module
+(imported only when the method runs, so that `cfctool --help` stays torch-free) provides:
 
-- `NAME(ckpt, cfg, *, data_dir, argv, notify, progress) -> Checkpoint`: the op (the Python
-  API `cfctool.NAME`); it records `compression[section]` and one history entry;
-- `validate(ckpt, cfg)`: every problem the settings have with this checkpoint, raised
-  before any work;
+- `check(ckpt, cfg)`: what the (valid) settings cannot be for this checkpoint, raised before
+  any work;
+- `transform(ckpt, cfg, ctx) -> compress.Result`: the compressed checkpoint and the record
+  sections it writes under `compression` (`section` below first);
+- `AXIS`: what `--max-drop` turns (an `ops.budget` axis: `LargestFraction("ratio")`,
+  `SmallestInteger("dim")`, or the method's own);
 - `label(config) -> str`: a history entry's config as a few words (`cfctool report`);
-- `describe(section) -> str | None`: the recorded `compression[section]` as one line
-  (`cfctool info`; None: the plain key=value form);
+- `describe(compression) -> {section: line}`: the recorded section as one line (`cfctool info`);
 - `result_line(out) -> str | None`: the line printed on stderr after the command.
 
 The CLI, `report`, `info` and the Python API read METHODS, so a new method is its module
@@ -19,11 +23,15 @@ plus one line here (tests/test_registries.py shows it).
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from cfctool.configs import PruneConfig, QuantizeConfig, ReduceConfig
+from cfctool.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,9 @@ class Method:
         return importlib.import_module(self.module)
 
     @property
-    def op(self):
-        return getattr(self.hooks(), self.name)
+    def op(self) -> Callable[..., Any]:
+        """The Python API: `op(ckpt, cfg, *, data_dir, argv, notify, progress)`, through the driver."""
+        return functools.partial(importlib.import_module("cfctool.ops.compress").compress, method=self.name)
 
 
 METHODS: dict[str, Method] = {
@@ -89,6 +98,15 @@ METHODS: dict[str, Method] = {
         ),
     )
 }
+
+
+def method_for(cfg: Any) -> Method:
+    """The method whose settings `cfg` is (the driver dispatches on the config's type)."""
+    found = next((m for m in METHODS.values() if type(cfg) is m.config), None)
+    if found is None:
+        names = ", ".join(f"{m.config.__name__} ({m.name})" for m in METHODS.values())
+        raise ConfigError(f"{type(cfg).__name__} is no compression method's settings; give one of {names}")
+    return found
 
 
 def by_section(section: str) -> Method | None:

@@ -16,26 +16,27 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
-from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.checkpoint import Checkpoint
+from cfctool.configs import PruneConfig
 from cfctool.encodings import INTEGER_CODECS, sparse_spec
 from cfctool.errors import CfcError
 from cfctool.families import get
 from cfctool.families.build import model_from_checkpoint
 from cfctool.metrics import sparsity, wiring_mask
-from cfctool.runtime import threads as thread_scope
+from cfctool.models.units import remove_units
+from cfctool.ops.budget import LargestFraction
+from cfctool.ops.compress import Context, Result, compress
 from cfctool.task_data import task_dataset
 from cfctool.training.finetune import finetune_checkpoint
 from cfctool.training.fit import MaskConstraint
 
 
-def validate(ckpt: Checkpoint, cfg) -> None:
-    """Every problem the settings have with this checkpoint, before any work."""
-    cfg.validate()
+def check(ckpt: Checkpoint, cfg: PruneConfig) -> None:
+    """What the settings cannot be for this checkpoint (the driver validated them already)."""
     encodings = ckpt.encodings
     if any(spec["codec"] in INTEGER_CODECS for spec in encodings.values()):
         raise CfcError(
@@ -66,29 +67,25 @@ def validate(ckpt: Checkpoint, cfg) -> None:
 
 
 def prune(
-    ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
+    ckpt: Checkpoint, cfg: PruneConfig, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
 ) -> Checkpoint:
     """A new checkpoint with `cfg.ratio` of the selected weights (or units) removed."""
-    validate(ckpt, cfg)
-    if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
-        from cfctool.ops.budget import search_ratio
+    return compress(ckpt, cfg, method="prune", data_dir=data_dir, argv=argv, notify=notify, progress=progress)
 
-        return search_ratio(ckpt, cfg, prune, "pruning", data_dir=data_dir, argv=argv, notify=notify, progress=progress)
-    say = notify or (lambda message: None)
-    started = time.perf_counter()
-    with thread_scope(cfg.threads):
-        if cfg.structured:
-            pruned, masks, detail = structured(ckpt, cfg)
-        else:
-            pruned, masks, detail = unstructured(ckpt, cfg)
-        say(_summary(detail))
-        finetuned = None
-        if cfg.finetune:
-            pruned, finetuned = _finetune(pruned, cfg, held_at_zero(pruned, masks), data_dir, say, progress)
-        if cfg.storage == "sparse":  # the pruned tensors (structured pruning leaves none with zeros)
-            pruned = store_sparse(pruned, masks)
-    compression = dict(ckpt.record.get("compression") or {})
-    compression["pruning"] = {
+
+def transform(ckpt: Checkpoint, cfg: PruneConfig, ctx: Context) -> Result:
+    """The weights (or units) removed, fine-tuned as asked, stored as asked."""
+    if cfg.structured:
+        pruned, masks, detail = structured(ckpt, cfg)
+    else:
+        pruned, masks, detail = unstructured(ckpt, cfg)
+    ctx.say(_summary(detail))
+    finetuned = None
+    if cfg.finetune:
+        pruned, finetuned = _finetune(pruned, cfg, held_at_zero(pruned, masks), ctx.data_dir, ctx.say, ctx.progress)
+    if cfg.storage == "sparse":  # the pruned tensors (structured pruning leaves none with zeros)
+        pruned = store_sparse(pruned, masks)
+    section = {
         **{k: getattr(cfg, k) for k in ("ratio", "structured", "scope", "criterion", "finetune", "storage")},
         "global": cfg.global_threshold,
         "embedding_included": detail.pop("embedding_included"),
@@ -96,13 +93,10 @@ def prune(
         **({"finetune_result": finetuned} if finetuned else {}),
         "sparsity": sparsity(pruned),
     }
-    out = pruned.derive(compression=compression, metrics={})
-    wall = time.perf_counter() - started
-    return out.with_history(
-        history_entry(
-            "prune", argv, cfg.to_dict(), inputs=[ckpt.source] if ckpt.source else [], seed=cfg.seed, wall_time_s=wall
-        )
-    )
+    return Result(pruned, {"pruning": section})
+
+
+AXIS = LargestFraction("ratio")
 
 
 # ----------------------------------------------------------------------------- unstructured
@@ -261,23 +255,6 @@ def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]
         "selected_units": sum(g.size for g in groups),
     }
     return ckpt.derive(tensors=tensors, arch=arch), {}, detail
-
-
-def remove_units(tensors: dict[str, torch.Tensor], groups, drop: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Every tensor with the dropped units' rows/columns taken out, all groups at once (so
-    offsets of groups sharing a tensor, e.g. input and state columns, stay valid)."""
-    keep: dict[tuple[str, int], torch.Tensor] = {}
-    for g in groups:
-        gone = drop.get(g.name)
-        if gone is None or not len(gone):
-            continue
-        for name, dim, offset, _ in g.slices:
-            mask = keep.setdefault((name, dim), torch.ones(tensors[name].shape[dim], dtype=torch.bool))
-            mask[offset + gone] = False
-    out = dict(tensors)
-    for (name, dim), mask in sorted(keep.items()):
-        out[name] = out[name].index_select(dim, torch.nonzero(mask).reshape(-1)).contiguous()
-    return out
 
 
 # ----------------------------------------------------------------------------- fine-tuning, reports

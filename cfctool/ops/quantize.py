@@ -20,12 +20,12 @@ error that matters is the state's, and it grows super-linearly with the weight e
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import torch
 
-from cfctool.checkpoint import Checkpoint, history_entry
-from cfctool.configs import TrainConfig
+from cfctool.checkpoint import Checkpoint
+from cfctool.configs import QuantizeConfig, TrainConfig, choices_of
 from cfctool.data.registry import load_split
 from cfctool.encodings import INTEGER_CODECS, integer_bytes, quant_params, quantize_spec
 from cfctool.encodings import quantize as quantize_values
@@ -34,7 +34,8 @@ from cfctool.families import get
 from cfctool.families.build import model_from_checkpoint
 from cfctool.models import HEADS
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
-from cfctool.runtime import threads as thread_scope
+from cfctool.ops.budget import Budget, Found, Make
+from cfctool.ops.compress import Context, Result, compress
 from cfctool.task_data import resolve_data_dir, task_dataset
 from cfctool.training.fit import fit
 
@@ -95,8 +96,8 @@ def _is_quantized(ckpt: Checkpoint) -> bool:
     )
 
 
-def validate(ckpt: Checkpoint, cfg) -> None:
-    cfg.validate()
+def check(ckpt: Checkpoint, cfg: QuantizeConfig) -> None:
+    """What the settings cannot be for this checkpoint (the driver validated them already)."""
     if _is_quantized(ckpt):
         raise CfcError(
             f"{ckpt.source or 'the checkpoint'} is already quantized "
@@ -108,85 +109,52 @@ def validate(ckpt: Checkpoint, cfg) -> None:
 
 
 def quantize(
-    ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
+    ckpt: Checkpoint, cfg: QuantizeConfig, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
 ) -> Checkpoint:
     """A new checkpoint: integer weights, calibrated activation scales, the state error."""
-    validate(ckpt, cfg)
-    if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
-        from cfctool.ops.budget import search_quantization
+    return compress(ckpt, cfg, method="quantize", data_dir=data_dir, argv=argv, notify=notify, progress=progress)
 
-        return search_quantization(
-            ckpt,
-            cfg,
-            quantize,
-            "quantization",
-            units=list(product_units(model_from_checkpoint(ckpt))),
-            data_dir=data_dir,
-            argv=argv,
-            notify=notify,
-            progress=progress,
-        )
-    say = notify or (lambda message: None)
-    started = time.perf_counter()
-    input_ckpt = ckpt
+
+def transform(ckpt: Checkpoint, cfg: QuantizeConfig, ctx: Context) -> Result:
+    """Integer weights, calibrated activation scales and the state error against fp32."""
+    say = ctx.say
     if cfg.fold_embedding:
         ckpt = fold_embedding(ckpt)
-    with thread_scope(cfg.threads):
-        model = model_from_checkpoint(ckpt)
-        original = model  # the fp32 model every state error is measured against
-        units = kept_units(model, cfg.keep_float)
-        kept = sorted(w for u in units for w in product_units(model)[u])
-        names = [n for n in weight_names(model, cfg.embedding) if n not in kept]
-        if not [n for n in names if n != "embedding.weight"]:
-            raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
-        calib = _calibration_data(ckpt, cfg, data_dir, say)  # every scheme reports the state error on it
-        qat_kept = None
-        if cfg.scheme == "qat":
-            ckpt, qat_kept = _qat(ckpt, cfg, names, data_dir, say, progress, calib)
-        axis = 0 if cfg.granularity == "channel" else None
-        specs = {}
-
-        for name in names:  # the embedding always per row (a token looks up its own row), fp16 row scales
-            table = name == "embedding.weight"
-            specs[name] = quantize_spec(
-                cfg.bits,
-                list(ckpt.tensors[name].shape),
-                axis=0 if table else axis,
-                scale_dtype="float16" if table else "float32",
-            )
-            if (table or axis == 0) and _pruned(ckpt, name, cfg.bits):  # pruning and quantization multiply
-                # fp16 row scales: at 5% kept, float32 scales would be a fifth of the bytes
-                specs[name] = {
-                    **specs[name],
-                    "codec": f"sparse-int{cfg.bits}",
-                    "layout": "auto",
-                    "scale_dtype": "float16",
-                }
-        quantized = ckpt.encode(specs)
-        if kept:  # the engine reads which products stay float from the record
-            quantized = quantized.derive(
-                compression={**(quantized.record.get("compression") or {}), "quantization": {"float_layers": kept}}
-            )
-        qmodel = model_from_checkpoint(quantized)
-        scales: dict[str, float] = {}
-        if cfg.scheme in ("static", "qat"):
-            say(f"calibrating activation scales on {len(calib)} sequences ({cfg.observer} observer)")
-            scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original, fuse=cfg.fuse)
-        report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic", cfg.fuse)
-        integer = supports_integer(quantized, qmodel)
-        if not integer:
-            say(
-                f"no integer engine runs '{ckpt.arch['name']}' models: the weights are stored as integers and run "
-                "decoded to float32 (simulated)"
-            )
-    wall = time.perf_counter() - started
-    compression = dict(input_ckpt.record.get("compression") or {})
+    model = model_from_checkpoint(ckpt)
+    original = model  # the fp32 model every state error is measured against
+    units = kept_units(model, cfg.keep_float)
+    kept = sorted(w for u in units for w in product_units(model)[u])
+    names = [n for n in weight_names(model, cfg.embedding) if n not in kept]
+    if not [n for n in names if n != "embedding.weight"]:
+        raise CfcError(f"'{ckpt.arch['name']}' has no Linear layers to quantize")
+    calib = _calibration_data(ckpt, cfg, ctx.data_dir, say)  # every scheme reports the state error on it
+    qat_kept = None
+    if cfg.scheme == "qat":
+        ckpt, qat_kept = _qat(ckpt, cfg, names, ctx.data_dir, say, ctx.progress, calib)
+    quantized = ckpt.encode(_specs(ckpt, cfg, names))
+    if kept:  # the engine reads which products stay float from the record
+        quantized = quantized.derive(
+            compression={**(quantized.record.get("compression") or {}), "quantization": {"float_layers": kept}}
+        )
+    qmodel = model_from_checkpoint(quantized)
+    scales: dict[str, float] = {}
+    if cfg.scheme in ("static", "qat"):
+        say(f"calibrating activation scales on {len(calib)} sequences ({cfg.observer} observer)")
+        scales = calibrate(quantized, qmodel, calib, cfg.observer, reference=original, fuse=cfg.fuse)
+    report = state_error(quantized, qmodel, original, calib, scales, cfg.scheme == "dynamic", cfg.fuse)
+    integer = supports_integer(quantized, qmodel)
+    if not integer:
+        say(
+            f"no integer engine runs '{ckpt.arch['name']}' models: the weights are stored as integers and run "
+            "decoded to float32 (simulated)"
+        )
+    sections: dict[str, dict[str, Any]] = {}
     if cfg.fold_embedding:
-        compression["embedding_folded"] = {
+        sections["embedding_folded"] = {
             "from_width": ckpt.arch["embedding_folded_from"],
             "to_width": ckpt.arch["embedding_dim"],
         }
-    compression["quantization"] = {
+    sections["quantization"] = {
         "scheme": cfg.scheme,
         "bits": cfg.bits,
         "granularity": cfg.granularity,
@@ -205,17 +173,26 @@ def quantize(
         # 0: the fine-tuned epochs were worse on validation, the starting weights were kept (= static)
         **({"qat_kept_epoch": qat_kept} if qat_kept is not None else {}),
     }
-    out = quantized.derive(compression=compression, metrics={})
-    return out.with_history(
-        history_entry(
-            "quantize",
-            argv,
-            cfg.to_dict(),
-            inputs=[input_ckpt.source] if input_ckpt.source else [],
-            seed=cfg.seed,
-            wall_time_s=wall,
+    return Result(quantized, sections)
+
+
+def _specs(ckpt: Checkpoint, cfg: QuantizeConfig, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The encoding of every weight: the embedding always per row (a token looks up its own
+    row) with fp16 row scales; a pruned weight as its non-zeros where that is smaller."""
+    axis = 0 if cfg.granularity == "channel" else None
+    specs = {}
+    for name in names:
+        table = name == "embedding.weight"
+        specs[name] = quantize_spec(
+            cfg.bits,
+            list(ckpt.tensors[name].shape),
+            axis=0 if table else axis,
+            scale_dtype="float16" if table else "float32",
         )
-    )
+        if (table or axis == 0) and _pruned(ckpt, name, cfg.bits):  # pruning and quantization multiply
+            # fp16 row scales: at 5% kept, float32 scales would be a fifth of the bytes
+            specs[name] = {**specs[name], "codec": f"sparse-int{cfg.bits}", "layout": "auto", "scale_dtype": "float16"}
+    return specs
 
 
 def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
@@ -397,3 +374,61 @@ def result_line(out: Checkpoint) -> str | None:
         f"state MSE vs fp32 on {q['calib_sequences']} calibration sequences: {q['state_mse']['mean']:.3g} "
         f"(final state {q['state_mse']['final_state_last_cell']:.3g})"
     )
+
+
+# ----------------------------------------------------------------------------- the budget's axis
+
+
+class QuantizeAxis:
+    """quantize --max-drop: every granularity x observer candidate of int4, then (when none of
+    those is within) of int8; the fewest weight bytes within (ties: the higher accuracy). When
+    none is, the best int8 candidate keeps products in float32, the most sensitive first (the
+    state error with that product alone quantized), one more at a time."""
+
+    def search(self, budget: Budget, ckpt: Checkpoint, cfg: QuantizeConfig, make: Make) -> Found:
+        found: list[tuple[int, float, dict, Checkpoint]] = []
+        for bits in (4, 8):
+            for granularity in choices_of(QuantizeConfig, "granularity"):
+                observers = choices_of(QuantizeConfig, "observer") if cfg.scheme != "dynamic" else (cfg.observer,)
+                for observer in observers:
+                    setting = {"bits": bits, "granularity": granularity, "observer": observer}
+                    out, within = budget.trial(setting, make)
+                    if within:
+                        trial = budget.trials[-1]
+                        found.append((trial["weight_bytes"], -budget.score(trial), setting, out))
+            if found:  # int4 within the budget: no int8 file is smaller
+                break
+        if found:
+            _, _, setting, best = min(found, key=lambda f: (f[0], f[1]))
+            how = (
+                f"int4, then int8, x granularity x observer "
+                f"({len(budget.trials)} candidates), the fewest weight bytes (ties: the higher accuracy)"
+            )
+            return Found(best, setting, how)
+        return self._float_fallback(budget, list(product_units(model_from_checkpoint(ckpt))), make)
+
+    def _float_fallback(self, budget: Budget, units: list[str], make: Make) -> Found:
+        best = budget.best([t for t in budget.trials if t["setting"]["bits"] == 8])["setting"]
+        if len(units) < 2:
+            raise budget.closest()
+        sensitivity = {}
+        for unit in units:  # that product alone quantized: its share of the state error
+            alone = make({**best, "keep_float": ",".join(u for u in units if u != unit)})
+            sensitivity[unit] = alone.record["compression"]["quantization"]["state_mse"]["mean"]
+        order = sorted(units, key=lambda u: sensitivity[u], reverse=True)
+        budget.say(
+            "budget: no integer candidate within; keeping products in float32, most sensitive first: "
+            + ", ".join(f"{u} ({sensitivity[u]:.3g})" for u in order)
+        )
+        for n in range(1, len(order)):
+            setting = {**best, "keep_float": ",".join(order[:n])}
+            out, within = budget.trial(setting, make)
+            if within:
+                how = (
+                    "no integer candidate within: the best int8 one with products kept in float32, most sensitive first"
+                )
+                return Found(out, setting, how, {"sensitivity": sensitivity})
+        raise budget.closest()
+
+
+AXIS = QuantizeAxis()

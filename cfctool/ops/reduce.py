@@ -27,32 +27,33 @@ output).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
 from cfctool import mor
-from cfctool.checkpoint import Checkpoint, history_entry
+from cfctool.checkpoint import Checkpoint
+from cfctool.configs import ReduceConfig
 from cfctool.errors import CfcError, ConfigError
 from cfctool.families import FAMILIES, get
 from cfctool.families.build import model_from_checkpoint
+from cfctool.models.units import remove_units
 from cfctool.mor import Gram
-from cfctool.ops.prune import remove_units
-from cfctool.runtime import threads as thread_scope
+from cfctool.ops.budget import SmallestInteger
+from cfctool.ops.compress import Context, Result, compress
 from cfctool.task_data import task_dataset
 from cfctool.training.finetune import finetune_checkpoint
 
 CFC_METHODS = ("pod-deim", "qdeim", "apoz", "svd")
 
 
-def validate(ckpt: Checkpoint, cfg) -> None:
+def check(ckpt: Checkpoint, cfg: ReduceConfig) -> None:
     """Every problem before any work: settings that do not fit this model are usage errors
     (ConfigError, exit 2), a model reduce cannot take is a CfcError (exit 1)."""
-    cfg.validate()
     name, family = ckpt.arch["name"], get(ckpt.arch["name"])
     if ckpt.encodings:
         raise CfcError(f"{ckpt.source or 'the checkpoint'} stores encoded tensors; reduce its fp32 original")
+    assert cfg.dim is not None  # ReduceConfig.validate
     if family.reduction == "ode":
         assert family.state_size is not None  # an ODE family states its state size
         n = family.state_size(ckpt.arch)
@@ -85,39 +86,29 @@ def validate(ckpt: Checkpoint, cfg) -> None:
 
 
 def reduce(
-    ckpt: Checkpoint, cfg, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
+    ckpt: Checkpoint, cfg: ReduceConfig, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None
 ) -> Checkpoint:
-    validate(ckpt, cfg)
-    if cfg.max_drop is not None:  # a budget: search the setting (ops.budget)
-        from cfctool.ops.budget import search_dim
+    """A new checkpoint whose state (or heads) is projected onto a K-dimensional basis."""
+    return compress(ckpt, cfg, method="reduce", data_dir=data_dir, argv=argv, notify=notify, progress=progress)
 
-        return search_dim(
-            ckpt, cfg, reduce, "reduction", data_dir=data_dir, argv=argv, notify=notify, progress=progress
-        )
-    say = notify or (lambda message: None)
-    started = time.perf_counter()
-    with thread_scope(cfg.threads):
-        dataset = task_dataset(ckpt, data_dir, cfg.seed, "reduction (its snapshots)")
-        model = model_from_checkpoint(ckpt)
-        sample = dataset.splits["train"].sample(cfg.snapshots, seed=cfg.seed)
-        ode = get(ckpt.arch["name"]).reduction == "ode"
-        if cfg.method != "svd" or (not ode and cfg.interpolation == "lstsq"):
-            say(f"snapshots from {len(sample):,} training inputs, every {cfg.every} step(s)")
-        if ode:
-            out, detail = _reduce_ode(ckpt, model, sample, cfg)
-        else:
-            out, detail = _reduce_cfc(ckpt, model, sample, cfg)
-        if cfg.finetune:
-            out, detail["finetune_result"] = _finetune(out, dataset, cfg, say, progress)
-    compression = dict(ckpt.record.get("compression") or {})
-    compression["reduction"] = {**cfg.to_dict(), **detail}
-    wall = time.perf_counter() - started
-    out = out.derive(compression=compression, metrics={})
-    return out.with_history(
-        history_entry(
-            "reduce", argv, cfg.to_dict(), inputs=[ckpt.source] if ckpt.source else [], seed=cfg.seed, wall_time_s=wall
-        )
-    )
+
+def transform(ckpt: Checkpoint, cfg: ReduceConfig, ctx: Context) -> Result:
+    dataset = task_dataset(ckpt, ctx.data_dir, cfg.seed, "reduction (its snapshots)")
+    model = model_from_checkpoint(ckpt)
+    sample = dataset.splits["train"].sample(cfg.snapshots, seed=cfg.seed)
+    ode = get(ckpt.arch["name"]).reduction == "ode"
+    if cfg.method != "svd" or (not ode and cfg.interpolation == "lstsq"):
+        ctx.say(f"snapshots from {len(sample):,} training inputs, every {cfg.every} step(s)")
+    if ode:
+        out, detail = _reduce_ode(ckpt, model, sample, cfg)
+    else:
+        out, detail = _reduce_cfc(ckpt, model, sample, cfg)
+    if cfg.finetune:
+        out, detail["finetune_result"] = _finetune(out, dataset, cfg, ctx.say, ctx.progress)
+    return Result(out, {"reduction": {**cfg.to_dict(), **detail}})
+
+
+AXIS = SmallestInteger("dim")
 
 
 def snapshot_grams(model, split, every: int, batch: int = 64):
