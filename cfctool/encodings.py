@@ -38,7 +38,6 @@ from cfctool.errors import CheckpointError
 
 SPARSE_LAYOUTS = ("bitmask", "indices")
 SPARSE_INT_LAYOUTS = ("bitmask", "csr")
-INTEGER_CODECS = ("int8", "int4", "sparse-int8", "sparse-int4")  # what the integer engines read
 # the most values one decoded tensor may have (1 GiB of float32): a crafted file cannot claim more
 MAX_DECODED = 1 << 28
 _QRANGE = {"int8": (-128, 127), "int4": (-8, 7)}
@@ -421,18 +420,20 @@ class Codec:
     parts: Callable[[dict], dict]
     decode: Callable[[str, dict, dict, Callable[[str], CheckpointError]], torch.Tensor]
     exact: bool
+    integer: bool = False  # stores symmetric integer codes an integer engine computes on (`integer_codes`)
 
 
 CODECS: dict[str, Codec] = {
     c.name: c
     for c in (
-        Codec("int8", _encode_int, _int_parts, _decode_int, exact=False),
-        Codec("int4", _encode_int, _int_parts, _decode_int, exact=False),
+        Codec("int8", _encode_int, _int_parts, _decode_int, exact=False, integer=True),
+        Codec("int4", _encode_int, _int_parts, _decode_int, exact=False, integer=True),
         Codec("sparse", _encode_sparse, _sparse_parts, _decode_sparse, exact=True),
-        Codec("sparse-int8", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
-        Codec("sparse-int4", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False),
+        Codec("sparse-int8", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False, integer=True),
+        Codec("sparse-int4", _encode_sparse_int, _sparse_int_parts, _decode_sparse_int, exact=False, integer=True),
     )
 }
+INTEGER_CODECS = tuple(name for name, codec in CODECS.items() if codec.integer)  # what the integer engines read
 
 
 def split_stored(stored: dict[str, torch.Tensor], specs: dict[str, dict], source: str):

@@ -218,10 +218,13 @@ def test_folded_engines_follow_the_step_protocol(trained_xor, tmp_path):
     int8 = quantize(ckpt, QuantizeConfig(calib=16))
     ode = build_model({"name": "ode-rnn", "hidden": 6, "gamma": 0.05, "solver": "euler", "ode_dt": 0.1},
                       ckpt.task)
-    modules = {"folded": choose(ckpt, model_from_checkpoint(ckpt)).module,
-               "folded-int8": choose(int8, model_from_checkpoint(int8)).module,
-               "folded-ode": __import__("cfctool.engines", fromlist=["fastest"]).fastest(ode)[1]}
-    assert choose(int8, model_from_checkpoint(int8)).name == "folded-int8"
+    chosen = {"folded": choose(ckpt, model_from_checkpoint(ckpt)),
+              "folded-int8": choose(int8, model_from_checkpoint(int8)),
+              "folded-ode": __import__("cfctool.engines", fromlist=["fastest"]).fastest(ode)}
+    assert chosen["folded-int8"].name == "folded-int8" and chosen["folded-int8"].entry.integer
+    modules = {name: engine.module for name, engine in chosen.items()}
+    for name, engine in chosen.items():  # the capability the export asks for, not the name
+        assert engine.entry.folded, name
     for name, module in modules.items():
         assert isinstance(module, FoldedEngine), name
         step = module.folded(1.0)
@@ -339,8 +342,10 @@ def test_every_registered_engine_is_named_in_the_engine_help(cli):
     from cfctool import engine_catalog, engines
 
     assert tuple(engine_catalog.ENGINES) == engines.names()
+    for name, listed in engine_catalog.ENGINES.items():
+        assert listed.in_process == engines.entry(name).in_process, name
     bench_help = " ".join(cli("bench", "--help").out.split())
     eval_help = " ".join(cli("eval", "--help").out.split())
-    for name, line in engine_catalog.ENGINES.items():
-        assert f"{name}: {' '.join(line.split())[:30]}" in bench_help.replace("│ ", "").replace(" │", "")
+    for name, listed in engine_catalog.ENGINES.items():
+        assert f"{name}: {' '.join(listed.help.split())[:30]}" in bench_help.replace("│ ", "").replace(" │", "")
     assert "onnxruntime" not in eval_help and "c: generated C99" in eval_help.replace("│ ", "").replace(" │", "")

@@ -69,6 +69,9 @@ class FoldedEngine(Protocol):
 
 @dataclass(frozen=True)
 class EngineEntry:
+    """One engine: what it runs and how it is built, and what it can do (the commands ask
+    these fields, never the name)."""
+
     name: str
     supports: Callable[[Checkpoint | None, nn.Module], bool]  # checkpoint None: the model alone
     build: Callable[[Checkpoint | None, nn.Module], nn.Module]
@@ -76,11 +79,19 @@ class EngineEntry:
     runs_decoded: bool = False  # runs any encoding on its decoded weights (the numbers are then simulated)
     note: str | None = None
     auto: bool = True  # a candidate for the automatic choice (else only when asked for by name)
+    folded: bool = False  # its module follows `FoldedEngine` (`folded(dt)` gives the step a Scan graph exports)
+    integer: bool = False  # computes on the stored integer codes (int8 products, int32 sums)
+    one_sequence: bool = False  # runs one sequence at a time and times its own steps (`last_seconds`, `last_steps`)
+    in_process: bool = True  # builds a module in this process (else: an exported graph, which `bench` times)
 
 
 def _quantization(ckpt: Checkpoint | None) -> dict:
     quant = ((ckpt.record.get("compression") or {}).get("quantization") or {}) if ckpt is not None else {}
     return quant if quant.get("scheme") in ("static", "dynamic", "qat") else {}
+
+
+def _exported_only(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    raise ConfigError("the onnxruntime engine runs an exported graph: `cfctool bench --engine onnxruntime` times it")
 
 
 def _int8(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
@@ -96,9 +107,13 @@ ENGINES: list[EngineEntry] = [
         _int8,
         keeps=INTEGER_CODECS,
         note=INT8_NOTE,
+        folded=True,
+        integer=True,
     ),
-    EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m)),
-    EngineEntry("folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m)),
+    EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m), folded=True),
+    EngineEntry(
+        "folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m), folded=True
+    ),
     EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
     # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native):
     # the folded-int8 step on the stored integers, else float32
@@ -110,6 +125,8 @@ ENGINES: list[EngineEntry] = [
         note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
         "compiler; one sequence at a time",
         auto=False,
+        integer=True,
+        one_sequence=True,
     ),
     EngineEntry(
         "c",
@@ -119,6 +136,17 @@ ENGINES: list[EngineEntry] = [
         note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
         "time, float32",
         auto=False,
+        one_sequence=True,
+    ),
+    # the checkpoint exported as an ONNX graph (cfctool.ops.export) and run by ONNX Runtime: bench builds it
+    EngineEntry(
+        "onnxruntime",
+        lambda ck, m: ck is not None,
+        _exported_only,
+        keeps=INTEGER_CODECS,
+        note="the exported ONNX graph on ONNX Runtime (the onnx extra)",
+        auto=False,
+        in_process=False,
     ),
 ]
 
@@ -151,8 +179,16 @@ ALIASES = {"torch": AUTO}  # `torch` named the automatic choice before the engin
 
 
 def names() -> tuple[str, ...]:
-    """The engines by name; `bench` also times an exported graph on ONNX Runtime (cfctool.ops.bench)."""
-    return tuple(dict.fromkeys([e.name for e in ENGINES] + ["onnxruntime"]))
+    """The engines by name, in the registry's order."""
+    return tuple(dict.fromkeys(e.name for e in ENGINES))
+
+
+def entry(name: str) -> EngineEntry:
+    """The first registry entry of that name (what it can do: entries of one name agree)."""
+    found = next((e for e in ENGINES if e.name == name), None)
+    if found is None:
+        raise ConfigError(f"unknown engine '{name}'; engines: {', '.join(names())}")
+    return found
 
 
 @dataclass
@@ -160,16 +196,17 @@ class Engine:
     name: str
     module: torch.nn.Module
     note: str | None = None
+    entry: EngineEntry | None = None  # the registry entry that built it (its capabilities)
 
     def describe(self) -> dict:
         return {"engine": self.name, **({"engine_note": self.note} if self.note else {})}
 
 
-def fastest(model: nn.Module) -> tuple[str, nn.Module]:
-    """(name, module) of the fastest exact form of a float model as it is now (training's
-    validation, export): the first entry that supports the model without a checkpoint."""
-    entry = next(e for e in ENGINES if e.auto and e.supports(None, model))
-    return entry.name, entry.build(None, model)
+def fastest(model: nn.Module) -> Engine:
+    """The fastest exact form of a float model as it is now (training's validation, export):
+    the first entry that supports the model without a checkpoint."""
+    found = next(e for e in ENGINES if e.auto and e.supports(None, model))
+    return Engine(found.name, found.build(None, model), entry=found)
 
 
 def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engine:
@@ -179,10 +216,13 @@ def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engin
         raise ConfigError(f"unknown engine '{name}'; engines: {', '.join(names())}")
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
     lossy = {c for c in codecs if not CODECS[c].exact}  # exact ones run as dense values: nothing simulated
+    if name is not None and not entry(name).in_process:
+        entry(name).build(ckpt, model)  # says how it runs
     eligible = [
         e
         for e in ENGINES
         if (e.auto if name is None else e.name == name)
+        and e.in_process
         and e.supports(ckpt, model)
         and (e.runs_decoded or lossy <= set(e.keeps))
     ]
@@ -192,20 +232,22 @@ def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engin
             + (f" ({', '.join(codecs)}-encoded tensors)" if codecs else "")
             + f"; engines: {', '.join(names())}"
         )
-    entry = eligible[0]
-    module = entry.build(ckpt, model)
-    if lossy - set(entry.keeps):
+    chosen = eligible[0]
+    module = chosen.build(ckpt, model)
+    if lossy - set(chosen.keeps):
         return Engine(
-            entry.name,
+            chosen.name,
             module,
             f"{', '.join(codecs)}-encoded tensors are decoded to float32 and run "
-            f"through the {entry.name} engine: simulated, not integer or sparse kernels",
+            f"through the {chosen.name} engine: simulated, not integer or sparse kernels",
+            chosen,
         )
-    if codecs and not entry.keeps:
+    if codecs and not chosen.keeps:
         return Engine(
-            entry.name,
+            chosen.name,
             module,
             f"{', '.join(codecs)}-encoded tensors decoded exactly to dense float32: "
             "dense kernels (zeros are multiplied, not skipped)",
+            chosen,
         )
-    return Engine(entry.name, module, entry.note)
+    return Engine(chosen.name, module, chosen.note, chosen)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cfctool.models import HEADS
+
 
 class LeCunTanh(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +212,7 @@ class CfC(nn.Module):
         else:  # wired heads: ff1 and ff2 through the sparsity mask
             found = [
                 (getattr(cell, n), cell.n_in, cell.sparsity_mask if n in ("ff1", "ff2") else None)
-                for n in ("ff1", "ff2", "time_a", "time_b")
+                for n in HEADS
                 if hasattr(cell, n)
             ]
         return found + ([(self.lstm.input_map, self.input_size, None)] if self.lstm is not None else [])

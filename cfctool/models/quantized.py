@@ -50,7 +50,7 @@ def product_weights(model) -> list[str]:
     names = []
     for k, cell in enumerate(model.rnn.cells):
         names += [f"rnn.cells.{k}.backbone.{j}.weight" for j in range(len(cell.backbone))]
-        names += [f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
+        names += [f"rnn.cells.{k}.{h}.weight" for h in HEADS]
     return names
 
 
@@ -142,7 +142,7 @@ class _QCell:
         prefix = f"rnn.cells.{k}"
         mask = cell.sparsity_mask
         heads = []
-        for head in ("ff1", "ff2", "time_a", "time_b"):
+        for head in HEADS:
             q, s = _weight(ckpt, getattr(cell, head), f"{prefix}.{head}.weight")
             if mask is not None and head in ("ff1", "ff2"):
                 q = q * mask.to(q.dtype)

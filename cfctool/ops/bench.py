@@ -23,6 +23,7 @@ from cfctool.checkpoint import Checkpoint
 from cfctool.data.base import Split
 from cfctool.data.registry import load_split
 from cfctool.engines import ALIASES, AUTO, Engine, choose, names
+from cfctool.engines import entry as engine_entry
 from cfctool.errors import ConfigError
 from cfctool.families.build import family_of, model_from_checkpoint
 from cfctool.metrics import paired_ratio, parameter_counts, valid_targets
@@ -177,9 +178,9 @@ class _Subject:
         self.ckpt = ckpt
         self.model = model_from_checkpoint(ckpt)
         self.export: dict | None = None
-        if engine != "onnxruntime":
+        if engine == AUTO or engine_entry(engine).in_process:
             self.run, self.engine = _torch_runner(ckpt, self.model, device, None if engine == AUTO else engine)
-        else:
+        else:  # an exported graph (onnxruntime, the one such engine)
             self.run, self.export = _onnx_runner(ckpt, batches[0], threads)
             if self.export["graph"] == "scan-int8":
                 note: str | None = "the int8 engine's step: MatMulInteger (int8 x int8 -> int32) in the Scan body"
@@ -189,13 +190,13 @@ class _Subject:
                     if ckpt.encodings
                     else None
                 )
-            self.engine = Engine("onnxruntime", self.model, note)
+            self.engine = Engine(engine, self.model, note, engine_entry(engine))
         self.counts = parameter_counts(self.model)
         self.totals: list[float] = []
         self.latencies: list[float] = []
         self.outputs: list[torch.Tensor] = []
         # generated C times its own steps (one sequence at a time): seconds and steps per pass
-        self.native = hasattr(self.engine.module, "last_steps")
+        self.native = self.engine.entry is not None and self.engine.entry.one_sequence
         self.step_times: list[float] = []
         self.loops = 1  # passes over the workload per timed pass (set by `calibrate`)
         self.single_loops = 1  # the same for the batch-1 pass
@@ -341,8 +342,9 @@ def bench(
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"--device must be cpu or cuda (got '{device}')")
     where = resolve_device(device)
-    if where.type != "cpu" and "onnxruntime" in engines:
-        raise ConfigError("the onnxruntime engine is timed on the CPU only; use --engine auto with --device cuda")
+    exported = [e for e in engines if e != AUTO and not engine_entry(e).in_process]
+    if where.type != "cpu" and exported:
+        raise ConfigError(f"the {exported[0]} engine is timed on the CPU only; use --engine auto with --device cuda")
     for other in [against, *(c for c, _ in (also or []))]:
         if other is not None and other.task.get("dataset") != ckpt.task.get("dataset"):
             raise ConfigError(
@@ -355,8 +357,8 @@ def bench(
         data, labels, mask = workload(ckpt, split, data_dir, batch_size, seq_len, batches, notify=say)
         n_items = sum(len(b) for b in data)
         length = int(data[0].x.shape[1])
-        if "onnxruntime" in engines:
-            say("exporting to ONNX for the onnxruntime engine")
+        if exported:
+            say(f"exporting to ONNX for the {exported[0]} engine")
         subjects = [_Subject(ckpt, e, data, threads, where) for e in engines]
         base = [_Subject(against, e, data, threads, where) for e in engines] if against is not None else []
         extra = [_Subject(c, e, data, threads, where) for c, e in (also or [])]

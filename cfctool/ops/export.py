@@ -108,8 +108,8 @@ def folded_engine(model: torch.nn.Module) -> torch.nn.Module | None:
     """The model's folded engine (its step is what a Scan graph exports), if it has one. Asked
     of the model, not of the checkpoint's engine choice: encoded weights decode to the same
     model, so they still export as a Scan."""
-    name, module = fastest(model)
-    return module if name == "folded" else None
+    engine = fastest(model)
+    return engine.module if engine.entry is not None and engine.entry.folded else None
 
 
 def graph_inputs(split: Split, names: list[str] | tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
@@ -197,7 +197,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
     model = model_from_checkpoint(ckpt)
     engine = choose(ckpt, model)
     io = raw_io.of(ckpt.task, ckpt.task_tensors())
-    integer = engine.name == "folded-int8"
+    integer = engine.entry is not None and engine.entry.integer
     if integer and float_layers(ckpt):
         raise ConfigError(
             f"the ONNX integer graph is all-integer; this checkpoint keeps {', '.join(float_layers(ckpt))} "
@@ -262,7 +262,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path, example: Split) -> dict[str,
         "outputs": [str(out)],
         "graph": ("scan-int8" if integer else "scan") if scan else "unrolled",
         "inputs": list(inputs),
-        "verified_against": ("folded-int8" + (", dt per step" if "dt" in inputs else "")) if integer else "loop",
+        "verified_against": (engine.name + (", dt per step" if "dt" in inputs else "")) if integer else "loop",
         "max_abs_diff": diff,
         "allowed_diff": allowed,
         "rows_within_allowed": exact_rows,
@@ -334,7 +334,8 @@ def export_c(
         else:
             engine = CEngine(src)
             dt = example.dt if dt_input else None
-            reference = choose(ckpt, model).module if integer else fastest(model)[1]
+            against = choose(ckpt, model) if integer else fastest(model)
+            reference = against.module
             with torch.no_grad():  # batch 1 for a dynamic scheme: its scale is one step's, per sequence
                 want = (
                     torch.cat([reference(*_row(example, dt, i)) for i in range(len(example.x))])
@@ -366,7 +367,7 @@ def export_c(
                 "verified_on": int(example.x.shape[0]),
                 "argmax_mismatches": changed,
                 "compiler": " ".join(engine.command),
-                "verified_against": "folded-int8" if integer else "folded",
+                "verified_against": against.name,
             }
     directory.mkdir(exist_ok=True)
     header, source = directory / f"{src.name}.h", directory / f"{src.name}.c"

@@ -59,9 +59,7 @@ def product_units(model: torch.nn.Module) -> dict[str, list[str]]:
     for k, cell in enumerate(getattr(model.rnn, "cells", [])):
         for j in range(len(getattr(cell, "backbone", []))):
             units[f"cells.{k}.backbone.{j}"] = [f"rnn.cells.{k}.backbone.{j}.weight"]
-        units[f"cells.{k}.heads"] = [
-            f"rnn.cells.{k}.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b") if hasattr(cell, h)
-        ]
+        units[f"cells.{k}.heads"] = [f"rnn.cells.{k}.{h}.weight" for h in HEADS if hasattr(cell, h)]
     return units
 
 

@@ -37,6 +37,7 @@ from cfctool.configs import ReduceConfig
 from cfctool.errors import CfcError, ConfigError
 from cfctool.families import FAMILIES, get
 from cfctool.families.build import model_from_checkpoint
+from cfctool.models import HEADS
 from cfctool.models.units import remove_units
 from cfctool.mor import Gram
 from cfctool.ops.budget import SmallestInteger
@@ -297,7 +298,7 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
     """Heads W (4h x U) -> P Q with P = E_K (4h x K, orthonormal), Q = E_K^T W (K x U): E_K the
     top eigenvectors of W C W^T, C = I (the weights' SVD: P Q is their rank-K truncation) or
     the backbone output's second moment over the snapshots (least-squares optimal there)."""
-    names = [f"rnn.cells.0.{h}.weight" for h in ("ff1", "ff2", "time_a", "time_b")]
+    names = [f"rnn.cells.0.{h}.weight" for h in HEADS]
     w = torch.cat([ckpt.tensors[n].double() for n in names])
     c = None
     if cfg.interpolation == "lstsq":

@@ -624,7 +624,7 @@ def _engine(model: nn.Module) -> nn.Module:
     """The fastest exact inference form of the model as it is now (rebuilt per call)."""
     if not hasattr(model, "family"):  # not a family's model (the readout alone): it runs as it is
         return model.eval()
-    return fastest(model)[1]
+    return fastest(model).module
 
 
 def _apply_fake_quant(model: nn.Module, fns: dict[str, Callable]) -> None:

@@ -87,7 +87,8 @@ def run_training(
             device=device,
             start_is_candidate=start_is_candidate,
         )
-        engine_name, engine = fastest(model)
+        chosen = fastest(model)
+        engine_name, engine = chosen.name, chosen.module
         say(f"testing the kept weights on {len(dataset.splits['test']):,} rows ({engine_name} engine)")
         test = split_metrics(engine, dataset.splits["test"], task, cfg.eval_batch_size, device)
     wall = time.perf_counter() - started
