@@ -349,3 +349,60 @@ def test_every_registered_engine_is_named_in_the_engine_help(cli):
     for name, listed in engine_catalog.ENGINES.items():
         assert f"{name}: {' '.join(listed.help.split())[:30]}" in bench_help.replace("│ ", "").replace(" │", "")
     assert "onnxruntime" not in eval_help and "c: generated C99" in eval_help.replace("│ ", "").replace(" │", "")
+
+
+# A whole codec: float16 storage of float32 weights (lossy, not integer): three functions and a line.
+FP16_CODEC = textwrap.dedent('''
+    """Store a float32 tensor as float16 values (a toy codec for the registry test)."""
+    import torch
+
+    from cfctool.encodings import Codec
+
+
+    def encode(t, spec):
+        return {"values": t.reshape(-1).to(torch.float16)}, spec
+
+
+    def parts(spec):
+        return {"values": torch.float16}
+
+
+    def decode(name, spec, parts, bad):
+        values = parts["values"]
+        if values.numel() != torch.Size(spec["shape"]).numel():
+            raise bad(f"'{name}.values' holds {values.numel()} values for the shape {spec['shape']}")
+        return values.float().reshape(spec["shape"])
+
+
+    CODEC = Codec("fp16", encode, parts, decode, exact=False)
+''')
+
+
+def test_a_new_codec_is_its_functions_and_one_registry_line(tmp_path, monkeypatch, trained_xor, cli):
+    from cfctool import encodings
+
+    (tmp_path / "toy_fp16.py").write_text(FP16_CODEC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toy_fp16
+
+    monkeypatch.setitem(encodings.CODECS, "fp16", toy_fp16.CODEC)  # the registry line
+    ckpt = checkpoint.load(trained_xor["cfc"])
+    name = "head.weight"
+    half = ckpt.encode({name: {"codec": "fp16"}})
+    save(half, tmp_path / "h.st")
+    back = load(tmp_path / "h.st")  # the loader checks the parts the codec declares, then decodes
+    assert back.encodings[name]["codec"] == "fp16"
+    assert torch.equal(back.tensors[name], ckpt.tensors[name].half().float())
+    assert "fp16" in cli("info", tmp_path / "h.st").out
+    # a lossy codec no engine keeps: eval runs the decoded weights on the loop and says so
+    r = cli("eval", tmp_path / "h.st", "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["engine"] == "loop" and "simulated" in report["engine_note"]
+    # not an integer codec: the integer engines do not take it
+    assert "fp16" not in encodings.INTEGER_CODECS and encodings.integer_codes(back.encodings[name], {}) is None
+    # a malformed file is refused by the codec's own check
+    bad = dict(back.parts[name])
+    bad["values"] = bad["values"][:-1]
+    with pytest.raises(checkpoint.CheckpointError, match="holds"):
+        encodings.decode(name, back.encodings[name], bad)
