@@ -113,3 +113,42 @@ def test_imdb_deep_preset_is_the_recorded_searched_recipe():
         assert settings.pop("preset") == name and settings == chosen, name
     # the other architectures keep the reference schedule by default
     assert resolve("imdb", "cfc").train.lr == resolve("imdb", "cfc", preset="reference").train.lr
+
+
+def test_every_preset_file_resolves_for_every_architecture_it_names():
+    """The presets are data files (cfctool/presets/*.yaml): each must resolve, with every
+    architecture it gives settings for (and the plain CfC), to a valid run."""
+    from cfctool.configs import resolve
+    from cfctool.configs.presets import ARCH_PRESETS, PRESET_DIR, PRESETS
+
+    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} == {d for d, _ in PRESETS}
+    for dataset, name in PRESETS:
+        archs = {"cfc"} | {a for d, n, a in ARCH_PRESETS if (d, n) == (dataset, name)}
+        for arch in sorted(archs):
+            run = resolve(dataset, arch, preset=name)
+            run.validate()
+            shown = run.to_dict()
+            for key, value in {**PRESETS[dataset, name], **ARCH_PRESETS.get((dataset, name, arch), {})}.items():
+                section = next(s for s in ("arch", "data", "train") if key in shown[s])
+                assert shown[section][key] == value, (dataset, name, arch, key)
+    # `extends` copies the settings it names first
+    assert PRESETS["imdb", "deep"]["optimizer"] == PRESETS["imdb", "reference"]["optimizer"] == "rmsprop"
+
+
+def test_a_bad_preset_file_names_itself(tmp_path):
+    from cfctool.configs.presets import read, read_all
+
+    for text, message in (
+        ("presets:\n  a: {settings: {lr: 0.1}, extend: b}\n", "has extend"),
+        ("presets:\n  a: {extends: b}\n  b: {extends: a}\n", "extends itself"),
+        ("presets:\n  a: {extends: z}\n", "which the file does not define"),
+        ("presets: [1, 2]\n", "must be a mapping"),
+    ):
+        path = tmp_path / "toy.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message) as err:
+            read(path)
+        assert "toy.yaml" in str(err.value)
+    (tmp_path / "toy.yaml").write_text("presets:\n  quick: {settings: {lr: 0.1}, archs: {ltc: {hidden: 8}}}\n")
+    presets, archs = read_all(tmp_path)
+    assert presets == {("toy", "quick"): {"lr": 0.1}} and archs == {("toy", "quick", "ltc"): {"hidden": 8}}

@@ -325,7 +325,7 @@ def test_a_new_data_set_is_one_module_with_its_own_settings_and_one_registry_lin
     (tmp_path / "toy_walk.py").write_text(TOY_DATA)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(names.MODULES, "toy-walk", "toy_walk")  # the registry line
-    monkeypatch.setattr(configs, "DataConfig", configs._data_config_class())  # as built at start-up
+    monkeypatch.setattr(configs.run, "DataConfig", configs.run._data_config_class())  # as built at start-up
     assert "torch" not in sys.modules["toy_walk"].__dict__  # its settings are read without torch
     run = configs.resolve("toy-walk", "cfc", overrides={"walk_length": 5, "epochs": 2, "hidden": 8, "threads": 1})
     assert run.data.walk_length == 5
