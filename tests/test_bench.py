@@ -55,11 +55,11 @@ def test_bench_synthetic_workload(trained_xor):
     (["bench", "CKPT", "--threads", "0"], "--threads must be >= 1", 2),
     (["bench", "CKPT", "--repeats", "0"], "--repeats must be >= 1", 2),
     (["bench", "CKPT", "--engine", "tensorrt"], "engine must be one of", 2),
-    (["bench", "CKPT", "--split", "valid"], "--split must be test or train (got 'valid')", 2),
+    (["bench", "CKPT", "--split", "valid"], "'split' must be one of test, train (got 'valid')", 2),
     (["bench", "CKPT", "--seq-len", "0"], "--seq-len must be >= 1", 2),
     (["export", "CKPT", "--seq-len", "0", "-o", "m.onnx"], "--seq-len must be >= 1", 2),
     (["bench", "BAD"], "truncated", 1),
-    (["bench", "CKPT", "--device", "tpu"], "--device must be cpu or cuda", 2),
+    (["bench", "CKPT", "--device", "tpu"], "'device' must be one of cpu, cuda (got 'tpu')", 2),
     (["bench", "CKPT", "-o", "/proc/report.yaml"], "cannot write", 1),
 ])
 def test_bench_errors(cli, trained_xor, tmp_path, args, message, code):

@@ -175,15 +175,15 @@ def test_export_format_c_refuses_bad_outputs(trained_xor, cli, tmp_path):
     r = cli("export", trained_xor["cfc"], "--format", "c", "-o", tmp_path / "no" / "such")
     assert r.code == 2 and "does not exist" in r.err
     r = cli("export", trained_xor["cfc"], "--format", "zip", "-o", tmp_path / "x")
-    assert r.code == 2 and "--format must be one of onnx, c" in r.err
+    assert r.code == 2 and "'format' must be one of onnx, c" in r.err
     r = cli("export", trained_xor["ltc"], "--format", "c", "-o", tmp_path / "ltc")
     assert r.code == 2 and "no C form" in r.err and not (tmp_path / "ltc").exists()
     r = cli("export", trained_xor["cfc"], "--format", "c", "--token-table", "tiny", "-o", tmp_path / "t")
-    assert r.code == 2 and "--token-table must be one of auto, folded, embedding (got 'tiny')" in r.err
+    assert r.code == 2 and "'token_table' must be one of auto, folded, embedding (got 'tiny')" in r.err
     r = cli("export", trained_xor["cfc"], "--token-table", "embedding", "-o", tmp_path / "t.onnx")
     assert r.code == 2 and "--token-table applies to --format c" in r.err
     r = cli("export", trained_xor["cfc"], "--sparse", "often", "-o", tmp_path / "s", "--format", "c")
-    assert r.code == 2 and "--sparse must be one of auto, never, always (got 'often')" in r.err
+    assert r.code == 2 and "'sparse' must be one of auto, never, always (got 'often')" in r.err
     assert not (tmp_path / "s").exists()
     r = cli("export", trained_xor["cfc"], "--row-align", "4", "-o", tmp_path / "t.onnx")
     assert r.code == 2 and "--row-align applies to --format c" in r.err

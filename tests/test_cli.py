@@ -304,3 +304,76 @@ def test_an_interrupted_training_says_what_it_kept_and_resumes(tmp_path):
 def test_command_line_usage_errors_are_one_error_line(args, message, cli):
     r = cli(*args)
     assert r.code == 2 and r.err.startswith(message) and r.err.count("\n") == 1, r.err
+
+
+def _leaves(app, prefix=()):
+    """Every command of the app as its words (`import ncps` under its group)."""
+    found = [(*prefix, c.name) for c in app.registered_commands]
+    for group in app.registered_groups:
+        found += _leaves(group.typer_instance, (*prefix, group.name))
+    return found
+
+
+def test_every_command_takes_config_and_print_config_and_shows_its_choices(cli, trained_xor, tmp_path):
+    """One declaration style: every command's settings are a typed config; --print-config shows
+    them as YAML, --config reads that back, an unknown key is refused, and each Literal choice
+    is listed in --help."""
+    import yaml
+
+    from cfctool.cli.app import build_app
+    from cfctool.configs import DataConfig, TrainConfig
+    from cfctool.configs.base import literal_choices
+    from cfctool.configs.commands import (
+        BenchConfig, EvalConfig, ExportConfig, ImportNcpsConfig, InfoConfig, ReportConfig,
+    )
+    from cfctool.ops.methods import METHODS
+
+    ckpt = str(trained_xor["cfc"])
+    walk = {  # command: (its config classes, arguments that let it resolve its settings, its stored kind)
+        ("train",): ((TrainConfig, DataConfig), ["xor"], "train"),
+        ("distill",): ((), [ckpt, "--student", "cfc"], "distill"),
+        ("eval",): ((EvalConfig,), [ckpt], "eval"),
+        ("info",): ((InfoConfig,), [ckpt], "info"),
+        ("bench",): ((BenchConfig,), [ckpt], "bench"),
+        ("export",): ((ExportConfig,), [ckpt, "-o", tmp_path / "m.onnx"], "export"),
+        ("import", "ncps"): ((ImportNcpsConfig,), [tmp_path / "w.safetensors", "-o", tmp_path / "w.st",
+                                                   "--dataset", "xor"], "import"),
+        ("report",): ((ReportConfig,), [ckpt], "report"),
+        **{(name,): ((m.config,), [ckpt], name) for name, m in METHODS.items()},
+    }
+    walk["prune",] = (walk["prune",][0], [ckpt, "--ratio", "0.5"], "prune")  # the settings they require
+    walk["reduce",] = (walk["reduce",][0], [ckpt, "--dim", "4"], "reduce")
+    assert sorted(_leaves(build_app())) == sorted(walk)  # a new command must join this walk
+    for words, (classes, args, kind) in walk.items():
+        shown_help = " ".join(cli(*words, "--help").out.replace("│", " ").split())
+        assert "--config" in shown_help and "--print-config" in shown_help, words
+        for cls in classes:
+            for name, choices in literal_choices(cls).items():
+                assert f"One of: {', '.join(map(str, choices))}." in shown_help, (words, name)
+        r = cli(*words, *args, "--print-config")
+        assert r.code == 0, (words, r.err)
+        shown = yaml.safe_load(r.out)
+        assert shown["kind"] == kind and shown["version"] == 1, words
+        saved = tmp_path / f"{kind}.yaml"
+        saved.write_text(r.out)
+        again = cli(*words, *args, "--config", saved, "--print-config")
+        assert again.code == 0 and yaml.safe_load(again.out) == shown, (words, again.err)
+        if kind not in ("info", "distill"):  # (info has no settings; distill's students take any train key)
+            saved.write_text(f"kind: {kind}\nnot_a_setting: 1\n")
+            bad = cli(*words, *args, "--config", saved, "--print-config")
+            assert bad.code == 2 and "not_a_setting" in bad.err, (words, bad.err)
+    # the --config of one command is refused by another
+    saved.write_text("kind: eval\nsplit: val\n")
+    r = cli("bench", ckpt, "--config", saved, "--print-config")
+    assert r.code == 2 and "holds eval settings, not bench settings" in r.err
+    # a Literal's choices are checked where no op would ask
+    r = cli("eval", ckpt, "--split", "validation")
+    assert r.code == 2 and "'split' must be one of test, val, train (got 'validation')" in r.err
+
+
+def test_export_choices_are_the_engines_own():
+    from cfctool.configs.base import literal_choices
+    from cfctool.configs.commands import ExportConfig
+    from cfctool.ops.export import FORMATS
+
+    assert literal_choices(ExportConfig)["format"] == tuple(FORMATS)

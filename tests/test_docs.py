@@ -101,7 +101,7 @@ def test_makefile_bootstraps_a_cpu_torch_venv(tmp_path):
                          check=True).stdout
     lines = out.splitlines()
     steps = [next(i for i, line in enumerate(lines) if pattern in line)
-             for pattern in ("-m venv", "--index-url https://download.pytorch.org/whl/cpu", '-e ".[test,onnx,plot,docs,tables]"',
+             for pattern in ("-m venv", "--index-url https://download.pytorch.org/whl/cpu", '-e ".[test,onnx,plot,docs,tables,lint]"',
                              "-m pytest")]
     assert steps == sorted(steps)
     (venv / "bin").mkdir(parents=True)
@@ -116,7 +116,7 @@ def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     for command in ("make demo", "make test"):
         assert command in readme and f"\n{command}\n" in ci
-    assert "\nmake docs\n" in ci
+    assert "\nmake docs\n" in ci and "\nmake lint\n" in ci  # the linters and the type checker too
 
 
 def test_train_says_what_it_does_while_loading(cli, tmp_path):

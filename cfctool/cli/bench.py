@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cfctool import engine_catalog as catalog
 from cfctool.cli import options
+from cfctool.configs.commands import BenchConfig
 
 
 def _print_human(report: dict) -> None:
@@ -57,39 +57,15 @@ def _print_human(report: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "bench", epilog=options.example("cfctool bench small.st --against model.st --threads 1 -o small.bench.yaml")
-    )
     def bench_command(
         checkpoint: options.Checkpoint,
-        cpu: Annotated[bool, typer.Option("--cpu", help="Pin the CPU even where a GPU exists (the default).")] = False,
-        device: Annotated[str, typer.Option(help="cpu or cuda (torch engine); --cpu overrides.")] = "cpu",
-        engine: Annotated[
-            str,
-            typer.Option(
-                help="auto (the fastest exact engine for the checkpoint, the one eval runs; "
-                "'torch' is an older name of it), all (auto, loop and onnxruntime), "
-                "or an engine by name: " + catalog.listing() + "."
-            ),
-        ] = "auto",
-        against: Annotated[
-            str | None, typer.Option(help="A base checkpoint, interleaved in the same run; reports ratios.")
-        ] = None,
-        threads: options.Threads = None,
-        batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-        seq_len: Annotated[
-            int | None, typer.Option(help="Time synthetic inputs of this length instead of the split.")
-        ] = None,
-        batches: Annotated[
-            int | None, typer.Option(help="Time N batches of a seeded random subset of the split.")
-        ] = None,
-        repeats: Annotated[int, typer.Option(help="Timed passes over the workload (medians are reported).")] = 5,
-        warmup: Annotated[int, typer.Option(help="Untimed warm-up batches per model.")] = 1,
-        split: Annotated[str, typer.Option(help="Split to time: test or train.")] = "test",
         data: options.Data = None,
         output: Annotated[str | None, options.output("Also write the report as YAML.")] = None,
+        config: options.Config = None,
+        print_config: options.PrintConfig = False,
         as_json: options.Json = False,
         quiet: options.Quiet = False,
+        **settings,
     ):
         """CPU inference time, throughput, memory and sizes; names the engine that ran; never modifies the checkpoint.
 
@@ -103,23 +79,27 @@ def register(app: typer.Typer) -> None:
         from cfctool.cli.progress import status_lines
         from cfctool.ops.bench import bench
 
+        cfg = options.resolved(BenchConfig, "bench", config, settings)
+        if print_config:
+            options.print_config("bench", cfg)
+            return
         if output:
-            check_output(output, sidecar=False, suffix=None, inputs=(checkpoint, against))
+            check_output(output, sidecar=False, suffix=None, inputs=(checkpoint, cfg.against, config))
         model = read_checkpoint(checkpoint)
-        base = read_checkpoint(against) if against else None
+        base = read_checkpoint(cfg.against) if cfg.against else None
         report = bench(
             model,
-            engine=engine,
+            engine=cfg.engine,
             against=base,
-            split=split,
+            split=cfg.split,
             data_dir=data,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            batches=batches,
-            repeats=repeats,
-            warmup=warmup,
-            threads=threads,
-            device="cpu" if cpu else device,
+            batch_size=cfg.batch_size,
+            seq_len=cfg.seq_len,
+            batches=cfg.batches,
+            repeats=cfg.repeats,
+            warmup=cfg.warmup,
+            threads=cfg.threads,
+            device="cpu" if cfg.cpu else cfg.device,
             notify=status_lines(quiet),
         )
         if output:
@@ -132,3 +112,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(report, indent=2))
         else:
             _print_human(report)
+
+    command = options.with_parameters(bench_command, options.setting_parameters({BenchConfig: "Timing settings"}))
+    epilog = options.example("cfctool bench small.st --against model.st --threads 1 -o small.bench.yaml")
+    app.command("bench", epilog=epilog)(command)

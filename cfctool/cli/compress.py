@@ -16,16 +16,17 @@ def command(method: Method):
     def compress_command(
         ctx: typer.Context,
         checkpoint: options.Checkpoint,
-        output: options.OutputCheckpoint,
+        output: options.OutputCheckpoint = None,
         data: options.Data = None,
         config: options.Config = None,
+        print_config: options.PrintConfig = False,
         overwrite: options.Overwrite = False,
         quiet: options.Quiet = False,
         **settings,
     ):
         from cfctool.cli.io import run_compression
 
-        run_compression(ctx, method, checkpoint, output, data, quiet, settings, config, overwrite)
+        run_compression(ctx, method, checkpoint, output, data, quiet, settings, config, overwrite, print_config)
 
     compress_command.__name__ = f"{method.name}_command"
     compress_command.__doc__ = f"{method.help}\n\n{method.description}"

@@ -18,7 +18,7 @@ _EXCLUDED = ("init",)
 def distill_command(
     ctx: typer.Context,
     checkpoint: options.Checkpoint,
-    output: options.OutputCheckpoint,
+    output: options.OutputCheckpoint = None,
     data: options.Data = None,
     dataset: Annotated[
         str | None,
@@ -29,6 +29,7 @@ def distill_command(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted distillation from its training state.")] = False,
     config: options.Config = None,
+    print_config: options.PrintConfig = False,
     quiet: options.Quiet = False,
     **settings,
 ):
@@ -44,17 +45,28 @@ def distill_command(
     from cfctool.cli.io import check_output, read_checkpoint, write_checkpoint
     from cfctool.cli.progress import interrupted_run, status_lines, training_progress
     from cfctool.configs import from_settings, load_config_file
-    from cfctool.ops.distill import distill, validate
+    from cfctool.ops.distill import distill, student_run, validate
 
     names = {f.name for f in fields(DistillConfig)}
     file_values = load_config_file(config, "distill") if config else {}
     cfg = from_settings(DistillConfig, {k: v for k, v in file_values.items() if k in names}, settings)
     cfg.validate()
-    check_output(output, inputs=(checkpoint, cfg.init_checkpoint, config))
+    if not print_config:
+        output = options.required_output(output)
+        check_output(output, inputs=(checkpoint, cfg.init_checkpoint, config))
     teacher = read_checkpoint(checkpoint)
     validate(teacher, cfg, dataset)
     overrides = {k: v for k, v in settings.items() if k not in names and v is not None}
     student_files = {k: v for k, v in file_values.items() if k not in names}
+    if print_config:  # what the student's history entry will store: its run, then the distillation's own
+        import yaml
+
+        from cfctool.configs import stored
+
+        run = student_run(teacher, cfg, overrides, dataset, student_files)
+        print(yaml.safe_dump(stored("distill", {**run.to_dict(), "distill": cfg.to_dict()}), sort_keys=False), end="")
+        return
+    assert output is not None  # required above
     try:
         with training_progress(quiet) as progress:
             out = distill(

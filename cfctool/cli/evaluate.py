@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
 import typer
 
-from cfctool import engine_catalog as catalog
 from cfctool.cli import options
+from cfctool.configs.commands import EvalConfig
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval", epilog=options.example("cfctool eval model.st --json > model.eval.json"))
     def eval_command(
         checkpoint: options.Checkpoint,
-        split: Annotated[str, typer.Option(help="Split to evaluate: test, val or train.")] = "test",
         data: options.Data = None,
-        batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 512,
-        max_samples: Annotated[int | None, typer.Option(help="Evaluate a seeded random subset of N samples.")] = None,
-        threads: options.Threads = None,
-        engine: Annotated[
-            str,
-            typer.Option(
-                help="auto (the fastest exact engine for the checkpoint) or an engine by "
-                "name: " + catalog.listing(catalog.RUNNABLE) + "."
-            ),
-        ] = "auto",
+        config: options.Config = None,
+        print_config: options.PrintConfig = False,
         as_json: options.Json = False,
         quiet: options.Quiet = False,
+        **settings,
     ):
         """Accuracy, loss and sizes of a checkpoint on a split of its task; names the engine that ran.
 
@@ -42,17 +32,12 @@ def register(app: typer.Typer) -> None:
         from cfctool.cli.progress import status_lines
         from cfctool.ops.evaluate import evaluate
 
+        cfg = options.resolved(EvalConfig, "eval", config, settings)
+        if print_config:
+            options.print_config("eval", cfg)
+            return
         ckpt = read_checkpoint(checkpoint)
-        report = evaluate(
-            ckpt,
-            split=split,
-            data_dir=data,
-            batch_size=batch_size,
-            threads=threads,
-            max_samples=max_samples,
-            notify=status_lines(quiet),
-            engine=engine,
-        )
+        report = evaluate(ckpt, **cfg.to_dict(), data_dir=data, notify=status_lines(quiet))
         report = {"checkpoint": checkpoint, "arch": ckpt.arch["name"], "dataset": ckpt.task["dataset"], **report}
         if as_json:
             print(json.dumps(report, indent=2))
@@ -67,3 +52,6 @@ def register(app: typer.Typer) -> None:
                 continue
             shown = f"{value:.6g}" if isinstance(value, float) else value
             print(f"{key:<{width}}  {shown}")
+
+    command = options.with_parameters(eval_command, options.setting_parameters({EvalConfig: "Evaluation settings"}))
+    app.command("eval", epilog=options.example("cfctool eval model.st --json > model.eval.json"))(command)

@@ -7,6 +7,7 @@ import json
 import typer
 
 from cfctool.cli import options
+from cfctool.configs.commands import InfoConfig
 
 
 def _flat(mapping: dict, skip=()) -> str:
@@ -53,10 +54,12 @@ def _state_lines(s: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("info", epilog=options.example("cfctool info model.st --json"))
     def info_command(
         checkpoint: options.Checkpoint,
+        config: options.Config = None,
+        print_config: options.PrintConfig = False,
         as_json: options.Json = False,
+        **settings,
     ):
         """Architecture, task, compression state, metrics, sizes and history of a checkpoint;
         for a training state (OUT.st.train-state), the run's progress so far.
@@ -71,6 +74,10 @@ def register(app: typer.Typer) -> None:
         from cfctool.ops.info import describe
         from cfctool.training.state import state_summary
 
+        cfg = options.resolved(InfoConfig, "info", config, settings)
+        if print_config:
+            options.print_config("info", cfg)
+            return
         state = state_summary(checkpoint) if checkpoint != STDIO else None
         if state is not None:
             print(json.dumps(state, indent=2) if as_json else terminal(_state_lines(state), lines=True))
@@ -110,3 +117,6 @@ def register(app: typer.Typer) -> None:
                 f"cfctool {h.get('cfctool_version')}, torch {h.get('torch_version')})"
             )
         print("\n".join(terminal(line) for line in lines))  # record text: no escape sequences reach the terminal
+
+    command = options.with_parameters(info_command, options.setting_parameters({InfoConfig: "Info settings"}))
+    app.command("info", epilog=options.example("cfctool info model.st --json"))(command)

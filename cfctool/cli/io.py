@@ -114,17 +114,33 @@ def write_stdout(payload: bytes) -> None:
 
 
 def run_compression(
-    ctx, method, checkpoint: str, output: str, data, quiet: bool, settings: dict, config: str | None, overwrite: bool
+    ctx,
+    method,
+    checkpoint: str,
+    output: str | None,
+    data,
+    quiet: bool,
+    settings: dict,
+    config: str | None,
+    overwrite: bool,
+    print_config: bool = False,
 ) -> None:
     """The shape every checkpoint -> checkpoint command shares: settings from the flags over
     a config file (validated once, by the driver), output and checkpoint checked before any
     work, the method with progress, its summary line on stderr, the result written (or piped) last."""
+    from cfctool.cli.options import required_output
     from cfctool.cli.progress import status_lines, training_progress
     from cfctool.configs import from_settings, load_config_file
     from cfctool.ops.compress import Compression
 
     cfg = from_settings(method.config, load_config_file(config, method.name) if config else None, settings)
     job = Compression.of(cfg, method.name)
+    if print_config:
+        from cfctool.cli.options import print_config as show
+
+        show(method.name, cfg)
+        return
+    output = required_output(output)
     check_output(output, inputs=(checkpoint, config), overwrite=overwrite)
     job = job.on(read_checkpoint(checkpoint))
     with training_progress(quiet) as progress:

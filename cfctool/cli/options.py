@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cfctool.configs import ArchConfig, DataConfig, TrainConfig
+from cfctool.configs.base import literal_choices
 from cfctool.families import arch_settings
 
 
@@ -45,6 +46,31 @@ Config = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
+PrintConfig = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the resolved settings (config file + flags) as YAML and exit; --config reads the output back.",
+    ),
+]
+
+
+def resolved(cls, kind: str, config: str | None, flags: dict[str, Any]):
+    """The command's settings: its defaults < the --config file < the flags given, validated."""
+    from cfctool.configs import from_settings, load_config_file
+
+    cfg = from_settings(cls, load_config_file(config, kind) if config else None, flags)
+    cfg.validate()
+    return cfg
+
+
+def print_config(kind: str, cfg) -> None:
+    """The settings as a stored config (kind, version, settings): what --config reads."""
+    import yaml
+
+    from cfctool.configs import stored
+
+    print(yaml.safe_dump(stored(kind, cfg.to_dict()), sort_keys=False), end="")
 
 
 def example(command: str) -> str:
@@ -57,11 +83,21 @@ def output(help_text: str) -> Any:
     return typer.Option("--output", "-o", help=help_text)
 
 
-OutputCheckpoint = Annotated[str, output("Output checkpoint (.st), or '-' for stdout.")]
+OutputCheckpoint = Annotated[str | None, output("Output checkpoint (.st), or '-' for stdout (required).")]
 
 
-# settings with their own shared flag (or none: chosen by the command line's structure)
-_NOT_FLAGS = {"name", "dataset", "data_dir"}
+def required_output(path: str | None) -> str:
+    """-o of a command that writes a checkpoint: optional only with --print-config."""
+    if path is None:
+        from cfctool.errors import ConfigError
+
+        raise ConfigError("-o/--output is required: the checkpoint to write (.st), or '-' for stdout")
+    return path
+
+
+# train settings chosen by the command line's structure (--arch, the dataset argument); data_dir
+# is every command's --data
+_NOT_FLAGS = {"name", "dataset"}
 _PANELS = {ArchConfig: "Model settings", DataConfig: "Data settings", TrainConfig: "Training settings"}
 
 
@@ -69,11 +105,12 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
     """One keyword parameter per setting of the config classes in `panels` ({class: panel
     title}; default: the train settings), default None (= the preset's or class default);
     `exclude`: settings a command does not offer."""
-    choices = {name: s.choices or () for name, s in arch_settings().items()}
+    choices: dict[str, tuple[Any, ...]] = {name: s.choices or () for name, s in arch_settings().items()}
     params = []
     for cls, panel in (panels or _PANELS).items():
+        choices.update(literal_choices(cls))
         for f in fields(cls):
-            if f.name in _NOT_FLAGS or f.name in exclude:
+            if f.name == "data_dir" or (cls in (ArchConfig, DataConfig) and f.name in _NOT_FLAGS) or f.name in exclude:
                 continue
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
             base: Any = {"int": int, "float": float, "bool": bool}.get(kind.split(" ")[0].split("|")[0].strip(), str)
@@ -85,7 +122,7 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
             decl = (f"{flag}/--no-{f.name.replace('_', '-')}",) if base is bool else (flag,)
             if f.metadata.get("flags"):
                 decl = (f.metadata["flags"],)
-            if default is not None:
+            if default is not None and not (base is bool and "/" not in decl[0]):  # a lone flag: off unless given
                 shown = decl[0].split("/")[0 if default else 1] if base is bool else default  # a flag: its spelling
                 text += f" [default: {shown}{' unless the preset sets it' if panels is None else ''}]"
             option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)

@@ -8,25 +8,19 @@ from typing import Annotated
 import typer
 
 from cfctool.cli import options
+from cfctool.configs.commands import ReportConfig
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "report",
-        epilog=options.example("cfctool report teacher.st pruned.st student.st -o report.md --plot pareto.png"),
-    )
     def report_command(
         paths: Annotated[list[str], typer.Argument(help="Checkpoints (.st) or directories searched for them.")],
         output: Annotated[
             str | None, typer.Option("--output", "-o", help="Write the table here: .md (Markdown), .yaml or .json.")
         ] = None,
-        plot: Annotated[
-            str | None,
-            typer.Option(
-                help="Also draw the task's metric vs file size and vs CPU time (.png/.pdf/.svg; needs matplotlib)."
-            ),
-        ] = None,
+        config: options.Config = None,
+        print_config: options.PrintConfig = False,
         as_json: options.Json = False,
+        **settings,
     ):
         """One table of every checkpoint of a study: history, the task's metric, parameters, bytes, speed-up.
 
@@ -41,6 +35,11 @@ def register(app: typer.Typer) -> None:
         from cfctool.errors import ConfigError
         from cfctool.ops import report as rep
 
+        cfg = options.resolved(ReportConfig, "report", config, settings)
+        if print_config:
+            options.print_config("report", cfg)
+            return
+        plot = cfg.plot
         kind = Path(output).suffix.lower() if output is not None else None
         found = rep.find_checkpoints(paths)
         if output is not None:
@@ -82,3 +81,7 @@ def register(app: typer.Typer) -> None:
             import sys
 
             print(f"plot: {plot}", file=sys.stderr)
+
+    command = options.with_parameters(report_command, options.setting_parameters({ReportConfig: "Report settings"}))
+    epilog = options.example("cfctool report teacher.st pruned.st student.st -o report.md --plot pareto.png")
+    app.command("report", epilog=epilog)(command)

@@ -192,6 +192,30 @@ def parse_lr_scale(text: str | None) -> dict[str, float]:
     return scales
 
 
+def literal_choices(cls) -> dict[str, tuple[Any, ...]]:
+    """{field: its choices} for the fields typed by a `Literal` (or an optional one): the one
+    place choices are written, read by validation and by `--help`."""
+    out = {}
+    for name, hint in get_type_hints(cls).items():
+        args = (
+            [a for a in get_args(hint) if a is not type(None)]
+            if get_origin(hint) in (Union, types.UnionType)
+            else [hint]
+        )
+        if len(args) == 1 and get_origin(args[0]) is Literal:
+            out[name] = get_args(args[0])
+    return out
+
+
+def check_literals(cfg: Any) -> None:
+    """Every Literal-typed setting is one of its choices (None where the field may be None)."""
+    for name, choices in literal_choices(type(cfg)).items():
+        value = getattr(cfg, name)
+        if value is not None and value not in choices:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} must be one of {', '.join(map(str, choices))} (got '{value}')")
+
+
 def choices_of(cls, name: str) -> tuple[str, ...]:
     """The allowed values of a setting, from its Literal type."""
     return get_args(get_type_hints(cls)[name])

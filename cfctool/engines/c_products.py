@@ -17,6 +17,9 @@ from typing import Literal
 
 import torch
 
+from cfctool.configs.base import literal_choices
+from cfctool.configs.commands import ExportConfig
+
 # float32 outputs per dense block: 4 AVX-512 (8 AVX2) registers of sums; the block's rows are
 # contiguous in flash, so the product reads its weights once, in order
 TILE = 64
@@ -26,7 +29,7 @@ TILE = 64
 # integer one reads a quarter as much with 64 multiply-adds an instruction (sparse wins below
 # about 1.5%; on a target without byte dot products dense int8 is slower and sparse pays sooner)
 SPARSE_BELOW = {"float": 0.10, "int8": 0.015}
-SPARSE_CHOICES = ("auto", "never", "always")
+SPARSE_CHOICES = literal_choices(ExportConfig)["sparse"]  # auto, never, always: export --sparse
 Form = Literal["dense", "sparse"]
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from cfctool.checkpoint import Checkpoint, check_finite
+from cfctool.configs.base import literal_choices
+from cfctool.configs.commands import ExportConfig
 from cfctool.data.raw_io import RawIO
 from cfctool.engines.c_int8 import input_post, int8_cell
 from cfctool.engines.c_products import SPARSE_CHOICES, TILE, Product
@@ -40,7 +42,7 @@ from cfctool.models import inference, ode_inference
 # (fastest: a lookup), "embedding" = the embedding rows (int8 where stored so, only the
 # non-zeros of a pruned one) projected at every step (smallest: for flash-limited parts),
 # "auto" = embedding for an embedding at least half zeros (its folded table would be dense)
-TOKEN_TABLES = ("auto", "folded", "embedding")
+TOKEN_TABLES = literal_choices(ExportConfig)["token_table"]  # auto, folded, embedding: export --token-table
 # integer rows (and the byte vectors they multiply) are zero-padded to a multiple of this: a
 # dot product of whole vector registers, with no scalar tail and no reads past a row
 ROW_ALIGN = 16

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,46 +29,17 @@ from cfctool.checkpoint import (
     read_header,
     verify_architecture,
 )
+from cfctool.configs.commands import ImportNcpsConfig
 from cfctool.data import raw_io
 from cfctool.errors import CfcError, CheckpointError, ConfigError, DataError
 from cfctool.escape import terminal
 from cfctool.families import record_problem
 from cfctool.families.build import MAX_PARAMS
-from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
 from cfctool.files import CHECKPOINT_LIMIT, read_bounded
 from cfctool.models import ncps_layout
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 SAVE_LINE = "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
-
-
-@dataclass(frozen=True)
-class ImportNcpsConfig:
-    dataset: str
-    mode: str | None = None  # None: 'pure' when the weights have w_tau, else 'default'
-    activation: str = "lecun_tanh"  # ncps's default backbone activation
-    readout: str | None = None  # key prefix of the Linear after the ncps module
-    embedding: str | None = None  # key prefix of the nn.Embedding before it (token data sets)
-    backbone_dropout: float | None = None
-    ode_unfolds: int = 6  # ncps LTC's default
-    ltc_constraints: str = "implicit"  # ncps LTC's implicit_param_constraints (True in its LTC wrapper)
-    wiring_seed: int | None = None  # checked against the stored masks when given
-    sparsity: float | None = None
-    data_dir: str | None = None
-
-    def validate(self) -> None:
-        if self.mode is not None and self.mode not in CFC_MODES:
-            raise ConfigError(f"--mode must be one of {', '.join(CFC_MODES)} (got '{self.mode}')")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"--activation must be one of {', '.join(ACTIVATIONS)} (got '{self.activation}')")
-        if self.ltc_constraints not in ("implicit", "explicit"):
-            raise ConfigError(f"--ltc-constraints must be implicit or explicit (got '{self.ltc_constraints}')")
-        if self.backbone_dropout is not None and not 0 <= self.backbone_dropout < 1:
-            raise ConfigError(f"--backbone-dropout must be in [0, 1) (got {self.backbone_dropout})")
-        if not 1 <= self.ode_unfolds <= 1000:
-            raise ConfigError(f"--ode-unfolds must be from 1 to 1000 (got {self.ode_unfolds})")
-        if self.sparsity is not None and not 0 < self.sparsity < 1:
-            raise ConfigError(f"--sparsity must be in (0, 1) (got {self.sparsity})")
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -113,6 +84,7 @@ def import_ncps(
     state = read_weights(weights) if state is None else state
     source = str(weights)
     m = _malformed_is_file_error(source, lambda: ncps_layout.read(state))
+    assert cfg.dataset is not None  # ImportNcpsConfig.validate
     name, described = dataset_argument(cfg.dataset)
     data_cfg = DataConfig(dataset=name, data_dir=cfg.data_dir, **described)
     data_cfg.validate()
