@@ -52,8 +52,21 @@ class _Group(TyperGroup):
         return _without_flag_types(super().get_params(ctx))
 
 
-# the order of `cfctool --help`; a compression method not named here follows `reduce`
-ORDER = ("train", "quantize", "prune", "distill", "reduce", "eval", "info", "bench", "export", "import", "report")
+# the commands in the order of `cfctool --help`, each with its module (`register(app)`), or
+# None for a compression method (registered from METHODS; a method not named here follows reduce)
+COMMANDS = (
+    ("train", train),
+    ("quantize", None),
+    ("prune", None),
+    ("distill", distill),
+    ("reduce", None),
+    ("eval", evaluate),
+    ("info", info),
+    ("bench", bench),
+    ("export", export),
+    ("import", importer),
+    ("report", report),
+)
 
 
 def build_app() -> typer.Typer:
@@ -71,23 +84,15 @@ def build_app() -> typer.Typer:
     )
     app.callback()(_root)
 
-    others = {
-        "train": train,
-        "distill": distill,
-        "eval": evaluate,
-        "info": info,
-        "bench": bench,
-        "export": export,
-        "import": importer,
-        "report": report,
-    }
-    names = list(ORDER)
-    names[names.index("reduce") + 1 : names.index("reduce") + 1] = [m for m in METHODS if m not in ORDER]
+    modules = dict(COMMANDS)
+    names = [name for name, _ in COMMANDS]
+    names[names.index("reduce") + 1 : names.index("reduce") + 1] = [m for m in METHODS if m not in modules]
     for name in names:
-        if name in METHODS:
+        module = modules.get(name)
+        if module is None:
             compress.register(app, METHODS[name])
         else:
-            others[name].register(app)
+            module.register(app)
     groups = [g.typer_instance for g in app.registered_groups if g.typer_instance is not None]
     for command in [c for t in (app, *groups) for c in t.registered_commands]:
         command.callback = _guarded(command.callback)
