@@ -332,3 +332,30 @@ def test_export_of_an_int8_checkpoint_runs_integer_products_in_the_scan_body(qua
     want = _run_folded(engine.folded(None), other)  # the graph reads dt: the gate heads stay apart
     close = ((got - want).abs().amax(-1) <= 1e-4).float().mean()
     assert close >= 0.9 and (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.97
+
+
+def test_the_quantization_record_is_one_typed_section(trained_xor, tmp_path):
+    """quantize writes compression.quantization through QuantizationRecord and the engines read
+    it back through it: the section round-trips through the file, and a section a tool altered
+    (an unknown key, a missing field) is refused with the reason."""
+    from cfctool.checkpoint import CheckpointError, load, save
+    from cfctool.records import QuantizationRecord
+
+    ckpt = load(trained_xor["cfc"])
+    assert QuantizationRecord.read(ckpt.record) is None  # not quantized
+    out = quantize(ckpt, QuantizeConfig(scheme="static", calib=16, keep_float="cells.0.heads"))
+    save(out, tmp_path / "q.st")
+    section = load(tmp_path / "q.st").record["compression"]["quantization"]
+    typed = QuantizationRecord.read(load(tmp_path / "q.st").record)
+    assert typed is not None and typed.to_dict() == section  # one reader, one writer, nothing lost
+    assert typed.float_layers == ["rnn.cells.0.ff1.weight", "rnn.cells.0.ff2.weight", "rnn.cells.0.time_a.weight",
+                                  "rnn.cells.0.time_b.weight"]
+    assert typed.runs_on_integers and typed.activation_scales == section["activation_scales"]
+    assert "qat_kept_epoch" not in section and "budget" not in section  # optional fields only when set
+    for change, message in (({"bitz": 4}, "unknown keys"), ({"bits": None}, None)):
+        bad = {**section, **change}
+        if message is None:
+            del bad["bits"]
+            message = "lacks bits"
+        with pytest.raises(CheckpointError, match=message):
+            QuantizationRecord.read({"compression": {"quantization": bad}})

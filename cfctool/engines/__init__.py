@@ -27,6 +27,7 @@ from cfctool.encodings import CODECS, INTEGER_CODECS
 from cfctool.errors import ConfigError
 from cfctool.models import inference, ode_inference
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
+from cfctool.records import QuantizationRecord
 
 INT8_NOTE = (
     "int8 products with int32 accumulation (int4 weights widened to int8; with constant dt the two gate "
@@ -85,9 +86,9 @@ class EngineEntry:
     in_process: bool = True  # builds a module in this process (else: an exported graph, which `bench` times)
 
 
-def _quantization(ckpt: Checkpoint | None) -> dict:
-    quant = ((ckpt.record.get("compression") or {}).get("quantization") or {}) if ckpt is not None else {}
-    return quant if quant.get("scheme") in ("static", "dynamic", "qat") else {}
+def _quantization(ckpt: Checkpoint | None) -> QuantizationRecord | None:
+    quant = QuantizationRecord.read(ckpt.record) if ckpt is not None else None
+    return quant if quant is not None and quant.runs_on_integers else None
 
 
 def _exported_only(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
@@ -103,7 +104,7 @@ def _int8(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
 ENGINES: list[EngineEntry] = [
     EngineEntry(
         "folded-int8",
-        lambda ck, m: bool(_quantization(ck)) and supports_integer(ck, m),
+        lambda ck, m: _quantization(ck) is not None and supports_integer(ck, m),
         _int8,
         keeps=INTEGER_CODECS,
         note=INT8_NOTE,
@@ -155,13 +156,9 @@ def integer_settings(ckpt: Checkpoint | None, model: nn.Module) -> dict | None:
     """What the integer step of a quantized checkpoint needs (its activation scales, dynamic or
     static, fused or not), or None when no integer engine runs it."""
     quant = _quantization(ckpt)
-    if not quant or not supports_integer(ckpt, model):
+    if quant is None or not supports_integer(ckpt, model):
         return None
-    return {
-        "act_scales": quant.get("activation_scales") or {},
-        "dynamic": quant["scheme"] == "dynamic",
-        "fuse": quant.get("fuse", True),
-    }
+    return {"act_scales": quant.activation_scales, "dynamic": quant.scheme == "dynamic", "fuse": quant.fuse}
 
 
 def c_engine(ckpt: Checkpoint | None, model: nn.Module, integer: dict | None = None) -> nn.Module:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cfctool import encodings
+from cfctool import encodings, records
 from cfctool.models import HEADS
 from cfctool.models.inference import Folded, FoldedCfC, _constant, supports, update
 
@@ -56,7 +56,7 @@ def product_weights(model) -> list[str]:
 
 def float_layers(ckpt) -> list[str]:
     """Weights a quantized checkpoint keeps in float32 (the per-layer fallback of quantize)."""
-    return list(((ckpt.record.get("compression") or {}).get("quantization") or {}).get("float_layers") or [])
+    return records.float_layers(ckpt.record)
 
 
 def supports_integer(ckpt, model) -> bool:

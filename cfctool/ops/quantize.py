@@ -36,6 +36,7 @@ from cfctool.models import HEADS
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 from cfctool.ops.budget import Budget, Found, Make
 from cfctool.ops.compress import Context, Result, compress
+from cfctool.records import QuantizationRecord
 from cfctool.task_data import resolve_data_dir, task_dataset
 from cfctool.training.fit import fit
 
@@ -152,25 +153,24 @@ def transform(ckpt: Checkpoint, cfg: QuantizeConfig, ctx: Context) -> Result:
             "from_width": ckpt.arch["embedding_folded_from"],
             "to_width": ckpt.arch["embedding_dim"],
         }
-    sections["quantization"] = {
-        "scheme": cfg.scheme,
-        "bits": cfg.bits,
-        "granularity": cfg.granularity,
-        "observer": cfg.observer if cfg.scheme != "dynamic" else None,
-        "calib_sequences": len(calib),
-        "fuse": cfg.fuse,
-        "embedding": cfg.embedding,
-        "weights": len(names),
-        "activations": "dynamic: max|z|/127 per step" if cfg.scheme == "dynamic" else "static",
-        "activation_scales": scales,
-        "state_scale": "1/127 (y in [0, 1])",
-        "state_mse": report,
-        "state_mse_against": "the fp32 input model",
-        "integer_engine": integer,
-        **({"float_units": units, "float_layers": kept} if kept else {}),
+    sections["quantization"] = QuantizationRecord(
+        scheme=cfg.scheme,
+        bits=cfg.bits,
+        granularity=cfg.granularity,
+        observer=cfg.observer if cfg.scheme != "dynamic" else None,
+        calib_sequences=len(calib),
+        fuse=cfg.fuse,
+        embedding=cfg.embedding,
+        weights=len(names),
+        activations="dynamic: max|z|/127 per step" if cfg.scheme == "dynamic" else "static",
+        activation_scales=scales,
+        state_mse=report,
+        integer_engine=integer,
+        float_units=units if kept else None,
+        float_layers=kept if kept else None,
         # 0: the fine-tuned epochs were worse on validation, the starting weights were kept (= static)
-        **({"qat_kept_epoch": qat_kept} if qat_kept is not None else {}),
-    }
+        qat_kept_epoch=qat_kept,
+    ).to_dict()
     return Result(quantized, sections)
 
 
