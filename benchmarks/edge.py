@@ -203,6 +203,10 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cfctool.configs.base import literal_choices
+    from cfctool.configs.commands import ExportConfig
+
+    TOKEN_TABLES = literal_choices(ExportConfig)["token_table"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CKPT", help="time one stream")
     parser.add_argument("--m4", action="append", default=[], metavar="NAME=CKPT", help="size for a Cortex-M4")
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sequences", type=int, default=64, help="test sequences per pass (a seeded sample)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dt-input", action="store_true", help="--m4: generate the step that reads dt")
-    parser.add_argument("--token-table", default="auto", choices=("auto", "folded", "embedding"),
+    parser.add_argument("--token-table", default="auto", choices=TOKEN_TABLES,
                         help="--m4, token models: the folded table (a lookup), the embedding rows (small), or auto "
                              "(the rows where the embedding is at least half zeros)")
     parser.add_argument("--sparse", default="auto", choices=("auto", "never", "always"),

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.checkpoint} is a {ckpt.arch['name']}: this diagnosis reads an ode-rnn")
     model = model_from_checkpoint(ckpt).eval()
     data = load_dataset(resolve("pmnist", "ode-rnn", overrides={"data_dir": args.data}).data, seed=0)
-    engine = fastest(model)[1]
+    engine = fastest(model).module
     probe = data.splits["train"].sample(args.probe, seed=1)
     fit = {name: {k: round(v, 4) for k, v in split_metrics(engine, data.splits[name].sample(args.samples, 0),
                                                              data.task, 500).items() if k != "samples"}

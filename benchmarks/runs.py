@@ -64,7 +64,8 @@ def state_test(path: Path, summary: dict, data_dir: str, threads: int) -> dict:
     which = "ema" if summary["weight_average"] else "model"
     tensors = load_file(str(path))
     model.load_state_dict({k[len(which) + 1:]: v for k, v in tensors.items() if k.startswith(which + ".")})
-    engine_name, engine = fastest(model)
+    chosen = fastest(model)
+    engine_name, engine = chosen.name, chosen.module
     metrics = split_metrics(engine, dataset.splits["test"], dataset.task, 500)
     return {**{k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}, "engine": engine_name,
             "weights": "the weight average" if which == "ema" else "the current weights",
