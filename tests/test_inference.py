@@ -114,7 +114,7 @@ def test_constant_dt_other_than_one_folds_the_gate_with_that_value():
                                   {"name": "ltc", "hidden": 6, "ode_unfolds": 2, "embedding_dim": 6}])
 def test_configurations_without_a_folded_form_are_served_by_the_model(arch):
     model = build_model(arch, TOKENS)
-    assert fastest(model)[1] is model
+    assert fastest(model).module is model
     with pytest.raises(ValueError, match="default"):
         FoldedCfC(model)
 
@@ -123,7 +123,7 @@ def test_engine_is_picked_for_default_mode_and_leaves_the_model_untouched():
     torch.manual_seed(3)
     model = build_model(_arch("cfc"), TOKENS)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    engine = fastest(model)[1]
+    engine = fastest(model).module
     assert isinstance(engine, FoldedCfC)
     x, mask = _tokens(4)
     first = engine(x, None, mask)

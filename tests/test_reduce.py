@@ -49,7 +49,8 @@ def test_full_dimension_reproduces_the_original(arch, task, method, monkeypatch,
     with torch.no_grad():
         assert (reduced(x) - model(x)).abs().max() <= 1e-4
         if arch["name"] == "ode-rnn":  # and on the folded engine, the one eval and bench run
-            name, engine = fastest(reduced)
+            chosen = fastest(reduced)
+            name, engine = chosen.name, chosen.module
             assert name == "folded" and (engine(x) - model(x)).abs().max() <= 1e-4
 
 
@@ -152,7 +153,7 @@ def test_cfc_heads_svd(trained_xor, tmp_path):
     with torch.no_grad():
         want = model(batch.x, batch.dt, batch.mask)
         assert (reduced(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
-        assert (fastest(reduced)[1](batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
+        assert (fastest(reduced).module(batch.x, batch.dt, batch.mask) - want).abs().max() <= 1e-4
 
     def heads_error(cfg):
         out = reduce_op.reduce(ckpt, cfg, data_dir=None)
@@ -169,7 +170,7 @@ def test_cfc_heads_svd(trained_xor, tmp_path):
     n_heads = 4 * h
     assert macs_per_step(small.rnn) == macs_per_step(model.rnn) - n_heads * width + 2 * (width + n_heads)
     with torch.no_grad():  # the folded engine runs the factored heads exactly as the loop does
-        assert (fastest(small)[1](batch.x, batch.dt, batch.mask) - small(batch.x, batch.dt, batch.mask)
+        assert (fastest(small).module(batch.x, batch.dt, batch.mask) - small(batch.x, batch.dt, batch.mask)
                 ).abs().max() <= 1e-5
 
 

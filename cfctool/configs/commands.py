@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cfctool.configs.base import _check_threads, _help, _positive, check_literals, literal_choices
+from cfctool.configs.base import _help, check_literals, literal_choices
 from cfctool.engine_catalog import RUNNABLE, listing
 from cfctool.errors import ConfigError
 from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
@@ -28,11 +28,7 @@ class EvalConfig:
     )
 
     def validate(self) -> None:
-        check_literals(self)
-        _positive("batch_size", self.batch_size)
-        if self.max_samples is not None:
-            _positive("max_samples", self.max_samples)
-        _check_threads(self.threads)
+        check_literals(self)  # (evaluate checks the bounds, with its own context)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
