@@ -32,6 +32,8 @@ from cfctool.data import raw_io
 from cfctool.data.base import Split
 from cfctool.data.raw_io import RawIO
 from cfctool.engines import choose, fastest, integer_settings
+from cfctool.engines.c_source import checked_name, generate, model_name
+from cfctool.engines.native import CEngine, compiler
 from cfctool.errors import CfcError, ConfigError
 from cfctool.families.build import model_from_checkpoint
 from cfctool.models import ncps_layout, ode_inference
@@ -299,7 +301,6 @@ def export_c(
     "auto", "folded" or "embedding" (see `c_source.TOKEN_TABLES`); `row_align`: the integer rows'
     padding (default `c_source.ROW_ALIGN`, 16 bytes for vector units; 4 suits a Cortex-M4);
     `sparse`: how each weight product runs (`c_products.SPARSE_CHOICES`)."""
-    from cfctool.engines.c_source import checked_name, generate, model_name
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
@@ -325,8 +326,6 @@ def export_c(
     )
     verified: dict[str, Any] = {"verified": False}
     if example is not None:
-        from cfctool.engines.native import CEngine, compiler
-
         try:
             compiler()
         except CfcError:

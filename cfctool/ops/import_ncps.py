@@ -29,14 +29,18 @@ from cfctool.checkpoint import (
     read_header,
     verify_architecture,
 )
+from cfctool.configs import DataConfig, dataset_argument
 from cfctool.configs.commands import ImportNcpsConfig
 from cfctool.data import raw_io
+from cfctool.data.registry import input_kind, load_dataset
 from cfctool.errors import CfcError, CheckpointError, ConfigError, DataError
 from cfctool.escape import terminal
 from cfctool.families import record_problem
-from cfctool.families.build import MAX_PARAMS
+from cfctool.families.build import MAX_PARAMS, build_model
 from cfctool.files import CHECKPOINT_LIMIT, read_bounded
 from cfctool.models import ncps_layout
+from cfctool.models.ltc import LTC
+from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 SAVE_LINE = "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
@@ -75,9 +79,6 @@ def import_ncps(
 ) -> Checkpoint:
     """An ordinary checkpoint of the ncps model in `weights`, on the task of `cfg.dataset`
     (`state`: the file's tensors when the caller has read them already)."""
-    from cfctool.configs import DataConfig, dataset_argument
-    from cfctool.data.registry import input_kind, load_dataset
-    from cfctool.families.build import build_model
 
     cfg.validate()
     started = time.perf_counter()
@@ -163,7 +164,6 @@ def _read_standardised_inputs(model: torch.nn.Module, io: raw_io.RawIO, test) ->
     training statistics (`data.raw_io`). Its first product becomes W raw + b = (W M) x + (W c + b)
     for raw = M x + c, and a regression readout gives standardised targets, so the checkpoint
     computes what the ncps model did, then proves it on test sequences."""
-    from cfctool.models.ltc import LTC
 
     matrix, shift = io.affine()
     reference = copy.deepcopy(model).eval()
@@ -344,7 +344,6 @@ def _linear(state, prefix: str, flag: str, bias: bool = True) -> tuple[torch.Ten
 def _autoncp_masks(m: ncps_layout.NcpsModel, sparsity: float, seed: int) -> list[torch.Tensor]:
     """The three layer masks ncps's AutoNCP(hidden, motor, sparsity, seed) draws (our generator
     draws the same circuit), for a wired model whose layer sizes are that AutoNCP's."""
-    from cfctool.models.wiring import NcpShape, cfc_layer_masks, ncp_adjacency
 
     try:
         shape = NcpShape.auto(m.hidden, m.layers[-1], sparsity)
