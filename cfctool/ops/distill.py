@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from cfctool import checkpoint as ckpt_io
 from cfctool.checkpoint import TASK_TENSOR_PREFIX, Checkpoint, file_sha256, history_entry, new_record
-from cfctool.configs import DataConfig, resolve
+from cfctool.configs import DataConfig, DistillConfig, resolve
 from cfctool.data.base import Dataset, Split
 from cfctool.data.registry import load_dataset, preview_task, view_converter
 from cfctool.engines import choose
@@ -43,7 +43,7 @@ from cfctool.training.state import state_path_for
 TEACHER = "teacher_logits"
 
 
-def validate(teacher: Checkpoint, cfg, dataset: str | None = None) -> None:
+def validate(teacher: Checkpoint, cfg: DistillConfig, dataset: str | None = None) -> None:
     cfg.validate()
     if dataset is not None:
         teacher_view(teacher, dataset)
@@ -70,7 +70,7 @@ def teacher_view(teacher: Checkpoint, dataset: str):
 
 def student_run(
     teacher: Checkpoint,
-    cfg,
+    cfg: DistillConfig,
     overrides: dict[str, Any],
     dataset: str | None = None,
     file_values: dict[str, Any] | None = None,
@@ -84,6 +84,7 @@ def student_run(
     # the teacher's outputs are cached once per training row: a shifted image would not match them
     data.pop("shift", None)
     user = {k: v for k, v in overrides.items() if v is not None}
+    assert cfg.student is not None  # DistillConfig.validate
     return resolve(name, cfg.student, preset=cfg.preset, file_values=file_values, overrides={**data, **user})
 
 
@@ -130,7 +131,7 @@ def teacher_outputs(engine: torch.nn.Module, split, batch_size: int = 512) -> to
 
 def distill(
     teacher: Checkpoint,
-    cfg,
+    cfg: DistillConfig,
     overrides: dict[str, Any] | None = None,
     *,
     data_dir=None,
@@ -233,6 +234,7 @@ def distill(
     }
     record["metrics"] = trained.metrics
     if init is not None:
+        assert cfg.init_checkpoint is not None  # init is read from it
         record["metrics"]["init_from"] = warm_start_record(init, cfg.init_checkpoint, _sha(init))
     config = {**run.to_dict(), "distill": cfg.to_dict()}
     inputs = [p for p in (teacher.source, cfg.init_checkpoint) if p]

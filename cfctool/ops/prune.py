@@ -142,7 +142,7 @@ def _lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.argsort(scores, stable=True)[:k]
 
 
-def unstructured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict[str, torch.Tensor], dict[str, Any]]:
+def unstructured(ckpt: Checkpoint, cfg: PruneConfig) -> tuple[Checkpoint, dict[str, torch.Tensor], dict[str, Any]]:
     """(pruned checkpoint, {tensor: keep mask}, what was done)."""
     selected = regions(ckpt, cfg.scope)
     if not selected:
@@ -185,7 +185,7 @@ def unstructured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict[str, torch.Ten
 # ----------------------------------------------------------------------------- structured
 
 
-def _selected_groups(ckpt: Checkpoint, cfg):
+def _selected_groups(ckpt: Checkpoint, cfg: PruneConfig):
     kinds = {
         "all": ("backbone", "hidden"),
         "backbone": ("backbone",),
@@ -216,7 +216,7 @@ def unit_scores(ckpt: Checkpoint, group, criterion: str, generator: torch.Genera
     return total if criterion == "l1" else total.sqrt()
 
 
-def structured(ckpt: Checkpoint, cfg) -> tuple[Checkpoint, dict, dict[str, Any]]:
+def structured(ckpt: Checkpoint, cfg: PruneConfig) -> tuple[Checkpoint, dict, dict[str, Any]]:
     """(smaller checkpoint, {} (no masks: the units are gone), what was done)."""
     groups = _selected_groups(ckpt, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -271,7 +271,7 @@ def held_at_zero(ckpt: Checkpoint, masks: dict[str, torch.Tensor]) -> dict[str, 
     return held
 
 
-def _finetune(ckpt: Checkpoint, cfg, masks: dict[str, torch.Tensor], data_dir, say, progress):
+def _finetune(ckpt: Checkpoint, cfg: PruneConfig, masks: dict[str, torch.Tensor], data_dir, say, progress):
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "fine-tuning after pruning")
     say(
         f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}"

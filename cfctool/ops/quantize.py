@@ -203,7 +203,7 @@ def fold_embedding(ckpt: Checkpoint) -> Checkpoint:
         raise CfcError(f"--fold-embedding: {exc}") from None
 
 
-def _calibration_data(ckpt: Checkpoint, cfg, data_dir, say):
+def _calibration_data(ckpt: Checkpoint, cfg: QuantizeConfig, data_dir, say):
     directory, how = resolve_data_dir(ckpt, data_dir)
     if how:
         say(how)
@@ -292,7 +292,9 @@ def state_error(ckpt, qmodel, reference, calib, scales: dict, dynamic: bool, fus
     return {"mean": total / max(count, 1), "final_state_last_cell": last_total / max(last_count, 1)}
 
 
-def _qat(ckpt: Checkpoint, cfg, names: list[str], data_dir, say, progress, calib) -> tuple[Checkpoint, int]:
+def _qat(
+    ckpt: Checkpoint, cfg: QuantizeConfig, names: list[str], data_dir, say, progress, calib
+) -> tuple[Checkpoint, int]:
     """Fine-tune with fake-quantized weights (straight-through): the float result and the epoch
     kept by validation (0: the starting weights)."""
     dataset = task_dataset(ckpt, data_dir, cfg.seed, "quantization-aware training")

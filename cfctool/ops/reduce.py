@@ -317,7 +317,7 @@ def _factor_heads(ckpt, model, sample, cfg) -> tuple[Checkpoint, dict[str, Any]]
     return ckpt.derive(tensors=t, arch={**ckpt.arch, "head_rank": cfg.dim}), detail
 
 
-def _finetune(ckpt: Checkpoint, dataset, cfg, say, progress):
+def _finetune(ckpt: Checkpoint, dataset, cfg: ReduceConfig, say, progress):
     freeze: tuple[str, ...] = ()
     if cfg.finetune_scope == "after":  # the seed's protocol: only what reads the ODE block's output
         freeze = tuple({n.split(".")[0] for n in ckpt.model_tensors()} - {"head"})

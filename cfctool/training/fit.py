@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 
-from cfctool.configs import parse_lr_scale
+from cfctool.configs import TrainConfig, parse_lr_scale
 from cfctool.data.base import Dataset, Split
 from cfctool.data.stream import StreamSplit
 from cfctool.engines import fastest
@@ -103,7 +103,7 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     """`params`: parameters or param groups (a group may set its own weight_decay)."""
     kinds = {
         "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
@@ -115,7 +115,7 @@ def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     return kinds[cfg.optimizer]()
 
 
-def param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """The trainable parameters grouped by weight decay (weight_decay_on=kernels: the
     recurrent core's weight matrices decay, the rest not) and by learning-rate factor
     (`lr_scale`: a group with its own lr, which the schedules scale like the rest)."""
@@ -192,7 +192,7 @@ def frozen_names(model: nn.Module, freeze: Iterable[str]) -> set[str]:
 def fit(
     model: nn.Module,
     dataset: Dataset,
-    cfg,
+    cfg: TrainConfig,
     *,
     loss: LossFn | None = None,
     freeze: Iterable[str] = (),
@@ -228,7 +228,7 @@ def fit(
     return run.finish()
 
 
-def _schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
+def _schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """(stepped after every optimiser step?, the scheduler): exponential decay per epoch or
     spread over its steps (`lr_schedule`), with an optional linear warm-up."""
     per_step = getattr(cfg, "lr_schedule", "epoch") == "step"
@@ -249,7 +249,7 @@ class _Run:
         self,
         model,
         dataset: Dataset,
-        cfg,
+        cfg: TrainConfig,
         loss: LossFn | None,
         progress: ProgressFn | None,
         device,
@@ -315,7 +315,7 @@ class _Run:
         self.in_progress = saved.get("partial")  # an epoch the state was written in the middle of
 
     def start_averaging(self) -> None:
-        if getattr(self.cfg, "ema_decay", None) is None:
+        if self.cfg.ema_decay is None:
             return
         shadow = self.saved["ema"] if self.saved is not None else None
         if self.saved is not None and shadow is None:
