@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cfctool.configs.base import _help, check_literals, literal_choices
-from cfctool.engine_catalog import RUNNABLE, listing
+from cfctool.engine_registry import listing, runnable
 from cfctool.errors import ConfigError
 from cfctool.families.cfc import ACTIVATIONS, CFC_MODES
 
@@ -24,7 +24,7 @@ class EvalConfig:
     max_samples: int | None = _help("Evaluate a seeded random subset of N samples.")
     threads: int | None = _help("CPU threads (default: torch's choice).")
     engine: str = _help(
-        "auto (the fastest exact engine for the checkpoint) or an engine by name: " + listing(RUNNABLE) + ".", "auto"
+        "auto (the fastest exact engine for the checkpoint) or an engine by name: " + listing(runnable()) + ".", "auto"
     )
 
     def validate(self) -> None:

@@ -1,9 +1,10 @@
-"""Inference engines: one entry each, one line each in ENGINES; every report names the one
-that ran.
+"""Inference engines: the registry is `cfctool.engine_registry.ENGINES` (torch-free, one line
+an engine); this package holds the built-in engines' `supports` and `build` functions and the
+choice; every report names the engine that ran.
 
 An entry says which models it `supports` (given the checkpoint when there is one) and how
-it `build`s the module that runs them, with the encodings it executes as stored (`keeps`).
-`choose` takes the first entry, in ENGINES' order, that supports the checkpoint and keeps
+it `build`s the module that runs them, with the encodings it executes as stored.
+`choose` takes the first entry, in the registry's order, that supports the checkpoint and keeps
 its lossy encodings; the training `loop` runs anything, on decoded weights, and says when
 the numbers are therefore simulated. The names are the one vocabulary of engines: `eval`
 and `bench` reports, `bench --engine`, the ONNX export.
@@ -15,25 +16,20 @@ generated-code engine would translate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from cfctool import engine_registry as registry
 from cfctool.checkpoint import Checkpoint
 from cfctool.encodings import CODECS, INTEGER_CODECS
+from cfctool.engine_registry import EngineEntry
 from cfctool.errors import ConfigError
 from cfctool.models import inference, ode_inference
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
 from cfctool.records import QuantizationRecord
-
-INT8_NOTE = (
-    "int8 products with int32 accumulation (int4 weights widened to int8; with constant dt the two gate "
-    "heads summed and requantized per row at load); the token table and the once-per-sequence readout in "
-    "float32"
-)
 
 
 @runtime_checkable
@@ -68,88 +64,70 @@ class FoldedEngine(Protocol):
     def folded(self, dt: float | None) -> FoldedStep: ...
 
 
-@dataclass(frozen=True)
-class EngineEntry:
-    """One engine: what it runs and how it is built, and what it can do (the commands ask
-    these fields, never the name)."""
-
-    name: str
-    supports: Callable[[Checkpoint | None, nn.Module], bool]  # checkpoint None: the model alone
-    build: Callable[[Checkpoint | None, nn.Module], nn.Module]
-    keeps: tuple[str, ...] = ()  # encodings executed as stored; others are decoded to dense float first
-    runs_decoded: bool = False  # runs any encoding on its decoded weights (the numbers are then simulated)
-    note: str | None = None
-    auto: bool = True  # a candidate for the automatic choice (else only when asked for by name)
-    folded: bool = False  # its module follows `FoldedEngine` (`folded(dt)` gives the step a Scan graph exports)
-    integer: bool = False  # computes on the stored integer codes (int8 products, int32 sums)
-    one_sequence: bool = False  # runs one sequence at a time and times its own steps (`last_seconds`, `last_steps`)
-    in_process: bool = True  # builds a module in this process (else: an exported graph, which `bench` times)
-
-
 def _quantization(ckpt: Checkpoint | None) -> QuantizationRecord | None:
     quant = QuantizationRecord.read(ckpt.record) if ckpt is not None else None
     return quant if quant is not None and quant.runs_on_integers else None
 
 
-def _exported_only(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
-    raise ConfigError("the onnxruntime engine runs an exported graph: `cfctool bench --engine onnxruntime` times it")
+# the built-in entries' functions (named in cfctool.engine_registry)
 
 
-def _int8(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+def int8_supports(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return _quantization(ckpt) is not None and supports_integer(ckpt, model)
+
+
+def int8_build(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
     settings = integer_settings(ckpt, model)
     assert settings is not None  # `supports` said the engine runs it
     return QuantFoldedCfC(model, ckpt, settings["act_scales"], dynamic=settings["dynamic"], fuse=settings["fuse"])
 
 
-ENGINES: list[EngineEntry] = [
-    EngineEntry(
-        "folded-int8",
-        lambda ck, m: _quantization(ck) is not None and supports_integer(ck, m),
-        _int8,
-        keeps=INTEGER_CODECS,
-        note=INT8_NOTE,
-        folded=True,
-        integer=True,
-    ),
-    EngineEntry("folded", lambda ck, m: inference.supports(m), lambda ck, m: inference.FoldedCfC(m), folded=True),
-    EngineEntry(
-        "folded", lambda ck, m: ode_inference.supports(m), lambda ck, m: ode_inference.FoldedODE(m), folded=True
-    ),
-    EngineEntry("loop", lambda ck, m: True, lambda ck, m: m.eval(), runs_decoded=True),
-    # generated C compiled by the system compiler, one sequence at a time (cfctool.engines.native):
-    # the folded-int8 step on the stored integers, else float32
-    EngineEntry(
-        "c",
-        lambda ck, m: integer_settings(ck, m) is not None,
-        lambda ck, m: c_engine(ck, m, integer_settings(ck, m)),
-        keeps=INTEGER_CODECS,
-        note="generated C99 (cfctool export --format c) of the folded-int8 step, compiled with the system "
-        "compiler; one sequence at a time",
-        auto=False,
-        integer=True,
-        one_sequence=True,
-    ),
-    EngineEntry(
-        "c",
-        lambda ck, m: inference.supports(m) or ode_inference.supports(m),
-        lambda ck, m: c_engine(ck, m, None),
-        runs_decoded=True,
-        note="generated C99 (cfctool export --format c), compiled with the system compiler; one sequence at a "
-        "time, float32",
-        auto=False,
-        one_sequence=True,
-    ),
-    # the checkpoint exported as an ONNX graph (cfctool.ops.export) and run by ONNX Runtime: bench builds it
-    EngineEntry(
-        "onnxruntime",
-        lambda ck, m: ck is not None,
-        _exported_only,
-        keeps=INTEGER_CODECS,
-        note="the exported ONNX graph on ONNX Runtime (the onnx extra)",
-        auto=False,
-        in_process=False,
-    ),
-]
+def cfc_supports(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return inference.supports(model)
+
+
+def cfc_build(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    return inference.FoldedCfC(model)
+
+
+def ode_supports(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return ode_inference.supports(model)
+
+
+def ode_build(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    return ode_inference.FoldedODE(model)
+
+
+def any_model(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return True
+
+
+def loop_build(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    return model.eval()
+
+
+def c_int8_supports(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return integer_settings(ckpt, model) is not None
+
+
+def c_int8_build(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    return c_engine(ckpt, model, integer_settings(ckpt, model))
+
+
+def c_float_supports(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return inference.supports(model) or ode_inference.supports(model)
+
+
+def c_float_build(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    return c_engine(ckpt, model, None)
+
+
+def has_checkpoint(ckpt: Checkpoint | None, model: nn.Module) -> bool:
+    return ckpt is not None
+
+
+def exported_only(ckpt: Checkpoint | None, model: nn.Module) -> nn.Module:
+    raise ConfigError("the onnxruntime engine runs an exported graph: `cfctool bench --engine onnxruntime` times it")
 
 
 def integer_settings(ckpt: Checkpoint | None, model: nn.Module) -> dict | None:
@@ -177,15 +155,19 @@ ALIASES = {"torch": AUTO}  # `torch` named the automatic choice before the engin
 
 def names() -> tuple[str, ...]:
     """The engines by name, in the registry's order."""
-    return tuple(dict.fromkeys(e.name for e in ENGINES))
+    return registry.names()
 
 
 def entry(name: str) -> EngineEntry:
     """The first registry entry of that name (what it can do: entries of one name agree)."""
-    found = next((e for e in ENGINES if e.name == name), None)
+    found = registry.entry(name)
     if found is None:
         raise ConfigError(f"unknown engine '{name}'; engines: {', '.join(names())}")
     return found
+
+
+def _keeps(e: EngineEntry) -> set[str]:
+    return set(INTEGER_CODECS) if e.keeps_integer else set()
 
 
 @dataclass
@@ -202,8 +184,8 @@ class Engine:
 def fastest(model: nn.Module) -> Engine:
     """The fastest exact form of a float model as it is now (training's validation, export):
     the first entry that supports the model without a checkpoint."""
-    found = next(e for e in ENGINES if e.auto and e.supports(None, model))
-    return Engine(found.name, found.build(None, model), entry=found)
+    found = next(e for e in registry.ENGINES if e.auto and e.call("supports", None, model))
+    return Engine(found.name, found.call("build", None, model), entry=found)
 
 
 def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engine:
@@ -214,14 +196,14 @@ def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engin
     codecs = sorted({spec["codec"] for spec in ckpt.encodings.values()})
     lossy = {c for c in codecs if not CODECS[c].exact}  # exact ones run as dense values: nothing simulated
     if name is not None and not entry(name).in_process:
-        entry(name).build(ckpt, model)  # says how it runs
+        entry(name).call("build", ckpt, model)  # says how it runs
     eligible = [
         e
-        for e in ENGINES
+        for e in registry.ENGINES
         if (e.auto if name is None else e.name == name)
         and e.in_process
-        and e.supports(ckpt, model)
-        and (e.runs_decoded or lossy <= set(e.keeps))
+        and e.call("supports", ckpt, model)
+        and (e.runs_decoded or lossy <= _keeps(e))
     ]
     if not eligible:
         raise ConfigError(
@@ -230,8 +212,8 @@ def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engin
             + f"; engines: {', '.join(names())}"
         )
     chosen = eligible[0]
-    module = chosen.build(ckpt, model)
-    if lossy - set(chosen.keeps):
+    module = chosen.call("build", ckpt, model)
+    if lossy - _keeps(chosen):
         return Engine(
             chosen.name,
             module,
@@ -239,7 +221,7 @@ def choose(ckpt: Checkpoint, model: nn.Module, name: str | None = None) -> Engin
             f"through the {chosen.name} engine: simulated, not integer or sparse kernels",
             chosen,
         )
-    if codecs and not chosen.keeps:
+    if codecs and not _keeps(chosen):
         return Engine(
             chosen.name,
             module,
