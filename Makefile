@@ -7,6 +7,7 @@
 # (a plain `pip install torch` on Linux pulls a multi-GB CUDA build), then cfctool with its
 # extras. `make docs` builds the documentation site (site/), `make clean-venv` removes .venv.
 # Another torch build: make test TORCH_INDEX=https://download.pytorch.org/whl/cu124
+# Offline (a local wheel folder or mirror in pip's own configuration): make test TORCH_INDEX=
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -24,7 +25,7 @@ STAMP := $(VENV)/.cfctool-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-deps "$(TORCH)" --index-url $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q --no-deps "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
 	touch $@
 

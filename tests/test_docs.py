@@ -111,6 +111,22 @@ def test_makefile_bootstraps_a_cpu_torch_venv(tmp_path):
     assert "pip install" not in out and "-m pytest" in out
 
 
+@pytest.mark.parametrize("index,expected", [
+    ("", None),  # offline: torch from pip's own index, no PyTorch URL at all
+    ("http://10.255.255.1/unreachable", "--index-url http://10.255.255.1/unreachable"),
+])
+def test_torch_index_can_be_left_out_for_offline_installs(tmp_path, index, expected):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", f"VENV={tmp_path / 'venv'}", f"TORCH_INDEX={index}", "test"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    torch_line = next(line for line in out.splitlines() if "--no-deps" in line)
+    if expected is None:
+        assert "--index-url" not in torch_line and "download.pytorch.org" not in out
+    else:
+        assert expected in torch_line
+
+
 def test_ci_runs_the_readme_commands():
     ci = (ROOT / ".ci/run").read_text()
     readme = (ROOT / "README.md").read_text()
