@@ -50,7 +50,8 @@ docs: $(STAMP)
 
 # the generated pages: the CLI reference from the Typer app, the tables from benchmarks/results
 cli-reference: $(STAMP)
-	$(BIN)/python -m cfctool.cli.reference docs/reference/cli.md --data-guide docs/guide/data.md
+	$(BIN)/python -m cfctool.cli.reference docs/reference/cli.md --data-guide docs/guide/data.md \
+		--training-guide docs/guide/training.md
 
 tables: $(STAMP)
 	$(BIN)/python -m benchmarks.tables

@@ -152,3 +152,15 @@ def test_a_bad_preset_file_names_itself(tmp_path):
     (tmp_path / "toy.yaml").write_text("presets:\n  quick: {settings: {lr: 0.1}, archs: {ltc: {hidden: 8}}}\n")
     presets, archs = read_all(tmp_path)
     assert presets == {("toy", "quick"): {"lr": 0.1}} and archs == {("toy", "quick", "ltc"): {"hidden": 8}}
+
+
+def test_the_training_guide_lists_every_preset_from_the_files():
+    from pathlib import Path
+
+    from cfctool.cli.reference import with_preset_table
+    from cfctool.configs.presets import PRESETS
+
+    text = (Path(__file__).resolve().parents[1] / "docs/guide/training.md").read_text()
+    assert text == with_preset_table(text), "docs/guide/training.md is out of date: run `make cli-reference`"
+    for dataset, name in PRESETS:
+        assert f"| `{dataset}` | `{name}` |" in text

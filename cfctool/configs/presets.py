@@ -4,7 +4,8 @@ in `cfctool/presets/` (one per data set, `NAME.yaml`), so a recipe is a file, no
 A file holds `presets:`, a mapping of preset name to
 - `settings`: flat settings (any train, model or data setting),
 - `archs` (optional): {architecture: settings added over them for that architecture},
-- `extends` (optional): another preset of the file whose settings come first.
+- `extends` (optional): another preset of the file whose settings come first,
+- `description`: one line of what it is (the presets table of the training guide).
 
 `tests/test_configs.py` resolves every preset for every architecture it names, so a key or a
 value the config classes do not take fails there, not in a user's run.
@@ -19,7 +20,7 @@ from cfctool.errors import ConfigError
 from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
-_KEYS = {"settings", "archs", "extends"}
+_KEYS = {"description", "settings", "archs", "extends"}
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -48,7 +49,9 @@ def read(path: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[
     for name, entry in entries.items():
         unknown = set(_mapping(entry, f"{path}: {name}")) - _KEYS
         if unknown:
-            raise ConfigError(f"{path}: preset '{name}' has {', '.join(sorted(unknown))}; a preset has {_KEYS}")
+            raise ConfigError(
+                f"{path}: preset '{name}' has {', '.join(sorted(unknown))}; a preset has {', '.join(sorted(_KEYS))}"
+            )
         presets[(dataset, name)] = _settings(name, entries, path)
         for arch, values in _mapping(entry.get("archs") or {}, f"{path}: {name}.archs").items():
             archs[(dataset, name, arch)] = dict(_mapping(values, f"{path}: {name}.archs.{arch}"))
@@ -63,6 +66,16 @@ def read_all(folder: Path = PRESET_DIR):
         presets.update(found)
         archs.update(found_archs)
     return presets, archs
+
+
+def descriptions(folder: Path = PRESET_DIR) -> dict[tuple[str, str], str]:
+    """{(data set, preset): its one-line description}."""
+    out = {}
+    for path in sorted(folder.glob("*.yaml")):
+        doc = _mapping(strict_yaml(read_bounded(path, TEXT_LIMIT, "preset file", ConfigError).decode()), str(path))
+        for name, entry in _mapping(doc.get("presets"), f"{path}: presets").items():
+            out[(path.stem, name)] = str(_mapping(entry, f"{path}: {name}").get("description", ""))
+    return out
 
 
 PRESETS, ARCH_PRESETS = read_all()
