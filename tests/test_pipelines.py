@@ -118,3 +118,12 @@ def test_a_pipe_gives_the_same_checkpoint_as_files(tmp_path, trained_xor):
     assert checkpoint.safetensors_bytes(a.tensors, {}) == checkpoint.safetensors_bytes(b.tensors, {})
     assert _provenance_free(a) == _provenance_free(b)
     assert b.record["history"][-2]["argv"][-1] == "-"  # the pipe is recorded as such
+
+
+def test_report_prints_markdown_when_piped(cli, trained_xor, tmp_path):
+    """Piped (stdout not a terminal), the table is the Markdown that -o x.md writes, not a box drawing."""
+    r = cli("report", trained_xor["cfc"])
+    assert r.code == 0, r.err
+    written = tmp_path / "r.md"
+    assert cli("report", trained_xor["cfc"], "-o", written).code == 0
+    assert r.out == written.read_text() and r.out.lstrip().startswith(("|", "#")) and "┃" not in r.out

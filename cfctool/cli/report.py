@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,8 @@ def register(app: typer.Typer) -> None:
             print(rep.as_json(rows))
         elif output is not None:
             print(output)
+        elif not sys.stdout.isatty():  # piped or redirected: the Markdown that -o x.md writes
+            print(rep.markdown(rows, base), end="")
         else:
             from rich.console import Console
             from rich.table import Table
@@ -78,8 +81,6 @@ def register(app: typer.Typer) -> None:
                 for search in row.searches:
                     console.print(rep.search_table(row, search, base), markup=False)
         if plot is not None and not as_json:
-            import sys
-
             print(f"plot: {plot}", file=sys.stderr)
 
     command = options.with_parameters(report_command, options.setting_parameters({ReportConfig: "Report settings"}))
