@@ -24,7 +24,10 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         output: Annotated[str, options.output("The checkpoint to write (.st), or '-' for stdout.")],
-        data: options.Data = None,
+        data: Annotated[
+            str | None,
+            typer.Option("--data", help="Data directory of the data set (default: $CFCTOOL_DATA)."),
+        ] = None,
         config: options.Config = None,
         print_config: options.PrintConfig = False,
         quiet: options.Quiet = False,

@@ -426,7 +426,7 @@ def export_ncps(ckpt: Checkpoint, path: str | Path, example: Split | None) -> di
         "# outputs: model['rnn'](x)[0] per step (pass dt per step as (batch, 1) to model['rnn'].rnn_cell: ncps's "
         "batched timespans are mis-broadcast), logits = model['readout'](...)"
     )
-    verified: dict[str, Any] = {"verified": False, "why": "ncps is not installed (pip install ncps)"}
+    verified: dict[str, Any] = {"verified": False, "why": "ncps is not installed (pip install -e '.[ncps]')"}
     try:
         import ncps  # noqa: F401
     except ImportError:
