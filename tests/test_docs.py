@@ -140,3 +140,15 @@ def test_train_says_what_it_does_while_loading(cli, tmp_path):
     assert r.code == 0 and "loading xor" in r.err and "testing the kept weights" in r.err
     r = cli("train", "xor", "--train-size", 200, "--test-size", 100, "--epochs", 1, "-q", "-o", tmp_path / "y.st")
     assert r.code == 0 and r.err == ""
+
+
+def test_guides_use_no_developer_paths_and_the_c_name_rule_holds():
+    """Examples must run from a user's clone: no `../shared/data`, and the C name rule the export
+    guide states is the one the code applies."""
+    from cfctool.escape import c_identifier
+
+    for page in sorted((ROOT / "docs/guide").glob("*.md")):
+        text = page.read_text()
+        assert "--data ../shared/data" not in text and "DATA=../shared/data" not in text, page.name
+    assert c_identifier("student-int8") == "student_int8" and c_identifier("8bit") == "m_8bit"
+    assert "`student-int8.st` gives `student_int8.h`" in (ROOT / "docs/guide/export.md").read_text()
