@@ -277,19 +277,27 @@ def reduce(only: str | None = None) -> str:
         out.append(f"**{key}** (original {100 * base['accuracy']:.2f}% top-1"
                    + (f", {100 * base['top3_accuracy']:.2f}% top-3" if top3 else "") + f"; {seed})")
         out.append("")
-        head = "| method @ K[:m] | top-1" + (" / top-3" if top3 else "") + " | speed-up | MACs per input |"
+        head = ("| method @ K[:m] | top-1" + (" / top-3" if top3 else "")
+                + " | speed-up | MACs per input | parameters (× original) | file bytes (× original) |")
         if ft:
             head += f" after {ft} epoch(s): top-1" + (" / top-3" if top3 else "") + " | speed-up |"
         out.append(head)
-        out.append("|---|---|---|---|" + ("---|---|" if ft else ""))
+        out.append("|---|---|---|---|---|---|" + ("---|---|" if ft else ""))
+
+        def size(c: dict, key: str) -> str:  # a reduction can make the model larger: say so
+            if not c.get(key) or not base.get(key):
+                return ""
+            return f"{c[key]:,} ({c[key] / base[key]:.2f}×)"
+
         for name, c in cells.items():
             if name == "original" or "+ft" in name:
                 continue
             if "accuracy" not in c:
-                out.append(f"| {name} | n/a: {c.get('not_applicable', '')} | | |" + (" | |" if ft else ""))
+                out.append(f"| {name} | n/a: {c.get('not_applicable', '')} | | | | |" + (" | |" if ft else ""))
                 continue
             acc = lambda x: f"{100 * x['accuracy']:.2f}%" + (f" / {100 * x['top3_accuracy']:.2f}%" if top3 else "")
-            row = f"| {name} | {acc(c)} | {c['speedup']:.2f}× | {c.get('macs_per_input') or 0:,} |"
+            row = (f"| {name} | {acc(c)} | {c['speedup']:.2f}× | {c.get('macs_per_input') or 0:,} | "
+                   f"{size(c, 'params')} | {size(c, 'file_bytes')} |")
             if ft:
                 f = cells.get(f"{name}+ft{ft}")
                 row += f" {acc(f)} | {f['speedup']:.2f}× |" if f and "accuracy" in f else " | |"
