@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
         """One table of every checkpoint of a study: history, the task's metric, parameters, bytes, speed-up.
 
         Reads each checkpoint's record and the NAME.eval.json / NAME.bench.yaml written beside it
-        (by `cfctool eval --json` and `cfctool bench -o`); sizes and speed-ups are against the first
-        checkpoint. Prints the table (rich in a terminal, Markdown otherwise); -o writes it as
+        (by `cfctool eval --json` and `cfctool bench -o`); sizes are absolute, and each speed-up is the
+        one its bench report measured over its --against model. Prints the table (rich in a terminal, Markdown otherwise); -o writes it as
         Markdown, YAML or JSON; --plot draws the metric against size and time (the plot extra). The
         metric is the task's: accuracy, AUC for a binary task of your own data, MSE for regression.
         """
