@@ -274,7 +274,8 @@ def reduce(only: str | None = None) -> str:
         top3 = "top3_accuracy" in base
         seed = run["seed_reference"] or ("no published counterpart; against structured pruning of the hidden units "
                                          "to the same size (prune@K)")
-        out.append(f"**{key}** (original {100 * base['accuracy']:.2f}% top-1"
+        model = Path(str(run.get("checkpoint", ""))).name or "?"
+        out.append(f"**{key}**, checkpoint `{model}` (original {100 * base['accuracy']:.2f}% top-1"
                    + (f", {100 * base['top3_accuracy']:.2f}% top-3" if top3 else "") + f"; {seed})")
         out.append("")
         head = ("| method @ K[:m] | top-1" + (" / top-3" if top3 else "")
