@@ -2,7 +2,7 @@
 (`read`), so the command that writes a section and the engines that read it share one spelling.
 
 `compression.quantization` is written by `cfctool quantize` and read by the integer engines
-(folded-int8, the generated C, the ONNX integer graph), `eval`, `info` and `report`.
+(folded-int8, the generated C, the ONNX integer graph) and the models' integer path.
 """
 
 from __future__ import annotations
