@@ -85,7 +85,7 @@ def run(path: Path, args) -> None:
     from cfctool.errors import CfcError
 
     fp32 = checkpoint.load(path)
-    key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
+    key = args.key or f"{fp32.task['dataset']}/{fp32.arch['name']}"
     done = _done(key)
     cells = dict(done.get("cells") or {})
     spectra = dict(done.get("singular_values") or {})
@@ -139,7 +139,7 @@ def retime(path: Path, args) -> None:
     from cfctool.ops.bench import bench
 
     fp32 = checkpoint.load(path)
-    key = f"{fp32.task['dataset']}/{fp32.arch['name']}"
+    key = args.key or f"{fp32.task['dataset']}/{fp32.arch['name']}"
     done = _done(key)
     cells = dict(done.get("cells") or {})
     names = [n for n, c in cells.items() if n != "original" and "+ft" not in n and "accuracy" in c]
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--note", default="nothing else", help="what else ran on the machine meanwhile")
     parser.add_argument("--plot", action="store_true", help="write benchmarks/results/reduce*.png")
+    parser.add_argument("--key", help="the run's name in reduce.yaml (default DATASET/ARCH): another model of "
+                        "the same data set and architecture gets its own")
     parser.add_argument("--retime", action="store_true",
                         help="time the cells already measured again, all in one interleaved run")
     args = parser.parse_args(argv)

@@ -91,8 +91,10 @@ def test_quantize_smoke(results, trained_xor, tmp_path):
 
 def test_reduce_smoke(results, trained_xor):
     run("reduce", trained_xor["cfc"], "--cells", "svd@4", "--snapshots", 32, "--batch-size", 64)
+    run("reduce", trained_xor["cfc"], "--cells", "svd@3", "--snapshots", 32, "--batch-size", 64, "--key", "xor/other")
     doc = read(results, "reduce")
-    assert doc["runs"]
+    assert set(doc["runs"]) == {"xor/cfc", "xor/other"}  # another model of the same kind keeps its own cells
+    assert "svd@3" in doc["runs"]["xor/other"]["cells"] and "svd@3" not in doc["runs"]["xor/cfc"]["cells"]
 
 
 def test_distill_smoke(results, trained_xor, tmp_path):
