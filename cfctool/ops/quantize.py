@@ -100,7 +100,7 @@ def check(ckpt: Checkpoint, cfg: QuantizeConfig) -> None:
     if _is_quantized(ckpt):
         raise CfcError(
             f"{ckpt.source or 'the checkpoint'} is already quantized "
-            f"({(ckpt.record.get('compression') or {}).get('quantization', {}).get('scheme', 'int')}); "
+            f"({getattr(QuantizationRecord.read(ckpt.record), 'scheme', 'int')}); "
             "quantize its fp32 original instead"
         )
     if cfg.keep_float:
