@@ -95,7 +95,7 @@ def run(path: Path, args) -> None:
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "snapshots": args.snapshots,
               "every": args.every, "threads": args.threads, "repeats": args.repeats,
               "speed_batches": args.speed_batches or "whole test split", "machine": machine(),
-              "what_else_ran": args.note, "seed_reference": SEED.get(key, CFC_SEED)}
+              "what_else_ran": args.note, "seed_reference": SEED.get(f"{fp32.task['dataset']}/{fp32.arch['name']}", CFC_SEED)}
 
     def save() -> None:
         merge_result("reduce", "runs", key, {**header, "singular_values": spectra, "cells": cells},
