@@ -59,10 +59,10 @@ def preset_table() -> str:
     """Every preset: what it is, the plain CfC's epochs and optimiser under it, and the
     architectures it gives settings of their own."""
     from cfctool.configs import resolve
-    from cfctool.configs.presets import ARCH_PRESETS, PRESETS, descriptions
+    from cfctool.configs.presets import ARCH_PRESETS, DESCRIPTIONS, PRESETS
     from cfctool.escape import markdown_cell
 
-    said = descriptions()
+    said = DESCRIPTIONS
     rows = [
         "| data set | preset | what it is | epochs | optimiser, lr (cfc) | own settings per architecture |",
         "|---|---|---|---|---|---|",

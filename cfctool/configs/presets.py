@@ -40,12 +40,19 @@ def _settings(name: str, entries: dict[str, Any], path: Path, seen: tuple[str, .
     return {**base, **_mapping(entry.get("settings") or {}, f"{path}: {name}.settings")}
 
 
-def read(path: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str, str], dict[str, Any]]]:
-    """(presets, per-architecture presets) of one data set's file."""
+Presets = dict[tuple[str, str], dict[str, Any]]
+ArchPresets = dict[tuple[str, str, str], dict[str, Any]]
+Descriptions = dict[tuple[str, str], str]
+
+
+def _parse(path: Path) -> tuple[Presets, ArchPresets, Descriptions]:
+    """(presets, per-architecture presets, one-line descriptions) of one data set's file."""
     dataset = path.stem
     doc = _mapping(strict_yaml(read_bounded(path, TEXT_LIMIT, "preset file", ConfigError).decode()), str(path))
     entries = _mapping(doc.get("presets"), f"{path}: presets")
-    presets, archs = {}, {}
+    presets: Presets = {}
+    archs: ArchPresets = {}
+    said: Descriptions = {}
     for name, entry in entries.items():
         unknown = set(_mapping(entry, f"{path}: {name}")) - _KEYS
         if unknown:
@@ -53,29 +60,31 @@ def read(path: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[
                 f"{path}: preset '{name}' has {', '.join(sorted(unknown))}; a preset has {', '.join(sorted(_KEYS))}"
             )
         presets[(dataset, name)] = _settings(name, entries, path)
+        said[(dataset, name)] = str(entry.get("description", ""))
         for arch, values in _mapping(entry.get("archs") or {}, f"{path}: {name}.archs").items():
             archs[(dataset, name, arch)] = dict(_mapping(values, f"{path}: {name}.archs.{arch}"))
-    return presets, archs
+    return presets, archs, said
 
 
-def read_all(folder: Path = PRESET_DIR):
-    presets: dict[tuple[str, str], dict[str, Any]] = {}
-    archs: dict[tuple[str, str, str], dict[str, Any]] = {}
+def _load(folder: Path) -> tuple[Presets, ArchPresets, Descriptions]:
+    presets: Presets = {}
+    archs: ArchPresets = {}
+    said: Descriptions = {}
     for path in sorted(folder.glob("*.yaml")):
-        found, found_archs = read(path)
+        found, found_archs, found_said = _parse(path)
         presets.update(found)
         archs.update(found_archs)
-    return presets, archs
+        said.update(found_said)
+    return presets, archs, said
 
 
-def descriptions(folder: Path = PRESET_DIR) -> dict[tuple[str, str], str]:
-    """{(data set, preset): its one-line description}."""
-    out = {}
-    for path in sorted(folder.glob("*.yaml")):
-        doc = _mapping(strict_yaml(read_bounded(path, TEXT_LIMIT, "preset file", ConfigError).decode()), str(path))
-        for name, entry in _mapping(doc.get("presets"), f"{path}: presets").items():
-            out[(path.stem, name)] = str(_mapping(entry, f"{path}: {name}").get("description", ""))
-    return out
+def read(path: Path) -> tuple[Presets, ArchPresets]:
+    """(presets, per-architecture presets) of one data set's file."""
+    return _parse(path)[:2]
 
 
-PRESETS, ARCH_PRESETS = read_all()
+def read_all(folder: Path = PRESET_DIR) -> tuple[Presets, ArchPresets]:
+    return _load(folder)[:2]
+
+
+PRESETS, ARCH_PRESETS, DESCRIPTIONS = _load(PRESET_DIR)  # the files are read once
