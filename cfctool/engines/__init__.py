@@ -25,7 +25,7 @@ from torch import nn
 from cfctool import engine_registry as registry
 from cfctool.checkpoint import Checkpoint
 from cfctool.encodings import CODECS, INTEGER_CODECS
-from cfctool.engine_registry import EngineEntry
+from cfctool.engine_registry import EngineEntry, names
 from cfctool.errors import ConfigError
 from cfctool.models import inference, ode_inference
 from cfctool.models.quantized import QuantFoldedCfC, supports_integer
@@ -151,11 +151,6 @@ def c_engine(ckpt: Checkpoint | None, model: nn.Module, integer: dict | None = N
 
 AUTO = "auto"  # the first automatic entry that runs the checkpoint (what `eval` runs by default)
 ALIASES = {"torch": AUTO}  # `torch` named the automatic choice before the engines had a registry
-
-
-def names() -> tuple[str, ...]:
-    """The engines by name, in the registry's order."""
-    return registry.names()
 
 
 def entry(name: str) -> EngineEntry:
