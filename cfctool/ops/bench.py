@@ -204,16 +204,28 @@ class _Subject:
 
     def calibrate(self, batches: list[Split], singles: list[Split]) -> None:
         """How many times the workload (and the batch-1 rows) must run for a timed pass of at
-        least MIN_PASS_S."""
+        least MIN_PASS_S. The first, cold run (allocations, caches) only counts when it is long
+        on its own; otherwise the count is grown until a whole warm looped run has lasted
+        MIN_PASS_S: a count scaled from one cold run gave passes shorter than promised."""
         self.n_singles = len(singles)
         for work, attr in ((batches, "loops"), (singles, "single_loops")):
             if attr == "single_loops" and self.native:
                 continue
-            start = time.perf_counter()
+            loops, took = 1, self._time(work, 1)  # the cold run
+            if took < 5 * MIN_PASS_S:  # longer, and its warm-up is noise: no loop
+                took = self._time(work, loops)
+                while took < MIN_PASS_S and loops < MAX_LOOPS:
+                    # aim a little past the bound so that the next try usually ends the search
+                    loops = min(MAX_LOOPS, max(2 * loops, math.ceil(1.2 * loops * MIN_PASS_S / max(took, 1e-9))))
+                    took = self._time(work, loops)
+            setattr(self, attr, loops)
+
+    def _time(self, work: list[Split], loops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
             for b in work:
                 self.run(b)
-            once = time.perf_counter() - start
-            setattr(self, attr, max(1, min(MAX_LOOPS, math.ceil(MIN_PASS_S / max(once, 1e-9)))))
+        return time.perf_counter() - start
 
     def timed_singles(self, singles: list[Split]) -> None:
         """One batch-1 pass: each row alone, timed around each call, looped like `timed_pass`.
