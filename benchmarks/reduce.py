@@ -45,6 +45,15 @@ def _done(key: str) -> dict:
     return (doc.get("runs") or {}).get(key) or {}
 
 
+def _same_model(done: dict, key: str, path: Path, digest: str) -> None:
+    """The entry already there must be this model's (by its digest, or by its path where an
+    older entry recorded none): cells of two models in one table would read as one study."""
+    recorded = done.get("checkpoint_sha256")
+    if done and (recorded != digest if recorded else done.get("checkpoint") != str(path)):
+        raise SystemExit(f"error: {key} in reduce.yaml holds {done.get('checkpoint')}, not {path}: "
+                         "name this one with --key, or give --replace to measure it in that entry's place")
+
+
 def _cells_kept(old: dict, new: dict) -> dict:
     """Cells and spectra that another process (same model, run in parallel) saved meanwhile
     survive; this process's own cells win (a retime's note goes: new cells are not retimed)."""
@@ -86,20 +95,26 @@ def run(path: Path, args) -> None:
 
     fp32 = checkpoint.load(path)
     key = args.key or f"{fp32.task['dataset']}/{fp32.arch['name']}"
-    done = _done(key)
+    done = {} if args.replace else _done(key)
+    _same_model(done, key, path, fp32.sha256)
     cells = dict(done.get("cells") or {})
     spectra = dict(done.get("singular_values") or {})
     if "original" not in cells:
         cells["original"] = measure(fp32, args.data, args.batch_size, args.threads)
-    header = {"checkpoint": str(path), "command": f"python -m benchmarks.reduce {' '.join(sys.argv[1:])}",
+    header = {"checkpoint": str(path), "checkpoint_sha256": fp32.sha256, "command": f"python -m benchmarks.reduce {' '.join(sys.argv[1:])}",
               "finetune_epochs": args.finetune, "finetune_lr": args.lr, "snapshots": args.snapshots,
               "every": args.every, "threads": args.threads, "repeats": args.repeats,
               "speed_batches": args.speed_batches or "whole test split", "machine": machine(),
               "what_else_ran": args.note, "seed_reference": SEED.get(f"{fp32.task['dataset']}/{fp32.arch['name']}", CFC_SEED)}
 
+    fresh = [args.replace]  # the first save replaces the entry; later ones merge with parallel processes
+
     def save() -> None:
         merge_result("reduce", "runs", key, {**header, "singular_values": spectra, "cells": cells},
-                     {"benchmark": "model-order reduction (the MOR paper)"}, combine=_cells_kept)
+                     {"benchmark": "model-order reduction (the MOR paper)"}, combine=None if fresh[0] else _cells_kept)
+        fresh[0] = False
+
+    save()
 
     todo = list(args.cells) + [f"{m}@{k}" for m in args.methods for k in args.dims]
     for cell in todo:
@@ -141,6 +156,7 @@ def retime(path: Path, args) -> None:
     fp32 = checkpoint.load(path)
     key = args.key or f"{fp32.task['dataset']}/{fp32.arch['name']}"
     done = _done(key)
+    _same_model(done, key, path, fp32.sha256)
     cells = dict(done.get("cells") or {})
     names = [n for n, c in cells.items() if n != "original" and "+ft" not in n and "accuracy" in c]
     models = [make(fp32, n, 0, args) for n in names]
@@ -215,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
                         "the same data set and architecture gets its own")
     parser.add_argument("--retime", action="store_true",
                         help="time the cells already measured again, all in one interleaved run")
+    parser.add_argument("--replace", action="store_true",
+                        help="measure into the entry of --key (or DATASET/ARCH) from scratch, dropping the cells "
+                        "another checkpoint left there")
     args = parser.parse_args(argv)
     if args.checkpoints and not (args.methods and args.dims) and not args.cells and not args.retime:
         parser.error("give --methods and --dims, or --cells (or --retime)")
