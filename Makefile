@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --no-deps "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $@
 
 demo: $(STAMP)

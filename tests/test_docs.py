@@ -125,6 +125,10 @@ def test_torch_index_can_be_left_out_for_offline_installs(tmp_path, index, expec
         assert "--index-url" not in torch_line and "download.pytorch.org" not in out
     else:
         assert expected in torch_line
+    # no extras: the project alone (".[]" is not a requirement pip takes)
+    out = subprocess.run(["make", "-n", f"VENV={tmp_path / 'venv'}", f"TORCH_INDEX={index}", "EXTRAS=", "test"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert '-e "."' in out and "[]" not in out
 
 
 def test_ci_runs_the_readme_commands():
@@ -133,6 +137,8 @@ def test_ci_runs_the_readme_commands():
     for command in ("make demo", "make test"):
         assert command in readme and f"\n{command}\n" in ci
     assert "\nmake docs\n" in ci and "\nmake lint\n" in ci  # the linters and the type checker too
+    # the offline install: make demo with TORCH_INDEX= while pip's index is an unreachable address
+    assert re.search(r"PIP_INDEX_URL=http://127\.0\.0\.1:\d+\S* .*\n\s*make demo VENV=\S+ TORCH_INDEX= ", ci)
 
 
 def test_train_says_what_it_does_while_loading(cli, tmp_path):
