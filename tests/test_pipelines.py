@@ -127,3 +127,36 @@ def test_report_prints_markdown_when_piped(cli, trained_xor, tmp_path):
     written = tmp_path / "r.md"
     assert cli("report", trained_xor["cfc"], "-o", written).code == 0
     assert r.out == written.read_text() and r.out.lstrip().startswith(("|", "#")) and "┃" not in r.out
+
+
+def test_report_groups_checkpoints_that_differ_only_by_seed(cli, tmp_path):
+    """Three seeds of one recipe make one row: n, mean ± sd and the 95% t-interval of their
+    accuracies (checked against a computation of its own); a fourth checkpoint trained for
+    another number of epochs is a recipe of its own, and a copy of one seed is not a seed."""
+    import statistics
+
+    from cfctool.ops.report import report, seed_groups
+
+    paths = []
+    for seed, epochs in ((0, 1), (1, 1), (2, 1), (0, 2)):
+        out = tmp_path / f"s{seed}-e{epochs}.st"
+        r = cli("train", "xor", "--train-size", 300, "--test-size", 200, "--epochs", epochs, "--seed", seed,
+                "--threads", 1, "-q", "-o", out)
+        assert r.code == 0, r.err
+        paths.append(out)
+    shutil.copy(paths[0], tmp_path / "copy.st")
+    shutil.copy(paths[0].with_suffix(".yaml"), tmp_path / "copy.yaml")
+    rows = report([*paths, tmp_path / "copy.st"])
+    groups = seed_groups(rows)
+    assert len(groups) == 1 and [Path(r.path).name for r in groups[0].rows] == ["s0-e1.st", "s1-e1.st", "s2-e1.st"]
+    accs = [checkpoint.load(p).record["metrics"]["accuracy"] for p in paths[:3]]
+    s = groups[0].summary()
+    mean, sd = statistics.mean(accs), statistics.stdev(accs)
+    assert s["n"] == 3 and s["seeds"] == [0, 1, 2] and sd > 0
+    assert abs(s["mean"] - mean) < 1e-12 and abs(s["sd"] - sd) < 1e-12
+    assert abs(s["high"] - (mean + 4.303 * sd / 3**0.5)) < 1e-9  # t(0.975, 2 df) = 4.303
+    md = cli("report", *paths, tmp_path / "copy.st").out
+    assert "Recipes run with several seeds" in md and "| 3 | 0, 1, 2 |" in md
+    assert f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f}" in md
+    # one seed of each recipe: no group, no extra table
+    assert "several seeds" not in cli("report", paths[0], paths[3]).out

@@ -77,6 +77,12 @@ def register(app: typer.Typer) -> None:
                 table.add_row(*(Text(cell) for cell in rep.cells(row, base, "metric" in header)))
             console = Console(width=max(Console().width, 160))
             console.print(table)
+            groups = rep.seed_groups(rows)
+            if groups:
+                seeds = Table(*rep.SEED_COLUMNS, title="recipes run with several seeds (mean ± sd, 95% t-interval)")
+                for group in groups:
+                    seeds.add_row(*(Text(cell) for cell in rep.seed_cells(group, base)))
+                console.print(seeds)
             for row in rows:  # each --max-drop search, every candidate
                 for search in row.searches:
                     console.print(rep.search_table(row, search, base), markup=False)

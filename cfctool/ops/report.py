@@ -12,6 +12,7 @@ Nothing is measured here: the report only reads, so it is instant and repeatable
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from cfctool.errors import CfcError, CheckpointError, ConfigError
 from cfctool.escape import markdown_cell, terminal
 from cfctool.families.build import model_from_checkpoint
 from cfctool.files import TEXT_LIMIT, read_bounded, strict_yaml
-from cfctool.metrics import parameter_counts, shown, task_metric
+from cfctool.metrics import mean_interval, parameter_counts, shown, task_metric
 from cfctool.ops.info import tensor_bytes
 from cfctool.ops.methods import METHODS
 
@@ -50,6 +51,8 @@ class Row:
     metric: str = "accuracy"  # the task's metric (metrics.task_metric): accuracy, auc or mse
     value: float | None = None  # its value on the test split, from value_from
     value_from: str | None = None
+    recipe: str = ""  # the history without its seeds (recipe_of): rows alike here differ only by seed
+    seeds: list[Any] = field(default_factory=list)  # each history step's seed
 
 
 def find_checkpoints(paths: Sequence[str | Path]) -> list[Path]:
@@ -93,6 +96,100 @@ def _label(name: str, c: dict[str, Any]) -> str:
     return name
 
 
+# what a history step records that does not make it another recipe: its seeds, and where, when,
+# with what and how fast it ran (an input checkpoint's path too: each seed has its own teacher)
+_NOT_RECIPE = frozenset(
+    {
+        "seed",
+        "threads",
+        "data_dir",
+        "device",
+        "argv",
+        "utc",
+        "inputs",
+        "wall_time_s",
+        "cfctool_version",
+        "torch_version",
+        "init_checkpoint",
+    }
+)
+
+
+def recipe_of(record: dict[str, Any]) -> tuple[str, list[Any]]:
+    """A digest of the history with every seed (and the run's circumstances) left out, and the
+    seeds: checkpoints with the same digest are one recipe run with different seeds."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in _NOT_RECIPE}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    history = [e for e in record.get("history") or [] if isinstance(e, dict)]
+    key = json.dumps(strip(history), sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16], [e.get("seed") for e in history]
+
+
+@dataclass
+class SeedGroup:
+    """Checkpoints of one recipe that differ only by seed: the metric's mean, sd and 95% interval."""
+
+    rows: list[Row]
+
+    def summary(self) -> dict[str, Any]:
+        values = [r.value for r in self.rows if r.value is not None]
+        speedups = [r.speedup for r in self.rows if r.speedup is not None]
+        first = self.rows[0]
+        return {
+            "checkpoints": [r.path for r in self.rows],
+            "history": first.history,
+            "seeds": [r.seeds[-1] if r.seeds else None for r in self.rows],
+            "metric": first.metric,
+            **({"n": 0} if not values else mean_interval(values)),
+            "speedup": mean_interval(speedups) if speedups else None,
+            "params": sorted({r.params for r in self.rows}),
+            "file_bytes": sorted({r.file_bytes for r in self.rows}),
+        }
+
+
+def seed_groups(rows: list[Row]) -> list[SeedGroup]:
+    """Recipes run with more than one seed, in the order their first checkpoint is listed. A
+    checkpoint with the seeds of one listed before it (a copy, or the same run again) is left
+    out: counted twice, one run would pull the mean and narrow the interval."""
+    groups: dict[str, dict[tuple[str, ...], Row]] = {}
+    for r in rows:
+        groups.setdefault(r.recipe, {}).setdefault(tuple(map(str, r.seeds)), r)
+    return [SeedGroup(list(g.values())) for g in groups.values() if len(g) > 1]
+
+
+SEED_COLUMNS = ("recipe", "n", "seeds", "mean ± sd", "95% interval", "params", "file bytes", "speed-up")
+
+
+def _spread(metric: str, m: dict[str, Any]) -> str:
+    """mean ± sd in the metric's units (accuracy: percent, its sd in points)."""
+    if not m.get("n"):
+        return ""
+    sd = "" if m["n"] < 2 else f" ± {(100 if metric == 'accuracy' else 1) * m['sd']:.2f}"
+    return f"{shown(metric, m['mean'])}{sd}"
+
+
+def seed_cells(group: SeedGroup, base: Path | None = None) -> list[str]:
+    s = group.summary()
+    metric = s["metric"]
+    name = cells(group.rows[0], base)[0]
+    interval = f"{shown(metric, s['low'])} to {shown(metric, s['high'])}" if s.get("n", 0) >= 2 else ""
+    speed = s["speedup"]
+    return [
+        terminal(f"{name} ({s['history']})", 400),
+        str(s.get("n", 0)),
+        terminal(", ".join(str(x) for x in s["seeds"]), 100),
+        f"{metric} {_spread(metric, s)}" if s.get("n") else "",
+        interval,
+        " / ".join(f"{p:,}" for p in s["params"]),
+        " / ".join(f"{b:,}" for b in s["file_bytes"]),
+        "" if not speed else f"{speed['mean']:.2f}x" + (f" ± {speed['sd']:.2f}" if speed["n"] >= 2 else ""),
+    ]
+
+
 def _sidecar_report(path: Path, kind: str) -> tuple[dict | None, str | None]:
     import yaml
 
@@ -127,8 +224,11 @@ def row_for(path: Path) -> Row:
         value, value_from = _number(ev[metric]), ev_name
     elif _number((ckpt.record.get("metrics") or {}).get(metric)) is not None:
         value, value_from = _number(ckpt.record["metrics"][metric]), "record (test)"
+    recipe, seeds = recipe_of(ckpt.record)
     row = Row(
         path=str(path),
+        recipe=recipe,
+        seeds=seeds,
         arch=ckpt.arch["name"],
         dataset=ckpt.task.get("dataset", "?"),
         history=history,
@@ -240,6 +340,17 @@ def markdown(rows: list[Row], base: Path | None = None) -> str:
         "\n".join(lines) + f"\n\n{what} on the test split; speed-up over each bench report's --against "
         "model on the engine named.\n" + ("".join(f"\n- {n}" for n in notes) + "\n" if notes else "")
     )
+    groups = seed_groups(rows)
+    if groups:
+        text += (
+            "\nRecipes run with several seeds (the checkpoints alike but for their seeds): the mean with the "
+            "sample standard deviation, and the 95% t-interval of the mean.\n\n| "
+            + " | ".join(SEED_COLUMNS)
+            + " |\n|"
+            + "---|" * len(SEED_COLUMNS)
+            + "\n"
+            + "".join("| " + " | ".join(markdown_cell(c) for c in seed_cells(g, base)) + " |\n" for g in groups)
+        )
     return text + "".join(search_table(r, s, base, markdown_cell) for r in rows for s in r.searches)
 
 
@@ -285,7 +396,11 @@ def as_json(rows: list[Row]) -> str:
 def as_yaml(rows: list[Row]) -> str:
     import yaml
 
-    return yaml.safe_dump({"checkpoints": [asdict(r) for r in rows]}, sort_keys=False)
+    doc: dict[str, Any] = {"checkpoints": [asdict(r) for r in rows]}
+    groups = seed_groups(rows)
+    if groups:
+        doc["seed_groups"] = [g.summary() for g in groups]
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
