@@ -8,6 +8,8 @@
 # its training state. Point TEACHER / NCP at checkpoints you already have to skip them:
 # make -f examples/imdb.mk pipeline TEACHER=deep.st NCP=ncp.st
 # (benchmarks/imdb.mk adds the README's result tables on top of these targets.)
+# SEEDS="0 1 2" runs each target once per seed in $(OUT)/seed-S and reports them together
+# (examples/seeds.mk).
 CFCTOOL ?= cfctool
 DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
 OUT ?= runs/imdb
@@ -20,7 +22,10 @@ DISTILL_EPOCHS ?= 10
 BENCH ?= --batches 40 --repeats 5
 
 P := $(OUT)/pipeline
+A := $(OUT)/prune-acceptance
 STEPS := ncp-emb$(EMBED) ncp-emb$(EMBED)-distilled ncp-emb$(EMBED)-distilled-int8
+SEED_GOALS := $(OUT)/cfc.st $(OUT)/cfc-ncp.st $(OUT)/cfc-deep.st $(A)/report.md $(P)/report.md
+include $(dir $(lastword $(MAKEFILE_LIST)))seeds.mk
 .DELETE_ON_ERROR:
 .SUFFIXES:
 .PHONY: pipeline baselines pruning-acceptance
@@ -30,30 +35,29 @@ STEPS := ncp-emb$(EMBED) ncp-emb$(EMBED)-distilled ncp-emb$(EMBED)-distilled-int
 $(OUT)/cfc-deep.st:
 	mkdir -p $(OUT)
 	$(CFCTOOL) train imdb --arch cfc-deep --preset deep \
-		--threads $(THREADS) --data $(DATA) \
+		--seed $(SEED) --threads $(THREADS) --data $(DATA) \
 		$(if $(wildcard $@.train-state),--resume) -q -o $@
 $(OUT)/cfc-ncp.st:
 	mkdir -p $(OUT)
-	$(CFCTOOL) train imdb --arch cfc-ncp --preset reference --epochs 20 --threads $(THREADS) --data $(DATA) \
+	$(CFCTOOL) train imdb --arch cfc-ncp --preset reference --epochs 20 --seed $(SEED) --threads $(THREADS) --data $(DATA) \
 		$(if $(wildcard $@.train-state),--resume) -q -o $@
 $(OUT)/cfc.st:
 	mkdir -p $(OUT)
-	$(CFCTOOL) train imdb --arch cfc --preset reference --threads $(THREADS) --data $(DATA) \
+	$(CFCTOOL) train imdb --arch cfc --preset reference --seed $(SEED) --threads $(THREADS) --data $(DATA) \
 		$(if $(wildcard $@.train-state),--resume) -q -o $@
-baselines: $(OUT)/cfc.st $(OUT)/cfc-ncp.st $(OUT)/cfc-deep.st
+baselines: $(call per_seed,$(OUT)/cfc.st $(OUT)/cfc-ncp.st $(OUT)/cfc-deep.st)
 
-# --- the pruning acceptance cells (issue 11) on the plain CfC, as a report
-A := $(OUT)/prune-acceptance
+# --- the pruning acceptance cells on the plain CfC, as a report
 $(A)/cfc.st: $(CFC)
 	mkdir -p $(A) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
 $(A)/global95.st: $(CFC)
 	mkdir -p $(A)
 	$(CFCTOOL) prune $< --global --ratio 0.95 --scope all --finetune 3 --lr 5e-4 --storage sparse --data $(DATA) \
-		--threads $(THREADS) -q -o $@
+		--seed $(SEED) --threads $(THREADS) -q -o $@
 $(A)/structured50.st: $(CFC)
 	mkdir -p $(A)
 	$(CFCTOOL) prune $< --structured --local --ratio 0.5 --criterion l2 --finetune 3 --lr 2e-4 --data $(DATA) \
-		--threads $(THREADS) -q -o $@
+		--seed $(SEED) --threads $(THREADS) -q -o $@
 $(A)/%.eval.json: $(A)/%.st
 	$(CFCTOOL) eval $< --data $(DATA) --threads $(THREADS) --json -q > $@
 $(A)/bench.done: $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
@@ -62,9 +66,10 @@ $(A)/bench.done: $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
 			-o $(A)/$$m.bench.yaml > /dev/null || exit 1; \
 	done
 	touch $@
-pruning-acceptance: $(A)/bench.done $(A)/cfc.eval.json $(A)/global95.eval.json $(A)/structured50.eval.json
-	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st -o $(A)/report.md
-	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st
+$(A)/report.md: $(A)/bench.done $(A)/cfc.eval.json $(A)/global95.eval.json $(A)/structured50.eval.json
+	$(CFCTOOL) report $(A)/cfc.st $(A)/global95.st $(A)/structured50.st -o $@
+pruning-acceptance: $(call per_seed,$(A)/report.md)
+	$(CFCTOOL) report $(call per_seed,$(A)/cfc.st $(A)/global95.st $(A)/structured50.st)
 
 # --- the combined pipeline from the CfC-Deep teacher: prune -> distill -> quantize
 # 1. prune: the CfC-NCP's embedding to EMBED columns (structured: a physically smaller table)
@@ -74,10 +79,10 @@ $(P)/ncp-emb$(EMBED).st: $(NCP)
 # 2. distill: the CfC-Deep teacher into that student (started from it)
 $(P)/ncp-emb$(EMBED)-distilled.st: $(P)/ncp-emb$(EMBED).st $(TEACHER)
 	$(CFCTOOL) distill $(TEACHER) --student cfc-ncp --hidden 64 --embedding-dim $(EMBED) --init $< \
-		--epochs $(DISTILL_EPOCHS) --data $(DATA) --threads $(THREADS) $(if $(wildcard $@.train-state),--resume) -q -o $@
+		--epochs $(DISTILL_EPOCHS) --data $(DATA) --seed $(SEED) --threads $(THREADS) $(if $(wildcard $@.train-state),--resume) -q -o $@
 # 3. quantize: static int8 (weights, activations, the embedding's rows)
 $(P)/ncp-emb$(EMBED)-distilled-int8.st: $(P)/ncp-emb$(EMBED)-distilled.st
-	$(CFCTOOL) quantize $< --scheme static --data $(DATA) --threads $(THREADS) -q -o $@
+	$(CFCTOOL) quantize $< --scheme static --data $(DATA) --seed $(SEED) --threads $(THREADS) -q -o $@
 
 $(P)/teacher.st: $(TEACHER)
 	mkdir -p $(P) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
@@ -89,6 +94,7 @@ $(P)/bench.done: $(P)/teacher.st $(STEPS:%=$(P)/%.st)
 			-o $(P)/$$m.bench.yaml > /dev/null || exit 1; \
 	done
 	touch $@
-pipeline: $(P)/bench.done $(addprefix $(P)/,$(addsuffix .eval.json,teacher $(STEPS)))
-	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st) -o $(P)/report.md
-	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st)
+$(P)/report.md: $(P)/bench.done $(addprefix $(P)/,$(addsuffix .eval.json,teacher $(STEPS)))
+	$(CFCTOOL) report $(P)/teacher.st $(STEPS:%=$(P)/%.st) -o $@
+pipeline: $(call per_seed,$(P)/report.md)
+	$(CFCTOOL) report $(call per_seed,$(P)/teacher.st $(STEPS:%=$(P)/%.st))

@@ -5,6 +5,7 @@
 #
 # The originals take long on a CPU (the ODE-RNN's 784-step loop: about 13 min per epoch on
 # two threads, 8 epochs); point CONV / ODERNN / CFC at checkpoints you already have to skip them.
+# SEEDS="0 1 2" runs it once per seed in $(OUT)/seed-S, reported together (examples/seeds.mk).
 CFCTOOL ?= cfctool
 DATA ?= $(or $(CFCTOOL_DATA),../shared/data)
 OUT ?= runs/mor
@@ -14,6 +15,8 @@ ODERNN ?= $(OUT)/pmnist-ode-rnn.st
 CFC ?= $(OUT)/imdb-cfc-reference.st
 BENCH ?= --repeats 3
 R := $(OUT)/reduced
+SEED_GOALS := $(R)/report.md
+include $(dir $(lastword $(MAKEFILE_LIST)))seeds.mk
 .DELETE_ON_ERROR:
 .SUFFIXES:
 .PHONY: reduced
@@ -21,15 +24,15 @@ R := $(OUT)/reduced
 # --- the originals, trained with their presets (an interrupted training continues from its state)
 $(OUT)/mnist-conv-ode.st:
 	mkdir -p $(OUT)
-	$(CFCTOOL) train mnist --arch conv-ode --threads $(THREADS) --data $(DATA) \
+	$(CFCTOOL) train mnist --arch conv-ode --seed $(SEED) --threads $(THREADS) --data $(DATA) \
 		$(if $(wildcard $@.train-state),--resume) -q -o $@
 $(OUT)/pmnist-ode-rnn.st:
 	mkdir -p $(OUT)
-	$(CFCTOOL) train pmnist --arch ode-rnn --threads $(THREADS) --data $(DATA) \
+	$(CFCTOOL) train pmnist --arch ode-rnn --seed $(SEED) --threads $(THREADS) --data $(DATA) \
 		$(if $(wildcard $@.train-state),--resume) -q -o $@
 $(OUT)/imdb-cfc-reference.st:
 	mkdir -p $(OUT)
-	$(CFCTOOL) train imdb --arch cfc --preset reference --threads $(THREADS) --data $(DATA) \
+	$(CFCTOOL) train imdb --arch cfc --preset reference --seed $(SEED) --threads $(THREADS) --data $(DATA) \
 		$(if $(wildcard $@.train-state),--resume) -q -o $@
 
 # --- one reduction of each (the acceptance settings), evaluated, timed and reported
@@ -38,18 +41,18 @@ $(R)/conv-ode.st: $(CONV)
 $(R)/conv-ode-pod-deim50.st: $(CONV)
 	mkdir -p $(R)
 	$(CFCTOOL) reduce $< --method pod-deim --dim 50 --points 120 --interpolation lstsq --every 1 --data $(DATA) \
-		--threads $(THREADS) -q -o $@
+		--seed $(SEED) --threads $(THREADS) -q -o $@
 $(R)/ode-rnn.st: $(ODERNN)
 	mkdir -p $(R) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
 $(R)/ode-rnn-svd125.st: $(ODERNN)
 	mkdir -p $(R)
-	$(CFCTOOL) reduce $< --method svd --dim 125 --data $(DATA) --threads $(THREADS) -q -o $@
+	$(CFCTOOL) reduce $< --method svd --dim 125 --data $(DATA) --seed $(SEED) --threads $(THREADS) -q -o $@
 $(R)/cfc.st: $(CFC)
 	mkdir -p $(R) && cp $< $@ && cp $(<:.st=.yaml) $(@:.st=.yaml)
 $(R)/cfc-qdeim96.st: $(CFC)
 	mkdir -p $(R)
 	$(CFCTOOL) reduce $< --method qdeim --dim 96 --interpolation lstsq --finetune 1 --finetune-scope all --lr 5e-4 \
-		--data $(DATA) --threads $(THREADS) -q -o $@
+		--data $(DATA) --seed $(SEED) --threads $(THREADS) -q -o $@
 
 $(R)/%.eval.json: $(R)/%.st
 	$(CFCTOOL) eval $< --data $(DATA) --threads $(THREADS) --json -q > $@
@@ -62,6 +65,7 @@ $(R)/bench.done: $(MODELS:%=$(R)/%.st)
 			-o $(R)/$$m.bench.yaml > /dev/null || exit 1; \
 	done
 	touch $@
-reduced: $(R)/bench.done $(MODELS:%=$(R)/%.eval.json)
-	$(CFCTOOL) report $(MODELS:%=$(R)/%.st) -o $(R)/report.md
-	$(CFCTOOL) report $(MODELS:%=$(R)/%.st)
+$(R)/report.md: $(R)/bench.done $(MODELS:%=$(R)/%.eval.json)
+	$(CFCTOOL) report $(MODELS:%=$(R)/%.st) -o $@
+reduced: $(call per_seed,$(R)/report.md)
+	$(CFCTOOL) report $(call per_seed,$(MODELS:%=$(R)/%.st))

@@ -4,6 +4,7 @@
 #
 #   make -f examples/quickstart.mk -j2            # about 2 minutes on 2 cores
 #   make -f examples/quickstart.mk OUT=/tmp/qs TRAIN_SIZE=400 EPOCHS=1   # seconds (the tests)
+#   make -f examples/quickstart.mk -j2 SEEDS="0 1 2"   # three seeds, reported as mean ± sd (examples/seeds.mk)
 #
 # Every .st is a make target: change a step's settings and only it and what follows rerun.
 CFCTOOL ?= cfctool
@@ -18,6 +19,8 @@ BENCH ?= --batches 8 --repeats 5
 
 MODELS := teacher pruned student student-int8
 CKPTS := $(MODELS:%=$(OUT)/%.st)
+SEED_GOALS := $(OUT)/report.md
+include $(dir $(lastword $(MAKEFILE_LIST)))seeds.mk
 .DELETE_ON_ERROR:
 .SUFFIXES:
 .PHONY: all clean FORCE
@@ -26,27 +29,29 @@ CKPTS := $(MODELS:%=$(OUT)/%.st)
 # A step's settings live in a stamp file that is rewritten only when they change, and the
 # step depends on it: `make ... PRUNE="..."` redoes the pruning and what follows, nothing else.
 settings = @mkdir -p $(OUT); echo '$(1)' | cmp -s - $@ || echo '$(1)' > $@
-$(OUT)/train.settings: FORCE ; $(call settings,$(TRAIN_SIZE) $(EPOCHS) $(THREADS))
-$(OUT)/prune.settings: FORCE ; $(call settings,$(PRUNE))
-$(OUT)/distill.settings: FORCE ; $(call settings,$(STUDENT) $(EPOCHS))
-$(OUT)/quantize.settings: FORCE ; $(call settings,$(QUANTIZE))
+$(OUT)/train.settings: FORCE ; $(call settings,$(TRAIN_SIZE) $(EPOCHS) $(THREADS) $(SEED))
+$(OUT)/prune.settings: FORCE ; $(call settings,$(PRUNE) $(SEED))
+$(OUT)/distill.settings: FORCE ; $(call settings,$(STUDENT) $(EPOCHS) $(SEED))
+$(OUT)/quantize.settings: FORCE ; $(call settings,$(QUANTIZE) $(SEED))
 $(OUT)/bench.settings: FORCE ; $(call settings,$(BENCH))
 
-all: $(OUT)/report.md
-	$(CFCTOOL) report $(CKPTS)
+# the report of every seed's checkpoints (one seed: the files of $(OUT) itself)
+all: $(call per_seed,$(OUT)/report.md)
+	$(if $(SEVERAL_SEEDS),$(CFCTOOL) report $(call per_seed,$(CKPTS)) -o $(OUT)/report.md)
+	$(CFCTOOL) report $(call per_seed,$(CKPTS))
 
 $(OUT)/teacher.st: $(OUT)/train.settings
 	$(CFCTOOL) train xor --arch cfc-deep --backbone-dropout 0 --train-size $(TRAIN_SIZE) --epochs $(EPOCHS) \
-		--threads $(THREADS) -q -o $@
+		--seed $(SEED) --threads $(THREADS) -q -o $@
 
 $(OUT)/pruned.st: $(OUT)/teacher.st $(OUT)/prune.settings
-	$(CFCTOOL) prune $< $(PRUNE) --threads $(THREADS) -q -o $@
+	$(CFCTOOL) prune $< $(PRUNE) --seed $(SEED) --threads $(THREADS) -q -o $@
 
 $(OUT)/student.st: $(OUT)/pruned.st $(OUT)/distill.settings
-	$(CFCTOOL) distill $< $(STUDENT) --epochs $(EPOCHS) --threads $(THREADS) -q -o $@
+	$(CFCTOOL) distill $< $(STUDENT) --epochs $(EPOCHS) --seed $(SEED) --threads $(THREADS) -q -o $@
 
 $(OUT)/student-int8.st: $(OUT)/student.st $(OUT)/quantize.settings
-	$(CFCTOOL) quantize $< $(QUANTIZE) --threads $(THREADS) -q -o $@
+	$(CFCTOOL) quantize $< $(QUANTIZE) --seed $(SEED) --threads $(THREADS) -q -o $@
 
 $(OUT)/%.eval.json: $(OUT)/%.st
 	$(CFCTOOL) eval $< --threads $(THREADS) --json -q > $@

@@ -160,3 +160,29 @@ def test_report_groups_checkpoints_that_differ_only_by_seed(cli, tmp_path):
     assert f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f}" in md
     # one seed of each recipe: no group, no extra table
     assert "several seeds" not in cli("report", paths[0], paths[3]).out
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+@pytest.mark.parametrize("makefile,target", [("quickstart.mk", "all"), ("imdb.mk", "pipeline"),
+                                             ("imdb.mk", "pruning-acceptance"), ("mor.mk", "reduced")])
+def test_example_makefiles_run_each_seed_in_its_own_directory(makefile, target, tmp_path):
+    """SEEDS="0 1": one sub-make per seed, in OUT/seed-S, every step with --seed S, and a report
+    over both seeds' checkpoints; one seed (the default) keeps OUT as it is."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    out = tmp_path / "o"
+
+    def dry(*extra: str) -> str:
+        run = subprocess.run(["make", "-n", "-f", f"examples/{makefile}", target, f"OUT={out}", *extra],
+                             cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.replace("\\\n", " ")  # a command continued over lines: one line
+
+    several = dry("SEEDS=0 1")
+    for seed in (0, 1):
+        assert f"OUT={out}/seed-{seed} SEEDS={seed}" in several
+        trains = [line for line in several.split("\n") if f"{out}/seed-{seed}/" in line and " --seed " in line]
+        assert trains and all(f"--seed {seed} " in line for line in trains)
+    report = next(line for line in several.split("\n") if line.startswith("cfctool report") and " -o " not in line)
+    assert f"{out}/seed-0/" in report and f"{out}/seed-1/" in report
+    single = dry()
+    assert "/seed-" not in single and "--seed 0 " in single
