@@ -17,7 +17,7 @@ EXTRAS ?= test,onnx,plot,docs,tables,lint
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cfctool-installed
 
-.PHONY: demo test test-quick lint docs cli-reference tables clean-venv
+.PHONY: demo test test-quick test-slurm lint docs cli-reference tables clean-venv
 .DEFAULT_GOAL := demo
 
 # torch alone from the CPU index (--no-deps: its dependencies come from the usual index
@@ -33,10 +33,15 @@ demo: $(STAMP)
 	$(MAKE) -f examples/quickstart.mk -j2 CFCTOOL=$(abspath $(BIN))/cfctool
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slurm"
 
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+# the pipelines and a data-parallel training as jobs of a one-node Slurm cluster the tests start
+# (Debian: apt-get install slurmd slurmctld slurm-client munge; they skip, saying why, without)
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -m slurm
 
 # ruff's linter and formatter, then mypy on the package (settings in pyproject.toml; the
 # strictness is stated in docs/design/architecture.md)
