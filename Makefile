@@ -32,11 +32,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(MAKE) -f examples/quickstart.mk -j2 CFCTOOL=$(abspath $(BIN))/cfctool
 
+# the suite on every core (pytest-xdist; the slow tests are mostly subprocesses of one thread)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slurm"
+	$(BIN)/python -m pytest -q -n auto -m "not slurm"
 
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not slurm"
 
 # the pipelines and a data-parallel training as jobs of a one-node Slurm cluster the tests start
 # (Debian: apt-get install slurmd slurmctld slurm-client munge; they skip, saying why, without)
