@@ -3,8 +3,8 @@
 # the rows that start from a model shipped in benchmarks/checkpoints/ give their commands on
 # the page):
 #
-#   make -f examples/replicate.mk imdb-cfc DATA=/path/to/data     # one row
-#   make -f examples/replicate.mk -n imdb-cfc-deep-int8             # what a row runs, without running it
+#   make -f benchmarks/replicate.mk imdb-cfc DATA=/path/to/data     # one row
+#   make -f benchmarks/replicate.mk -n imdb-cfc-deep-int8             # what a row runs, without running it
 #
 # Each trains its model first with the recorded recipe and seed (the page gives each row's
 # time on a 2-core machine; IMDB CfC-Deep takes hours), and an interrupted training continues

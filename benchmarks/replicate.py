@@ -5,7 +5,7 @@ A row of the page (a figure of one of the papers) has one or more parts; a part 
 commands run from the repository root, the values they leave in files under runs/replicate/
 and the recorded values (benchmarks/results/) those must match. Parts that start from a
 model shipped in benchmarks/checkpoints/ are plain cfctool commands; the others are targets
-of examples/replicate.mk, which train their model first. A model already in runs/replicate/
+of benchmarks/replicate.mk, which train their model first. A model already in runs/replicate/
 is kept (make sees it): its training time is then read from its own record and added.
 
     python -m benchmarks.replicate --list
@@ -14,7 +14,7 @@ is kept (make sees it): its training time is then read from its own record and a
 Results: benchmarks/results/replication.yaml (seconds per part, the values it gave, whether
 they match, the machine, threads, what else ran, commit); the page's "from a clone" column
 is generated from it and from PARTS (`python -m benchmarks.tables`). The suite runs every
-part recorded under a minute (tests/test_replication.py).
+figure whose parts took under a minute in all (tests/test_replication.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from benchmarks.common import RESULTS, machine, merge_result
 OUT = "runs/replicate"
 CKPT = "benchmarks/checkpoints"
 DATA = "$CFCTOOL_DATA"
-MAKE = "make -f examples/replicate.mk"
+MAKE = "make -f benchmarks/replicate.mk"
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Part:
     expects: tuple[Expect, ...]
     trains: tuple[str, ...] = ()  # checkpoints under runs/replicate a make target trains first
     shipped: bool = False
+    note: str = ""  # how the clone's recipe relates to the recorded run, where they differ
+    # not yet run from a clone: the recorded runs' seconds ((results, dotted path), summed) stand in
+    recorded_seconds: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -86,11 +89,16 @@ PARTS: tuple[Part, ...] = (
                  "baselines", "runs.ltc-vs-cfc.ltc_over_cfc", at_least=10.0),)),
     Part("cfc-imdb-reference", "imdb-cfc", "IMDB CfC, test accuracy", (f"{MAKE} imdb-cfc",),
          (_acc("accuracy", f"{OUT}/imdb-cfc.eval.json", "baselines", "runs.imdb-cfc-reference.test_accuracy"),),
-         trains=("imdb-cfc.st",)),
+         trains=("imdb-cfc.st",),
+         note="The target trains the reference code's recipe for 20 epochs (`--preset default`); the recorded run "
+         "went on to 26, but keeps, like every training, the model of its best validation epoch (the 8th): the "
+         "same model."),
     Part("imdb-cfc-deep", "imdb-cfc-deep", "IMDB CfC-Deep, test accuracy", (f"{MAKE} imdb-cfc-deep",),
          (_acc("accuracy", f"{OUT}/imdb-cfc-deep.eval.json", "baselines",
                "runs.imdb-cfc-deep-lr25-3x312.test_accuracy"),),
-         trains=("imdb-cfc-deep.st",)),
+         trains=("imdb-cfc-deep.st",),
+         note="The recorded run trained with 2 threads; the target's 1 thread gives the same test accuracy from the "
+         "same seed (a rerun here)."),
     Part("imdb-cfc-ncp", "imdb-cfc-ncp", "IMDB CfC-NCP, test accuracy", (f"{MAKE} imdb-cfc-ncp",),
          (_acc("accuracy", f"{OUT}/imdb-cfc-ncp.eval.json", "baselines", "runs.imdb-cfc-ncp-reference.test_accuracy"),),
          trains=("imdb-cfc-ncp.st",)),
@@ -103,7 +111,7 @@ PARTS: tuple[Part, ...] = (
            (*(Expect(f"{v} accuracy", f"{OUT}/results/quantize.yaml", f"runs.imdb/{arch[5:]}.rows.{v}.accuracy",
                      "quantize", f"runs.imdb/{arch[5:]}.rows.{v}.accuracy", 0.0001) for v in ("static", "qat")),
             Expect("static speed-up", f"{OUT}/results/quantize.yaml", f"runs.imdb/{arch[5:]}.rows.static.speedup_vs_eager_fp32",
-                   "quantize", f"runs.imdb/{arch[5:]}.rows.static.speedup_vs_eager_fp32", 0.25, ratio=True)),
+                   "quantize", f"runs.imdb/{arch[5:]}.rows.static.speedup_vs_eager_fp32", 0.35, ratio=True)),
            trains=(f"{arch}.st",))
       for fid, arch, label in (("imdb-cfc-int8", "imdb-cfc", "CfC"), ("imdb-cfc-deep-int8", "imdb-cfc-deep", "CfC-Deep"))),
     Part("pruning", "pruning", "95% global pruning + fine-tuning: IMDB CfC (3 epochs), Person Activity CfC (10)",
@@ -118,7 +126,12 @@ PARTS: tuple[Part, ...] = (
                       f"runs.imdb-{ratio}-{recipe}{'' if teacher else '-alone'}.test_accuracy", "distill",
                       f"runs.imdb-{ratio}-{recipe}{'' if teacher else '-alone'}.test_accuracy", 0.0001)
                for ratio, recipe, teacher in _DISTILL),
-         trains=("imdb-cfc-deep.st",)),
+         trains=("imdb-cfc-deep.st",),
+         note="Its time is the recorded runs': the teacher's training (2 threads) and the twelve students' (one "
+         "thread each, one other job beside them).",
+         recorded_seconds=(("baselines", "runs.imdb-cfc-deep-lr25-3x312.train_seconds_total"),  # the teacher
+                           *(("distill", f"runs.imdb-{ratio}-{recipe}{'' if teacher else '-alone'}.seconds")
+                             for ratio, recipe, teacher in _DISTILL))),
     Part("mnist-conv-ode", "accuracy", "the shipped conv Neural ODE, and POD-DEIM at 50 (least-squares rebuild "
          "from 120 points; the DEIM form)",
          (f"mkdir -p {OUT}", _eval(f"{CKPT}/mnist-conv-ode.st", "conv-ode", 1),
@@ -137,7 +150,7 @@ PARTS: tuple[Part, ...] = (
          (f"cfctool bench {OUT}/conv-ode-lstsq50.st --against {CKPT}/mnist-conv-ode.st --threads 1 --json -q "
           f"> {OUT}/conv-ode-lstsq50.bench.json",),
          (Expect("speed-up", f"{OUT}/conv-ode-lstsq50.bench.json", "ratios.0.speedup", "reduce",
-                 "runs.mnist/conv-ode.cells.pod-deim/lstsq@50:120.speedup", 0.25, ratio=True),), shipped=True),
+                 "runs.mnist/conv-ode.cells.pod-deim/lstsq@50:120.speedup", 0.35, ratio=True),), shipped=True),
     Part("pmnist-ode-rnn", "accuracy", "the shipped 40-epoch ODE-RNN; SVD rank 125 with least-squares interpolation "
          "(also shipped) and plain SVD",
          (f"mkdir -p {OUT}", _eval(f"{CKPT}/pmnist-ode-rnn-scratch.st", "ode-rnn", 2),
@@ -154,8 +167,16 @@ PARTS: tuple[Part, ...] = (
          (f"cfctool bench {CKPT}/pmnist-ode-rnn-scratch-svd125.st --against {CKPT}/pmnist-ode-rnn-scratch.st "
           f"--threads 1 --json -q > {OUT}/ode-rnn-svd-lstsq125.bench.json",),
          (Expect("speed-up", f"{OUT}/ode-rnn-svd-lstsq125.bench.json", "ratios.0.speedup",
-                 "bench-pmnist-ode-rnn-scratch-svd125", "ratios.0.speedup", 0.25, ratio=True),), shipped=True),
+                 "bench-pmnist-ode-rnn-scratch-svd125", "ratios.0.speedup", 0.35, ratio=True),), shipped=True),
 )
+
+
+# figures whose numbers come from another figure's parts (the same model)
+SAME_AS = {"imdb-cfc": "cfc-imdb-reference"}
+
+
+def parts_of(fid: str) -> list[Part]:
+    return [p for p in PARTS if p.row == SAME_AS.get(fid, fid)]
 
 
 def lookup(doc: Any, path: str) -> Any:
@@ -194,6 +215,13 @@ def recorded(e: Expect) -> Any:
     return lookup(_read(RESULTS / f"{e.results}.yaml"), e.path)
 
 
+def recorded_seconds(part: Part) -> float | None:
+    """What the recorded runs of a part not yet run from a clone took, summed."""
+    if not part.recorded_seconds:
+        return None
+    return float(sum(lookup(_read(RESULTS / f"{name}.yaml"), path) for name, path in part.recorded_seconds))
+
+
 def check(e: Expect, got: float) -> bool:
     want = recorded(e)
     if e.at_least is not None:
@@ -228,19 +256,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", default=[], help="rows (figure ids) or parts (ROW/PART)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--note", default="nothing", help="what else ran on the machine meanwhile")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="the clone to run in (default: this one)")
     args = parser.parse_args(argv)
     if args.list:
         for p in PARTS:
             print(f"{p.id}: {p.what}")
         return
-    root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("CFCTOOL_BENCH_RESULTS", None)
     for part in PARTS:
         if args.only and part.row not in args.only and part.id not in args.only:
             continue
         print(f"[{part.id}] {part.what}", file=sys.stderr)
-        entry = {**run_part(part, root, env), "steps": list(part.steps), "threads": "as each command says",
+        entry = {**run_part(part, args.workdir, env), "steps": list(part.steps), "threads": "as each command says",
                  "machine": machine(), "what_else_ran": args.note}
         merge_result("replication", "parts", part.id, entry, {"benchmark": "the replication page, from a clone"})
         print(f"[{part.id}] {entry['seconds']} s, values {entry['values']}, "

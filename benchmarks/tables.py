@@ -705,15 +705,15 @@ def replication() -> str:
     accept = (_load("prune-acceptance") or {}).get("checkpoints") or []
     dist = (_load("distill") or {}).get("runs", {})
     svd = _load("bench-pmnist-ode-rnn-scratch-svd125") or {}
-    rows = []
+    rows: dict[str, tuple[str, str]] = {}  # figure id -> (table row, the command that recorded it)
 
     def row(fid: str, ours: str, status: str, why: str, command: str | None) -> None:
         f = next(f for f in _papers()["figures"] if f["id"] == fid)
         paper_short = _papers()["papers"][f["paper"]]["short"]
         command = (command or "").split(" --note ")[0]  # what else ran is on the results pages
-        cmd = f"`{command.replace('python benchmarks/', 'python -m benchmarks.').replace('.py ', ' ')}`" if command else ""
-        rows.append(f"| {paper_short}: {f['what']} | {f['value']} | {ours} | **{status}**{': ' + why if why else ''} "
-                    f"| {cmd} |")
+        command = command.replace("python benchmarks/", "python -m benchmarks.").replace(".py ", " ")
+        rows[fid] = (f"| {paper_short}: {f['what']} | {f['value']} | {ours} | **{status}**{': ' + why if why else ''} "
+                     f"| {_clone_link(fid)} |", command)
 
     ltc = base.get("ltc-vs-cfc")
     if ltc:
@@ -830,10 +830,108 @@ def replication() -> str:
             f"`--interpolation lstsq` loses {100 * (acc - r):.2f} points where the paper's lost 1.7"
             + (f"; plain SVD (`--method svd`, as the paper) loses {100 * (acc - plain['accuracy']):.2f}"
                if "accuracy" in plain else ""), scratch.get("command"))
-    return ("| paper: figure | theirs | ours | status | command |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    table = "\n".join(r for r, _ in rows.values())
+    return ("| paper: figure | theirs | ours | status | from a clone |\n|---|---|---|---|---|\n" + table
             + "\n\nOne CPU run each (2-core AMD EPYC, 1 thread) against the papers' figures (GPU means of 5 runs where "
             "they give them). *reproduced*: within the paper's ± band (at its figure when it gives none); *exceeded*: "
-            "above it; *short*: below it, with the reason.")
+            "above it; *short*: below it, with the reason. The last column links each figure's commands from a "
+            "fresh clone, below.\n\n" + _clone_sections({fid: cmd for fid, (_, cmd) in rows.items()}))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60):02d} min"
+
+
+def _clone_time(fid: str) -> str:
+    """The figure's time from a clone: its parts' measured seconds, plus the recorded training of
+    models the measurement found already trained."""
+    from benchmarks.replicate import parts_of
+
+    from benchmarks.replicate import recorded_seconds
+
+    done = ((_load("replication") or {}).get("parts") or {})
+    parts = parts_of(fid)
+    if parts and all(p.id not in done and recorded_seconds(p) for p in parts):
+        return f"about {_duration(sum(recorded_seconds(p) or 0 for p in parts))} (the recorded runs)"
+    if not parts or not all(p.id in done for p in parts):
+        return ""
+    total = sum(done[p.id]["seconds"] + sum((done[p.id].get("training_seconds_recorded") or {}).values())
+                for p in parts)
+    return _duration(total)
+
+
+def _clone_link(fid: str) -> str:
+    from benchmarks.replicate import SAME_AS, parts_of
+
+    parts = parts_of(fid)
+    if not parts:
+        return ""
+    fid = SAME_AS.get(fid, fid)
+    how = "shipped model" if all(p.shipped for p in parts) else "trains first"
+    took = _clone_time(fid) or "not timed yet"
+    return f"[{how}, {took}](#{fid})"
+
+
+def _clone_sections(commands: dict[str, str]) -> str:
+    """Per figure: each part's commands from a clone's root, its measured time, the values it must
+    give (read from the recorded results) and whether the timed run gave them."""
+    from benchmarks.replicate import PARTS, SAME_AS, recorded, recorded_seconds
+
+    done = ((_load("replication") or {}).get("parts") or {})
+    out = ["## From a clone", "",
+           "Run from the repository root of a clone with cfctool installed (`make test` makes `.venv`; then "
+           "`. .venv/bin/activate`) and `CFCTOOL_DATA` naming the data directory. Every output lands in "
+           "`runs/replicate/`. A row marked *shipped model* starts from `benchmarks/checkpoints/`; the others are "
+           "targets of `benchmarks/replicate.mk`, which train their model first with the recorded recipe and seed "
+           "(an interrupted training continues where it stopped; `make -n` shows the commands). Times were "
+           "measured by `python -m benchmarks.replicate` on the 2-core machine, each command with the threads it "
+           "names; *expect* is the recorded value each must give. The suite runs every figure measured under a "
+           "minute in all (its parts in order) and checks its values.", ""]
+    papers = _papers()
+    for fid in commands:
+        parts = [p for p in PARTS if p.row == fid]
+        if not parts:
+            continue
+        also = [other for other, same in SAME_AS.items() if same == fid and commands.get(other)]
+        f = next(f for f in papers["figures"] if f["id"] == fid)
+        out += [f"### {papers['papers'][f['paper']]['short']}: {f['what']} {{#{fid}}}", ""]
+        for p in parts:
+            d = done.get(p.id)
+            if d:
+                trained = d.get("training_seconds_recorded") or {}
+                took = _duration(d["seconds"]) + ("" if not trained else " plus the training, " + ", ".join(
+                    f"{_duration(v)} (`{k}`, read from its record)" for k, v in trained.items()))
+                took += f"; also running: {d['what_else_ran']}"
+                gave = ("gave the expected values" if d["match"] else "**differed**: " + ", ".join(
+                    f"{k} {v}" for k, v in d["values"].items()))
+            elif recorded_seconds(p):
+                took, gave = (f"not run from a clone yet: the recorded runs took {_duration(recorded_seconds(p))} "
+                              "in all, on this machine"), ""
+            else:
+                took, gave = "not timed from a clone yet", ""
+            expect = ", ".join(f"{e.label} {_expect_text(e, recorded(e))}" for e in p.expects)
+            out += [f"**{p.what}** ({took}{'; ' + gave if gave else ''}). Expect: {expect}.", "",
+                    "```sh", *p.steps, "```", ""]
+        for p in parts:
+            if p.note:
+                out += [p.note, ""]
+        if commands[fid]:
+            out += [f"Recorded by `{commands[fid]}`" + (" (also the figure of "
+                    + ", ".join(f"the {papers['papers'][f2['paper']]['short']}" for f2 in papers["figures"]
+                                if f2["id"] in also) + ")" if also else "") + ".", ""]
+    return "\n".join(out).rstrip()
+
+
+def _expect_text(e, value: float) -> str:
+    if e.at_least is not None:
+        return f"at least {e.at_least:g}× (recorded {value:g}×)"
+    if e.ratio:
+        return f"{value:.2f}× (±{100 * e.tol:.0f}%: a timing)"
+    return _pct(value)
 
 
 def deep_search() -> str:

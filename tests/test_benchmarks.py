@@ -353,3 +353,24 @@ def test_c_products_smoke(results):
         assert [r["density"] for r in rows] == [0.25]
         assert abs(rows[0]["nonzeros"] / 53248 - 0.25) < 0.02  # the seeded masks keep a quarter of the weights
         assert rows[0]["dense_us"]["median"] > 0 and rows[0]["sparse_us"]["median"] > 0
+
+
+def test_replicate_smoke(results, tmp_path, monkeypatch):
+    """One part run in a scratch clone: its steps' file read, checked against the recorded value,
+    timed and merged into replication.yaml; a value off the record is flagged."""
+    import benchmarks.replicate as rep
+
+    want = rep.recorded(rep.Expect("x", "", "", "baselines", "runs.person_activity-cfc.test_accuracy"))
+    parts = tuple(
+        rep.Part("person-activity-cfc", name, "a scratch part", (f"mkdir -p {rep.OUT}",
+                 f"echo '{{\"accuracy\": {value}}}' > {rep.OUT}/{name}.json"),
+                 (rep.Expect("accuracy", f"{rep.OUT}/{name}.json", "accuracy", "baselines",
+                             "runs.person_activity-cfc.test_accuracy", 0.0001),))
+        for name, value in (("same", want), ("off", want - 0.01)))
+    monkeypatch.setattr(rep, "PARTS", parts)
+    (tmp_path / "clone").mkdir()
+    run("replicate", "--workdir", tmp_path / "clone", "--note", "the smoke test")
+    got = read(results, "replication")["parts"]
+    assert got["person-activity-cfc/same"]["match"] and not got["person-activity-cfc/off"]["match"]
+    assert got["person-activity-cfc/same"]["values"] == {"accuracy": want} and got["person-activity-cfc/same"]["seconds"] >= 0
+    assert got["person-activity-cfc/off"]["what_else_ran"] == "the smoke test"
