@@ -7,6 +7,14 @@ from pathlib import Path
 import pytest
 from helpers import tiny_run
 
+# Under pytest-xdist (`make test`: one worker per core) every worker, and every command it
+# starts, keeps to one thread unless a test asks for more: torch's default pool in each worker
+# put two threads on each core, and the suite ran slower for it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
