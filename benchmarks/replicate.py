@@ -20,6 +20,7 @@ figure whose parts took under a minute in all (tests/test_replication.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -78,6 +79,15 @@ def _acc(label: str, file: str, results: str, path: str, tol: float = 0.0001) ->
 
 def _eval(ckpt: str, out: str, threads: int) -> str:
     return f"cfctool eval {ckpt} --threads {threads} --json -q > {OUT}/{out}.eval.json"
+
+
+def _speed(row: str, what: str, model: str, against: str, out: str, results: str, path: str) -> Part:
+    """`model` timed against `against` on the whole test split, one thread, its speed-up checked
+    against the recorded one (a timing: within 35%)."""
+    return Part(row, "speed", f"{what} against the full model, whole test split",
+                (f"cfctool bench {model} --against {against} --threads 1 --json -q > {OUT}/{out}.bench.json",),
+                (Expect("speed-up", f"{OUT}/{out}.bench.json", "ratios.0.speedup", results, path, 0.35, ratio=True),),
+                shipped=True)
 
 
 _DISTILL = [(ratio, recipe, teacher) for ratio in ("8x", "15x", "30x") for recipe in ("seed", "reference")
@@ -146,11 +156,8 @@ PARTS: tuple[Part, ...] = (
                "runs.mnist/conv-ode.cells.pod-deim/lstsq@50:120.accuracy"),
           _acc("POD-DEIM 50, DEIM form", f"{OUT}/conv-ode-deim50.eval.json", "reduce",
                "runs.mnist/conv-ode.cells.pod-deim@50.accuracy")), shipped=True),
-    Part("mnist-conv-ode", "speed", "POD-DEIM 50 (least squares) against the full model, whole test split",
-         (f"cfctool bench {OUT}/conv-ode-lstsq50.st --against {CKPT}/mnist-conv-ode.st --threads 1 --json -q "
-          f"> {OUT}/conv-ode-lstsq50.bench.json",),
-         (Expect("speed-up", f"{OUT}/conv-ode-lstsq50.bench.json", "ratios.0.speedup", "reduce",
-                 "runs.mnist/conv-ode.cells.pod-deim/lstsq@50:120.speedup", 0.35, ratio=True),), shipped=True),
+    _speed("mnist-conv-ode", "POD-DEIM 50 (least squares)", f"{OUT}/conv-ode-lstsq50.st", f"{CKPT}/mnist-conv-ode.st",
+           "conv-ode-lstsq50", "reduce", "runs.mnist/conv-ode.cells.pod-deim/lstsq@50:120.speedup"),
     Part("pmnist-ode-rnn", "accuracy", "the shipped 40-epoch ODE-RNN; SVD rank 125 with least-squares interpolation "
          "(also shipped) and plain SVD",
          (f"mkdir -p {OUT}", _eval(f"{CKPT}/pmnist-ode-rnn-scratch.st", "ode-rnn", 2),
@@ -163,11 +170,9 @@ PARTS: tuple[Part, ...] = (
                "results.0.accuracy"),
           _acc("SVD 125, plain", f"{OUT}/ode-rnn-svd125.eval.json", "reduce",
                "runs.pmnist/ode-rnn-40ep.cells.svd@125.accuracy")), shipped=True),
-    Part("pmnist-ode-rnn", "speed", "SVD rank 125 (least squares) against the full model, whole test split",
-         (f"cfctool bench {CKPT}/pmnist-ode-rnn-scratch-svd125.st --against {CKPT}/pmnist-ode-rnn-scratch.st "
-          f"--threads 1 --json -q > {OUT}/ode-rnn-svd-lstsq125.bench.json",),
-         (Expect("speed-up", f"{OUT}/ode-rnn-svd-lstsq125.bench.json", "ratios.0.speedup",
-                 "bench-pmnist-ode-rnn-scratch-svd125", "ratios.0.speedup", 0.35, ratio=True),), shipped=True),
+    _speed("pmnist-ode-rnn", "SVD rank 125 (least squares)", f"{CKPT}/pmnist-ode-rnn-scratch-svd125.st",
+           f"{CKPT}/pmnist-ode-rnn-scratch.st", "ode-rnn-svd-lstsq125", "bench-pmnist-ode-rnn-scratch-svd125",
+           "ratios.0.speedup"),
 )
 
 
@@ -180,28 +185,21 @@ def parts_of(fid: str) -> list[Part]:
 
 
 def lookup(doc: Any, path: str) -> Any:
-    """A dotted path into nested dicts and lists; keys may hold dots' neighbours ('/', '@')
-    but not dots, so a key with a dot is matched whole first."""
-    for part in _split(doc, path):
-        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-    return doc
-
-
-def _split(doc: Any, path: str) -> list[str]:
-    parts, rest = [], path
+    """A dotted path into nested dicts and lists. A key may itself hold dots
+    ('unstructured-global@0.95+ft10'): at each level the longest key the path starts with wins."""
+    rest = path
     while rest:
         if isinstance(doc, dict):
-            key = next((k for k in sorted(doc, key=lambda k: -len(str(k))) if rest == str(k) or
-                        rest.startswith(f"{k}.")), None)
+            key = next((k for k in sorted(map(str, doc), key=len, reverse=True)
+                        if rest == k or rest.startswith(f"{k}.")), None)
             if key is None:
                 raise KeyError(f"{path}: no key at {rest!r}")
-            key = str(key)
+            doc = doc[key]
         else:
             key = rest.split(".", 1)[0]
-        parts.append(key)
-        doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+            doc = doc[int(key)]
         rest = rest[len(key) + 1:]
-    return parts
+    return doc
 
 
 def _read(path: Path) -> Any:
@@ -211,15 +209,28 @@ def _read(path: Path) -> Any:
     return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
 
 
+@functools.cache
+def _recorded_file(name: str) -> Any:
+    """A file of benchmarks/results/, read once (reduce.yaml alone is 7,000 lines; every expected
+    value and every check reads one)."""
+    return _read(RESULTS / f"{name}.yaml")
+
+
 def recorded(e: Expect) -> Any:
-    return lookup(_read(RESULTS / f"{e.results}.yaml"), e.path)
+    return lookup(_recorded_file(e.results), e.path)
 
 
 def recorded_seconds(part: Part) -> float | None:
     """What the recorded runs of a part not yet run from a clone took, summed."""
     if not part.recorded_seconds:
         return None
-    return float(sum(lookup(_read(RESULTS / f"{name}.yaml"), path) for name, path in part.recorded_seconds))
+    return float(sum(lookup(_recorded_file(name), path) for name, path in part.recorded_seconds))
+
+
+def part_seconds(entry: dict) -> float:
+    """A timed part's whole time from a clone: its commands, plus the recorded training of the
+    models it found already trained."""
+    return entry["seconds"] + sum((entry.get("training_seconds_recorded") or {}).values())
 
 
 def check(e: Expect, got: float) -> bool:
@@ -234,18 +245,16 @@ def check(e: Expect, got: float) -> bool:
 def run_part(part: Part, workdir: Path, env: dict[str, str] | None = None) -> dict:
     """Run a part's steps in `workdir` (a clone's root); its values, checked, and its seconds
     (plus the recorded training of models that were already there)."""
+    from cfctool import checkpoint
+
     already = {name: (workdir / OUT / name).is_file() for name in part.trains}
     start = time.perf_counter()
     for step in part.steps:
         subprocess.run(step, shell=True, cwd=workdir, env=env, check=True)
     seconds = time.perf_counter() - start
     values = {e.label: lookup(_read(workdir / e.file), e.key) for e in part.expects}
-    trained = {}
-    for name, was in already.items():
-        if was:
-            from cfctool import checkpoint
-
-            trained[name] = round(checkpoint.load(workdir / OUT / name).record["metrics"]["train_seconds"], 1)
+    trained = {name: round(checkpoint.load(workdir / OUT / name).record["metrics"]["train_seconds"], 1)
+               for name, was in already.items() if was}
     return {"seconds": round(seconds, 1), "training_seconds_recorded": trained or None,
             "values": values, "recorded": {e.label: recorded(e) for e in part.expects},
             "match": all(check(e, values[e.label]) for e in part.expects)}

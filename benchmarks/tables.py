@@ -849,9 +849,7 @@ def _duration(seconds: float) -> str:
 def _clone_time(fid: str) -> str:
     """The figure's time from a clone: its parts' measured seconds, plus the recorded training of
     models the measurement found already trained."""
-    from benchmarks.replicate import parts_of
-
-    from benchmarks.replicate import recorded_seconds
+    from benchmarks.replicate import part_seconds, parts_of, recorded_seconds
 
     done = ((_load("replication") or {}).get("parts") or {})
     parts = parts_of(fid)
@@ -859,9 +857,7 @@ def _clone_time(fid: str) -> str:
         return f"about {_duration(sum(recorded_seconds(p) or 0 for p in parts))} (the recorded runs)"
     if not parts or not all(p.id in done for p in parts):
         return ""
-    total = sum(done[p.id]["seconds"] + sum((done[p.id].get("training_seconds_recorded") or {}).values())
-                for p in parts)
-    return _duration(total)
+    return _duration(sum(part_seconds(done[p.id]) for p in parts))
 
 
 def _clone_link(fid: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.replicate import MAKE, PARTS, SAME_AS, check, lookup, parts_of, recorded, run_part
+from benchmarks.replicate import MAKE, PARTS, SAME_AS, check, lookup, part_seconds, parts_of, recorded, run_part
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "replication.yaml"
@@ -23,18 +23,13 @@ def _timed() -> dict:
     return (yaml.safe_load(RESULTS.read_text()) or {}).get("parts") or {} if RESULTS.exists() else {}
 
 
-def _seconds(entry: dict) -> float:
-    """A part's time from a clone, the training it found done included."""
-    return entry["seconds"] + sum((entry.get("training_seconds_recorded") or {}).values())
-
-
 def _quick_rows() -> list[str]:
     """The figures whose parts, run in order (a later part reads what an earlier one wrote), took
     under a minute in all."""
     rows = dict.fromkeys(p.row for p in PARTS)
     timed = _timed()
     return [row for row in rows if all(p.id in timed for p in PARTS if p.row == row)
-            and sum(_seconds(timed[p.id]) for p in PARTS if p.row == row) < 60]
+            and sum(part_seconds(timed[p.id]) for p in PARTS if p.row == row) < 60]
 
 
 QUICK = _quick_rows()
