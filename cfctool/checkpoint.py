@@ -128,6 +128,41 @@ def new_record(arch: dict, task: dict) -> dict[str, Any]:
     return {"arch": arch, "task": task, "compression": {}, "metrics": {}, "history": []}
 
 
+# what a history step records that does not make it another recipe: its seeds, and where, when,
+# with what and how fast it ran (an input checkpoint's path too: each seed has its own teacher;
+# and the other seeds a --max-drop-with search measured on)
+_NOT_RECIPE = frozenset(
+    {
+        "seed",
+        "threads",
+        "data_dir",
+        "device",
+        "argv",
+        "utc",
+        "inputs",
+        "wall_time_s",
+        "cfctool_version",
+        "torch_version",
+        "init_checkpoint",
+        "max_drop_with",
+    }
+)
+
+
+def recipe_of(record: dict[str, Any]) -> tuple[str, list[Any]]:
+    """A digest of the history with every seed (and the run's circumstances) left out, and the
+    seeds: checkpoints with the same digest are one recipe run with different seeds."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in _NOT_RECIPE}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    history = [e for e in record.get("history") or [] if isinstance(e, dict)]
+    key = json.dumps(strip(history), sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16], [e.get("seed") for e in history]
+
+
 def history_entry(
     command: str,
     argv: list[str] | None,

@@ -19,17 +19,27 @@ def recorded_data_settings(ckpt) -> dict[str, Any]:
     return {k: v for k, v in (settings.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
 
 
-def task_dataset(ckpt, data_dir: str | Path | None, seed: int, purpose: str) -> Dataset:
+def split_seed(ckpt) -> int:
+    """The seed the checkpoint's training drew its validation hold-out with (its first history
+    entry's; 0, the default, where none is recorded)."""
+    seed = (ckpt.record.get("history") or [{}])[0].get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def task_dataset(ckpt, data_dir: str | Path | None, purpose: str) -> Dataset:
     """The training data of a checkpoint's task, loaded with the data settings it was trained
-    with (for fine-tuning after a compression: QAT, pruning, distillation); `purpose` names
-    what needs it in the error message."""
+    with and split as its training split it (for fine-tuning after a compression: QAT,
+    pruning, reduction; for --max-drop's validation hold-out). A compression's own --seed
+    only shuffles: a hold-out drawn with it would hold rows the model was trained on, and a
+    fine-tuning would train on the rows the budget measures. `purpose` names what needs the
+    data in the error message."""
     data_settings = recorded_data_settings(ckpt)
     directory, _ = resolve_data_dir(ckpt, data_dir)
     data_settings.update(
         dataset=ckpt.task["dataset"], data_dir=str(directory) if directory else data_settings.get("data_dir")
     )
     try:
-        return load_dataset(DataConfig(**data_settings), seed=seed)
+        return load_dataset(DataConfig(**data_settings), seed=split_seed(ckpt))
     except DataError as exc:
         raise DataError(f"{purpose} needs the task's data: {exc}") from None
 

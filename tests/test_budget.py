@@ -24,7 +24,7 @@ def _independent_val_accuracy(ckpt):
     from cfctool.metrics import split_metrics
     from cfctool.task_data import task_dataset
 
-    val = task_dataset(ckpt, None, 0, "test").splits["val"]
+    val = task_dataset(ckpt, None, "test").splits["val"]
     model = model_from_checkpoint(ckpt)
     return split_metrics(choose(ckpt, model).module, val, ckpt.task, 100)["accuracy"]
 
@@ -51,7 +51,7 @@ def test_prune_finds_the_largest_ratio_within_the_budget(learned_xor):
 def _val_split(ckpt):
     from cfctool.task_data import task_dataset
 
-    return task_dataset(ckpt, None, 0, "test").splits["val"]
+    return task_dataset(ckpt, None, "test").splits["val"]
 
 
 def test_reduce_finds_the_smallest_dim_and_quantize_the_smallest_file(learned_xor):
@@ -78,7 +78,7 @@ def test_a_budget_nothing_meets_names_the_closest(learned_xor, monkeypatch):
     base = checkpoint.load(learned_xor)
     seen = []
 
-    def fake_accuracy(self, ckpt):  # the input scores 1.0, every candidate less the more it is pruned
+    def fake_accuracy(self, ckpt, val=None):  # the input scores 1.0, every candidate less the more it is pruned
         ratio = (ckpt.record.get("compression") or {}).get("pruning", {}).get("ratio", 0.0)
         seen.append(ratio)
         return 1.0 if not seen[:-1] else 0.9 - 0.1 * ratio
@@ -108,7 +108,7 @@ def test_quantize_falls_back_to_float_products_most_sensitive_first(learned_xor,
     base = checkpoint.load(learned_xor)
     calls = []
 
-    def fake_accuracy(self, ckpt):  # integer candidates all lose 5 points; keeping a product float recovers
+    def fake_accuracy(self, ckpt, val=None):  # integer candidates all lose 5 points; keeping a product float recovers
         calls.append(ckpt)
         q = (ckpt.record.get("compression") or {}).get("quantization")
         return 1.0 if q is None else (0.999 if q.get("float_units") else 0.95)
@@ -150,3 +150,84 @@ def test_the_int8_engine_runs_products_kept_in_float(learned_xor, tmp_path, cli)
     assert r.code == 2 and "kept in float32" in r.err and not (tmp_path / "c").exists()
     r = cli("quantize", learned_xor, "--keep-float", "cells.0.nope", "-o", tmp_path / "x.st")
     assert r.code == 2 and "no product 'cells.0.nope' in this model; its products: cells.0.backbone.0" in r.err
+
+
+def test_the_budget_and_fine_tuning_split_as_the_model_was_trained(data_dir):
+    """A model trained with --seed 3 held out other rows than seed 0's: a compression run with
+    its default --seed 0 must still measure its budget on the rows that model never saw."""
+    import torch
+
+    from cfctool.configs import DataConfig, resolve
+    from cfctool.data.base import split_off_validation
+    from cfctool.data.registry import load_dataset
+    from cfctool.ops.train import train
+
+    settings = {"epochs": 1, "max_steps": 1, "max_samples": 400, "hidden": 8, "seed": 3, "data_dir": str(data_dir)}
+    ckpt = train(resolve("person_activity", "cfc", overrides=settings))
+    found = budget_module.Budget(ckpt, 5.0, data_dir, lambda message: None).val
+    full = load_dataset(DataConfig(dataset="person_activity", data_dir=str(data_dir), max_samples=400, val_fraction=0))
+    fraction = ckpt.record["history"][0]["config"]["data"]["val_fraction"]
+    _, seed3 = split_off_validation(full.splits["train"], fraction, 3)
+    _, seed0 = split_off_validation(full.splits["train"], fraction, 0)
+    assert torch.equal(found.x, seed3.x) and not torch.equal(found.x, seed0.x)
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory):
+    """One tiny XOR recipe trained with seeds 0, 1 and 2, and the same recipe wider (another recipe)."""
+    from helpers import tiny_run
+
+    from cfctool.ops.train import train
+
+    folder = tmp_path_factory.mktemp("seeds")
+    paths = []
+    for seed in (0, 1, 2):
+        paths.append(folder / f"s{seed}.st")
+        checkpoint.save(train(tiny_run("cfc", seed=seed, epochs=4)), paths[-1])
+    checkpoint.save(train(tiny_run("cfc", seed=1, epochs=4, hidden=12)), folder / "wider.st")
+    return paths, folder / "wider.st"
+
+
+def test_max_drop_with_other_seeds_holds_the_mean_drop(three_seeds, cli, tmp_path):
+    """--max-drop-with: every candidate is made from each seed's model and measured on its own
+    hold-out; the mean drop (checked here against each model pruned and measured on its own)
+    decides, and the record keeps every value."""
+    from cfctool.ops.prune import prune
+
+    paths, _ = three_seeds
+    out = tmp_path / "p.st"
+    r = cli("prune", paths[0], "--ratio", "0.9", "--max-drop", "3", "--max-drop-with", paths[1],
+            "--max-drop-with", paths[2], "-o", out)
+    assert r.code == 0, r.err
+    assert "budget: mean validation accuracy" in r.err and "3 seeds' models" in r.err and "over 3 seeds" in r.err
+    search, trials = _search(checkpoint.load(out), "pruning")
+    models = [checkpoint.load(p) for p in paths]
+    baselines = [_independent_val_accuracy(m) for m in models]
+    assert [m["baseline_val_accuracy"] for m in search["models"]] == pytest.approx(baselines, abs=1e-6)
+    assert search["baseline_val_accuracy"] == pytest.approx(sum(baselines) / 3, abs=1e-6)
+    for trial in trials:
+        each = [_independent_val_accuracy(prune(m, PruneConfig(ratio=trial["setting"]["ratio"]))) for m in models]
+        assert trial["val_accuracy_each"] == pytest.approx(each, abs=1e-6)
+        drops = [100 * (b - v) for b, v in zip(baselines, each)]
+        assert trial["drop_mean"] == pytest.approx(sum(drops) / 3, abs=1e-4)
+        assert trial["within"] == (sum(drops) / 3 <= 3 + 1e-9)
+    # the mean decided: seed 0's model alone would have judged some candidate the other way
+    assert any(t["within"] != (100 * (baselines[0] - t["val_accuracy_each"][0]) <= 3) for t in trials)
+    chosen = search["chosen"]["ratio"]
+    assert any(t["within"] and t["setting"]["ratio"] == chosen for t in trials)
+    # the history keeps the other seeds, and report still groups the output by recipe alone
+    assert checkpoint.load(out).record["history"][-1]["config"]["max_drop_with"] == [str(paths[1]), str(paths[2])]
+
+
+def test_max_drop_with_refuses_what_is_not_another_seed_of_the_recipe(three_seeds, cli, tmp_path):
+    paths, wider = three_seeds
+    out = tmp_path / "p.st"
+    r = cli("prune", paths[0], "--ratio", "0.5", "--max-drop", "3", "--max-drop-with", wider, "-o", out)
+    assert r.code != 0 and "not the input's recipe with another seed" in r.err and not out.exists()
+    r = cli("prune", paths[0], "--ratio", "0.5", "--max-drop", "3", "--max-drop-with", paths[0], "-o", out)
+    assert r.code != 0 and "the same seeds (0)" in r.err and not out.exists()
+    r = cli("prune", paths[0], "--ratio", "0.5", "--max-drop-with", paths[1], "-o", out)
+    assert r.code == 2 and "give --max-drop too" in r.err
+    r = cli("prune", paths[0], "--ratio", "0.5", "--max-drop", "3", "--max-drop-with", paths[1], "-o", paths[1])
+    assert r.code != 0 and not out.exists()
+    assert checkpoint.load(paths[1]).record["history"][0]["seed"] == 1  # left as it was

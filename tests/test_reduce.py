@@ -82,7 +82,7 @@ def test_readout_finetuning_on_cached_features_equals_the_full_loop(monkeypatch)
 
     ckpt, _, _ = _fixture(RNN, task_record("pmnist"), monkeypatch)
     cfg = ReduceConfig(method="svd", dim=5, finetune=2, lr=1e-2, batch_size=16)
-    data = reduce_op.task_dataset(ckpt, None, 0, "")  # the fixture's data (patched there)
+    data = reduce_op.task_dataset(ckpt, None, "")  # the fixture's data (patched there)
     reduced = reduce_op.reduce(ckpt, ReduceConfig(method="svd", dim=5))
     calls = []
     monkeypatch.setattr(fit_module, "_readout_features",

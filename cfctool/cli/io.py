@@ -141,7 +141,8 @@ def run_compression(
         show(method.name, cfg)
         return
     output = required_output(output)
-    check_output(output, inputs=(checkpoint, config), overwrite=overwrite)
+    others = tuple(getattr(cfg, "max_drop_with", None) or ())  # --max-drop-with: read, never written
+    check_output(output, inputs=(checkpoint, config, *others), overwrite=overwrite)
     job = job.on(read_checkpoint(checkpoint))
     with training_progress(quiet) as progress:
         out = job.run(data_dir=data, argv=(ctx.obj or {}).get("argv"), notify=status_lines(quiet), progress=progress)

@@ -125,7 +125,16 @@ def setting_parameters(panels: dict | None = None, exclude: tuple[str, ...] = ()
             if default is not None and not (base is bool and "/" not in decl[0]):  # a lone flag: off unless given
                 shown = decl[0].split("/")[0 if default else 1] if base is bool else default  # a flag: its spelling
                 text += f" [default: {shown}{' unless the preset sets it' if panels is None else ''}]"
-            option = typer.Option(*decl, help=text.replace("[", "\\["), rich_help_panel=panel, show_default=False)
+            metavar = {"metavar": f.metadata["metavar"]} if f.metadata.get("metavar") else {}
+            option = typer.Option(
+                *decl,
+                help=text.replace("[", "\\["),
+                rich_help_panel=panel,
+                show_default=False,
+                **metavar,
+            )
+            if f.metadata.get("repeat"):  # a list setting: its flag is given once per value
+                base = list[str]
             params.append(
                 inspect.Parameter(
                     f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[base | None, option], default=None

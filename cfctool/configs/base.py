@@ -15,10 +15,33 @@ from cfctool.families import get
 from cfctool.settings import MAX_THREADS
 
 
-def _help(text: str, default: Any = None, flags: str | None = None, **kw):
+def _help(
+    text: str, default: Any = None, flags: str | None = None, metavar: str | None = None, repeat: bool = False, **kw
+):
     """A dataclass field whose one-line help feeds `--help` (the flags are derived from these;
-    `flags` overrides the derived declaration, e.g. '--global/--local')."""
-    return field(default=default, metadata={"help": text, **({"flags": flags} if flags else {})}, **kw)
+    `flags` overrides the derived declaration, e.g. '--global/--local'; `metavar` names the
+    value; `repeat`: a list setting whose flag is given once per value)."""
+    metadata = {"help": text, **({"flags": flags} if flags else {}), **({"metavar": metavar} if metavar else {})}
+    if repeat:
+        metadata["repeat"] = True
+    if "default_factory" in kw:
+        return field(metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
+
+
+MAX_DROP_WITH_LIMIT = 32  # models a budget measures every candidate on (each is one more search)
+
+
+def max_drop_with_setting():
+    """The --max-drop-with setting every method with a budget shares."""
+    return _help(
+        "With --max-drop: the same recipe trained with other seeds (a checkpoint; repeat the flag). "
+        "Every candidate is made from each as well and measured on its own validation hold-out; "
+        "the budget holds for the mean drop (each value and the sd are recorded).",
+        metavar="CKPT",
+        repeat=True,
+        default_factory=list,
+    )
 
 
 def _check_max_drop(cfg) -> None:
@@ -26,6 +49,16 @@ def _check_max_drop(cfg) -> None:
         raise ConfigError(
             f"--max-drop is the most of the task's validation metric to lose: points of accuracy (or of "
             f"AUC x 100), or percent more MSE; in [0, 1000) (got {cfg.max_drop})"
+        )
+    others = getattr(cfg, "max_drop_with", None) or []
+    if not isinstance(others, list) or not all(isinstance(p, str) for p in others):
+        raise ConfigError(f"--max-drop-with is a list of checkpoint paths (got {_shown(others)})")
+    if others and cfg.max_drop is None:
+        raise ConfigError("--max-drop-with names the other seeds a --max-drop search measures on: give --max-drop too")
+    if len(others) > MAX_DROP_WITH_LIMIT or len(set(others)) != len(others):
+        raise ConfigError(
+            f"--max-drop-with takes up to {MAX_DROP_WITH_LIMIT} different checkpoints (got {len(others)}, "
+            f"{len(set(others))} different)"
         )
 
 
@@ -150,6 +183,8 @@ def _typed(name: str, hint: Any, value: Any) -> Any:
         raise ConfigError(f"setting '{name}' must be true or false (got {_shown(value)})")
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"setting '{name}' must be text (got {_shown(value)})")
+    if origin is list and isinstance(value, (list, tuple)):  # (a list given as text is its setting's to parse)
+        return [_typed(name, get_args(hint)[0], v) for v in value]
     return value
 
 

@@ -6,7 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from cfctool.configs.base import _check_lr_threads, _check_max_drop, _choice, _help, _positive, choices_of
+from cfctool.configs.base import (
+    _check_lr_threads,
+    _check_max_drop,
+    _choice,
+    _help,
+    _positive,
+    choices_of,
+    max_drop_with_setting,
+)
 from cfctool.errors import ConfigError
 
 PruneScope = Literal["all", "backbone", "heads", "embedding", "recurrent"]
@@ -54,6 +62,7 @@ class PruneConfig:
         "Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); the largest ratio "
         "within it: --ratio (the upper bound), a grid of 0.1 down, bisection to 0.01."
     )
+    max_drop_with: list[str] = max_drop_with_setting()
 
     def validate(self) -> None:
         _check_max_drop(self)

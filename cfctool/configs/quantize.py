@@ -6,7 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cfctool.configs.base import _check_lr_threads, _check_max_drop, _choice, _help, _positive, choices_of
+from cfctool.configs.base import (
+    _check_lr_threads,
+    _check_max_drop,
+    _choice,
+    _help,
+    _positive,
+    choices_of,
+    max_drop_with_setting,
+)
 from cfctool.errors import ConfigError
 
 
@@ -55,6 +63,7 @@ class QuantizeConfig:
         "every observer and granularity and keeps the most compact within it (--bits, "
         "--observer and --granularity are then searched, not taken)."
     )
+    max_drop_with: list[str] = max_drop_with_setting()
 
     def validate(self) -> None:
         _check_max_drop(self)

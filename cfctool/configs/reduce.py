@@ -6,7 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from cfctool.configs.base import _check_lr_threads, _check_max_drop, _choice, _help, _positive, choices_of
+from cfctool.configs.base import (
+    _check_lr_threads,
+    _check_max_drop,
+    _choice,
+    _help,
+    _positive,
+    choices_of,
+    max_drop_with_setting,
+)
 from cfctool.errors import ConfigError
 
 ReduceMethod = Literal["pod-deim", "qdeim", "odeim", "pod", "svd", "apoz"]
@@ -44,6 +52,7 @@ class ReduceConfig:
         "Budget: the most of the validation metric to lose (points of accuracy, or of AUC x 100 for a task that reports AUC; percent more MSE for regression); bisects the dims for "
         "the smallest within it, --dim its upper bound."
     )
+    max_drop_with: list[str] = max_drop_with_setting()
 
     def validate(self) -> None:
         _check_max_drop(self)

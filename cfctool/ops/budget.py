@@ -35,36 +35,59 @@ from cfctool.checkpoint import Checkpoint, to_bytes
 from cfctool.engines import choose
 from cfctool.errors import CfcError
 from cfctool.families.build import model_from_checkpoint
-from cfctool.metrics import split_metrics, task_metric
+from cfctool.metrics import mean_interval, split_metrics, task_metric
 from cfctool.ops.info import tensor_bytes
-from cfctool.task_data import task_dataset
+from cfctool.task_data import split_seed, task_dataset
 
 RATIO_TOLERANCE = 0.01
-Make = Callable[[dict[str, Any]], Checkpoint]  # a candidate at these settings (the rest as given)
+Make = Callable[[dict[str, Any], Checkpoint], Checkpoint]  # a candidate at these settings, made from this model
 
 
 class Budget:
-    """The baseline and every candidate of one search, in the task's metric."""
+    """The baseline and every candidate of one search, in the task's metric.
 
-    def __init__(self, ckpt: Checkpoint, max_drop: float, data_dir, seed: int, say: Callable[[str], None]):
+    With `others` (the same recipe trained with other seeds, `--max-drop-with`) every candidate
+    setting is applied to each model as well and measured on that model's own validation
+    hold-out, and the budget holds for the mean of the drops: one model's 1,000-row hold-out
+    moves by about a point from seed to seed, more than the budgets asked of it."""
+
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        max_drop: float,
+        data_dir,
+        say: Callable[[str], None],
+        others: tuple[Checkpoint, ...] = (),
+    ):
         self.metric = task_metric(ckpt.task)
         self.key = f"val_{self.metric.name}"
         if self.metric.higher_is_better and max_drop >= 100:
             raise CfcError(f"--max-drop {max_drop:g}: this task's budget is in {self.metric.budget_unit}, below 100")
-        dataset = task_dataset(ckpt, data_dir, seed, f"--max-drop (the validation {self.metric.name})")
+        self.models = (ckpt, *others)
+        self.vals = [self._hold_out(model, data_dir) for model in self.models]
+        self.val, self.max_drop, self.say = self.vals[0], max_drop, say
+        self.started = time.perf_counter()
+        self.baselines = [self.measure(model, val) for model, val in zip(self.models, self.vals)]
+        self.baseline = sum(self.baselines) / len(self.baselines)
+        self.trials: list[dict[str, Any]] = []
+        where = (
+            f"{len(self.val):,} held-out training sequences"
+            if not others
+            else f"{len(self.models)} seeds' models, each on its own hold-out ({sum(map(len, self.vals)):,} sequences)"
+        )
+        say(
+            f"budget: {'mean ' if others else ''}validation {self.metric.name} {self.metric.shown(self.baseline)} "
+            f"on {where}; at most {self._allowed()}"
+        )
+
+    def _hold_out(self, ckpt: Checkpoint, data_dir):
+        dataset = task_dataset(ckpt, data_dir, f"--max-drop (the validation {self.metric.name})")
         if "val" not in dataset.splits:
             raise CfcError(
                 f"--max-drop needs a validation hold-out of '{ckpt.task['dataset']}', and its data "
                 "settings keep none (val_fraction 0)"
             )
-        self.val, self.max_drop, self.say = dataset.splits["val"], max_drop, say
-        self.started = time.perf_counter()
-        self.baseline = self.measure(ckpt)
-        self.trials: list[dict[str, Any]] = []
-        say(
-            f"budget: validation {self.metric.name} {self.metric.shown(self.baseline)} on {len(self.val):,} held-out "
-            f"training sequences; at most {self._allowed()}"
-        )
+        return dataset.splits["val"]
 
     def _amount(self) -> str:
         return f"{self.max_drop:g} points" if self.metric.higher_is_better else f"{self.max_drop:g}%"
@@ -72,13 +95,17 @@ class Budget:
     def _allowed(self) -> str:
         return self._amount() + (" lower" if self.metric.higher_is_better else " higher")
 
-    def _change(self, value: float) -> str:
-        drop = self.metric.drop(self.baseline, value)
+    def _change(self, drop: float) -> str:
         return f"{-drop:+.2f} points" if self.metric.higher_is_better else f"{drop:+.2f}%"
 
-    def measure(self, ckpt: Checkpoint) -> float:
+    def drop(self, trial: dict[str, Any]) -> float:
+        """A candidate's drop from the baseline in the budget's unit (several models: the mean drop)."""
+        return trial["drop_mean"] if "drop_mean" in trial else self.metric.drop(self.baseline, trial[self.key])
+
+    def measure(self, ckpt: Checkpoint, val=None) -> float:
         model = model_from_checkpoint(ckpt)
-        value = split_metrics(choose(ckpt, model).module, self.val, ckpt.task, 256)[self.metric.name]
+        val = self.val if val is None else val
+        value = split_metrics(choose(ckpt, model).module, val, ckpt.task, 256)[self.metric.name]
         if value is None:
             raise CfcError(
                 f"the validation hold-out has one class only: its {self.metric.name} is undefined; "
@@ -91,24 +118,40 @@ class Budget:
         return trial[self.key] if self.metric.higher_is_better else -trial[self.key]
 
     def trial(self, setting: dict[str, Any], make: Make) -> tuple[Checkpoint, bool]:
-        """Make the candidate at `setting`, measure it, record it; (candidate, within the budget)."""
+        """Make the candidate at `setting` (from every model), measure it, record it; (the
+        candidate made from the input checkpoint, within the budget)."""
         started = time.perf_counter()
-        out = make(setting)
-        value = self.measure(out)
-        within = self.metric.drop(self.baseline, value) <= self.max_drop + 1e-9
+        out: Checkpoint | None = None  # the input's candidate: the others are made only to be measured
+        values = []
+        for model, val in zip(self.models, self.vals):
+            candidate = make(setting, model)
+            values.append(self.measure(candidate, val))
+            out = candidate if out is None else out
+        assert out is not None
+        record: dict[str, Any] = {"setting": setting, self.key: round(sum(values) / len(values), 6)}
+        if len(values) > 1:
+            drops = mean_interval([self.metric.drop(b, v) for b, v in zip(self.baselines, values)])
+            record.update(
+                {
+                    f"{self.key}_each": [round(v, 6) for v in values],
+                    "drop_mean": round(drops["mean"], 6),
+                    "drop_sd": round(drops["sd"], 6),
+                }
+            )
+        within = self.drop(record) <= self.max_drop + 1e-9
         self.trials.append(
             {
-                "setting": setting,
-                self.key: round(value, 6),
+                **record,
                 "file_bytes": len(to_bytes(out)),
                 "weight_bytes": tensor_bytes(out),
                 "seconds": round(time.perf_counter() - started, 2),
                 "within": within,
             }
         )
+        spread = f", sd {drops['sd']:.2f} over {len(values)} seeds" if len(values) > 1 else ""
         self.say(
-            f"budget: {_words(setting)} -> validation {self.metric.shown(value)} "
-            f"({self._change(value)}){'' if within else ', over budget'}"
+            f"budget: {_words(setting)} -> validation {self.metric.shown(record[self.key])} "
+            f"({self._change(self.drop(record))}{spread}){'' if within else ', over budget'}"
         )
         return out, within
 
@@ -121,7 +164,7 @@ class Budget:
             f"no candidate stays within {self._amount()} "
             f"of the validation {self.metric.name} {self.metric.shown(self.baseline)}: the closest, "
             f"{_words(best['setting'])}, reached {self.metric.shown(best[self.key])} "
-            f"({self._change(best[self.key])}). Allow a larger --max-drop, or fine-tune more (--finetune)"
+            f"({self._change(self.drop(best))}). Allow a larger --max-drop, or fine-tune more (--finetune)"
         )
 
     def result(self, out: Checkpoint, section: str, chosen: dict[str, Any], search: str, **extra: Any) -> Checkpoint:
@@ -130,6 +173,17 @@ class Budget:
         allowed = (
             {"max_drop_points": self.max_drop} if self.metric.higher_is_better else {"max_drop_percent": self.max_drop}
         )
+        seeds = {}
+        if len(self.models) > 1:
+            seeds["models"] = [
+                {
+                    "source": str(model.source) if model.source else None,
+                    "split_seed": split_seed(model),
+                    "val_samples": len(val),
+                    f"baseline_{self.key}": round(value, 6),
+                }
+                for model, val, value in zip(self.models, self.vals, self.baselines)
+            ]
         compression[section] = {
             **compression[section],
             "budget": {
@@ -139,6 +193,7 @@ class Budget:
                 "search": search,
                 f"baseline_{self.key}": round(self.baseline, 6),
                 "val_samples": len(self.val),
+                **seeds,
                 "chosen": chosen,
                 "candidates": self.trials,
                 "seconds": round(time.perf_counter() - self.started, 2),
@@ -170,9 +225,19 @@ class Axis(Protocol):
     def search(self, budget: Budget, ckpt: Checkpoint, cfg: Any, make: Make) -> Found: ...
 
 
-def search(ckpt: Checkpoint, cfg: Any, axis: Axis, section: str, make: Make, data_dir, say) -> Checkpoint:
-    """The most compressed candidate along `axis` within cfg.max_drop, its search recorded."""
-    budget = Budget(ckpt, cfg.max_drop, data_dir, cfg.seed, say)
+def search(
+    ckpt: Checkpoint,
+    cfg: Any,
+    axis: Axis,
+    section: str,
+    make: Make,
+    data_dir,
+    say,
+    others: tuple[Checkpoint, ...] = (),
+) -> Checkpoint:
+    """The most compressed candidate along `axis` within cfg.max_drop (on the mean over `others`
+    too: other seeds of the recipe), its search recorded."""
+    budget = Budget(ckpt, cfg.max_drop, data_dir, say, others)
     found = axis.search(budget, ckpt, cfg, make)
     return budget.result(found.out, section, found.chosen, found.search, **found.extra)
 

@@ -6,7 +6,8 @@ they share, so a method's module holds only what is its own:
 - `Compression.of(cfg)`: the method is found by the config's type and the settings are
   validated, once;
 - `.on(ckpt)`: the method's `check(ckpt, cfg)` (what the settings cannot be for this
-  checkpoint), before any data is read;
+  checkpoint), before any data is read; `--max-drop-with`'s checkpoints are read and
+  checked too (the same recipe, other seeds);
 - `.run(...)`: with `--max-drop` a budget search along the method's `AXIS`
   (`cfctool.ops.budget`), else one `apply`: the method's `transform(ckpt, cfg, ctx)` under
   the thread setting, its record sections merged into `compression`, one history entry.
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cfctool import checkpoint
 from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError, ConfigError
 from cfctool.ops import budget
@@ -55,6 +57,7 @@ class Compression:
     method: Method
     cfg: Any
     ckpt: Checkpoint | None = None
+    others: tuple[Checkpoint, ...] = ()  # --max-drop-with: the recipe's other seeds
 
     @classmethod
     def of(cls, cfg: Any, method: str | None = None) -> Compression:
@@ -69,7 +72,34 @@ class Compression:
 
     def on(self, ckpt: Checkpoint) -> Compression:
         self.method.hooks().check(ckpt, self.cfg)
-        return dataclasses.replace(self, ckpt=ckpt)
+        return dataclasses.replace(self, ckpt=ckpt, others=self._other_seeds(ckpt))
+
+    def _other_seeds(self, ckpt: Checkpoint) -> tuple[Checkpoint, ...]:
+        """--max-drop-with's checkpoints, each checked as the input is and proved to be the
+        input's recipe with other seeds (`checkpoint.recipe_of`, as `report` groups them)."""
+        recipe, seeds = checkpoint.recipe_of(ckpt.record)
+        seen = {tuple(seeds): ckpt.source or "the input"}
+        others = []
+        for path in getattr(self.cfg, "max_drop_with", None) or []:
+            if path == "-":
+                raise ConfigError("--max-drop-with reads checkpoint files; standard input is the input's")
+            other = checkpoint.load(path)
+            self.method.hooks().check(other, self.cfg)
+            other_recipe, other_seeds = checkpoint.recipe_of(other.record)
+            if other_recipe != recipe:
+                raise ConfigError(
+                    f"--max-drop-with {path}: not the input's recipe with another seed (their histories "
+                    "differ beyond seeds and where they ran); give checkpoints trained as the input was, "
+                    "with another --seed"
+                )
+            if tuple(other_seeds) in seen:
+                raise ConfigError(
+                    f"--max-drop-with {path}: the same seeds ({', '.join(map(str, other_seeds))}) as "
+                    f"{seen[tuple(other_seeds)]}; each model must come from other seeds"
+                )
+            seen[tuple(other_seeds)] = path
+            others.append(other)
+        return tuple(others)
 
     def run(self, *, data_dir=None, argv: list[str] | None = None, notify=None, progress=None) -> Checkpoint:
         if self.ckpt is None:
@@ -79,12 +109,13 @@ class Compression:
             return self.apply(self.cfg, Context(data_dir, say, progress), argv)
         quiet = Context(data_dir, lambda message: None, progress)  # the search speaks for its candidates
 
-        def make(setting: dict[str, Any]) -> Checkpoint:
-            return self.apply(dataclasses.replace(self.cfg, **setting, max_drop=None), quiet, argv)
+        def make(setting: dict[str, Any], model: Checkpoint) -> Checkpoint:
+            job = dataclasses.replace(self, ckpt=model)
+            return job.apply(dataclasses.replace(self.cfg, **setting, max_drop=None), quiet, argv)
 
         assert self.ckpt is not None  # checked above
         hooks = self.method.hooks()
-        return budget.search(self.ckpt, self.cfg, hooks.AXIS, self.method.section, make, data_dir, say)
+        return budget.search(self.ckpt, self.cfg, hooks.AXIS, self.method.section, make, data_dir, say, self.others)
 
     def apply(self, cfg: Any, ctx: Context, argv: list[str] | None) -> Checkpoint:
         """One compression of the checkpoint at `cfg` (a budget's candidates come through here)."""

@@ -272,7 +272,7 @@ def held_at_zero(ckpt: Checkpoint, masks: dict[str, torch.Tensor]) -> dict[str, 
 
 
 def _finetune(ckpt: Checkpoint, cfg: PruneConfig, masks: dict[str, torch.Tensor], data_dir, say, progress):
-    dataset = task_dataset(ckpt, data_dir, cfg.seed, "fine-tuning after pruning")
+    dataset = task_dataset(ckpt, data_dir, "fine-tuning after pruning")
     say(
         f"fine-tuning {cfg.finetune} epoch(s) at lr {cfg.lr}"
         + (" with the pruned weights held at zero" if masks else "")

@@ -297,7 +297,7 @@ def _qat(
 ) -> tuple[Checkpoint, int]:
     """Fine-tune with fake-quantized weights (straight-through): the float result and the epoch
     kept by validation (0: the starting weights)."""
-    dataset = task_dataset(ckpt, data_dir, cfg.seed, "quantization-aware training")
+    dataset = task_dataset(ckpt, data_dir, "quantization-aware training")
     say(f"quantization-aware training: {cfg.epochs} epoch(s) at lr {cfg.lr}")
     model = model_from_checkpoint(ckpt)
     axis = 0 if cfg.granularity == "channel" else None
@@ -413,7 +413,7 @@ class QuantizeAxis:
             raise budget.closest()
         sensitivity = {}
         for unit in units:  # that product alone quantized: its share of the state error
-            alone = make({**best, "keep_float": ",".join(u for u in units if u != unit)})
+            alone = make({**best, "keep_float": ",".join(u for u in units if u != unit)}, budget.models[0])
             sensitivity[unit] = alone.record["compression"]["quantization"]["state_mse"]["mean"]
         order = sorted(units, key=lambda u: sensitivity[u], reverse=True)
         budget.say(

@@ -94,7 +94,7 @@ def reduce(
 
 
 def transform(ckpt: Checkpoint, cfg: ReduceConfig, ctx: Context) -> Result:
-    dataset = task_dataset(ckpt, ctx.data_dir, cfg.seed, "reduction (its snapshots)")
+    dataset = task_dataset(ckpt, ctx.data_dir, "reduction (its snapshots)")
     model = model_from_checkpoint(ckpt)
     sample = dataset.splits["train"].sample(cfg.snapshots, seed=cfg.seed)
     ode = get(ckpt.arch["name"]).reduction == "ode"

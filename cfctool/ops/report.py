@@ -12,7 +12,6 @@ Nothing is measured here: the report only reads, so it is instant and repeatable
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -94,39 +93,6 @@ def _label(name: str, c: dict[str, Any]) -> str:
         arch = c.get("arch")
         return f"train {arch.get('name', '')}".strip() if isinstance(arch, dict) else "train"
     return name
-
-
-# what a history step records that does not make it another recipe: its seeds, and where, when,
-# with what and how fast it ran (an input checkpoint's path too: each seed has its own teacher)
-_NOT_RECIPE = frozenset(
-    {
-        "seed",
-        "threads",
-        "data_dir",
-        "device",
-        "argv",
-        "utc",
-        "inputs",
-        "wall_time_s",
-        "cfctool_version",
-        "torch_version",
-        "init_checkpoint",
-    }
-)
-
-
-def recipe_of(record: dict[str, Any]) -> tuple[str, list[Any]]:
-    """A digest of the history with every seed (and the run's circumstances) left out, and the
-    seeds: checkpoints with the same digest are one recipe run with different seeds."""
-
-    def strip(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in _NOT_RECIPE}
-        return [strip(v) for v in x] if isinstance(x, list) else x
-
-    history = [e for e in record.get("history") or [] if isinstance(e, dict)]
-    key = json.dumps(strip(history), sort_keys=True, default=str)
-    return hashlib.sha256(key.encode()).hexdigest()[:16], [e.get("seed") for e in history]
 
 
 @dataclass
@@ -224,7 +190,7 @@ def row_for(path: Path) -> Row:
         value, value_from = _number(ev[metric]), ev_name
     elif _number((ckpt.record.get("metrics") or {}).get(metric)) is not None:
         value, value_from = _number(ckpt.record["metrics"][metric]), "record (test)"
-    recipe, seeds = recipe_of(ckpt.record)
+    recipe, seeds = checkpoint.recipe_of(ckpt.record)
     row = Row(
         path=str(path),
         recipe=recipe,
