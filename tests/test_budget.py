@@ -231,3 +231,17 @@ def test_max_drop_with_refuses_what_is_not_another_seed_of_the_recipe(three_seed
     r = cli("prune", paths[0], "--ratio", "0.5", "--max-drop", "3", "--max-drop-with", paths[1], "-o", paths[1])
     assert r.code != 0 and not out.exists()
     assert checkpoint.load(paths[1]).record["history"][0]["seed"] == 1  # left as it was
+
+
+def test_report_shows_a_search_over_seeds_as_a_mean_with_its_spread(three_seeds, cli, tmp_path):
+    paths, _ = three_seeds
+    out = tmp_path / "r.st"
+    r = cli("reduce", paths[0], "--method", "svd", "--dim", "6", "--max-drop", "50", "--max-drop-with", paths[1],
+            "--max-drop-with", paths[2], "-o", out)
+    assert r.code == 0, r.err
+    search = checkpoint.load(out).record["compression"]["reduction"]["budget"]
+    assert [m["split_seed"] for m in search["models"]] == [0, 1, 2]
+    text = cli("report", out).out
+    assert "the mean over 3 seeds' models, each on its own hold-out" in text
+    first = search["candidates"][0]
+    assert f"(sd {first['drop_sd']:.2f})" in text

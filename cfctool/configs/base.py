@@ -21,9 +21,8 @@ def _help(
     """A dataclass field whose one-line help feeds `--help` (the flags are derived from these;
     `flags` overrides the derived declaration, e.g. '--global/--local'; `metavar` names the
     value; `repeat`: a list setting whose flag is given once per value)."""
-    metadata = {"help": text, **({"flags": flags} if flags else {}), **({"metavar": metavar} if metavar else {})}
-    if repeat:
-        metadata["repeat"] = True
+    metadata: dict[str, Any] = {"help": text, "flags": flags, "metavar": metavar, "repeat": repeat}
+    metadata = {k: v for k, v in metadata.items() if v}
     if "default_factory" in kw:
         return field(metadata=metadata, **kw)
     return field(default=default, metadata=metadata, **kw)

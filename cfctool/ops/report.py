@@ -340,18 +340,27 @@ def _search_table(row: Row, search: dict[str, Any], base: Path | None, text) -> 
     allowed = (
         f"{search['max_drop_points']:g} points" if "max_drop_points" in search else f"{search['max_drop_percent']:g}%"
     )
+    models = search.get("models") if isinstance(search.get("models"), list) else []
+    held_out = (
+        f"{search['val_samples']:,} held-out training sequences"
+        if not models
+        else f"the mean over {len(models)} seeds' models, each on its own hold-out"
+    )
     lines = [
         f"\n{text(search['step'])} of {name} within {allowed} of validation {text(metric)} "
-        f"{shown(metric, search['baseline_' + key])} ({search['val_samples']:,} held-out training sequences; "
+        f"{shown(metric, search['baseline_' + key])} ({held_out}; "
         f"{text(search['search'])}; {search['seconds']:.0f} s): chose {chosen}\n",
-        f"| candidate | val {text(metric)} | weight bytes | file bytes | seconds | within |",
+        f"| candidate | val {text(metric)}{' (mean; sd of the drop)' if models else ''} | weight bytes | file bytes "
+        "| seconds | within |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(metric, t[key])} | "
-        f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | {'yes' if t['within'] else 'no'} |"
-        for t in search["candidates"]
-    ]
+    for t in search["candidates"]:
+        spread = f" (sd {float(t.get('drop_sd') or 0):.2f})" if models else ""
+        lines.append(
+            f"| {text(', '.join(f'{k} {v}' for k, v in t['setting'].items()))} | {shown(metric, t[key])}{spread} | "
+            f"{t.get('weight_bytes', 0):,} | {t['file_bytes']:,} | {t['seconds']:.1f} | "
+            f"{'yes' if t['within'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
