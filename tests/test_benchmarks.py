@@ -241,6 +241,30 @@ def test_budget_smoke(results, learned_xor, tmp_path):
         assert entry["file_bytes"]["compressed"] < entry["file_bytes"]["original"] and entry["speedup"] > 0
 
 
+def test_budget_over_seeds_smoke(results, tmp_path):
+    """--with: the search holds the mean over the seeds' models; every model's test accuracy at
+    the setting found is kept, and the table gives their mean ± sd with n."""
+    from cfctool import checkpoint
+    from cfctool.ops.train import train
+    from tests.helpers import tiny_run
+
+    paths = []
+    for seed in (0, 1):
+        paths.append(tmp_path / f"s{seed}" / "xor.st")
+        paths[-1].parent.mkdir()
+        checkpoint.save(train(tiny_run("cfc", seed=seed, epochs=2)), paths[-1])
+    run("budget", paths[0], "--with", paths[1], "--methods", "reduce", "--max-drop", 30, "--batches", 1,
+        "--repeats", 1, "--out-dir", tmp_path)
+    entry = read(results, "budget")["runs"]["xor-reduce-seeds2"]
+    seeds = entry["seeds"]
+    assert seeds["checkpoints"] == [str(p) for p in paths] and len(seeds["test_accuracy_each"]["compressed"]) == 2
+    assert seeds["test_accuracy_each"]["compressed"][0] == entry["test_accuracy"]["compressed"]
+    from benchmarks import tables
+
+    page = tables.budget()  # (it reads the results this test wrote)
+    assert "xor-reduce-seeds2" in page and "n = 2" in page and "validation drop" in page
+
+
 def test_deep_search_smoke(results, tmp_path):
     """A finished probe (its baselines entry) and a stopped one (only its training state) both
     come back with their curves; only the finished one has a test accuracy, and the table says so."""
