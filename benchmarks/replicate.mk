@@ -21,7 +21,7 @@ export CFCTOOL_BENCH_RESULTS := $(abspath $(OUT))/results
 .DELETE_ON_ERROR:
 .SUFFIXES:
 .PHONY: ltc-vs-cfc imdb-cfc imdb-cfc-deep imdb-cfc-ncp person-activity-cfc imdb-cfc-int8 imdb-cfc-deep-int8 \
-	pruning distillation
+	pruning distillation seeds
 
 # --- the models the rows start from: IMDB under the default preset (the reference recipe at 20
 # epochs; CfC-Deep's searched recipe), Person Activity under its default, all seed 0
@@ -66,3 +66,23 @@ pruning: $(OUT)/imdb-cfc.st $(OUT)/person-activity-cfc.st
 distillation: $(OUT)/imdb-cfc-deep.st
 	$(PYTHON) -m benchmarks.distill --teacher imdb=$< --threads $(THREADS) --data $(DATA) \
 		--out-dir $(OUT)/distill --only $(foreach r,8x 15x 30x,$(foreach p,seed reference,imdb-$(r)-$(p) imdb-$(r)-$(p)-alone))
+
+# --- several seeds (the page's "several seeds"): IMDB CfC under the default preset, CfC-Deep
+# under `--preset deep` and under the reference recipe at 20 epochs, each with SEEDS; every run
+# is one thread, so `make -j2` trains two at once (CfC-Deep: 2.5 h each on this machine)
+SEEDS ?= 0 1 2
+S := $(OUT)/seeds
+SEED_RUNS := $(foreach s,$(SEEDS),$(S)/cfc-default-s$(s).st $(S)/deep-deep-s$(s).st $(S)/deep-reference-s$(s).st)
+resume = $(if $(wildcard $@.train-state),--resume)
+$(S)/cfc-default-s%.st:
+	mkdir -p $(S)
+	$(CFCTOOL) train imdb --arch cfc --preset default --seed $* --threads 1 --data $(DATA) $(resume) -q -o $@
+$(S)/deep-deep-s%.st:
+	mkdir -p $(S)
+	$(CFCTOOL) train imdb --arch cfc-deep --preset deep --seed $* --threads 1 --data $(DATA) $(resume) -q -o $@
+$(S)/deep-reference-s%.st:
+	mkdir -p $(S)
+	$(CFCTOOL) train imdb --arch cfc-deep --preset reference --epochs 20 --seed $* --threads 1 --data $(DATA) \
+		$(resume) -q -o $@
+seeds: $(SEED_RUNS)
+	$(PYTHON) -m benchmarks.seeds $^

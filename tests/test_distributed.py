@@ -41,6 +41,30 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
     assert entry["seed"] == 0
 
 
+def test_an_embedding_trains_the_same_with_sparse_gradients_across_ranks(tmp_path, data_dir):
+    """Under torchrun on CPU an embedding's gradient is all-reduced sparse (the rows the batch
+    used) and made dense before clipping and the optimiser: the weights are one process's."""
+    run = ["imdb", "--max-samples", "256", "--vocab-size", "300", "--embedding-dim", "8", "--seq-len", "32",
+           "--hidden", "8", "--backbone-units", "8", "--epochs", "1", "--batch-size", "64", "--threads", "1",
+           "--optimizer", "sgd", "--lr", "0.5", "--data", str(data_dir), "-q"]  # sgd: a gradient off by a factor shows
+    one = subprocess.run([sys.executable, "-m", "cfctool", "train", *run, "-o", "one.st"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = torchrun("-m", "cfctool", "train", *run, "-o", "two.st", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = checkpoint.load(tmp_path / "one.st"), checkpoint.load(tmp_path / "two.st")
+    moved = (a.tensors["embedding.weight"] - b.tensors["embedding.weight"]).abs().max().item()
+    diff = max((a.tensors[k] - b.tensors[k]).abs().max().item() for k in a.tensors)
+    assert diff <= TOLERANCE, diff
+    assert moved <= TOLERANCE
+    # a gradient off by a factor would show: half the step (sgd: half the gradient) moves the embedding elsewhere
+    half = subprocess.run([sys.executable, "-m", "cfctool", "train", *run, "--lr", "0.25", "-o", "half.st"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert half.returncode == 0, half.stderr
+    c = checkpoint.load(tmp_path / "half.st")
+    assert (a.tensors["embedding.weight"] - c.tensors["embedding.weight"]).abs().max().item() > 20 * TOLERANCE
+
+
 def test_a_rank_failing_mid_run_fails_the_command_and_writes_nothing(tmp_path):
     """Rank 1's loss turns NaN at its third step (a diverging shard): it reports the error,
     torchrun stops rank 0 (waiting in the gradient all-reduce) and fails; nothing is written."""

@@ -485,6 +485,8 @@ class _Run:
         if world is not None:  # DDP averages gradients over ranks: weight by this rank's share
             value = value * _share_weight(batch, self.task, world, global_samples)
         value.backward()
+        if world is not None:
+            _densify(self.trainable)
         if cfg.clipnorm is not None:
             if self.per_tensor_clip:
                 for p in self.trainable:
@@ -599,7 +601,19 @@ def _autocast(amp: str, device) -> Callable[[], Any]:
 
 def _data_parallel(model: nn.Module, device, world) -> nn.Module:
     cuda = torch.device(device).type == "cuda"
+    if not cuda:  # gloo all-reduces a sparse gradient: the rows a batch used, not the whole table
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                module.sparse = True
     return DistributedDataParallel(model, device_ids=[world.local_rank] if cuda else None)
+
+
+def _densify(params: list[nn.Parameter]) -> None:
+    """Sparse gradients (a data-parallel embedding's, once all-reduced) made dense: clipping and
+    the optimisers (RMSprop, Adam) take dense ones, and the step is the dense one."""
+    for p in params:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.coalesce().to_dense()
 
 
 def _share_weight(batch: Split, task: dict, world, global_samples: int) -> float:
