@@ -5,7 +5,7 @@ and a 95% interval, into benchmarks/results/seeds.yaml (the replication page's m
 
 Checkpoints are grouped as `cfctool report` groups them (`cfctool.checkpoint.recipe_of`: the
 same history but for seeds and where they ran); a group is named by its task, architecture and
-preset (`imdb-cfc-default`). Each run keeps its test accuracy (its record's: the whole test
+preset (`imdb-cfc-default`; two recipes of one name get their digest after it). Each run keeps its test accuracy (its record's: the whole test
 split at the best validation epoch), that epoch's validation accuracy, its training time and
 threads. The spread of validation accuracies between seeds is set beside the binomial
 standard error of the hold-out, which says how well one validation split can rank recipes.
@@ -76,15 +76,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--note", default="nothing else", help="what ran beside the trainings")
     args = parser.parse_args(argv)
-    groups: dict[str, dict] = {}
+    by_recipe: dict[str, dict] = {}
     for path in sorted(args.checkpoints):
         ckpt = checkpoint.load(path)
         recipe, _ = checkpoint.recipe_of(ckpt.record)
-        name = group_name(ckpt)
-        group = groups.setdefault(name, {"recipe": recipe, "runs": []})
-        if group["recipe"] != recipe:
-            raise SystemExit(f"{path}: another recipe than the other {name} checkpoints; give one recipe per name")
+        group = by_recipe.setdefault(recipe, {"name": group_name(ckpt), "recipe": recipe, "runs": []})
         group["runs"].append(run_entry(path, ckpt))
+    names = [g["name"] for g in by_recipe.values()]
+    groups = {(g.pop("name") if names.count(g["name"]) == 1 else f"{g.pop('name')}-{g['recipe'][:6]}"): g
+              for g in by_recipe.values()}  # two recipes of one name: told apart by their digests
     for group in groups.values():
         group["runs"].sort(key=lambda r: r["seed"])
         group.update(summary(group["runs"]))

@@ -265,6 +265,32 @@ def test_budget_over_seeds_smoke(results, tmp_path):
     assert "xor-reduce-seeds2" in page and "n = 2" in page and "validation drop" in page
 
 
+def test_seeds_smoke(results, tmp_path):
+    """Runs of one recipe group into one entry with their mean ± sd; another recipe is its own entry."""
+    import statistics
+
+    from cfctool import checkpoint
+    from cfctool.ops.train import train
+    from tests.helpers import tiny_run
+
+    paths = []
+    for seed, hidden in ((0, 8), (1, 8), (2, 8), (0, 6)):
+        paths.append(tmp_path / f"h{hidden}-s{seed}.st")
+        checkpoint.save(train(tiny_run("cfc", seed=seed, hidden=hidden)), paths[-1])
+    run("seeds", *paths)
+    groups = read(results, "seeds")["groups"]
+    assert len(groups) == 2 and all(name.startswith("xor-cfc-default-") for name in groups)  # told apart
+    three = next(g for g in groups.values() if g["n"] == 3)
+    accuracies = [checkpoint.load(p).record["metrics"]["accuracy"] for p in paths[:3]]
+    assert [r["seed"] for r in three["runs"]] == [0, 1, 2]
+    assert three["test_accuracy"]["mean"] == pytest.approx(statistics.mean(accuracies), abs=1e-6)
+    assert three["test_accuracy"]["sd"] == pytest.approx(statistics.stdev(accuracies), abs=1e-6)
+    from benchmarks import tables
+
+    page = tables.seeds()
+    assert "| 3 |" in page and "| 1 |" in page
+
+
 def test_deep_search_smoke(results, tmp_path):
     """A finished probe (its baselines entry) and a stopped one (only its training state) both
     come back with their curves; only the finished one has a test accuracy, and the table says so."""
