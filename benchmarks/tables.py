@@ -364,7 +364,8 @@ def scale() -> str:
     rows.append("")
     rows.append(f"{doc['model']}; global batch {doc['global_batch']}; {doc['steps']} steps ({doc['warmup']} left out), "
                 f"{doc['repeats']} interleaved rounds; {doc['machine']['cpu']}, {doc['machine']['cores']} cores; "
-                f"also running: {doc['what_else_ran']}.")
+                f"also running: {doc['what_else_ran']}."
+                + (f" Embedding gradients: {doc['embedding_gradients']}." if doc.get("embedding_gradients") else ""))
     rows += ["", _source(doc, threads="1 per process")]
     return "\n".join(rows)
 

@@ -599,9 +599,14 @@ def _autocast(amp: str, device) -> Callable[[], Any]:
     return lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+# data-parallel on CPU, an embedding's gradient travels sparse (benchmarks.scale --dense-too
+# measures the dense all-reduce against it)
+SPARSE_EMBEDDING_GRADIENTS = True
+
+
 def _data_parallel(model: nn.Module, device, world) -> nn.Module:
     cuda = torch.device(device).type == "cuda"
-    if not cuda:  # gloo all-reduces a sparse gradient: the rows a batch used, not the whole table
+    if not cuda and SPARSE_EMBEDDING_GRADIENTS:  # gloo all-reduces a sparse gradient: the rows a batch used
         for module in model.modules():
             if isinstance(module, nn.Embedding):
                 module.sparse = True
