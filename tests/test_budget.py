@@ -231,6 +231,14 @@ def test_max_drop_with_refuses_what_is_not_another_seed_of_the_recipe(three_seed
     r = cli("prune", paths[0], "--ratio", "0.5", "--max-drop", "3", "--max-drop-with", paths[1], "-o", paths[1])
     assert r.code != 0 and not out.exists()
     assert checkpoint.load(paths[1]).record["history"][0]["seed"] == 1  # left as it was
+    # from a config file: a list of paths; one path as text is refused, not read letter by letter
+    config = tmp_path / "c.yaml"
+    config.write_text(f"ratio: 0.5\nmax_drop: 3\nmax_drop_with: {paths[1]}\n")
+    r = cli("prune", paths[0], "--config", config, "-o", out)
+    assert r.code == 2 and "--max-drop-with is a list of checkpoint paths" in r.err
+    config.write_text(f"ratio: 0.5\nmax_drop: 3\nmax_drop_with: [{paths[1]}]\n")
+    r = cli("prune", paths[0], "--config", config, "--print-config")
+    assert r.code == 0 and f"- {paths[1]}" in r.out
 
 
 def test_report_shows_a_search_over_seeds_as_a_mean_with_its_spread(three_seeds, cli, tmp_path):
