@@ -57,6 +57,10 @@ def test_an_embedding_trains_the_same_with_sparse_gradients_across_ranks(tmp_pat
     diff = max((a.tensors[k] - b.tensors[k]).abs().max().item() for k in a.tensors)
     assert diff <= TOLERANCE, diff
     assert moved <= TOLERANCE
+    # quantization-aware training fake-quantizes the embedding: its gradient stays dense, and it runs
+    qat = torchrun("-m", "cfctool", "quantize", "one.st", "--scheme", "qat", "--epochs", "1", "--threads", "1",
+                   "--data", str(data_dir), "-q", "-o", "qat.st", cwd=tmp_path)
+    assert qat.returncode == 0, qat.stderr[-3000:]
     # a gradient off by a factor would show: half the step (sgd: half the gradient) moves the embedding elsewhere
     half = subprocess.run([sys.executable, "-m", "cfctool", "train", *run, "--lr", "0.25", "-o", "half.st"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)

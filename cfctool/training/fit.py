@@ -485,8 +485,7 @@ class _Run:
         if world is not None:  # DDP averages gradients over ranks: weight by this rank's share
             value = value * _share_weight(batch, self.task, world, global_samples)
         value.backward()
-        if world is not None:
-            _densify(self.trainable)
+        _densify(self.trainable)  # (a model made data-parallel once keeps its sparse embedding)
         if cfg.clipnorm is not None:
             if self.per_tensor_clip:
                 for p in self.trainable:
@@ -608,7 +607,8 @@ def _data_parallel(model: nn.Module, device, world) -> nn.Module:
     cuda = torch.device(device).type == "cuda"
     if not cuda and SPARSE_EMBEDDING_GRADIENTS:  # gloo all-reduces a sparse gradient: the rows a batch used
         for module in model.modules():
-            if isinstance(module, nn.Embedding):
+            # (not through a fake quantization: a parametrized weight's gradient passes through it dense)
+            if isinstance(module, nn.Embedding) and not parametrize.is_parametrized(module, "weight"):
                 module.sparse = True
     return DistributedDataParallel(model, device_ids=[world.local_rank] if cuda else None)
 
