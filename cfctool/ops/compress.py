@@ -27,6 +27,7 @@ from typing import Any
 from cfctool import checkpoint
 from cfctool.checkpoint import Checkpoint, history_entry
 from cfctool.errors import CfcError, ConfigError
+from cfctool.escape import terminal
 from cfctool.ops import budget
 from cfctool.ops.methods import METHODS, Method, method_for
 from cfctool.runtime import threads as thread_scope
@@ -94,7 +95,7 @@ class Compression:
                 )
             if tuple(other_seeds) in seen:
                 raise ConfigError(
-                    f"--max-drop-with {path}: the same seeds ({', '.join(map(str, other_seeds))}) as "
+                    f"--max-drop-with {path}: the same seeds ({terminal(', '.join(map(str, other_seeds)), 80)}) as "
                     f"{seen[tuple(other_seeds)]}; each model must come from other seeds"
                 )
             seen[tuple(other_seeds)] = path
