@@ -71,20 +71,19 @@ def run(path: Path, method: str, args) -> dict:
     if args.with_:  # every seed's model at the setting found, on the test split
         from dataclasses import replace
 
-        tests = [acc["compressed"]]
+        tests, originals = [acc["compressed"]], [acc["original"]]
         for other in args.with_:
             model = checkpoint.load(other)
             same = METHODS[method].op(model, replace(cfg, **search["chosen"], max_drop=None, max_drop_with=[]),
                                       data_dir=args.data, argv=None)
+            originals.append(evaluate(model, "test", args.data, threads=args.threads)["accuracy"])
             tests.append(evaluate(same, "test", args.data, threads=args.threads)["accuracy"])
-        originals = [acc["original"]] + [evaluate(checkpoint.load(o), "test", args.data,
-                                                  threads=args.threads)["accuracy"] for o in args.with_]
+        chosen = chosen_trial(search)
         seeds = {"seeds": {"checkpoints": [str(path)] + [str(o) for o in args.with_],
                            "val_accuracy_each": {"original": [m["baseline_val_accuracy"] for m in search["models"]],
-                                                 "compressed": chosen_trial(search)["val_accuracy_each"]},
+                                                 "compressed": chosen["val_accuracy_each"]},
                            "test_accuracy_each": {"original": originals, "compressed": tests},
-                           "drop_mean": chosen_trial(search)["drop_mean"],
-                           "drop_sd": chosen_trial(search)["drop_sd"]}}
+                           "drop_mean": chosen["drop_mean"], "drop_sd": chosen["drop_sd"]}}
     batches, _, _ = workload(base, "test", args.data, args.batch_size, None, args.batches)
     runners = {}
     for key, c in (("original", base), ("compressed", out)):
