@@ -41,8 +41,10 @@ def run_entry(path: Path, ckpt) -> dict:
 
 
 def _val_samples(config: dict) -> int | None:
+    """The hold-out's size, where the record implies it: IMDB's 25,000 training reviews, unsubsampled."""
     data = config.get("data") or {}
-    return round(25000 * data["val_fraction"]) if data.get("dataset") == "imdb" and data.get("val_fraction") else None
+    whole = data.get("dataset") == "imdb" and data.get("max_samples") is None
+    return round(25000 * data["val_fraction"]) if whole and data.get("val_fraction") else None
 
 
 def group_name(ckpt) -> str:
